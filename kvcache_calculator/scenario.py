@@ -1,0 +1,344 @@
+"""The scenario: every input of a calculation as one flat set of key=value pairs.
+
+The same keys are used in the page's URL fragment (``#model=llama-3.1-8b&arrival_rate=2``),
+on the command line (``kvcache-calc analyze model=llama-3.1-8b arrival_rate=2``) and in
+JSON. Keys left out take the defaults of :data:`FIELDS`. The key names are a public
+contract (DESIGN.md): add keys, never rename them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, unquote_plus
+
+from kvcache_calculator.errors import ScenarioError
+
+DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+ROUTINGS = ("session", "round_robin", "random", "least_loaded")
+POLICIES = ("lru", "fifo", "lfu")
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one scenario key is labelled, checked and shown."""
+
+    key: str
+    label: str
+    unit: str
+    help: str
+    group: str                      # model | hardware | serving | workload
+    kind: str                       # int | float | choice | text
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    exclusive_min: bool = False     # minimum itself not allowed
+    optional: bool = False          # may be empty (None): "from the preset" / "derived"
+
+    def allowed(self) -> str:
+        """A sentence saying what values are allowed."""
+        if self.kind == "choice":
+            return "must be one of " + ", ".join(self.choices)
+        if self.kind == "text":
+            return "must be a preset id or custom"
+        what = "a whole number" if self.kind == "int" else "a number"
+        parts = []
+        if self.minimum is not None:
+            parts.append(("> " if self.exclusive_min else ">= ") + _fmt(self.minimum))
+        if self.maximum is not None:
+            parts.append("<= " + _fmt(self.maximum))
+        rng = " and ".join(parts)
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"must be {what}{' ' + rng if rng else ''}{unit}" + (", or empty" if self.optional else "")
+
+    def to_dict(self) -> dict:
+        """Plain JSON types."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+_M = "model"
+_H = "hardware"
+_S = "serving"
+_W = "workload"
+
+#: Every scenario key, in display order.
+FIELDS: tuple[Field, ...] = (
+    Field("model", "Model", "", "A preset model id, or custom to enter the architecture below.",
+          _M, "text", "llama-3.1-8b"),
+    Field("attention", "Attention kind", "", "gqa covers MHA/GQA/MQA; mla is DeepSeek-style latent attention.",
+          _M, "choice", None, choices=("gqa", "mla"), optional=True),
+    Field("num_layers", "Layers", "layers", "Transformer layers (all of them).", _M, "int", None, 1, 1000, optional=True),
+    Field("num_kv_heads", "KV heads", "heads", "Key/value heads per layer (GQA); 1 for MQA.", _M, "int", None, 1, 1024, optional=True),
+    Field("head_dim", "Head dim", "elements", "Width of one K or V head.", _M, "int", None, 1, 4096, optional=True),
+    Field("kv_lora_rank", "MLA latent rank", "elements", "kv_lora_rank of an MLA model.", _M, "int", None, 1, 8192, optional=True),
+    Field("qk_rope_head_dim", "MLA rope dim", "elements", "qk_rope_head_dim of an MLA model.", _M, "int", None, 0, 4096, optional=True),
+    Field("sliding_window", "Sliding window", "tokens", "Window of the sliding-window layers.", _M, "int", None, 1, 10_000_000, optional=True),
+    Field("sliding_layers", "Sliding layers", "layers", "How many of the layers use the sliding window.", _M, "int", None, 0, 1000, optional=True),
+    Field("params_b", "Parameters", "billions", "Total parameters (all experts).", _M, "float", None, 0, 100_000, exclusive_min=True, optional=True),
+    Field("active_params_b", "Active parameters", "billions", "Parameters used per token (MoE); sets prefill compute.", _M, "float", None, 0, 100_000, exclusive_min=True, optional=True),
+    Field("gpu", "GPU", "", "A GPU preset id, or custom with its memory below.", _H, "text", "h100-sxm"),
+    Field("gpu_memory_gib", "GPU memory", "GiB", "Memory per GPU as the driver reports it (custom GPU or override).", _H, "float", None, 0, 100_000, exclusive_min=True, optional=True),
+    Field("num_gpus", "GPUs per instance", "GPUs", "Tensor-parallel GPUs per serving instance.", _H, "int", 1, 1, 1024),
+    Field("gpu_mem_util", "Memory utilisation", "fraction", "Fraction of GPU memory the engine may use (vLLM gpu_memory_utilization).", _H, "float", 0.9, 0, 1, exclusive_min=True),
+    Field("activation_reserve_gib", "Activation reserve", "GiB per GPU", "Memory kept for activations and CUDA graphs, per GPU.", _H, "float", 1.0, 0, 10_000),
+    Field("weight_dtype", "Weight dtype", "", "Precision of the weights.", _H, "choice", "bf16", choices=DTYPES),
+    Field("kv_dtype", "KV cache dtype", "", "Precision of the KV cache.", _H, "choice", "bf16", choices=DTYPES),
+    Field("block_size", "Block size", "tokens", "Tokens per KV block; only whole blocks are reused.", _H, "int", 16, 1, 4096),
+    Field("kv_cache_tokens", "KV cache size override", "tokens", "The capacity your engine reports (vLLM: \"GPU KV cache size: N tokens\"); empty to derive it.", _H, "int", None, 1, 10**12, optional=True),
+    Field("offload_gib", "Offload tier", "GiB per instance", "CPU DRAM cache per instance (LMCache, vLLM offloading), write-through.", _H, "float", 0.0, 0, 1_000_000),
+    Field("instances", "Instances", "instances", "Serving instances, each with its own cache.", _S, "int", 1, 1, 100_000),
+    Field("routing", "Routing", "", "session keeps a conversation on one instance; the others spread its turns.", _S, "choice", "session", choices=ROUTINGS),
+    Field("policy", "Eviction policy", "", "LRU is modelled analytically; FIFO and LFU need the simulator.", _S, "choice", "lru", choices=POLICIES),
+    Field("arrival_rate", "Conversation arrivals", "conversations/s", "New conversations per second, whole fleet.", _W, "float", 1.0, 0, 1e6, exclusive_min=True),
+    Field("turns", "Turns per conversation", "turns", "Mean number of user turns.", _W, "float", 5.0, 1, 1000),
+    Field("turns_dist", "Turns distribution", "", "geometric: memoryless, mean as above; fixed: every conversation has that many.", _W, "choice", "geometric", choices=("geometric", "fixed")),
+    Field("think_time_s", "Think time", "s", "Mean gap between a response and the user's next message.", _W, "float", 60.0, 0, 1e7, exclusive_min=True),
+    Field("think_dist", "Think-time distribution", "", "exponential or fixed gaps.", _W, "choice", "exponential", choices=("exponential", "fixed")),
+    Field("input_tokens", "Input tokens per turn", "tokens", "New user tokens per turn.", _W, "int", 500, 1, 10_000_000),
+    Field("output_tokens", "Output tokens per turn", "tokens", "Response tokens per turn.", _W, "int", 300, 0, 10_000_000),
+    Field("system_prompt_tokens", "System prompt", "tokens", "Shared prefix at the start of every prompt.", _W, "int", 2000, 0, 10_000_000),
+    Field("num_system_prompts", "Distinct system prompts", "prompts", "How many different system prompts share the traffic.", _W, "int", 1, 1, 1_000_000),
+    Field("mfu", "Prefill MFU", "fraction", "Model FLOPs utilisation of prefill, for the compute saved.", _W, "float", 0.4, 0, 1, exclusive_min=True),
+    Field("target_hit_rate", "Target token hit rate", "fraction", "Target for the memory solver.", _W, "float", 0.7, 0, 1, exclusive_min=True),
+)
+
+FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
+KEYS: tuple[str, ...] = tuple(f.key for f in FIELDS)
+MAX_TEXT = 64
+
+
+def parse_value(field: Field, raw: Any) -> Any:
+    """Convert ``raw`` (a string from a link/CLI/form, or a JSON value) to the field's type.
+
+    Raises :class:`ScenarioError` naming the key, the value and what is allowed.
+    """
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        if field.optional:
+            return None
+        raise ScenarioError(field.key, "" if raw is None else raw, field.allowed())
+    if field.kind in ("choice", "text"):
+        if not isinstance(raw, str):
+            raise ScenarioError(field.key, raw, field.allowed())
+        value = raw.strip().lower()
+        if field.kind == "choice" and value not in field.choices:
+            raise ScenarioError(field.key, raw, field.allowed())
+        if field.kind == "text" and (len(value) > MAX_TEXT or not all(c.isalnum() or c in "-._" for c in value)):
+            raise ScenarioError(field.key, raw, "must be a preset id (letters, digits, - . _) or custom")
+        return value
+    if isinstance(raw, bool):
+        raise ScenarioError(field.key, raw, field.allowed())
+    if isinstance(raw, (int, float)):
+        number = float(raw)
+    elif isinstance(raw, str):
+        try:
+            number = float(raw.strip())
+        except ValueError:
+            raise ScenarioError(field.key, raw, field.allowed()) from None
+    else:
+        raise ScenarioError(field.key, raw, field.allowed())
+    if not math.isfinite(number):
+        raise ScenarioError(field.key, raw, field.allowed())
+    if field.kind == "int":
+        if not number.is_integer():
+            raise ScenarioError(field.key, raw, field.allowed())
+        number = int(number)
+    lo, hi = field.minimum, field.maximum
+    if lo is not None and (number < lo or (field.exclusive_min and number == lo)):
+        raise ScenarioError(field.key, raw, field.allowed())
+    if hi is not None and number > hi:
+        raise ScenarioError(field.key, raw, field.allowed())
+    return number
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """All inputs of one calculation; see :data:`FIELDS` for units, ranges and defaults.
+
+    Build one with :meth:`from_dict` (validates) rather than the constructor.
+    """
+
+    model: str = "llama-3.1-8b"
+    attention: str | None = None
+    num_layers: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    sliding_window: int | None = None
+    sliding_layers: int | None = None
+    params_b: float | None = None
+    active_params_b: float | None = None
+    gpu: str = "h100-sxm"
+    gpu_memory_gib: float | None = None
+    num_gpus: int = 1
+    gpu_mem_util: float = 0.9
+    activation_reserve_gib: float = 1.0
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    block_size: int = 16
+    kv_cache_tokens: int | None = None
+    offload_gib: float = 0.0
+    instances: int = 1
+    routing: str = "session"
+    policy: str = "lru"
+    arrival_rate: float = 1.0
+    turns: float = 5.0
+    turns_dist: str = "geometric"
+    think_time_s: float = 60.0
+    think_dist: str = "exponential"
+    input_tokens: int = 500
+    output_tokens: int = 300
+    system_prompt_tokens: int = 2000
+    num_system_prompts: int = 1
+    mfu: float = 0.4
+    target_hit_rate: float = 0.7
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, ignore_unknown: bool = False) -> "Scenario":
+        """Validate ``data`` (strings or JSON values) into a Scenario; defaults fill the rest.
+
+        Raises :class:`ScenarioError` for the first bad or unknown key.
+        """
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            field = FIELD_BY_KEY.get(key)
+            if field is None:
+                if ignore_unknown:
+                    continue
+                raise ScenarioError(str(key), raw, "is not a scenario key; known keys: " + ", ".join(KEYS))
+            values[key] = parse_value(field, raw)
+        scenario = cls(**values)
+        scenario.check()
+        return scenario
+
+    @classmethod
+    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, str], list[str]]:
+        """Like :meth:`from_dict`, but a bad value falls back to its default.
+
+        Returns the scenario, ``{key: message}`` for the values that were rejected and the
+        list of unknown keys: what a shared link needs.
+        """
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        unknown: list[str] = []
+        for key, raw in data.items():
+            field = FIELD_BY_KEY.get(key)
+            if field is None:
+                unknown.append(str(key))
+                continue
+            try:
+                values[key] = parse_value(field, raw)
+            except ScenarioError as err:
+                errors[key] = str(err)
+        while True:
+            scenario = cls(**values)
+            try:
+                scenario.check()
+                return scenario, errors, unknown
+            except ScenarioError as err:
+                if err.key not in values:
+                    raise
+                errors[err.key] = str(err)
+                del values[err.key]
+
+    def check(self) -> None:
+        """Cross-field checks (single values are checked by :func:`parse_value`)."""
+        if self.turns_dist == "fixed" and not float(self.turns).is_integer():
+            raise ScenarioError("turns", self.turns, "must be a whole number when turns_dist is fixed")
+        if (self.sliding_layers or 0) > 0 and not self.sliding_window:
+            raise ScenarioError("sliding_window", self.sliding_window, "must be set when sliding_layers > 0")
+        if self.params_b is not None and self.active_params_b is not None and self.active_params_b > self.params_b:
+            raise ScenarioError("active_params_b", self.active_params_b,
+                                f"must be at most params_b ({self.params_b:g} billion)")
+
+    def to_dict(self) -> dict:
+        """Every key with its value, plain JSON types."""
+        return {f.key: getattr(self, f.key) for f in FIELDS}
+
+    def changed(self) -> dict:
+        """Only the keys that differ from their defaults, in :data:`FIELDS` order."""
+        return {f.key: v for f in FIELDS if (v := getattr(self, f.key)) != f.default}
+
+    def replace(self, **changes: Any) -> "Scenario":
+        """A copy with ``changes`` applied and validated."""
+        data = {**self.changed(), **changes}
+        return Scenario.from_dict({k: v for k, v in data.items() if v is not None or FIELD_BY_KEY[k].optional})
+
+    def to_fragment(self) -> str:
+        """The URL-fragment form (without ``#``): only the non-default keys."""
+        return encode_fragment(self.changed())
+
+    def to_json(self) -> str:
+        """JSON of the non-default keys."""
+        return json.dumps(self.changed(), sort_keys=False)
+
+    @classmethod
+    def from_fragment(cls, fragment: str) -> "Scenario":
+        """Parse a URL fragment (with or without ``#``) strictly."""
+        return cls.from_dict(decode_fragment(fragment))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Scenario":
+        """Parse a JSON object of scenario keys strictly."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ScenarioError("scenario", text, f"is not valid JSON: {err.msg} at line {err.lineno}") from None
+        if not isinstance(data, dict):
+            raise ScenarioError("scenario", text, "must be a JSON object of key: value pairs")
+        return cls.from_dict(data)
+
+
+def format_value(value: Any) -> str:
+    """The text form of a value in links and on the command line; round-trips exactly."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return _fmt(value) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def encode_fragment(values: Mapping[str, Any]) -> str:
+    """``key=value&...`` with values percent-encoded."""
+    return "&".join(f"{k}={quote(format_value(v), safe='-._~')}" for k, v in values.items())
+
+
+def decode_fragment(fragment: str) -> dict[str, str]:
+    """Split a fragment into ``{key: raw string}``; a key without ``=`` maps to ``""``.
+
+    Later repetitions of a key win. Raises :class:`ScenarioError` for an over-long fragment.
+    """
+    text = fragment[1:] if fragment.startswith("#") else fragment
+    if len(text) > 8192:
+        raise ScenarioError("link", text[:40], "is longer than 8192 characters")
+    out: dict[str, str] = {}
+    for part in text.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        out[unquote_plus(key).strip()] = unquote_plus(value)
+    return out
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    """Parse CLI ``KEY=VALUE`` words into a dict; a word without ``=`` is an error."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ScenarioError(item, item, "must be written KEY=VALUE, e.g. arrival_rate=2")
+        out[key.strip()] = value
+    return out
+
+
+def with_updates(scenario: Scenario, **changes: Any) -> Scenario:
+    """``dataclasses.replace`` without validation, for internal sweeps over valid values."""
+    return replace(scenario, **changes)
