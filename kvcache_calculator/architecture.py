@@ -13,6 +13,11 @@ A model is a tuple of :class:`LayerGroup` s, each a run of layers of one kind:
 - ``"linear"``: linear attention, Mamba or gated delta-net. Nothing per token; a constant
   recurrent state of ``state_bytes`` per sequence and layer.
 
+Any attention group may also carry ``extra_bytes_per_token``: bytes per token and layer that do
+not scale with the KV dtype and are replicated on every tensor-parallel GPU, such as the key
+cache of a sparse-attention indexer (DeepSeek-V3.2, GLM-5: 128 fp8 values + one fp32 scale =
+132 bytes in vLLM's ``DeepseekV32IndexerCache``).
+
 Here ``d`` is the KV dtype width in bytes (:data:`DTYPE_BYTES`).
 """
 
@@ -52,6 +57,7 @@ class LayerGroup:
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
     state_bytes: float = 0.0
+    extra_bytes_per_token: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -69,18 +75,22 @@ class LayerGroup:
             raise ScenarioError("kv_lora_rank", self.kv_lora_rank, "MLA needs kv_lora_rank + qk_rope_head_dim >= 1")
         if self.state_bytes < 0 or not math.isfinite(self.state_bytes):
             raise ScenarioError("state_bytes", self.state_bytes, "must be a finite number >= 0")
+        if self.extra_bytes_per_token < 0 or not math.isfinite(self.extra_bytes_per_token):
+            raise ScenarioError("extra_bytes_per_token", self.extra_bytes_per_token,
+                                "must be a finite number >= 0")
 
     def bytes_per_token(self, d: float, tp: int = 1) -> float:
         """KV bytes one token occupies in one layer of this group, on one of ``tp`` GPUs.
 
         GQA heads are split over GPUs, at least one per GPU: ``max(1, num_kv_heads // tp)``
         (vLLM replicates KV heads when ``num_kv_heads < tp``); the MLA latent is replicated.
+        ``extra_bytes_per_token`` (an indexer key cache) is added as is, on every GPU.
         """
         if self.kind in ("full", "sliding"):
             heads = max(1, self.num_kv_heads // tp)
-            return heads * (self.k_head_dim + self.v_head_dim) * d
+            return heads * (self.k_head_dim + self.v_head_dim) * d + self.extra_bytes_per_token
         if self.kind == "mla":
-            return (self.kv_lora_rank + self.qk_rope_head_dim) * d
+            return (self.kv_lora_rank + self.qk_rope_head_dim) * d + self.extra_bytes_per_token
         return 0.0
 
     def state_bytes_per_gpu(self, tp: int = 1) -> float:
