@@ -65,13 +65,13 @@ def arch_from_keys(values: dict, name: str = "custom") -> ModelArch:
 
 def resolve_model(scenario: Scenario) -> ModelArch:
     """The scenario's model: a preset, with any architecture keys overriding it, or custom."""
-    from kvcache_calculator import presets
-    from kvcache_calculator.hfconfig import arch_to_scenario
-
     overrides = {k: getattr(scenario, k) for k in ARCH_KEYS if getattr(scenario, k) is not None}
     params = {k: getattr(scenario, k) for k in ("params_b", "active_params_b") if getattr(scenario, k) is not None}
     if scenario.model == "custom":
         return arch_from_keys({**overrides, **params})
+    from kvcache_calculator import presets
+    from kvcache_calculator.hfconfig import arch_to_scenario
+
     base = presets.get_model(scenario.model)
     if overrides:
         merged = {**arch_to_scenario(base), **overrides, **params}
@@ -88,12 +88,13 @@ def resolve_model(scenario: Scenario) -> ModelArch:
 
 def resolve_gpu(scenario: Scenario):
     """The scenario's GPU preset, or a custom one; ``gpu_memory_gib`` overrides the memory."""
-    from kvcache_calculator import presets
     from kvcache_calculator.hardware import GPU
 
     if scenario.gpu == "custom":
         memory = _require(scenario, "gpu_memory_gib", "when gpu is custom")
         return GPU("custom", "Custom GPU", memory, 0.0, 0.0, "entered by the user")
+    from kvcache_calculator import presets
+
     gpu = presets.get_gpu(scenario.gpu)
     if scenario.gpu_memory_gib is not None:
         return GPU(gpu.id, gpu.name, scenario.gpu_memory_gib, gpu.bf16_tflops, gpu.hbm_tb_s, gpu.source)
