@@ -1,19 +1,63 @@
 #!/usr/bin/env python3
 """Build, serve and test the KV-cache hit-rate calculator.
 
-    python build.py          build dist/ (the deployable static site)
-    python build.py serve    build dist/ and serve it on http://127.0.0.1:8000/
-    python build.py test     install what the tests need and run them
+    python build.py                      build dist/ (the deployable static site)
+    python build.py serve [--port N] [--base /sub/path/]
+                                         build dist/ and serve it on http://127.0.0.1:N/
+    python build.py test [PYTEST ARGS]   install what the tests need, build, run the tests
+
+The page's runtime (Pyodide, PyScript, Plotly.js) is copied at build time from the npm
+packages pinned in package.json / package-lock.json (``npm ci`` runs when node_modules/ is
+missing or older than the lock file). The core package is zipped into dist/ and unpacked by
+PyScript in the browser: no micropip, no wheels, no request leaves the host.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import html
+import http.server
+import json
+import os
+import shutil
 import subprocess
 import sys
+import threading
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+SITE = ROOT / "site"
+DIST = ROOT / "dist"
+NODE_MODULES = ROOT / "node_modules"
+PACKAGE = "kvcache_calculator"
+
+# Files copied from the pinned npm packages: (package dir, file names, destination under dist/).
+# Only what the page requests: bare Pyodide (no packages from its lock file are loaded),
+# PyScript's core and the chunks it imports for a `<script type="py">` on the main thread,
+# and the smallest Plotly.js bundle that draws scatter, bar and heatmap traces.
+PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+                 "pyodide-lock.json"]
+PYSCRIPT_SKIP_PREFIXES = ("codemirror", "xterm", "mpy-",
+                          "toml-", "zip-", "service-worker", "storage")
+PLOTLY_PACKAGE = "plotly.js-cartesian-dist-min"
+PLOTLY_FILE = "plotly-cartesian.min.js"
+
+MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".zip": "application/zip",
+    ".py": "text/x-python",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
+}
 
 
 def run(cmd: list[str], **kwargs) -> None:
@@ -24,30 +68,343 @@ def run(cmd: list[str], **kwargs) -> None:
         sys.exit(result.returncode)
 
 
+# ---------------------------------------------------------------------------- install
+
+def ensure_node_modules() -> None:
+    """Install the pinned front-end packages with ``npm ci`` unless already current."""
+    lock = ROOT / "package-lock.json"
+    stamp = NODE_MODULES / ".package-lock.json"
+    if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime \
+            and (NODE_MODULES / "pyodide" / "pyodide.mjs").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit("build.py: npm is needed to fetch the pinned Pyodide, PyScript and Plotly.js "
+                 "(install Node.js 18+ and npm)")
+    run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+
+
 def install_test_deps() -> None:
     """Install the package in editable mode with its test extra."""
     run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "-e", ".[test]"])
 
 
+# ---------------------------------------------------------------------------- the form
+
+def _fields():
+    """The scenario field specs from the core (``kvcache_calculator.scenario.FIELDS``)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from kvcache_calculator import scenario  # noqa: PLC0415 (the core may not exist yet)
+    except ImportError:
+        return None
+    return getattr(scenario, "FIELDS", None)
+
+
+def _presets():
+    """(models, gpus) as lists of dicts with at least ``id`` and ``name``, or empty lists."""
+    try:
+        from kvcache_calculator import presets  # noqa: PLC0415
+    except ImportError:
+        return [], []
+
+    def plain(items):
+        out = []
+        for item in items:
+            if hasattr(item, "to_dict"):
+                item = item.to_dict()
+            elif not isinstance(item, dict):
+                item = {"id": getattr(item, "id", str(item)), "name": getattr(item, "name", "")}
+            out.append(item)
+        return out
+
+    return plain(presets.list_models()), plain(presets.list_gpus())
+
+
+def _text(value) -> str:
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def _default_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+GROUP_TITLES = {
+    "model": "Model",
+    "hardware": "Hardware",
+    "serving": "Serving",
+    "workload": "Workload",
+}
+
+
+def render_field(field, models, gpus) -> str:
+    """One labelled input for a scenario field spec (label, unit, help, error slot)."""
+    key = field.key
+    fid = f"f-{key}"
+    unit = getattr(field, "unit", "") or ""
+    label = _text(field.label) + (f' <span class="unit">({_text(unit)})</span>' if unit else "")
+    default = _default_text(field.default)
+    kind = getattr(field, "kind", "text")
+    described = f"h-{key}"
+    common = (f'id="{fid}" name="{_text(key)}" aria-describedby="{described}" '
+              f'data-default="{_text(default)}"')
+    if key == "model":
+        options = "".join(f'<option value="{_text(m["id"])}">{_text(m.get("name", ""))}</option>'
+                          for m in models)
+        control = (f'<input {common} type="text" list="model-presets" value="{_text(default)}" '
+                   f'autocomplete="off" spellcheck="false" placeholder="type to search presets">'
+                   f'<datalist id="model-presets">{options}'
+                   f'<option value="custom">Custom architecture</option></datalist>')
+    elif kind == "choice" or key == "gpu":
+        choices = list(getattr(field, "choices", None) or [])
+        labels = {}
+        if key == "gpu" and gpus:
+            choices = [g["id"] for g in gpus] + (["custom"] if "custom" not in choices else [])
+            labels = {g["id"]: f'{g["id"]} — {g.get("name", "")}' for g in gpus}
+        if default and default not in choices:
+            choices.insert(0, default)
+        options = "".join(
+            f'<option value="{_text(c)}"{" selected" if c == default else ""}>'
+            f'{_text(labels.get(c, c))}</option>' for c in choices)
+        control = f"<select {common}>{options}</select>"
+    else:
+        mode = {"int": "numeric", "float": "decimal"}.get(kind, "text")
+        placeholder = ' placeholder="auto"' if field.default is None else ""
+        control = (f'<input {common} type="text" inputmode="{mode}" value="{_text(default)}" '
+                   f'autocomplete="off" spellcheck="false"{placeholder}>')
+    return (f'<div class="field" data-key="{_text(key)}">'
+            f'<label for="{fid}">{label}</label>{control}'
+            f'<p class="help" id="{described}">{_text(getattr(field, "help", ""))}</p>'
+            f'<p class="error" id="e-{_text(key)}" hidden></p></div>')
+
+
+def render_form(fields, models, gpus) -> str:
+    """The form's fieldsets, rendered at build time so the page is readable before Python."""
+    if not fields:
+        return ('<p class="notice">The form could not be generated: '
+                '<code>kvcache_calculator.scenario.FIELDS</code> is missing.</p>')
+    groups: dict[str, list] = {}
+    for field in fields:
+        groups.setdefault(getattr(field, "group", "model"), []).append(field)
+    parts = []
+    for group, items in groups.items():
+        title = GROUP_TITLES.get(group, group.title())
+        inner = "".join(render_field(f, models, gpus) for f in items)
+        extra = ""
+        if group == "model":
+            extra = (
+                '<details class="import" id="import">'
+                '<summary>Import a Hugging Face <code>config.json</code></summary>'
+                '<p class="help" id="import-help">Paste the model\'s config.json or drop the '
+                'file here; its architecture fills the custom fields.</p>'
+                '<label for="import-text">config.json text</label>'
+                '<textarea id="import-text" rows="4" spellcheck="false" '
+                'aria-describedby="import-help import-status"></textarea>'
+                '<div class="import-actions">'
+                '<button type="button" id="import-apply">Import pasted text</button>'
+                '<label class="file-button" for="import-file">Choose file…</label>'
+                '<input type="file" id="import-file" accept=".json,application/json">'
+                '</div>'
+                '<p id="import-status" role="status"></p></details>')
+        parts.append(f'<fieldset id="group-{_text(group)}"><legend>{_text(title)}</legend>'
+                     f'{inner}{extra}</fieldset>')
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------- build
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def vendor(dist: Path) -> None:
+    """Copy the runtime files the page needs from node_modules/ into dist/vendor/."""
+    pyodide = NODE_MODULES / "pyodide"
+    for name in PYODIDE_FILES:
+        _copy(pyodide / name, dist / "vendor" / "pyodide" / name)
+    core = NODE_MODULES / "@pyscript" / "core" / "dist"
+    for src in sorted(core.iterdir()):
+        if src.suffix not in (".js", ".css") or src.name.startswith(PYSCRIPT_SKIP_PREFIXES):
+            continue
+        _copy(src, dist / "vendor" / "pyscript" / src.name)
+    _copy(NODE_MODULES / PLOTLY_PACKAGE / PLOTLY_FILE, dist / "vendor" / "plotly" / PLOTLY_FILE)
+    for pkg in ("pyodide", "@pyscript/core", PLOTLY_PACKAGE):
+        license_file = NODE_MODULES / pkg / "LICENSE"
+        if license_file.exists():
+            _copy(license_file, dist / "vendor" / "LICENSES" / f"{pkg.replace('/', '_')}.txt")
+
+
+def zip_package(dest: Path) -> None:
+    """Zip the core package's .py files (deterministic order and timestamps)."""
+    src = ROOT / PACKAGE
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(src.rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            info = zipfile.ZipInfo(str(path.relative_to(ROOT)), date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+
+
+def _digest(dist: Path) -> tuple[str, list[str]]:
+    h = hashlib.sha256()
+    files = []
+    for path in sorted(p for p in dist.rglob("*") if p.is_file()):
+        rel = path.relative_to(dist).as_posix()
+        if rel in ("sw.js",):
+            continue
+        files.append(rel)
+        h.update(rel.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16], files
+
+
+def build(dist: Path = DIST) -> Path:
+    """Assemble the deployable site in ``dist`` and return its path."""
+    ensure_node_modules()
+    if dist.exists():
+        shutil.rmtree(dist)
+    dist.mkdir(parents=True)
+    vendor(dist)
+    zip_package(dist / f"{PACKAGE}.zip")
+    for name in ("style.css", "main.py", "loader.js", "pyscript.json", "favicon.svg"):
+        _copy(SITE / name, dist / name)
+    fields = _fields()
+    models, gpus = _presets() if fields else ([], [])
+    page = (SITE / "index.html").read_text(encoding="utf-8")
+    page = page.replace("<!--FORM-->", render_form(fields, models, gpus))
+    (dist / "index.html").write_text(page, encoding="utf-8")
+    (dist / ".nojekyll").write_text("")
+    version, files = _digest(dist)
+    files = [f for f in files if f != ".nojekyll"]
+    sw = (SITE / "sw.js").read_text(encoding="utf-8")
+    sw = sw.replace('"__VERSION__"', json.dumps(version)).replace(
+        "__FILES__", json.dumps(["./"] + [f"./{f}" for f in files if f != "index.html"],
+                                indent=1))
+    (dist / "sw.js").write_text(sw, encoding="utf-8")
+    (dist / "version.txt").write_text(version + "\n")
+    size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
+    print(f"built {dist.relative_to(ROOT) if dist.is_relative_to(ROOT) else dist}/ "
+          f"({len(files) + 1} files, {size / 2**20:.1f} MiB, version {version})", flush=True)
+    return dist
+
+
+# ---------------------------------------------------------------------------- serve
+
+class SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with correct types for .wasm/.mjs, optionally under a base sub-path."""
+
+    base = "/"
+    quiet = False
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+
+    def _strip_base(self) -> bool:
+        if self.base == "/":
+            return True
+        path = self.path.split("?", 1)[0].split("#", 1)[0]
+        if path == self.base.rstrip("/"):
+            self.send_response(301)
+            self.send_header("Location", self.base)
+            self.end_headers()
+            return False
+        if not path.startswith(self.base):
+            self.send_error(404, f"outside the base path {self.base}")
+            return False
+        self.path = "/" + self.path[len(self.base):]
+        return True
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self._strip_base():
+            super().do_GET()
+
+    def do_HEAD(self):  # noqa: N802
+        if self._strip_base():
+            super().do_HEAD()
+
+    def end_headers(self):
+        if self.path.endswith(("sw.js", "index.html", "/")):
+            self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 (signature from http.server)
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def normalise_base(base: str | None) -> str:
+    """'/sub/path/' from 'sub/path', '/sub/path' or None ('/')."""
+    base = (base or "/").strip()
+    return "/" + base.strip("/") + "/" if base.strip("/") else "/"
+
+
+def make_server(directory: Path = DIST, port: int = 0, base: str = "/", host: str = "127.0.0.1",
+                quiet: bool = True) -> http.server.ThreadingHTTPServer:
+    """A threading static server for ``directory`` (port 0: a free port); ``.url`` is its URL."""
+    handler = type("Handler", (SiteHandler,), {"base": normalise_base(base), "quiet": quiet})
+    server = http.server.ThreadingHTTPServer(
+        (host, port), functools.partial(handler, directory=str(directory)))
+    server.daemon_threads = True
+    server.url = f"http://{host}:{server.server_address[1]}{normalise_base(base)}"
+    return server
+
+
+def start_server(directory: Path = DIST, base: str = "/") -> http.server.ThreadingHTTPServer:
+    """Start ``make_server`` in a daemon thread; call ``.shutdown()`` to stop it."""
+    server = make_server(directory, base=base)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_build(args: argparse.Namespace) -> None:
+    build()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    build()
+    server = make_server(DIST, port=args.port, base=args.base, host=args.host, quiet=False)
+    print(f"serving dist/ at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def cmd_test(args: argparse.Namespace) -> None:
     install_test_deps()
+    build()
     pytest_args = list(args.pytest_args or [])
-    run([sys.executable, "-m", "pytest", *pytest_args])
+    env = dict(os.environ, KVCALC_DIST=str(DIST))
+    run([sys.executable, "-m", "pytest", *pytest_args], env=env)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=cmd_build)
     sub = parser.add_subparsers(dest="command")
-    p_test = sub.add_parser("test", help="install test dependencies and run the tests")
+    p_build = sub.add_parser("build", help="build dist/ (the default)")
+    p_build.set_defaults(func=cmd_build)
+    p_serve = sub.add_parser("serve", help="build dist/ and serve it locally")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--base", default="/",
+                         help="serve under this sub-path, as GitHub Pages does (/<repo>/)")
+    p_serve.set_defaults(func=cmd_serve)
+    p_test = sub.add_parser("test", help="install test dependencies, build and run the tests")
     p_test.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="extra arguments passed to pytest (e.g. -m 'not browser')")
     p_test.set_defaults(func=cmd_test)
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return
     args.func(args)
 
 
