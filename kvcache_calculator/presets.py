@@ -1,0 +1,271 @@
+"""Model and GPU presets: data, each entry with its source.
+
+A model preset is the handful of ``config.json`` fields that size its KV cache (read by the
+same importer as a pasted config, :mod:`kvcache_calculator.hfconfig`), plus its parameter
+counts in billions. Published counts (model cards, papers; the figures of the project's
+PRESETS reference table) are used where they exist; for the newest models the counts are those
+:func:`~kvcache_calculator.hfconfig.count_params` gives on the full config.json (text model,
+multi-token-prediction layers excluded), and ``source`` says so.
+
+Ids are lower case (``llama-3.1-8b``, ``deepseek-v3``, ``qwen3-235b-a22b``); ``custom`` is
+reserved for an architecture given key by key. Unknown ids raise
+:class:`~kvcache_calculator.errors.ScenarioError` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from kvcache_calculator.architecture import ModelArch, kv_bytes_per_sequence_fixed, kv_bytes_per_token
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.hardware import GPU
+from kvcache_calculator.hfconfig import _layer_groups, text_config
+
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_GPU = "h100-sxm"
+
+def _gqa(layers: int, heads: int, kv_heads: int, head_dim: int, **more: object) -> dict:
+    """A config fragment for a plain GQA stack."""
+    return {"num_hidden_layers": layers, "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads, "head_dim": head_dim, **more}
+
+
+def _mla(layers: int, heads: int, **more: object) -> dict:
+    """A config fragment for a DeepSeek-V3-style MLA stack (kv_lora_rank 512, rope 64)."""
+    return {"num_hidden_layers": layers, "num_attention_heads": heads, "kv_lora_rank": 512,
+            "qk_rope_head_dim": 64, **more}
+
+
+def _hf(repo: str) -> str:
+    """The source phrase for a Hugging Face repository's config.json."""
+    return f"config.json of {repo} on Hugging Face"
+
+
+_COUNTED = "counted from that config.json by hfconfig.count_params (text model, MTP layers excluded)"
+
+# id: (display name, HF repo, file in the reference hf-configs folder or "", total B, active B,
+#      parameter source, config fields, extra note)
+_MODEL_DATA: dict[str, tuple] = {
+    "llama-3.1-8b": ("Llama-3.1-8B", "meta-llama/Llama-3.1-8B", "meta-llama--Meta-Llama-3.1-8B.json",
+                     8.03, 8.03, "Llama 3.1 model card (8.03B)", _gqa(32, 32, 8, 128), ""),
+    "llama-3.1-70b": ("Llama-3.1-70B", "meta-llama/Llama-3.1-70B", "meta-llama--Meta-Llama-3.1-70B.json",
+                      70.6, 70.6, "Llama 3.1 model card (70.6B)", _gqa(80, 64, 8, 128), ""),
+    "llama-3.1-405b": ("Llama-3.1-405B", "meta-llama/Llama-3.1-405B",
+                       "meta-llama--Meta-Llama-3.1-405B.json", 405.9, 405.9,
+                       "Llama 3.1 model card (405B; 405.9B counted)", _gqa(126, 128, 8, 128), ""),
+    "llama-3.2-1b": ("Llama-3.2-1B", "meta-llama/Llama-3.2-1B", "", 1.24, 1.24,
+                     "Llama 3.2 model card (1.23B)",
+                     _gqa(16, 32, 8, 64, hidden_size=2048, intermediate_size=8192,
+                          vocab_size=128256, tie_word_embeddings=True), ""),
+    "llama-3.2-3b": ("Llama-3.2-3B", "meta-llama/Llama-3.2-3B", "", 3.21, 3.21,
+                     "Llama 3.2 model card (3.21B)",
+                     _gqa(28, 24, 8, 128, hidden_size=3072, intermediate_size=8192,
+                          vocab_size=128256, tie_word_embeddings=True), ""),
+    "llama-4-scout": ("Llama-4-Scout-17B-16E", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+                      "meta-llama--Llama-4-Scout-17B-16E-Instruct.json", 109.0, 17.0,
+                      "Llama 4 model card (109B total, 17B active)",
+                      _gqa(48, 40, 8, 128, model_type="llama4_text", attention_chunk_size=8192), ""),
+    "mistral-7b": ("Mistral-7B-v0.3", "mistralai/Mistral-7B-v0.3", "", 7.25, 7.25,
+                   "Mistral 7B paper, arXiv:2310.06825 (7.3B; 7.25B counted)",
+                   _gqa(32, 32, 8, 128, hidden_size=4096, intermediate_size=14336,
+                        vocab_size=32768), "v0.3 has no sliding window (v0.1 used 4096)"),
+    "mistral-small-24b": ("Mistral-Small-24B", "mistralai/Mistral-Small-24B-Base-2501", "", 23.6, 23.6,
+                          "Mistral Small 3 model card (24B; 23.6B counted)",
+                          _gqa(40, 32, 8, 128, hidden_size=5120, intermediate_size=32768,
+                               vocab_size=131072), ""),
+    "mixtral-8x7b": ("Mixtral-8x7B", "mistralai/Mixtral-8x7B-v0.1", "mistralai--Mixtral-8x7B-v0.1.json",
+                     46.7, 12.9, "Mixtral of Experts paper, arXiv:2401.04088 (47B total, 13B active)",
+                     _gqa(32, 32, 8, 128), ""),
+    "qwen2.5-7b": ("Qwen2.5-7B", "Qwen/Qwen2.5-7B", "", 7.6, 7.6, "Qwen2.5 model card (7.61B)",
+                   _gqa(28, 28, 4, 128, hidden_size=3584, intermediate_size=18944,
+                        vocab_size=152064, attention_bias=True), ""),
+    "qwen3-0.6b": ("Qwen3-0.6B", "Qwen/Qwen3-0.6B", "Qwen--Qwen3-0.6B.json", 0.6, 0.6,
+                   "Qwen3 model card (0.6B)", _gqa(28, 16, 8, 128), ""),
+    "qwen3-8b": ("Qwen3-8B", "Qwen/Qwen3-8B", "Qwen--Qwen3-8B.json", 8.2, 8.2,
+                 "Qwen3 model card (8.2B)", _gqa(36, 32, 8, 128), ""),
+    "qwen3-32b": ("Qwen3-32B", "Qwen/Qwen3-32B", "Qwen--Qwen3-32B.json", 32.8, 32.8,
+                  "Qwen3 model card (32.8B)", _gqa(64, 64, 8, 128), ""),
+    "qwen3-30b-a3b": ("Qwen3-30B-A3B", "Qwen/Qwen3-30B-A3B", "Qwen--Qwen3-30B-A3B.json", 30.5, 3.3,
+                      "Qwen3 model card (30.5B total, 3.3B active)", _gqa(48, 32, 4, 128), ""),
+    "qwen3-235b-a22b": ("Qwen3-235B-A22B", "Qwen/Qwen3-235B-A22B", "Qwen--Qwen3-235B-A22B.json",
+                        235.0, 22.0, "Qwen3 model card (235B total, 22B active)",
+                        _gqa(94, 64, 4, 128), ""),
+    "qwen3-coder-480b-a35b": ("Qwen3-Coder-480B-A35B", "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+                              "Qwen--Qwen3-Coder-480B-A35B-Instruct.json", 480.0, 35.0,
+                              "Qwen3-Coder model card (480B total, 35B active)",
+                              _gqa(62, 96, 8, 128), ""),
+    "qwen3.5-27b": ("Qwen3.5-27B", "Qwen/Qwen3.5-27B", "Qwen--Qwen3.5-27B.json", 27.0, 27.0,
+                    "Qwen3.5 model card (27B)",
+                    _gqa(64, 24, 4, 256,
+                         layer_types=(["linear_attention"] * 3 + ["full_attention"]) * 16,
+                         linear_num_key_heads=16, linear_num_value_heads=48, linear_key_head_dim=128,
+                         linear_value_head_dim=128, linear_conv_kernel_dim=4,
+                         mamba_ssm_dtype="float32", dtype="bfloat16", mtp_num_hidden_layers=1), ""),
+    "qwen3.5-397b-a17b": ("Qwen3.5-397B-A17B", "Qwen/Qwen3.5-397B-A17B", "Qwen--Qwen3.5-397B-A17B.json",
+                          397.0, 17.0, "Qwen3.5 model card (397B total, 17B active)",
+                          _gqa(60, 32, 2, 256,
+                               layer_types=(["linear_attention"] * 3 + ["full_attention"]) * 15,
+                               linear_num_key_heads=16, linear_num_value_heads=64,
+                               linear_key_head_dim=128, linear_value_head_dim=128,
+                               linear_conv_kernel_dim=4, mamba_ssm_dtype="float32",
+                               dtype="bfloat16", mtp_num_hidden_layers=1), ""),
+    "deepseek-v3": ("DeepSeek-V3", "deepseek-ai/DeepSeek-V3", "deepseek-ai--DeepSeek-V3.json",
+                    671.0, 37.0, "DeepSeek-V3 technical report, arXiv:2412.19437 (671B total, 37B active)",
+                    _mla(61, 128, num_nextn_predict_layers=1), ""),
+    "deepseek-r1": ("DeepSeek-R1", "deepseek-ai/DeepSeek-R1", "deepseek-ai--DeepSeek-R1.json",
+                    671.0, 37.0, "DeepSeek-R1 model card (671B total, 37B active)",
+                    _mla(61, 128, num_nextn_predict_layers=1), ""),
+    "deepseek-v3.2": ("DeepSeek-V3.2", "deepseek-ai/DeepSeek-V3.2", "deepseek-ai--DeepSeek-V3.2.json",
+                      671.9, 38.4, _COUNTED,
+                      _mla(61, 128, index_head_dim=128, index_n_heads=64, index_topk=2048,
+                           num_nextn_predict_layers=1), ""),
+    "glm-5.2": ("GLM-5.2", "zai-org/GLM-5.2", "zai-org--GLM-5.2.json", 743.4, 41.3, _COUNTED,
+                _mla(78, 64, index_head_dim=128, index_n_heads=32, index_topk=2048,
+                     indexer_types=["full"] * 3 + (["shared"] * 3 + ["full"]) * 18 + ["shared"] * 3,
+                     num_nextn_predict_layers=1), ""),
+    "kimi-k2": ("Kimi-K2", "moonshotai/Kimi-K2-Instruct", "moonshotai--Kimi-K2-Instruct.json",
+                1040.0, 32.0, "Kimi K2 model card (1T total, 32B active; 1.04T in PRESETS)",
+                _mla(61, 64), ""),
+    "kimi-k2.5": ("Kimi-K2.5", "moonshotai/Kimi-K2.5", "moonshotai--Kimi-K2.5.json", 1040.0, 32.0,
+                  "Kimi K2.5 model card (same text model as Kimi K2: 1T total, 32B active)",
+                  _mla(61, 64), "vision tower not counted"),
+    "gpt-oss-120b": ("gpt-oss-120b", "openai/gpt-oss-120b", "openai--gpt-oss-120b.json", 117.0, 5.1,
+                     "gpt-oss model card, arXiv:2508.10925 (116.8B total, 5.1B active)",
+                     _gqa(36, 64, 8, 64, sliding_window=128,
+                          layer_types=["sliding_attention", "full_attention"] * 18), ""),
+    "gpt-oss-20b": ("gpt-oss-20b", "openai/gpt-oss-20b", "openai--gpt-oss-20b.json", 21.0, 3.6,
+                    "gpt-oss model card, arXiv:2508.10925 (20.9B total, 3.6B active)",
+                    _gqa(24, 64, 8, 64, sliding_window=128,
+                         layer_types=["sliding_attention", "full_attention"] * 12), ""),
+    "gemma-2-9b": ("Gemma-2-9B", "google/gemma-2-9b", "", 9.2, 9.2,
+                   "Gemma 2 report, arXiv:2408.00118 (9.24B)",
+                   _gqa(42, 16, 8, 256, model_type="gemma2", sliding_window=4096, hidden_size=3584,
+                        intermediate_size=14336, vocab_size=256000, tie_word_embeddings=True), ""),
+    "gemma-4-26b-a4b": ("Gemma-4-26B-A4B", "google/gemma-4-26B-A4B", "google--gemma-4-26B-A4B.json",
+                        25.2, 3.8, _COUNTED,
+                        _gqa(30, 16, 8, 256, sliding_window=1024, attention_k_eq_v=True,
+                             global_head_dim=512, num_global_key_value_heads=2,
+                             layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 5),
+                        "vision tower not counted"),
+    "minimax-m3": ("MiniMax-M3", "MiniMaxAI/MiniMax-M3", "MiniMaxAI--MiniMax-M3.json", 426.2, 26.0,
+                   _COUNTED,
+                   _gqa(60, 64, 4, 128, torch_dtype="bfloat16", num_nextn_predict_layers=1,
+                        sparse_attention_config={"use_sparse_attention": True, "sparse_index_dim": 128,
+                                                 "sparse_attention_freq": [0] * 3 + [1] * 57}), ""),
+    "mimo-v2-flash": ("MiMo-V2-Flash", "XiaomiMiMo/MiMo-V2-Flash", "XiaomiMiMo--MiMo-V2-Flash.json",
+                      308.8, 15.5, _COUNTED,
+                      _gqa(48, 64, 4, 192, v_head_dim=128, sliding_window=128,
+                           swa_num_key_value_heads=8, swa_head_dim=192, swa_v_head_dim=128,
+                           hybrid_layer_pattern=[0] + ([1] * 5 + [0]) * 7 + [1] * 4 + [0]), ""),
+    "step-3.7-flash": ("Step-3.7-Flash", "stepfun-ai/Step-3.7-Flash", "stepfun-ai--Step-3.7-Flash.json",
+                       195.8, 10.9, _COUNTED,
+                       _gqa(45, 64, 8, 128, sliding_window=512, num_nextn_predict_layers=3,
+                            layer_types=(["full_attention"] + ["sliding_attention"] * 3) * 11
+                            + ["full_attention"]), ""),
+    "nemotron-h-56b": ("Nemotron-H-56B-Base-8K", "nvidia/Nemotron-H-56B-Base-8K",
+                       "nvidia--Nemotron-H-56B-Base-8K.json", 56.3, 56.3, _COUNTED,
+                       {"num_attention_heads": 64, "num_key_value_heads": 8, "attention_head_dim": 128,
+                        "hybrid_override_pattern": "M-M-M-M*-" + "M-M-M-M-M*-" * 9 + "M-M-M-M-M-",
+                        "mamba_num_heads": 256, "mamba_head_dim": 64, "ssm_state_size": 256,
+                        "n_groups": 8, "conv_kernel": 4, "torch_dtype": "bfloat16"}, ""),
+}
+
+
+def _build_model(model_id: str, data: tuple) -> ModelArch:
+    """The :class:`ModelArch` of one preset row."""
+    name, repo, _file, total_b, active_b, params_source, fields, note = data
+    groups, notes = _layer_groups(text_config(fields))
+    if note:
+        notes.append(note)
+    source = f"{_hf(repo)}; parameters: {params_source}"
+    return ModelArch(name, groups, total_b, active_b, source, "; ".join(notes))
+
+
+#: Model presets by id (read-only).
+MODELS = MappingProxyType({mid: _build_model(mid, row) for mid, row in _MODEL_DATA.items()})
+
+#: For presets taken from a file of the reference ``hf-configs`` folder: id -> file name.
+HF_CONFIG_FILES = MappingProxyType({mid: row[2] for mid, row in _MODEL_DATA.items() if row[2]})
+
+_NV = "NVIDIA"
+#: GPU presets by id (read-only). Memory as the driver reports it (nvidia-smi MiB / 1024).
+GPUS = MappingProxyType({g.id: g for g in (
+    GPU("h100-sxm", "H100 SXM 80GB", 79.6, 989.4, 3.35,
+        f"{_NV} H100 Tensor Core GPU datasheet: BF16 1,979 TFLOPS with sparsity (989 dense), "
+        "3.35 TB/s; driver reports 81,559 MiB"),
+    GPU("h100-pcie", "H100 PCIe 80GB", 79.6, 756.0, 2.0,
+        f"{_NV} H100 Tensor Core GPU datasheet: BF16 1,513 TFLOPS with sparsity (756 dense), "
+        "2.0 TB/s; driver reports 81,559 MiB"),
+    GPU("h200", "H200 141GB", 140.4, 989.4, 4.8,
+        f"{_NV} H200 Tensor Core GPU datasheet: 141 GB HBM3e, 4.8 TB/s, BF16 1,979 TFLOPS with "
+        "sparsity (989 dense); driver reports 143,771 MiB"),
+    GPU("b200", "B200 180GB", 179.0, 2250.0, 8.0,
+        f"{_NV} HGX B200 datasheet: 8 GPUs, FP16/BF16 36 PFLOPS with sparsity (2.25 PFLOPS dense "
+        "per GPU), 8 TB/s per GPU; driver reports about 183,359 MiB"),
+    GPU("a100-80gb", "A100 SXM 80GB", 80.0, 312.0, 2.039,
+        f"{_NV} A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense (624 with sparsity), "
+        "80GB SXM 2,039 GB/s; driver reports 81,920 MiB"),
+    GPU("a100-40gb", "A100 40GB", 40.0, 312.0, 1.555,
+        f"{_NV} A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense, 40GB 1,555 GB/s; "
+        "driver reports 40,960 MiB"),
+    GPU("l40s", "L40S 48GB", 44.5, 362.05, 0.864,
+        f"{_NV} L40S datasheet: BF16 362.05 TFLOPS dense (733 with sparsity), 48 GB GDDR6, "
+        "864 GB/s; memory as in the project's PRESETS table (nvidia-smi shows about 46,068 MiB)"),
+    GPU("l4", "L4 24GB", 22.0, 121.0, 0.3,
+        f"{_NV} L4 datasheet: BF16 242 TFLOPS with sparsity (121 dense), 24 GB GDDR6, 300 GB/s; "
+        "memory as in the project's PRESETS table (nvidia-smi shows about 23,034 MiB)"),
+    GPU("rtx-4090", "GeForce RTX 4090 24GB", 24.0, 165.2, 1.008,
+        f"{_NV} Ada Lovelace GPU architecture whitepaper: RTX 4090 BF16 tensor 165.2 TFLOPS dense "
+        "(FP32 accumulate), 1,008 GB/s; driver reports 24,564 MiB"),
+    GPU("mi300x", "Instinct MI300X 192GB", 192.0, 1307.4, 5.3,
+        "AMD Instinct MI300X data sheet: BF16 1,307.4 TFLOPS dense (2,614.9 with sparsity), "
+        "192 GB HBM3, 5.3 TB/s"),
+)})
+
+
+def _unknown(key: str, value: object, known) -> ScenarioError:
+    return ScenarioError(key, value, "must be one of " + ", ".join(known) + " (or custom)")
+
+
+def get_model(model_id: str) -> ModelArch:
+    """The :class:`ModelArch` preset ``model_id``; raises :class:`ScenarioError` ("model") if unknown."""
+    try:
+        return MODELS[model_id]
+    except (KeyError, TypeError):
+        raise _unknown("model", model_id, MODELS) from None
+
+
+def get_gpu(gpu_id: str) -> GPU:
+    """The :class:`GPU` preset ``gpu_id``; raises :class:`ScenarioError` ("gpu") if unknown."""
+    try:
+        return GPUS[gpu_id]
+    except (KeyError, TypeError):
+        raise _unknown("gpu", gpu_id, GPUS) from None
+
+
+def list_models() -> list[dict]:
+    """Every model preset as plain JSON types: id, name, parameters, attention, KV bytes, source.
+
+    ``kv_bytes_per_token`` is at bf16 over the layers that grow with context
+    (:func:`~kvcache_calculator.architecture.kv_bytes_per_token`);
+    ``kv_bytes_per_sequence_fixed`` the bf16 bytes a sequence holds in window-capped and
+    linear-state layers at block size 16.
+    """
+    rows = []
+    for model_id, arch in MODELS.items():
+        rows.append({"id": model_id, "name": arch.name, "params_b": arch.params_b,
+                     "active_params_b": arch.active_params_b, "attention": arch.attention,
+                     "num_layers": arch.num_layers,
+                     "kv_bytes_per_token": kv_bytes_per_token(arch, "bf16"),
+                     "kv_bytes_per_sequence_fixed": kv_bytes_per_sequence_fixed(arch, "bf16"),
+                     "source": arch.source, "notes": arch.notes})
+    return rows
+
+
+def list_gpus() -> list[dict]:
+    """Every GPU preset as plain JSON types."""
+    return [gpu.to_dict() for gpu in GPUS.values()]
+
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_GPU", "MODELS", "GPUS", "HF_CONFIG_FILES",
+           "get_model", "get_gpu", "list_models", "list_gpus"]
