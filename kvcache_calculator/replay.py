@@ -1,0 +1,826 @@
+"""Block-level replay of request traces under LRU, FIFO, LFU and Belady's optimal policy,
+and the exact LRU hit-rate curve at every capacity in one pass.
+
+Units. A *block* is one ``hash_ids`` entry (``block_size`` tokens; 512 in Mooncake traces,
+16 in Bailian traces). Capacities are in blocks (``capacity_blocks``). Two hit rates:
+
+- **block hit rate** = block hits / block references (MODEL.md section 1, the way the Mooncake
+  paper and the Alibaba "KVCache in the wild" paper count);
+- **token hit rate** = hit tokens / prompt tokens, where a block counts ``block_size`` tokens,
+  except the last block of a request, which counts its real tokens
+  ``input_length - (len(hash_ids) - 1) * block_size`` (clamped to ``0..block_size`` when a
+  trace's lengths and ``hash_ids`` disagree). The denominator is the same sum over all
+  blocks, which equals ``input_length`` summed over requests when the trace is consistent.
+  Unlike the analytic model's token hit rate, no "last prompt token is recomputed" rule is
+  applied: a trace only says which blocks were reusable.
+
+Two replay semantics (MODEL.md section 6):
+
+- ``engine`` (default): a request hits the longest cached prefix of its ``hash_ids``, looked
+  up before anything is inserted; then all its blocks are touched tail-first, so the head of
+  the prompt is the most recently used (vLLM and SGLang behaviour).
+- ``independent``: each block is looked up and then touched in order, each hit counted on
+  its own (the Mooncake paper's and libCacheSim's way).
+
+One-pass LRU (Mattson, Gecsei, Slutz and Traiger 1970, "Evaluation techniques for storage
+hierarchies"): LRU has the inclusion property, so a block is in an LRU cache of ``C`` blocks
+iff its stack distance (the number of distinct blocks used since its last use, itself
+included) is at most ``C``. Distances are counted with a Fenwick tree (Fenwick 1994) over
+access times holding only the *dead* times (times whose block was used again later): the
+distance of a block last used at time ``p`` is ``(now - p) - dead(p, now)``. A first use costs
+one dict insertion and no tree operation; times are renumbered when the tree fills up, so
+the state stays proportional to the number of distinct blocks, not to the trace length.
+Under ``engine`` semantics a request's hit prefix at capacity ``C`` is the set of leading
+blocks whose running maximum of stack distances (taken before the request's own touches)
+is at most ``C``; histogramming that running maximum gives the exact prefix-hit curve.
+
+Incremental use (the page replays in cooperative chunks): every replay is a class with
+``feed(requests)`` (call it as often as you like) and ``result()``; :func:`replay_steps`
+drives one in chunks and yields progress. The functions :func:`replay_lru_curve` and
+:func:`replay` do it all in one call.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.traces import Request
+
+__all__ = [
+    "POLICIES",
+    "SEMANTICS",
+    "GIB",
+    "LRUCache",
+    "FIFOCache",
+    "LFUCache",
+    "LRUCurve",
+    "LRUCurveReplay",
+    "ReplayResult",
+    "PolicyReplay",
+    "BeladyReplay",
+    "replay",
+    "replay_lru_curve",
+    "replay_steps",
+    "last_block_tokens",
+    "capacity_blocks_from_tokens",
+    "capacity_blocks_from_gib",
+]
+
+POLICIES = ("lru", "fifo", "lfu", "belady")
+SEMANTICS = ("engine", "independent")
+GIB = 2 ** 30
+
+
+def _check_block_size(block_size) -> int:
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ScenarioError("block_size", block_size, "must be an integer >= 1 (tokens per block)")
+    return block_size
+
+
+def _check_semantics(semantics) -> str:
+    if semantics not in SEMANTICS:
+        raise ScenarioError("semantics", semantics, "allowed: engine, independent")
+    return semantics
+
+
+def _check_capacities(capacities) -> tuple:
+    out = []
+    for c in capacities:
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ScenarioError("capacity_blocks", c, "must be an integer >= 0 (blocks)")
+        out.append(c)
+    return tuple(out)
+
+
+def last_block_tokens(input_length: int, num_blocks: int, block_size: int) -> int:
+    """Tokens the last block of a request counts for the token hit rate:
+    ``input_length - (num_blocks - 1) * block_size``, clamped to ``0..block_size``."""
+    if num_blocks == 0:
+        return 0
+    return min(block_size, max(0, input_length - (num_blocks - 1) * block_size))
+
+
+def capacity_blocks_from_tokens(capacity_tokens: float, block_size: int) -> int:
+    """Whole blocks that fit in ``capacity_tokens``: ``floor(capacity_tokens / block_size)``."""
+    _check_block_size(block_size)
+    if isinstance(capacity_tokens, bool) or not isinstance(capacity_tokens, (int, float)) \
+            or not capacity_tokens >= 0 or math.isinf(capacity_tokens):
+        raise ScenarioError("capacity_tokens", capacity_tokens, "must be a number >= 0 (tokens)")
+    return int(capacity_tokens // block_size)
+
+
+def capacity_blocks_from_gib(capacity_gib: float, kv_bytes_per_token: float,
+                             block_size: int) -> int:
+    """Whole blocks that fit in ``capacity_gib`` GiB of KV memory:
+    ``floor(capacity_gib * 2**30 / (kv_bytes_per_token * block_size))`` (MODEL.md section 3,
+    with GiB = 2**30 bytes). ``kv_bytes_per_token`` is the bytes of one token over all layers
+    at the chosen KV dtype, e.g. from ``architecture.kv_bytes_per_token``."""
+    _check_block_size(block_size)
+    if isinstance(capacity_gib, bool) or not isinstance(capacity_gib, (int, float)) \
+            or not capacity_gib >= 0 or math.isinf(capacity_gib):
+        raise ScenarioError("capacity_gib", capacity_gib, "must be a number >= 0 (GiB)")
+    if isinstance(kv_bytes_per_token, bool) or not isinstance(kv_bytes_per_token, (int, float)) \
+            or not kv_bytes_per_token > 0 or math.isinf(kv_bytes_per_token):
+        raise ScenarioError("kv_bytes_per_token", kv_bytes_per_token, "must be a number > 0")
+    return int(capacity_gib * GIB // (kv_bytes_per_token * block_size))
+
+
+# ---------------------------------------------------------------------------------------
+# Fixed-capacity block caches: one small interface (``in``, ``access``, ``len``).
+
+
+class LRUCache:
+    """Least recently used block cache of ``capacity_blocks`` blocks.
+
+    ``access(block)`` returns whether it was a hit; a hit makes the block most recently used,
+    a miss inserts it and evicts the least recently used block when full.
+    """
+
+    __slots__ = ("capacity_blocks", "_data")
+
+    def __init__(self, capacity_blocks: int):
+        self.capacity_blocks = capacity_blocks
+        self._data: OrderedDict = OrderedDict()
+
+    def __contains__(self, block) -> bool:
+        return block in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def access(self, block) -> bool:
+        """Look ``block`` up and touch it; True on a hit."""
+        data = self._data
+        if block in data:
+            data.move_to_end(block)
+            return True
+        if self.capacity_blocks > 0:
+            data[block] = None
+            if len(data) > self.capacity_blocks:
+                data.popitem(last=False)
+        return False
+
+
+class FIFOCache(LRUCache):
+    """First in, first out: a hit changes nothing; a miss inserts and evicts the oldest."""
+
+    __slots__ = ()
+
+    def access(self, block) -> bool:
+        """Look ``block`` up and touch it; True on a hit."""
+        data = self._data
+        if block in data:
+            return True
+        if self.capacity_blocks > 0:
+            data[block] = None
+            if len(data) > self.capacity_blocks:
+                data.popitem(last=False)
+        return False
+
+
+class LFUCache:
+    """Least frequently used (in-cache counts, reset on eviction); ties evict the least
+    recently used of the least frequent. O(1) per access with frequency buckets."""
+
+    __slots__ = ("capacity_blocks", "_freq", "_buckets", "_min_freq")
+
+    def __init__(self, capacity_blocks: int):
+        self.capacity_blocks = capacity_blocks
+        self._freq: dict = {}
+        self._buckets: dict = {}
+        self._min_freq = 0
+
+    def __contains__(self, block) -> bool:
+        return block in self._freq
+
+    def __len__(self) -> int:
+        return len(self._freq)
+
+    def access(self, block) -> bool:
+        """Look ``block`` up and touch it; True on a hit."""
+        freq = self._freq
+        buckets = self._buckets
+        f = freq.get(block)
+        if f is not None:
+            bucket = buckets[f]
+            del bucket[block]
+            if not bucket:
+                del buckets[f]
+                if self._min_freq == f:
+                    self._min_freq = f + 1
+            freq[block] = f + 1
+            buckets.setdefault(f + 1, OrderedDict())[block] = None
+            return True
+        if self.capacity_blocks <= 0:
+            return False
+        if len(freq) >= self.capacity_blocks:
+            bucket = buckets[self._min_freq]
+            victim, _ = bucket.popitem(last=False)
+            if not bucket:
+                del buckets[self._min_freq]
+            del freq[victim]
+        freq[block] = 1
+        buckets.setdefault(1, OrderedDict())[block] = None
+        self._min_freq = 1
+        return False
+
+
+_CACHE_CLASSES = {"lru": LRUCache, "fifo": FIFOCache, "lfu": LFUCache}
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Hits at fixed capacities. Rates are 0-1 fractions; see the module docstring for the
+    token-hit definition. ``infinite_*`` are the ceilings (an unbounded cache)."""
+
+    policy: str
+    semantics: str
+    block_size: int
+    requests: int
+    total_blocks: int
+    total_tokens: int
+    distinct_blocks: int
+    capacity_blocks: tuple
+    block_hits: tuple
+    token_hits: tuple
+    infinite_block_hits: int
+    infinite_token_hits: int
+
+    @property
+    def block_hit_rate(self) -> list:
+        """Block hit rate at each capacity."""
+        return [h / self.total_blocks if self.total_blocks else 0.0 for h in self.block_hits]
+
+    @property
+    def token_hit_rate(self) -> list:
+        """Token hit rate at each capacity."""
+        return [h / self.total_tokens if self.total_tokens else 0.0 for h in self.token_hits]
+
+    @property
+    def infinite_block_hit_rate(self) -> float:
+        """Block hit rate of an unbounded cache (the ceiling)."""
+        return self.infinite_block_hits / self.total_blocks if self.total_blocks else 0.0
+
+    @property
+    def infinite_token_hit_rate(self) -> float:
+        """Token hit rate of an unbounded cache (the ceiling)."""
+        return self.infinite_token_hits / self.total_tokens if self.total_tokens else 0.0
+
+    def to_dict(self) -> dict:
+        """Plain JSON types: the inputs, the lists per capacity and the ceilings."""
+        return {
+            "policy": self.policy, "semantics": self.semantics, "block_size": self.block_size,
+            "requests": self.requests, "total_blocks": self.total_blocks,
+            "total_tokens": self.total_tokens, "distinct_blocks": self.distinct_blocks,
+            "capacity_blocks": list(self.capacity_blocks),
+            "capacity_tokens": [c * self.block_size for c in self.capacity_blocks],
+            "block_hits": list(self.block_hits), "token_hits": list(self.token_hits),
+            "block_hit_rate": self.block_hit_rate, "token_hit_rate": self.token_hit_rate,
+            "infinite_block_hit_rate": self.infinite_block_hit_rate,
+            "infinite_token_hit_rate": self.infinite_token_hit_rate,
+        }
+
+
+@dataclass(frozen=True)
+class LRUCurve:
+    """The exact LRU hit counts at every capacity, from one pass.
+
+    ``distances`` are the sorted distinct finite stack distances seen (blocks), and
+    ``cum_block_hits[i]`` / ``cum_token_hits[i]`` the hits of a cache of ``distances[i]``
+    blocks; between two distances the counts are flat.
+    """
+
+    semantics: str
+    block_size: int
+    requests: int
+    total_blocks: int
+    total_tokens: int
+    distinct_blocks: int
+    distances: tuple
+    cum_block_hits: tuple
+    cum_token_hits: tuple
+
+    def block_hits(self, capacity_blocks: int) -> int:
+        """Block hits of an LRU cache of ``capacity_blocks`` blocks."""
+        i = bisect.bisect_right(self.distances, capacity_blocks)
+        return self.cum_block_hits[i - 1] if i else 0
+
+    def token_hits(self, capacity_blocks: int) -> int:
+        """Token hits of an LRU cache of ``capacity_blocks`` blocks."""
+        i = bisect.bisect_right(self.distances, capacity_blocks)
+        return self.cum_token_hits[i - 1] if i else 0
+
+    def block_hit_rate(self, capacity_blocks: int) -> float:
+        """Block hit rate at ``capacity_blocks``."""
+        return self.block_hits(capacity_blocks) / self.total_blocks if self.total_blocks else 0.0
+
+    def token_hit_rate(self, capacity_blocks: int) -> float:
+        """Token hit rate at ``capacity_blocks``."""
+        return self.token_hits(capacity_blocks) / self.total_tokens if self.total_tokens else 0.0
+
+    @property
+    def infinite_block_hits(self) -> int:
+        """Block hits of an unbounded cache."""
+        return self.cum_block_hits[-1] if self.cum_block_hits else 0
+
+    @property
+    def infinite_token_hits(self) -> int:
+        """Token hits of an unbounded cache."""
+        return self.cum_token_hits[-1] if self.cum_token_hits else 0
+
+    @property
+    def infinite_block_hit_rate(self) -> float:
+        """The block-hit ceiling (unbounded cache)."""
+        return self.infinite_block_hits / self.total_blocks if self.total_blocks else 0.0
+
+    @property
+    def infinite_token_hit_rate(self) -> float:
+        """The token-hit ceiling (unbounded cache)."""
+        return self.infinite_token_hits / self.total_tokens if self.total_tokens else 0.0
+
+    @property
+    def capacity_for_ceiling(self) -> int:
+        """The smallest capacity (blocks) that reaches the ceiling."""
+        return self.distances[-1] if self.distances else 0
+
+    def capacity_for_fraction(self, fraction: float, metric: str = "block") -> int:
+        """Smallest capacity (blocks) whose hits reach ``fraction`` (0-1] of the ceiling's,
+        for ``metric`` ``"block"`` or ``"token"`` hits."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+                or not 0 < fraction <= 1:
+            raise ScenarioError("fraction", fraction, "must be a number in (0, 1]")
+        if metric not in ("block", "token"):
+            raise ScenarioError("metric", metric, "allowed: block, token")
+        cum = self.cum_block_hits if metric == "block" else self.cum_token_hits
+        if not cum:
+            return 0
+        need = fraction * cum[-1]
+        i = bisect.bisect_left(cum, need - 1e-9 * cum[-1])
+        return self.distances[min(i, len(cum) - 1)]
+
+    def at(self, capacities_blocks: Sequence[int]) -> ReplayResult:
+        """The curve read at fixed capacities, as a :class:`ReplayResult` (policy ``lru``)."""
+        caps = _check_capacities(capacities_blocks)
+        return ReplayResult("lru", self.semantics, self.block_size, self.requests,
+                            self.total_blocks, self.total_tokens, self.distinct_blocks, caps,
+                            tuple(self.block_hits(c) for c in caps),
+                            tuple(self.token_hits(c) for c in caps),
+                            self.infinite_block_hits, self.infinite_token_hits)
+
+    def points(self, max_points: int = 200) -> list:
+        """Up to ``max_points`` ``(capacity_blocks, block_hit_rate, token_hit_rate)`` tuples,
+        spaced evenly on a log scale of capacity (for plotting)."""
+        if not self.distances:
+            return []
+        top = self.distances[-1]
+        caps = sorted({max(1, round(top ** (k / (max_points - 1)))) for k in range(max_points)})
+        return [(c, self.block_hit_rate(c), self.token_hit_rate(c)) for c in caps]
+
+    def to_dict(self) -> dict:
+        """A summary in plain JSON types (the full curve is available via ``points()``)."""
+        out = {
+            "semantics": self.semantics, "block_size": self.block_size,
+            "requests": self.requests, "total_blocks": self.total_blocks,
+            "total_tokens": self.total_tokens, "distinct_blocks": self.distinct_blocks,
+            "infinite_block_hit_rate": self.infinite_block_hit_rate,
+            "infinite_token_hit_rate": self.infinite_token_hit_rate,
+            "capacity_blocks_for_ceiling": self.capacity_for_ceiling,
+        }
+        for pct in (50, 90, 99):
+            out[f"capacity_blocks_for_{pct}pct_of_ceiling"] = self.capacity_for_fraction(pct / 100)
+            out[f"capacity_blocks_for_{pct}pct_of_token_ceiling"] = \
+                self.capacity_for_fraction(pct / 100, "token")
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# One-pass LRU
+
+
+class LRUCurveReplay:
+    """Incremental one-pass LRU replay: ``feed(requests)`` any number of times, then
+    ``result()`` for the :class:`LRUCurve`. See the module docstring for the algorithm.
+
+    State: one time per distinct block (a dict), a Fenwick tree of at most
+    ``max(2 * distinct_blocks + longest request, 2**16)`` counters, and two histograms of at
+    most ``distinct_blocks + 1`` entries.
+    """
+
+    _MIN_TREE = 1 << 16
+
+    def __init__(self, block_size: int, semantics: str = "engine"):
+        self.block_size = _check_block_size(block_size)
+        self.semantics = _check_semantics(semantics)
+        self.requests = 0
+        self.total_blocks = 0
+        self.total_tokens = 0
+        self._last: dict = {}
+        self._now = 0
+        self._size = self._MIN_TREE
+        self._tree = [0] * (self._size + 1)
+        self._dead = 0
+        self._hist_blocks = [0] * 1024
+        self._hist_tokens = [0] * 1024
+
+    def _make_room(self, needed: int) -> None:
+        """Renumber the live times 0..D-1 and reset the tree so ``needed`` more fit."""
+        last = self._last
+        order = sorted(last, key=last.__getitem__)
+        self._last = {b: i for i, b in enumerate(order)}
+        self._now = len(order)
+        self._size = max(self._MIN_TREE, 2 * len(order) + needed)
+        self._tree = [0] * (self._size + 1)
+        self._dead = 0
+
+    def feed(self, requests: Iterable[Request]) -> int:
+        """Replay ``requests`` in order; returns how many were fed."""
+        bs = self.block_size
+        engine = self.semantics == "engine"
+        hb = self._hist_blocks
+        ht = self._hist_tokens
+        fed = 0
+        total_blocks = self.total_blocks
+        total_tokens = self.total_tokens
+        last = self._last
+        tree = self._tree
+        size = self._size
+        now = self._now
+        dead = self._dead
+        lget = last.get
+        for req in requests:
+            fed += 1
+            ids = req.hash_ids
+            n = len(ids)
+            if not n:
+                continue
+            lastt = req.input_length - (n - 1) * bs
+            if lastt > bs:
+                lastt = bs
+            elif lastt < 0:
+                lastt = 0
+            total_blocks += n
+            total_tokens += (n - 1) * bs + lastt
+            if now + n > size:
+                self._now, self._dead = now, dead
+                self._make_room(n)
+                last, tree, size, now, dead = (self._last, self._tree, self._size,
+                                               self._now, self._dead)
+                lget = last.get
+            if len(hb) <= len(last) + n:
+                grow = len(last) + n + 1024 - len(hb)
+                hb.extend([0] * grow)
+                ht.extend([0] * grow)
+            if engine:
+                m = 0
+                i = 0
+                for b in ids:
+                    p = lget(b)
+                    if p is None:
+                        break
+                    s = 0
+                    j = p
+                    while j:
+                        s += tree[j]
+                        j &= j - 1
+                    r = now - p - dead + s
+                    if r > m:
+                        m = r
+                    hb[m] += 1
+                    i += 1
+                    ht[m] += bs if i < n else lastt
+                for b in reversed(ids):
+                    p = lget(b)
+                    if p is not None:
+                        j = p + 1
+                        while j <= size:
+                            tree[j] += 1
+                            j += j & -j
+                        dead += 1
+                    last[b] = now
+                    now += 1
+            else:
+                i = 0
+                for b in ids:
+                    i += 1
+                    p = lget(b)
+                    if p is not None:
+                        s = 0
+                        j = p
+                        while j:
+                            s += tree[j]
+                            j &= j - 1
+                        r = now - p - dead + s
+                        hb[r] += 1
+                        ht[r] += bs if i < n else lastt
+                        j = p + 1
+                        while j <= size:
+                            tree[j] += 1
+                            j += j & -j
+                        dead += 1
+                    last[b] = now
+                    now += 1
+        self._now, self._dead = now, dead
+        self.total_blocks = total_blocks
+        self.total_tokens = total_tokens
+        self.requests += fed
+        return fed
+
+    def result(self) -> LRUCurve:
+        """The curve of everything fed so far (feeding may continue afterwards)."""
+        distances = []
+        cb = []
+        ct = []
+        sb = st = 0
+        for d, (nb, nt) in enumerate(zip(self._hist_blocks, self._hist_tokens)):
+            if nb:
+                sb += nb
+                st += nt
+                distances.append(d)
+                cb.append(sb)
+                ct.append(st)
+        return LRUCurve(self.semantics, self.block_size, self.requests, self.total_blocks,
+                        self.total_tokens, len(self._last), tuple(distances), tuple(cb),
+                        tuple(ct))
+
+
+# ---------------------------------------------------------------------------------------
+# Fixed-capacity replay (LRU, FIFO, LFU) and Belady
+
+
+class PolicyReplay:
+    """Incremental replay under ``policy`` (``lru``, ``fifo``, ``lfu``) at each of
+    ``capacities_blocks``, one cache per capacity; ``feed(requests)`` then ``result()``.
+    For Belady's policy use :class:`BeladyReplay`; for LRU at many capacities
+    :class:`LRUCurveReplay` is much faster and gives the same numbers."""
+
+    def __init__(self, policy: str, capacities_blocks: Sequence[int], block_size: int,
+                 semantics: str = "engine"):
+        if policy not in _CACHE_CLASSES:
+            raise ScenarioError("policy", policy, "allowed here: lru, fifo, lfu "
+                                "(belady has its own offline replay)")
+        self.policy = policy
+        self.block_size = _check_block_size(block_size)
+        self.semantics = _check_semantics(semantics)
+        self.capacities_blocks = _check_capacities(capacities_blocks)
+        self._caches = [_CACHE_CLASSES[policy](c) for c in self.capacities_blocks]
+        self._block_hits = [0] * len(self._caches)
+        self._token_hits = [0] * len(self._caches)
+        self._seen: set = set()
+        self.infinite_block_hits = 0
+        self.infinite_token_hits = 0
+        self.requests = 0
+        self.total_blocks = 0
+        self.total_tokens = 0
+
+    def feed(self, requests: Iterable[Request]) -> int:
+        """Replay ``requests`` in order; returns how many were fed."""
+        bs = self.block_size
+        engine = self.semantics == "engine"
+        seen = self._seen
+        fed = 0
+        for req in requests:
+            fed += 1
+            ids = req.hash_ids
+            n = len(ids)
+            if not n:
+                continue
+            lastt = last_block_tokens(req.input_length, n, bs)
+            self.total_blocks += n
+            self.total_tokens += (n - 1) * bs + lastt
+            # The unbounded cache.
+            if engine:
+                k = 0
+                while k < n and ids[k] in seen:
+                    k += 1
+                self.infinite_block_hits += k
+                self.infinite_token_hits += k * bs if k < n else (n - 1) * bs + lastt
+                seen.update(ids)
+            else:
+                for i, b in enumerate(ids):
+                    if b in seen:
+                        self.infinite_block_hits += 1
+                        self.infinite_token_hits += bs if i < n - 1 else lastt
+                    else:
+                        seen.add(b)
+            for c, cache in enumerate(self._caches):
+                if engine:
+                    k = 0
+                    while k < n and ids[k] in cache:
+                        k += 1
+                    self._block_hits[c] += k
+                    self._token_hits[c] += k * bs if k < n else (n - 1) * bs + lastt
+                    access = cache.access
+                    for b in reversed(ids):
+                        access(b)
+                else:
+                    access = cache.access
+                    for i, b in enumerate(ids):
+                        if access(b):
+                            self._block_hits[c] += 1
+                            self._token_hits[c] += bs if i < n - 1 else lastt
+        self.requests += fed
+        return fed
+
+    def result(self) -> ReplayResult:
+        """Hits of everything fed so far."""
+        return ReplayResult(self.policy, self.semantics, self.block_size, self.requests,
+                            self.total_blocks, self.total_tokens, len(self._seen),
+                            self.capacities_blocks, tuple(self._block_hits),
+                            tuple(self._token_hits), self.infinite_block_hits,
+                            self.infinite_token_hits)
+
+
+class BeladyReplay:
+    """Belady's offline optimal policy (MIN; Belady 1966): on a miss with a full cache,
+    evict the cached block whose next use is farthest in the future (possibly the block just
+    inserted, which amounts to not caching it).
+
+    ``independent`` semantics: "next use" is the next reference of the block, and MIN is the
+    optimal block hit count at each capacity (the upper bound for every policy).
+    ``engine`` semantics: "next use" is the index of the next *request* containing the block,
+    ties broken by evicting the block deeper in the prompt first, so that (with prefix
+    hashes) a cached block's prefix stays cached. This is the natural prefix-aware analogue
+    of MIN, an upper reference for online policies rather than a proven optimum.
+
+    Offline: ``feed`` only stores the requests' block ids and token counts; ``result()`` does
+    the work in two passes (memory proportional to the trace's block references).
+    """
+
+    def __init__(self, capacities_blocks: Sequence[int], block_size: int,
+                 semantics: str = "engine"):
+        self.block_size = _check_block_size(block_size)
+        self.semantics = _check_semantics(semantics)
+        self.capacities_blocks = _check_capacities(capacities_blocks)
+        self._requests: list = []
+
+    def feed(self, requests: Iterable[Request]) -> int:
+        """Store ``requests`` for the offline replay; returns how many were fed."""
+        bs = self.block_size
+        before = len(self._requests)
+        for r in requests:
+            n = len(r.hash_ids)
+            self._requests.append((r.hash_ids, last_block_tokens(r.input_length, n, bs)))
+        return len(self._requests) - before
+
+    def _next_uses(self) -> list:
+        """Per request, per block: the key of its next use (larger = farther)."""
+        engine = self.semantics == "engine"
+        reqs = self._requests
+        width = max((len(ids) for ids, _ in reqs), default=0) + 1
+        never = math.inf
+        nxt: dict = {}
+        out = [None] * len(reqs)
+        if engine:
+            for r in range(len(reqs) - 1, -1, -1):
+                ids = reqs[r][0]
+                out[r] = [nxt.get(b, never) for b in ids]
+                for i, b in enumerate(ids):
+                    key = r * width + i
+                    old = nxt.get(b)
+                    if old is None or old > key or old // width != r:
+                        nxt[b] = key
+        else:
+            total = sum(len(ids) for ids, _ in reqs)
+            pos = total
+            for r in range(len(reqs) - 1, -1, -1):
+                ids = reqs[r][0]
+                keys = [never] * len(ids)
+                for i in range(len(ids) - 1, -1, -1):
+                    pos -= 1
+                    b = ids[i]
+                    keys[i] = nxt.get(b, never)
+                    nxt[b] = pos
+                out[r] = keys
+        return out
+
+    def result(self) -> ReplayResult:
+        """Run MIN at every capacity over the stored requests."""
+        bs = self.block_size
+        engine = self.semantics == "engine"
+        reqs = self._requests
+        next_keys = self._next_uses()
+        block_hits = []
+        token_hits = []
+        for cap in self.capacities_blocks:
+            cached: dict = {}   # block -> current next-use key
+            heap: list = []     # (-key, block), lazily invalidated
+            bh = th = 0
+            for (ids, lastt), keys in zip(reqs, next_keys):
+                n = len(ids)
+                if engine:
+                    k = 0
+                    while k < n and ids[k] in cached:
+                        k += 1
+                    bh += k
+                    th += k * bs if k < n else (n - 1) * bs + lastt
+                    order = range(n - 1, -1, -1)
+                else:
+                    order = range(n)
+                for i in order:
+                    b = ids[i]
+                    key = keys[i]
+                    if not engine and b in cached:
+                        bh += 1
+                        th += bs if i < n - 1 else lastt
+                    if cap <= 0:
+                        continue
+                    cached[b] = key
+                    heapq.heappush(heap, (-key, b))
+                    while len(cached) > cap:
+                        negkey, victim = heapq.heappop(heap)
+                        if cached.get(victim) == -negkey:
+                            del cached[victim]
+                    if len(heap) > 4 * cap + 1024:
+                        heap = [(-v, blk) for blk, v in cached.items()]
+                        heapq.heapify(heap)
+            block_hits.append(bh)
+            token_hits.append(th)
+        # Ceilings: an unbounded cache, counted with the same semantics.
+        seen: set = set()
+        ib = it = tb = tt = 0
+        for ids, lastt in reqs:
+            n = len(ids)
+            if not n:
+                continue
+            tb += n
+            tt += (n - 1) * bs + lastt
+            if engine:
+                k = 0
+                while k < n and ids[k] in seen:
+                    k += 1
+                ib += k
+                it += k * bs if k < n else (n - 1) * bs + lastt
+                seen.update(ids)
+            else:
+                for i, b in enumerate(ids):
+                    if b in seen:
+                        ib += 1
+                        it += bs if i < n - 1 else lastt
+                    else:
+                        seen.add(b)
+        return ReplayResult("belady", self.semantics, bs, len(reqs), tb, tt, len(seen),
+                            self.capacities_blocks, tuple(block_hits), tuple(token_hits),
+                            ib, it)
+
+
+# ---------------------------------------------------------------------------------------
+# Convenience
+
+
+def replay_steps(runner, requests: Iterable[Request], chunk_requests: int = 2000) -> Iterator[int]:
+    """Feed ``requests`` to ``runner`` (any replay class here) ``chunk_requests`` at a time,
+    yielding the running count of requests after each chunk, so a caller (the page) can
+    update a progress bar or yield to its event loop between chunks. Read ``runner.result()``
+    when it is exhausted."""
+    if isinstance(chunk_requests, bool) or not isinstance(chunk_requests, int) \
+            or chunk_requests < 1:
+        raise ScenarioError("chunk_requests", chunk_requests, "must be an integer >= 1")
+    it = iter(requests)
+    done = 0
+    while True:
+        chunk = []
+        for r in it:
+            chunk.append(r)
+            if len(chunk) >= chunk_requests:
+                break
+        if not chunk:
+            return
+        done += runner.feed(chunk)
+        yield done
+
+
+def replay_lru_curve(requests: Iterable[Request], capacities_blocks: Sequence[int] | None = None,
+                     block_size: int = 512, semantics: str = "engine"):
+    """One-pass exact LRU replay. Returns the :class:`LRUCurve`, or, when
+    ``capacities_blocks`` is given, the :class:`ReplayResult` read off it at those
+    capacities."""
+    runner = LRUCurveReplay(block_size, semantics)
+    runner.feed(requests)
+    curve = runner.result()
+    return curve if capacities_blocks is None else curve.at(capacities_blocks)
+
+
+def replay(requests: Iterable[Request], policy: str, capacities_blocks: Sequence[int],
+           block_size: int = 512, semantics: str = "engine") -> ReplayResult:
+    """Replay ``requests`` under ``policy`` (lru, fifo, lfu, belady) at each capacity (blocks).
+    LRU uses the one-pass curve; the others one cache per capacity."""
+    if policy not in POLICIES:
+        raise ScenarioError("policy", policy, "allowed: lru, fifo, lfu, belady")
+    if policy == "lru":
+        return replay_lru_curve(requests, capacities_blocks, block_size, semantics)
+    if policy == "belady":
+        runner = BeladyReplay(capacities_blocks, block_size, semantics)
+    else:
+        runner = PolicyReplay(policy, capacities_blocks, block_size, semantics)
+    runner.feed(requests)
+    return runner.result()
