@@ -1,0 +1,7 @@
+"""``python -m kvcache_calculator``: the same as the ``kvcache-calc`` command."""
+
+import sys
+
+from kvcache_calculator.cli import main
+
+sys.exit(main())

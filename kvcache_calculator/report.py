@@ -1,0 +1,183 @@
+"""Everything the page and the CLI show for one scenario, as plain JSON types.
+
+:func:`results` gives the flat result keys (the CLI's ``analyze --json``, the page's result
+element ids); :func:`evaluate` takes a shared link's raw key=value pairs and adds the field
+errors, suggestions and figures the page draws.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
+from kvcache_calculator.capacity import ARCH_KEYS, GIB, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
+
+#: Result keys with their unit and a short description (README, CLI table, page labels).
+RESULT_KEYS: dict[str, tuple[str, str]] = {
+    "token_hit_rate": ("fraction", "prompt tokens served from the prefix cache / all prompt tokens"),
+    "request_hit_rate": ("fraction", "requests whose whole reusable history was cached"),
+    "max_token_hit_rate": ("fraction", "token hit rate with an infinite cache (the ceiling)"),
+    "max_request_hit_rate": ("fraction", "request hit rate with an infinite cache"),
+    "gpu_token_hit_rate": ("fraction", "token hit rate served from GPU memory"),
+    "offload_token_hit_rate": ("fraction", "token hit rate served from the offload tier"),
+    "characteristic_time_s": ("s", "idle time after which a conversation's cache is evicted (null: never)"),
+    "offload_characteristic_time_s": ("s", "the same for the offload tier (null: none or never)"),
+    "capacity_tokens": ("tokens", "KV-cache capacity per instance"),
+    "capacity_gib": ("GiB", "KV-cache memory per instance (all its GPUs)"),
+    "kv_cache_gib_per_gpu": ("GiB", "KV-cache memory per GPU"),
+    "kv_bytes_per_token": ("bytes", "KV bytes per token, all layers, at kv_dtype"),
+    "kv_bytes_per_token_per_gpu": ("bytes", "KV bytes per token on each GPU of an instance"),
+    "kv_bytes_per_sequence_fixed_per_gpu": ("bytes", "per-sequence KV of sliding-window and linear layers, per GPU"),
+    "weights_gib_per_gpu": ("GiB", "weights per GPU"),
+    "kv_budget_gib_per_gpu": ("GiB", "memory left for KV per GPU"),
+    "offload_tokens": ("tokens", "offload-tier capacity per instance"),
+    "request_rate": ("requests/s", "requests per second, whole fleet"),
+    "request_rate_per_instance": ("requests/s", "requests per second per instance"),
+    "mean_turns": ("turns", "mean turns per conversation"),
+    "mean_prompt_tokens": ("tokens", "mean prompt length"),
+    "prompt_tokens_per_s": ("tokens/s", "prompt tokens per second, whole fleet"),
+    "hit_tokens_per_s": ("tokens/s", "prompt tokens served from cache per second, whole fleet"),
+    "prefill_tflops_saved_per_s": ("TFLOP/s", "prefill compute saved, about 2 x active params per hit token"),
+    "prefill_gpu_s_saved_per_s": ("GPU-s/s", "GPUs' worth of prefill compute saved at the MFU given"),
+    "ttft_saved_s": ("s", "mean prefill time saved per request (compute-bound estimate)"),
+    "capacity_for_target_tokens": ("tokens", "cache per instance for target_hit_rate (null: above the ceiling)"),
+    "memory_for_target_gib": ("GiB", "GPU memory per GPU for target_hit_rate at gpu_mem_util (null: above the ceiling)"),
+}
+
+
+def _clean(x: Any) -> Any:
+    """Floats made JSON-safe: NaN/inf become None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def results(scenario: Scenario, result: AnalyticResult | None = None, arch=None, gpu=None) -> dict:
+    """The flat result keys of :data:`RESULT_KEYS` for ``scenario``, plus ``fits``/``message``."""
+    arch = arch or resolve_model(scenario)
+    gpu = gpu or resolve_gpu(scenario)
+    capacity = result.capacity if result is not None else compute_capacity(scenario, arch, gpu)
+    result = result or analyze(scenario, capacity, arch)
+    flops_per_s = 2 * arch.active_params_b * 1e9 * result.hit_tokens_per_s
+    peak = gpu.bf16_tflops * 1e12 * scenario.mfu
+    hit_tokens_per_request = result.hit_tokens_per_s / result.request_rate if result.request_rate else 0.0
+    out = {
+        "fits": result.fits,
+        "message": result.message,
+        "token_hit_rate": result.token_hit_rate,
+        "request_hit_rate": result.request_hit_rate,
+        "max_token_hit_rate": result.max_token_hit_rate,
+        "max_request_hit_rate": result.max_request_hit_rate,
+        "gpu_token_hit_rate": result.gpu_token_hit_rate,
+        "offload_token_hit_rate": result.offload_token_hit_rate,
+        "characteristic_time_s": result.characteristic_time_s,
+        "offload_characteristic_time_s": result.offload_characteristic_time_s,
+        "capacity_tokens": capacity.capacity_tokens,
+        "capacity_gib": capacity.capacity_gib,
+        "kv_cache_gib_per_gpu": capacity.kv_cache_gib_per_gpu,
+        "kv_bytes_per_token": capacity.kv_bytes_per_token,
+        "kv_bytes_per_token_per_gpu": capacity.kv_bytes_per_token_per_gpu,
+        "kv_bytes_per_sequence_fixed_per_gpu": capacity.kv_bytes_per_sequence_fixed_per_gpu,
+        "weights_gib_per_gpu": capacity.weights_gib_per_gpu,
+        "kv_budget_gib_per_gpu": capacity.kv_budget_gib_per_gpu,
+        "offload_tokens": capacity.offload_tokens,
+        "request_rate": result.request_rate,
+        "request_rate_per_instance": result.request_rate / scenario.instances,
+        "mean_turns": result.mean_turns,
+        "mean_prompt_tokens": result.mean_prompt_tokens,
+        "prompt_tokens_per_s": result.prompt_tokens_per_s,
+        "hit_tokens_per_s": result.hit_tokens_per_s,
+        "prefill_tflops_saved_per_s": flops_per_s / 1e12,
+        "prefill_gpu_s_saved_per_s": flops_per_s / peak if peak > 0 else None,
+        "ttft_saved_s": (2 * arch.active_params_b * 1e9 * hit_tokens_per_request / (peak * scenario.num_gpus)
+                         if peak > 0 else None),
+        "target_hit_rate": scenario.target_hit_rate,
+        "capacity_for_target_tokens": None,
+        "memory_for_target_gib": None,
+        "policy_modelled": result.policy_modelled,
+    }
+    tokens, _ceiling = capacity_for_hit_rate(scenario, scenario.target_hit_rate, capacity, arch)
+    if tokens is not None:
+        block = scenario.block_size
+        tokens = math.ceil(tokens / block) * block
+        out["capacity_for_target_tokens"] = tokens
+        kv_gib = tokens * capacity.kv_bytes_per_token_per_gpu / GIB
+        out["memory_for_target_gib"] = ((capacity.weights_gib_per_gpu + scenario.activation_reserve_gib + kv_gib)
+                                        / scenario.gpu_mem_util)
+    return {k: _clean(v) for k, v in out.items()}
+
+
+def model_notes(scenario: Scenario, res: dict) -> list[str]:
+    """Where the analytic model is known to be weaker, in words (cross-validation, README)."""
+    notes = []
+    if scenario.policy != "lru":
+        notes.append(f"The analytic model describes LRU; with policy={scenario.policy} the numbers shown are "
+                     "LRU's. Run the simulation for this policy.")
+    T = res.get("characteristic_time_s")
+    if scenario.think_dist == "fixed" and T is not None and 0.5 < T / scenario.think_time_s < 2:
+        notes.append("Fixed think times close to the characteristic time T: real LRU keeps part of the "
+                     "histories where the model's all-or-nothing timer keeps none or all (errors of "
+                     "several points). Check with the simulation.")
+    cap = res.get("capacity_tokens") or 0
+    if res.get("fits") and 0 < cap < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):
+        notes.append("The cache holds fewer than about 20 prompts: the large-cache approximation behind "
+                     "the model is weak here. Check with the simulation.")
+    return notes
+
+
+_KEY_GROUPS = (set(ARCH_KEYS) | {"model", "params_b", "active_params_b"}, {"gpu", "gpu_memory_gib"})
+
+
+def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> dict:
+    """The page's whole state for a link's raw ``{key: value}`` pairs (plain JSON types).
+
+    Invalid values fall back to their defaults and are listed in ``field_errors``; unknown
+    keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
+    model or GPU is reported in ``field_errors`` and the defaults are used).
+    """
+    scenario, field_errors, unknown = Scenario.from_dict_lenient(params)
+    while True:
+        try:
+            arch = resolve_model(scenario)
+            gpu = resolve_gpu(scenario)
+            result = analyze(scenario, compute_capacity(scenario, arch, gpu), arch)
+            break
+        except ScenarioError as err:
+            # drop the offending key (with the keys that only make sense together with it)
+            field_errors.setdefault(err.key, str(err))
+            group = next((g for g in _KEY_GROUPS if err.key in g), {err.key})
+            kept = {k: v for k, v in scenario.changed().items() if k not in group}
+            if kept == scenario.changed():
+                raise
+            scenario = Scenario.from_dict(kept)
+    res = results(scenario, result, arch, gpu)
+    out = {
+        "scenario": scenario.to_dict(),
+        "fragment": scenario.to_fragment(),
+        "field_errors": field_errors,
+        "unknown_keys": unknown,
+        "fits": result.fits,
+        "fit_message": result.message,
+        "model": {"name": arch.name, "attention": arch.attention, "num_layers": arch.num_layers,
+                  "params_b": arch.params_b, "active_params_b": arch.active_params_b, "source": arch.source},
+        "gpu": gpu.to_dict(),
+        "results": res,
+        "notes": model_notes(scenario, res),
+        "suggestions": [],
+        "figures": {},
+    }
+    try:  # TODO(lead): remove this guard once suggestions/figures have landed
+        from kvcache_calculator import figures, suggestions
+    except ImportError:
+        return out
+    out["suggestions"] = [s.to_dict() for s in suggestions.suggest(scenario, result)]
+    out["figures"] = {
+        "hit_vs_memory": figures.hit_vs_memory(scenario, result),
+        "sensitivity": figures.sensitivity(scenario, sensitivity_key or "arrival_rate"),
+        "tornado": figures.tornado(scenario),
+        "heatmap": figures.heatmap(scenario),
+    }
+    return out
