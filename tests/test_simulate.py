@@ -1,0 +1,315 @@
+"""The discrete-event simulator: exactness against per-block references, accounting, seeds."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import OrderedDict
+
+import pytest
+
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.simulate import (
+    Simulation, SimulationResult, batch_means_interval, simulate, t_quantile_975,
+)
+
+SMALL = dict(arrival_rate=0.5, turns=4, think_time_s=20, input_tokens=37, output_tokens=21,
+             system_prompt_tokens=70, block_size=8)
+
+
+def small(**changes) -> Scenario:
+    return Scenario.from_dict({**SMALL, **changes})
+
+
+def records(scenario, capacity_tokens, offload_tokens=0, engine="segments", seed=3, conversations=60):
+    sim = Simulation(scenario, capacity_tokens=capacity_tokens, offload_tokens=offload_tokens,
+                     conversations=conversations, seed=seed, engine=engine, record=True)
+    sim.run()
+    return sim.records, sim.result()
+
+
+def reference_replay(scenario, recs, capacity_tokens, offload_tokens=0):
+    """A straightforward per-block LRU (one OrderedDict of block ids per instance and tier).
+
+    It re-serves the simulator's request stream and returns (gpu hit, offload hit) blocks
+    per request, computed from the rules of MODEL.md alone.
+    """
+    s = scenario
+    B, S, D = s.block_size, s.system_prompt_tokens, s.input_tokens + s.output_tokens
+    ns = S // B
+    caps = (capacity_tokens // B, offload_tokens // B)
+    tiers = [[OrderedDict() for _ in range(s.instances)] for _ in caps]
+    out = []
+    for _t, cid, k, p, inst, _h, _o in recs:
+        prompt = S + (k - 1) * D + s.input_tokens
+        limit = (prompt - 1) // B
+        seq = [("sys", p, i) for i in range(ns)] + [("conv", cid, i) for i in range(ns, (S + k * D) // B)]
+        gpu = tiers[0][inst]
+        hit = 0
+        while hit < limit and seq[hit] in gpu:
+            hit += 1
+        end = hit
+        if caps[1]:
+            off = tiers[1][inst]
+            while end < limit and seq[end] in off:
+                end += 1
+        out.append((hit, end - hit))
+        for tier, cap in zip(tiers, caps):
+            if not cap:
+                continue
+            od = tier[inst]
+            for block in reversed(seq):          # tail first: the head ends most recent
+                if block in od:
+                    od.move_to_end(block)
+                else:
+                    od[block] = None
+            while len(od) > cap:
+                od.popitem(last=False)
+    return out
+
+
+CASES = [
+    # (scenario changes, capacity tokens, offload tokens)
+    ({}, 0, 0),
+    ({}, 8, 0),
+    ({}, 100, 0),                 # smaller than one late-turn sequence
+    ({}, 600, 0),
+    ({}, 2000, 0),
+    ({}, 100_000, 0),             # everything fits
+    ({"turns_dist": "fixed", "think_dist": "fixed"}, 900, 0),
+    ({"num_system_prompts": 3}, 700, 0),
+    ({"system_prompt_tokens": 5}, 500, 0),     # no shared block at all
+    ({"system_prompt_tokens": 0, "output_tokens": 0}, 400, 0),
+    ({"instances": 3, "routing": "session"}, 500, 0),
+    ({"instances": 3, "routing": "random"}, 500, 0),
+    ({"instances": 2, "routing": "round_robin"}, 800, 0),
+    ({"instances": 4, "routing": "least_loaded"}, 400, 0),
+    ({}, 300, 1200),              # offload larger than GPU
+    ({}, 600, 200),               # offload smaller than GPU
+    ({"instances": 3, "routing": "random", "num_system_prompts": 2}, 400, 900),
+    ({"arrival_rate": 3, "think_time_s": 2, "think_dist": "fixed"}, 700, 1500),
+]
+
+
+@pytest.mark.parametrize("changes,capacity,offload", CASES)
+def test_segments_equal_per_block_references(changes, capacity, offload):
+    """Seed 3, 60 measured conversations: every request's hit counts agree exactly."""
+    scenario = small(**changes)
+    seg, seg_result = records(scenario, capacity, offload, "segments")
+    blk, blk_result = records(scenario, capacity, offload, "blocks")
+    assert len(seg) > 100
+    assert seg == blk
+    assert [(r[5], r[6]) for r in seg] == reference_replay(scenario, seg, capacity, offload)
+    a, b = seg_result.to_dict(), blk_result.to_dict()
+    for key in ("engine", "characteristic_time_s"):
+        a.pop(key), b.pop(key)
+    assert a == b
+
+
+def test_equal_on_many_seeds():
+    """Seeds 0-5 over a cache that holds about three conversations: exact agreement."""
+    for seed, routing in itertools.product(range(6), ("session", "random")):
+        scenario = small(instances=2, routing=routing, turns=6)
+        seg, _ = records(scenario, 600, seed=seed, conversations=40)
+        blk, _ = records(scenario, 600, engine="blocks", seed=seed, conversations=40)
+        assert seg == blk
+
+
+@pytest.mark.parametrize("policy", ["fifo", "lfu"])
+def test_other_policies_run_and_stay_below_the_ceiling(policy):
+    scenario = small(policy=policy)
+    result = simulate(scenario, capacity_tokens=800, conversations=300, seed=5)
+    assert result.engine == "blocks" and result.policy == policy
+    assert 0 < result.token_hit_rate < result.max_token_hit_rate
+    with pytest.raises(ScenarioError, match="engine"):
+        Simulation(scenario, capacity_tokens=800, engine="segments")
+
+
+def test_everything_fits_reaches_the_ceiling():
+    """With room for everything (and S >= B), every request reuses its whole history."""
+    result = simulate(small(), capacity_tokens=10**7, conversations=400, seed=1)
+    assert result.token_hit_rate == pytest.approx(result.max_token_hit_rate, abs=1e-12)
+    assert result.request_hit_rate == 1.0
+    assert result.characteristic_time_s is None
+    assert result.token_hit_rate_ci[0] <= result.token_hit_rate <= result.token_hit_rate_ci[1]
+
+
+def test_nothing_fits_hits_nothing():
+    result = simulate(small(), capacity_tokens=0, conversations=200, seed=1)
+    assert result.token_hit_rate == result.request_hit_rate == 0.0
+    assert result.token_hit_rate_ci == (0.0, 0.0)
+
+
+def test_token_accounting_fixed_turns():
+    """Fixed turns: prompt tokens are exactly conversations * sum_k P_k; the ceiling too."""
+    s = small(turns=3, turns_dist="fixed")
+    result = simulate(s, capacity_tokens=500, conversations=123, seed=2, batches=3)
+    D = s.input_tokens + s.output_tokens
+    prompts = [s.system_prompt_tokens + (k - 1) * D + s.input_tokens for k in (1, 2, 3)]
+    ceiling = [min((p - s.input_tokens) // 8, (p - 1) // 8) * 8 for p in prompts]
+    assert result.requests == 369
+    assert result.prompt_tokens == 123 * sum(prompts)
+    assert result.max_token_hit_rate == sum(ceiling) / sum(prompts)
+
+
+def test_last_prompt_token_is_never_reused():
+    """input_tokens=1 and B=1: the cap (P-1)//B bites; a full hit is P-1 tokens."""
+    s = small(block_size=1, input_tokens=1, output_tokens=0, system_prompt_tokens=4,
+              turns=2, turns_dist="fixed")
+    result = simulate(s, capacity_tokens=10**6, conversations=50, seed=0, batches=2)
+    # turn 1: prompt 5, reuse 4; turn 2: prompt 6, reuse 5 (the 1-token turn before)
+    assert result.token_hit_rate == pytest.approx(9 / 11)
+    assert result.request_hit_rate == 1.0
+
+
+def test_first_turn_without_system_prompt_is_no_request_hit():
+    s = small(system_prompt_tokens=0, turns=1, turns_dist="fixed")
+    result = simulate(s, capacity_tokens=10**6, conversations=50, seed=0)
+    assert result.token_hit_rate == 0.0 and result.request_hit_rate == 0.0
+
+
+def test_offload_tier_adds_up():
+    """Seed 4: GPU + offload = total; a big offload tier recovers the ceiling."""
+    s = small()
+    result = simulate(s, capacity_tokens=200, offload_tokens=10**7, conversations=300, seed=4)
+    assert result.offload_token_hit_rate > 0.3
+    assert result.gpu_token_hit_rate + result.offload_token_hit_rate == pytest.approx(result.token_hit_rate)
+    assert result.token_hit_rate == pytest.approx(result.max_token_hit_rate)
+    without = simulate(s, capacity_tokens=200, conversations=300, seed=4)
+    assert without.offload_token_hit_rate == 0.0
+    assert without.gpu_token_hit_rate == pytest.approx(without.token_hit_rate)
+    assert without.token_hit_rate < result.token_hit_rate
+
+
+def test_same_seed_same_numbers_and_chunks_resume():
+    s = small(instances=3, routing="random", num_system_prompts=2)
+    one = simulate(s, capacity_tokens=700, offload_tokens=900, conversations=300, seed=11)
+    sim = Simulation(s, capacity_tokens=700, offload_tokens=900, conversations=300, seed=11)
+    progress = []
+    while not sim.run(max_requests=97):
+        progress.append(sim.progress)
+    assert sim.progress == 1.0
+    assert progress == sorted(progress) and all(0 <= p < 1 for p in progress)
+    assert sim.result() == one
+    other = simulate(s, capacity_tokens=700, offload_tokens=900, conversations=300, seed=12)
+    assert other.token_hit_rate != one.token_hit_rate
+
+
+def test_routings_spread_the_load():
+    """Seed 8: least_loaded and round_robin balance prompt tokens across instances."""
+    for routing in ("least_loaded", "round_robin", "random", "session"):
+        s = small(instances=4, routing=routing)
+        sim = Simulation(s, capacity_tokens=500, conversations=400, seed=8)
+        sim.run()
+        loads = sim._loads
+        spread = (max(loads) - min(loads)) / (sum(loads) / 4)
+        if routing == "least_loaded":
+            assert max(loads) - min(loads) <= s.system_prompt_tokens + 20 * 58  # one prompt
+        assert spread < {"least_loaded": 0.01, "round_robin": 0.1}.get(routing, 0.3)
+
+
+def test_non_sticky_routing_loses_hits():
+    """Seed 9: spreading turns over 4 instances misses more than sticky sessions."""
+    base = dict(instances=4)
+    session = simulate(small(routing="session", **base), capacity_tokens=1500, conversations=500, seed=9)
+    spread = simulate(small(routing="random", **base), capacity_tokens=1500, conversations=500, seed=9)
+    assert spread.token_hit_rate < session.token_hit_rate - 0.05
+
+
+def test_run_length_and_warmup():
+    """Warm-up is ceil(rate * 5 * turns * think); arrivals go on until the end."""
+    s = small()
+    result = simulate(s, capacity_tokens=500, conversations=200, seed=1)
+    assert result.warmup_s == 5 * 4 * 20
+    assert result.warmup_conversations == math.ceil(0.5 * 400)
+    # 400 conversations at 0.5/s take ~800 s, then the last ones finish (Poisson: +-15 %)
+    assert 650 < result.simulated_time_s < 1400
+    assert result.conversations == 200
+    assert result.request_rate == pytest.approx(2.0)
+    custom = simulate(s, capacity_tokens=500, conversations=200, seed=1, warmup_s=0)
+    assert custom.warmup_conversations == 0
+
+
+def test_characteristic_time_grows_with_capacity():
+    """Seed 2: the mean idle time of evicted blocks grows with the cache."""
+    s = small(arrival_rate=2)
+    small_t = simulate(s, capacity_tokens=600, conversations=400, seed=2).characteristic_time_s
+    large_t = simulate(s, capacity_tokens=3000, conversations=400, seed=2).characteristic_time_s
+    assert 0 < small_t < large_t
+
+
+def test_confidence_interval_covers_independent_replications():
+    """Seeds 0-5: the 95 % intervals of five runs contain the sixth run's estimate mostly;
+    asserting on the spread: half-widths within 3x of the seed-to-seed standard deviation."""
+    s = small(arrival_rate=2, think_time_s=10)
+    results = [simulate(s, capacity_tokens=1200, conversations=600, seed=seed) for seed in range(6)]
+    rates = [r.token_hit_rate for r in results]
+    mean = sum(rates) / len(rates)
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1))
+    halves = [(r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2 for r in results]
+    for half in halves:
+        assert sd / 3 < half / 1.96 < sd * 3
+
+
+def test_batch_means_interval():
+    est, lo, hi = batch_means_interval([1, 2, 3, 4], [10, 10, 10, 10])
+    assert est == 0.25
+    half = t_quantile_975(3) * math.sqrt(sum((r - 0.25) ** 2 for r in (0.1, 0.2, 0.3, 0.4)) / 3 / 4)
+    assert (lo, hi) == pytest.approx((0.25 - half, 0.25 + half))
+    assert batch_means_interval([1], [2]) == (0.5, 0.5, 0.5)
+    assert batch_means_interval([0, 0], [0, 0]) == (0.0, 0.0, 0.0)
+    assert t_quantile_975(9) == 2.262 and t_quantile_975(1000) == 1.96 and t_quantile_975(22) == 2.086
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    (dict(conversations=0), "conversations"),
+    (dict(conversations=10, batches=11), "batches"),
+    (dict(seed=-1), "seed"),
+    (dict(seed=1.5), "seed"),
+    (dict(warmup_s=-1), "warmup_s"),
+    (dict(warmup_s=math.nan), "warmup_s"),
+    (dict(engine="gpu"), "engine"),
+    (dict(capacity_tokens=-16), "capacity_tokens"),
+    (dict(offload_tokens=-1), "offload_tokens"),
+])
+def test_bad_arguments(kwargs, key):
+    kwargs = {"capacity_tokens": 100, **kwargs}
+    with pytest.raises(ScenarioError, match=f"^{key}: got"):
+        Simulation(small(), **kwargs)
+
+
+def test_scenario_must_be_a_scenario():
+    with pytest.raises(ScenarioError, match="scenario"):
+        Simulation({"arrival_rate": 1}, capacity_tokens=100)
+
+
+def test_capacity_from_the_scenario():
+    """kv_cache_tokens is used as is; without it compute_capacity (presets) decides."""
+    s = small(kv_cache_tokens=803)
+    result = simulate(s, conversations=50, seed=0)
+    assert result.capacity_tokens == 800 and result.offload_tokens == 0
+    pytest.importorskip("kvcache_calculator.presets")
+    from kvcache_calculator.capacity import compute_capacity
+
+    s = Scenario.from_dict({"arrival_rate": 0.2, "think_time_s": 5, "offload_gib": 1})
+    capacity = compute_capacity(s)
+    result = simulate(s, conversations=50, seed=0)
+    assert result.capacity_tokens == capacity.capacity_tokens > 0
+    assert result.offload_tokens == capacity.offload_tokens > 0
+    too_big = Scenario.from_dict({"gpu": "custom", "gpu_memory_gib": 8, "arrival_rate": 1})
+    with pytest.raises(ScenarioError, match="does not fit"):
+        simulate(too_big, conversations=10)
+
+
+def test_result_to_dict_is_plain_json():
+    import json
+
+    result = simulate(small(), capacity_tokens=500, conversations=50, seed=0)
+    data = result.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert isinstance(result, SimulationResult)
+    assert data["token_hit_rate_ci"] == list(result.token_hit_rate_ci)
+    for key in ("token_hit_rate", "request_hit_rate", "max_token_hit_rate", "characteristic_time_s",
+                "gpu_token_hit_rate", "offload_token_hit_rate", "capacity_tokens", "request_rate"):
+        assert key in data
