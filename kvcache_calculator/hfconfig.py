@@ -128,8 +128,11 @@ def _list(cfg: dict, key: str, length: int) -> list:
 
 
 def _dtype_bytes(cfg: dict, key: str = "torch_dtype") -> int:
-    """Bytes per element of the model dtype (``torch_dtype`` or ``dtype``; bf16 if absent)."""
-    name = cfg.get(key) if key != "torch_dtype" else (cfg.get("torch_dtype") or cfg.get("dtype"))
+    """Bytes per element of dtype field ``key`` (the model dtype: ``torch_dtype``, else
+    ``dtype``; bf16 if neither is given)."""
+    if key == "torch_dtype" and cfg.get("torch_dtype") is None:
+        key = "dtype"
+    name = cfg.get(key)
     if name is None:
         return 2
     try:
@@ -216,6 +219,10 @@ def _attention_group(cfg: dict, kind: str, index: int) -> LayerGroup:
         k_dim = v_dim = _num(cfg, "global_head_dim", _num(cfg, "head_dim"))
     else:
         kv_heads = _num(cfg, "num_key_value_heads", heads)
+        if cfg.get("head_dim") is None and cfg.get("attention_head_dim") is None \
+                and cfg.get("hidden_size") is None:
+            raise ScenarioError("head_dim", None, "missing from config.json, and so is hidden_size "
+                                "(head_dim defaults to hidden_size / num_attention_heads)")
         default_dim = _num(cfg, "hidden_size") // heads if cfg.get("hidden_size") else None
         k_dim = _first(cfg, ("head_dim", "attention_head_dim"), default_dim)
         if kind == "full" and cfg.get("global_head_dim") is not None:

@@ -184,6 +184,9 @@ def _build_model(model_id: str, data: tuple) -> ModelArch:
 #: Model presets by id (read-only).
 MODELS = MappingProxyType({mid: _build_model(mid, row) for mid, row in _MODEL_DATA.items()})
 
+#: The config.json fields each model preset is built from (read-only; id -> dict).
+MODEL_CONFIGS = MappingProxyType({mid: MappingProxyType(row[6]) for mid, row in _MODEL_DATA.items()})
+
 #: For presets taken from a file of the reference ``hf-configs`` folder: id -> file name.
 HF_CONFIG_FILES = MappingProxyType({mid: row[2] for mid, row in _MODEL_DATA.items() if row[2]})
 
@@ -267,5 +270,5 @@ def list_gpus() -> list[dict]:
     return [gpu.to_dict() for gpu in GPUS.values()]
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_GPU", "MODELS", "GPUS", "HF_CONFIG_FILES",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_GPU", "MODELS", "GPUS", "HF_CONFIG_FILES", "MODEL_CONFIGS",
            "get_model", "get_gpu", "list_models", "list_gpus"]
