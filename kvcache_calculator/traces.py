@@ -282,8 +282,10 @@ class ScenarioFitter:
       output (clamped at 0). Mooncake: ``input_length`` minus the system prompt.
     - ``output_tokens``: mean ``output_length``.
     - ``system_prompt_tokens``: ``block_size`` times the number of leading block positions
-      whose most frequent id (Misra-Gries heavy hitters, 16 counters per position, first
-      64 positions) starts at least half of all requests.
+      whose most frequent id is in more than half of the first-turn requests (all requests
+      for Mooncake). Counted with Misra-Gries heavy hitters (16 counters per position, first
+      64 positions), which under-count by at most 1/17 of the requests, so a prefix shared
+      by barely more than half may be missed.
 
     Diagnostics: request rate, duration, token-length means and quantiles, reuse times
     (time between successive references to a block, independent of any cache) with the
@@ -318,6 +320,7 @@ class ScenarioFitter:
         self.block_last_ts: dict = {}
         self.chat_info: dict = {}
         self.bailian = False
+        self.prefix_counted = 0
         self.prefix_heavy = [_MisraGries(16) for _ in range(self._PREFIX_POSITIONS)]
 
     def feed(self, requests: Iterable[Request]) -> int:
@@ -333,8 +336,11 @@ class ScenarioFitter:
             self.last_ts = max(self.last_ts, t)
             self.sum_input += r.input_length
             self.sum_output += r.output_length
-            for pos, h in enumerate(r.hash_ids[: self._PREFIX_POSITIONS]):
-                self.prefix_heavy[pos].add(h)
+            if r.parent_chat_id is None or r.parent_chat_id < 0:
+                # Only first turns: a follow-up repeats its own conversation's history.
+                self.prefix_counted += 1
+                for pos, h in enumerate(r.hash_ids[: self._PREFIX_POSITIONS]):
+                    self.prefix_heavy[pos].add(h)
             for h in r.hash_ids:
                 prev = last.get(h)
                 if prev is not None:
@@ -370,11 +376,11 @@ class ScenarioFitter:
         return fed
 
     def _system_prompt_blocks(self) -> int:
-        half = self.requests / 2
+        half = self.prefix_counted / 2
         blocks = 0
         for heavy in self.prefix_heavy:
             _, count = heavy.top()
-            if count < half or count == 0:
+            if count <= half:
                 break
             blocks += 1
         return blocks
