@@ -244,8 +244,10 @@ def _gated_deltanet_state_bytes(cfg: dict) -> tuple[float, str]:
     ``(conv_kernel - 1) * conv_dim`` with ``conv_dim = 2 * num_k_heads * head_k_dim +
     num_v_heads * head_v_dim``, and a temporal state of ``num_v_heads * head_v_dim * head_k_dim``.
     The conv state is held at the model dtype; the temporal state at ``mamba_ssm_dtype`` when
-    the config names one (fp32 for Qwen3.5), else the model dtype (vLLM's default
-    ``--mamba-ssm-cache-dtype auto`` uses the model dtype, which halves that part).
+    the config names one (fp32 for Qwen3.5), else the model dtype. vLLM does the same: its
+    ``--mamba-ssm-cache-dtype auto`` takes the config's ``mamba_ssm_dtype`` for Qwen3.5
+    (``Qwen3_5ForConditionalGenerationConfig.verify_and_update_config``) and otherwise the
+    model dtype.
     """
     nk = _num(cfg, "linear_num_key_heads")
     nv = _num(cfg, "linear_num_value_heads")

@@ -204,7 +204,8 @@ GPUS = MappingProxyType({g.id: g for g in (
         "sparsity (989 dense); driver reports 143,771 MiB"),
     GPU("b200", "B200 180GB", 179.0, 2250.0, 8.0,
         f"{_NV} HGX B200 datasheet: 8 GPUs, FP16/BF16 36 PFLOPS with sparsity (2.25 PFLOPS dense "
-        "per GPU), 8 TB/s per GPU; driver reports about 183,359 MiB"),
+        "per GPU), 8 TB/s per GPU (later HGX B200 datasheet revisions list 180 GB and 7.7 TB/s); "
+        "driver reports about 183,359 MiB"),
     GPU("a100-80gb", "A100 SXM 80GB", 80.0, 312.0, 2.039,
         f"{_NV} A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense (624 with sparsity), "
         "80GB SXM 2,039 GB/s; driver reports 81,920 MiB"),
