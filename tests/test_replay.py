@@ -1,0 +1,367 @@
+"""Block replay: policy contract, one-pass LRU against direct replays, Belady, libCacheSim."""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.replay import (
+    BeladyReplay,
+    FIFOCache,
+    LFUCache,
+    LRUCache,
+    LRUCurveReplay,
+    PolicyReplay,
+    capacity_blocks_from_gib,
+    capacity_blocks_from_tokens,
+    last_block_tokens,
+    replay,
+    replay_lru_curve,
+    replay_steps,
+)
+from kvcache_calculator.traces import Request, read_trace
+
+TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
+
+
+def shared_requests(name: str) -> list:
+    path = TRACES / name
+    if not path.exists():
+        pytest.skip(f"{name} not found: ../shared/traces/ is absent")
+    with path.open() as f:
+        return list(read_trace(f, "mooncake"))
+
+
+def reqs(*id_lists, block_size=4):
+    """Requests whose prompts fill their blocks exactly."""
+    return [Request(float(i), len(ids) * block_size, 1, tuple(ids))
+            for i, ids in enumerate(id_lists)]
+
+
+# ------------------------------------------------------------------ policy contract
+
+
+@pytest.mark.parametrize("cls", [LRUCache, FIFOCache, LFUCache])
+class TestCacheContract:
+    def test_rehit_and_capacity(self, cls):
+        cache = cls(3)
+        assert cache.access("a") is False
+        assert cache.access("a") is True
+        for b in "bcdefg":
+            cache.access(b)
+            assert len(cache) <= 3
+        assert len(cache) == 3
+
+    def test_zero_capacity_never_hits(self, cls):
+        cache = cls(0)
+        assert not any(cache.access(b) for b in "aaabbb")
+        assert len(cache) == 0
+
+    def test_large_cache_hits_every_reuse(self, cls):
+        cache = cls(100)
+        seq = list("abcabcdd")
+        assert sum(cache.access(b) for b in seq) == len(seq) - len(set(seq))
+
+
+def test_lru_order():
+    cache = LRUCache(2)
+    for b in "aba":  # a is most recent
+        cache.access(b)
+    cache.access("c")  # evicts b
+    assert "a" in cache and "b" not in cache
+
+
+def test_fifo_order():
+    cache = FIFOCache(2)
+    for b in "aba":  # a hit does not refresh it
+        cache.access(b)
+    cache.access("c")  # evicts a
+    assert "b" in cache and "a" not in cache
+
+
+def test_lfu_order():
+    cache = LFUCache(2)
+    for b in "aab":
+        cache.access(b)
+    cache.access("c")  # b has the lowest count
+    assert "a" in cache and "b" not in cache
+    cache.access("c")
+    cache.access("c")
+    cache.access("d")  # a (2) is less frequent than c (3)
+    assert "c" in cache and "a" not in cache
+
+
+# ------------------------------------------------------------------ token definition
+
+
+def test_last_block_tokens():
+    assert last_block_tokens(1100, 3, 512) == 76
+    assert last_block_tokens(1024, 2, 512) == 512
+    assert last_block_tokens(5000, 2, 512) == 512  # clamped when lengths disagree
+    assert last_block_tokens(10, 3, 512) == 0
+    assert last_block_tokens(0, 0, 512) == 0
+
+
+def test_token_hits_count_the_partial_last_block():
+    # Second request repeats the first (3 blocks, 2 full + 76 tokens), then has 1 more.
+    trace = [Request(0.0, 1100, 1, (1, 2, 3)), Request(1.0, 1600, 1, (1, 2, 3, 4))]
+    for semantics in ("engine", "independent"):
+        res = replay_lru_curve(trace, [10], 512, semantics)
+        assert res.block_hits == (3,)
+        assert res.token_hits == (3 * 512,)  # block 3 is full in the second request
+        assert res.total_tokens == 1100 + 1600
+        assert res.token_hit_rate == [3 * 512 / 2700]
+    trace = [Request(0.0, 1100, 1, (1, 2, 3)), Request(1.0, 1100, 1, (1, 2, 3))]
+    assert replay_lru_curve(trace, [10], 512).token_hits == (1100,)
+
+
+def test_engine_counts_prefix_only_independent_counts_every_block():
+    trace = reqs([1, 2, 3], [9, 2, 3])
+    assert replay_lru_curve(trace, [10], 4, "engine").block_hits == (0,)
+    assert replay_lru_curve(trace, [10], 4, "independent").block_hits == (2,)
+    assert PolicyReplay("fifo", [10], 4, "engine").feed(trace) == 2
+
+
+def test_engine_touches_tail_first():
+    # Capacity 2: a 3-block request leaves its head (1, 2) cached, not its tail.
+    trace = reqs([1, 2, 3], [1, 2, 7])
+    assert replay(trace, "lru", [2], 4, "engine").block_hits == (2,)
+    assert replay(trace, "fifo", [2], 4, "engine").block_hits == (2,)
+    assert replay(trace, "lru", [2], 4, "independent").block_hits == (0,)
+
+
+# ------------------------------------------------------------------ one-pass LRU
+
+
+def direct_lru(trace, capacity, semantics, block_size=4):
+    """An independent plain implementation (OrderedDict), one capacity."""
+    cache = OrderedDict()
+    hits = toks = 0
+
+    def touch(b):
+        if b in cache:
+            cache.move_to_end(b)
+        elif capacity > 0:
+            cache[b] = None
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+
+    for r in trace:
+        ids = r.hash_ids
+        n = len(ids)
+        last = last_block_tokens(r.input_length, n, block_size)
+        if semantics == "engine":
+            k = 0
+            while k < n and ids[k] in cache:
+                k += 1
+            hits += k
+            toks += sum(block_size if i < n - 1 else last for i in range(k))
+            for b in reversed(ids):
+                touch(b)
+        else:
+            for i, b in enumerate(ids):
+                if b in cache:
+                    hits += 1
+                    toks += block_size if i < n - 1 else last
+                touch(b)
+    return hits, toks
+
+
+trace_strategy = st.lists(
+    st.tuples(st.lists(st.integers(0, 12), max_size=7), st.integers(0, 40)), max_size=25)
+
+
+class TinyTree(LRUCurveReplay):
+    """Forces renumbering of access times every few accesses."""
+
+    _MIN_TREE = 4
+
+
+@settings(max_examples=150, deadline=None)
+@given(trace_strategy, st.sampled_from(["engine", "independent"]), st.booleans())
+def test_one_pass_equals_direct_at_every_capacity(raw, semantics, tiny):
+    # Random ids: non-prefix traces and repeated ids inside a request are included.
+    trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
+    runner = (TinyTree if tiny else LRUCurveReplay)(4, semantics)
+    for chunk in (trace[:7], trace[7:]):
+        runner.feed(chunk)
+    curve = runner.result()
+    distinct = len({b for ids, _ in raw for b in ids})
+    for cap in range(distinct + 2):
+        assert (curve.block_hits(cap), curve.token_hits(cap)) == direct_lru(trace, cap, semantics)
+    assert curve.distinct_blocks == distinct
+
+
+@settings(max_examples=60, deadline=None)
+@given(trace_strategy, st.sampled_from(["engine", "independent"]))
+def test_policy_replay_lru_equals_one_pass(raw, semantics):
+    trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
+    caps = [0, 1, 2, 3, 5, 8, 20]
+    direct = PolicyReplay("lru", caps, 4, semantics)
+    direct.feed(trace)
+    a = direct.result()
+    b = replay_lru_curve(trace, caps, 4, semantics)
+    assert a.to_dict() == b.to_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(trace_strategy)
+def test_belady_bounds_every_policy_independent(raw):
+    trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
+    caps = [0, 1, 2, 3, 5, 8, 13]
+    best = replay(trace, "belady", caps, 4, "independent")
+    for policy in ("lru", "fifo", "lfu"):
+        other = replay(trace, policy, caps, 4, "independent")
+        assert all(x >= y for x, y in zip(best.block_hits, other.block_hits)), policy
+    assert all(h <= best.infinite_block_hits for h in best.block_hits)
+
+
+def brute_force_optimal(seq, capacity):
+    """Most hits over every eviction choice (tiny sequences only)."""
+    best = 0
+    states = {frozenset(): 0}
+    for b in seq:
+        nxt = {}
+        for state, hits in states.items():
+            if b in state:
+                options = [(state, hits + 1)]
+            elif len(state) < capacity:
+                options = [(state | {b}, hits)]
+            else:
+                options = [(state, hits)] + [((state - {v}) | {b}, hits) for v in state]
+            for s, h in options:
+                if nxt.get(s, -1) < h:
+                    nxt[s] = h
+        states = nxt
+    best = max(states.values())
+    return best
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=12), st.integers(1, 4))
+def test_belady_independent_is_optimal(seq, capacity):
+    trace = [Request(float(i), 4, 1, (b,)) for i, b in enumerate(seq)]
+    got = replay(trace, "belady", [capacity], 4, "independent").block_hits[0]
+    assert got == brute_force_optimal(seq, capacity)
+
+
+def test_belady_engine_keeps_prefixes():
+    trace = reqs([1, 2, 3], [4, 5], [1, 2, 3], [4, 5], [1, 2, 3])
+    res = replay(trace, "belady", [3, 5], 4, "engine")
+    lru = replay(trace, "lru", [3, 5], 4, "engine")
+    assert res.block_hits == (6, 8)
+    assert all(x >= y for x, y in zip(res.block_hits, lru.block_hits))
+
+
+def test_capacity_for_fraction_of_ceiling():
+    trace = reqs([1, 2, 3], [4, 5, 6], [1, 2, 3], [4, 5, 6], [1, 2, 3], [7], [1, 2, 3])
+    curve = replay_lru_curve(trace, None, 4, "independent")
+    ceiling = curve.infinite_block_hits
+    assert ceiling == 12 and curve.capacity_for_ceiling == 6
+    for frac in (0.5, 0.9, 0.99, 1.0):
+        cap = curve.capacity_for_fraction(frac)
+        assert curve.block_hits(cap) >= frac * ceiling
+        assert cap == 0 or curve.block_hits(cap - 1) < frac * ceiling
+    with pytest.raises(ScenarioError, match="fraction"):
+        curve.capacity_for_fraction(0)
+    summary = curve.to_dict()
+    assert summary["capacity_blocks_for_ceiling"] == 6
+    assert curve.points(5)[-1] == (6, 12 / 19, pytest.approx(12 / 19))
+
+
+def test_replay_steps_progress_and_same_result():
+    trace = reqs(*([1, 2, i] for i in range(10)))
+    runner = LRUCurveReplay(4)
+    progress = list(replay_steps(runner, trace, chunk_requests=3))
+    assert progress == [3, 6, 9, 10]
+    assert runner.result() == replay_lru_curve(trace, None, 4)
+    with pytest.raises(ScenarioError):
+        list(replay_steps(runner, trace, chunk_requests=0))
+
+
+def test_capacity_conversions():
+    assert capacity_blocks_from_tokens(1_000_000, 512) == 1953
+    # 10 GiB at 70 KiB/token (e.g. 80 layers x 8 KV heads x 128 dims x 2 x bf16 is 320 KiB).
+    assert capacity_blocks_from_gib(10, 70 * 1024, 16) == (10 * 2**30) // (70 * 1024 * 16)
+    with pytest.raises(ScenarioError, match="kv_bytes_per_token"):
+        capacity_blocks_from_gib(1, 0, 16)
+    with pytest.raises(ScenarioError, match="capacity_tokens"):
+        capacity_blocks_from_tokens(-1, 16)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    (dict(policy="arc"), "policy"),
+    (dict(semantics="exact"), "semantics"),
+    (dict(capacities_blocks=[-1]), "capacity_blocks"),
+    (dict(block_size=0), "block_size"),
+])
+def test_bad_arguments_raise_scenario_error(kwargs, key):
+    args = dict(requests=reqs([1]), policy="fifo", capacities_blocks=[1], block_size=4,
+                semantics="engine")
+    args.update(kwargs)
+    with pytest.raises(ScenarioError) as info:
+        replay(**args)
+    assert info.value.key == key
+
+
+# ------------------------------------------------------------------ shared traces
+
+
+@pytest.mark.parametrize("name", ["mooncake_conversation_trace.jsonl",
+                                  "mooncake_synthetic_trace.jsonl"])
+@pytest.mark.parametrize("semantics", ["engine", "independent"])
+def test_shared_trace_one_pass_equals_per_capacity_replays(name, semantics):
+    trace = shared_requests(name)
+    caps = [1, 100, 1000, 10000, 30000, 100000]
+    curve = replay_lru_curve(trace, None, 512, semantics)
+    direct = PolicyReplay("lru", caps, 512, semantics)
+    direct.feed(trace)
+    res = direct.result()
+    assert tuple(curve.block_hits(c) for c in caps) == res.block_hits
+    assert tuple(curve.token_hits(c) for c in caps) == res.token_hits
+    # The ceiling is the distinct-reuse count: references minus distinct blocks.
+    refs = sum(len(r.hash_ids) for r in trace)
+    distinct = len({b for r in trace for b in r.hash_ids})
+    assert curve.infinite_block_hits == res.infinite_block_hits == refs - distinct
+    assert curve.total_tokens == sum(r.input_length for r in trace)
+
+
+def test_shared_conversation_trace_published_plateau():
+    # MODEL.md section 6: the FAST'25 conversation trace plateaus near 0.37-0.40.
+    trace = shared_requests("mooncake_conversation_trace.jsonl")
+    curve = replay_lru_curve(trace, None, 512, "independent")
+    assert 0.35 <= curve.infinite_block_hit_rate <= 0.40
+
+
+def libcachesim_hits(seq, policy, capacity):
+    """Hits of libCacheSim's own LRU/FIFO over a block-id sequence (unit-size objects)."""
+    libcachesim = pytest.importorskip("libcachesim")
+    cls = {"lru": libcachesim.LRU, "fifo": libcachesim.FIFO}[policy]
+    cache = cls(cache_size=capacity)
+    return sum(cache.get(libcachesim.Request(obj_size=1, obj_id=b)) for b in seq)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=6), max_size=30),
+       st.integers(1, 12), st.sampled_from(["lru", "fifo"]))
+def test_independent_equals_libcachesim_random(id_lists, capacity, policy):
+    trace = reqs(*id_lists)
+    seq = list(itertools.chain.from_iterable(id_lists))
+    ours = replay(trace, policy, [capacity], 4, "independent").block_hits[0]
+    assert ours == libcachesim_hits(seq, policy, capacity)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["lru", "fifo"])
+def test_independent_equals_libcachesim_shared_trace(policy):
+    trace = shared_requests("mooncake_synthetic_trace.jsonl")
+    seq = [b for r in trace for b in r.hash_ids]
+    caps = [10, 1000, 5000, 20000]
+    ours = replay(trace, policy, caps, 512, "independent")
+    assert list(ours.block_hits) == [libcachesim_hits(seq, policy, c) for c in caps]
