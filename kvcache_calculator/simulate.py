@@ -109,8 +109,9 @@ class SimulationResult:
     """What a simulation run measured; hit rates are 0-1 fractions with 95 % intervals.
 
     ``token_hit_rate = gpu_token_hit_rate + offload_token_hit_rate``. ``max_token_hit_rate``
-    is the ceiling of the measured requests with an infinite cache (their whole history
-    reusable). ``characteristic_time_s`` is the mean time blocks had been idle when LRU
+    and ``max_request_hit_rate`` are the ceilings of the same requests with an infinite cache
+    on every instance (with session routing: the whole history; otherwise the history left
+    by the conversation's last visit to the instance). ``characteristic_time_s`` is the mean time blocks had been idle when LRU
     evicted them during the measurement (``None`` when nothing was evicted or the policy is
     not LRU): the simulated counterpart of the analytic model's ``T``.
     """
@@ -124,6 +125,7 @@ class SimulationResult:
     offload_token_hit_rate: float
     offload_token_hit_rate_ci: tuple[float, float]
     max_token_hit_rate: float
+    max_request_hit_rate: float
     characteristic_time_s: float | None
     capacity_tokens: int
     offload_tokens: int
@@ -169,9 +171,11 @@ class _Stats:
     requests: list = field(default_factory=list)
     request_hits: list = field(default_factory=list)
     ceiling: list = field(default_factory=list)
+    ceiling_requests: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("hit", "offload_hit", "prompt", "requests", "request_hits", "ceiling"):
+        for name in ("hit", "offload_hit", "prompt", "requests", "request_hits", "ceiling",
+                     "ceiling_requests"):
             setattr(self, name, [0] * self.batches)
 
 
@@ -239,6 +243,7 @@ class Simulation:
         self._requests_done = 0
         self._rr = 0
         self._loads = [0] * s.instances
+        self._seen = [set() for _ in range(s.instances)]   # system prompts each instance has seen
         self._stats = _Stats(batches)
         self._age_sum = 0.0
         self._evicted = 0
@@ -322,8 +327,10 @@ class Simulation:
         cap2 = self.offload_blocks
         shared_ids = getattr(self, "_shared_ids", None)
         st = self._stats
-        st_hit, st_off, st_prompt, st_req, st_rh, st_ceil = (
-            st.hit, st.offload_hit, st.prompt, st.requests, st.request_hits, st.ceiling)
+        st_hit, st_off, st_prompt, st_req, st_rh, st_ceil, st_ceil_req = (
+            st.hit, st.offload_hit, st.prompt, st.requests, st.request_hits, st.ceiling,
+            st.ceiling_requests)
+        seen = self._seen
         nb = self.batches
         m_from, m_to = self._measure_from, self._measure_to
         n_measured = self.conversations
@@ -340,7 +347,7 @@ class Simulation:
 
         while done_now < budget and remaining:
             if heap and heap[0][0] < next_arrival:
-                t, cid, k, n, p, inst = heappop(heap)
+                t, cid, k, n, p, inst, visits = heappop(heap)
             else:
                 t = next_arrival
                 cid = arrived
@@ -350,6 +357,7 @@ class Simulation:
                 n = fixed_turns or 1 + int(math.log(1.0 - rnd()) / log_q)
                 p = int(rnd() * n_prompts) if n_prompts > 1 else 0
                 inst = randrange(n_inst) if session and n_inst > 1 else 0
+                visits = None if session else {}
                 if cid == m_from:
                     measuring = True
                     self._measure_start_s = t
@@ -371,6 +379,22 @@ class Simulation:
                 else:
                     inst = randrange(n_inst)
             loads[inst] += prompt
+            # the infinite-cache ceiling under this routing: the system prompt if this
+            # instance has seen it, then the history left by the last visit here
+            seen_i = seen[inst]
+            if p in seen_i or ns == 0:
+                if session:
+                    ceil_blocks = reuse
+                else:
+                    ceil_blocks = ns + visits.get(inst, 0)
+                    visits[inst] = seq_blocks - ns
+                    if ceil_blocks > max_blocks:
+                        ceil_blocks = max_blocks
+            else:
+                seen_i.add(p)
+                ceil_blocks = 0
+                if not session:
+                    visits[inst] = seq_blocks - ns
 
             if segments:
                 # -- LRU over segments: one run of blocks per (instance, conversation) and
@@ -462,13 +486,15 @@ class Simulation:
                 st_off[b] += ohit * B
                 st_prompt[b] += prompt
                 st_req[b] += 1
-                st_ceil[b] += reuse * B
+                st_ceil[b] += ceil_blocks * B
+                if reuse and ceil_blocks >= reuse:
+                    st_ceil_req[b] += 1
                 if reuse and hit + ohit >= reuse:
                     st_rh[b] += 1
                 if k == n:
                     remaining -= 1
             if k < n:
-                heappush(heap, (t + (expo(inv_think) if exp_gaps else think), cid, k + 1, n, p, inst))
+                heappush(heap, (t + (expo(inv_think) if exp_gaps else think), cid, k + 1, n, p, inst, visits))
             done_now += 1
 
         self._now = t
@@ -495,6 +521,7 @@ class Simulation:
         ohr, ohr_lo, ohr_hi = batch_means_interval(st.offload_hit, st.prompt)
         rhr, rhr_lo, rhr_hi = batch_means_interval(st.request_hits, st.requests)
         prompt_tokens = sum(st.prompt)
+        requests = sum(st.requests)
         lru_ages = self.engine == "segments" and self._evicted
         return SimulationResult(
             token_hit_rate=thr, token_hit_rate_ci=(thr_lo, thr_hi),
@@ -502,11 +529,12 @@ class Simulation:
             gpu_token_hit_rate=ghr, gpu_token_hit_rate_ci=(ghr_lo, ghr_hi),
             offload_token_hit_rate=ohr, offload_token_hit_rate_ci=(ohr_lo, ohr_hi),
             max_token_hit_rate=sum(st.ceiling) / prompt_tokens if prompt_tokens else 0.0,
+            max_request_hit_rate=sum(st.ceiling_requests) / requests if requests else 0.0,
             characteristic_time_s=self._age_sum / self._evicted if lru_ages else None,
             capacity_tokens=self.capacity_tokens, offload_tokens=self.offload_tokens,
             block_size=s.block_size, request_rate=s.arrival_rate * s.turns,
             policy=s.policy, routing=s.routing, instances=s.instances, seed=self.seed,
-            conversations=self.conversations, requests=sum(st.requests),
+            conversations=self.conversations, requests=requests,
             prompt_tokens=prompt_tokens, hit_tokens=sum(total), offload_hit_tokens=sum(st.offload_hit),
             warmup_conversations=self.warmup_conversations, warmup_s=self.warmup_s,
             simulated_time_s=self._now, batches=self.batches, engine=self.engine,

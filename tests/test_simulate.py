@@ -126,11 +126,16 @@ def test_other_policies_run_and_stay_below_the_ceiling(policy):
         Simulation(scenario, capacity_tokens=800, engine="segments")
 
 
-def test_everything_fits_reaches_the_ceiling():
-    """With room for everything (and S >= B), every request reuses its whole history."""
-    result = simulate(small(), capacity_tokens=10**7, conversations=400, seed=1)
+@pytest.mark.parametrize("routing", ["session", "random", "round_robin", "least_loaded"])
+def test_everything_fits_reaches_the_ceiling(routing):
+    """Seed 1, room for everything: the simulated rates are the routing's ceilings."""
+    result = simulate(small(instances=3, routing=routing), capacity_tokens=10**7, conversations=400, seed=1)
     assert result.token_hit_rate == pytest.approx(result.max_token_hit_rate, abs=1e-12)
-    assert result.request_hit_rate == 1.0
+    assert result.request_hit_rate == result.max_request_hit_rate
+    if routing == "session":         # S >= B: every request reuses its whole history
+        assert result.request_hit_rate == 1.0
+    else:                            # only turns that return to the previous instance
+        assert 0.3 < result.request_hit_rate < 0.6
     assert result.characteristic_time_s is None
     assert result.token_hit_rate_ci[0] <= result.token_hit_rate <= result.token_hit_rate_ci[1]
 
