@@ -194,8 +194,17 @@ def render_form(fields, models, gpus) -> str:
     parts = []
     for group, items in groups.items():
         title = GROUP_TITLES.get(group, group.title())
-        inner = "".join(render_field(f, models, gpus) for f in items)
         extra = ""
+        if group == "model":
+            main = [f for f in items if f.key == "model"]
+            arch = [f for f in items if f.key != "model"]
+            inner = "".join(render_field(f, models, gpus) for f in main)
+            inner += ('<details class="advanced" id="arch-details"><summary>Architecture '
+                      '(for <code>custom</code>, or to override the preset; empty = from the '
+                      'preset)</summary>'
+                      + "".join(render_field(f, models, gpus) for f in arch) + "</details>")
+        else:
+            inner = "".join(render_field(f, models, gpus) for f in items)
         if group == "model":
             extra = (
                 '<details class="import" id="import">'
@@ -217,6 +226,13 @@ def render_form(fields, models, gpus) -> str:
 
 
 # ---------------------------------------------------------------------------- build
+
+def project_url() -> str:
+    """The repository's web address when known (GitHub Actions sets GITHUB_REPOSITORY)."""
+    repo = os.environ.get("GITHUB_REPOSITORY", "")
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+    return f"{server}/{repo}" if repo.count("/") == 1 else os.environ.get("KVCALC_REPO_URL", "")
+
 
 def _copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -279,6 +295,16 @@ def build(dist: Path = DIST) -> Path:
     models, gpus = _presets() if fields else ([], [])
     page = (SITE / "index.html").read_text(encoding="utf-8")
     page = page.replace("<!--FORM-->", render_form(fields, models, gpus))
+    repo_url = project_url()
+    page = page.replace('href="REPORT_URL"', f'href="{_text(repo_url + "/issues/new" if repo_url else "./README.md")}"')
+    page = page.replace('href="README_URL"', f'href="{_text(repo_url + "#readme" if repo_url else "./README.md")}"')
+    if (ROOT / "README.md").exists():
+        _copy(ROOT / "README.md", dist / "README.md")
+    sizes = {name: (dist / "vendor" / "pyodide" / name).stat().st_size for name in PYODIDE_FILES}
+    sizes[f"{PACKAGE}.zip"] = (dist / f"{PACKAGE}.zip").stat().st_size
+    sizes[PLOTLY_FILE] = (dist / "vendor" / "plotly" / PLOTLY_FILE).stat().st_size
+    loader = (dist / "loader.js").read_text(encoding="utf-8")
+    (dist / "loader.js").write_text(loader.replace("__SIZES__", json.dumps(sizes)), encoding="utf-8")
     (dist / "index.html").write_text(page, encoding="utf-8")
     (dist / ".nojekyll").write_text("")
     version, files = _digest(dist)
@@ -288,6 +314,8 @@ def build(dist: Path = DIST) -> Path:
         "__FILES__", json.dumps(["./"] + [f"./{f}" for f in files if f != "index.html"],
                                 indent=1))
     (dist / "sw.js").write_text(sw, encoding="utf-8")
+    page = (dist / "index.html").read_text(encoding="utf-8")
+    (dist / "index.html").write_text(page.replace("BUILD_VERSION", version), encoding="utf-8")
     (dist / "version.txt").write_text(version + "\n")
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
     print(f"built {dist.relative_to(ROOT) if dist.is_relative_to(ROOT) else dist}/ "

@@ -1,1 +1,76 @@
-console.log("loader");
+// Loading progress before Python is ready, touched-field tracking, and the service worker.
+// Plain module script: no Python needed, runs as soon as the HTML is parsed.
+const SIZES = __SIZES__;  // bytes of the runtime files, filled in by build.py
+const STAGES = [
+  ["pyodide.asm.wasm", "Downloading the Python runtime…"],
+  ["python_stdlib.zip", "Downloading Python's standard library…"],
+  ["kvcache_calculator.zip", "Starting Python…"],
+];
+const root = document.documentElement;
+const started = performance.now();
+const done = new Set();
+const total = Object.values(SIZES).reduce((a, b) => a + b, 0) || 1;
+
+function bar() { return document.getElementById("load-progress"); }
+function text() { return document.getElementById("load-text"); }
+
+function update() {
+  if (root.dataset.state !== "loading") return;
+  let loaded = 0;
+  for (const name of done) loaded += SIZES[name] || 0;
+  const fraction = Math.min(0.95, loaded / total);
+  const b = bar();
+  if (b) b.value = Math.round(fraction * 100);
+  let message = "Loading the page…";
+  if (done.has("pyodide.mjs")) message = STAGES[0][1];
+  if (done.has("pyodide.asm.wasm")) message = STAGES[1][1];
+  if (done.has("pyodide.asm.wasm") && done.has("python_stdlib.zip")) message = "Starting Python…";
+  if (done.has("kvcache_calculator.zip")) message = "Loading the calculator…";
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  const t = text();
+  if (t) t.textContent = `${message} (${Math.round(fraction * 100)}%, ${seconds} s)`;
+}
+
+function record(entries) {
+  for (const entry of entries) {
+    const name = entry.name.split("?")[0].split("/").pop();
+    if (name in SIZES) done.add(name);
+  }
+  update();
+}
+
+if ("PerformanceObserver" in window) {
+  try {
+    new PerformanceObserver((list) => record(list.getEntries()))
+      .observe({ type: "resource", buffered: true });
+  } catch (_) { /* old browsers: the static text stays */ }
+}
+const timer = setInterval(() => {
+  if (root.dataset.state !== "loading") { clearInterval(timer); return; }
+  update();
+}, 250);
+
+// Fields edited before Python is ready are kept: main.py reads data-touched at start-up.
+document.addEventListener("input", (event) => {
+  if (root.dataset.state === "loading" && event.target.name) {
+    event.target.dataset.touched = "1";
+  }
+}, true);
+
+// Offline support: a service worker caches the built files once the page is ready, so the
+// first visit's downloads are not slowed down by it.
+function registerServiceWorker() {
+  if (!("serviceWorker" in navigator) || !window.isSecureContext) return;
+  navigator.serviceWorker.register("./sw.js", { scope: "./" }).catch((err) => {
+    console.warn("service worker not registered:", err && err.message);
+  });
+}
+const observer = new MutationObserver(() => {
+  if (root.dataset.state !== "loading") {
+    observer.disconnect();
+    const b = bar();
+    if (b) b.value = 100;
+    registerServiceWorker();
+  }
+});
+observer.observe(root, { attributes: true, attributeFilter: ["data-state"] });

@@ -1,5 +1,452 @@
-import sys
-from pyscript import document
-import kvcache_calculator
-document.documentElement.dataset.state = "ready"
-print("ready", sys.version, kvcache_calculator.__version__)
+"""The page's glue, run by PyScript: read the form, call the core, draw results and charts.
+
+One render path (STYLE.md): every change (typing, a link, an imported config) becomes a
+``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.report.evaluate`` and is
+drawn by :func:`render`. Nothing read from the URL, a pasted config or a file is ever inserted
+as HTML: text goes through ``textContent``/``value`` only. No Python traceback reaches the page;
+unexpected errors are logged to the console and shown as one short sentence.
+"""
+
+import json
+import traceback
+
+from pyscript import document, window
+from pyscript.ffi import create_proxy
+
+ROOT = document.documentElement
+CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+PLOT_CONFIG = json.dumps({"responsive": True, "displaylogo": False,
+                          "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage"]})
+
+
+# ---------------------------------------------------------------------------- formatting
+
+def _num(value, digits=3):
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}g}"
+
+
+def _pct(value):
+    return f"{value * 100:.1f} %"
+
+
+def _duration(seconds):
+    if seconds < 120:
+        return f"{seconds:,.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.3g} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:,.3g} h"
+    return f"{seconds / 86400:,.3g} days"
+
+
+def _bytes(value):
+    if value >= 2 ** 20:
+        return f"{value / 2 ** 20:,.3g} MiB"
+    if value >= 1024:
+        return f"{value / 1024:,.4g} KiB"
+    return f"{value:,.0f} B"
+
+
+FORMATS = {
+    "token_hit_rate": _pct,
+    "request_hit_rate": _pct,
+    "max_token_hit_rate": _pct,
+    "characteristic_time_s": _duration,
+    "capacity_tokens": lambda v: f"{v:,.0f} tokens",
+    "capacity_gib": lambda v: f"{v:,.2f} GiB",
+    "kv_bytes_per_token": lambda v: f"{_bytes(v)} per token",
+    "kv_bytes_per_token_per_gpu": lambda v: f"{_bytes(v)} per token per GPU",
+    "request_rate": lambda v: f"{_num(v)} requests/s",
+    "hit_tokens_per_s": lambda v: f"{_num(v)} tokens/s",
+    "prefill_gpu_s_saved_per_s": lambda v: f"{_num(v)} GPU·s per s",
+}
+NONE_TEXT = {"characteristic_time_s": "unbounded (everything fits)"}
+
+
+def format_result(key, value):
+    """The text shown for one result (the plain number goes to ``data-value``)."""
+    if value is None:
+        return NONE_TEXT.get(key, "—")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if value != value:  # NaN
+        return "—"
+    if value == float("inf"):
+        return "unbounded"
+    formatter = FORMATS.get(key, _num)
+    return formatter(value)
+
+
+def plain_number(value):
+    """``data-value``: the number in the CLI's unit, or empty when there is none."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def form_text(value):
+    """A scenario value as it is written in a form field."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- the DOM
+
+def missing(value):
+    """True for Python None and JavaScript null/undefined (Pyodide's JsNull)."""
+    return value is None or type(value).__name__ in ("JsNull", "JsUndefined")
+
+
+def by_id(element_id):
+    """The element with this id, or None."""
+    element = document.getElementById(element_id)
+    return None if missing(element) else element
+
+
+def inputs():
+    """The form's controls that carry a scenario key, by key."""
+    form = by_id("scenario")
+    out = {}
+    for element in form.querySelectorAll("input[name], select[name]"):
+        out[element.name] = element
+    return out
+
+
+def read_form(keys):
+    """The form as ``{key: text}`` for every scenario key it has."""
+    return {key: el.value for key, el in inputs().items() if key in keys}
+
+
+def write_form(scenario):
+    """Put the scenario's values into the form fields."""
+    for key, el in inputs().items():
+        if key in scenario:
+            el.value = form_text(scenario[key])
+    details = by_id("arch-details")
+    if details is not None and scenario.get("model") == "custom":
+        details.open = True
+
+
+def show_field_errors(errors):
+    """Mark invalid fields and show the core's message beside each; clear the others."""
+    for key, el in inputs().items():
+        message = errors.get(key)
+        error = by_id(f"e-{key}")
+        if message:
+            el.setAttribute("aria-invalid", "true")
+            el.setAttribute("aria-describedby", f"e-{key} h-{key}")
+            if error is not None:
+                error.textContent = message
+                error.hidden = False
+            if key in ARCH_KEYS:
+                details = by_id("arch-details")
+                if details is not None:
+                    details.open = True
+        else:
+            el.removeAttribute("aria-invalid")
+            el.setAttribute("aria-describedby", f"h-{key}")
+            if error is not None:
+                error.textContent = ""
+                error.hidden = True
+
+
+def show_link_notice(errors, unknown):
+    """List unknown keys and rejected values of a link in the visible notice."""
+    notice = by_id("link-notice")
+    items = by_id("link-notice-list")
+    items.replaceChildren()
+    for key, message in errors.items():
+        li = document.createElement("li")
+        li.textContent = message
+        items.appendChild(li)
+    for key in unknown:
+        li = document.createElement("li")
+        li.textContent = f"{key}: not a known setting, ignored"
+        items.appendChild(li)
+    notice.hidden = not (errors or unknown)
+
+
+def render_results(results):
+    for key, value in results.items():
+        el = by_id(key)
+        if el is None or el.tagName != "OUTPUT":
+            continue
+        el.textContent = format_result(key, value)
+        el.setAttribute("data-value", plain_number(value))
+
+
+def render_list(element_id, items, make):
+    target = by_id(element_id)
+    target.replaceChildren()
+    for item in items:
+        target.appendChild(make(item))
+
+
+def suggestion_item(suggestion):
+    li = document.createElement("li")
+    li.setAttribute("data-id", str(suggestion.get("id", "")))
+    title = document.createElement("strong")
+    title.textContent = str(suggestion.get("title", ""))
+    li.appendChild(title)
+    text = document.createElement("span")
+    text.textContent = " " + str(suggestion.get("text", ""))
+    li.appendChild(text)
+    return li
+
+
+def note_item(note):
+    li = document.createElement("li")
+    li.textContent = str(note)
+    return li
+
+
+def draw_charts(figures):
+    """Hand the core's figure dicts to Plotly.js (``Plotly.react`` redraws in place)."""
+    plotly = getattr(window, "Plotly", None)
+    if missing(plotly):
+        return
+    show_classic = bool(by_id("show-classic").checked)
+    config = window.JSON.parse(PLOT_CONFIG)
+    for name in CHARTS:
+        figure = figures.get(name)
+        div = by_id(f"chart-{name}")
+        if not figure or div is None:
+            continue
+        if name == "hit_vs_memory":
+            for trace in figure.get("data", []):
+                if is_classic(trace):
+                    trace["visible"] = show_classic
+        fig = window.JSON.parse(json.dumps(figure))
+        plotly.react(div, fig.data, fig.layout, config)
+
+
+def is_classic(trace):
+    """A trace drawing the original calculator's formula (shown only on the toggle)."""
+    tag = f"{trace.get('meta', '')} {trace.get('name', '')} {trace.get('legendgroup', '')}".lower()
+    return "classic" in tag or "original" in tag
+
+
+def update_link(fragment):
+    url = window.location.href.split("#", 1)[0] + ("#" + fragment if fragment else "")
+    if url != window.location.href:
+        window.history.replaceState(None, "", url)
+    by_id("share-url").value = window.location.href
+
+
+def set_stale(stale):
+    by_id("stale-note").hidden = not stale
+    by_id("results").classList.toggle("stale", bool(stale))
+    by_id("charts").classList.toggle("stale", bool(stale))
+
+
+def render(report):
+    """Draw one evaluation: results, fit state, suggestions, notes, charts, link."""
+    fits = bool(report.get("fits", True))
+    fit = by_id("fit-message")
+    fit.textContent = "" if fits else str(report.get("fit_message", ""))
+    fit.hidden = fits
+    ROOT.setAttribute("data-fits", "true" if fits else "false")
+    render_results(report.get("results", {}))
+    render_list("suggestions", report.get("suggestions", []), suggestion_item)
+    render_list("notes", report.get("notes", []), note_item)
+    draw_charts(report.get("figures", {}))
+    update_link(report.get("fragment", ""))
+    set_stale(False)
+
+
+# ---------------------------------------------------------------------------- errors
+
+def report_unexpected(err):
+    """Log the traceback for developers; show the user one sentence and a way to report."""
+    window.console.error("kvcache calculator: " + "".join(
+        traceback.format_exception(type(err), err, err.__traceback__)))
+    box = by_id("app-error")
+    by_id("app-error-text").textContent = (
+        f"An internal error ({type(err).__name__}) stopped this update.")
+    box.hidden = False
+
+
+def guarded(handler):
+    """Wrap an event handler so that no exception escapes to PyScript's error display."""
+    def wrapper(event=None):
+        try:
+            handler(event)
+        except Exception as err:  # noqa: BLE001 (the page must never show a traceback)
+            report_unexpected(err)
+    return wrapper
+
+
+# ---------------------------------------------------------------------------- handlers
+
+def on_form_input(event):
+    """Recompute from the form; an invalid field keeps the last good results, marked stale."""
+    target = None if event is None else event.target
+    if target is not None and getattr(target, "id", "") in ("share-url", "import-text",
+                                                            "import-file", "show-classic"):
+        return
+    report = evaluate(read_form(KEYS))
+    errors = report.get("field_errors", {})
+    show_field_errors(errors)
+    if errors:
+        set_stale(True)
+        return
+    by_id("app-error").hidden = True
+    render(report)
+    if target is not None and getattr(target, "name", "") == "model":
+        write_form({k: report["scenario"].get(k) for k in ARCH_KEYS}
+                   if report["scenario"].get("model") == "custom" else {})
+
+
+def apply_params(params, *, notice=True):
+    """Evaluate link parameters: fields take the result, bad keys are listed in the notice."""
+    report = evaluate(params)
+    errors = report.get("field_errors", {})
+    write_form(report.get("scenario", {}))
+    show_field_errors({})
+    if notice:
+        show_link_notice(errors, report.get("unknown_keys", []))
+    render(report)
+
+
+def link_params():
+    """The URL fragment as ``{key: text}``; an unreadable fragment is shown in the notice."""
+    fragment = str(window.location.hash or "")
+    try:
+        return decode_fragment(fragment)
+    except ScenarioError as err:
+        show_link_notice({"link": str(err)}, [])
+        return {}
+
+
+def on_hash_change(event):
+    apply_params(link_params())
+
+
+def on_classic_toggle(event):
+    on_form_input(None)
+
+
+def on_copy(event):
+    url = str(window.location.href)
+    by_id("share-url").value = url
+    status = by_id("copy-status")
+    clipboard = getattr(window.navigator, "clipboard", None)
+    if not missing(clipboard):
+        try:
+            clipboard.writeText(url).then(
+                create_proxy(lambda *_: setattr(status, "textContent", "Link copied.")),
+                create_proxy(lambda *_: copy_by_selection(status)))
+            return
+        except Exception:  # noqa: BLE001 (fall back to selecting the text)
+            pass
+    copy_by_selection(status)
+
+
+def copy_by_selection(status):
+    field = by_id("share-url")
+    field.focus()
+    field.select()
+    status.textContent = "Select and copy the link shown."
+
+
+def on_reset(event):
+    window.history.replaceState(None, "", window.location.href.split("#", 1)[0])
+    by_id("link-notice").hidden = True
+    apply_params({}, notice=False)
+
+
+def import_text(text):
+    """Fill the custom architecture from a Hugging Face config.json's text."""
+    status = by_id("import-status")
+    area = by_id("import-text")
+    try:
+        arch = import_config(str(text))
+        keys = arch_to_scenario(arch)
+    except ScenarioError as err:
+        area.setAttribute("aria-invalid", "true")
+        status.className = "error"
+        status.textContent = f"Not imported: {err}"
+        return
+    area.removeAttribute("aria-invalid")
+    values = {key: None for key in ARCH_KEYS}
+    values.update({k: v for k, v in keys.items() if k in KEYS})
+    values["model"] = "custom"
+    write_form(values)
+    status.className = "ok"
+    described = ", ".join(f"{k} = {form_text(v)}" for k, v in keys.items() if v is not None)
+    status.textContent = f"Imported ({getattr(arch, 'source', 'config.json')}): {described}."
+    on_form_input(None)
+
+
+def on_import_click(event):
+    import_text(by_id("import-text").value)
+
+
+def read_file_then_import(file):
+    if missing(file):
+        return
+    promise = file.text()
+    promise.then(create_proxy(guarded(lambda text: import_text(text))))
+
+
+def on_import_file(event):
+    files = event.target.files
+    read_file_then_import(files.item(0) if files.length else None)
+
+
+def on_drag_over(event):
+    event.preventDefault()
+
+
+def on_drop(event):
+    event.preventDefault()
+    files = None if missing(event.dataTransfer) else event.dataTransfer.files
+    if not missing(files) and files.length:
+        by_id("import").open = True
+        read_file_then_import(files.item(0))
+
+
+def listen(element_id, event_name, handler):
+    el = by_id(element_id)
+    if el is not None:
+        el.addEventListener(event_name, create_proxy(guarded(handler)))
+
+
+def start():
+    """Apply the link (plus fields edited while loading), draw, wire the events."""
+    params = link_params()
+    for key, el in inputs().items():
+        if el.getAttribute("data-touched") and key in KEYS:
+            params[key] = str(el.value)
+    apply_params(params)
+    listen("scenario", "input", on_form_input)
+    listen("show-classic", "change", on_classic_toggle)
+    listen("copy-link", "click", on_copy)
+    listen("reset", "click", on_reset)
+    listen("import-apply", "click", on_import_click)
+    listen("import-file", "change", on_import_file)
+    listen("import", "dragover", on_drag_over)
+    listen("import", "drop", on_drop)
+    listen("link-notice-close", "click", lambda e: setattr(by_id("link-notice"), "hidden", True))
+    window.addEventListener("hashchange", create_proxy(guarded(on_hash_change)))
+    ROOT.setAttribute("data-state", "ready")
+
+
+try:
+    from kvcache_calculator.errors import ScenarioError
+    from kvcache_calculator.hfconfig import arch_to_scenario, import_config
+    from kvcache_calculator.report import evaluate
+    from kvcache_calculator.scenario import FIELDS, decode_fragment
+
+    KEYS = frozenset(f.key for f in FIELDS)
+    ARCH_KEYS = tuple(f.key for f in FIELDS if f.group == "model" and f.key != "model")
+    start()
+except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)
+    report_unexpected(boot_error)
+    by_id("load-text").textContent = "The calculator could not start."
+    ROOT.setAttribute("data-state", "error")
