@@ -66,7 +66,7 @@ class Terms:
     shared_rate: float                # requests/s per instance per system prompt
     gap_mean_s: float
     gap_kind: str                     # exponential | fixed
-    request_hit_turns: float          # sum_k S(k+1): turns 2..N that may hit their full history
+    request_hit_turns: float          # sum_k S(k+1) over turns whose history is >= 1 block
     first_turn_sys: bool              # the first turn's reusable prefix is >= 1 block
 
     @property
@@ -167,7 +167,7 @@ def build_terms(scenario: Scenario, capacity: Capacity, arch=None) -> Terms:
         turn_sums=tuple(turn_sums), cost_sums=tuple(cost_sums), cost_last=cost_last,
         shared_tokens=float(scenario.num_system_prompts * Sb), shared_rate=shared_rate,
         gap_mean_s=scenario.think_time_s, gap_kind=scenario.think_dist,
-        request_hit_turns=mean_turns - 1.0, first_turn_sys=Sb >= B,
+        request_hit_turns=sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B), first_turn_sys=Sb >= B,
     )
 
 

@@ -39,8 +39,9 @@ def format_number(key: str, value) -> str:
     return f"{value:.4g}"
 
 
-def print_table(rows: Sequence[tuple[str, str, str]], out=sys.stdout) -> None:
+def print_table(rows: Sequence[tuple[str, str, str]], out=None) -> None:
     """Aligned ``key  value  unit`` rows."""
+    out = out or sys.stdout
     width = max((len(r[0]) for r in rows), default=0)
     vwidth = max((len(r[1]) for r in rows), default=0)
     for key, value, unit in rows:
@@ -79,7 +80,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
         print(json.dumps({"models": models, "gpus": gpus}, indent=2))
         return 0
     print("Models (KV bytes per token at bf16, all growing layers):")
-    rows = [(m["id"], f'{m.get("kv_bytes_per_token_bf16", 0):,.0f} B/token',
+    rows = [(m["id"], f'{m["kv_bytes_per_token"]:,.0f} B/token',
              f'{m.get("name", "")}  {m.get("attention", "")}  {m.get("params_b", 0):g}B') for m in models]
     print_table(rows)
     print("\nGPUs:")

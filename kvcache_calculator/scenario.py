@@ -254,7 +254,7 @@ class Scenario:
         if self.turns_dist == "fixed" and not float(self.turns).is_integer():
             raise ScenarioError("turns", self.turns, "must be a whole number when turns_dist is fixed")
         if (self.sliding_layers or 0) > 0 and not self.sliding_window:
-            raise ScenarioError("sliding_window", self.sliding_window, "must be set when sliding_layers > 0")
+            raise ScenarioError("sliding_layers", self.sliding_layers, "needs sliding_window (tokens) to be set too")
         if self.params_b is not None and self.active_params_b is not None and self.active_params_b > self.params_b:
             raise ScenarioError("active_params_b", self.active_params_b,
                                 f"must be at most params_b ({self.params_b:g} billion)")

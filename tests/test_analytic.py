@@ -1,0 +1,177 @@
+"""The characteristic-time model against plain re-derivations of its formulas (MODEL.md 5)."""
+
+import math
+
+import pytest
+
+from kvcache_calculator.analytic import (
+    analyze, build_terms, capacity_for_hit_rate, hits, occupancy, solve_characteristic_time,
+    token_hit_rate_at,
+)
+from kvcache_calculator.capacity import compute_capacity
+from kvcache_calculator.scenario import Scenario
+
+BASE = dict(model="llama-3.1-8b", gpu="h100-sxm")
+
+
+def scen(**kw):
+    return Scenario.from_dict({**BASE, **kw})
+
+
+def erlang_cdf(m, theta, T):
+    x = T / theta
+    return 1 - sum(math.exp(-x) * x ** i / math.factorial(i) for i in range(m))
+
+
+def erlang_min_mean(m, theta, T, steps=4000):
+    # E[min(X, T)] = integral_0^T P(X > t) dt, by the midpoint rule
+    h = T / steps
+    return sum((1 - erlang_cdf(m, theta, (i + 0.5) * h)) * h for i in range(steps))
+
+
+def brute_force(s: Scenario, T: float, nmax: int = 400):
+    """Expected occupancy, hit tokens and prompt tokens per conversation, summed plainly over
+    N, turns and instances-ago, straight from the definitions of MODEL.md 4-5."""
+    S, In, Out, B = s.system_prompt_tokens, s.input_tokens, s.output_tokens, s.block_size
+    step = In + Out
+    q = 1.0 if (s.routing == "session" or s.instances == 1) else 1 / s.instances
+    Sb = S // B * B
+    theta = s.think_time_s
+    if s.turns_dist == "fixed":
+        pN = {int(s.turns): 1.0}
+    else:
+        p = 1 / s.turns
+        pN = {n: p * (1 - p) ** (n - 1) for n in range(1, nmax)}
+    mean_turns = sum(n * w for n, w in pN.items())
+    shared_rate = s.arrival_rate / s.instances * mean_turns / s.num_system_prompts
+    p_sys = 1 - math.exp(-shared_rate * T)
+    cached = lambda j: (S + j * step) // B * B  # noqa: E731
+    F = {m: erlang_cdf(m, theta, T) for m in range(1, 60)}
+    M = {m: erlang_min_mean(m, theta, T, 400) for m in range(1, 12)}
+    occ = hit = prompt = 0.0
+    for n, w in pN.items():
+        if w < 1e-13:
+            continue
+        for k in range(1, n + 1):
+            prompt += w * (S + (k - 1) * step + In)
+            if k == 1:
+                hit += w * p_sys * Sb
+            else:
+                found = 0.0
+                for m in range(1, k):
+                    pm = q * (1 - q) ** (m - 1) * F[min(m, 59)]
+                    found += pm
+                    hit += w * pm * cached(k - m)
+                hit += w * (1 - found) * p_sys * Sb
+        for j in range(1, n + 1):
+            dur = sum(q * (1 - q) ** (r - 1) * M[r] for r in range(1, min(n - j, 11) + 1))
+            dur += (1 - q) ** (n - j) * T
+            occ += w * (cached(j) - Sb) * dur
+    occ = s.arrival_rate / s.instances * occ + s.num_system_prompts * Sb * p_sys
+    return occ, hit, prompt
+
+
+@pytest.mark.parametrize("kw", [
+    dict(turns=4, turns_dist="fixed", system_prompt_tokens=0),
+    dict(turns=3, turns_dist="geometric"),
+    dict(turns=4, turns_dist="fixed", instances=3, routing="random"),
+    dict(turns=2.5, turns_dist="geometric", instances=2, routing="round_robin", num_system_prompts=3),
+])
+@pytest.mark.parametrize("T", [5.0, 40.0, 300.0])
+def test_closed_forms_match_plain_sums(kw, T):
+    s = scen(think_time_s=30, input_tokens=300, output_tokens=200, **kw)
+    terms = build_terms(s, compute_capacity(s))
+    occ, hit, prompt = brute_force(s, T)
+    assert terms.prompt_tokens == pytest.approx(prompt, rel=1e-9)
+    assert hits(terms, T)[0] == pytest.approx(hit, rel=1e-9)
+    # the brute force integrates M_r numerically (midpoint rule): 1e-4 relative
+    assert occupancy(terms, T) == pytest.approx(occ, rel=1e-4)
+
+
+def test_characteristic_time_is_the_root_of_occupancy():
+    s = scen(arrival_rate=3)
+    r = analyze(s)
+    terms = build_terms(s, r.capacity)
+    assert occupancy(terms, r.characteristic_time_s) == pytest.approx(r.capacity_tokens, rel=1e-9)
+    assert r.token_hit_rate == pytest.approx(token_hit_rate_at(terms, r.characteristic_time_s))
+
+
+def test_ceiling_is_one_minus_one_over_turns_without_system_prompt():
+    s = scen(turns=5, turns_dist="fixed", system_prompt_tokens=0, kv_cache_tokens=10**11)
+    r = analyze(s)
+    assert r.max_request_hit_rate == pytest.approx(1 - 1 / 5)
+    # an enormous cache: idle histories live for months, every later turn hits
+    assert r.characteristic_time_s > 1e6
+    assert r.token_hit_rate == pytest.approx(r.max_token_hit_rate, rel=1e-6)
+    # the token ceiling: turn k hits floor((k-1)*800/16)*16 of its prompt, turns 2..5
+    prompts = [(k - 1) * 800 + 500 for k in range(1, 6)]
+    hit = [(k - 1) * 800 // 16 * 16 for k in range(1, 6)]
+    assert r.max_token_hit_rate == pytest.approx(sum(hit) / sum(prompts))
+
+
+def test_block_rounding_and_last_token_rule():
+    # 10-token turns with 16-token blocks: nothing but whole blocks is ever reused
+    s = scen(turns=2, turns_dist="fixed", system_prompt_tokens=0, input_tokens=7, output_tokens=3,
+             kv_cache_tokens=10**9)
+    r = analyze(s)
+    # turn 2's prompt is 17 tokens; the history (10 tokens) is less than one block: no hit
+    assert r.max_token_hit_rate == 0.0
+    assert r.max_request_hit_rate == 0.0
+
+
+def test_one_instance_any_routing_is_session_affinity():
+    a = analyze(scen(routing="random", instances=1, arrival_rate=2))
+    b = analyze(scen(routing="session", instances=1, arrival_rate=2))
+    assert a.token_hit_rate == b.token_hit_rate
+
+
+def test_session_affinity_beats_random_routing():
+    a = analyze(scen(routing="session", instances=4, arrival_rate=4))
+    b = analyze(scen(routing="random", instances=4, arrival_rate=4))
+    assert a.token_hit_rate > b.token_hit_rate
+    assert a.max_token_hit_rate > b.max_token_hit_rate
+
+
+def test_offload_tier_adds_hits_only_when_larger_than_the_gpu_cache():
+    base = scen(arrival_rate=4)
+    small = analyze(base.replace(offload_gib=10))
+    big = analyze(base.replace(offload_gib=500))
+    assert small.token_hit_rate == analyze(base).token_hit_rate
+    assert big.token_hit_rate > small.token_hit_rate
+    assert big.offload_token_hit_rate == pytest.approx(big.token_hit_rate - big.gpu_token_hit_rate)
+    assert big.offload_characteristic_time_s > big.characteristic_time_s
+
+
+def test_capacity_for_hit_rate_inverts_the_model():
+    s = scen(arrival_rate=3)
+    tokens, ceiling = capacity_for_hit_rate(s, 0.7)
+    assert tokens is not None and 0.7 < ceiling
+    r = analyze(s.replace(kv_cache_tokens=int(math.ceil(tokens / 16)) * 16 + 16))
+    assert r.token_hit_rate == pytest.approx(0.7, abs=2e-3)
+    assert capacity_for_hit_rate(s, 0.99) == (None, pytest.approx(ceiling))
+
+
+def test_model_that_does_not_fit_says_so():
+    r = analyze(scen(model="llama-3.1-405b"))
+    assert not r.fits
+    assert r.token_hit_rate == 0.0 and r.capacity_tokens == 0
+    assert "needs" in r.message and "GiB" in r.message
+
+
+def test_solver_handles_extremes():
+    s = scen()
+    terms = build_terms(s, compute_capacity(s))
+    assert solve_characteristic_time(terms, 0) == 0.0
+    assert math.isinf(solve_characteristic_time(terms, 1e30))
+    t1 = solve_characteristic_time(terms, 1e5)
+    t2 = solve_characteristic_time(terms, 2e5)
+    assert 0 < t1 < t2
+
+
+def test_fixed_gaps_are_all_or_nothing():
+    s = scen(think_dist="fixed", turns_dist="fixed", turns=3, think_time_s=60)
+    terms = build_terms(s, compute_capacity(s))
+    below = token_hit_rate_at(terms, 59.9)
+    above = token_hit_rate_at(terms, 60.1)
+    assert above > below
+    assert token_hit_rate_at(terms, 30) == pytest.approx(below)

@@ -1,0 +1,69 @@
+"""The kvcache-calc command line: analyze, presets, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kvcache_calculator.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_analyze_json_has_the_documented_keys(capsys):
+    code, out, _ = run(capsys, "analyze", "model=llama-3.1-8b", "gpu=h100-sxm", "arrival_rate=2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    res = data["results"]
+    for key in ("token_hit_rate", "request_hit_rate", "max_token_hit_rate", "characteristic_time_s",
+                "capacity_tokens", "kv_bytes_per_token", "kv_bytes_per_token_per_gpu", "request_rate"):
+        assert key in res
+    assert res["kv_bytes_per_token"] == 131072
+    assert res["request_rate"] == pytest.approx(2 * 5)
+    assert data["scenario"]["arrival_rate"] == 2.0
+
+
+def test_analyze_table_is_readable(capsys):
+    code, out, _ = run(capsys, "analyze", "model=qwen3-32b", "gpu=h200")
+    assert code == 0
+    assert "token_hit_rate" in out and "%" in out and "GiB" in out
+
+
+def test_model_that_does_not_fit_is_explained(capsys):
+    code, out, _ = run(capsys, "analyze", "model=llama-3.1-405b")
+    assert code == 0
+    assert "does not fit" in out and "needs" in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["analyze", "arrival_rate=-1"], "arrival_rate: got '-1'"),
+    (["analyze", "arival_rate=1"], "not a scenario key"),
+    (["analyze", "model=nope"], "model: got 'nope'"),
+    (["analyze", "turns"], "KEY=VALUE"),
+    (["analyze", "model=custom", "num_layers=4"], "is required"),
+])
+def test_bad_input_exits_non_zero_with_the_message(capsys, args, needle):
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+def test_presets_lists_models_and_gpus(capsys):
+    code, out, _ = run(capsys, "presets", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert len(data["models"]) >= 25 and len(data["gpus"]) >= 10
+    code, out, _ = run(capsys, "presets")
+    assert "deepseek-v3" in out and "h200" in out
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "kvcache_calculator", "analyze", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < json.loads(proc.stdout)["results"]["token_hit_rate"] < 1
