@@ -318,3 +318,66 @@ def test_result_to_dict_is_plain_json():
     for key in ("token_hit_rate", "request_hit_rate", "max_token_hit_rate", "characteristic_time_s",
                 "gpu_token_hit_rate", "offload_token_hit_rate", "capacity_tokens", "request_rate"):
         assert key in data
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+SMALL_ARGS = ["arrival_rate=0.5", "turns=4", "think_time_s=20", "input_tokens=37", "output_tokens=21",
+              "system_prompt_tokens=70", "block_size=8", "kv_cache_tokens=600"]
+
+
+def test_cli_json_matches_the_library(capsys):
+    import json
+
+    from kvcache_calculator.cli_simulate import main
+
+    assert main([*SMALL_ARGS, "--conversations", "150", "--seed", "4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = simulate(small(kv_cache_tokens=600), conversations=150, seed=4).to_dict()
+    assert data["results"] == expected
+    assert data["scenario"]["kv_cache_tokens"] == 600
+
+
+def test_cli_table_and_errors(capsys):
+    from kvcache_calculator.cli_simulate import main
+
+    assert main([*SMALL_ARGS, "--conversations", "100", "--batches", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "token_hit_rate" in out and "%  [" in out and "characteristic_time_s" in out
+    assert main(["arrival_rate=-1"]) == 2
+    assert "arrival_rate: got '-1'" in capsys.readouterr().err
+    assert main([*SMALL_ARGS, "--conversations", "0"]) == 2
+    assert "conversations: got 0" in capsys.readouterr().err
+
+
+def test_cli_registered_in_kvcache_calc(capsys):
+    from kvcache_calculator import cli
+
+    if "simulate" not in cli.build_parser().format_help():
+        pytest.skip("simulate is not wired into kvcache_calculator.cli yet")
+    assert cli.main(["simulate", *SMALL_ARGS, "--conversations", "50", "--json"]) == 0
+    assert '"token_hit_rate"' in capsys.readouterr().out
+
+
+def test_cli_progress_only_on_a_terminal_after_a_second():
+    import io
+
+    from kvcache_calculator.cli_simulate import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    pipe = _Progress(io.StringIO())
+    pipe.start -= 5
+    pipe.update(0.5)
+    pipe.close()
+    assert pipe.stream.getvalue() == ""
+    term = _Progress(Terminal())
+    term.update(0.1)                      # within the first second: silent
+    assert term.stream.getvalue() == ""
+    term.start -= 5
+    term.update(0.5)
+    assert "50 %" in term.stream.getvalue()
+    term.close()
+    assert term.stream.getvalue().endswith("\r")
