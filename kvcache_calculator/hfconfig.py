@@ -538,8 +538,10 @@ def arch_to_scenario(arch: ModelArch) -> dict:
     ``num_layers`` counts the layers that hold KV (full, MLA, sliding); ``num_kv_heads`` and
     ``head_dim`` come from the full-attention layers (the sliding ones if there are none);
     ``attention`` is ``mla`` when MLA layers exist, else ``gqa``; ``sliding_window`` and
-    ``sliding_layers`` describe the sliding layers. Linear-state layers, K/V widths that differ
-    and indexer bytes have no scenario key: the preset id carries them.
+    ``sliding_layers`` describe the sliding layers. Where K and V widths differ (MiMo-V2),
+    ``head_dim`` is their mean, which keeps the bytes per token. Linear-state layers, sliding
+    layers with other heads than the full ones (Gemma 4, MiMo-V2) and indexer bytes have no
+    scenario key: only the preset id carries them, so overriding a key of such a preset drops them.
     """
     def first(kind: str) -> LayerGroup | None:
         return next((g for g in arch.layers if g.kind == kind), None)
@@ -556,8 +558,8 @@ def arch_to_scenario(arch: ModelArch) -> dict:
         scenario["attention"] = "gqa"
     if attn is not None:
         scenario["num_kv_heads"] = attn.num_kv_heads
-        scenario["head_dim"] = attn.k_head_dim if attn.k_head_dim == attn.v_head_dim \
-            else (attn.k_head_dim + attn.v_head_dim) / 2
+        width = attn.k_head_dim + attn.v_head_dim  # K and V of unequal widths: their mean
+        scenario["head_dim"] = width // 2 if width % 2 == 0 else width / 2
     sliding = [g for g in arch.layers if g.kind == "sliding"]
     if sliding:
         scenario["sliding_window"] = sliding[0].window
