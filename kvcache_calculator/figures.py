@@ -1,0 +1,226 @@
+"""Figures as plain Plotly figure dicts (``{"data": [...], "layout": {...}}``, DESIGN.md).
+
+Only the trace types ``scatter``, ``bar`` and ``heatmap`` are used (the page ships Plotly's
+"cartesian" bundle). Hit rates are 0-1 fractions in the core and shown here as % (times
+100 in the figure data). Every axis names its unit; the current scenario is marked; the
+infinite-cache ceiling is a dashed line; no layout fixes a width, so the page can size the
+charts to a 390 px phone. A Python user can draw one with
+``plotly.graph_objects.Figure(fig)``.
+"""
+
+from __future__ import annotations
+
+from kvcache_calculator import sensitivity as sens
+from kvcache_calculator.analytic import AnalyticResult
+from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
+
+_LINE = "#1f77b4"
+_CEILING = "#d62728"
+_CURRENT = "#ff7f0e"
+_GREY = "#7f7f7f"
+
+
+def _pct(v: float) -> float:
+    return round(100.0 * v, 4)
+
+
+def _num(v: float) -> str:
+    """A short human number: 1.2k, 45.3, 0.25."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.3g}k"
+    if float(v).is_integer():
+        return f"{int(v)}"
+    return f"{v:.3g}"
+
+
+def _axis_title(key: str) -> str:
+    f = FIELD_BY_KEY[key]
+    return f"{f.label} ({f.unit})" if f.unit else f.label
+
+
+def _policy_note(scenario: Scenario) -> str:
+    if scenario.policy == "lru":
+        return ""
+    return f"LRU model; {scenario.policy.upper()} needs the simulator"
+
+
+def _layout(title: str, x_title: str, y_title: str, note: str = "", **extra) -> dict:
+    """A responsive layout (no width), readable on a phone: compact margins, legend below."""
+    text = title + (f"<br><sup>{note}</sup>" if note else "")
+    layout = {
+        "title": {"text": text, "font": {"size": 15}, "x": 0.02, "xanchor": "left"},
+        "autosize": True,
+        "margin": {"l": 56, "r": 16, "t": 64 if note else 48, "b": 56},
+        "xaxis": {"title": {"text": x_title}, "automargin": True},
+        "yaxis": {"title": {"text": y_title}, "automargin": True},
+        "legend": {"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"},
+        "hovermode": "closest",
+        "font": {"size": 12},
+    }
+    layout.update(extra)
+    return layout
+
+
+def _ceiling_trace(x0: float, x1: float, ceiling: float) -> dict:
+    return {"type": "scatter", "mode": "lines", "name": f"Ceiling (infinite cache) {100 * ceiling:.1f}%",
+            "x": [x0, x1], "y": [_pct(ceiling), _pct(ceiling)],
+            "line": {"color": _CEILING, "dash": "dash", "width": 1.5}, "hoverinfo": "name"}
+
+
+def _current_trace(x: float, hit: float, x_title: str, text: str = "this scenario") -> dict:
+    return {"type": "scatter", "mode": "markers", "name": "This scenario", "x": [x], "y": [_pct(hit)],
+            "marker": {"color": _CURRENT, "size": 11, "symbol": "diamond", "line": {"width": 1, "color": "#000"}},
+            "hovertemplate": f"{text}<br>{x_title}: %{{x:.4g}}<br>token hit rate: %{{y:.1f}}%<extra></extra>"}
+
+
+def classic_curve(scenario: Scenario, memory_gib: list[float], arch=None) -> list[float] | None:
+    """The original calculator's hit rate (0-1) at each memory size per GPU, from
+    :func:`kvcache_calculator.compat.classic_hit_rate_for_scenario`; None when unavailable."""
+    try:
+        from kvcache_calculator.compat import classic_hit_rate_for_scenario
+    except ImportError:  # the compatibility layer is optional for the figures
+        return None
+    return [classic_hit_rate_for_scenario(scenario, m, arch) for m in memory_gib]
+
+
+def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, prep=None, arch=None,
+                  gpu=None, points: int = 100) -> dict:
+    """Token hit rate (%) against GPU memory per GPU, with the current point, the ceiling, the
+    GPU-only curve when an offload tier is set, and the original formula (hidden in the legend)."""
+    prep = prep or sens.prepare(scenario, result, arch, gpu)
+    s = prep.scenario
+    curve = sens.hit_vs_memory(s, prep=prep, points=points)
+    x = [round(m, 4) for m in curve.memory_gib]
+    x_title = "GPU memory per GPU (GiB)"
+    data = [{
+        "type": "scatter", "mode": "lines", "name": "Token hit rate (model)",
+        "x": x, "y": [_pct(v) for v in curve.token_hit_rate], "line": {"color": _LINE, "width": 2.5},
+        "customdata": list(curve.capacity_tokens),
+        "hovertemplate": "%{x:.1f} GiB per GPU<br>%{customdata:,} tokens per instance"
+                         "<br>token hit rate %{y:.1f}%<extra></extra>",
+    }]
+    if prep.capacity.offload_tokens > 0:
+        data.append({"type": "scatter", "mode": "lines", "name": "GPU cache only (no offload)",
+                     "x": x, "y": [_pct(v) for v in curve.gpu_only_hit_rate],
+                     "line": {"color": _LINE, "dash": "dot", "width": 1.5},
+                     "hovertemplate": "%{x:.1f} GiB: %{y:.1f}% from GPU memory<extra></extra>"})
+    data.append(_ceiling_trace(x[0], x[-1], curve.ceiling))
+    classic = classic_curve(s, list(curve.memory_gib), prep.arch)
+    if classic is not None:
+        data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
+                     "visible": "legendonly", "x": x, "y": [_pct(v) for v in classic],
+                     "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
+                     "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
+    cur_text = "this scenario" + (" (capacity from kv_cache_tokens)"
+                                  if prep.capacity.derived_from == "kv_cache_tokens" else "")
+    data.append(_current_trace(curve.current_memory_gib, curve.current_hit_rate, x_title, cur_text))
+    note = _policy_note(s)
+    if not prep.result.fits:
+        note = (note + "; " if note else "") + "the model does not fit at the current memory"
+    layout = _layout("Token hit rate vs GPU memory", x_title, "Token hit rate (%)", note,
+                     yaxis={"title": {"text": "Token hit rate (%)"}, "range": [0, 100], "automargin": True})
+    return {"data": data, "layout": layout}
+
+
+def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: AnalyticResult | None = None,
+                prep=None, arch=None, gpu=None, points: int = 100) -> dict:
+    """Token hit rate (%) over the sweep range of one numeric input ``key``
+    (:data:`kvcache_calculator.sensitivity.NUMERIC_KEYS`), with the ceiling and the current point."""
+    prep = prep or sens.prepare(scenario, result, arch, gpu)
+    curve = sens.sensitivity_curve(prep.scenario, key, points, prep=prep)
+    x_title = _axis_title(key)
+    x = list(curve.values)
+    constant_ceiling = len(set(curve.ceiling)) == 1
+    data = [{"type": "scatter", "mode": "lines", "name": "Token hit rate (model)", "x": x,
+             "y": [_pct(v) for v in curve.token_hit_rate], "line": {"color": _LINE, "width": 2.5},
+             "hovertemplate": f"{curve.label}: %{{x:.4g}}<br>token hit rate %{{y:.1f}}%<extra></extra>"}]
+    if constant_ceiling:
+        data.append(_ceiling_trace(x[0], x[-1], curve.ceiling[0]))
+    else:
+        data.append({"type": "scatter", "mode": "lines", "name": "Ceiling (infinite cache)", "x": x,
+                     "y": [_pct(v) for v in curve.ceiling], "line": {"color": _CEILING, "dash": "dash", "width": 1.5},
+                     "hovertemplate": "ceiling %{y:.1f}%<extra></extra>"})
+    data.append(_current_trace(curve.current_value, curve.current_hit_rate, x_title))
+    xaxis = {"title": {"text": x_title}, "automargin": True}
+    if curve.log_scale:
+        xaxis["type"] = "log"
+    layout = _layout(f"Token hit rate vs {curve.label.lower()}", x_title, "Token hit rate (%)",
+                     _policy_note(prep.scenario), xaxis=xaxis,
+                     yaxis={"title": {"text": "Token hit rate (%)"}, "range": [0, 100], "automargin": True})
+    return {"data": data, "layout": layout}
+
+
+def tornado(scenario: Scenario, fraction: float = 0.2, *, result: AnalyticResult | None = None, prep=None,
+            arch=None, gpu=None) -> dict:
+    """Change of the token hit rate (percentage points) for -/+``fraction`` of each numeric input,
+    largest swing at the top."""
+    prep = prep or sens.prepare(scenario, result, arch, gpu)
+    t = sens.tornado(prep.scenario, fraction, prep=prep)
+    pct = round(100 * fraction)
+    labels = [b.label for b in t.bars]
+    base = t.base_hit_rate
+
+    def trace(name: str, side: str, color: str) -> dict:
+        vals = [getattr(b, f"{side}_value") for b in t.bars]
+        rates = [getattr(b, f"{side}_hit_rate") for b in t.bars]
+        return {"type": "bar", "orientation": "h", "name": name, "y": labels,
+                "x": [round(100 * (r - base), 4) for r in rates],
+                "customdata": [[_num(v), b.unit, round(100 * r, 2)] for v, b, r in zip(vals, t.bars, rates)],
+                "marker": {"color": color}, "opacity": 0.85,
+                "hovertemplate": "%{y} = %{customdata[0]} %{customdata[1]}<br>"
+                                 "token hit rate %{customdata[2]:.1f}% (%{x:+.1f} points)<extra></extra>"}
+
+    data = [trace(f"-{pct}%", "low", "#4c78a8"), trace(f"+{pct}%", "high", "#f58518")]
+    note = _policy_note(prep.scenario)
+    if not t.bars:
+        note = (note + "; " if note else "") + "no input changes the hit rate here"
+    layout = _layout(f"What moves the hit rate: each input -/+{pct}%",
+                     "Change in token hit rate (percentage points)", "", note or f"base {100 * base:.1f}%",
+                     barmode="overlay", height=max(260, 120 + 30 * len(labels)),
+                     yaxis={"autorange": "reversed", "automargin": True, "type": "category",
+                            "title": {"text": "Input"}})
+    layout["xaxis"]["zeroline"] = True
+    return {"data": data, "layout": layout}
+
+
+def heatmap(scenario: Scenario, *, result: AnalyticResult | None = None, prep=None, arch=None, gpu=None,
+            rows: int = 30, cols: int = 30) -> dict:
+    """Token hit rate (%) over GPU memory per GPU x conversation arrival rate (log scale), with
+    the current point."""
+    prep = prep or sens.prepare(scenario, result, arch, gpu)
+    h = sens.heatmap(prep.scenario, rows, cols, prep=prep)
+    x_title = "GPU memory per GPU (GiB)"
+    y_title = _axis_title("arrival_rate")
+    data = [
+        {"type": "heatmap", "name": "Token hit rate", "x": [round(m, 4) for m in h.memory_gib],
+         "y": [float(f"{v:.6g}") for v in h.arrival_rate], "z": [[_pct(v) for v in row] for row in h.token_hit_rate],
+         "zmin": 0, "zmax": 100, "colorscale": "Viridis",
+         "colorbar": {"title": {"text": "Hit rate (%)", "side": "right"}, "thickness": 12},
+         "hovertemplate": "%{x:.1f} GiB per GPU<br>%{y:.3g} conversations/s<br>"
+                          "token hit rate %{z:.1f}%<extra></extra>"},
+        {"type": "scatter", "mode": "markers", "name": "This scenario", "x": [h.current_memory_gib],
+         "y": [h.current_arrival_rate], "showlegend": False,
+         "marker": {"color": "#ffffff", "size": 12, "symbol": "x", "line": {"width": 2, "color": "#000"}},
+         "hovertemplate": "this scenario: %{x:.1f} GiB, %{y:.3g} conversations/s<br>"
+                          f"token hit rate {100 * h.current_hit_rate:.1f}%<extra></extra>"},
+    ]
+    layout = _layout("Token hit rate: memory x traffic", x_title, y_title, _policy_note(prep.scenario),
+                     yaxis={"title": {"text": y_title}, "type": "log", "automargin": True})
+    layout["showlegend"] = False
+    return {"data": data, "layout": layout}
+
+
+def all_figures(scenario: Scenario, result: AnalyticResult | None = None, key: str = sens.DEFAULT_KEY,
+                *, arch=None, gpu=None) -> dict:
+    """The four figures of the page from one :func:`~kvcache_calculator.sensitivity.prepare`:
+    ``hit_vs_memory``, ``sensitivity`` (of ``key``), ``tornado`` and ``heatmap``."""
+    prep = sens.prepare(scenario, result, arch, gpu)
+    return {"hit_vs_memory": hit_vs_memory(scenario, prep=prep),
+            "sensitivity": sensitivity(scenario, key, prep=prep),
+            "tornado": tornado(scenario, prep=prep),
+            "heatmap": heatmap(scenario, prep=prep)}

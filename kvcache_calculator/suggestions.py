@@ -1,0 +1,354 @@
+"""Suggestions that follow from the analytic model, each with the numbers that justify it.
+
+One rule keeps them consistent (the original tool could advise "increase memory" and
+"reduce memory" at once). With ``hit`` the token hit rate, ``ceiling`` the infinite-cache
+hit rate and ``target`` the scenario's ``target_hit_rate``, the *goal* is
+``min(target, ceiling - 1 point)``:
+
+- ``hit < goal``: memory is the limit. Only then are more memory (``add_memory``), fp8 KV
+  (``fp8_kv``) and an offload tier (``offload``) suggested, each with its predicted gain.
+- ``hit >= target``: the target is met (``target_met``, with the memory the target needs,
+  which is at most the current one).
+- ``hit >= goal`` and ``ceiling - hit <= 2 points``: the ceiling, not memory, is the limit
+  (``memory_not_limit``).
+
+So ``add_memory`` never appears with ``target_met`` or ``memory_not_limit``. A suggestion
+that predicts a gain is emitted only when the gain is at least half a point, and every
+number it carries is finite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kvcache_calculator import sensitivity as sens
+from kvcache_calculator.analytic import AnalyticResult, capacity_for_hit_rate
+from kvcache_calculator.architecture import dtype_bytes, kv_bytes_per_token
+from kvcache_calculator.capacity import GIB
+from kvcache_calculator.scenario import Scenario, with_updates
+
+SEVERITIES = ("action", "info", "warning")
+MIN_GAIN = 0.005            # half a point of token hit rate: below this, not worth suggesting
+CEILING_GAP = 0.02          # within 2 points of the ceiling, memory is not the limit
+GOAL_BELOW_CEILING = 0.01   # the goal when the target is above the ceiling: 1 point below it
+MAX_OFFLOAD_GIB = 1024.0    # largest offload tier suggested per instance (CPU DRAM of one host)
+
+#: Ids that ask for more memory or hardware, and ids that say memory could shrink or is
+#: not the limit; a list never holds one of each (the contradiction test checks it).
+ADD_MEMORY_IDS = frozenset({"add_memory", "fit"})
+ENOUGH_MEMORY_IDS = frozenset({"target_met", "memory_not_limit"})
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One piece of advice: ``severity`` is "action", "info" or "warning"; ``numbers`` holds
+    the finite values that justify it (rates as 0-1 fractions, units in the key names)."""
+
+    id: str
+    severity: str
+    title: str
+    text: str
+    numbers: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types."""
+        return {"id": self.id, "severity": self.severity, "title": self.title, "text": self.text,
+                "numbers": dict(self.numbers)}
+
+
+def _p(rate: float) -> str:
+    return f"{100 * rate:.1f}%"
+
+
+def _gib(v: float) -> str:
+    return f"{v:.1f} GiB"
+
+
+def _clean(numbers: dict) -> dict:
+    """Drop None and non-finite values; round floats for display stability."""
+    out = {}
+    for k, v in numbers.items():
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                continue
+            v = round(v, 6)
+        out[k] = v
+    return out
+
+
+def _make(id_: str, severity: str, title: str, text: str, **numbers) -> Suggestion:
+    return Suggestion(id_, severity, title, text, _clean(numbers))
+
+
+def _tokens_for_rate(prep: sens.Prepared, rate: float) -> float | None:
+    """Cache tokens per instance for a token hit rate of ``rate`` (exact solve); None if
+    at or above the ceiling."""
+    tokens, _ = capacity_for_hit_rate(prep.scenario, rate, prep.capacity, prep.arch)
+    return tokens
+
+
+def _fit(prep: sens.Prepared) -> list[Suggestion]:
+    """What makes the model fit: more memory per GPU, more GPUs per instance, fp8 weights."""
+    s, cap = prep.scenario, prep.capacity
+    need = sens.fit_memory_gib(prep)
+    numbers = dict(weights_gib_per_gpu=cap.weights_gib_per_gpu, usable_gib_per_gpu=cap.usable_gib_per_gpu,
+                   activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=prep.gpu_memory_gib,
+                   min_gpu_memory_gib=need)
+    options = [f"a GPU with more than {_gib(need)} (weights and activation reserve at gpu_mem_util {s.gpu_mem_util:g})"]
+    if s.kv_cache_tokens is None:
+        n = s.num_gpus * 2
+        while n <= 1024:
+            vcap = sens.variant_capacity(prep, with_updates(s, num_gpus=n))
+            if vcap.fits:
+                hit = sens.variant_hit_rate(prep, num_gpus=n)
+                numbers.update(num_gpus_to_fit=n, hit_rate_at_num_gpus=hit)
+                options.append(f"num_gpus={n} (tensor parallel), for a token hit rate of {_p(hit)}")
+                break
+            n *= 2
+        if dtype_bytes(s.weight_dtype) > 1:
+            vcap = sens.variant_capacity(prep, with_updates(s, weight_dtype="fp8"))
+            if vcap.fits:
+                hit = sens.variant_hit_rate(prep, weight_dtype="fp8")
+                numbers.update(hit_rate_with_fp8_weights=hit)
+                options.append(f"fp8 weights, for a token hit rate of {_p(hit)}")
+    text = f"{cap.message} Options: " + "; ".join(options) + "."
+    return [_make("fit", "action", "Make the model fit", text, **numbers)]
+
+
+def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: float) -> tuple[list[Suggestion], bool]:
+    """Target, add-memory, target-met and ceiling suggestions; returns them and whether memory
+    is the limit (hit below the goal)."""
+    s, cap = prep.scenario, prep.capacity
+    out: list[Suggestion] = []
+    goal = min(target, ceiling - GOAL_BELOW_CEILING)
+    cur_mem = sens.current_memory_gib(prep)
+    if target >= ceiling - 1e-9:
+        out.append(_make("target_unreachable", "warning", "The target is above the ceiling",
+                         f"The target of {_p(target)} is above {_p(ceiling)}, the hit rate of an infinite cache: "
+                         f"the first prompt of every conversation misses (except the shared system prompt), "
+                         f"so no amount of memory reaches it. Shorten the gap with more turns per conversation "
+                         f"or a longer shared prefix.",
+                         target_hit_rate=target, ceiling=ceiling, token_hit_rate=hit))
+    memory_limited = hit < goal and goal > 0
+    if memory_limited:
+        need_tokens = _tokens_for_rate(prep, goal)
+        if need_tokens is not None and need_tokens > cap.capacity_tokens:
+            need_mem = sens.memory_for_tokens(prep, need_tokens)
+            extra = max(0.0, need_mem - cur_mem)
+            what = (f"the target of {_p(target)}" if goal == target
+                    else f"{_p(goal)}, one point below the ceiling")
+            numbers = dict(goal_hit_rate=goal, token_hit_rate=hit, capacity_tokens=cap.capacity_tokens,
+                           capacity_tokens_for_goal=int(math.ceil(need_tokens)),
+                           gpu_memory_gib=cur_mem, gpu_memory_gib_for_goal=need_mem,
+                           extra_gib_per_gpu=extra, capacity_factor=need_tokens / max(1, cap.capacity_tokens))
+            options = [f"{_gib(need_mem)} of GPU memory per GPU (+{_gib(extra)})"]
+            if cap.derived_from == "memory":
+                n = s.num_gpus * 2
+                while n <= 1024:
+                    vcap = sens.variant_capacity(prep, with_updates(s, num_gpus=n))
+                    if vcap.fits and vcap.capacity_tokens >= need_tokens:
+                        numbers["num_gpus_for_goal"] = n
+                        options.append(f"num_gpus={n} per instance")
+                        break
+                    n *= 2
+            if s.routing == "session":
+                inst = _instances_for(prep, goal)
+                if inst is not None:
+                    numbers["instances_for_goal"] = inst
+                    options.append(f"{inst} instances with session routing")
+            if cap.offload_tokens > 0:
+                off_gib = need_tokens * cap.kv_bytes_per_token / GIB
+                numbers["offload_gib_for_goal"] = off_gib
+                options.append(f"an offload tier of {_gib(off_gib)} per instance")
+            out.append(_make("add_memory", "action", f"More cache for {_p(goal)}",
+                             f"The cache holds {cap.capacity_tokens:,} tokens per instance; {what} needs about "
+                             f"{int(math.ceil(need_tokens)):,} ({need_tokens / max(1, cap.capacity_tokens):.1f}x). "
+                             "Options: " + "; ".join(options) + ".", **numbers))
+    if hit >= target and target < ceiling:
+        need_tokens = _tokens_for_rate(prep, target)
+        if need_tokens is not None:
+            need_mem = sens.memory_for_tokens(prep, min(need_tokens, cap.capacity_tokens))
+            spare = max(0.0, cur_mem - need_mem)
+            out.append(_make("target_met", "info", "The target is met",
+                             f"The token hit rate of {_p(hit)} meets the {_p(target)} target. The target needs "
+                             f"about {int(math.ceil(need_tokens)):,} tokens of cache per instance, "
+                             f"{_gib(need_mem)} of GPU memory per GPU: {_gib(spare)} per GPU could go to "
+                             "something else (e.g. a lower gpu_mem_util or a smaller GPU).",
+                             target_hit_rate=target, token_hit_rate=hit,
+                             capacity_tokens_for_target=int(math.ceil(need_tokens)),
+                             gpu_memory_gib_for_target=need_mem, spare_gib_per_gpu=spare))
+    if not memory_limited and ceiling - hit <= CEILING_GAP:
+        numbers = dict(token_hit_rate=hit, ceiling=ceiling, gap_points=100 * (ceiling - hit),
+                       mean_turns=prep.result.mean_turns)
+        keep = hit - GOAL_BELOW_CEILING
+        extra_text = ""
+        if keep > 0 and cap.offload_tokens == 0:
+            tokens = _tokens_for_rate(prep, keep)
+            if tokens is not None and tokens < cap.capacity_tokens:
+                mem = sens.memory_for_tokens(prep, tokens)
+                numbers.update(gpu_memory_gib_one_point_lower=mem, spare_gib_per_gpu=max(0.0, cur_mem - mem))
+                extra_text = (f" {_gib(mem)} per GPU would still give {_p(keep)} "
+                              f"(one point less).")
+        out.append(_make("memory_not_limit", "info", "The ceiling, not memory, is the limit",
+                         f"The token hit rate {_p(hit)} is within {100 * (ceiling - hit):.1f} points of the "
+                         f"{_p(ceiling)} an infinite cache would give. The ceiling is set by the conversations: "
+                         f"with {prep.result.mean_turns:.3g} turns on average, first prompts miss. More memory, "
+                         f"fp8 KV or offloading would add little." + extra_text, **numbers))
+    return out, memory_limited
+
+
+def _instances_for(prep: sens.Prepared, goal: float) -> int | None:
+    """Fewest instances (session routing, per-instance load arrival_rate / I) reaching ``goal``."""
+    lo = prep.scenario.instances
+    hi = lo * 2
+    while sens.variant_hit_rate(prep, instances=hi) < goal:
+        hi *= 2
+        if hi > 100_000:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if sens.variant_hit_rate(prep, instances=mid) >= goal:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _fp8(prep: sens.Prepared, hit: float) -> list[Suggestion]:
+    s, cap = prep.scenario, prep.capacity
+    if dtype_bytes(s.kv_dtype) <= 1:
+        return []
+    old = kv_bytes_per_token(prep.arch, s.kv_dtype, s.num_gpus)
+    new = kv_bytes_per_token(prep.arch, "fp8", s.num_gpus)
+    factor = old / new
+    changes = {"kv_dtype": "fp8"}
+    if s.kv_cache_tokens is not None:
+        changes["kv_cache_tokens"] = int(s.kv_cache_tokens * factor)
+    vr = sens.variant_result(prep, **changes)
+    gain = vr.token_hit_rate - hit
+    if gain < MIN_GAIN:
+        return []
+    return [_make("fp8_kv", "action", f"fp8 KV cache: {_p(hit)} -> {_p(vr.token_hit_rate)}",
+                  f"Storing the KV cache in fp8 instead of {s.kv_dtype} holds {factor:.2g}x the tokens "
+                  f"({cap.capacity_tokens:,} -> {vr.capacity_tokens:,} per instance) and raises the token hit "
+                  f"rate from {_p(hit)} to {_p(vr.token_hit_rate)} (+{100 * gain:.1f} points). vLLM: "
+                  "--kv-cache-dtype fp8; check the accuracy of your model with it.",
+                  capacity_factor=vr.capacity_tokens / max(1, cap.capacity_tokens),
+                  capacity_tokens=cap.capacity_tokens, capacity_tokens_fp8=vr.capacity_tokens,
+                  token_hit_rate=hit, token_hit_rate_fp8=vr.token_hit_rate, gain_points=100 * gain)]
+
+
+def _offload(prep: sens.Prepared, hit: float, ceiling: float) -> list[Suggestion]:
+    s, cap, r = prep.scenario, prep.capacity, prep.result
+    if s.offload_gib > 0:
+        if r.offload_token_hit_rate <= 0:
+            return [_make("offload_in_use", "info", "The offload tier adds nothing",
+                          f"Its {cap.offload_tokens:,} tokens are no more than the GPU cache's "
+                          f"{cap.capacity_tokens:,}: a write-through second tier must be larger to help.",
+                          offload_gib=s.offload_gib, offload_tokens=cap.offload_tokens,
+                          capacity_tokens=cap.capacity_tokens)]
+        return [_make("offload_in_use", "info", f"The offload tier serves {_p(r.offload_token_hit_rate)}",
+                      f"Of the {_p(hit)} token hit rate, {_p(r.gpu_token_hit_rate)} comes from GPU memory and "
+                      f"{_p(r.offload_token_hit_rate)} from the {s.offload_gib:g} GiB offload tier, whose hits "
+                      "are copied back over the host link before prefill.",
+                      gpu_token_hit_rate=r.gpu_token_hit_rate, offload_token_hit_rate=r.offload_token_hit_rate,
+                      offload_gib=s.offload_gib)]
+    tokens = _tokens_for_rate(prep, ceiling - GOAL_BELOW_CEILING)
+    if tokens is None or tokens <= cap.capacity_tokens:
+        return []
+    gib = min(MAX_OFFLOAD_GIB, math.ceil(tokens * cap.kv_bytes_per_token / GIB))
+    new_hit = sens.variant_hit_rate(prep, offload_gib=float(gib))
+    gain = new_hit - hit
+    if gain < MIN_GAIN:
+        return []
+    return [_make("offload", "action", f"CPU offload tier: {_p(hit)} -> {_p(new_hit)}",
+                  f"A second cache tier of {gib:g} GiB of CPU memory per instance (LMCache, vLLM's offloading "
+                  f"connector) holds about {int(gib * GIB // cap.kv_bytes_per_token):,} tokens and raises the token "
+                  f"hit rate from {_p(hit)} to {_p(new_hit)} (+{100 * gain:.1f} points), if loading a hit back "
+                  "over the host link is faster than recomputing it (usually true for long prefixes).",
+                  offload_gib=float(gib), token_hit_rate=hit, token_hit_rate_offload=new_hit,
+                  gain_points=100 * gain)]
+
+
+def _routing(prep: sens.Prepared, hit: float) -> list[Suggestion]:
+    s = prep.scenario
+    if s.instances <= 1:
+        return []
+    if s.routing != "session":
+        vr = sens.variant_result(prep, routing="session")
+        gain = vr.token_hit_rate - hit
+        if gain < MIN_GAIN:
+            return []
+        return [_make("routing", "action", f"Session affinity: {_p(hit)} -> {_p(vr.token_hit_rate)}",
+                      f"With {s.routing.replace('_', '-')} routing a conversation's turns spread over {s.instances} "
+                      f"instances and often miss their history. Routing each conversation to one instance "
+                      f"(sticky sessions, prefix-aware routing) raises the token hit rate from {_p(hit)} to "
+                      f"{_p(vr.token_hit_rate)} (+{100 * gain:.1f} points).",
+                      instances=s.instances, token_hit_rate=hit, token_hit_rate_session=vr.token_hit_rate,
+                      gain_points=100 * gain)]
+    vr = sens.variant_result(prep, routing="random")
+    loss = hit - vr.token_hit_rate
+    if loss < MIN_GAIN:
+        return []
+    return [_make("session_affinity_value", "info", f"Session affinity is worth {100 * loss:.1f} points",
+                  f"Keep routing by session: spreading turns at random over the {s.instances} instances would "
+                  f"lower the token hit rate from {_p(hit)} to {_p(vr.token_hit_rate)}.",
+                  instances=s.instances, token_hit_rate=hit, token_hit_rate_random=vr.token_hit_rate,
+                  loss_points=100 * loss)]
+
+
+def _think_time(prep: sens.Prepared, memory_limited: bool) -> list[Suggestion]:
+    s, r = prep.scenario, prep.result
+    theta = s.think_time_s
+    T = r.characteristic_time_s
+    if T is None:
+        return [_make("think_time", "info", "Nothing is ever evicted",
+                      "The cache holds every conversation for good: the characteristic time is unbounded.",
+                      think_time_s=theta)]
+    if s.think_dist == "fixed":
+        kept = 1.0 if theta < T else 0.0
+    else:
+        kept = -math.expm1(-T / theta)
+    numbers = dict(characteristic_time_s=T, think_time_s=theta, ratio=T / theta, history_kept_fraction=kept)
+    how = " More cache per instance raises T." if memory_limited else ""
+    if s.think_dist == "fixed" and abs(T - theta) <= 0.25 * theta:
+        return [_make("think_time", "warning", "Fixed think time close to T: check with the simulator",
+                      f"T = {T:.3g} s is within 25% of the fixed think time of {theta:.3g} s, the analytic "
+                      "model's weak spot (real LRU keeps part of the histories there; errors of about 5 "
+                      "points were seen). Run the simulation for this scenario." + how, **numbers)]
+    if T < theta:
+        return [_make("think_time", "warning", f"T = {T:.3g} s, shorter than the think time",
+                      f"A conversation idle longer than T = {T:.3g} s loses its cache, and users pause "
+                      f"{theta:.3g} s on average: only {_p(kept)} of histories survive a pause." + how, **numbers)]
+    return [_make("think_time", "info", f"T = {T:.3g} s, {T / theta:.2g}x the think time",
+                  f"A conversation idle longer than T = {T:.3g} s loses its cache; with a mean pause of "
+                  f"{theta:.3g} s, {_p(kept)} of histories survive a pause.", **numbers)]
+
+
+def suggest(scenario: Scenario, result: AnalyticResult | None = None, *, prep: sens.Prepared | None = None,
+            arch=None, gpu=None) -> list[Suggestion]:
+    """The suggestions for ``scenario`` (``result`` from :func:`analyze` is reused when given),
+    most important first. See the module docstring for the rule that keeps them consistent."""
+    prep = prep or sens.prepare(scenario, result, arch, gpu)
+    s, r = prep.scenario, prep.result
+    out: list[Suggestion] = []
+    if s.policy != "lru":
+        out.append(_make("policy", "warning", f"{s.policy.upper()} is not modelled analytically",
+                         "The analytic model describes LRU eviction; for FIFO or LFU the numbers are LRU's. "
+                         "Run the simulation for this policy.", ))
+    if not r.fits:
+        return _fit(prep) + out
+    hit, ceiling = r.token_hit_rate, r.max_token_hit_rate
+    memory, memory_limited = _memory_advice(prep, hit, ceiling, s.target_hit_rate)
+    actions: list[Suggestion] = []
+    if memory_limited:
+        actions += _fp8(prep, hit)
+    actions += _routing(prep, hit)
+    if memory_limited or s.offload_gib > 0:
+        actions += _offload(prep, hit, ceiling)
+    actions.sort(key=lambda x: -x.numbers.get("gain_points", 0.0))
+    ordered = [m for m in memory if m.severity == "action"] + actions + [m for m in memory if m.severity != "action"]
+    return ordered + _think_time(prep, memory_limited) + out
