@@ -53,6 +53,11 @@ _UNSUPPORTED_FIELDS = {
     "attn_type_list": "per-layer attention types given as attn_type_list (MiniMax-Text-01 "
                       "lightning attention) are not supported",
     "cross_attention_layers": "cross-attention layers (Llama 3.2 Vision) are not supported",
+    "attn_layer_period": "attention/Mamba interleaving given by attn_layer_period (Jamba) is "
+                         "not supported; a layer_types list is",
+    "layers_block_type": "per-layer block types given as layers_block_type are not supported; "
+                         "a layer_types list is",
+    "mamba_d_ssm": "parallel attention + Mamba layers (Falcon-H1) are not supported",
 }
 
 
@@ -169,6 +174,10 @@ def _layer_kinds(cfg: dict) -> tuple[list[str], list[str]]:
             raise ScenarioError("layer_types", "sliding/linear with kv_lora_rank",
                                 "MLA mixed with other layer kinds is not supported")
         return kinds, notes
+    if cfg.get("full_attention_interval") is not None and cfg.get("linear_num_value_heads") is not None:
+        # Qwen3-Next without an explicit layer_types: every interval-th layer is full attention.
+        interval = _num(cfg, "full_attention_interval")
+        return [attention if (i + 1) % interval == 0 else "linear" for i in range(n)], notes
     if cfg.get("hybrid_layer_pattern") is not None:
         # MiMo-V2: 1 = sliding-window layer, 0 = global (full) attention.
         kinds = []

@@ -215,6 +215,8 @@ def test_non_object_config_is_refused(value):
     ({"num_kv_shared_layers": 10}, "num_kv_shared_layers"),
     ({"hybrid_override_pattern": "M*X"}, "hybrid_override_pattern"),
     ({"compress_ratios": [0, 4]}, "compress_ratios"),
+    ({"attn_layer_period": 8, "attn_layer_offset": 4}, "attn_layer_period"),
+    ({"layers_block_type": ["mamba", "attention"] * 16}, "layers_block_type"),
     ({"kv_lora_rank": 512, "qk_rope_head_dim": 64, "layer_types": ["sliding_attention"] * 32,
       "sliding_window": 128}, "layer_types"),
 ])
@@ -296,3 +298,10 @@ def test_random_dense_configs_follow_the_gqa_formula(layers, heads, groups, head
     total, active = count_params(cfg)
     assert total == active
     assert total * 1e9 > layers * 3 * hidden * inter + vocab * hidden
+
+
+def test_qwen3_next_full_attention_interval_without_layer_types():
+    qwen35 = json.loads(_read("Qwen--Qwen3.5-27B.json"))["text_config"]
+    explicit = import_config(qwen35)
+    implicit = import_config({k: v for k, v in qwen35.items() if k != "layer_types"})
+    assert implicit.layers == explicit.layers
