@@ -30,6 +30,7 @@ Blank lines are ignored.
 from __future__ import annotations
 
 import bisect
+from array import array
 import json
 import math
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ __all__ = [
     "ScenarioFitter",
     "fit_scenario",
     "compare_fit_to_replay",
+    "analytic_token_hit_rate",
 ]
 
 FORMATS = ("mooncake", "bailian")
@@ -270,17 +272,22 @@ class ScenarioFitter:
 
     What each key is fitted from:
 
-    - ``arrival_rate`` (new conversations/s): Bailian, requests with ``parent_chat_id == -1``
-      over the trace duration; Mooncake (no conversation ids), every request counts as a
-      conversation of one turn, so ``arrival_rate`` is the request rate and ``turns`` is 1.
-    - ``turns``: Bailian, requests per root request (mean turns per conversation).
-    - ``think_time_s``: Bailian, mean gap between a request and its parent's arrival. The
-      trace has no completion times, so this gap also contains the parent's queueing and
+    - ``arrival_rate`` (new conversations/s): first turns over the trace duration. Bailian:
+      first turns are requests with ``parent_chat_id == -1``. Mooncake has no conversation
+      ids, so they are inferred: a request whose longest already-seen prefix of blocks goes
+      past the fitted system prompt is a follow-up of the last request that held the
+      deepest block of that prefix; any other request starts a conversation.
+    - ``turns``: requests per first turn (mean turns per conversation).
+    - ``think_time_s``: mean gap between a follow-up's arrival and its parent's. The traces
+      have no completion times, so this gap also contains the parent's queueing and
       generation time (an overestimate of think time by that much).
-    - ``input_tokens``: new prompt tokens per turn: a root's ``input_length`` minus the
+    - ``input_tokens``: new prompt tokens per turn: a first turn's ``input_length`` minus the
       fitted system prompt; a follow-up's ``input_length`` minus its parent's input and
-      output (clamped at 0). Mooncake: ``input_length`` minus the system prompt.
+      output (clamped at 0).
     - ``output_tokens``: mean ``output_length``.
+
+    Token counts are rounded to integers, as the scenario keys require (the exact means are
+    in the diagnostics).
     - ``system_prompt_tokens``: ``block_size`` times the number of leading block positions
       whose most frequent id is in more than half of the first-turn requests (all requests
       for Mooncake). Counted with Misra-Gries heavy hitters (16 counters per position, first
@@ -317,7 +324,11 @@ class ScenarioFitter:
         self.reuses = 0
         self.reuse_within_10s = 0
         self.reuse_within_600s = 0
-        self.block_last_ts: dict = {}
+        self.block_last_ts: dict = {}   # block -> (timestamp_s, tokens of that request)
+        self._inferred_k = array("q")
+        self._inferred_gap_s = array("d")
+        self._inferred_input = array("q")
+        self._inferred_parent_tokens = array("q")
         self.chat_info: dict = {}
         self.bailian = False
         self.prefix_counted = 0
@@ -341,17 +352,34 @@ class ScenarioFitter:
                 self.prefix_counted += 1
                 for pos, h in enumerate(r.hash_ids[: self._PREFIX_POSITIONS]):
                     self.prefix_heavy[pos].add(h)
+            if r.chat_id is None:
+                # No conversation ids: remember the longest already-seen prefix and the last
+                # request holding its deepest block (the candidate previous turn).
+                ids = r.hash_ids
+                k = 0
+                while k < len(ids) and ids[k] in last:
+                    k += 1
+                self._inferred_k.append(k)
+                self._inferred_input.append(r.input_length)
+                if k:
+                    prev_t, prev_tokens = last[ids[k - 1]]
+                    self._inferred_gap_s.append(max(0.0, t - prev_t))
+                    self._inferred_parent_tokens.append(prev_tokens)
+                else:
+                    self._inferred_gap_s.append(0.0)
+                    self._inferred_parent_tokens.append(0)
+            seen_as = (t, r.input_length + r.output_length)
             for h in r.hash_ids:
                 prev = last.get(h)
                 if prev is not None:
-                    gap = t - prev
+                    gap = t - prev[0]
                     self.reuses += 1
                     self.reuse_hist[bisect.bisect_left(edges, gap)] += 1
                     if gap <= 10:
                         self.reuse_within_10s += 1
                     if gap <= 600:
                         self.reuse_within_600s += 1
-                last[h] = t
+                last[h] = seen_as
             if r.chat_id is not None:
                 self.bailian = True
                 self.chat_info[r.chat_id] = (t, r.input_length + r.output_length)
@@ -432,15 +460,36 @@ class ScenarioFitter:
             think_n = sum(self.think_hist)
             think_time_s = self.think_sum_s / think_n if think_n else None
         else:
-            turns = 1.0
-            arrival_rate = self.requests / span_s
-            think_time_s = None
+            # Conversations inferred from shared prefixes: a request whose already-seen
+            # prefix goes past the system prompt continues the request that last held the
+            # deepest block of that prefix.
+            roots = follow = 0
+            think = 0.0
+            new_sum = 0.0
+            think_hist = [0] * (len(_REUSE_EDGES_S) + 1)
+            for k, gap, n_in, parent_tokens in zip(self._inferred_k, self._inferred_gap_s,
+                                                   self._inferred_input,
+                                                   self._inferred_parent_tokens):
+                if k > sp_blocks:
+                    follow += 1
+                    think += gap
+                    think_hist[bisect.bisect_left(_REUSE_EDGES_S, gap)] += 1
+                    new_sum += max(0, n_in - parent_tokens)
+                else:
+                    roots += 1
+                    new_sum += max(0, n_in - sp_tokens)
+            roots = max(1, roots)
+            turns = (roots + follow) / roots
+            arrival_rate = roots / span_s
+            think_time_s = think / follow if follow else None
+            input_tokens = max(1.0, new_sum / max(1, roots + follow))
+            inferred = (roots, follow, think_hist)
         scenario = {
             "arrival_rate": arrival_rate,
             "turns": turns,
             "turns_dist": "geometric" if turns > 1 else "fixed",
-            "input_tokens": input_tokens,
-            "output_tokens": max(1.0, mean_out),
+            "input_tokens": max(1, round(input_tokens)),
+            "output_tokens": round(mean_out),
             "system_prompt_tokens": sp_tokens,
             "block_size": self.block_size,
         }
@@ -458,6 +507,7 @@ class ScenarioFitter:
             "request_rate": self.requests / span_s,
             "mean_input_length": mean_in,
             "mean_output_length": mean_out,
+            "mean_new_input_tokens": input_tokens,
             "system_prompt_blocks": sp_blocks,
             "reuses": self.reuses,
             "reuse_fraction_within_10s": (self.reuse_within_10s / self.reuses
@@ -478,9 +528,16 @@ class ScenarioFitter:
                                    "includes the parent's generation time",
             })
         else:
-            diagnostics["note"] = ("Mooncake traces carry no conversation ids: each request "
-                                   "is fitted as a one-turn conversation, so the analytic "
-                                   "model sees only system-prompt reuse")
+            roots, follow, think_hist = inferred
+            diagnostics.update({
+                "conversations": roots,
+                "follow_ups": follow,
+                "think_time_s_quantiles": self._quantiles(think_hist, follow),
+                "note": ("no conversation ids in this format: a request whose already-seen "
+                         "prefix goes past the system prompt is taken as the next turn of "
+                         "the request that last held that prefix; think time is the gap "
+                         "between their arrivals (includes generation time)"),
+            })
         scenario["diagnostics"] = diagnostics
         return scenario
 
@@ -511,3 +568,12 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
             "replay_token_hit_rate": replay_token_hit_rate,
             "gap": predicted - replay_token_hit_rate,
             "capacity_tokens": capacity_tokens}
+
+
+def analytic_token_hit_rate(scenario: dict) -> float:
+    """The project's analytic model (MODEL.md section 5) on a scenario dict: the callable to
+    pass to :func:`compare_fit_to_replay`. Raises ScenarioError for an invalid scenario."""
+    from kvcache_calculator.analytic import analyze
+    from kvcache_calculator.scenario import Scenario
+
+    return analyze(Scenario.from_dict(scenario)).token_hit_rate

@@ -162,9 +162,10 @@ def test_fit_bailian_conversations():
     assert fit["arrival_rate"] == pytest.approx(2 / 40.0)
     assert fit["think_time_s"] == pytest.approx((10 + 30) / 2)
     assert fit["system_prompt_tokens"] == 32
-    assert fit["output_tokens"] == pytest.approx(16)
+    assert fit["output_tokens"] == 16
     # new tokens: roots 48-32=16 and 64-32=32; follow-ups 96-(48+16)=32, 144-(96+16)=32.
-    assert fit["input_tokens"] == pytest.approx((16 + 32 + 32 + 32) / 4)
+    assert fit["input_tokens"] == 28  # (16 + 32 + 32 + 32) / 4, rounded
+    assert d["mean_new_input_tokens"] == pytest.approx(28.0)
     # reuses: blocks 0 and 1 at t=5 (gap 5), t=10 (gap 5), t=40 (gap 30); block 2 at t=10
     # (gap 10) and t=40 (gap 30); blocks 3, 4, 5 at t=40 (gap 30): 11 reuses, 5 within 10 s.
     assert d["reuses"] == 11
@@ -214,3 +215,21 @@ def test_shared_mooncake_trace_reads_and_fits():
     assert d["request_rate"] == pytest.approx(12031 / 3536.999)
     # block references minus distinct blocks: 288,500 - 182,790.
     assert d["reuses"] == 288500 - 182790
+
+
+def test_fit_mooncake_infers_conversations_from_prefixes():
+    def line(t_ms, ids, n_in):
+        return json.dumps({"timestamp": t_ms, "input_length": n_in, "output_length": 5,
+                           "hash_ids": ids})
+
+    lines = [line(0, [0, 1], 20), line(3000, [0, 5], 20), line(10000, [0, 1, 2, 3], 40),
+             line(12000, [0, 7], 20), line(20000, [0, 9], 20)]
+    fit = fit_scenario(read_trace(lines), 10)
+    d = fit["diagnostics"]
+    assert fit["system_prompt_tokens"] == 10  # block 0 starts every request
+    assert (d["conversations"], d["follow_ups"]) == (4, 1)
+    assert fit["turns"] == pytest.approx(5 / 4)
+    assert fit["arrival_rate"] == pytest.approx(4 / 20.0)
+    assert fit["think_time_s"] == pytest.approx(10.0)  # third request continues the first
+    # new tokens: first turns 20 - 10 each (4 of them), the follow-up 40 - (20 + 5).
+    assert d["mean_new_input_tokens"] == pytest.approx((4 * 10 + 15) / 5)
