@@ -211,8 +211,9 @@ def _layer_kinds(cfg: dict) -> tuple[list[str], list[str]]:
     return [attention] * n, notes
 
 
-def _attention_group(cfg: dict, kind: str, index: int) -> LayerGroup:
-    """The one-layer group of layer ``index`` of ``kind`` (count merged later)."""
+def _attention_group(cfg: dict, kind: str) -> LayerGroup:
+    """A one-layer group of attention ``kind`` (``full``, ``sliding`` or ``mla``); the caller
+    merges equal groups and counts them."""
     heads = _num(cfg, "num_attention_heads")
     if kind == "mla":
         return LayerGroup("mla", 1, kv_lora_rank=_num(cfg, "kv_lora_rank"),
@@ -349,7 +350,7 @@ def _layer_groups(cfg: dict) -> tuple[tuple[LayerGroup, ...], list[str]]:
             state, state_note = _mamba2_state_bytes(cfg)
             group = LayerGroup("linear", 1, state_bytes=state)
         else:
-            group = _attention_group(cfg, kind, i)
+            group = _attention_group(cfg, kind)
             if extra[i]:
                 group = LayerGroup(group.kind, 1, group.num_kv_heads, group.k_head_dim,
                                    group.v_head_dim, group.window, group.kv_lora_rank,
@@ -401,7 +402,7 @@ def _attention_params(cfg: dict, kind: str) -> int:
         inner = nh * hd
         conv_dim = inner + 2 * groups * d_state
         return hidden * (2 * inner + 2 * groups * d_state + nh) + conv_dim * kernel + inner * hidden
-    group = _attention_group(cfg, kind, 0)
+    group = _attention_group(cfg, kind)
     q_dim = heads * group.k_head_dim
     out_dim = heads * group.v_head_dim
     if kind == "sliding" and cfg.get("swa_num_attention_heads") is not None:
