@@ -9,7 +9,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kvcache_calculator.architecture import (
-    DTYPE_BYTES,
     LayerGroup,
     ModelArch,
     dense_arch,
