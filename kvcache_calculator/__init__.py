@@ -1,6 +1,25 @@
-"""KV-cache capacity and prefix-cache hit-rate calculator for LLM serving."""
+"""KV-cache capacity and prefix-cache hit-rate calculator for LLM serving.
 
+Quick start::
+
+    >>> from kvcache_calculator import Scenario, analyze
+    >>> r = analyze(Scenario.from_dict({"model": "llama-3.1-8b", "arrival_rate": 2}))
+    >>> r.capacity_tokens
+    456144
+"""
+
+from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
+from kvcache_calculator.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.compat import (
+    ConversationPattern, KVCacheCalculator, KVCacheDtype, ModelConfig, ModelDtype, SystemConfig,
+)
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.report import evaluate, results
+from kvcache_calculator.scenario import FIELDS, Scenario
 
-__all__ = ["ScenarioError"]
+__all__ = [
+    "AnalyticResult", "Capacity", "ConversationPattern", "FIELDS", "KVCacheCalculator", "KVCacheDtype",
+    "ModelConfig", "ModelDtype", "Scenario", "ScenarioError", "SystemConfig", "analyze",
+    "capacity_for_hit_rate", "compute_capacity", "evaluate", "resolve_gpu", "resolve_model", "results",
+]
 __version__ = "0.1.0"
