@@ -1,0 +1,159 @@
+"""The ``replay`` subcommand, driven through its own argparse parser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from kvcache_calculator import cli_replay
+from kvcache_calculator.replay import replay_lru_curve
+from kvcache_calculator.traces import read_trace
+
+TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
+
+
+def run_cli(argv, capsys):
+    parser = argparse.ArgumentParser(prog="kvcache-calc")
+    cli_replay.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["replay", *argv])
+    code = args.func(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def write_trace(tmp_path, records, name="t.jsonl", extra_lines=()):
+    path = tmp_path / name
+    lines = [json.dumps(r) for r in records] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MOONCAKE = [
+    {"timestamp": 0, "input_length": 1100, "output_length": 10, "hash_ids": [0, 1, 2]},
+    {"timestamp": 1000, "input_length": 600, "output_length": 10, "hash_ids": [0, 5]},
+    {"timestamp": 2000, "input_length": 1600, "output_length": 10, "hash_ids": [0, 1, 2, 3]},
+]
+
+
+def test_json_output_has_the_contract_keys(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE)
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "1,2,10", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["format"] == "mooncake" and data["block_size"] == 512
+    assert data["capacity_blocks"] == [1, 2, 10]
+    assert len(data["block_hit_rate"]) == len(data["token_hit_rate"]) == 3
+    # Engine semantics, capacity 10: request 2 hits block 0, request 3 hits 0, 1, 2.
+    assert data["block_hit_rate"][2] == pytest.approx(4 / 9)
+    assert data["infinite_block_hit_rate"] == pytest.approx(4 / 9)
+    assert data["token_hit_rate"][2] == pytest.approx(4 * 512 / (1100 + 600 + 1600))
+
+
+def test_matches_the_library(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE)
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "2,3", "--semantics",
+                            "independent", "--json"], capsys)
+    expected = replay_lru_curve(list(read_trace(path.read_text().splitlines())), [2, 3], 512,
+                                "independent")
+    assert json.loads(out)["block_hit_rate"] == expected.block_hit_rate
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "belady"])
+def test_every_policy_runs_and_prints_a_table(tmp_path, capsys, policy):
+    path = write_trace(tmp_path, MOONCAKE)
+    code, out, err = run_cli([str(path), "--policy", policy, "--capacity-blocks", "1,10"], capsys)
+    assert code == 0, err
+    assert "block_hit_rate" in out and "infinite" in out and "44.44 %" in out
+
+
+def test_capacity_in_tokens_and_default_capacities(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE)
+    _, out, _ = run_cli([str(path), "--capacity-tokens", "1024,5000", "--json"], capsys)
+    assert json.loads(out)["capacity_blocks"] == [2, 9]
+    _, out, _ = run_cli([str(path), "--json"], capsys)
+    data = json.loads(out)
+    assert data["capacity_blocks"] and data["block_hit_rate"][-1] == data["infinite_block_hit_rate"]
+
+
+def test_capacity_in_gib_needs_a_model(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE)
+    code, _, err = run_cli([str(path), "--capacity-gib", "1"], capsys)
+    assert code == 2 and "capacity_gib" in err and "--model" in err
+
+
+def test_capacity_in_gib_for_a_model(tmp_path, capsys):
+    arch = pytest.importorskip("kvcache_calculator.architecture")
+    presets = pytest.importorskip("kvcache_calculator.presets")
+    path = write_trace(tmp_path, MOONCAKE)
+    code, out, err = run_cli([str(path), "--capacity-gib", "1", "--model", "llama-3.1-8b",
+                              "--kv-dtype", "fp8", "--json"], capsys)
+    assert code == 0, err
+    bpt = arch.kv_bytes_per_token(presets.get_model("llama-3.1-8b"), "fp8")
+    assert json.loads(out)["capacity_blocks"] == [int(2**30 // (bpt * 512))]
+
+
+def test_bailian_detected_with_16_token_blocks(tmp_path, capsys):
+    recs = [
+        {"chat_id": 0, "parent_chat_id": -1, "timestamp": 0.5, "input_length": 40,
+         "output_length": 8, "type": "text", "turn": 1, "hash_ids": [1, 2, 3]},
+        {"chat_id": 1, "parent_chat_id": 0, "timestamp": 9.5, "input_length": 70,
+         "output_length": 8, "type": "text", "turn": 2, "hash_ids": [1, 2, 3, 4, 5]},
+    ]
+    path = write_trace(tmp_path, recs)
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "100", "--fit", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0
+    assert data["format"] == "bailian" and data["block_size"] == 16
+    assert data["block_hit_rate"] == [pytest.approx(3 / 8)]
+    fit = data["fit"]
+    assert fit["scenario"]["turns"] == pytest.approx(2.0)
+    assert fit["scenario"]["think_time_s"] == pytest.approx(9.0)
+    cmp = fit["analytic_vs_lru_replay"][0]
+    assert set(cmp) >= {"analytic_token_hit_rate", "replay_token_hit_rate", "gap"}
+
+
+def test_bad_line_is_an_error_naming_the_line(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE, extra_lines=['{"timestamp": 5, "hash_ids": [1]}'])
+    code, _, err = run_cli([str(path), "--capacity-blocks", "4"], capsys)
+    assert code == 2
+    assert "line 4: input_length" in err
+
+
+def test_skip_bad_lines_reports_the_count(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE, extra_lines=["oops", "{}"])
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "4", "--skip-bad-lines", "--json"],
+                           capsys)
+    data = json.loads(out)
+    assert code == 0 and data["skipped_lines"] == 2 and data["requests"] == 3
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "4", "--skip-bad-lines"], capsys)
+    assert "skipped 2 malformed lines" in out
+
+
+def test_missing_file_and_bad_list(tmp_path, capsys):
+    code, _, err = run_cli([str(tmp_path / "nope.jsonl")], capsys)
+    assert code == 2 and "cannot be read" in err
+    path = write_trace(tmp_path, MOONCAKE)
+    code, _, err = run_cli([str(path), "--capacity-blocks", "10,abc"], capsys)
+    assert code == 2 and "capacity_blocks" in err
+    code, _, err = run_cli([str(path), "--capacity-blocks", "-3"], capsys)
+    assert code == 2
+
+
+def test_no_progress_output_when_not_a_terminal(tmp_path, capsys):
+    path = write_trace(tmp_path, MOONCAKE)
+    _, _, err = run_cli([str(path), "--capacity-blocks", "4"], capsys)
+    assert err == ""
+
+
+def test_shared_trace_reference_capacities(capsys):
+    path = TRACES / "mooncake_conversation_trace.jsonl"
+    if not path.exists():
+        pytest.skip("mooncake_conversation_trace.jsonl not found: ../shared/traces/ is absent")
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "1000,10000,100000", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["requests"] == 12031 and data["total_blocks"] == 288500
+    assert data["block_hit_rate"] == sorted(data["block_hit_rate"])
+    assert data["infinite_block_hit_rate"] == pytest.approx((288500 - 182790) / 288500)
