@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from kvcache_calculator import figures, suggestions
 from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
 from kvcache_calculator.capacity import ARCH_KEYS, GIB, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
@@ -169,10 +170,6 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
         "suggestions": [],
         "figures": {},
     }
-    try:  # TODO(lead): remove this guard once suggestions/figures have landed
-        from kvcache_calculator import figures, suggestions
-    except ImportError:
-        return out
     out["suggestions"] = [s.to_dict() for s in suggestions.suggest(scenario, result)]
     out["figures"] = {
         "hit_vs_memory": figures.hit_vs_memory(scenario, result),
