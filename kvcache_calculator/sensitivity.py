@@ -96,6 +96,9 @@ _ARCH_KEYS = frozenset({"attention", "num_layers", "num_kv_heads", "head_dim", "
                         "qk_rope_head_dim", "sliding_window", "sliding_layers", "params_b",
                         "active_params_b"})
 _POINTS_PER_DECADE = 20
+#: Points of a sensitivity curve whose input changes the turn structure (turns, tokens per
+#: turn, block size, ...): each is a full solve, so fewer than the table-based curves' 100.
+EXACT_POINTS = 40
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,8 @@ class HitRateTable:
     system-prompt count or capacity with :meth:`token_hit_rate`."""
 
     def __init__(self, terms: Terms, x_lo: float = 1e-4, x_hi: float | None = None):
-        unit = replace(terms, gap_mean_s=1.0)
-        R = len(terms.cost_sums)
-        q = terms.q
-        w = [q * (1 - q) ** r for r in range(R)]
+        parts = _Parts(terms)
+        R = parts.R
         x_hi = x_hi or max(100.0, 3.0 * R)
         n = int(math.ceil(math.log10(x_hi / x_lo) * _POINTS_PER_DECADE))
         xs = [x_lo * (x_hi / x_lo) ** (i / n) for i in range(n + 1)]
@@ -122,20 +123,13 @@ class HitRateTable:
             # the fixed-gap model jumps at x = m: put grid points on both sides of each jump
             xs += [m * f for m in range(1, R + 1) for f in (1 - 1e-9, 1 + 1e-9) if x_lo < m < x_hi]
             xs.sort()
-        a, g1, g2 = [], [], []
-        D = terms.cost_last
-        for x in xs:
-            F, M = gap_functions(unit, x, R)
-            a.append(sum(w[r] * M[r] * terms.cost_sums[r] for r in range(R)) + x * D)
-            g1.append(sum(w[m] * F[m] * terms.hit_sums[m] for m in range(R)))
-            g2.append(sum(w[m] * F[m] * terms.turn_sums[m] for m in range(R)))
+        a, g1, g2 = zip(*(parts.at(x) for x in xs))
         self.terms = terms
         self.xs = tuple(xs)
         self.a = tuple(a)
         self.g1 = tuple(g1)
         self.g2 = tuple(g2)
-        self.ceiling_tokens = terms.sys_turns * terms.sys_hit_tokens + sum(
-            w[m] * (terms.hit_sums[m] - terms.sys_hit_tokens * terms.turn_sums[m]) for m in range(R))
+        self.ceiling_tokens = parts.ceiling_tokens
 
     def _point(self, i: int, conv: float, shared: float, rate_theta: float, theta: float) -> tuple[float, float]:
         """(occupancy tokens, hit tokens per conversation) at grid point ``i``."""
@@ -184,6 +178,128 @@ class HitRateTable:
             occ.append(o)
             rate.append(_clamp01(h / prompt))
         return occ, rate
+
+
+class _Parts:
+    """``a(x), G1(x), G2(x)`` of one workload at any ``x = T / theta`` (unit-mean gaps).
+
+    Exponential gaps as :func:`~kvcache_calculator.analytic.gap_functions`: the sum of m unit
+    gaps is Erlang-m, ``F_m(x) = P(Poisson(x) >= m)`` and ``M_m(x) = sum_{i<=m} F_i(x)``.
+    Once ``F_m`` is below 1e-13 with ``m > x`` the rest of the tail adds nothing to
+    ``G1``/``G2`` and ``M`` stays put, so the loop stops and adds ``M_m * sum_{r>m} w_r Cs_r``
+    at once: a point costs O(min(R, x + 40)) instead of O(R). Fixed gaps use
+    ``gap_functions`` directly.
+    """
+
+    def __init__(self, terms: Terms):
+        R = len(terms.cost_sums)
+        q = terms.q
+        w = [q * (1 - q) ** r for r in range(R)]
+        self.terms = terms
+        self.unit = replace(terms, gap_mean_s=1.0)
+        self.R = R
+        self.w = w
+        self.wc = [w[r] * terms.cost_sums[r] for r in range(R)]
+        self.wh = [w[r] * terms.hit_sums[r] for r in range(R)]
+        self.wt = [w[r] * terms.turn_sums[r] for r in range(R)]
+        suffix = [0.0] * (R + 1)
+        for r in range(R - 1, -1, -1):
+            suffix[r] = suffix[r + 1] + self.wc[r]
+        self.suffix = suffix
+        self.logs = [math.log(m) for m in range(1, R + 1)]
+        self.ceiling_tokens = terms.sys_turns * terms.sys_hit_tokens + sum(
+            w[m] * (terms.hit_sums[m] - terms.sys_hit_tokens * terms.turn_sums[m]) for m in range(R))
+
+    def at(self, x: float) -> tuple[float, float, float]:
+        """(a(x), G1(x), G2(x))."""
+        terms = self.terms
+        if terms.gap_kind != "exponential":
+            F, M = gap_functions(self.unit, x, self.R)
+            return (sum(self.wc[r] * M[r] for r in range(self.R)) + x * terms.cost_last,
+                    sum(self.wh[m] * F[m] for m in range(self.R)),
+                    sum(self.wt[m] * F[m] for m in range(self.R)))
+        wc, wh, wt, logs = self.wc, self.wh, self.wt, self.logs
+        exp = math.exp
+        log_x = math.log(x)
+        log_term = -x
+        cdf = acc = A = G1 = G2 = 0.0
+        for m in range(self.R):
+            cdf += exp(log_term)
+            log_term += log_x - logs[m]
+            fm = -math.expm1(-x) if m == 0 else (1.0 - cdf if cdf < 1.0 else 0.0)
+            acc += fm
+            A += wc[m] * acc
+            G1 += wh[m] * fm
+            G2 += wt[m] * fm
+            if fm < 1e-13 and m + 1 > x:
+                A += acc * self.suffix[m + 1]
+                break
+        return A + x * terms.cost_last, G1, G2
+
+    def occupancy_and_hits(self, x: float, conv: float, shared: float, shared_rate: float,
+                           theta: float) -> tuple[float, float]:
+        """(occupancy tokens per instance, hit tokens per conversation) at ``T = theta * x``."""
+        a, g1, g2 = self.at(x)
+        p = -math.expm1(-shared_rate * theta * x)
+        t = self.terms
+        return (conv * theta * a + shared * p,
+                t.sys_turns * p * t.sys_hit_tokens + g1 - p * t.sys_hit_tokens * g2)
+
+
+def exact_hit_rate(scenario: Scenario, capacity: Capacity, arch=None) -> tuple[float, float]:
+    """(token hit rate, ceiling) of ``scenario`` at ``capacity``: the same model and answer as
+    :func:`~kvcache_calculator.analytic.analyze` (to 1e-9), with a cheaper evaluation of
+    ``O(T)`` for the exact points of the sweeps. ``T`` solves ``O(T) = max(capacity_tokens,
+    offload_tokens)`` by Illinois regula falsi on ``log O`` against ``log T``."""
+    terms = build_terms(scenario, capacity, arch)
+    parts = _Parts(terms)
+    prompt = terms.prompt_tokens
+    if prompt <= 0:
+        return 0.0, 0.0
+    ceiling = _clamp01(parts.ceiling_tokens / prompt)
+    if not capacity.fits:
+        return 0.0, ceiling
+    target = float(max(capacity.capacity_tokens, capacity.offload_tokens))
+    conv, shared, rate, theta = _table_scalars(scenario, terms)
+
+    def occ(log_x: float) -> float:
+        return parts.occupancy_and_hits(math.exp(log_x), conv, shared, rate, theta)[0]
+
+    lo, hi = math.log(1e-6 / theta), math.log(1e13 / theta)
+    if occ(hi) <= target:
+        return ceiling, ceiling
+    if occ(lo) >= target:
+        x = math.exp(lo)
+    else:
+        x = math.exp(_illinois(occ, math.log(target), lo, hi))
+    return _clamp01(parts.occupancy_and_hits(x, conv, shared, rate, theta)[1] / prompt), ceiling
+
+
+def _illinois(f, log_target: float, x0: float, x1: float) -> float:
+    """Root of ``log f(x) = log_target`` for increasing ``f`` on [x0, x1] (regula falsi with
+    the Illinois modification, bisection as a guard)."""
+    def g(x: float) -> float:
+        v = f(x)
+        return (math.log(v) if v > 0 else -745.0) - log_target
+
+    g0, g1 = g(x0), g(x1)
+    side = 0
+    for _ in range(200):
+        x = x1 - g1 * (x1 - x0) / (g1 - g0) if g1 != g0 else 0.5 * (x0 + x1)
+        if not (min(x0, x1) < x < max(x0, x1)):
+            x = 0.5 * (x0 + x1)
+        gx = g(x)
+        if abs(gx) < 1e-12 or abs(x1 - x0) < 1e-12:
+            return x
+        if gx * g1 < 0:
+            x0, g0 = x1, g1
+            side = 0
+        else:
+            if side == -1:
+                g0 *= 0.5
+            side = -1
+        x1, g1 = x, gx
+    return x1
 
 
 def _clamp01(v: float) -> float:
@@ -288,7 +404,14 @@ def variant_hit_rate(prep: Prepared, **changes) -> float:
     if _uses_table(prep, changes):
         tokens = max(cap.capacity_tokens, cap.offload_tokens)
         return prep.table.token_hit_rate(tokens, *_table_scalars(s, prep.terms))
-    return analyze(s, cap, arch).token_hit_rate
+    return exact_hit_rate(s, cap, arch)[0]
+
+
+def variant_hit_and_ceiling(prep: Prepared, **changes) -> tuple[float, float]:
+    """(token hit rate, ceiling) of the scenario with ``changes``, solved exactly."""
+    s = with_updates(prep.scenario, **changes)
+    arch = resolve_model(s) if _ARCH_KEYS & changes.keys() else prep.arch
+    return exact_hit_rate(s, variant_capacity(prep, s, arch), arch)
 
 
 def variant_result(prep: Prepared, **changes) -> AnalyticResult:
@@ -340,6 +463,28 @@ def hit_rate_at_tokens(prep: Prepared, capacity_tokens: float, arrival_rate: flo
     s = prep.scenario if arrival_rate is None else with_updates(prep.scenario, arrival_rate=arrival_rate)
     tokens = max(capacity_tokens, prep.capacity.offload_tokens) if with_offload else capacity_tokens
     return prep.table.token_hit_rate(tokens, *_table_scalars(s, prep.terms))
+
+
+def tokens_for_hit_rate(prep: Prepared, rate: float) -> float | None:
+    """Cache tokens per instance (GPU tier alone) for a token hit rate of ``rate`` at the
+    current workload, by inverting the table (hit rate rises with T, so with occupancy);
+    None when ``rate`` is at or above the ceiling. Agrees with
+    :func:`~kvcache_calculator.analytic.capacity_for_hit_rate` to the table's accuracy."""
+    ceiling = prep.result.max_token_hit_rate
+    if rate >= ceiling - 1e-9:
+        return None
+    if rate <= 0:
+        return 0.0
+    occ, hit = prep.table.occupancy_curve(*_table_scalars(prep.scenario, prep.terms))
+    i = bisect_left(hit, rate)
+    if i >= len(hit):
+        return None
+    if i == 0:
+        return occ[0] * rate / hit[0] if hit[0] > 0 else occ[0]
+    h0, h1, o0, o1 = hit[i - 1], hit[i], occ[i - 1], occ[i]
+    if h1 <= h0 or o0 <= 0:
+        return o1
+    return o0 * (o1 / o0) ** ((rate - h0) / (h1 - h0))
 
 
 def current_memory_gib(prep: Prepared) -> float:
@@ -504,7 +649,9 @@ class SensitivityCurve:
 
 def sensitivity_curve(scenario: Scenario, key: str, points: int = 100, *, result=None,
                       prep: Prepared | None = None, arch=None, gpu=None) -> SensitivityCurve:
-    """The token hit rate over the :data:`SWEEPS` range of numeric input ``key``.
+    """The token hit rate over the :data:`SWEEPS` range of numeric input ``key``: ``points``
+    values from the table, or :data:`EXACT_POINTS` exact solves for inputs that change the
+    turn structure (see the module docstring).
 
     Raises :class:`ScenarioError` for a key that is not in :data:`NUMERIC_KEYS` or not set
     for this scenario (a preset's architecture keys are only swept when overridden).
@@ -512,9 +659,9 @@ def sensitivity_curve(scenario: Scenario, key: str, points: int = 100, *, result
     if key not in SWEEPS:
         raise ScenarioError("sensitivity", key, "must be one of " + ", ".join(NUMERIC_KEYS))
     prep = prep or prepare(scenario, result, arch, gpu)
-    values = sweep_values(prep, key, points)
-    r = prep.result
     table = _uses_table(prep, (key,))
+    values = sweep_values(prep, key, points if table else min(points, EXACT_POINTS))
+    r = prep.result
     hit, ceil = [], []
     for v in values:
         try:
@@ -522,9 +669,9 @@ def sensitivity_curve(scenario: Scenario, key: str, points: int = 100, *, result
                 hit.append(variant_hit_rate(prep, **{key: v}))
                 ceil.append(r.max_token_hit_rate)
             else:
-                vr = variant_result(prep, **{key: v})
-                hit.append(vr.token_hit_rate)
-                ceil.append(vr.max_token_hit_rate)
+                h, c = variant_hit_and_ceiling(prep, **{key: v})
+                hit.append(h)
+                ceil.append(c)
         except ScenarioError:
             hit.append(0.0)
             ceil.append(r.max_token_hit_rate)

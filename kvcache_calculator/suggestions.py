@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 
 from kvcache_calculator import sensitivity as sens
-from kvcache_calculator.analytic import AnalyticResult, capacity_for_hit_rate
+from kvcache_calculator.analytic import AnalyticResult
 from kvcache_calculator.architecture import dtype_bytes, kv_bytes_per_token
 from kvcache_calculator.capacity import GIB
 from kvcache_calculator.scenario import Scenario, with_updates
@@ -84,10 +84,9 @@ def _make(id_: str, severity: str, title: str, text: str, **numbers) -> Suggesti
 
 
 def _tokens_for_rate(prep: sens.Prepared, rate: float) -> float | None:
-    """Cache tokens per instance for a token hit rate of ``rate`` (exact solve); None if
-    at or above the ceiling."""
-    tokens, _ = capacity_for_hit_rate(prep.scenario, rate, prep.capacity, prep.arch)
-    return tokens
+    """Cache tokens per instance for a token hit rate of ``rate`` (from the same table as the
+    figures, so the numbers match the hit-rate-vs-memory curve); None at or above the ceiling."""
+    return sens.tokens_for_hit_rate(prep, rate)
 
 
 def _fit(prep: sens.Prepared) -> list[Suggestion]:
