@@ -33,7 +33,9 @@ import math
 from bisect import bisect_left
 from dataclasses import asdict, dataclass, replace
 
-from kvcache_calculator.analytic import AnalyticResult, Terms, analyze, build_terms, gap_functions
+from kvcache_calculator.analytic import (
+    AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate, gap_functions,
+)
 from kvcache_calculator.capacity import GIB, Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, with_updates
@@ -116,7 +118,11 @@ class HitRateTable:
     def __init__(self, terms: Terms, x_lo: float = 1e-4, x_hi: float | None = None):
         parts = _Parts(terms)
         R = parts.R
-        x_hi = x_hi or max(100.0, 3.0 * R)
+        # far enough for the histories (x >> R) and for the shared prefix to saturate even at
+        # 1/100 of the current request rate x think time (the sweeps go down to 1/10 of each)
+        rate_theta = terms.shared_rate * terms.gap_mean_s
+        x_hi = x_hi or max(100.0, 3.0 * R, 4000.0 / rate_theta if rate_theta > 0 else 0.0)
+        x_hi = min(x_hi, 1e12 / terms.gap_mean_s)
         n = int(math.ceil(math.log10(x_hi / x_lo) * _POINTS_PER_DECADE))
         xs = [x_lo * (x_hi / x_lo) ** (i / n) for i in range(n + 1)]
         if terms.gap_kind == "fixed":
@@ -130,6 +136,7 @@ class HitRateTable:
         self.g1 = tuple(g1)
         self.g2 = tuple(g2)
         self.ceiling_tokens = parts.ceiling_tokens
+        self.parts = parts
 
     def _point(self, i: int, conv: float, shared: float, rate_theta: float, theta: float) -> tuple[float, float]:
         """(occupancy tokens, hit tokens per conversation) at grid point ``i``."""
@@ -156,7 +163,17 @@ class HitRateTable:
             return _clamp01(h_lo * frac / prompt)
         o_hi, h_hi = self._point(n - 1, conv_rate, shared_tokens, rt, theta_s)
         if capacity_tokens >= o_hi:
-            return _clamp01(h_hi / prompt)
+            # past the grid: solve exactly between its end and T = 1e13 s
+            lo_x, hi_x = math.log(self.xs[-1]), math.log(1e13 / theta_s)
+
+            def occ(log_x: float) -> float:
+                return self.parts.occupancy_and_hits(math.exp(log_x), conv_rate, shared_tokens,
+                                                     shared_rate, theta_s)[0]
+            if hi_x <= lo_x or occ(hi_x) <= capacity_tokens:
+                return _clamp01(self.ceiling_tokens / prompt)
+            x = math.exp(_illinois(occ, math.log(capacity_tokens), lo_x, hi_x))
+            return _clamp01(self.parts.occupancy_and_hits(x, conv_rate, shared_tokens, shared_rate,
+                                                          theta_s)[1] / prompt)
         lo, hi = 0, n - 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -477,8 +494,8 @@ def tokens_for_hit_rate(prep: Prepared, rate: float) -> float | None:
         return 0.0
     occ, hit = prep.table.occupancy_curve(*_table_scalars(prep.scenario, prep.terms))
     i = bisect_left(hit, rate)
-    if i >= len(hit):
-        return None
+    if i >= len(hit):   # past the grid's end: the exact solver
+        return capacity_for_hit_rate(prep.scenario, rate, prep.capacity, prep.arch)[0]
     if i == 0:
         return occ[0] * rate / hit[0] if hit[0] > 0 else occ[0]
     h0, h1, o0, o1 = hit[i - 1], hit[i], occ[i - 1], occ[i]
