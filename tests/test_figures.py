@@ -1,0 +1,142 @@
+"""Figure dicts: plain JSON, allowed trace types, units on every axis, % on screen."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kvcache_calculator import figures
+from kvcache_calculator import sensitivity as sens
+from kvcache_calculator.analytic import analyze
+from kvcache_calculator.capacity import compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.scenario import Scenario
+
+ALLOWED = {"scatter", "bar", "heatmap"}
+SCENARIOS = {
+    "default": Scenario(),
+    "random4": Scenario.from_dict({"routing": "random", "instances": 4, "arrival_rate": 4}),
+    "offload-fifo": Scenario.from_dict({"offload_gib": 100, "policy": "fifo"}),
+    "no-fit": Scenario.from_dict({"model": "llama-3.1-70b"}),
+    "fixed": Scenario.from_dict({"think_dist": "fixed", "turns_dist": "fixed", "turns": 3}),
+}
+
+
+def _analysis(s: Scenario):
+    arch = resolve_model(s)
+    return analyze(s, compute_capacity(s, arch, resolve_gpu(s)), arch)
+
+
+def _all(s: Scenario) -> dict:
+    r = _analysis(s)
+    return {"hit_vs_memory": figures.hit_vs_memory(s, r), "sensitivity": figures.sensitivity(s, "arrival_rate"),
+            "tornado": figures.tornado(s), "heatmap": figures.heatmap(s)}
+
+
+def _check_common(fig: dict) -> None:
+    assert set(fig) == {"data", "layout"}
+    json.dumps(fig, allow_nan=False)          # plain JSON, no NaN/inf
+    layout = fig["layout"]
+    assert "width" not in layout and layout.get("autosize") is True
+    assert layout["title"]["text"]
+    for trace in fig["data"]:
+        assert trace["type"] in ALLOWED
+    x_title = layout["xaxis"]["title"]["text"]
+    assert "(" in x_title and ")" in x_title, x_title          # a unit
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_figure_is_a_plain_plotly_dict(name):
+    for key, fig in _all(SCENARIOS[name]).items():
+        _check_common(fig)
+
+
+def test_hit_vs_memory_marks_current_point_ceiling_and_classic():
+    s = SCENARIOS["default"]
+    r = _analysis(s)
+    fig = figures.hit_vs_memory(s, r)
+    by = {t["name"]: t for t in fig["data"]}
+    model = by["Token hit rate (model)"]
+    assert len(model["x"]) == 100
+    assert max(model["y"]) <= 100.0 and max(model["y"]) > 1.0       # percent, not fraction
+    current = by["This scenario"]
+    assert current["x"] == [pytest.approx(79.6)] and current["y"] == [pytest.approx(100 * r.token_hit_rate, abs=1e-3)]
+    ceiling = next(t for n, t in by.items() if n.startswith("Ceiling"))
+    assert ceiling["line"]["dash"] == "dash"
+    assert ceiling["y"][0] == pytest.approx(100 * r.max_token_hit_rate, abs=1e-3)
+    classic = by["Original calculator's formula"]
+    assert classic["visible"] == "legendonly" and len(classic["x"]) == 100
+    assert "%" in fig["layout"]["yaxis"]["title"]["text"]
+    assert fig["layout"]["yaxis"]["range"] == [0, 100]
+
+
+def test_classic_trace_matches_compat():
+    from kvcache_calculator.compat import classic_hit_rate_for_scenario
+    s = SCENARIOS["default"]
+    fig = figures.hit_vs_memory(s)
+    classic = next(t for t in fig["data"] if t["name"] == "Original calculator's formula")
+    i = 50
+    assert classic["y"][i] == pytest.approx(100 * classic_hit_rate_for_scenario(s, classic["x"][i]), abs=1e-3)
+
+
+def test_offload_and_policy_notes():
+    s = SCENARIOS["offload-fifo"]
+    fig = figures.hit_vs_memory(s)
+    names = [t["name"] for t in fig["data"]]
+    assert "GPU cache only (no offload)" in names
+    assert "LRU model" in fig["layout"]["title"]["text"] and "FIFO" in fig["layout"]["title"]["text"]
+    for f in (figures.sensitivity(s, "turns"), figures.tornado(s), figures.heatmap(s)):
+        assert "FIFO" in f["layout"]["title"]["text"]
+
+
+def test_no_fit_is_said():
+    fig = figures.hit_vs_memory(SCENARIOS["no-fit"])
+    assert "does not fit" in fig["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize("key", ["arrival_rate", "think_time_s", "turns", "gpu_memory_gib", "block_size"])
+def test_sensitivity_figure(key):
+    s = SCENARIOS["default"]
+    fig = figures.sensitivity(s, key)
+    _check_common(fig)
+    curve = sens.sensitivity_curve(s, key)
+    line = fig["data"][0]
+    assert line["x"] == list(curve.values)
+    assert line["y"] == [pytest.approx(100 * v, abs=1e-3) for v in curve.token_hit_rate]
+    assert any(t.get("line", {}).get("dash") == "dash" for t in fig["data"])
+    assert any(t["name"] == "This scenario" for t in fig["data"])
+    if curve.log_scale:
+        assert fig["layout"]["xaxis"]["type"] == "log"
+
+
+def test_tornado_figure_sorted_largest_first():
+    s = SCENARIOS["default"]
+    fig = figures.tornado(s)
+    low, high = fig["data"]
+    assert low["type"] == high["type"] == "bar" and low["orientation"] == "h"
+    t = sens.tornado(s)
+    assert low["y"] == [b.label for b in t.bars]
+    assert fig["layout"]["yaxis"]["autorange"] == "reversed"      # first bar on top
+    assert low["x"][0] == pytest.approx(100 * (t.bars[0].low_hit_rate - t.base_hit_rate), abs=1e-3)
+    assert low["name"] == "-20%" and high["name"] == "+20%"
+
+
+def test_heatmap_figure():
+    s = SCENARIOS["default"]
+    fig = figures.heatmap(s)
+    hm = fig["data"][0]
+    assert hm["type"] == "heatmap" and len(hm["z"]) == 30 and all(len(r) == 30 for r in hm["z"])
+    assert hm["zmin"] == 0 and hm["zmax"] == 100
+    assert "%" in hm["colorbar"]["title"]["text"]
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    assert "conversations/s" in fig["layout"]["yaxis"]["title"]["text"]
+    marker = fig["data"][1]
+    assert marker["x"] == [pytest.approx(79.6)] and marker["y"] == [1.0]
+
+
+def test_all_figures_shares_one_preparation():
+    s = SCENARIOS["random4"]
+    r = _analysis(s)
+    shared = figures.all_figures(s, r, "think_time_s")
+    assert shared["sensitivity"] == figures.sensitivity(s, "think_time_s", result=r)
+    assert shared["heatmap"] == figures.heatmap(s, result=r)
