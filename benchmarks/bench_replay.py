@@ -88,26 +88,26 @@ def bench_speed(semantics: str, num_capacities: int = 100) -> None:
 
 
 def generated_trace(num_requests: int, seed: int):
-    """Mooncake-like multi-turn chat: a 4-block system prompt, geometric turns (mean 4),
-    each turn adding 1-4 blocks of history; about 30 concurrent conversations."""
+    """Mooncake-like multi-turn chat: a 2-block system prompt shared by all, conversations of
+    geometric length (mean 4 turns) each adding one block of history per turn, about 50
+    conversations open at a time, Poisson arrivals at 10 requests/s."""
     rng = random.Random(seed)
-    next_id = 4
+    next_id = 2
     live: list = []
     t = 0.0
     for _ in range(num_requests):
         t += rng.expovariate(10.0)
         if not live or rng.random() < 0.25:
-            live.append([0, 1, 2, 3])
+            live.append([0, 1])
         k = rng.randrange(len(live))
         ids = live[k]
-        for _ in range(rng.randint(1, 4)):
-            ids.append(next_id)
-            next_id += 1
+        ids.append(next_id)
+        next_id += 1
         yield Request(t, len(ids) * BLOCK_SIZE - 100, 200, tuple(ids))
-        if rng.random() < 0.25 or len(ids) > 64:
+        if rng.random() < 0.25:
             live[k] = live[-1]
             live.pop()
-        if len(live) > 30:
+        if len(live) > 50:
             live.pop(0)
 
 

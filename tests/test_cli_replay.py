@@ -157,3 +157,25 @@ def test_shared_trace_reference_capacities(capsys):
     assert code == 0 and data["requests"] == 12031 and data["total_blocks"] == 288500
     assert data["block_hit_rate"] == sorted(data["block_hit_rate"])
     assert data["infinite_block_hit_rate"] == pytest.approx((288500 - 182790) / 288500)
+
+
+def test_progress_shown_on_a_terminal_after_one_second(monkeypatch, capsys):
+    clock = iter([0.0, 0.5, 1.5, 1.6, 2.0])
+    monkeypatch.setattr(cli_replay.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(cli_replay.sys.stderr, "isatty", lambda: True)
+    progress = cli_replay._Progress(1000, "replay")   # starts at t = 0
+    progress.update(100, 10)    # t = 0.5: too early
+    progress.update(500, 50)    # t = 1.5: shown
+    progress.update(600, 60)    # t = 1.6: throttled
+    progress.update(900, 90)    # t = 2.0: shown
+    progress.done()
+    err = capsys.readouterr().err
+    assert "50.0 % (50 requests)" in err and "90.0 % (90 requests)" in err
+    assert "10 requests" not in err and "60 requests" not in err
+
+
+def test_wired_into_the_main_command(tmp_path, capsys):
+    cli = pytest.importorskip("kvcache_calculator.cli")
+    path = write_trace(tmp_path, MOONCAKE)
+    assert cli.main(["replay", str(path), "--capacity-blocks", "10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["capacity_blocks"] == [10]
