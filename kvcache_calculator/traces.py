@@ -211,7 +211,7 @@ class TraceReader:
                            line=number)
         chat_id = _int_field(obj, "chat_id", number, 0)
         parent = _int_field(obj, "parent_chat_id", number, -1)
-        turn = _int_field(obj, "turn", number, 1)
+        turn = _int_field(obj, "turn", number, 0)
         kind = obj.get("type")
         if kind is not None and not isinstance(kind, str):
             raise ScenarioError("type", kind, "must be a string (text, search, image, file)",
@@ -415,7 +415,8 @@ class ScenarioFitter:
 
     @staticmethod
     def _quantiles(hist: list, total: int) -> dict:
-        """Quantiles read off the log-binned histogram (upper bin edge, seconds)."""
+        """Quantiles read off the log-binned histogram (upper bin edge, seconds; ``None``
+        beyond the last edge, about 11.6 days, or when there is nothing to count)."""
         out = {}
         if total == 0:
             return {f"p{q}": None for q in (50, 80, 90, 99)}
@@ -426,7 +427,7 @@ class ScenarioFitter:
             for i, c in enumerate(hist):
                 run += c
                 if run >= need:
-                    value = _REUSE_EDGES_S[i] if i < len(_REUSE_EDGES_S) else math.inf
+                    value = _REUSE_EDGES_S[i] if i < len(_REUSE_EDGES_S) else None
                     break
             out[f"p{q}"] = value
         return out
