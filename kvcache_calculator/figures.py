@@ -58,7 +58,7 @@ def _layout(title: str, x_title: str, y_title: str, note: str = "", **extra) -> 
         "margin": {"l": 56, "r": 16, "t": 64 if note else 48, "b": 56},
         "xaxis": {"title": {"text": x_title}, "automargin": True},
         "yaxis": {"title": {"text": y_title}, "automargin": True},
-        "legend": {"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"},
+        "legend": {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
         "hovermode": "closest",
         "font": {"size": 12},
     }
@@ -180,10 +180,9 @@ def tornado(scenario: Scenario, fraction: float = 0.2, *, result: AnalyticResult
     if not t.bars:
         note = (note + "; " if note else "") + "no input changes the hit rate here"
     layout = _layout(f"What moves the hit rate: each input -/+{pct}%",
-                     "Change in token hit rate (percentage points)", "", note or f"base {100 * base:.1f}%",
+                     "Hit-rate change (% points)", "", note or f"base {100 * base:.1f}%",
                      barmode="overlay", height=max(260, 120 + 30 * len(labels)),
-                     yaxis={"autorange": "reversed", "automargin": True, "type": "category",
-                            "title": {"text": "Input"}})
+                     yaxis={"autorange": "reversed", "automargin": True, "type": "category"})
     layout["xaxis"]["zeroline"] = True
     return {"data": data, "layout": layout}
 
@@ -210,7 +209,7 @@ def heatmap(scenario: Scenario, *, result: AnalyticResult | None = None, prep=No
                           f"token hit rate {100 * h.current_hit_rate:.1f}%<extra></extra>"},
     ]
     layout = _layout("Token hit rate: memory x traffic", x_title, y_title, _policy_note(prep.scenario),
-                     yaxis={"title": {"text": y_title}, "type": "log", "automargin": True})
+                     yaxis={"title": {"text": y_title}, "type": "log", "dtick": "D2", "automargin": True})
     layout["showlegend"] = False
     return {"data": data, "layout": layout}
 
