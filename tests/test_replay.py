@@ -365,3 +365,10 @@ def test_independent_equals_libcachesim_shared_trace(policy):
     caps = [10, 1000, 5000, 20000]
     ours = replay(trace, policy, caps, 512, "independent")
     assert list(ours.block_hits) == [libcachesim_hits(seq, policy, c) for c in caps]
+
+
+def test_belady_fed_in_chunks_equals_one_call():
+    trace = reqs([1, 2, 3], [4, 5], [1, 2, 6], [4, 5, 7], [1, 2, 3], [8], [4, 5])
+    runner = BeladyReplay([1, 2, 4], 4, "engine")
+    assert list(replay_steps(runner, trace, chunk_requests=2)) == [2, 4, 6, 7]
+    assert runner.result() == replay(trace, "belady", [1, 2, 4], 4, "engine")
