@@ -291,6 +291,9 @@ def build(dist: Path = DIST) -> Path:
     zip_package(dist / f"{PACKAGE}.zip")
     for name in ("style.css", "main.py", "loader.js", "pyscript.json", "favicon.svg"):
         _copy(SITE / name, dist / name)
+    for name in ("lab.html", "lab.py", "lab.css"):  # the lab page (simulation, trace replay)
+        if (SITE / name).exists():
+            _copy(SITE / name, dist / name)
     fields = _fields()
     models, gpus = _presets() if fields else ([], [])
     page = (SITE / "index.html").read_text(encoding="utf-8")
