@@ -1,0 +1,585 @@
+"""The lab page's glue, run by PyScript: simulation and trace replay without freezing the page.
+
+Long work runs on the main thread in cooperative steps (``kvcache_calculator.lab``): each
+turn of :func:`drive` works for at most :data:`BUDGET_S` (adapting the step size), then
+awaits ``asyncio.sleep(0)``, which hands control back to the browser (input, painting, the
+cancel button). No SharedArrayBuffer, no worker: the page works the same with and without
+cross-origin isolation, so on GitHub Pages too. Uploaded files are read with the File API in
+:data:`SLICE_BYTES` slices. Nothing read from a link or a file is inserted as HTML.
+"""
+
+import asyncio
+import json
+import time
+import traceback
+
+from pyscript import document, window
+from pyscript.ffi import create_proxy
+
+ROOT = document.documentElement
+BUDGET_S = 0.04              # work per turn of the event loop (the browser gets control back after)
+SLICE_BYTES = 2 * 2 ** 20    # bytes read from an uploaded file at a time
+MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
+PLOT_CONFIG = json.dumps({"responsive": True, "displaylogo": False,
+                          "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage"]})
+SIM_ROWS = (("token_hit_rate", "Token hit rate"), ("request_hit_rate", "Request hit rate"),
+            ("max_token_hit_rate", "Ceiling (unlimited cache)"),
+            ("characteristic_time_s", "Characteristic time T"))
+OFFLOAD_ROWS = (("gpu_token_hit_rate", "From GPU memory"), ("offload_token_hit_rate", "From the offload tier"))
+
+
+# ---------------------------------------------------------------------------- small helpers
+
+def missing(value):
+    """True for Python None and JavaScript null/undefined."""
+    return value is None or type(value).__name__ in ("JsNull", "JsUndefined")
+
+
+def by_id(element_id):
+    element = document.getElementById(element_id)
+    return None if missing(element) else element
+
+
+def pct(value):
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def seconds(value):
+    if value is None:
+        return "—"
+    if value < 120:
+        return f"{value:,.3g} s"
+    if value < 7200:
+        return f"{value / 60:,.3g} min"
+    return f"{value / 3600:,.3g} h"
+
+
+def plain(value):
+    return "" if value is None else repr(float(value))
+
+
+def cell(tag, text, **data):
+    el = document.createElement(tag)
+    el.textContent = text
+    for key, val in data.items():
+        el.setAttribute(key.replace("_", "-"), str(val))
+    return el
+
+
+def draw(div_id, figure):
+    """Hand a core figure dict to Plotly.js (``Plotly.react`` redraws in place)."""
+    plotly = getattr(window, "Plotly", None)
+    div = by_id(div_id)
+    if missing(plotly) or div is None or not figure:
+        return
+    fig = window.JSON.parse(json.dumps(figure))
+    plotly.react(div, fig.data, fig.layout, window.JSON.parse(PLOT_CONFIG))
+
+
+def show_error(element_id, message):
+    box = by_id(element_id)
+    box.textContent = message or ""
+    box.hidden = not message
+
+
+def report_unexpected(err):
+    """Log the traceback for developers; show the user one sentence."""
+    window.console.error("kvcache lab: " + "".join(
+        traceback.format_exception(type(err), err, err.__traceback__)))
+    by_id("app-error-text").textContent = f"An internal error ({type(err).__name__}) stopped this action."
+    by_id("app-error").hidden = False
+
+
+def listen(element_id, event_name, handler):
+    """Wire a handler; an async handler runs as a task. No exception escapes to the page."""
+    def wrapper(event=None):
+        try:
+            result = handler(event)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(_task_done)
+        except Exception as err:  # noqa: BLE001 (the page must never show a traceback)
+            report_unexpected(err)
+    by_id(element_id).addEventListener(event_name, create_proxy(wrapper))
+
+
+def _task_done(task):
+    if not task.cancelled() and task.exception() is not None:
+        report_unexpected(task.exception())
+
+
+# ---------------------------------------------------------------------------- the lab
+
+class Lab:
+    """The page's state: the scenario of the link, the job running, the last trace read."""
+
+    def __init__(self):
+        self.report = None
+        self.scenario = None
+        self.figure = None
+        self.running = False
+        self.cancel = False
+        self.trace_file = None
+        self.trace = None          # the finished TraceJob
+        self.trace_skip = False
+        self.memory_tasks = []
+        self.memory_results = {}
+
+    # -- the scenario ------------------------------------------------------------------
+    def load_scenario(self):
+        params = {}
+        try:
+            params = decode_fragment(str(window.location.hash or ""))
+        except ScenarioError as err:
+            problems = [str(err)]
+        else:
+            problems = []
+        report = evaluate(params)
+        problems += list(report["field_errors"].values())
+        problems += [f"{k}: not a known setting, ignored" for k in report["unknown_keys"]]
+        self.report = report
+        self.scenario = Scenario.from_fragment(report["fragment"])
+        self.figure = report["figures"]["hit_vs_memory"]
+        self.memory_tasks, self.memory_results = [], {}
+        fragment = report["fragment"]
+        res = report["results"]
+        text = (f"{report['model']['name']} on {self.scenario.num_gpus} × {self.scenario.gpu}, "
+                f"{self.scenario.instances} instance(s); {res['capacity_tokens']:,} tokens of cache per "
+                f"instance; {self.scenario.arrival_rate:g} conversations/s of {self.scenario.turns:g} turns, "
+                f"think time {self.scenario.think_time_s:g} s. ")
+        text += f"Link keys: {fragment}" if fragment else "All keys at their defaults."
+        by_id("scenario-text").textContent = text
+        items = by_id("link-problems")
+        items.replaceChildren()
+        for message in problems:
+            items.appendChild(cell("li", message))
+        by_id("edit-link").setAttribute("href", "./index.html" + (f"#{fragment}" if fragment else ""))
+        by_id("back-link").setAttribute("href", "./index.html" + (f"#{fragment}" if fragment else ""))
+        notes = by_id("weak-notes")
+        notes.replaceChildren()
+        if not report["fits"]:
+            notes.appendChild(cell("li", str(report["fit_message"])))
+        for note in report["notes"]:
+            notes.appendChild(cell("li", "For this scenario: " + note))
+        self.render_sim_table({})
+        draw("chart-sim-memory", self.figure)
+        by_id("policy-capacity").value = str(self.current_capacity_blocks() or "")
+        if self.trace is not None:
+            self.render_trace()
+
+    def current_capacity_blocks(self):
+        if self.trace is None or self.trace.curve is None:
+            return None
+        return capacity_blocks_from_tokens(self.report["results"]["capacity_tokens"] or 0,
+                                           self.trace.curve.block_size)
+
+    # -- the simulation table --------------------------------------------------------------
+    def render_sim_table(self, sim):
+        analytic = self.report["results"]
+        rows = list(SIM_ROWS) + (list(OFFLOAD_ROWS) if (analytic.get("offload_tokens") or 0) > 0 else [])
+        body = by_id("sim-rows")
+        body.replaceChildren()
+        for key, label in rows:
+            tr = document.createElement("tr")
+            tr.appendChild(cell("th", label, scope="row"))
+            fmt = seconds if key == "characteristic_time_s" else pct
+            a = analytic.get(key)
+            td = document.createElement("td")
+            td.appendChild(cell("output", fmt(a), id=f"an-{key}", data_value=plain(a)))
+            tr.appendChild(td)
+            s = sim.get(key)
+            ci = sim.get(key + "_ci")
+            td = document.createElement("td")
+            if s is None:
+                text = "—" if not sim else ("no evictions" if key == "characteristic_time_s" else "not measured")
+                td.appendChild(cell("output", text, id=f"sim-{key}", data_value=""))
+            else:
+                text = fmt(s) + (f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else "")
+                attrs = {"id": f"sim-{key}", "data_value": plain(s)}
+                if ci:
+                    attrs.update(data_low=plain(ci[0]), data_high=plain(ci[1]))
+                td.appendChild(cell("output", text, **attrs))
+            tr.appendChild(td)
+            if s is not None and a is not None and key != "characteristic_time_s":
+                inside = ci is not None and ci[0] <= a <= ci[1]
+                diff = cell("td", f"{100 * (a - s):+.1f} points" + (" (inside the interval)" if inside else ""),
+                            id=f"diff-{key}")
+                if ci:
+                    diff.className = "diff-in" if inside else "diff-out"
+            elif s is not None and a is not None:
+                diff = cell("td", f"{a - s:+,.3g} s", id=f"diff-{key}")
+            else:
+                diff = cell("td", "")
+            tr.appendChild(diff)
+            body.appendChild(tr)
+
+    # -- running jobs --------------------------------------------------------------------
+    def set_running(self, running, name=""):
+        self.running = running
+        self.cancel = False
+        for button in ("simulate", "compare", "compare-policies"):
+            by_id(button).disabled = running or (button == "compare-policies" and self.trace is None)
+        by_id("trace-file").disabled = running
+        by_id("cancel").hidden = not running
+        if running:
+            by_id("job").hidden = False
+            ROOT.setAttribute("data-job", "running")
+            ROOT.setAttribute("data-job-name", name)
+            by_id("job-progress").value = 0
+
+    def finish(self, state):
+        self.set_running(False)
+        ROOT.setAttribute("data-job", state)
+
+    def show_progress(self, label, fraction, started):
+        by_id("job-progress").value = round(1000 * fraction)
+        elapsed = time.perf_counter() - started
+        text = f"{label}: {100 * fraction:.0f} %"
+        if fraction > 0.02 and elapsed > 0.5:
+            left = elapsed * (1 - fraction) / fraction
+            text += f", about {seconds(max(1.0, left))} left"
+        by_id("job-status").textContent = text
+
+    async def drive(self, job, label, started, before_step=None):
+        """Run ``job`` in turns of BUDGET_S, yielding to the browser between them.
+        Returns False if cancelled."""
+        last_shown = 0.0
+        while True:
+            if before_step is not None:
+                await before_step()
+            if run_for(job, BUDGET_S, time.perf_counter):
+                return True
+            now = time.perf_counter()
+            if now - last_shown > 0.1:
+                self.show_progress(label, job.progress, started)
+                last_shown = now
+            await asyncio.sleep(0)
+            if self.cancel:
+                return False
+
+    # -- simulation ----------------------------------------------------------------------
+    def sim_settings(self):
+        conversations = int(by_id("sim-conversations").value)
+        raw = str(by_id("sim-seed").value).strip()
+        if not raw.isdigit():
+            raise ScenarioError("seed", raw, "must be a whole number >= 0")
+        return conversations, int(raw)
+
+    async def simulate(self, event=None):
+        if self.running:
+            return
+        show_error("sim-error", "")
+        try:
+            conversations, seed = self.sim_settings()
+            if not self.report["fits"]:
+                raise ScenarioError("model", self.scenario.model, str(self.report["fit_message"]))
+        except ScenarioError as err:
+            show_error("sim-error", str(err))
+            return
+        tasks = memory_tasks(self.scenario, self.figure, conversations=conversations, seed=seed)
+        job = SimulationJob(tasks)
+        self.set_running(True, "simulate")
+        started = time.perf_counter()
+        try:
+            finished = await self.drive(job, "Simulating", started)
+        except ScenarioError as err:
+            show_error("sim-error", str(err))
+            self.finish("error")
+            return
+        if not finished:
+            by_id("job-status").textContent = "Simulation cancelled."
+            self.finish("cancelled")
+            return
+        self.memory_tasks, self.memory_results = tasks, job.results
+        main = job.results.get("main")
+        if main is None:
+            show_error("sim-error", str(job.errors.get("main", "The simulation failed.")))
+            self.finish("error")
+            return
+        failed = [str(e) for e in job.errors.values()]
+        if failed:
+            show_error("sim-error", "Some memory points could not be simulated: " + failed[0])
+        sim = main.to_dict()
+        if main.offload_tokens == 0:
+            sim.pop("gpu_token_hit_rate", None)
+            sim.pop("offload_token_hit_rate", None)
+        self.render_sim_table(sim)
+        draw("chart-sim-memory", with_simulated_points(self.figure, tasks, job.results))
+        elapsed = time.perf_counter() - started
+        by_id("job-status").textContent = (
+            f"Simulated {job.requests:,} requests in {elapsed:.1f} s "
+            f"({job.requests / max(elapsed, 1e-9):,.0f} requests/s).")
+        ROOT.setAttribute("data-sim-rate", f"{job.requests / max(elapsed, 1e-9):.1f}")
+        self.finish("done")
+
+    async def compare(self, event=None):
+        if self.running:
+            return
+        show_error("sim-error", "")
+        try:
+            conversations, seed = self.sim_settings()
+            if not self.report["fits"]:
+                raise ScenarioError("model", self.scenario.model, str(self.report["fit_message"]))
+        except ScenarioError as err:
+            show_error("sim-error", str(err))
+            return
+        tasks = comparison_tasks(self.scenario, conversations=conversations, seed=seed)
+        job = SimulationJob(tasks)
+        self.set_running(True, "compare")
+        started = time.perf_counter()
+        finished = await self.drive(job, "Comparing policies and routings", started)
+        if not finished:
+            by_id("job-status").textContent = "Comparison cancelled."
+            self.finish("cancelled")
+            return
+        analytic = {"policy-lru": analyze(self.scenario.replace(policy="lru")).token_hit_rate}
+        for task in tasks:
+            if task.group == "routing":
+                analytic[task.name] = analyze(task.scenario.replace(policy="lru")).token_hit_rate
+        draw("chart-compare", comparison_figure(tasks, job.results, analytic))
+        by_id("job-status").textContent = (f"Simulated {job.requests:,} requests in "
+                                           f"{time.perf_counter() - started:.1f} s.")
+        note = "Same seed for every run (common random numbers). The orange diamonds are the analytic LRU model."
+        if self.scenario.instances == 1:
+            note += " Routing only matters with several instances (instances = 1 here), so only policies are compared."
+        if job.errors:
+            note += " Not simulated: " + "; ".join(str(e) for e in job.errors.values())
+        by_id("compare-note").textContent = note
+        self.finish("done")
+
+    # -- traces --------------------------------------------------------------------------
+    async def read_into(self, job, file, label, started):
+        """Stream ``file`` into ``job`` slice by slice while stepping it."""
+        size = int(file.size)
+        position = 0
+
+        async def before_step():
+            nonlocal position
+            if job.input_closed or job.pending_lines >= MAX_PENDING_LINES:
+                return
+            if position >= size:
+                job.close_input()
+                return
+            end = min(size, position + SLICE_BYTES)
+            buffer = await file.slice(position, end).arrayBuffer()
+            job.add_bytes(buffer.to_bytes())
+            position = end
+
+        return await self.drive(job, label, started, before_step)
+
+    async def replay_file(self, file):
+        if self.running or missing(file):
+            return
+        show_error("trace-error", "")
+        self.trace_skip = bool(by_id("skip-bad").checked)
+        job = TraceJob(int(file.size), skip_bad_lines=self.trace_skip)
+        self.set_running(True, "trace")
+        started = time.perf_counter()
+        name = str(file.name)
+        try:
+            finished = await self.read_into(job, file, f"Replaying {name}", started)
+        except ScenarioError as err:
+            show_error("trace-error", f"{name} was not read: {err}. "
+                       + ("" if self.trace_skip or err.line is None else
+                          "Tick “Skip malformed lines” to replay the rest of the file."))
+            self.finish("error")
+            return
+        if not finished:
+            by_id("job-status").textContent = "Replay cancelled."
+            self.finish("cancelled")
+            return
+        elapsed = time.perf_counter() - started
+        self.trace_file = file
+        self.trace = job
+        rate = int(file.size) / max(elapsed, 1e-9) / 2 ** 20
+        ROOT.setAttribute("data-replay-rate", f"{rate:.3f}")
+        ROOT.setAttribute("data-replay-s", f"{elapsed:.3f}")
+        by_id("policy-capacity").value = str(self.current_capacity_blocks())
+        self.render_trace(elapsed)
+        by_id("job-status").textContent = f"Replayed {job.requests:,} requests in {elapsed:.1f} s."
+        self.finish("done")
+
+    def render_trace(self, elapsed=None):
+        job = self.trace
+        curve = job.curve
+        res = self.report["results"]
+        kv = res.get("kv_bytes_per_token")
+        skipped = job.reader.skipped_lines
+        info = (f"{self.trace_file.name}: {job.format} format, {curve.requests:,} requests, "
+                f"{curve.total_blocks:,} block references, {curve.distinct_blocks:,} distinct blocks "
+                f"of {curve.block_size} tokens. Ceiling (infinite cache): {pct(curve.infinite_token_hit_rate)} "
+                f"of tokens, {pct(curve.infinite_block_hit_rate)} of blocks.")
+        if skipped:
+            info += f" Skipped {skipped:,} malformed lines (first: {job.reader.first_error})."
+        if elapsed is not None:
+            info += f" Read in {elapsed:.1f} s."
+        el = by_id("trace-info")
+        el.textContent = info
+        el.setAttribute("data-requests", str(curve.requests))
+        el.setAttribute("data-skipped", str(skipped))
+        el.setAttribute("data-block-size", str(curve.block_size))
+        el.setAttribute("data-ceiling", plain(curve.infinite_token_hit_rate))
+        self.draw_curve()
+        rows = trace_capacities(curve, kv, res.get("capacity_tokens"))
+        body = by_id("trace-rows")
+        body.replaceChildren()
+        for row in rows:
+            tr = document.createElement("tr")
+            for key in ("key", "capacity_blocks", "capacity_tokens", "token_hit_rate", "block_hit_rate"):
+                tr.setAttribute("data-" + key.replace("_", "-"), plain(row[key]) if "rate" in key else str(row[key]))
+            tr.appendChild(cell("th", row["label"], scope="row"))
+            tr.appendChild(cell("td", f"{row['capacity_blocks']:,}"))
+            tr.appendChild(cell("td", f"{row['capacity_tokens']:,}"))
+            tr.appendChild(cell("td", "—" if row["capacity_gib"] is None else f"{row['capacity_gib']:,.2f}"))
+            tr.appendChild(cell("td", pct(row["token_hit_rate"])))
+            tr.appendChild(cell("td", pct(row["block_hit_rate"])))
+            body.appendChild(tr)
+        self.render_fit(rows)
+        by_id("compare-policies").disabled = self.running
+
+    def draw_curve(self):
+        if self.trace is None:
+            return
+        res = self.report["results"]
+        draw("chart-trace-curve", trace_curve_figure(
+            self.trace.curve, str(by_id("curve-unit").value), kv_bytes_per_token=res.get("kv_bytes_per_token"),
+            model_name=self.report["model"]["name"], current_capacity_tokens=res.get("capacity_tokens")))
+
+    def render_fit(self, rows):
+        fit = self.trace.fit
+        curve = self.trace.curve
+        keys = ("arrival_rate", "turns", "think_time_s", "input_tokens", "output_tokens", "system_prompt_tokens")
+        described = ", ".join(f"{k} = {fit[k]:.4g}" if isinstance(fit[k], float) else f"{k} = {fit[k]}"
+                              for k in keys)
+        note = fit["diagnostics"].get("note") or fit["diagnostics"].get("think_time_note") or ""
+        by_id("fit-text").textContent = f"Fitted: {described}." + (f" ({note}.)" if note else "")
+        capacities = [r["capacity_blocks"] for r in rows if r["key"] in ("current", "p50", "p90")]
+        body = by_id("fit-rows")
+        body.replaceChildren()
+        for gap in fit_gaps(fit, curve, sorted(set(capacities))):
+            tr = document.createElement("tr")
+            tr.appendChild(cell("th", f"{gap['capacity_tokens']:,}", scope="row"))
+            if "error" in gap:
+                td = cell("td", gap["error"])
+                td.setAttribute("colspan", "3")
+                tr.appendChild(td)
+            else:
+                tr.setAttribute("data-gap", plain(gap["gap"]))
+                tr.appendChild(cell("td", pct(gap["analytic_token_hit_rate"])))
+                tr.appendChild(cell("td", pct(gap["replay_token_hit_rate"])))
+                tr.appendChild(cell("td", f"{100 * gap['gap']:+.1f}"))
+            body.appendChild(tr)
+        link = by_id("use-workload")
+        link.setAttribute("href", "./index.html#" + fitted_fragment(self.scenario, fit))
+        link.hidden = False
+
+    async def compare_policies(self, event=None):
+        if self.running or self.trace is None:
+            return
+        show_error("trace-error", "")
+        raw = str(by_id("policy-capacity").value).strip().replace(",", "").replace("_", "")
+        if not raw.isdigit():
+            show_error("trace-error", f"Cache capacity (blocks): got {raw!r}; must be a whole number of blocks >= 0")
+            by_id("policy-capacity").setAttribute("aria-invalid", "true")
+            return
+        by_id("policy-capacity").removeAttribute("aria-invalid")
+        capacity = int(raw)
+        file = self.trace_file
+        curve = self.trace.curve
+        job = PolicyJob(capacity, curve.block_size, int(file.size), format=self.trace.format,
+                        skip_bad_lines=self.trace_skip)
+        self.set_running(True, "policies")
+        started = time.perf_counter()
+        try:
+            finished = await self.read_into(job, file, "Replaying FIFO, LFU and Belady", started)
+        except ScenarioError as err:
+            show_error("trace-error", f"{file.name}: {err}")
+            self.finish("error")
+            return
+        if not finished:
+            by_id("job-status").textContent = "Policy comparison cancelled."
+            self.finish("cancelled")
+            return
+        results = {"lru": curve.at([capacity]), **job.results}
+        draw("chart-trace-policies", trace_policy_figure(results))
+        by_id("job-status").textContent = (f"Compared the policies at {capacity:,} blocks in "
+                                           f"{time.perf_counter() - started:.1f} s.")
+        div = by_id("chart-trace-policies")
+        for policy, result in results.items():
+            div.setAttribute(f"data-{policy}", plain(result.token_hit_rate[0]))
+        self.finish("done")
+
+
+# ---------------------------------------------------------------------------- wiring
+
+def on_cancel(lab):
+    def handler(event):
+        if lab.running:
+            lab.cancel = True
+            by_id("job-status").textContent = "Cancelling…"
+    return handler
+
+
+def on_file(lab):
+    def handler(event):
+        files = event.target.files
+        if files.length:
+            return lab.replay_file(files.item(0))
+        return None
+    return handler
+
+
+def on_drop(lab):
+    def handler(event):
+        event.preventDefault()
+        by_id("drop-zone").classList.remove("over")
+        files = None if missing(event.dataTransfer) else event.dataTransfer.files
+        if not missing(files) and files.length:
+            return lab.replay_file(files.item(0))
+        return None
+    return handler
+
+
+def on_drag(over):
+    def handler(event):
+        event.preventDefault()
+        by_id("drop-zone").classList.toggle("over", over)
+    return handler
+
+
+def start():
+    lab = Lab()
+    lab.load_scenario()
+    listen("simulate", "click", lambda e: lab.simulate())
+    listen("compare", "click", lambda e: lab.compare())
+    listen("cancel", "click", on_cancel(lab))
+    listen("trace-file", "change", on_file(lab))
+    listen("drop-zone", "dragover", on_drag(True))
+    listen("drop-zone", "dragleave", on_drag(False))
+    listen("drop-zone", "drop", on_drop(lab))
+    listen("curve-unit", "change", lambda e: lab.draw_curve())
+    listen("compare-policies", "click", lambda e: lab.compare_policies())
+    window.addEventListener("hashchange", create_proxy(
+        lambda e: None if lab.running else lab.load_scenario()))
+    lab.set_running(False)
+    ROOT.setAttribute("data-job", "idle")
+    ROOT.setAttribute("data-state", "ready")
+
+
+try:
+    from kvcache_calculator.analytic import analyze
+    from kvcache_calculator.errors import ScenarioError
+    from kvcache_calculator.lab import (
+        PolicyJob, SimulationJob, TraceJob, comparison_figure, comparison_tasks, fit_gaps,
+        fitted_fragment, memory_tasks, run_for, trace_capacities, trace_curve_figure,
+        trace_policy_figure, with_simulated_points,
+    )
+    from kvcache_calculator.replay import capacity_blocks_from_tokens
+    from kvcache_calculator.report import evaluate
+    from kvcache_calculator.scenario import Scenario, decode_fragment
+
+    start()
+except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)
+    report_unexpected(boot_error)
+    by_id("load-text").textContent = "The lab could not start."
+    ROOT.setAttribute("data-state", "error")
