@@ -178,9 +178,12 @@ trace_strategy = st.lists(
 
 
 class TinyTree(LRUCurveReplay):
-    """Forces renumbering of access times every few accesses."""
+    """Forces renumbering of access times every few accesses, tiny buckets and the
+    far-query path."""
 
-    _MIN_TREE = 4
+    _MIN_SIZE = 4
+    _NEAR = 2
+    _MIN_SHIFT = 1
 
 
 @settings(max_examples=150, deadline=None)
