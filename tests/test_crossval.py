@@ -119,7 +119,7 @@ def test_large_errors_are_flagged_for_the_user(rows):
 @pytest.mark.slow
 def test_simulated_characteristic_time_tracks_the_model(rows):
     """The mean idle time of evicted blocks is close to the model's T (general LRU,
-    exponential gaps): within a factor 1.5 for every such scenario (seed 7)."""
+    exponential gaps): within a factor 1.25 for every such scenario (seed 7; seen: 0.94-1.14)."""
     from kvcache_calculator.simulate import simulate
 
     checked = 0
@@ -131,6 +131,6 @@ def test_simulated_characteristic_time_tracks_the_model(rows):
         if sim.characteristic_time_s is None or r.characteristic_time_s is None:
             continue
         ratio = sim.characteristic_time_s / r.characteristic_time_s
-        assert 1 / 1.5 < ratio < 1.5, (r.case.name, sim.characteristic_time_s, r.characteristic_time_s)
+        assert 1 / 1.25 < ratio < 1.25, (r.case.name, sim.characteristic_time_s, r.characteristic_time_s)
         checked += 1
     assert checked >= 5

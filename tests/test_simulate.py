@@ -381,3 +381,56 @@ def test_cli_progress_only_on_a_terminal_after_a_second():
     assert "50 %" in term.stream.getvalue()
     term.close()
     assert term.stream.getvalue().endswith("\r")
+
+
+# -- the same numbers in the browser's Python -----------------------------------------------------
+
+_NODE_SCRIPT = """
+import { loadPyodide } from %(module)s;
+import fs from "node:fs";
+import path from "node:path";
+const pkgDir = %(package)s;
+const py = await loadPyodide({ indexURL: %(index)s });
+py.FS.mkdirTree("/pkg/kvcache_calculator");
+for (const f of fs.readdirSync(pkgDir)) {
+  if (f.endsWith(".py")) py.FS.writeFile("/pkg/kvcache_calculator/" + f, fs.readFileSync(path.join(pkgDir, f)));
+}
+py.runPython("import sys; sys.path.insert(0, '/pkg')");
+console.log(py.runPython(fs.readFileSync(0, "utf8")));
+"""
+
+_PYODIDE_CODE = """
+import json
+from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.simulate import simulate
+s = Scenario.from_dict({"instances": 3, "routing": "random", "arrival_rate": 3, "turns_dist": "geometric"})
+json.dumps(simulate(s, capacity_tokens=200000, offload_tokens=500000, conversations=1500, seed=5).to_dict(),
+           sort_keys=True)
+"""
+
+
+@pytest.mark.slow
+def test_same_seed_same_numbers_under_pyodide(tmp_path):
+    """Seed 5: Pyodide (the page's runtime, run by Node) gives the very same result dict."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pyodide = root / "node_modules" / "pyodide"
+    node = shutil.which("node")
+    if node is None or not (pyodide / "pyodide.mjs").exists():
+        pytest.skip("node or node_modules/pyodide not found (run npm ci)")
+    script = tmp_path / "run.mjs"
+    script.write_text(_NODE_SCRIPT % {
+        "module": json.dumps((pyodide / "pyodide.mjs").as_uri()),
+        "package": json.dumps(str(root / "kvcache_calculator")),
+        "index": json.dumps(str(pyodide) + "/"),
+    })
+    proc = subprocess.run([node, str(script)], input=_PYODIDE_CODE, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    namespace: dict = {}
+    exec(_PYODIDE_CODE.rsplit("\njson.dumps", 1)[0], namespace)
+    expected = simulate(namespace["s"], capacity_tokens=200000, offload_tokens=500000, conversations=1500, seed=5)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(expected.to_dict()))
