@@ -21,8 +21,10 @@ Policies:
 - :class:`FIFO`: insertion order; a block's insertion time is when it was first cached, and
   hits do not refresh it. Engines do not do this; it is here for comparison.
 - :class:`LFU`: fewest accesses since insertion first, ties broken by least recent access.
-  A block evicted and cached again starts from one. For comparison too (engines use LRU
-  by default).
+  A block evicted and cached again starts from one. Close to SGLang's
+  ``--radix-eviction-policy lfu`` (hit count, LRU within a tie; SGLang only ever evicts
+  leaves of its radix tree, which tail-first access order gives here too); the default of
+  both vLLM and SGLang is LRU.
 """
 
 from __future__ import annotations
