@@ -18,9 +18,12 @@ from kvcache_calculator.scenario import Scenario, parse_assignments
 #: Result keys shown in the table, with their unit ("" for 0-1 fractions shown as %).
 TABLE_KEYS = (
     ("token_hit_rate", ""), ("request_hit_rate", ""), ("gpu_token_hit_rate", ""),
-    ("offload_token_hit_rate", ""), ("max_token_hit_rate", ""), ("max_request_hit_rate", ""),
-    ("characteristic_time_s", "s"), ("capacity_tokens", "tokens"), ("offload_tokens", "tokens"),
-    ("request_rate", "requests/s"), ("conversations", "measured"), ("requests", "measured"),
+    ("offload_token_hit_rate", ""), ("gpu_request_hit_rate", ""), ("max_token_hit_rate", ""),
+    ("max_request_hit_rate", ""), ("characteristic_time_s", "s"),
+    ("offload_characteristic_time_s", "s"), ("capacity_tokens", "tokens"),
+    ("offload_tokens", "tokens"), ("request_rate", "requests/s"), ("mean_turns", "turns"),
+    ("mean_prompt_tokens", "tokens"), ("prompt_tokens_per_s", "tokens/s"),
+    ("hit_tokens_per_s", "tokens/s"), ("conversations", "measured"), ("requests", "measured"),
     ("warmup_conversations", "conversations"), ("simulated_time_s", "s"), ("seed", ""),
 )
 _CHUNK = 20_000          # requests between progress updates

@@ -113,13 +113,18 @@ class SimulationResult:
     on every instance (with session routing: the whole history; otherwise the history left
     by the conversation's last visit to the instance). ``characteristic_time_s`` is the mean time blocks had been idle when LRU
     evicted them during the measurement (``None`` when nothing was evicted or the policy is
-    not LRU): the simulated counterpart of the analytic model's ``T``.
+    not LRU): the simulated counterpart of the analytic model's ``T``; the offload tier's
+    likewise. ``gpu_request_hit_rate`` counts requests whose reusable prefix was all in the
+    GPU tier. ``mean_turns``, ``mean_prompt_tokens`` and the per-second rates (whole fleet)
+    are measured over the measured conversations.
     """
 
     token_hit_rate: float
     token_hit_rate_ci: tuple[float, float]
     request_hit_rate: float
     request_hit_rate_ci: tuple[float, float]
+    gpu_request_hit_rate: float
+    gpu_request_hit_rate_ci: tuple[float, float]
     gpu_token_hit_rate: float
     gpu_token_hit_rate_ci: tuple[float, float]
     offload_token_hit_rate: float
@@ -127,6 +132,11 @@ class SimulationResult:
     max_token_hit_rate: float
     max_request_hit_rate: float
     characteristic_time_s: float | None
+    offload_characteristic_time_s: float | None
+    mean_turns: float
+    mean_prompt_tokens: float
+    prompt_tokens_per_s: float
+    hit_tokens_per_s: float
     capacity_tokens: int
     offload_tokens: int
     block_size: int
@@ -172,10 +182,11 @@ class _Stats:
     request_hits: list = field(default_factory=list)
     ceiling: list = field(default_factory=list)
     ceiling_requests: list = field(default_factory=list)
+    gpu_request_hits: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("hit", "offload_hit", "prompt", "requests", "request_hits", "ceiling",
-                     "ceiling_requests"):
+                     "ceiling_requests", "gpu_request_hits"):
             setattr(self, name, [0] * self.batches)
 
 
@@ -247,6 +258,8 @@ class Simulation:
         self._stats = _Stats(batches)
         self._age_sum = 0.0
         self._evicted = 0
+        self._off_age_sum = 0.0
+        self._off_evicted = 0
         self._measure_from = self.warmup_conversations
         self._measure_to = self.warmup_conversations + conversations
         self._measuring = False
@@ -330,6 +343,7 @@ class Simulation:
         st_hit, st_off, st_prompt, st_req, st_rh, st_ceil, st_ceil_req = (
             st.hit, st.offload_hit, st.prompt, st.requests, st.request_hits, st.ceiling,
             st.ceiling_requests)
+        st_grh = st.gpu_request_hits
         seen = self._seen
         nb = self.batches
         m_from, m_to = self._measure_from, self._measure_to
@@ -337,6 +351,8 @@ class Simulation:
         measuring = self._measuring
         age_sum = self._age_sum
         evicted = self._evicted
+        off_age_sum = self._off_age_sum
+        off_evicted = self._off_evicted
         records = self.records
         next_arrival = self._next_arrival
         arrived = self._arrived
@@ -461,6 +477,9 @@ class Simulation:
                                 od.move_to_end(key, last=False)
                                 c = excess
                             excess -= c
+                            if measuring:
+                                off_age_sum += c * (t - t0)
+                                off_evicted += c
                         used = cap2
                     off_used[inst] = used
             else:
@@ -491,6 +510,8 @@ class Simulation:
                     st_ceil_req[b] += 1
                 if reuse and hit + ohit >= reuse:
                     st_rh[b] += 1
+                    if hit >= reuse:
+                        st_grh[b] += 1
                 if k == n:
                     remaining -= 1
             if k < n:
@@ -505,6 +526,8 @@ class Simulation:
         self._measuring = measuring
         self._age_sum = age_sum
         self._evicted = evicted
+        self._off_age_sum = off_age_sum
+        self._off_evicted = off_evicted
         self._requests_done += done_now
         return self.done
 
@@ -520,17 +543,26 @@ class Simulation:
         ghr, ghr_lo, ghr_hi = batch_means_interval(st.hit, st.prompt)
         ohr, ohr_lo, ohr_hi = batch_means_interval(st.offload_hit, st.prompt)
         rhr, rhr_lo, rhr_hi = batch_means_interval(st.request_hits, st.requests)
+        grh, grh_lo, grh_hi = batch_means_interval(st.gpu_request_hits, st.requests)
+        lam = s.arrival_rate
+        prompt_tps = lam * sum(st.prompt) / self.conversations
         prompt_tokens = sum(st.prompt)
         requests = sum(st.requests)
         lru_ages = self.engine == "segments" and self._evicted
         return SimulationResult(
             token_hit_rate=thr, token_hit_rate_ci=(thr_lo, thr_hi),
             request_hit_rate=rhr, request_hit_rate_ci=(rhr_lo, rhr_hi),
+            gpu_request_hit_rate=grh, gpu_request_hit_rate_ci=(grh_lo, grh_hi),
             gpu_token_hit_rate=ghr, gpu_token_hit_rate_ci=(ghr_lo, ghr_hi),
             offload_token_hit_rate=ohr, offload_token_hit_rate_ci=(ohr_lo, ohr_hi),
             max_token_hit_rate=sum(st.ceiling) / prompt_tokens if prompt_tokens else 0.0,
             max_request_hit_rate=sum(st.ceiling_requests) / requests if requests else 0.0,
             characteristic_time_s=self._age_sum / self._evicted if lru_ages else None,
+            offload_characteristic_time_s=(self._off_age_sum / self._off_evicted
+                                           if self.engine == "segments" and self._off_evicted else None),
+            mean_turns=requests / self.conversations,
+            mean_prompt_tokens=prompt_tokens / requests if requests else 0.0,
+            prompt_tokens_per_s=prompt_tps, hit_tokens_per_s=prompt_tps * thr,
             capacity_tokens=self.capacity_tokens, offload_tokens=self.offload_tokens,
             block_size=s.block_size, request_rate=s.arrival_rate * s.turns,
             policy=s.policy, routing=s.routing, instances=s.instances, seed=self.seed,

@@ -102,7 +102,7 @@ def test_segments_equal_per_block_references(changes, capacity, offload):
     assert seg == blk
     assert [(r[5], r[6]) for r in seg] == reference_replay(scenario, seg, capacity, offload)
     a, b = seg_result.to_dict(), blk_result.to_dict()
-    for key in ("engine", "characteristic_time_s"):
+    for key in ("engine", "characteristic_time_s", "offload_characteristic_time_s"):
         a.pop(key), b.pop(key)
     assert a == b
 
@@ -156,6 +156,9 @@ def test_token_accounting_fixed_turns():
     assert result.requests == 369
     assert result.prompt_tokens == 123 * sum(prompts)
     assert result.max_token_hit_rate == sum(ceiling) / sum(prompts)
+    assert result.mean_turns == 3 and result.mean_prompt_tokens == sum(prompts) / 3
+    assert result.prompt_tokens_per_s == pytest.approx(s.arrival_rate * sum(prompts))
+    assert result.hit_tokens_per_s == pytest.approx(result.prompt_tokens_per_s * result.token_hit_rate)
 
 
 def test_last_prompt_token_is_never_reused():
@@ -181,7 +184,12 @@ def test_offload_tier_adds_up():
     assert result.offload_token_hit_rate > 0.3
     assert result.gpu_token_hit_rate + result.offload_token_hit_rate == pytest.approx(result.token_hit_rate)
     assert result.token_hit_rate == pytest.approx(result.max_token_hit_rate)
+    assert result.gpu_request_hit_rate < result.request_hit_rate == result.max_request_hit_rate
+    assert result.characteristic_time_s > 0 and result.offload_characteristic_time_s is None  # never full
     without = simulate(s, capacity_tokens=200, conversations=300, seed=4)
+    assert without.gpu_request_hit_rate == without.request_hit_rate
+    both_full = simulate(s, capacity_tokens=200, offload_tokens=800, conversations=300, seed=4)
+    assert both_full.characteristic_time_s < both_full.offload_characteristic_time_s
     assert without.offload_token_hit_rate == 0.0
     assert without.gpu_token_hit_rate == pytest.approx(without.token_hit_rate)
     assert without.token_hit_rate < result.token_hit_rate
