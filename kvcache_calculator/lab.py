@@ -724,11 +724,11 @@ def comparison_figure(tasks: Sequence[SimTask], results: dict, analytic: dict) -
     layout = {
         "title": {"text": "Policies and routings (simulated, 95 % CI)", "font": {"size": 15},
                   "x": 0.02, "xanchor": "left"},
-        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 56},
-        "xaxis": {"title": {"text": ""}, "automargin": True, "type": "category"},
-        "yaxis": {"title": {"text": "Token hit rate (%)"}, "automargin": True,
+        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 110},
+        "xaxis": {"title": {"text": ""}, "automargin": False, "type": "category", "tickangle": -30},
+        "yaxis": {"title": {"text": "Token hit rate (%)"}, "automargin": False,
                   "range": [0, 100]},
-        "legend": {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"},
+        "legend": {"orientation": "h", "x": 0, "y": -0.45, "yanchor": "top"},
         "hovermode": "closest", "font": {"size": 12}, "barmode": "group",
     }
     if ceiling:
@@ -841,10 +841,10 @@ def trace_curve_figure(curve: LRUCurve, unit: str = "blocks", *, kv_bytes_per_to
     layout = {
         "title": {"text": "Trace: exact LRU hit rate vs cache capacity", "font": {"size": 15},
                   "x": 0.02, "xanchor": "left"},
-        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 56},
+        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 110},
         "xaxis": {"title": {"text": _UNIT_TITLES[unit].format(bs=bs, model=model_name or "this model")},
-                  "type": "log", "automargin": True},
-        "yaxis": {"title": {"text": "Hit rate (%)"}, "range": [0, 100], "automargin": True},
+                  "type": "log", "automargin": False},
+        "yaxis": {"title": {"text": "Hit rate (%)"}, "range": [0, 100], "automargin": False},
         "legend": {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"},
         "hovermode": "closest", "font": {"size": 12},
     }
@@ -869,9 +869,9 @@ def trace_policy_figure(results: dict) -> dict:
     layout = {
         "title": {"text": f"Trace: policies at {cap:,} blocks ({cap * bs:,} tokens)", "font": {"size": 15},
                   "x": 0.02, "xanchor": "left"},
-        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 56}, "barmode": "group",
-        "xaxis": {"type": "category", "automargin": True},
-        "yaxis": {"title": {"text": "Hit rate (%)"}, "range": [0, 100], "automargin": True},
+        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 80}, "barmode": "group",
+        "xaxis": {"type": "category", "automargin": False},
+        "yaxis": {"title": {"text": "Hit rate (%)"}, "range": [0, 100], "automargin": False},
         "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, "font": {"size": 12},
     }
     if order:

@@ -76,6 +76,22 @@ def draw(div_id, figure):
     plotly.react(div, fig.data, fig.layout, window.JSON.parse(PLOT_CONFIG))
 
 
+def placeholder(text, kinds=("scatter",)):
+    """An empty chart with a line of text: drawn at start-up with empty traces of the kinds
+    the results will use, so that a job's results later only update an existing plot (a
+    first Plotly draw of a trace type can take longer than the 200 ms long-task bound)."""
+    data = [{"type": kind, "x": [], "y": [], "name": kind, "error_y": {"type": "data", "array": []}}
+            for kind in kinds]
+    return {"data": data, "layout": {
+        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 96}, "showlegend": True,
+        "legend": {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top", "font": {"color": "#ffffff"}},
+        "xaxis": {"visible": False}, "yaxis": {"visible": False},
+        "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0, "yref": "paper",
+                    "line": {"color": "#ffffff", "width": 0}}],
+        "annotations": [{"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+                         "showarrow": False, "font": {"size": 14, "color": "#4a5160"}}]}}
+
+
 def show_error(element_id, message):
     box = by_id(element_id)
     box.textContent = message or ""
@@ -248,6 +264,7 @@ class Lab:
             if before_step is not None:
                 await before_step()
             if run_for(job, BUDGET_S, time.perf_counter):
+                await asyncio.sleep(0)         # what follows (tables, charts) in a new task
                 return True
             now = time.perf_counter()
             if now - last_shown > 0.1:
@@ -336,6 +353,7 @@ class Lab:
         for task in tasks:
             if task.group == "routing":
                 analytic[task.name] = analyze(task.scenario.replace(policy="lru")).token_hit_rate
+        await asyncio.sleep(0)                 # the drawing is a browser task of its own
         draw("chart-compare", comparison_figure(tasks, job.results, analytic))
         by_id("job-status").textContent = (f"Simulated {job.requests:,} requests in "
                                            f"{time.perf_counter() - started:.1f} s.")
@@ -501,6 +519,7 @@ class Lab:
             self.finish("cancelled")
             return
         results = {"lru": curve.at([capacity]), **job.results}
+        await asyncio.sleep(0)
         draw("chart-trace-policies", trace_policy_figure(results))
         by_id("job-status").textContent = (f"Compared the policies at {capacity:,} blocks in "
                                            f"{time.perf_counter() - started:.1f} s.")
@@ -550,6 +569,9 @@ def on_drag(over):
 def start():
     lab = Lab()
     lab.load_scenario()
+    draw("chart-compare", placeholder("Press “Compare policies and routings”", ("bar", "scatter")))
+    draw("chart-trace-curve", placeholder("Choose or drop a trace file"))
+    draw("chart-trace-policies", placeholder("Replay a trace, then compare the policies", ("bar",)))
     listen("simulate", "click", lambda e: lab.simulate())
     listen("compare", "click", lambda e: lab.compare())
     listen("cancel", "click", on_cancel(lab))
