@@ -1,0 +1,284 @@
+"""End-to-end tests of the built page in Chromium (see conftest.py for the fixtures).
+
+Each test loads the page from the local static server; every request leaving that server is
+aborted and fails the test, as does any page error or console error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from pagetools import field, set_field, value, wait_ready
+
+pytestmark = pytest.mark.browser
+
+RESULT_IDS = ("token_hit_rate", "request_hit_rate", "max_token_hit_rate",
+              "characteristic_time_s", "capacity_tokens", "capacity_gib", "kv_bytes_per_token",
+              "kv_bytes_per_token_per_gpu", "request_rate", "hit_tokens_per_s",
+              "prefill_gpu_s_saved_per_s")
+CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def results(page) -> dict:
+    return {key: page.get_attribute(f"#{key}", "data-value") for key in RESULT_IDS}
+
+
+def wait_changed(page, key: str, old: str | None) -> None:
+    page.wait_for_function(
+        "([k, old]) => document.getElementById(k).dataset.value !== old", arg=[key, old])
+
+
+def test_page_loads_computes_and_draws_every_chart(page, site):
+    page.goto(site.url)
+    wait_ready(page)
+    got = results(page)
+    for key in ("token_hit_rate", "request_hit_rate", "max_token_hit_rate",
+                "capacity_tokens", "kv_bytes_per_token", "request_rate"):
+        assert got[key] not in (None, ""), f"{key} has no data-value"
+        assert math.isfinite(float(got[key]))
+    assert 0 < value(page, "token_hit_rate") <= value(page, "max_token_hit_rate") <= 1
+    # the default model is a preset with a published KV size (PRESETS.md)
+    assert value(page, "kv_bytes_per_token") == 131072
+    assert page.text_content("#token_hit_rate").strip().endswith("%")
+    for name in CHARTS:
+        page.wait_for_selector(f"#chart-{name} .main-svg", timeout=10_000)
+    assert page.locator("#suggestions li").count() >= 1
+    body = page.inner_text("body")
+    assert "Traceback" not in body
+    csp = page.get_attribute('meta[http-equiv="Content-Security-Policy"]', "content")
+    assert "default-src 'self'" in csp and "http" not in csp
+    # every scenario input's name is its key, every field has a label and help text
+    names = page.eval_on_selector_all("#scenario [name]", "els => els.map(e => e.name)")
+    assert {"model", "gpu", "num_gpus", "arrival_rate", "think_time_s", "kv_cache_tokens"} <= set(names)
+    unlabelled = page.eval_on_selector_all(
+        "#scenario [name]", "els => els.filter(e => !e.labels || !e.labels.length).map(e => e.name)")
+    assert unlabelled == []
+
+
+def test_changing_an_input_recomputes_and_updates_the_link(page, site):
+    page.goto(site.url)
+    wait_ready(page)
+    before = results(page)
+    set_field(page, "think_time_s", "600")
+    wait_changed(page, "token_hit_rate", before["token_hit_rate"])
+    assert float(page.get_attribute("#token_hit_rate", "data-value")) < float(before["token_hit_rate"])
+    assert "think_time_s=600" in page.evaluate("location.hash")
+    assert page.input_value("#share-url").endswith(page.evaluate("location.hash"))
+    set_field(page, "kv_dtype", "fp8")
+    wait_changed(page, "kv_bytes_per_token", before["kv_bytes_per_token"])
+    assert value(page, "kv_bytes_per_token") == 65536
+
+
+def test_share_link_round_trip_restores_fields_and_results(page, site, shared_context):
+    page.goto(site.url)
+    wait_ready(page)
+    for key, text in (("model", "qwen3-8b"), ("arrival_rate", "3.5"), ("turns", "8"),
+                      ("think_dist", "fixed"), ("num_gpus", "2"), ("system_prompt_tokens", "1000")):
+        old = page.get_attribute("#token_hit_rate", "data-value")
+        set_field(page, key, text)
+        page.wait_for_function("(k) => location.hash.includes(k + '=')", arg=key)
+    link = page.input_value("#share-url")
+    form = {k: field(page, k).input_value() for k in
+            ("model", "arrival_rate", "turns", "think_dist", "num_gpus", "system_prompt_tokens", "gpu")}
+    shown = results(page)
+    other = shared_context[0].new_page()
+    try:
+        other.goto(link)
+        wait_ready(other)
+        assert {k: field(other, k).input_value() for k in form} == form
+        assert results(other) == shown
+    finally:
+        other.close()
+    assert old is not None
+
+
+def test_preset_link(page, site):
+    page.goto(site.url + "#model=qwen3-32b&gpu=h200&num_gpus=2")
+    wait_ready(page)
+    assert field(page, "model").input_value() == "qwen3-32b"
+    assert field(page, "gpu").input_value() == "h200"
+    assert field(page, "num_gpus").input_value() == "2"
+    assert value(page, "kv_bytes_per_token") == 262144
+    assert page.is_hidden("#link-notice")
+    # the datalist offers the presets for searching
+    assert page.locator("#model-presets option").count() >= 10
+
+
+def test_link_with_unknown_keys_and_bad_values(page, site):
+    page.goto(site.url + "#arrival_rate=-1&bogus_key=1&turns=3&gpu=nonexistent-gpu")
+    wait_ready(page)
+    notice = page.inner_text("#link-notice")
+    assert page.is_visible("#link-notice")
+    assert "arrival_rate" in notice and "bogus_key" in notice and "gpu" in notice
+    assert field(page, "arrival_rate").input_value() == "1"      # its default
+    assert field(page, "gpu").input_value() == "h100-sxm"        # its default
+    assert field(page, "turns").input_value() == "3"             # the rest of the link applies
+    assert value(page, "request_rate") == pytest.approx(3.0)     # 1 conversation/s x 3 turns
+
+
+def test_invalid_field_shows_message_and_keeps_stale_results(page, site):
+    page.goto(site.url)
+    wait_ready(page)
+    before = results(page)
+    set_field(page, "arrival_rate", "fast")
+    control = field(page, "arrival_rate")
+    page.wait_for_function(
+        "document.querySelector('[name=arrival_rate]').getAttribute('aria-invalid') === 'true'")
+    message = page.inner_text("#e-arrival_rate")
+    assert "arrival_rate" in message and "fast" in message
+    assert "e-arrival_rate" in control.get_attribute("aria-describedby")
+    assert page.is_visible("#stale-note")
+    assert results(page) == before
+    set_field(page, "arrival_rate", "2")
+    page.wait_for_function("document.getElementById('stale-note').hidden")
+    assert control.get_attribute("aria-invalid") is None
+    assert value(page, "request_rate") != float(before["request_rate"])
+
+
+def test_model_that_does_not_fit_explains_itself(page, site):
+    page.goto(site.url + "#model=llama-3.1-405b&gpu=l4")
+    wait_ready(page)
+    assert page.is_visible("#fit-message")
+    message = page.inner_text("#fit-message")
+    assert len(message) > 20 and "Traceback" not in message
+    assert page.get_attribute("html", "data-fits") == "false"
+    set_field(page, "model", "llama-3.2-1b")
+    page.wait_for_function("document.documentElement.dataset.fits === 'true'")
+    assert page.is_hidden("#fit-message")
+
+
+def test_config_import_by_paste_and_file(page, site, shared_dir, tmp_path):
+    config = shared_dir / "hf-configs" / "Qwen--Qwen3-32B.json"
+    if not config.exists():
+        pytest.skip(f"{config} not found: ../shared/hf-configs is absent")
+    page.goto(site.url)
+    wait_ready(page)
+    page.click("#import summary")
+    page.fill("#import-text", config.read_text())
+    page.click("#import-apply")
+    page.wait_for_function("location.hash.includes('model=custom')")
+    assert field(page, "num_layers").input_value() == "64"
+    assert value(page, "kv_bytes_per_token") == 262144
+    assert "Imported" in page.inner_text("#import-status")
+    # a file with an unsupported/broken config: the message, no traceback, nothing else changes
+    bad = tmp_path / "config.json"
+    bad.write_text('{"num_hidden_layers": "many"}')
+    page.set_input_files("#import-file", str(bad))
+    page.wait_for_function("document.getElementById('import-status').textContent.includes('Not imported')")
+    assert "Traceback" not in page.inner_text("#import-status")
+    assert field(page, "num_layers").input_value() == "64"
+    # a good file
+    page.set_input_files("#import-file", str(shared_dir / "hf-configs" / "Qwen--Qwen3-8B.json"))
+    page.wait_for_function("document.querySelector('[name=num_layers]').value === '36'")
+
+
+INJECTIONS = (
+    "<img src=x onerror=window.__pwned=1>",
+    "\"><script>window.__pwned=1</script>",
+    "<svg/onload=window.__pwned=1>",
+    "javascript:window.__pwned=1",
+)
+
+
+def test_injection_payloads_in_links_and_configs_never_execute(page, site):
+    from urllib.parse import quote
+
+    for payload in INJECTIONS:
+        encoded = quote(payload, safe="")
+        page.goto("about:blank")
+        page.goto(f"{site.url}#model={encoded}&{encoded}=1&arrival_rate={encoded}")
+        wait_ready(page)
+        assert page.is_visible("#link-notice")
+        assert page.evaluate("window.__pwned") is None
+        page.evaluate("document.getElementById('import').open = true")
+        config = {"architectures": [payload], "model_type": payload, "num_hidden_layers": payload,
+                  "hidden_size": 4096, "num_attention_heads": 32}
+        page.fill("#import-text", json.dumps(config))
+        page.click("#import-apply")
+        page.wait_for_function("document.getElementById('import-status').textContent !== ''")
+        page.fill("#import-text", json.dumps({"architectures": [payload], "model_type": "llama",
+                                              "num_hidden_layers": 2, "hidden_size": 64,
+                                              "num_attention_heads": 4, "num_key_value_heads": 2,
+                                              "intermediate_size": 128, "vocab_size": 100}))
+        page.click("#import-apply")
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.__pwned") is None
+        injected = page.evaluate("""() => [...document.querySelectorAll(
+            '[onerror], [onload], img[src="x"], script')].filter(
+            el => el.tagName !== 'SCRIPT' || el.textContent.includes('__pwned')).length""")
+        assert injected == 0
+
+
+def test_unexpected_error_shows_a_sentence_not_a_traceback(page, site):
+    page.watch.allowed_console = ("kvcache calculator:",)
+    page.goto(site.url)
+    wait_ready(page)
+    page.evaluate("() => { window.Plotly.react = () => { throw new Error('boom'); }; }")
+    set_field(page, "turns", "7")
+    page.wait_for_selector("#app-error:not([hidden])")
+    text = page.inner_text("#app-error")
+    assert "Traceback" not in page.inner_text("body")
+    assert "report it" in text
+    assert page.get_attribute("#report-link", "href")
+
+
+def test_keyboard_only_editing(page, site):
+    page.goto(site.url)
+    wait_ready(page)
+    before = page.get_attribute("#token_hit_rate", "data-value")
+    field(page, "think_time_s").focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("900")
+    wait_changed(page, "token_hit_rate", before)
+    # Tab moves on to the next control, which is focusable and labelled
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.labels && document.activeElement.labels.length") >= 1
+
+
+@pytest.mark.parametrize("width,height,name", [(1280, 900, "desktop"), (390, 844, "phone")])
+def test_layout_fits_the_screen(shared_context, site, width, height, name):
+    context, watch = shared_context
+    p = context.new_page()
+    try:
+        p.set_viewport_size({"width": width, "height": height})
+        p.goto(site.url + "#model=qwen3-32b&gpu=h200&num_gpus=2")
+        wait_ready(p)
+        for chart in CHARTS:
+            p.wait_for_selector(f"#chart-{chart} .main-svg", timeout=10_000)
+        overflow = p.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name}: the page is {overflow}px wider than the screen"
+        ARTIFACTS.mkdir(exist_ok=True)
+        p.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
+    finally:
+        p.close()
+    watch.check()
+
+
+def test_axe_reports_no_serious_or_critical_violation(browser, site):
+    from pagetools import ROOT, new_context
+
+    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    if not axe.exists():
+        pytest.skip("node_modules/axe-core is absent: run npm ci (python build.py test does)")
+    context, watch = new_context(browser, site.origin, bypass_csp=True)
+    try:
+        p = context.new_page()
+        p.goto(site.url + "#arrival_rate=oops&bogus=1")  # with the notice showing
+        wait_ready(p)
+        set_field(p, "turns", "0")                         # and an invalid field
+        p.wait_for_selector("#e-turns:not([hidden])")
+        p.add_script_tag(path=str(axe))
+        found = p.evaluate("""async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations.map(v => ({id: v.id, impact: v.impact,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }""")
+        serious = [v for v in found if v["impact"] in ("serious", "critical")]
+        assert serious == [], serious
+    finally:
+        context.close()
+    watch.check()
