@@ -82,6 +82,15 @@ def test_modelled_regimes_meet_the_target(rows):
 
 
 @pytest.mark.slow
+def test_whole_grid_mean_error(rows):
+    """Over all 72 scenarios, weak regimes included (a third of the grid is deliberately
+    tiny or near a step): mean <= 1.5 pt. Seen: 1.06 with the model as of this writing,
+    0.45 with the shared-prefix correction proposed in the simulator's notes."""
+    stats = cv._stats(rows)
+    assert stats["mean_pt"] <= 1.5, _report(rows)
+
+
+@pytest.mark.slow
 def test_everything_fits_gives_the_ceiling(rows):
     for r in rows:
         if r.regime == "everything fits":
