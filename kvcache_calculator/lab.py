@@ -120,7 +120,7 @@ class LineFeed:
     """Complete text lines from byte slices of a file that may split lines (and UTF-8
     characters) anywhere.
 
-    Refuses, with a :class:`ScenarioError` naming the byte offset and line, a NUL byte or
+    Refuses, with a :class:`ScenarioError` (key ``file``) naming the byte offset and line, a NUL byte or
     invalid UTF-8 (a binary file), and a line longer than :data:`MAX_LINE_CHARS`. A UTF-8
     byte-order mark at the start is dropped. ``close()`` returns the last line (one without a
     newline) and refuses an empty file.
@@ -134,13 +134,13 @@ class LineFeed:
         self.closed = False
 
     def _binary(self, offset: int) -> ScenarioError:
-        return ScenarioError("trace", f"byte {offset:,}", "this is a binary file, not a JSON-lines "
+        return ScenarioError("file", f"byte {offset:,}", "this is a binary file, not a JSON-lines "
                              "text trace (Mooncake or Bailian .jsonl)", line=self.lines_out + 1)
 
     def feed(self, data: bytes) -> list:
         """Decode ``data`` (the next slice) and return the lines it completes."""
         if self.closed:
-            raise ScenarioError("trace", "data after close", "the file was already read to its end")
+            raise ScenarioError("file", "data after close", "the file was already read to its end")
         data = bytes(data)
         nul = data.find(b"\0")
         if nul >= 0:
@@ -160,7 +160,7 @@ class LineFeed:
         parts = (self._rest + text).split("\n")
         self._rest = parts.pop()
         if len(self._rest) > MAX_LINE_CHARS:
-            raise ScenarioError("trace", f"a line of over {MAX_LINE_CHARS // 2 ** 20} MiB",
+            raise ScenarioError("file", f"a line of over {MAX_LINE_CHARS // 2 ** 20} MiB",
                                 "each line must be one JSON request record; this is not a "
                                 "JSON-lines trace", line=self.lines_out + len(parts) + 1)
         self.lines_out += len(parts)
@@ -177,7 +177,7 @@ class LineFeed:
             raise self._binary(self.bytes_in) from None
         out = self._split(tail)
         if self.bytes_in == 0:
-            raise ScenarioError("trace", "an empty file", "expected JSON lines (Mooncake or "
+            raise ScenarioError("file", "an empty file", "expected JSON lines (Mooncake or "
                                 "Bailian format)")
         if self._rest:
             out.append(self._rest)

@@ -398,7 +398,7 @@ class Lab:
             finished = await self.read_into(job, file, f"Replaying {name}", started)
         except ScenarioError as err:
             show_error("trace-error", f"{name} was not read: {err}. "
-                       + ("" if self.trace_skip or err.line is None else
+                       + ("" if self.trace_skip or err.line is None or err.key == "file" else
                           "Tick “Skip malformed lines” to replay the rest of the file."))
             self.finish("error")
             return
