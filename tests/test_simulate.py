@@ -442,3 +442,21 @@ def test_same_seed_same_numbers_under_pyodide(tmp_path):
     exec(_PYODIDE_CODE.rsplit("\njson.dumps", 1)[0], namespace)
     expected = simulate(namespace["s"], capacity_tokens=200000, offload_tokens=500000, conversations=1500, seed=5)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(expected.to_dict()))
+
+
+@pytest.mark.slow
+def test_confidence_intervals_cover_the_mean_of_replications():
+    """Seeds 0-19, 2,000 measured conversations each: the 95 % intervals cover the mean of
+    the 20 replications in at least 16 of 20 runs (expected 19; 16 or fewer has probability
+    below 2 % for calibrated intervals) and are at most twice as wide as 1.96 standard
+    deviations of the replications (t with 9 df makes them a little conservative)."""
+    import statistics
+
+    s = small(arrival_rate=2, think_time_s=10, instances=2, routing="random")
+    runs = [simulate(s, capacity_tokens=1200, conversations=2000, seed=seed) for seed in range(20)]
+    rates = [r.token_hit_rate for r in runs]
+    mean, sd = statistics.mean(rates), statistics.stdev(rates)
+    covered = sum(r.token_hit_rate_ci[0] <= mean <= r.token_hit_rate_ci[1] for r in runs)
+    halves = statistics.mean((r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2 for r in runs)
+    assert covered >= 16
+    assert halves <= 2 * 1.96 * sd
