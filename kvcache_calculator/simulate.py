@@ -196,10 +196,9 @@ class Simulation:
     ``capacity_tokens`` and ``offload_tokens`` are per instance; when ``None`` they come
     from :func:`kvcache_calculator.capacity.compute_capacity`. ``engine`` is ``segments``
     (fast, LRU only), ``blocks`` (one cache entry per block, any policy) or ``auto``
-    (segments for LRU). ``record=True`` keeps every request's outcome in :attr:`records`
-    as ``(time_s, conversation, turn, system_prompt, instance, gpu_hit_blocks,
-    offload_hit_blocks)``,
-    for tests on small cases.
+    (segments for LRU). ``record=True`` keeps every request's outcome in :attr:`records` as
+    ``(time_s, conversation, turn, system_prompt, instance, gpu_hit_blocks,
+    offload_hit_blocks)``, for tests on small cases.
     """
 
     def __init__(self, scenario: Scenario, *, capacity_tokens: int | None = None,
@@ -245,7 +244,6 @@ class Simulation:
         self.records: list | None = [] if record else None
 
         self._rng = random.Random(seed)
-        self._mean_turns = s.turns
         self._heap: list = []
         self._now = 0.0
         self._next_arrival = self._rng.expovariate(s.arrival_rate)
@@ -263,7 +261,6 @@ class Simulation:
         self._measure_from = self.warmup_conversations
         self._measure_to = self.warmup_conversations + conversations
         self._measuring = False
-        self._measure_start_s = 0.0
         n = s.instances
         if engine == "segments":
             self._gpu = [OrderedDict() for _ in range(n)]
@@ -376,7 +373,6 @@ class Simulation:
                 visits = None if session else {}
                 if cid == m_from:
                     measuring = True
-                    self._measure_start_s = t
                 elif cid == m_to:
                     measuring = False
             base = S + (k - 1) * D             # tokens before the new user message
