@@ -259,7 +259,7 @@ def comparison_tasks(scenario: Scenario, *, conversations: int, seed: int) -> li
                              scenario.replace(policy=policy), None, conversations, seed))
     if scenario.instances > 1:
         for routing in ROUTINGS:
-            tasks.append(SimTask(f"routing-{routing}", "routing", routing,
+            tasks.append(SimTask(f"routing-{routing}", "routing", routing.replace("_", " "),
                                  scenario.replace(routing=routing), None, conversations, seed))
     return tasks
 
@@ -700,7 +700,7 @@ def comparison_figure(tasks: Sequence[SimTask], results: dict, analytic: dict) -
         items = [t for t in shown if t.group == group]
         if not items:
             continue
-        x = [f"{t.label}" if group == "policy" else f"{t.label} routing" for t in items]
+        x = [t.label for t in items]
         data.append({
             "type": "bar", "name": f"{title} (simulated)", "x": x,
             "y": [_percent(results[t.name].token_hit_rate) for t in items],
@@ -724,12 +724,12 @@ def comparison_figure(tasks: Sequence[SimTask], results: dict, analytic: dict) -
     layout = {
         "title": {"text": "Policies and routings (simulated, 95 % CI)", "font": {"size": 15},
                   "x": 0.02, "xanchor": "left"},
-        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 110},
+        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 150},
         "xaxis": {"title": {"text": ""}, "automargin": False, "type": "category", "tickangle": -30},
         "yaxis": {"title": {"text": "Token hit rate (%)"}, "automargin": False,
                   "range": [0, 100]},
-        "legend": {"orientation": "h", "x": 0, "y": -0.45, "yanchor": "top"},
-        "hovermode": "closest", "font": {"size": 12}, "barmode": "group",
+        "legend": {"orientation": "h", "x": 0, "y": -0.35, "yanchor": "top"},
+        "hovermode": "closest", "font": {"size": 12}, "barmode": "overlay",
     }
     if ceiling:
         top = _percent(max(ceiling))
@@ -841,11 +841,11 @@ def trace_curve_figure(curve: LRUCurve, unit: str = "blocks", *, kv_bytes_per_to
     layout = {
         "title": {"text": "Trace: exact LRU hit rate vs cache capacity", "font": {"size": 15},
                   "x": 0.02, "xanchor": "left"},
-        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 110},
+        "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 150},
         "xaxis": {"title": {"text": _UNIT_TITLES[unit].format(bs=bs, model=model_name or "this model")},
                   "type": "log", "automargin": False},
         "yaxis": {"title": {"text": "Hit rate (%)"}, "range": [0, 100], "automargin": False},
-        "legend": {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"},
+        "legend": {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
         "hovermode": "closest", "font": {"size": 12},
     }
     return {"data": data, "layout": layout}
