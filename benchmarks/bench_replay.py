@@ -2,7 +2,8 @@
 of a replay over a generated 1,000,000-request trace.
 
 Run from the project root: ``python benchmarks/bench_replay.py`` (``--quick`` for a smaller
-memory run). Reads ``../shared/traces/mooncake_conversation_trace.jsonl``; skips the speed
+memory run; the full one replays 1,000,000 requests under tracemalloc, which slows Python
+down many times: about 7 minutes on a busy 2-core machine). Reads ``../shared/traces/mooncake_conversation_trace.jsonl``; skips the speed
 part with a message when it is absent. Prints both timings, their ratio, and whether the
 numbers agree exactly.
 """
