@@ -130,8 +130,16 @@ def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, p
 def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: AnalyticResult | None = None,
                 prep=None, arch=None, gpu=None, points: int = 100) -> dict:
     """Token hit rate (%) over the sweep range of one numeric input ``key``
-    (:data:`kvcache_calculator.sensitivity.NUMERIC_KEYS`), with the ceiling and the current point."""
+    (:data:`kvcache_calculator.sensitivity.NUMERIC_KEYS`), with the ceiling and the current point.
+
+    A key of that list that is empty for this scenario gives an empty chart saying so; a key
+    outside it raises :class:`~kvcache_calculator.errors.ScenarioError`."""
     prep = prep or sens.prepare(scenario, result, arch, gpu)
+    if key in sens.SWEEPS and sens.base_value(prep, key) is None:
+        # offered by the selector but empty here (e.g. kv_cache_tokens not given): say so
+        label = FIELD_BY_KEY[key].label
+        return {"data": [], "layout": _layout(f"Token hit rate vs {label.lower()}", _axis_title(key),
+                                              "Token hit rate (%)", f"{label} is not set for this scenario")}
     curve = sens.sensitivity_curve(prep.scenario, key, points, prep=prep)
     x_title = _axis_title(key)
     x = list(curve.values)

@@ -126,8 +126,10 @@ class HitRateTable:
         n = int(math.ceil(math.log10(x_hi / x_lo) * _POINTS_PER_DECADE))
         xs = [x_lo * (x_hi / x_lo) ** (i / n) for i in range(n + 1)]
         if terms.gap_kind == "fixed":
-            # the fixed-gap model jumps at x = m: put grid points on both sides of each jump
-            xs += [m * f for m in range(1, R + 1) for f in (1 - 1e-9, 1 + 1e-9) if x_lo < m < x_hi]
+            # the fixed-gap model jumps at x = m: grid points on both sides of each jump that
+            # matters (weight q(1-q)^(m-1) above 0.2%; smaller steps are interpolated)
+            xs += [m * f for m in range(1, min(R, 200) + 1) for f in (1 - 1e-9, 1 + 1e-9)
+                   if x_lo < m < x_hi and parts.w[m - 1] > 2e-3]
             xs.sort()
         a, g1, g2 = zip(*(parts.at(x) for x in xs))
         self.terms = terms
@@ -204,8 +206,9 @@ class _Parts:
     gaps is Erlang-m, ``F_m(x) = P(Poisson(x) >= m)`` and ``M_m(x) = sum_{i<=m} F_i(x)``.
     Once ``F_m`` is below 1e-13 with ``m > x`` the rest of the tail adds nothing to
     ``G1``/``G2`` and ``M`` stays put, so the loop stops and adds ``M_m * sum_{r>m} w_r Cs_r``
-    at once: a point costs O(min(R, x + 40)) instead of O(R). Fixed gaps use
-    ``gap_functions`` directly.
+    at once: a point costs O(min(R, x + 40)) instead of O(R). Beyond ``x_sat = R + 12 sqrt(R)
+    + 50`` every ``F_m`` is 1, so ``a`` grows linearly and ``G1, G2`` stay constant. Fixed
+    gaps use ``gap_functions`` directly.
     """
 
     def __init__(self, terms: Terms):
@@ -226,9 +229,19 @@ class _Parts:
         self.logs = [math.log(m) for m in range(1, R + 1)]
         self.ceiling_tokens = terms.sys_turns * terms.sys_hit_tokens + sum(
             w[m] * (terms.hit_sums[m] - terms.sys_hit_tokens * terms.turn_sums[m]) for m in range(R))
+        # past x_sat every F_m (m <= R) is 1 to within 1e-30 and M_m = m, so a(x) grows as x*D
+        # and G1, G2 are constant: one evaluation there serves every larger x
+        self.x_sat = R + 12.0 * math.sqrt(R) + 50.0
+        self.at_sat = self._at(self.x_sat)
 
     def at(self, x: float) -> tuple[float, float, float]:
         """(a(x), G1(x), G2(x))."""
+        if x > self.x_sat:
+            a, g1, g2 = self.at_sat
+            return a + (x - self.x_sat) * self.terms.cost_last, g1, g2
+        return self._at(x)
+
+    def _at(self, x: float) -> tuple[float, float, float]:
         terms = self.terms
         if terms.gap_kind != "exponential":
             F, M = gap_functions(self.unit, x, self.R)

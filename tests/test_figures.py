@@ -140,3 +140,12 @@ def test_all_figures_shares_one_preparation():
     shared = figures.all_figures(s, r, "think_time_s")
     assert shared["sensitivity"] == figures.sensitivity(s, "think_time_s", result=r)
     assert shared["heatmap"] == figures.heatmap(s, result=r)
+
+
+def test_sensitivity_of_an_unset_key_says_so_and_unknown_key_raises():
+    from kvcache_calculator.errors import ScenarioError
+    fig = figures.sensitivity(SCENARIOS["default"], "kv_cache_tokens")
+    assert fig["data"] == [] and "not set" in fig["layout"]["title"]["text"]
+    json.dumps(fig)
+    with pytest.raises(ScenarioError):
+        figures.sensitivity(SCENARIOS["default"], "model")
