@@ -375,3 +375,30 @@ def test_belady_fed_in_chunks_equals_one_call():
     runner = BeladyReplay([1, 2, 4], 4, "engine")
     assert list(replay_steps(runner, trace, chunk_requests=2)) == [2, 4, 6, 7]
     assert runner.result() == replay(trace, "belady", [1, 2, 4], 4, "engine")
+
+
+@st.composite
+def prefix_traces(draw):
+    """Conversations sharing block 0; each turn extends its conversation by one block, so a
+    block id always comes with the same prefix (as with real prefix hashes)."""
+    convs = [[0]]
+    out = []
+    next_id = 1
+    for _ in range(draw(st.integers(1, 25))):
+        if draw(st.booleans()):
+            convs.append([0])
+        conv = convs[draw(st.integers(0, len(convs) - 1))]
+        conv.append(next_id)
+        next_id += 1
+        out.append(Request(0.0, 4 * len(conv), 1, tuple(conv)))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(prefix_traces())
+def test_belady_engine_bounds_online_policies_on_prefix_traces(trace):
+    caps = [1, 2, 3, 5, 8]
+    best = replay(trace, "belady", caps, 4, "engine")
+    for policy in ("lru", "fifo", "lfu"):
+        other = replay(trace, policy, caps, 4, "engine")
+        assert all(x >= y for x, y in zip(best.block_hits, other.block_hits)), policy
