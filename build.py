@@ -289,8 +289,9 @@ def build(dist: Path = DIST) -> Path:
     dist.mkdir(parents=True)
     vendor(dist)
     zip_package(dist / f"{PACKAGE}.zip")
-    for name in ("style.css", "main.py", "loader.js", "pyscript.json", "favicon.svg"):
-        _copy(SITE / name, dist / name)
+    for src in sorted(SITE.iterdir()):  # the page's own files (sw.js is written below)
+        if src.is_file() and src.name not in ("index.html", "sw.js") and not src.name.startswith("."):
+            _copy(src, dist / src.name)
     for name in ("lab.html", "lab.py", "lab.css"):  # the lab page (simulation, trace replay)
         if (SITE / name).exists():
             _copy(SITE / name, dist / name)
@@ -314,7 +315,7 @@ def build(dist: Path = DIST) -> Path:
     files = [f for f in files if f != ".nojekyll"]
     sw = (SITE / "sw.js").read_text(encoding="utf-8")
     sw = sw.replace('"__VERSION__"', json.dumps(version)).replace(
-        "__FILES__", json.dumps(["./"] + [f"./{f}" for f in files if f != "index.html"],
+        "__FILES__", json.dumps(["./"] + [f"./{f}" for f in files],
                                 indent=1))
     (dist / "sw.js").write_text(sw, encoding="utf-8")
     page = (dist / "index.html").read_text(encoding="utf-8")
