@@ -44,7 +44,9 @@ def brute_force(s: Scenario, T: float, nmax: int = 400):
         pN = {n: p * (1 - p) ** (n - 1) for n in range(1, nmax)}
     mean_turns = sum(n * w for n, w in pN.items())
     shared_rate = s.arrival_rate / s.instances * mean_turns / s.num_system_prompts
-    p_sys = 1 - math.exp(-shared_rate * T)
+    K = s.num_system_prompts
+    # a system prompt survives if one of the last max(1, requests in T) requests used it
+    p_sys = 1.0 if K == 1 else 1 - (1 - 1 / K) ** max(1.0, shared_rate * K * T)
     cached = lambda j: (S + j * step) // B * B  # noqa: E731
     F = {m: erlang_cdf(m, theta, T) for m in range(1, 60)}
     M = {m: erlang_min_mean(m, theta, T, 400) for m in range(1, 12)}
