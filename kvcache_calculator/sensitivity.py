@@ -12,19 +12,21 @@ page, so most sweeps use one table per workload. With ``x = T / theta`` (``theta
 think time) the model of :mod:`kvcache_calculator.analytic` separates into parts that depend
 on ``x`` alone and a few scalars::
 
-    O(T)    = conv_rate * theta * a(x) + K * (1 - exp(-r_s * theta * x))
-    hits(T) = n_turns * p * Sb + G1(x) - p * Sb * G2(x),     p = 1 - exp(-r_s * theta * x)
+    O(T)    = conv_rate * theta * a(x) + K * p(T)
+    hits(T) = n_turns * p(T) * Sb + G1(x) - p(T) * Sb * G2(x)
 
 with ``a(x) = sum_r w_r M_r(x) Cs_r + x D`` (``M_r`` for unit-mean gaps), ``G1(x) = sum_m
 w_m F_m(x) Hs_m`` and ``G2(x) = sum_m w_m F_m(x) Ss_m``: the exponential (Erlang) and fixed
 gap laws both scale with their mean, so ``M_r(T; theta) = theta M_r(x; 1)`` and ``F_m(T;
-theta) = F_m(x; 1)``. The table holds ``a, G1, G2`` on a log grid of ``x``; the arrival
+theta) = F_m(x; 1)``; ``p(T)``, the chance a system prompt is cached, is the analytic
+module's own function of the system prompts' request rate. The table holds ``a, G1, G2`` on a log grid of ``x``; the arrival
 rate, think time, system-prompt count, sticky instance count and every input that only
 changes the capacity (memory, utilisation, reserve, weights, dtypes, offload) are then a few
 arithmetic operations per point: find the bracket of ``O = capacity`` by bisection on the
 grid and interpolate the hit rate linearly in ``log O``. Inputs that change the turn
 structure (turns, tokens per turn, block size, non-sticky instance count, sliding layers)
-are solved exactly with :func:`~kvcache_calculator.analytic.analyze`.
+are solved exactly (:func:`exact_hit_rate`, the same answer as
+:func:`~kvcache_calculator.analytic.analyze`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import math
 from bisect import bisect_left
 from dataclasses import asdict, dataclass, replace
 
+from kvcache_calculator import analytic as _analytic
 from kvcache_calculator.analytic import (
     AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate, gap_functions,
 )
@@ -140,29 +143,28 @@ class HitRateTable:
         self.ceiling_tokens = parts.ceiling_tokens
         self.parts = parts
 
-    def _point(self, i: int, conv: float, shared: float, rate_theta: float, theta: float) -> tuple[float, float]:
+    def _point(self, i: int, conv: float, shared: float, view: "SharedPrefix", theta: float) -> tuple[float, float]:
         """(occupancy tokens, hit tokens per conversation) at grid point ``i``."""
         x = self.xs[i]
-        p = -math.expm1(-rate_theta * x)
+        p = shared_prefix_probability(view, theta * x)
         t = self.terms
         occ = conv * theta * self.a[i] + shared * p
         hit = t.sys_turns * p * t.sys_hit_tokens + self.g1[i] - p * t.sys_hit_tokens * self.g2[i]
         return occ, hit
 
     def token_hit_rate(self, capacity_tokens: float, conv_rate: float, shared_tokens: float,
-                       shared_rate: float, theta_s: float) -> float:
+                       shared: "SharedPrefix", theta_s: float) -> float:
         """Token hit rate (0-1) at ``capacity_tokens`` per instance for the given scalars:
         conversations/s per instance, shared prefix tokens, requests/s per instance per
-        system prompt, mean think time in seconds."""
+        system prompt (with the number of prompts), mean think time in seconds."""
         prompt = self.terms.prompt_tokens
         if prompt <= 0 or capacity_tokens <= 0:
             return 0.0
-        rt = shared_rate * theta_s
+        rt = shared
         n = len(self.xs)
         o_lo, h_lo = self._point(0, conv_rate, shared_tokens, rt, theta_s)
-        if capacity_tokens <= o_lo:
-            frac = capacity_tokens / o_lo if o_lo > 0 else 0.0
-            return _clamp01(h_lo * frac / prompt)
+        if capacity_tokens <= o_lo:     # as analyze: T stays at its lower bound
+            return _clamp01(h_lo / prompt)
         o_hi, h_hi = self._point(n - 1, conv_rate, shared_tokens, rt, theta_s)
         if capacity_tokens >= o_hi:
             # past the grid: solve exactly between its end and T = 1e13 s
@@ -170,11 +172,11 @@ class HitRateTable:
 
             def occ(log_x: float) -> float:
                 return self.parts.occupancy_and_hits(math.exp(log_x), conv_rate, shared_tokens,
-                                                     shared_rate, theta_s)[0]
+                                                     shared, theta_s)[0]
             if hi_x <= lo_x or occ(hi_x) <= capacity_tokens:
                 return _clamp01(self.ceiling_tokens / prompt)
             x = math.exp(_illinois(occ, math.log(capacity_tokens), lo_x, hi_x))
-            return _clamp01(self.parts.occupancy_and_hits(x, conv_rate, shared_tokens, shared_rate,
+            return _clamp01(self.parts.occupancy_and_hits(x, conv_rate, shared_tokens, shared,
                                                           theta_s)[1] / prompt)
         lo, hi = 0, n - 1
         while hi - lo > 1:
@@ -186,12 +188,12 @@ class HitRateTable:
                 hi, o_hi, h_hi = mid, o_mid, h_mid
         return _clamp01(_interp_log(capacity_tokens, o_lo, o_hi, h_lo, h_hi) / prompt)
 
-    def occupancy_curve(self, conv_rate: float, shared_tokens: float, shared_rate: float,
+    def occupancy_curve(self, conv_rate: float, shared_tokens: float, shared: "SharedPrefix",
                         theta_s: float) -> tuple[list[float], list[float]]:
         """(occupancy tokens, token hit rate) at every grid point, for many capacities."""
         prompt = self.terms.prompt_tokens or 1.0
         occ, rate = [], []
-        rt = shared_rate * theta_s
+        rt = shared
         for i in range(len(self.xs)):
             o, h = self._point(i, conv_rate, shared_tokens, rt, theta_s)
             occ.append(o)
@@ -266,11 +268,11 @@ class _Parts:
                 break
         return A + x * terms.cost_last, G1, G2
 
-    def occupancy_and_hits(self, x: float, conv: float, shared: float, shared_rate: float,
+    def occupancy_and_hits(self, x: float, conv: float, shared: float, view: "SharedPrefix",
                            theta: float) -> tuple[float, float]:
         """(occupancy tokens per instance, hit tokens per conversation) at ``T = theta * x``."""
         a, g1, g2 = self.at(x)
-        p = -math.expm1(-shared_rate * theta * x)
+        p = shared_prefix_probability(view, theta * x)
         t = self.terms
         return (conv * theta * a + shared * p,
                 t.sys_turns * p * t.sys_hit_tokens + g1 - p * t.sys_hit_tokens * g2)
@@ -351,8 +353,8 @@ def interpolate_curve(capacity_tokens: float, occ: list[float], rate: list[float
     if capacity_tokens <= 0:
         return 0.0
     i = bisect_left(occ, capacity_tokens)
-    if i == 0:
-        return rate[0] * capacity_tokens / occ[0] if occ[0] > 0 else rate[0]
+    if i == 0:      # as analyze: T stays at its lower bound
+        return rate[0]
     if i >= len(occ):
         return rate[-1]
     return _interp_log(capacity_tokens, occ[i - 1], occ[i], rate[i - 1], rate[i])
@@ -395,11 +397,31 @@ def prepare(scenario: Scenario, result: AnalyticResult | None = None, arch=None,
     return Prepared(scenario, arch, memory, capacity, result, terms, HitRateTable(terms))
 
 
-def _table_scalars(s: Scenario, terms: Terms) -> tuple[float, float, float, float]:
-    """(conv_rate, shared_tokens, shared_rate, theta) of ``s``, as in ``build_terms``."""
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The two figures of the shared-prefix term: requests/s per instance per system prompt
+    and the number of distinct system prompts (the fields of ``Terms`` they mirror)."""
+
+    shared_rate: float
+    num_shared_prompts: int
+
+
+def shared_prefix_probability(view: SharedPrefix, T: float) -> float:
+    """Chance a system prompt is still cached at characteristic time ``T``: the analytic
+    model's own ``shared_prefix_hit_probability`` when it has one, else its timer form
+    ``1 - exp(-shared_rate * T)``."""
+    f = getattr(_analytic, "shared_prefix_hit_probability", None)
+    if f is not None:
+        return f(view, T)
+    return 1.0 if math.isinf(T) else -math.expm1(-view.shared_rate * T)
+
+
+def _table_scalars(s: Scenario, terms: Terms) -> tuple[float, float, SharedPrefix, float]:
+    """(conv_rate, shared_tokens, shared prefix, theta) of ``s``, as in ``build_terms``."""
     conv = s.arrival_rate / s.instances
     shared_rate = conv * terms.mean_turns / s.num_system_prompts
-    return conv, s.num_system_prompts * terms.sys_hit_tokens, shared_rate, s.think_time_s
+    return (conv, s.num_system_prompts * terms.sys_hit_tokens, SharedPrefix(shared_rate, s.num_system_prompts),
+            s.think_time_s)
 
 
 def _uses_table(prep: Prepared, keys) -> bool:
@@ -509,8 +531,8 @@ def tokens_for_hit_rate(prep: Prepared, rate: float) -> float | None:
     i = bisect_left(hit, rate)
     if i >= len(hit):   # past the grid's end: the exact solver
         return capacity_for_hit_rate(prep.scenario, rate, prep.capacity, prep.arch)[0]
-    if i == 0:
-        return occ[0] * rate / hit[0] if hit[0] > 0 else occ[0]
+    if i == 0:      # reached at the smallest T, as capacity_for_hit_rate says
+        return 0.0
     h0, h1, o0, o1 = hit[i - 1], hit[i], occ[i - 1], occ[i]
     if h1 <= h0 or o0 <= 0:
         return o1

@@ -48,7 +48,7 @@ def test_table_points_equal_the_model(scenario):
     prep = sens.prepare(scenario)
     conv, shared, rate, theta = sens._table_scalars(scenario, prep.terms)
     for i, x in enumerate(prep.table.xs):
-        occ, hit = prep.table._point(i, conv, shared, rate * theta, theta)
+        occ, hit = prep.table._point(i, conv, shared, rate, theta)
         assert occ == pytest.approx(occupancy(prep.terms, x * theta), rel=1e-9, abs=1e-9)
         assert hit == pytest.approx(hits(prep.terms, x * theta)[0], rel=1e-9, abs=1e-9)
 
