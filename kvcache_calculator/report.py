@@ -118,10 +118,13 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
         notes.append(f"The analytic model describes LRU; with policy={scenario.policy} the numbers shown are "
                      "LRU's. Run the simulation for this policy.")
     T = res.get("characteristic_time_s")
-    if scenario.think_dist == "fixed" and T is not None and 0.5 < T / scenario.think_time_s < 2:
+    sticky = scenario.routing == "session" or scenario.instances == 1
+    x = None if T is None else T / scenario.think_time_s
+    # the model's hit rate steps at T = think time (non-sticky routings: at every multiple)
+    if scenario.think_dist == "fixed" and x is not None and (0.5 < x < 2 if sticky else x > 0.5):
         notes.append("Fixed think times close to the characteristic time T: real LRU keeps part of the "
                      "histories where the model's all-or-nothing timer keeps none or all (errors of "
-                     "several points). Check with the simulation.")
+                     "10 points or more seen). Check with the simulation.")
     cap = res.get("capacity_tokens") or 0
     if res.get("fits") and 0 < cap < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):
         notes.append("The cache holds fewer than about 20 prompts: the large-cache approximation behind "

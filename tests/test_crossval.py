@@ -84,10 +84,10 @@ def test_modelled_regimes_meet_the_target(rows):
 @pytest.mark.slow
 def test_whole_grid_mean_error(rows):
     """Over all 72 scenarios, weak regimes included (a third of the grid is deliberately
-    tiny or near a step): mean <= 1.5 pt. Seen: 1.06 with the model as of this writing,
-    0.45 with the shared-prefix correction proposed in the simulator's notes."""
+    tiny or near a step): mean <= 0.8 pt. Seen: 0.45 (1.06 before the shared-prefix
+    survival rule of ``analytic.shared_prefix_hit_probability``)."""
     stats = cv._stats(rows)
-    assert stats["mean_pt"] <= 1.5, _report(rows)
+    assert stats["mean_pt"] <= 0.8, _report(rows)
 
 
 @pytest.mark.slow
@@ -98,13 +98,16 @@ def test_everything_fits_gives_the_ceiling(rows):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("regime", ["tiny cache", "fixed gaps near T"])
-def test_weak_regimes_stay_within_their_documented_errors(rows, regime):
+@pytest.mark.parametrize("regime, mean_pt, worst_pt", [
+    ("tiny cache", 1.0, 6.0),                       # seen: 0.57 / 4.31
+    ("fixed gaps near T", WEAK_MEAN_PT, WEAK_WORST_PT),  # seen: 1.68 / 9.68
+])
+def test_weak_regimes_stay_within_their_documented_errors(rows, regime, mean_pt, worst_pt):
     mine = [r for r in rows if r.regime == regime]
     assert len(mine) >= 5
     stats = cv._stats(mine)
-    assert stats["mean_pt"] <= WEAK_MEAN_PT, _report(mine)
-    assert stats["worst_pt"] <= WEAK_WORST_PT, _report(mine)
+    assert stats["mean_pt"] <= mean_pt, _report(mine)
+    assert stats["worst_pt"] <= worst_pt, _report(mine)
     assert stats["request_worst_pt"] <= WEAK_REQUEST_WORST_PT, _report(mine)
 
 
