@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from kvcache_calculator import analytic as _analytic
 from kvcache_calculator.analytic import (
-    AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate, gap_functions,
+    AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate,
 )
 from kvcache_calculator.capacity import GIB, Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
@@ -102,7 +102,8 @@ _ARCH_KEYS = frozenset({"attention", "num_layers", "num_kv_heads", "head_dim", "
                         "active_params_b"})
 _POINTS_PER_DECADE = 20
 #: Points of a sensitivity curve whose input changes the turn structure (turns, tokens per
-#: turn, block size, ...): each is a full solve, so fewer than the table-based curves' 100.
+#: turn, block size, ...): each is a full solve, so fewer than the table-based curves' 100
+#: (and fewer still, down to 12, for very long conversations).
 EXACT_POINTS = 40
 
 
@@ -210,7 +211,7 @@ class _Parts:
     ``G1``/``G2`` and ``M`` stays put, so the loop stops and adds ``M_m * sum_{r>m} w_r Cs_r``
     at once: a point costs O(min(R, x + 40)) instead of O(R). Beyond ``x_sat = R + 12 sqrt(R)
     + 50`` every ``F_m`` is 1, so ``a`` grows linearly and ``G1, G2`` stay constant. Fixed
-    gaps use ``gap_functions`` directly.
+    gaps: ``F_m = 1[m < x]`` and ``M_m = min(m, x)``, so prefix sums give every point in O(1).
     """
 
     def __init__(self, terms: Terms):
@@ -218,7 +219,6 @@ class _Parts:
         q = terms.q
         w = [q * (1 - q) ** r for r in range(R)]
         self.terms = terms
-        self.unit = replace(terms, gap_mean_s=1.0)
         self.R = R
         self.w = w
         self.wc = [w[r] * terms.cost_sums[r] for r in range(R)]
@@ -229,6 +229,15 @@ class _Parts:
             suffix[r] = suffix[r + 1] + self.wc[r]
         self.suffix = suffix
         self.logs = [math.log(m) for m in range(1, R + 1)]
+        if terms.gap_kind == "fixed":
+            # prefix sums over m = 1..k of wc_m * m, wc_m, wh_m, wt_m (index k)
+            pm, pc, ph, pt = [0.0], [0.0], [0.0], [0.0]
+            for r in range(R):
+                pm.append(pm[-1] + self.wc[r] * (r + 1))
+                pc.append(pc[-1] + self.wc[r])
+                ph.append(ph[-1] + self.wh[r])
+                pt.append(pt[-1] + self.wt[r])
+            self.prefix = (pm, pc, ph, pt)
         self.ceiling_tokens = terms.sys_turns * terms.sys_hit_tokens + sum(
             w[m] * (terms.hit_sums[m] - terms.sys_hit_tokens * terms.turn_sums[m]) for m in range(R))
         # past x_sat every F_m (m <= R) is 1 to within 1e-30 and M_m = m, so a(x) grows as x*D
@@ -246,10 +255,10 @@ class _Parts:
     def _at(self, x: float) -> tuple[float, float, float]:
         terms = self.terms
         if terms.gap_kind != "exponential":
-            F, M = gap_functions(self.unit, x, self.R)
-            return (sum(self.wc[r] * M[r] for r in range(self.R)) + x * terms.cost_last,
-                    sum(self.wh[m] * F[m] for m in range(self.R)),
-                    sum(self.wt[m] * F[m] for m in range(self.R)))
+            # fixed unit gaps: F_m = 1[m < x], M_m = min(m, x); k = how many m have m < x
+            k = min(self.R, max(0, math.ceil(x) - 1))
+            pm, pc, ph, pt = self.prefix
+            return pm[k] + x * (pc[self.R] - pc[k]) + x * terms.cost_last, ph[k], pt[k]
         wc, wh, wt, logs = self.wc, self.wh, self.wt, self.logs
         exp = math.exp
         log_x = math.log(x)
@@ -679,6 +688,15 @@ def sweep_values(prep: Prepared, key: str, points: int = 100) -> list:
     return values
 
 
+def _exact_points(prep: Prepared, key: str) -> int:
+    """How many exact solves a curve gets: :data:`EXACT_POINTS`, fewer (down to 12) for
+    long conversations, whose sums over turns make each solve costlier."""
+    s = prep.scenario
+    turns = max(s.turns, SWEEPS["turns"].floor_hi, 3 * s.turns) if key == "turns" else s.turns
+    terms_per_solve = turns if s.turns_dist == "fixed" else 27.6 * turns   # P(N >= k) down to 1e-12
+    return max(12, min(EXACT_POINTS, int(80_000 // max(1.0, terms_per_solve))))
+
+
 @dataclass(frozen=True)
 class SensitivityCurve:
     """Token hit rate (0-1) over a sweep of one input; ``ceiling`` per point."""
@@ -712,7 +730,7 @@ def sensitivity_curve(scenario: Scenario, key: str, points: int = 100, *, result
         raise ScenarioError("sensitivity", key, "must be one of " + ", ".join(NUMERIC_KEYS))
     prep = prep or prepare(scenario, result, arch, gpu)
     table = _uses_table(prep, (key,))
-    values = sweep_values(prep, key, points if table else min(points, EXACT_POINTS))
+    values = sweep_values(prep, key, points if table else min(points, _exact_points(prep, key)))
     r = prep.result
     hit, ceil = [], []
     for v in values:
