@@ -40,8 +40,8 @@ PACKAGE = "kvcache_calculator"
 # and the smallest Plotly.js bundle that draws scatter, bar and heatmap traces.
 PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
                  "pyodide-lock.json"]
-PYSCRIPT_SKIP_PREFIXES = ("codemirror", "xterm", "mpy-",
-                          "toml-", "zip-", "service-worker", "storage")
+PYSCRIPT_CHUNKS = {"core", "deprecations-manager", "donkey", "error", "py-editor", "py-game",
+                   "py-terminal"}
 PLOTLY_PACKAGE = "plotly.js-cartesian-dist-min"
 PLOTLY_FILE = "plotly-cartesian.min.js"
 
@@ -245,10 +245,11 @@ def vendor(dist: Path) -> None:
     for name in PYODIDE_FILES:
         _copy(pyodide / name, dist / "vendor" / "pyodide" / name)
     core = NODE_MODULES / "@pyscript" / "core" / "dist"
-    for src in sorted(core.iterdir()):
-        if src.suffix not in (".js", ".css") or src.name.startswith(PYSCRIPT_SKIP_PREFIXES):
-            continue
-        _copy(src, dist / "vendor" / "pyscript" / src.name)
+    for src in sorted(core.glob("*.js")):
+        # bundler chunks are named <name>-<8-character hash>.js
+        name = src.stem[:-9] if len(src.stem) > 9 and src.stem[-9] == "-" else src.stem
+        if name in PYSCRIPT_CHUNKS:
+            _copy(src, dist / "vendor" / "pyscript" / src.name)
     _copy(NODE_MODULES / PLOTLY_PACKAGE / PLOTLY_FILE, dist / "vendor" / "plotly" / PLOTLY_FILE)
     for pkg in ("pyodide", "@pyscript/core", PLOTLY_PACKAGE):
         license_file = NODE_MODULES / pkg / "LICENSE"
@@ -375,18 +376,26 @@ def normalise_base(base: str | None) -> str:
     return "/" + base.strip("/") + "/" if base.strip("/") else "/"
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a browser hangs up."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def make_server(directory: Path = DIST, port: int = 0, base: str = "/", host: str = "127.0.0.1",
-                quiet: bool = True) -> http.server.ThreadingHTTPServer:
+                quiet: bool = True) -> QuietServer:
     """A threading static server for ``directory`` (port 0: a free port); ``.url`` is its URL."""
     handler = type("Handler", (SiteHandler,), {"base": normalise_base(base), "quiet": quiet})
-    server = http.server.ThreadingHTTPServer(
-        (host, port), functools.partial(handler, directory=str(directory)))
-    server.daemon_threads = True
+    server = QuietServer((host, port), functools.partial(handler, directory=str(directory)))
     server.url = f"http://{host}:{server.server_address[1]}{normalise_base(base)}"
     return server
 
 
-def start_server(directory: Path = DIST, base: str = "/") -> http.server.ThreadingHTTPServer:
+def start_server(directory: Path = DIST, base: str = "/") -> QuietServer:
     """Start ``make_server`` in a daemon thread; call ``.shutdown()`` to stop it."""
     server = make_server(directory, base=base)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -24,11 +24,10 @@ SHARED = ROOT / ".." / "shared"
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402 (the repository's build script, for build() and the server)
-from pagetools import new_context  # noqa: E402
+from pagetools import SUB_PATH, Site, new_context  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-dev-shm-usage"]
-SUB_PATH = "/kvcache-calculator/"
 
 
 def system_chromium() -> str | None:
@@ -78,19 +77,6 @@ def dist_dir(tmp_path_factory) -> Path:
     if not (build.NODE_MODULES / "pyodide").exists() and shutil.which("npm") is None:
         pytest.skip("cannot build the site: node_modules/ is missing and npm is not installed")
     return build.build(tmp_path_factory.mktemp("dist") / "dist")
-
-
-class Site:
-    """A running static server for the built site."""
-
-    def __init__(self, directory: Path, base: str = "/"):
-        self.server = build.start_server(directory, base=base)
-        self.url = self.server.url
-        self.origin = self.url.split("/", 3)[0] + "//" + self.url.split("/", 3)[2]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="session")

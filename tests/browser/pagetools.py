@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import build  # noqa: E402 (the repository's build script: the static server)
+
+SUB_PATH = "/kvcache-calculator/"
 READY_TIMEOUT_MS = 90_000
+
+
+class Site:
+    """A running static server for the built site."""
+
+    def __init__(self, directory: Path, base: str = "/"):
+        self.server = build.start_server(directory, base=base)
+        self.url = self.server.url
+        self.origin = self.url.split("/", 3)[0] + "//" + self.url.split("/", 3)[2]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Watch:
