@@ -307,6 +307,7 @@ class Lab:
             by_id("job-status").textContent = "Simulation cancelled."
             self.finish("cancelled")
             return
+        elapsed = time.perf_counter() - started
         self.memory_tasks, self.memory_results = tasks, job.results
         main = job.results.get("main")
         if main is None:
@@ -322,11 +323,11 @@ class Lab:
             sim.pop("offload_token_hit_rate", None)
         self.render_sim_table(sim)
         draw("chart-sim-memory", with_simulated_points(self.figure, tasks, job.results))
-        elapsed = time.perf_counter() - started
         by_id("job-status").textContent = (
             f"Simulated {job.requests:,} requests in {elapsed:.1f} s "
             f"({job.requests / max(elapsed, 1e-9):,.0f} requests/s).")
         ROOT.setAttribute("data-sim-rate", f"{job.requests / max(elapsed, 1e-9):.1f}")
+        ROOT.setAttribute("data-sim-requests", str(job.requests))
         self.finish("done")
 
     async def compare(self, event=None):
