@@ -100,6 +100,10 @@ _BYTES_KEYS = frozenset({"num_gpus", "kv_dtype", "num_layers", "num_kv_heads", "
 _ARCH_KEYS = frozenset({"attention", "num_layers", "num_kv_heads", "head_dim", "kv_lora_rank",
                         "qk_rope_head_dim", "sliding_window", "sliding_layers", "params_b",
                         "active_params_b"})
+# inputs that leave the capacity alone (compute_capacity does not read them)
+_WORKLOAD_KEYS = frozenset({"arrival_rate", "think_time_s", "think_dist", "num_system_prompts", "instances",
+                            "routing", "policy", "turns", "turns_dist", "input_tokens", "output_tokens",
+                            "system_prompt_tokens", "mfu", "target_hit_rate"})
 _POINTS_PER_DECADE = 20
 #: Points of a sensitivity curve whose input changes the turn structure (turns, tokens per
 #: turn, block size, ...): each is a full solve, so fewer than the table-based curves' 100
@@ -459,7 +463,7 @@ def variant_hit_rate(prep: Prepared, **changes) -> float:
         return prep.result.token_hit_rate
     s = with_updates(prep.scenario, **changes)
     arch = resolve_model(s) if _ARCH_KEYS & changes.keys() else prep.arch
-    cap = variant_capacity(prep, s, arch)
+    cap = prep.capacity if changes.keys() <= _WORKLOAD_KEYS else variant_capacity(prep, s, arch)
     if not cap.fits:
         return 0.0
     if _uses_table(prep, changes):
@@ -472,7 +476,8 @@ def variant_hit_and_ceiling(prep: Prepared, **changes) -> tuple[float, float]:
     """(token hit rate, ceiling) of the scenario with ``changes``, solved exactly."""
     s = with_updates(prep.scenario, **changes)
     arch = resolve_model(s) if _ARCH_KEYS & changes.keys() else prep.arch
-    return exact_hit_rate(s, variant_capacity(prep, s, arch), arch)
+    cap = prep.capacity if changes.keys() <= _WORKLOAD_KEYS else variant_capacity(prep, s, arch)
+    return exact_hit_rate(s, cap, arch)
 
 
 def variant_result(prep: Prepared, **changes) -> AnalyticResult:
