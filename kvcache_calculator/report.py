@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from kvcache_calculator import figures, suggestions
+from kvcache_calculator import figures, sensitivity, suggestions
 from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
 from kvcache_calculator.capacity import ARCH_KEYS, GIB, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
@@ -173,11 +173,16 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
         "suggestions": [],
         "figures": {},
     }
-    out["suggestions"] = [s.to_dict() for s in suggestions.suggest(scenario, result)]
+    prep = sensitivity.prepare(scenario, result, arch, gpu)
+    keys = sensitivity.available_keys(scenario, prep=prep)
+    key = sensitivity_key if sensitivity_key in keys else sensitivity.DEFAULT_KEY
+    out["sensitivity_keys"] = list(keys)
+    out["sensitivity_key"] = key
+    out["suggestions"] = [s.to_dict() for s in suggestions.suggest(scenario, result, prep=prep)]
     out["figures"] = {
-        "hit_vs_memory": figures.hit_vs_memory(scenario, result),
-        "sensitivity": figures.sensitivity(scenario, sensitivity_key or "arrival_rate"),
-        "tornado": figures.tornado(scenario),
-        "heatmap": figures.heatmap(scenario),
+        "hit_vs_memory": figures.hit_vs_memory(scenario, prep=prep),
+        "sensitivity": figures.sensitivity(scenario, key, prep=prep),
+        "tornado": figures.tornado(scenario, prep=prep),
+        "heatmap": figures.heatmap(scenario, prep=prep),
     }
     return out

@@ -1,0 +1,48 @@
+"""report.evaluate: what the page draws for a link's raw key=value pairs."""
+
+import json
+
+from kvcache_calculator.report import RESULT_KEYS, evaluate, results
+from kvcache_calculator.scenario import Scenario
+
+
+def test_evaluate_default_has_results_figures_and_suggestions():
+    out = evaluate({})
+    assert out["fragment"] == "" and out["field_errors"] == {} and out["unknown_keys"] == []
+    assert set(RESULT_KEYS) <= set(out["results"])
+    assert set(out["figures"]) == {"hit_vs_memory", "sensitivity", "tornado", "heatmap"}
+    for fig in out["figures"].values():
+        assert fig["data"] and "layout" in fig
+    assert out["sensitivity_key"] == "arrival_rate" and "turns" in out["sensitivity_keys"]
+    json.dumps(out, allow_nan=False)  # plain, finite JSON types only
+
+
+def test_evaluate_bad_link_values_fall_back_and_are_listed():
+    out = evaluate({"model": "nope", "arrival_rate": "-3", "gpu": "h200", "zzz": "1"})
+    assert set(out["field_errors"]) == {"model", "arrival_rate"}
+    assert out["unknown_keys"] == ["zzz"]
+    assert out["scenario"]["gpu"] == "h200"          # the rest of the link still applies
+    assert out["scenario"]["model"] == "llama-3.1-8b"
+    assert "model: got 'nope'" in out["field_errors"]["model"]
+
+
+def test_evaluate_incomplete_custom_model_falls_back_to_the_preset():
+    out = evaluate({"model": "custom", "num_layers": "10"})
+    assert "params_b" in out["field_errors"] or "num_kv_heads" in out["field_errors"]
+    assert out["scenario"]["model"] == "llama-3.1-8b"
+
+
+def test_evaluate_sensitivity_key_is_honoured_when_available():
+    assert evaluate({}, "turns")["sensitivity_key"] == "turns"
+    assert evaluate({}, "no_such_key")["sensitivity_key"] == "arrival_rate"
+
+
+def test_results_match_evaluate():
+    s = Scenario.from_dict({"model": "qwen3-32b", "gpu": "h200", "num_gpus": 2})
+    assert evaluate(s.changed())["results"] == results(s)
+
+
+def test_not_fitting_model_is_explained():
+    out = evaluate({"model": "llama-3.1-405b"})
+    assert out["fits"] is False and "does not fit" in out["fit_message"]
+    assert any(s["id"] == "fit" for s in out["suggestions"])
