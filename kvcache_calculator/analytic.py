@@ -90,10 +90,36 @@ def _survival(scenario: Scenario) -> list[float]:
     return [(1 - p) ** (k - 1) for k in range(1, kmax + 1)]
 
 
-def build_terms(scenario: Scenario, capacity: Capacity, arch=None) -> Terms:
-    """Precompute the model's sums for ``scenario`` (see the module docstring)."""
-    surv = _survival(scenario)
-    K = len(surv)
+def _geometric_sums(S: int, In: int, step: int, B: int, p: float) -> dict:
+    """Closed forms of the sums over turns for geometric N (``P(N >= k) = r^(k-1)``, r = 1-p).
+
+    ``h_j = B*floor((S + j*step)/B) = S + j*step - ((S + j*step) mod B)``: the linear part has
+    the usual closed forms and the remainder is periodic in j with period ``B/gcd(step, B)``,
+    so ``sum_j r^j h_j`` costs O(B) instead of O(turns / p). Exact up to rounding.
+    """
+    r = 1.0 - p
+    period = B // math.gcd(step, B)
+    one_minus_r_period = -math.expm1(period * math.log1p(-p))
+    mod_sum = sum(r ** t * ((S + t * step) % B) for t in range(1, period + 1)) / one_minus_r_period
+    base_s = r / p
+    base_h = S * r / p + step * r / p ** 2 - mod_sum
+    first_hit = 1 if S >= B else max(1, -(-(B - S) // step))   # first j with h_j >= B
+    return {
+        "mean_turns": 1.0 / p,
+        "prompt_tokens": (S + In) / p + step * r / p ** 2,
+        "base_s": base_s,
+        "base_h": base_h,
+        "request_hit_turns": r ** first_hit / p,
+    }
+
+
+def build_terms(scenario: Scenario, capacity: Capacity, arch=None, *, closed_form: bool = True) -> Terms:
+    """Precompute the model's sums for ``scenario`` (see the module docstring).
+
+    ``closed_form=False`` sums term by term (truncated where ``P(N >= k) < 1e-12``), the
+    reference the closed forms are tested against; models with per-sequence fixed state
+    (sliding windows, linear attention) always sum term by term.
+    """
     S, In, Out, B = scenario.system_prompt_tokens, scenario.input_tokens, scenario.output_tokens, scenario.block_size
     step = In + Out
     sticky = scenario.routing == "session" or scenario.instances == 1
@@ -108,6 +134,19 @@ def build_terms(scenario: Scenario, capacity: Capacity, arch=None) -> Terms:
         total = sequence_kv_bytes(arch, tokens, scenario.kv_dtype, scenario.num_gpus, B)
         return total / bpt_gpu - tokens
 
+    geometric = scenario.turns_dist == "geometric" and scenario.turns > 1
+    if geometric and closed_form and not has_fixed:
+        p = 1.0 / scenario.turns
+        K = min(MAX_TERMS, int(math.log(_EPS_TAIL) / math.log(1 - p)) + 2)
+        sums = _geometric_sums(S, In, In + Out, B, p)
+        R = 1 if sticky else max(1, min(K, int(math.log(_EPS_TAIL) / math.log(1 - q)) + 2))
+        base_c = sums["base_h"] - Sb * sums["base_s"]
+        factor = p / (1 - (1 - p) * (1 - q))
+        return _terms(scenario, q, sums["mean_turns"], sums["prompt_tokens"], Sb, R, 1 - p,
+                      sums["base_h"], sums["base_s"], base_c, factor * base_c / (1 - p),
+                      sums["request_hit_turns"])
+    surv = _survival(scenario)
+    K = len(surv)
     h = [0.0] * (K + 1)      # h[j]: tokens a later turn hits on the copy left by turn j
     c = [0.0] * (K + 1)      # c[j]: private cached tokens of that copy
     for j in range(1, K + 1):
@@ -161,16 +200,32 @@ def build_terms(scenario: Scenario, capacity: Capacity, arch=None) -> Terms:
     else:
         cost_last = sum(c[j] * (1 - q) ** (K - j) for j in range(1, K + 1))
 
-    conv_rate = scenario.arrival_rate / I
-    shared_rate = conv_rate * mean_turns / scenario.num_system_prompts
+    return Terms(
+        q=q, conv_rate_per_instance=scenario.arrival_rate / I, mean_turns=mean_turns,
+        prompt_tokens=prompt_tokens, sys_hit_tokens=float(Sb), sys_turns=mean_turns,
+        hit_sums=tuple(hit_sums), turn_sums=tuple(turn_sums), cost_sums=tuple(cost_sums),
+        cost_last=cost_last, shared_tokens=float(scenario.num_system_prompts * Sb),
+        shared_rate=scenario.arrival_rate / I * mean_turns / scenario.num_system_prompts,
+        num_shared_prompts=scenario.num_system_prompts, gap_mean_s=scenario.think_time_s,
+        gap_kind=scenario.think_dist,
+        request_hit_turns=sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B), first_turn_sys=Sb >= B,
+    )
+
+
+def _terms(scenario: Scenario, q: float, mean_turns: float, prompt_tokens: float, Sb: int, R: int,
+           ratio: float, base_h: float, base_s: float, base_c: float, cost_last: float,
+           request_hit_turns: float) -> Terms:
+    """Terms for geometric turns, where every sum over m is its first term times ratio^(m-1)."""
+    f = [ratio ** m for m in range(R)]
+    conv_rate = scenario.arrival_rate / scenario.instances
     return Terms(
         q=q, conv_rate_per_instance=conv_rate, mean_turns=mean_turns, prompt_tokens=prompt_tokens,
-        sys_hit_tokens=float(Sb), sys_turns=mean_turns, hit_sums=tuple(hit_sums),
-        turn_sums=tuple(turn_sums), cost_sums=tuple(cost_sums), cost_last=cost_last,
-        shared_tokens=float(scenario.num_system_prompts * Sb), shared_rate=shared_rate,
-        num_shared_prompts=scenario.num_system_prompts,
-        gap_mean_s=scenario.think_time_s, gap_kind=scenario.think_dist,
-        request_hit_turns=sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B), first_turn_sys=Sb >= B,
+        sys_hit_tokens=float(Sb), sys_turns=mean_turns, hit_sums=tuple(base_h * x for x in f),
+        turn_sums=tuple(base_s * x for x in f), cost_sums=tuple(base_c * x for x in f),
+        cost_last=cost_last, shared_tokens=float(scenario.num_system_prompts * Sb),
+        shared_rate=conv_rate * mean_turns / scenario.num_system_prompts,
+        num_shared_prompts=scenario.num_system_prompts, gap_mean_s=scenario.think_time_s,
+        gap_kind=scenario.think_dist, request_hit_turns=request_hit_turns, first_turn_sys=Sb >= scenario.block_size,
     )
 
 

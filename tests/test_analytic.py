@@ -177,3 +177,22 @@ def test_fixed_gaps_are_all_or_nothing():
     above = token_hit_rate_at(terms, 60.1)
     assert above > below
     assert token_hit_rate_at(terms, 30) == pytest.approx(below)
+
+
+def test_geometric_closed_forms_equal_term_by_term_sums():
+    import random
+
+    rng = random.Random(11)
+    for _ in range(200):
+        s = scen(turns=rng.choice([1.5, 2, 5, 17.3, 100, 1000]), input_tokens=rng.randint(1, 3000),
+                 output_tokens=rng.randint(0, 2000), system_prompt_tokens=rng.choice([0, 5, 16, 17, 2000, 4097]),
+                 block_size=rng.choice([1, 16, 32, 512]), instances=rng.choice([1, 2, 8]),
+                 routing=rng.choice(["session", "random"]))
+        cap = compute_capacity(s)
+        fast, slow = build_terms(s, cap), build_terms(s, cap, closed_form=False)
+        for name in ("mean_turns", "prompt_tokens", "cost_last", "request_hit_turns"):
+            assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-9), name
+        for name in ("hit_sums", "turn_sums", "cost_sums"):
+            a, b = getattr(fast, name), getattr(slow, name)
+            assert len(a) == len(b)
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-9 * max(b)), name
