@@ -430,16 +430,20 @@ class TraceJob(_LinesJob):
         return 1.0 if self.done else min(0.999, self.read_fraction)
 
     def step(self, units: int) -> bool:
-        """Parse and replay up to ``units`` queued lines; finish once the input is closed and
-        every line is replayed. Returns :attr:`done`."""
+        """Parse and replay up to ``units`` queued lines; once the input is closed and every
+        line is replayed, read the curve, then (next step) the fit. Returns :attr:`done`."""
         if self.done:
             return True
-        self._parse(max(1, units))
-        if self.input_closed and not self._lines:
-            if self._runners is None:
-                raise self._no_requests()
-            curve_runner, fitter = self._runners
-            self.curve = curve_runner.result()
+        if self._lines or not self.input_closed:
+            # the last lines and the results are separate steps: each is a long loop
+            self._parse(max(1, units))
+            return self.done
+        if self._runners is None:
+            raise self._no_requests()
+        if self.curve is None:
+            self.curve = self._runners[0].result()
+        else:
+            fitter = self._runners[1]
             self.fit = fitter.result()
             self.done = True
         return self.done

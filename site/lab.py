@@ -17,8 +17,8 @@ from pyscript import document, window
 from pyscript.ffi import create_proxy
 
 ROOT = document.documentElement
-BUDGET_S = 0.04              # work per turn of the event loop (the browser gets control back after)
-SLICE_BYTES = 2 * 2 ** 20    # bytes read from an uploaded file at a time
+BUDGET_S = 0.025             # work per turn of the event loop (the browser gets control back after)
+SLICE_BYTES = 2 ** 20        # bytes read from an uploaded file at a time
 MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
 PLOT_CONFIG = json.dumps({"responsive": True, "displaylogo": False,
                           "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage"]})
@@ -76,16 +76,19 @@ def draw(div_id, figure):
     plotly.react(div, fig.data, fig.layout, window.JSON.parse(PLOT_CONFIG))
 
 
-def placeholder(text, kinds=("scatter",)):
+def placeholder(text, kinds=("scatter",), log_x=False):
     """An empty chart with a line of text: drawn at start-up with empty traces of the kinds
     the results will use, so that a job's results later only update an existing plot (a
     first Plotly draw of a trace type can take longer than the 200 ms long-task bound)."""
     data = [{"type": kind, "x": [], "y": [], "name": kind, "error_y": {"type": "data", "array": []}}
             for kind in kinds]
+    if log_x:
+        data.append({"type": "scatter", "mode": "markers+text", "x": [1], "y": [0], "text": [""],
+                     "name": "mark", "line": {"shape": "hv"}, "marker": {"size": [0]}})
     return {"data": data, "layout": {
         "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 96}, "showlegend": True,
         "legend": {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top", "font": {"color": "#ffffff"}},
-        "xaxis": {"visible": False}, "yaxis": {"visible": False},
+        "xaxis": {"visible": False, "type": "log" if log_x else "linear"}, "yaxis": {"visible": False},
         "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0, "yref": "paper",
                     "line": {"color": "#ffffff", "width": 0}}],
         "annotations": [{"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
@@ -181,7 +184,8 @@ class Lab:
         draw("chart-sim-memory", self.figure)
         by_id("policy-capacity").value = str(self.current_capacity_blocks() or "")
         if self.trace is not None:
-            self.render_trace()
+            task = asyncio.ensure_future(self.render_trace())
+            task.add_done_callback(_task_done)
 
     def current_capacity_blocks(self):
         if self.trace is None or self.trace.curve is None:
@@ -257,12 +261,13 @@ class Lab:
         by_id("job-status").textContent = text
 
     async def drive(self, job, label, started, before_step=None):
-        """Run ``job`` in turns of BUDGET_S, yielding to the browser between them.
+        """Run ``job`` in turns of BUDGET_S, yielding to the browser between them;
+        ``before_step`` (reading the next slice of a file) returns True when it did work.
         Returns False if cancelled."""
         last_shown = 0.0
         while True:
-            if before_step is not None:
-                await before_step()
+            if before_step is not None and await before_step():
+                await asyncio.sleep(0)         # decoding a slice is a task's work already
             if run_for(job, BUDGET_S, time.perf_counter):
                 await asyncio.sleep(0)         # what follows (tables, charts) in a new task
                 return True
@@ -375,14 +380,15 @@ class Lab:
         async def before_step():
             nonlocal position
             if job.input_closed or job.pending_lines >= MAX_PENDING_LINES:
-                return
+                return False
             if position >= size:
                 job.close_input()
-                return
+                return False
             end = min(size, position + SLICE_BYTES)
             buffer = await file.slice(position, end).arrayBuffer()
             job.add_bytes(buffer.to_bytes())
             position = end
+            return True
 
         return await self.drive(job, label, started, before_step)
 
@@ -414,11 +420,11 @@ class Lab:
         ROOT.setAttribute("data-replay-rate", f"{rate:.3f}")
         ROOT.setAttribute("data-replay-s", f"{elapsed:.3f}")
         by_id("policy-capacity").value = str(self.current_capacity_blocks())
-        self.render_trace(elapsed)
+        await self.render_trace(elapsed)
         by_id("job-status").textContent = f"Replayed {job.requests:,} requests in {elapsed:.1f} s."
         self.finish("done")
 
-    def render_trace(self, elapsed=None):
+    async def render_trace(self, elapsed=None):
         job = self.trace
         curve = job.curve
         res = self.report["results"]
@@ -439,6 +445,7 @@ class Lab:
         el.setAttribute("data-block-size", str(curve.block_size))
         el.setAttribute("data-ceiling", plain(curve.infinite_token_hit_rate))
         self.draw_curve()
+        await asyncio.sleep(0)                 # tables and the fit in a task of their own
         rows = trace_capacities(curve, kv, res.get("capacity_tokens"))
         body = by_id("trace-rows")
         body.replaceChildren()
@@ -571,7 +578,7 @@ def start():
     lab = Lab()
     lab.load_scenario()
     draw("chart-compare", placeholder("Press “Compare policies and routings”", ("bar", "scatter")))
-    draw("chart-trace-curve", placeholder("Choose or drop a trace file"))
+    draw("chart-trace-curve", placeholder("Choose or drop a trace file", log_x=True))
     draw("chart-trace-policies", placeholder("Replay a trace, then compare the policies", ("bar",)))
     listen("simulate", "click", lambda e: lab.simulate())
     listen("compare", "click", lambda e: lab.compare())
