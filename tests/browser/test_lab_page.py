@@ -322,6 +322,35 @@ def test_lab_works_with_and_without_cross_origin_isolation(browser, site, isolat
     watch.check()
 
 
+def test_lab_under_a_sub_path_and_offline_from_the_service_worker(browser, sub_site):
+    """As on GitHub Pages (/<repo>/): the lab loads, registers the service worker (the same
+    one as the calculator), which caches it; offline, a reload still simulates."""
+    context, watch = new_context(browser, sub_site.origin, service_workers="allow")
+    try:
+        p = context.new_page()
+        p.goto(sub_site.url + "lab.html#" + SMALL)
+        wait_ready(p)
+        p.wait_for_function("""async () => {
+            const reg = await navigator.serviceWorker.ready;
+            for (const key of await caches.keys()) {
+                const cache = await caches.open(key);
+                if (await cache.match('lab.html') && await cache.match('lab.py')) return true;
+            }
+            return false;
+        }""", timeout=60_000, polling=500)
+        context.set_offline(True)
+        p.reload()
+        wait_ready(p)
+        p.select_option("#sim-conversations", "300")
+        assert start_and_wait(p, "#simulate") == "done"
+        assert float(p.get_attribute("#sim-token_hit_rate", "data-value")) > 0
+        context.set_offline(False)
+    finally:
+        context.close()
+    watch.external.clear()   # offline requests are refused by the browser, not sent elsewhere
+    watch.check()
+
+
 @pytest.mark.parametrize("width,height,name", [(1280, 900, "desktop"), (390, 844, "phone")])
 def test_lab_layout_fits_the_screen(shared_context, site, width, height, name, tmp_path):
     context, watch = shared_context
