@@ -16,8 +16,6 @@ from pyscript.ffi import create_proxy
 
 ROOT = document.documentElement
 CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
-PLOT_CONFIG = json.dumps({"responsive": True, "displaylogo": False,
-                          "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage"]})
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -119,8 +117,9 @@ def inputs():
 
 
 def read_form(keys):
-    """The form as ``{key: text}`` for every scenario key it has."""
-    return {key: el.value for key, el in inputs().items() if key in keys}
+    """The form as ``{key: text}`` for every scenario key it has (one call into the DOM)."""
+    data = window.Object.fromEntries(window.FormData.new(by_id("scenario"))).to_py()
+    return {key: str(text) for key, text in data.items() if key in keys}
 
 
 def write_form(scenario):
@@ -134,8 +133,17 @@ def write_form(scenario):
 
 
 def show_field_errors(errors):
-    """Mark invalid fields and show the core's message beside each; clear the others."""
-    for key, el in inputs().items():
+    """Mark invalid fields and show the core's message beside each; clear the others.
+
+    Only fields that are or were invalid are touched (each DOM access crosses into JS).
+    """
+    marked = {el.name: el for el in document.querySelectorAll("#scenario [aria-invalid]")}
+    for key in errors:
+        if key not in marked and key in KEYS:
+            el = document.querySelector(f'#scenario [name="{key}"]')
+            if not missing(el):
+                marked[key] = el
+    for key, el in marked.items():
         message = errors.get(key)
         error = by_id(f"e-{key}")
         if message:
@@ -206,25 +214,26 @@ def note_item(note):
     return li
 
 
-def draw_charts(figures):
-    """Hand the core's figure dicts to Plotly.js (``Plotly.react`` redraws in place)."""
-    plotly = getattr(window, "Plotly", None)
-    if missing(plotly):
+def draw_charts(figures, force=False):
+    """Hand the core's figure dicts to Plotly.js through charts.js (``Plotly.react``).
+
+    Charts in view are redrawn at once; the others when they scroll into view or the
+    browser is idle (``force`` draws all of them now, as on the first render).
+    """
+    charts = getattr(window, "kvcalcCharts", None)
+    if missing(charts):
         return
     show_classic = bool(by_id("show-classic").checked)
-    config = window.JSON.parse(PLOT_CONFIG)
     for name in CHARTS:
         figure = figures.get(name)
-        div = by_id(f"chart-{name}")
-        if not figure or div is None:
+        if not figure:
             continue
         if name == "hit_vs_memory":
             for trace in figure.get("data", []):
                 if is_classic(trace):
                     trace["visible"] = show_classic
         fit_layout(name, figure.get("layout", {}))
-        fig = window.JSON.parse(json.dumps(figure))
-        plotly.react(div, fig.data, fig.layout, config)
+        charts.show(f"chart-{name}", json.dumps(figure), force)
 
 
 FIXED_MARGINS = {"tornado": {"l": 170, "r": 16, "t": 64, "b": 48},
@@ -263,7 +272,7 @@ def set_stale(stale):
     by_id("charts").classList.toggle("stale", bool(stale))
 
 
-def render(report):
+def render(report, force_charts=False):
     """Draw one evaluation: results, fit state, suggestions, notes, charts, link."""
     fits = bool(report.get("fits", True))
     fit = by_id("fit-message")
@@ -273,7 +282,7 @@ def render(report):
     render_results(report.get("results", {}))
     render_list("suggestions", report.get("suggestions", []), suggestion_item)
     render_list("notes", report.get("notes", []), note_item)
-    draw_charts(report.get("figures", {}))
+    draw_charts(report.get("figures", {}), force_charts)
     update_link(report.get("fragment", ""))
     set_stale(False)
 
@@ -335,7 +344,7 @@ def apply_params(params, *, notice=True):
     show_field_errors({})
     if notice:
         show_link_notice(errors, report.get("unknown_keys", []))
-    render(report)
+    render(report, force_charts=True)
 
 
 def link_params():
