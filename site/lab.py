@@ -281,23 +281,27 @@ class Lab:
 
     # -- simulation ----------------------------------------------------------------------
     def sim_settings(self):
-        conversations = int(by_id("sim-conversations").value)
+        """(conversations, seed) from the controls, or None after showing why not."""
+        show_error("sim-error", "")
         raw = str(by_id("sim-seed").value).strip()
         if not raw.isdigit():
-            raise ScenarioError("seed", raw, "must be a whole number >= 0")
-        return conversations, int(raw)
+            by_id("sim-seed").setAttribute("aria-invalid", "true")
+            show_error("sim-error", str(ScenarioError("seed", raw, "must be a whole number >= 0")))
+            return None
+        by_id("sim-seed").removeAttribute("aria-invalid")
+        if not self.report["fits"]:
+            show_error("sim-error", str(ScenarioError("model", self.scenario.model,
+                                                      str(self.report["fit_message"]))))
+            return None
+        return int(by_id("sim-conversations").value), int(raw)
 
     async def simulate(self, event=None):
         if self.running:
             return
-        show_error("sim-error", "")
-        try:
-            conversations, seed = self.sim_settings()
-            if not self.report["fits"]:
-                raise ScenarioError("model", self.scenario.model, str(self.report["fit_message"]))
-        except ScenarioError as err:
-            show_error("sim-error", str(err))
+        settings = self.sim_settings()
+        if settings is None:
             return
+        conversations, seed = settings
         tasks = memory_tasks(self.scenario, self.figure, conversations=conversations, seed=seed)
         job = SimulationJob(tasks)
         self.set_running(True, "simulate")
@@ -338,14 +342,10 @@ class Lab:
     async def compare(self, event=None):
         if self.running:
             return
-        show_error("sim-error", "")
-        try:
-            conversations, seed = self.sim_settings()
-            if not self.report["fits"]:
-                raise ScenarioError("model", self.scenario.model, str(self.report["fit_message"]))
-        except ScenarioError as err:
-            show_error("sim-error", str(err))
+        settings = self.sim_settings()
+        if settings is None:
             return
+        conversations, seed = settings
         tasks = comparison_tasks(self.scenario, conversations=conversations, seed=seed)
         job = SimulationJob(tasks)
         self.set_running(True, "compare")
