@@ -74,3 +74,25 @@ const observer = new MutationObserver(() => {
   }
 });
 observer.observe(root, { attributes: true, attributeFilter: ["data-state"] });
+
+// Show a shared link's values in the form at once, before Python has checked them (it
+// rewrites every field with the validated scenario when it starts). Values only, never HTML.
+function prefillFromLink() {
+  const form = document.getElementById("scenario");
+  if (!form || !location.hash) return;
+  let params;
+  try {
+    params = new URLSearchParams(location.hash.slice(1));
+  } catch (_) {
+    return;
+  }
+  for (const [key, text] of params) {
+    const el = form.elements.namedItem(key);
+    if (el && "value" in el && el.type !== "file" && text.length <= 200) el.value = text;
+  }
+}
+if (document.readyState === "loading") {
+  document.addEventListener("DOMContentLoaded", prefillFromLink);
+} else {
+  prefillFromLink();
+}

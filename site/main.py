@@ -246,10 +246,11 @@ def fit_layout(name, layout):
     for axis in ("xaxis", "yaxis"):
         if isinstance(layout.get(axis), dict):
             layout[axis]["automargin"] = False
-    layout["margin"] = FIXED_MARGINS.get(name, {"l": 64, "r": 16, "t": 48, "b": 100})
+    layout["margin"] = FIXED_MARGINS.get(name, {"l": 64, "r": 16, "t": 48, "b": 130})
     legend = layout.get("legend")
     if isinstance(legend, dict) and layout.get("showlegend", True) is not False:
-        legend.update({"y": -0.22, "yanchor": "top"})
+        # below the x-axis title, with room for three rows on a phone
+        legend.update({"y": -0.3, "yanchor": "top"})
     layout.pop("height", None)
 
 
@@ -280,6 +281,7 @@ def render(report, force_charts=False):
     fit.hidden = fits
     ROOT.setAttribute("data-fits", "true" if fits else "false")
     render_results(report.get("results", {}))
+    by_id("mini-value").textContent = by_id("token_hit_rate").textContent
     render_list("suggestions", report.get("suggestions", []), suggestion_item)
     render_list("notes", report.get("notes", []), note_item)
     draw_charts(report.get("figures", {}), force_charts)
