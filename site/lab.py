@@ -547,23 +547,22 @@ def on_cancel(lab):
     return handler
 
 
-def on_file(lab):
-    def handler(event):
-        files = event.target.files
-        if files.length:
-            return lab.replay_file(files.item(0))
+def replay_first(lab, files):
+    """Replay the first of a FileList (from the file input or a drop), if any."""
+    if missing(files) or not files.length:
         return None
-    return handler
+    return lab.replay_file(files.item(0))
+
+
+def on_file(lab):
+    return lambda event: replay_first(lab, event.target.files)
 
 
 def on_drop(lab):
     def handler(event):
         event.preventDefault()
         by_id("drop-zone").classList.remove("over")
-        files = None if missing(event.dataTransfer) else event.dataTransfer.files
-        if not missing(files) and files.length:
-            return lab.replay_file(files.item(0))
-        return None
+        return replay_first(lab, None if missing(event.dataTransfer) else event.dataTransfer.files)
     return handler
 
 
