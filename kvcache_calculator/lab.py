@@ -19,8 +19,7 @@ Jobs:
   (:class:`kvcache_calculator.replay.LRUCurveReplay`) and the scenario fit
   (:class:`kvcache_calculator.traces.ScenarioFitter`).
 - :class:`PolicyJob` is the second pass: FIFO and LFU (:class:`~kvcache_calculator.replay.PolicyReplay`)
-  and Belady's MIN at one capacity. ``BeladyReplay.result()`` does all its work in one call,
-  so this module has a resumable copy of that algorithm (:class:`BeladySteps`, checked
+  and Belady's MIN at one capacity (the resumable :class:`~kvcache_calculator.replay.BeladySteps`,
   against it hit for hit by the tests).
 
 Figures are plain Plotly dicts like :mod:`kvcache_calculator.figures` (scatter and bar only).
@@ -37,10 +36,10 @@ from typing import Callable, Sequence
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.replay import (
     GIB,
+    BeladySteps,
     LRUCurve,
     LRUCurveReplay,
     PolicyReplay,
-    ReplayResult,
     capacity_blocks_from_tokens,
     last_block_tokens,
 )
@@ -447,150 +446,6 @@ class TraceJob(_LinesJob):
             self.fit = fitter.result()
             self.done = True
         return self.done
-
-
-class BeladySteps:
-    """Belady's MIN at one capacity, resumable: the algorithm of
-    :class:`kvcache_calculator.replay.BeladyReplay` (see there for both semantics), cut into
-    steps of ``units`` requests: a backward pass computing each block's next use, then the
-    forward pass. ``result()`` once :attr:`done`."""
-
-    def __init__(self, requests: list, capacity_blocks: int, block_size: int,
-                 semantics: str = "engine"):
-        self.requests = requests          # [(hash_ids, last block tokens)]
-        self.capacity = capacity_blocks
-        self.block_size = block_size
-        self.engine = semantics == "engine"
-        self.semantics = semantics
-        n = len(requests)
-        self._width = max((len(ids) for ids, _ in requests), default=0) + 1
-        self._next_keys: list = [None] * n
-        self._nxt: dict = {}
-        self._back = n - 1                 # next request of the backward pass
-        self._pos = sum(len(ids) for ids, _ in requests)
-        self._fwd = 0                      # next request of the forward pass
-        self._cached: dict = {}
-        self._heap: list = []
-        self._seen: set = set()
-        self.block_hits = self.token_hits = 0
-        self.inf_block_hits = self.inf_token_hits = 0
-        self.total_blocks = self.total_tokens = 0
-        self.done = n == 0
-
-    @property
-    def progress(self) -> float:
-        """0-1 over both passes."""
-        n = len(self.requests)
-        if self.done or not n:
-            return 1.0
-        return ((n - 1 - self._back) + self._fwd) / (2 * n)
-
-    def step(self, units: int) -> bool:
-        """Process up to ``units`` requests of the current pass; returns :attr:`done`."""
-        if self.done:
-            return True
-        if self._back >= 0:
-            self._backward(max(1, units))
-        else:
-            self._forward(max(1, units))
-        return self.done
-
-    def _backward(self, units: int) -> None:
-        reqs, nxt, width, out = self.requests, self._nxt, self._width, self._next_keys
-        never = math.inf
-        stop = max(-1, self._back - units)
-        for r in range(self._back, stop, -1):
-            ids = reqs[r][0]
-            if self.engine:
-                out[r] = [nxt.get(b, never) for b in ids]
-                for i, b in enumerate(ids):
-                    key = r * width + i
-                    old = nxt.get(b)
-                    if old is None or old > key or old // width != r:
-                        nxt[b] = key
-            else:
-                keys = [never] * len(ids)
-                pos = self._pos
-                for i in range(len(ids) - 1, -1, -1):
-                    pos -= 1
-                    b = ids[i]
-                    keys[i] = nxt.get(b, never)
-                    nxt[b] = pos
-                self._pos = pos
-                out[r] = keys
-        self._back = stop
-        if self._back < 0:
-            self._nxt = {}
-
-    def _forward(self, units: int) -> None:
-        import heapq
-
-        bs, engine, cap = self.block_size, self.engine, self.capacity
-        cached, seen = self._cached, self._seen
-        heap = self._heap
-        bh, th = self.block_hits, self.token_hits
-        stop = min(len(self.requests), self._fwd + units)
-        for r in range(self._fwd, stop):
-            ids, lastt = self.requests[r]
-            keys = self._next_keys[r]
-            self._next_keys[r] = None
-            n = len(ids)
-            if not n:
-                continue
-            self.total_blocks += n
-            self.total_tokens += (n - 1) * bs + lastt
-            if engine:
-                k = 0
-                while k < n and ids[k] in cached:
-                    k += 1
-                bh += k
-                th += k * bs if k < n else (n - 1) * bs + lastt
-                k = 0
-                while k < n and ids[k] in seen:
-                    k += 1
-                self.inf_block_hits += k
-                self.inf_token_hits += k * bs if k < n else (n - 1) * bs + lastt
-                seen.update(ids)
-                order = range(n - 1, -1, -1)
-            else:
-                for i, b in enumerate(ids):
-                    if b in seen:
-                        self.inf_block_hits += 1
-                        self.inf_token_hits += bs if i < n - 1 else lastt
-                    else:
-                        seen.add(b)
-                order = range(n)
-            for i in order:
-                b = ids[i]
-                key = keys[i]
-                if not engine and b in cached:
-                    bh += 1
-                    th += bs if i < n - 1 else lastt
-                if cap <= 0:
-                    continue
-                cached[b] = key
-                heapq.heappush(heap, (-key, b))
-                while len(cached) > cap:
-                    negkey, victim = heapq.heappop(heap)
-                    if cached.get(victim) == -negkey:
-                        del cached[victim]
-                if len(heap) > 4 * cap + 1024:
-                    heap = [(-v, blk) for blk, v in cached.items()]
-                    heapq.heapify(heap)
-        self._heap = heap
-        self.block_hits, self.token_hits = bh, th
-        self._fwd = stop
-        if stop >= len(self.requests):
-            self.done = True
-
-    def result(self) -> ReplayResult:
-        """The :class:`~kvcache_calculator.replay.ReplayResult` (policy ``belady``)."""
-        if not self.done:
-            raise ScenarioError("belady", "unfinished", "call step() until done first")
-        return ReplayResult("belady", self.semantics, self.block_size, len(self.requests),
-                            self.total_blocks, self.total_tokens, len(self._seen),
-                            (self.capacity,), (self.block_hits,), (self.token_hits,),
-                            self.inf_block_hits, self.inf_token_hits)
 
 
 class _RequestStore:

@@ -71,6 +71,7 @@ __all__ = [
     "ReplayResult",
     "PolicyReplay",
     "BeladyReplay",
+    "BeladySteps",
     "replay",
     "replay_lru_curve",
     "replay_steps",
@@ -710,105 +711,164 @@ class BeladyReplay:
             self._requests.append((r.hash_ids, last_block_tokens(r.input_length, n, bs)))
         return len(self._requests) - before
 
-    def _next_uses(self) -> list:
-        """Per request, per block: the key of its next use (larger = farther)."""
-        engine = self.semantics == "engine"
-        reqs = self._requests
-        width = max((len(ids) for ids, _ in reqs), default=0) + 1
+    def result(self) -> ReplayResult:
+        """Run MIN at every capacity over the stored requests (:class:`BeladySteps` each)."""
+        runs = []
+        for cap in self.capacities_blocks or (0,):
+            steps = BeladySteps(self._requests, cap, self.block_size, self.semantics)
+            while not steps.step(max(1, len(self._requests))):
+                pass
+            runs.append(steps)
+        first = runs[0]
+        hits = runs if self.capacities_blocks else []
+        return ReplayResult("belady", self.semantics, self.block_size, len(self._requests),
+                            first.total_blocks, first.total_tokens, len(first._seen),
+                            self.capacities_blocks, tuple(r.block_hits for r in hits),
+                            tuple(r.token_hits for r in hits),
+                            first.inf_block_hits, first.inf_token_hits)
+
+
+class BeladySteps:
+    """Belady's MIN at one capacity (see :class:`BeladyReplay` for both semantics), resumable:
+    a backward pass computing each block's next use, then the forward pass, each cut into
+    steps of ``units`` requests so a page can yield between them. ``result()`` once
+    :attr:`done`."""
+
+    def __init__(self, requests: list, capacity_blocks: int, block_size: int,
+                 semantics: str = "engine"):
+        self.requests = requests          # [(hash_ids, last block tokens)]
+        self.capacity = capacity_blocks
+        self.block_size = block_size
+        self.engine = semantics == "engine"
+        self.semantics = semantics
+        n = len(requests)
+        self._width = max((len(ids) for ids, _ in requests), default=0) + 1
+        self._next_keys: list = [None] * n
+        self._nxt: dict = {}
+        self._back = n - 1                 # next request of the backward pass
+        self._pos = sum(len(ids) for ids, _ in requests)
+        self._fwd = 0                      # next request of the forward pass
+        self._cached: dict = {}
+        self._heap: list = []
+        self._seen: set = set()
+        self.block_hits = self.token_hits = 0
+        self.inf_block_hits = self.inf_token_hits = 0
+        self.total_blocks = self.total_tokens = 0
+        self.done = n == 0
+
+    @property
+    def progress(self) -> float:
+        """0-1 over both passes."""
+        n = len(self.requests)
+        if self.done or not n:
+            return 1.0
+        return ((n - 1 - self._back) + self._fwd) / (2 * n)
+
+    def step(self, units: int) -> bool:
+        """Process up to ``units`` requests of the current pass; returns :attr:`done`."""
+        if self.done:
+            return True
+        if self._back >= 0:
+            self._backward(max(1, units))
+        else:
+            self._forward(max(1, units))
+        return self.done
+
+    def _backward(self, units: int) -> None:
+        reqs, nxt, width, out = self.requests, self._nxt, self._width, self._next_keys
         never = math.inf
-        nxt: dict = {}
-        out = [None] * len(reqs)
-        if engine:
-            for r in range(len(reqs) - 1, -1, -1):
-                ids = reqs[r][0]
+        stop = max(-1, self._back - units)
+        for r in range(self._back, stop, -1):
+            ids = reqs[r][0]
+            if self.engine:
                 out[r] = [nxt.get(b, never) for b in ids]
                 for i, b in enumerate(ids):
                     key = r * width + i
                     old = nxt.get(b)
                     if old is None or old > key or old // width != r:
                         nxt[b] = key
-        else:
-            total = sum(len(ids) for ids, _ in reqs)
-            pos = total
-            for r in range(len(reqs) - 1, -1, -1):
-                ids = reqs[r][0]
+            else:
                 keys = [never] * len(ids)
+                pos = self._pos
                 for i in range(len(ids) - 1, -1, -1):
                     pos -= 1
                     b = ids[i]
                     keys[i] = nxt.get(b, never)
                     nxt[b] = pos
+                self._pos = pos
                 out[r] = keys
-        return out
+        self._back = stop
+        if self._back < 0:
+            self._nxt = {}
 
-    def result(self) -> ReplayResult:
-        """Run MIN at every capacity over the stored requests."""
-        bs = self.block_size
-        engine = self.semantics == "engine"
-        reqs = self._requests
-        next_keys = self._next_uses()
-        block_hits = []
-        token_hits = []
-        for cap in self.capacities_blocks:
-            cached: dict = {}   # block -> current next-use key
-            heap: list = []     # (-key, block), lazily invalidated
-            bh = th = 0
-            for (ids, lastt), keys in zip(reqs, next_keys):
-                n = len(ids)
-                if engine:
-                    k = 0
-                    while k < n and ids[k] in cached:
-                        k += 1
-                    bh += k
-                    th += k * bs if k < n else (n - 1) * bs + lastt
-                    order = range(n - 1, -1, -1)
-                else:
-                    order = range(n)
-                for i in order:
-                    b = ids[i]
-                    key = keys[i]
-                    if not engine and b in cached:
-                        bh += 1
-                        th += bs if i < n - 1 else lastt
-                    if cap <= 0:
-                        continue
-                    cached[b] = key
-                    heapq.heappush(heap, (-key, b))
-                    while len(cached) > cap:
-                        negkey, victim = heapq.heappop(heap)
-                        if cached.get(victim) == -negkey:
-                            del cached[victim]
-                    if len(heap) > 4 * cap + 1024:
-                        heap = [(-v, blk) for blk, v in cached.items()]
-                        heapq.heapify(heap)
-            block_hits.append(bh)
-            token_hits.append(th)
-        # Ceilings: an unbounded cache, counted with the same semantics.
-        seen: set = set()
-        ib = it = tb = tt = 0
-        for ids, lastt in reqs:
+    def _forward(self, units: int) -> None:
+        bs, engine, cap = self.block_size, self.engine, self.capacity
+        cached, seen = self._cached, self._seen
+        heap = self._heap
+        bh, th = self.block_hits, self.token_hits
+        stop = min(len(self.requests), self._fwd + units)
+        for r in range(self._fwd, stop):
+            ids, lastt = self.requests[r]
+            keys = self._next_keys[r]
+            self._next_keys[r] = None
             n = len(ids)
             if not n:
                 continue
-            tb += n
-            tt += (n - 1) * bs + lastt
+            self.total_blocks += n
+            self.total_tokens += (n - 1) * bs + lastt
             if engine:
+                k = 0
+                while k < n and ids[k] in cached:
+                    k += 1
+                bh += k
+                th += k * bs if k < n else (n - 1) * bs + lastt
                 k = 0
                 while k < n and ids[k] in seen:
                     k += 1
-                ib += k
-                it += k * bs if k < n else (n - 1) * bs + lastt
+                self.inf_block_hits += k
+                self.inf_token_hits += k * bs if k < n else (n - 1) * bs + lastt
                 seen.update(ids)
+                order = range(n - 1, -1, -1)
             else:
                 for i, b in enumerate(ids):
                     if b in seen:
-                        ib += 1
-                        it += bs if i < n - 1 else lastt
+                        self.inf_block_hits += 1
+                        self.inf_token_hits += bs if i < n - 1 else lastt
                     else:
                         seen.add(b)
-        return ReplayResult("belady", self.semantics, bs, len(reqs), tb, tt, len(seen),
-                            self.capacities_blocks, tuple(block_hits), tuple(token_hits),
-                            ib, it)
+                order = range(n)
+            for i in order:
+                b = ids[i]
+                key = keys[i]
+                if not engine and b in cached:
+                    bh += 1
+                    th += bs if i < n - 1 else lastt
+                if cap <= 0:
+                    continue
+                cached[b] = key
+                heapq.heappush(heap, (-key, b))
+                while len(cached) > cap:
+                    negkey, victim = heapq.heappop(heap)
+                    if cached.get(victim) == -negkey:
+                        del cached[victim]
+                if len(heap) > 4 * cap + 1024:
+                    heap = [(-v, blk) for blk, v in cached.items()]
+                    heapq.heapify(heap)
+        self._heap = heap
+        self.block_hits, self.token_hits = bh, th
+        self._fwd = stop
+        if stop >= len(self.requests):
+            self.done = True
+
+    def result(self) -> ReplayResult:
+        """The :class:`~kvcache_calculator.replay.ReplayResult` (policy ``belady``)."""
+        if not self.done:
+            raise ScenarioError("belady", "unfinished", "call step() until done first")
+        return ReplayResult("belady", self.semantics, self.block_size, len(self.requests),
+                            self.total_blocks, self.total_tokens, len(self._seen),
+                            (self.capacity,), (self.block_hits,), (self.token_hits,),
+                            self.inf_block_hits, self.inf_token_hits)
+
 
 
 # ---------------------------------------------------------------------------------------
