@@ -313,31 +313,23 @@ def hits(terms: Terms, T: float) -> tuple[float, float]:
     return tokens, requests
 
 
-def _solve_increasing(f, target: float, lo: float, hi: float) -> float:
-    """Root of the increasing function ``f(T) = target`` on [lo, hi] (log scale).
-
-    Regula falsi with the Illinois modification on ``log f`` against ``log T``: both are
-    close to linear there, so it converges in a handful of steps; bisection guards it.
-    """
-    x0, x1 = math.log(lo), math.log(hi)
-    lt = math.log(target)
-
+def illinois_log_root(f, log_target: float, x0: float, x1: float) -> float:
+    """Root of ``log f(x) = log_target`` for increasing ``f`` on [x0, x1] (regula falsi with
+    the Illinois modification, bisection as a guard). With x = log T, ``log O`` is close to
+    linear, so it converges in a handful of steps."""
     def g(x: float) -> float:
-        v = f(math.exp(x))
-        return (math.log(v) if v > 0 else -745.0) - lt
+        v = f(x)
+        return (math.log(v) if v > 0 else -745.0) - log_target
 
     g0, g1 = g(x0), g(x1)
     side = 0
     for _ in range(200):
-        if g1 == g0:
+        x = x1 - g1 * (x1 - x0) / (g1 - g0) if g1 != g0 else 0.5 * (x0 + x1)
+        if not (min(x0, x1) < x < max(x0, x1)):
             x = 0.5 * (x0 + x1)
-        else:
-            x = x1 - g1 * (x1 - x0) / (g1 - g0)
-            if not (min(x0, x1) < x < max(x0, x1)):
-                x = 0.5 * (x0 + x1)
         gx = g(x)
         if abs(gx) < 1e-12 or abs(x1 - x0) < 1e-12:
-            return math.exp(x)
+            return x
         if gx * g1 < 0:
             x0, g0 = x1, g1
             side = 0
@@ -346,7 +338,12 @@ def _solve_increasing(f, target: float, lo: float, hi: float) -> float:
                 g0 *= 0.5
             side = -1
         x1, g1 = x, gx
-    return math.exp(x1)
+    return x1
+
+
+def _solve_increasing(f, target: float, lo: float, hi: float) -> float:
+    """Root of the increasing function ``f(T) = target`` on [lo, hi], solved in log T."""
+    return math.exp(illinois_log_root(lambda x: f(math.exp(x)), math.log(target), math.log(lo), math.log(hi)))
 
 
 def solve_characteristic_time(terms: Terms, capacity_tokens: float) -> float:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 from kvcache_calculator import analytic as _analytic
 from kvcache_calculator.analytic import (
-    AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate,
+    AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate, illinois_log_root,
 )
 from kvcache_calculator.capacity import GIB, Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
@@ -180,7 +180,7 @@ class HitRateTable:
                                                      shared, theta_s)[0]
             if hi_x <= lo_x or occ(hi_x) <= capacity_tokens:
                 return _clamp01(self.ceiling_tokens / prompt)
-            x = math.exp(_illinois(occ, math.log(capacity_tokens), lo_x, hi_x))
+            x = math.exp(illinois_log_root(occ, math.log(capacity_tokens), lo_x, hi_x))
             return _clamp01(self.parts.occupancy_and_hits(x, conv_rate, shared_tokens, shared,
                                                           theta_s)[1] / prompt)
         lo, hi = 0, n - 1
@@ -316,35 +316,8 @@ def exact_hit_rate(scenario: Scenario, capacity: Capacity, arch=None) -> tuple[f
     if occ(lo) >= target:
         x = math.exp(lo)
     else:
-        x = math.exp(_illinois(occ, math.log(target), lo, hi))
+        x = math.exp(illinois_log_root(occ, math.log(target), lo, hi))
     return _clamp01(parts.occupancy_and_hits(x, conv, shared, rate, theta)[1] / prompt), ceiling
-
-
-def _illinois(f, log_target: float, x0: float, x1: float) -> float:
-    """Root of ``log f(x) = log_target`` for increasing ``f`` on [x0, x1] (regula falsi with
-    the Illinois modification, bisection as a guard)."""
-    def g(x: float) -> float:
-        v = f(x)
-        return (math.log(v) if v > 0 else -745.0) - log_target
-
-    g0, g1 = g(x0), g(x1)
-    side = 0
-    for _ in range(200):
-        x = x1 - g1 * (x1 - x0) / (g1 - g0) if g1 != g0 else 0.5 * (x0 + x1)
-        if not (min(x0, x1) < x < max(x0, x1)):
-            x = 0.5 * (x0 + x1)
-        gx = g(x)
-        if abs(gx) < 1e-12 or abs(x1 - x0) < 1e-12:
-            return x
-        if gx * g1 < 0:
-            x0, g0 = x1, g1
-            side = 0
-        else:
-            if side == -1:
-                g0 *= 0.5
-            side = -1
-        x1, g1 = x, gx
-    return x1
 
 
 def _clamp01(v: float) -> float:
