@@ -140,20 +140,10 @@ class LRU(BlockCache):
         del self._order[block]
 
 
-class FIFO(BlockCache):
-    """First cached, first evicted; hits do not refresh a block."""
+class FIFO(LRU):
+    """First cached, first evicted: LRU's ordered store, except that hits do not refresh a block."""
 
     name = "fifo"
-
-    def __init__(self, capacity_blocks: int):
-        super().__init__(capacity_blocks)
-        self._order: OrderedDict = OrderedDict()   # oldest insertion first
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __contains__(self, block: Hashable) -> bool:
-        return block in self._order
 
     def victims(self) -> Iterator[Hashable]:
         """Oldest insertion first."""
@@ -161,12 +151,6 @@ class FIFO(BlockCache):
 
     def _hit(self, block: Hashable) -> None:
         pass
-
-    def _insert(self, block: Hashable) -> None:
-        self._order[block] = None
-
-    def _remove(self, block: Hashable) -> None:
-        del self._order[block]
 
 
 class LFU(BlockCache):
