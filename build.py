@@ -445,6 +445,11 @@ def main(argv: list[str] | None = None) -> None:
     p_test.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="extra arguments passed to pytest (e.g. -m 'not browser')")
     p_test.set_defaults(func=cmd_test)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:]):
+        # everything after `test` goes to pytest as it is (-q, -k EXPR, -m 'not browser')
+        cmd_test(argparse.Namespace(pytest_args=argv[1:]))
+        return
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -282,3 +282,35 @@ def test_axe_reports_no_serious_or_critical_violation(browser, site):
     finally:
         context.close()
     watch.check()
+
+
+def test_classic_formula_toggle_and_copy_link(page, site):
+    page.goto(site.url)
+    wait_ready(page)
+    names = """() => document.getElementById('chart-hit_vs_memory').data
+        .filter(t => t.visible !== false).map(t => t.name)"""
+    assert not any("original" in n.lower() for n in page.evaluate(names))
+    page.check("#show-classic")
+    page.wait_for_function(names.replace("() =>", "() => (") + ").some(n => n.toLowerCase().includes('original'))")
+    page.click("#copy-link")
+    page.wait_for_function("document.getElementById('copy-status').textContent !== ''")
+    assert page.input_value("#share-url") == page.evaluate("location.href")
+
+
+def test_a_core_that_fails_to_load_gives_the_error_state_not_a_traceback(page, site):
+    import io
+    import zipfile
+
+    page.watch.allowed_console = ("kvcache calculator:",)
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("kvcache_calculator/__init__.py", "raise RuntimeError('broken build')\n")
+    page.route("**/kvcache_calculator.zip", lambda route: route.fulfill(
+        status=200, body=broken.getvalue(), content_type="application/zip"))
+    page.goto(site.url)
+    page.wait_for_function("document.documentElement.dataset.state !== 'loading'", timeout=90_000)
+    assert page.get_attribute("html", "data-state") == "error"
+    assert page.is_visible("#app-error")
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "broken build" not in body
+    assert "could not start" in page.inner_text("#load-text") or page.is_visible("#app-error")
