@@ -140,6 +140,18 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _decode(raw: bytes, line: int) -> str:
+    """One line of the file as text; a NUL byte or invalid UTF-8 means a binary file."""
+    try:
+        if b"\0" in raw:
+            raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
+        text = raw.decode("utf-8")
+        return text.removeprefix("\ufeff") if line == 1 else text   # a byte-order mark
+    except UnicodeDecodeError:
+        raise ScenarioError("trace", "binary data", "is not UTF-8 text: this looks like a binary file, "
+                            "not a JSON-lines trace (Mooncake or Bailian)", line=line) from None
+
+
 class _TraceSource:
     """The trace's lines, readable more than once (stdin is buffered in memory)."""
 
@@ -165,24 +177,24 @@ class _TraceSource:
                 done += len(raw)
                 if not reader.line_number % 1024:
                     progress.update(done, reader.requests_read)
-                yield raw.decode("utf-8", errors="replace")
+                yield _decode(raw, reader.line_number + 1)
             return
         with open(self.path, "rb") as f:
             for raw in f:
                 done += len(raw)
                 if not reader.line_number % 1024:
                     progress.update(done, reader.requests_read)
-                yield raw.decode("utf-8", errors="replace")
+                yield _decode(raw, reader.line_number + 1)
 
     def head(self) -> list:
         out = []
         if self._buffer is not None:
-            for raw in self._buffer.splitlines()[:50]:
-                out.append(raw.decode("utf-8", errors="replace"))
+            for i, raw in enumerate(self._buffer.splitlines()[:50]):
+                out.append(_decode(raw, i + 1))
             return out
         with open(self.path, "rb") as f:
             for raw in f:
-                out.append(raw.decode("utf-8", errors="replace"))
+                out.append(_decode(raw, len(out) + 1))
                 if raw.strip() or len(out) >= 1000:
                     break
         return out

@@ -179,3 +179,17 @@ def test_wired_into_the_main_command(tmp_path, capsys):
     path = write_trace(tmp_path, MOONCAKE)
     assert cli.main(["replay", str(path), "--capacity-blocks", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["capacity_blocks"] == [10]
+
+
+def test_binary_file_is_refused_and_a_byte_order_mark_is_accepted(tmp_path, capsys):
+    from kvcache_calculator.cli import main
+
+    binary = tmp_path / "trace.jsonl"
+    binary.write_bytes(b'{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1]}\n'
+                       b'\x00\xff\xfe garbage\n')
+    assert main(["replay", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert "binary file" in err and "line 2" in err
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1]}\n')
+    assert main(["replay", str(bom), "--capacity-blocks", "1", "--json"]) == 0
