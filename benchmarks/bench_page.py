@@ -118,6 +118,10 @@ def load(context, url: str) -> dict:
         ready: window.__readyAt,
         fcp: (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime ?? null,
         progress: !!document.getElementById('load-progress'),
+        marks: Object.fromEntries(performance.getEntriesByType('mark')
+            .filter((m) => m.name.startsWith('kvcalc:')).map((m) => [m.name.slice(7), m.startTime])),
+        resources: Object.fromEntries(performance.getEntriesByType('resource')
+            .map((r) => [r.name.split('/').pop(), r.responseEnd])),
     })""")
     page.close()
     if errors:

@@ -11,15 +11,35 @@ const visible = new Set();
 const pending = new Map();
 let idleHandle = null;
 
+// Plotly.js (1.5 MB) is preloaded by index.html but only run once the first results are
+// on screen, so that parsing it does not compete with Python's start-up.
+let plotlyLoading = null;
+function loadPlotly() {
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = new URL("./vendor/plotly/plotly-cartesian.min.js", document.baseURI).href;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("Plotly.js could not be loaded"));
+      document.head.appendChild(script);
+    });
+    plotlyLoading.then(() => {
+      for (const id of [...pending.keys()]) if (visible.has(id)) flush(id);
+      if (pending.size && idleHandle === null) idleHandle = whenIdle(drawOneWhenIdle);
+    }, (err) => console.error("kvcache calculator: " + err.message));
+  }
+  return plotlyLoading;
+}
+
 function draw(id, json) {
   const div = document.getElementById(id);
-  if (!div || !window.Plotly) return;
+  if (!div) return;
   const figure = JSON.parse(json);
   window.Plotly.react(div, figure.data, figure.layout, CONFIG);
 }
 
 function flush(id) {
-  if (!pending.has(id)) return;
+  if (!pending.has(id) || !window.Plotly) return;
   const json = pending.get(id);
   pending.delete(id);
   if (pending.size === 0) root.dataset.charts = "drawn";
@@ -44,7 +64,7 @@ function whenIdle(callback) {
 function drawOneWhenIdle() {
   idleHandle = null;
   const next = pending.keys().next();
-  if (next.done) return;
+  if (next.done || !window.Plotly) return;
   flush(next.value);
   if (pending.size) idleHandle = whenIdle(drawOneWhenIdle);
 }
@@ -74,6 +94,12 @@ if (document.readyState === "loading") {
 window.kvcalcCharts = {
   /** Draw figure JSON into element `id`: now if `force` or in view, else later. */
   show(id, json, force) {
+    if (!window.Plotly) {
+      pending.set(id, json);
+      root.dataset.charts = "pending";
+      loadPlotly();
+      return;
+    }
     if (force || !observer || visible.has(id)) {
       pending.delete(id);
       draw(id, json);

@@ -14,6 +14,8 @@ import traceback
 from pyscript import document, window
 from pyscript.ffi import create_proxy
 
+window.performance.mark("kvcalc:main-start")  # start-up marks for benchmarks/bench_page.py
+
 ROOT = document.documentElement
 CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
 
@@ -341,12 +343,13 @@ def on_form_input(event):
 def apply_params(params, *, notice=True):
     """Evaluate link parameters: fields take the result, bad keys are listed in the notice."""
     report = evaluate(params)
+    window.performance.mark("kvcalc:evaluated")
     errors = report.get("field_errors", {})
     write_form(report.get("scenario", {}))
     show_field_errors({})
     if notice:
         show_link_notice(errors, report.get("unknown_keys", []))
-    render(report, force_charts=True)
+    render(report)
 
 
 def link_params():
@@ -400,6 +403,8 @@ def import_text(text):
     """Fill the custom architecture from a Hugging Face config.json's text."""
     status = by_id("import-status")
     area = by_id("import-text")
+    from kvcache_calculator.hfconfig import arch_to_scenario, import_config  # used rarely
+
     try:
         arch = import_config(str(text))
         keys = arch_to_scenario(arch)
@@ -455,6 +460,7 @@ def listen(element_id, event_name, handler):
 
 def start():
     """Apply the link (plus fields edited while loading), draw, wire the events."""
+    window.performance.mark("kvcalc:imported")
     params = link_params()
     for key, el in inputs().items():
         if el.getAttribute("data-touched") and key in KEYS:
@@ -471,11 +477,11 @@ def start():
     listen("link-notice-close", "click", lambda e: setattr(by_id("link-notice"), "hidden", True))
     window.addEventListener("hashchange", create_proxy(guarded(on_hash_change)))
     ROOT.setAttribute("data-state", "ready")
+    window.performance.mark("kvcalc:ready")
 
 
 try:
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.hfconfig import arch_to_scenario, import_config
     from kvcache_calculator.report import evaluate
     from kvcache_calculator.scenario import FIELDS, decode_fragment
 

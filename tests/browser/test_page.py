@@ -217,6 +217,7 @@ def test_unexpected_error_shows_a_sentence_not_a_traceback(page, site):
     page.watch.allowed_console = ("kvcache calculator:",)
     page.goto(site.url)
     wait_ready(page)
+    page.wait_for_function("window.Plotly !== undefined")
     page.evaluate("() => { window.Plotly.react = () => { throw new Error('boom'); }; }")
     set_field(page, "turns", "7")
     page.wait_for_selector("#app-error:not([hidden])")
@@ -287,6 +288,7 @@ def test_axe_reports_no_serious_or_critical_violation(browser, site):
 def test_classic_formula_toggle_and_copy_link(page, site):
     page.goto(site.url)
     wait_ready(page)
+    page.wait_for_selector("#chart-hit_vs_memory .main-svg")
     names = """() => document.getElementById('chart-hit_vs_memory').data
         .filter(t => t.visible !== false).map(t => t.name)"""
     assert not any("original" in n.lower() for n in page.evaluate(names))
