@@ -225,6 +225,19 @@ def render_form(fields, models, gpus) -> str:
     return "\n".join(parts)
 
 
+def render_sensitivity_options(fields) -> str:
+    """<option>s for the sensitivity chart's input selector (the core's numeric sweep keys)."""
+    try:
+        from kvcache_calculator import sensitivity  # noqa: PLC0415
+        keys = list(sensitivity.NUMERIC_KEYS)
+        default = sensitivity.DEFAULT_KEY
+    except (ImportError, AttributeError):
+        keys, default = ["arrival_rate"], "arrival_rate"
+    labels = {f.key: f"{f.label} ({f.unit})" if f.unit else f.label for f in fields or ()}
+    return "".join(f'<option value="{_text(k)}"{" selected" if k == default else ""}>'
+                   f'{_text(labels.get(k, k))}</option>' for k in keys)
+
+
 # ---------------------------------------------------------------------------- build
 
 def project_url() -> str:
@@ -300,6 +313,7 @@ def build(dist: Path = DIST) -> Path:
     models, gpus = _presets() if fields else ([], [])
     page = (SITE / "index.html").read_text(encoding="utf-8")
     page = page.replace("<!--FORM-->", render_form(fields, models, gpus))
+    page = page.replace("<!--SENSITIVITY_OPTIONS-->", render_sensitivity_options(fields))
     repo_url = project_url()
     page = page.replace('href="REPORT_URL"', f'href="{_text(repo_url + "/issues/new" if repo_url else "./README.md")}"')
     page = page.replace('href="README_URL"', f'href="{_text(repo_url + "#readme" if repo_url else "./README.md")}"')

@@ -61,11 +61,14 @@ function whenIdle(callback) {
     : window.setTimeout(callback, 50);
 }
 
-function drawOneWhenIdle() {
+function drawOneWhenIdle(deadline) {
   idleHandle = null;
-  const next = pending.keys().next();
-  if (next.done || !window.Plotly) return;
-  flush(next.value);
+  // at least one chart per idle period, more while the period lasts
+  do {
+    const next = pending.keys().next();
+    if (next.done || !window.Plotly) return;
+    flush(next.value);
+  } while (pending.size && deadline && deadline.timeRemaining && deadline.timeRemaining() > 20);
   if (pending.size) idleHandle = whenIdle(drawOneWhenIdle);
 }
 

@@ -322,7 +322,7 @@ def on_form_input(event):
                                                             "import-file", "show-classic"):
         return
     started = time.perf_counter()
-    report = evaluate(read_form(KEYS))
+    report = evaluate(read_form(KEYS), sensitivity_key())
     computed = time.perf_counter()
     errors = report.get("field_errors", {})
     show_field_errors(errors)
@@ -342,7 +342,7 @@ def on_form_input(event):
 
 def apply_params(params, *, notice=True):
     """Evaluate link parameters: fields take the result, bad keys are listed in the notice."""
-    report = evaluate(params)
+    report = evaluate(params, sensitivity_key())
     window.performance.mark("kvcalc:evaluated")
     errors = report.get("field_errors", {})
     write_form(report.get("scenario", {}))
@@ -368,6 +368,12 @@ def on_hash_change(event):
 
 def on_classic_toggle(event):
     on_form_input(None)
+
+
+def sensitivity_key():
+    """The input the sensitivity chart varies (a page setting, not a scenario key)."""
+    select = by_id("sensitivity-key")
+    return None if select is None else (str(select.value) or None)
 
 
 def on_copy(event):
@@ -468,6 +474,7 @@ def start():
     apply_params(params)
     listen("scenario", "input", on_form_input)
     listen("show-classic", "change", on_classic_toggle)
+    listen("sensitivity-key", "change", on_classic_toggle)
     listen("copy-link", "click", on_copy)
     listen("reset", "click", on_reset)
     listen("import-apply", "click", on_import_click)

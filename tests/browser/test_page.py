@@ -316,3 +316,26 @@ def test_a_core_that_fails_to_load_gives_the_error_state_not_a_traceback(page, s
     body = page.inner_text("body")
     assert "Traceback" not in body and "broken build" not in body
     assert "could not start" in page.inner_text("#load-text") or page.is_visible("#app-error")
+
+
+def test_sensitivity_input_selector_and_config_drop(page, site, shared_dir):
+    page.goto(site.url)
+    wait_ready(page)
+    page.locator("#chart-sensitivity").scroll_into_view_if_needed()
+    page.wait_for_selector("#chart-sensitivity .main-svg")
+    page.select_option("#sensitivity-key", "think_time_s")
+    page.wait_for_function("""() => {
+        const t = document.getElementById('chart-sensitivity').layout.title;
+        return (t.text || t).toLowerCase().includes('think time'); }""")
+    assert "sensitivity" not in page.evaluate("location.hash")   # a view setting, not a key
+    # dropping a config.json file on the import area imports it
+    config = (shared_dir / "hf-configs" / "Qwen--Qwen3-8B.json").read_text()
+    page.evaluate("""(text) => {
+        const data = new DataTransfer();
+        data.items.add(new File([text], 'config.json', {type: 'application/json'}));
+        const target = document.getElementById('import');
+        target.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+        target.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", config)
+    page.wait_for_function("document.querySelector('[name=num_layers]').value === '36'")
+    assert field(page, "model").input_value() == "custom"
