@@ -267,6 +267,7 @@ def update_link(fragment):
     if url != window.location.href:
         window.history.replaceState(None, "", url)
     by_id("share-url").value = window.location.href
+    by_id("lab-link").href = "./lab.html" + ("#" + fragment if fragment else "")
 
 
 def set_stale(stale):

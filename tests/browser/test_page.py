@@ -68,6 +68,8 @@ def test_changing_an_input_recomputes_and_updates_the_link(page, site):
     assert float(page.get_attribute("#token_hit_rate", "data-value")) < float(before["token_hit_rate"])
     assert "think_time_s=600" in page.evaluate("location.hash")
     assert page.input_value("#share-url").endswith(page.evaluate("location.hash"))
+    # the lab opens on the same scenario
+    assert page.get_attribute("#lab-link", "href") == "./lab.html" + page.evaluate("location.hash")
     set_field(page, "kv_dtype", "fp8")
     wait_changed(page, "kv_bytes_per_token", before["kv_bytes_per_token"])
     assert value(page, "kv_bytes_per_token") == 65536
