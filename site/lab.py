@@ -40,20 +40,6 @@ def by_id(element_id):
     return None if missing(element) else element
 
 
-def pct(value):
-    return "—" if value is None else f"{100 * value:.1f} %"
-
-
-def seconds(value):
-    if value is None:
-        return "—"
-    if value < 120:
-        return f"{value:,.3g} s"
-    if value < 7200:
-        return f"{value / 60:,.3g} min"
-    return f"{value / 3600:,.3g} h"
-
-
 def plain(value):
     return "" if value is None else repr(float(value))
 
@@ -202,7 +188,7 @@ class Lab:
         for key, label in rows:
             tr = document.createElement("tr")
             tr.appendChild(cell("th", label, scope="row"))
-            fmt = seconds if key == "characteristic_time_s" else pct
+            fmt = format_duration if key == "characteristic_time_s" else format_percent
             a = analytic.get(key)
             td = document.createElement("td")
             td.appendChild(cell("output", fmt(a), id=f"an-{key}", data_value=plain(a)))
@@ -257,7 +243,7 @@ class Lab:
         text = f"{label}: {100 * fraction:.0f} %"
         if fraction > 0.02 and elapsed > 0.5:
             left = elapsed * (1 - fraction) / fraction
-            text += f", about {seconds(max(1.0, left))} left"
+            text += f", about {format_duration(max(1.0, left))} left"
         by_id("job-status").textContent = text
 
     async def drive(self, job, label, started, before_step=None):
@@ -432,8 +418,8 @@ class Lab:
         skipped = job.reader.skipped_lines
         info = (f"{self.trace_file.name}: {job.format} format, {curve.requests:,} requests, "
                 f"{curve.total_blocks:,} block references, {curve.distinct_blocks:,} distinct blocks "
-                f"of {curve.block_size} tokens. Ceiling (infinite cache): {pct(curve.infinite_token_hit_rate)} "
-                f"of tokens, {pct(curve.infinite_block_hit_rate)} of blocks.")
+                f"of {curve.block_size} tokens. Ceiling (infinite cache): {format_percent(curve.infinite_token_hit_rate)} "
+                f"of tokens, {format_percent(curve.infinite_block_hit_rate)} of blocks.")
         if skipped:
             info += f" Skipped {skipped:,} malformed lines (first: {job.reader.first_error})."
         if elapsed is not None:
@@ -457,8 +443,8 @@ class Lab:
             tr.appendChild(cell("td", f"{row['capacity_blocks']:,}"))
             tr.appendChild(cell("td", f"{row['capacity_tokens']:,}"))
             tr.appendChild(cell("td", "—" if row["capacity_gib"] is None else f"{row['capacity_gib']:,.2f}"))
-            tr.appendChild(cell("td", pct(row["token_hit_rate"])))
-            tr.appendChild(cell("td", pct(row["block_hit_rate"])))
+            tr.appendChild(cell("td", format_percent(row["token_hit_rate"])))
+            tr.appendChild(cell("td", format_percent(row["block_hit_rate"])))
             body.appendChild(tr)
         self.render_fit(rows)
         by_id("compare-policies").disabled = self.running
@@ -491,8 +477,8 @@ class Lab:
                 tr.appendChild(td)
             else:
                 tr.setAttribute("data-gap", plain(gap["gap"]))
-                tr.appendChild(cell("td", pct(gap["analytic_token_hit_rate"])))
-                tr.appendChild(cell("td", pct(gap["replay_token_hit_rate"])))
+                tr.appendChild(cell("td", format_percent(gap["analytic_token_hit_rate"])))
+                tr.appendChild(cell("td", format_percent(gap["replay_token_hit_rate"])))
                 tr.appendChild(cell("td", f"{100 * gap['gap']:+.1f}"))
             body.appendChild(tr)
         link = by_id("use-workload")
@@ -606,6 +592,7 @@ try:
     from kvcache_calculator.replay import capacity_blocks_from_tokens
     from kvcache_calculator.report import evaluate
     from kvcache_calculator.scenario import Scenario, decode_fragment
+    from kvcache_calculator.units import format_duration, format_percent
 
     start()
 except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)

@@ -22,46 +22,19 @@ CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
 
 # ---------------------------------------------------------------------------- formatting
 
-def _num(value, digits=3):
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:,.{digits}g}"
-
-
-def _pct(value):
-    return f"{value * 100:.1f} %"
-
-
-def _duration(seconds):
-    if seconds < 120:
-        return f"{seconds:,.3g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:,.3g} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:,.3g} h"
-    return f"{seconds / 86400:,.3g} days"
-
-
-def _bytes(value):
-    if value >= 2 ** 20:
-        return f"{value / 2 ** 20:,.3g} MiB"
-    if value >= 1024:
-        return f"{value / 1024:,.4g} KiB"
-    return f"{value:,.0f} B"
-
-
+# the format_* functions come from kvcache_calculator.units, imported with the core below
 FORMATS = {
-    "token_hit_rate": _pct,
-    "request_hit_rate": _pct,
-    "max_token_hit_rate": _pct,
-    "characteristic_time_s": _duration,
+    "token_hit_rate": lambda v: format_percent(v),
+    "request_hit_rate": lambda v: format_percent(v),
+    "max_token_hit_rate": lambda v: format_percent(v),
+    "characteristic_time_s": lambda v: format_duration(v),
     "capacity_tokens": lambda v: f"{v:,.0f} tokens",
     "capacity_gib": lambda v: f"{v:,.2f} GiB",
-    "kv_bytes_per_token": lambda v: f"{_bytes(v)} per token",
-    "kv_bytes_per_token_per_gpu": lambda v: f"{_bytes(v)} per token per GPU",
-    "request_rate": lambda v: f"{_num(v)} requests/s",
-    "hit_tokens_per_s": lambda v: f"{_num(v)} tokens/s",
-    "prefill_gpu_s_saved_per_s": lambda v: f"{_num(v)} GPU·s per s",
+    "kv_bytes_per_token": lambda v: f"{format_bytes(v)} per token",
+    "kv_bytes_per_token_per_gpu": lambda v: f"{format_bytes(v)} per token per GPU",
+    "request_rate": lambda v: f"{format_count(v)} requests/s",
+    "hit_tokens_per_s": lambda v: f"{format_count(v)} tokens/s",
+    "prefill_gpu_s_saved_per_s": lambda v: f"{format_count(v)} GPU·s per s",
 }
 NONE_TEXT = {"characteristic_time_s": "unbounded (everything fits)"}
 
@@ -76,7 +49,7 @@ def format_result(key, value):
         return "—"
     if value == float("inf"):
         return "unbounded"
-    formatter = FORMATS.get(key, _num)
+    formatter = FORMATS.get(key, format_count)
     return formatter(value)
 
 
@@ -492,6 +465,7 @@ try:
     from kvcache_calculator.errors import ScenarioError
     from kvcache_calculator.report import evaluate
     from kvcache_calculator.scenario import FIELDS, decode_fragment
+    from kvcache_calculator.units import format_bytes, format_count, format_duration, format_percent
 
     KEYS = frozenset(f.key for f in FIELDS)
     ARCH_KEYS = tuple(f.key for f in FIELDS if f.group == "model" and f.key != "model")
