@@ -119,3 +119,15 @@ def set_field(page, key: str, text: str) -> None:
         control.select_option(text)
     else:
         control.fill(text)
+
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def check_fits_screen(page, label: str) -> None:
+    """No horizontal overflow at the current viewport; a full-page screenshot is kept in
+    ``test-artifacts/<label>.png`` for a person to look at."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{label}: the page is {overflow}px wider than the screen"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{label}.png"), full_page=True)

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from pagetools import ROOT, new_context, wait_ready
+from pagetools import ROOT, check_fits_screen, new_context, wait_ready
 
 import build
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = ROOT / "test-artifacts"
 LONG_TASK_MS = 200
 JOB_TIMEOUT_MS = 120_000
 SMALL = ("arrival_rate=0.5&input_tokens=100&output_tokens=50&system_prompt_tokens=200"
@@ -364,10 +363,7 @@ def test_lab_layout_fits_the_screen(shared_context, site, width, height, name, t
         assert start_and_wait(p, None, action=lambda: p.set_input_files("#trace-file", str(path))) == "done"
         for chart in ("sim-memory", "trace-curve"):
             p.wait_for_selector(f"#chart-{chart} .main-svg", timeout=10_000)
-        overflow = p.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{name}: the lab is {overflow}px wider than the screen"
-        ARTIFACTS.mkdir(exist_ok=True)
-        p.screenshot(path=str(ARTIFACTS / f"lab-{name}.png"), full_page=True)
+        check_fits_screen(p, f"lab-{name}")
     finally:
         p.close()
     watch.check()

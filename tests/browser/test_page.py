@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
-from pagetools import field, set_field, value, wait_ready
+from pagetools import check_fits_screen, field, set_field, value, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -20,7 +19,6 @@ RESULT_IDS = ("token_hit_rate", "request_hit_rate", "max_token_hit_rate",
               "kv_bytes_per_token_per_gpu", "request_rate", "hit_tokens_per_s",
               "prefill_gpu_s_saved_per_s")
 CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def results(page) -> dict:
@@ -252,10 +250,7 @@ def test_layout_fits_the_screen(shared_context, site, width, height, name):
         wait_ready(p)
         for chart in CHARTS:
             p.wait_for_selector(f"#chart-{chart} .main-svg", timeout=10_000)
-        overflow = p.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{name}: the page is {overflow}px wider than the screen"
-        ARTIFACTS.mkdir(exist_ok=True)
-        p.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
+        check_fits_screen(p, f"page-{name}")
     finally:
         p.close()
     watch.check()
