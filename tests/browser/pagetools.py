@@ -131,3 +131,20 @@ def check_fits_screen(page, label: str) -> None:
     assert overflow <= 0, f"{label}: the page is {overflow}px wider than the screen"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{label}.png"), full_page=True)
+
+
+def serious_axe_violations(page) -> list:
+    """axe-core's serious and critical violations on the page as it stands (skips the test
+    when node_modules/axe-core is absent)."""
+    import pytest
+
+    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    if not axe.exists():
+        pytest.skip("node_modules/axe-core is absent: run npm ci (python build.py test does)")
+    page.add_script_tag(path=str(axe))
+    found = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact,
+            nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+    }""")
+    return [v for v in found if v["impact"] in ("serious", "critical")]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pagetools import ROOT, check_fits_screen, new_context, wait_ready
+from pagetools import ROOT, check_fits_screen, new_context, serious_axe_violations, wait_ready
 
 import build
 
@@ -370,22 +370,13 @@ def test_lab_layout_fits_the_screen(shared_context, site, width, height, name, t
 
 
 def test_lab_axe_reports_no_serious_or_critical_violation(browser, site, tmp_path):
-    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-    if not axe.exists():
-        pytest.skip("node_modules/axe-core is absent: run npm ci (python build.py test does)")
     context, watch = new_context(browser, site.origin, bypass_csp=True)
     try:
         p = context.new_page()
         open_lab(p, site, SMALL + "&bogus=1")
         path = make_trace(tmp_path / "axe.jsonl", seed=6, conversations=30)
         assert start_and_wait(p, None, action=lambda: p.set_input_files("#trace-file", str(path))) == "done"
-        p.add_script_tag(path=str(axe))
-        found = p.evaluate("""async () => {
-            const r = await axe.run(document, {resultTypes: ['violations']});
-            return r.violations.map(v => ({id: v.id, impact: v.impact,
-                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
-        }""")
-        serious = [v for v in found if v["impact"] in ("serious", "critical")]
+        serious = serious_axe_violations(p)
         assert serious == [], serious
         # keyboard: the main actions are reachable and labelled
         for control in ("#sim-conversations", "#sim-seed", "#simulate", "#trace-file", "#skip-bad", "#curve-unit"):

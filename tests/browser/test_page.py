@@ -257,11 +257,8 @@ def test_layout_fits_the_screen(shared_context, site, width, height, name):
 
 
 def test_axe_reports_no_serious_or_critical_violation(browser, site):
-    from pagetools import ROOT, new_context
+    from pagetools import new_context, serious_axe_violations
 
-    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-    if not axe.exists():
-        pytest.skip("node_modules/axe-core is absent: run npm ci (python build.py test does)")
     context, watch = new_context(browser, site.origin, bypass_csp=True)
     try:
         p = context.new_page()
@@ -269,13 +266,7 @@ def test_axe_reports_no_serious_or_critical_violation(browser, site):
         wait_ready(p)
         set_field(p, "turns", "0")                         # and an invalid field
         p.wait_for_selector("#e-turns:not([hidden])")
-        p.add_script_tag(path=str(axe))
-        found = p.evaluate("""async () => {
-            const r = await axe.run(document, {resultTypes: ['violations']});
-            return r.violations.map(v => ({id: v.id, impact: v.impact,
-                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
-        }""")
-        serious = [v for v in found if v["impact"] in ("serious", "critical")]
+        serious = serious_axe_violations(p)
         assert serious == [], serious
     finally:
         context.close()
