@@ -281,27 +281,38 @@ class Lab:
             return None
         return int(by_id("sim-conversations").value), int(raw)
 
-    async def simulate(self, event=None):
+    async def run_simulations(self, kind, label, cancelled_text, make_tasks):
+        """Run the simulations ``make_tasks(conversations, seed)`` gives, in steps; returns
+        ``(tasks, job, started)``, or None when they were refused, failed or cancelled."""
         if self.running:
-            return
+            return None
         settings = self.sim_settings()
         if settings is None:
-            return
+            return None
         conversations, seed = settings
-        tasks = memory_tasks(self.scenario, self.figure, conversations=conversations, seed=seed)
+        tasks = make_tasks(conversations, seed)
         job = SimulationJob(tasks)
-        self.set_running(True, "simulate")
+        self.set_running(True, kind)
         started = time.perf_counter()
         try:
-            finished = await self.drive(job, "Simulating", started)
+            finished = await self.drive(job, label, started)
         except ScenarioError as err:
             show_error("sim-error", str(err))
             self.finish("error")
-            return
+            return None
         if not finished:
-            by_id("job-status").textContent = "Simulation cancelled."
+            by_id("job-status").textContent = cancelled_text
             self.finish("cancelled")
+            return None
+        return tasks, job, started
+
+    async def simulate(self, event=None):
+        run = await self.run_simulations(
+            "simulate", "Simulating", "Simulation cancelled.",
+            lambda n, seed: memory_tasks(self.scenario, self.figure, conversations=n, seed=seed))
+        if run is None:
             return
+        tasks, job, started = run
         elapsed = time.perf_counter() - started
         self.memory_tasks, self.memory_results = tasks, job.results
         main = job.results.get("main")
@@ -326,21 +337,12 @@ class Lab:
         self.finish("done")
 
     async def compare(self, event=None):
-        if self.running:
+        run = await self.run_simulations(
+            "compare", "Comparing policies and routings", "Comparison cancelled.",
+            lambda n, seed: comparison_tasks(self.scenario, conversations=n, seed=seed))
+        if run is None:
             return
-        settings = self.sim_settings()
-        if settings is None:
-            return
-        conversations, seed = settings
-        tasks = comparison_tasks(self.scenario, conversations=conversations, seed=seed)
-        job = SimulationJob(tasks)
-        self.set_running(True, "compare")
-        started = time.perf_counter()
-        finished = await self.drive(job, "Comparing policies and routings", started)
-        if not finished:
-            by_id("job-status").textContent = "Comparison cancelled."
-            self.finish("cancelled")
-            return
+        tasks, job, started = run
         analytic = {"policy-lru": analyze(self.scenario.replace(policy="lru")).token_hit_rate}
         for task in tasks:
             if task.group == "routing":
