@@ -189,50 +189,17 @@ def note_item(note):
     return li
 
 
-def draw_charts(figures, force=False):
-    """Hand the core's figure dicts to Plotly.js through charts.js (``Plotly.react``).
-
-    Charts in view are redrawn at once; the others when they scroll into view or the
-    browser is idle (``force`` draws all of them now, as on the first render).
-    """
+def draw_charts(figures):
+    """Hand the core's figures, in the page's drawing (:func:`for_page`: title, legend and
+    colour bar as HTML), to charts.js, which redraws all four with ``Plotly.react``."""
     charts = getattr(window, "kvcalcCharts", None)
     if missing(charts):
         return
     show_classic = bool(by_id("show-classic").checked)
     for name in CHARTS:
         figure = figures.get(name)
-        if not figure:
-            continue
-        if name == "hit_vs_memory":
-            for trace in figure.get("data", []):
-                if is_classic(trace):
-                    trace["visible"] = show_classic
-        fit_layout(name, figure.get("layout", {}))
-        charts.show(f"chart-{name}", json.dumps(figure), force)
-
-
-FIXED_MARGINS = {"tornado": {"l": 170, "r": 16, "t": 64, "b": 48},
-                 "heatmap": {"l": 64, "r": 16, "t": 48, "b": 48}}
-
-
-def fit_layout(name, layout):
-    """Fixed margins instead of Plotly's automargin, which costs a second layout pass on
-    every redraw (the live-update budget is 100 ms for numbers and all four charts)."""
-    for axis in ("xaxis", "yaxis"):
-        if isinstance(layout.get(axis), dict):
-            layout[axis]["automargin"] = False
-    layout["margin"] = FIXED_MARGINS.get(name, {"l": 64, "r": 16, "t": 48, "b": 130})
-    legend = layout.get("legend")
-    if isinstance(legend, dict) and layout.get("showlegend", True) is not False:
-        # below the x-axis title, with room for three rows on a phone
-        legend.update({"y": -0.3, "yanchor": "top"})
-    layout.pop("height", None)
-
-
-def is_classic(trace):
-    """A trace drawing the original calculator's formula (shown only on the toggle)."""
-    tag = f"{trace.get('meta', '')} {trace.get('name', '')} {trace.get('legendgroup', '')}".lower()
-    return "classic" in tag or "original" in tag
+        if figure:
+            charts.show(f"chart-{name}", json.dumps(for_page(name, figure, show_classic=show_classic)))
 
 
 def update_link(fragment):
@@ -249,7 +216,7 @@ def set_stale(stale):
     by_id("charts").classList.toggle("stale", bool(stale))
 
 
-def render(report, force_charts=False):
+def render(report):
     """Draw one evaluation: results, fit state, suggestions, notes, charts, link."""
     fits = bool(report.get("fits", True))
     fit = by_id("fit-message")
@@ -260,7 +227,7 @@ def render(report, force_charts=False):
     by_id("mini-value").textContent = by_id("token_hit_rate").textContent
     render_list("suggestions", report.get("suggestions", []), suggestion_item)
     render_list("notes", report.get("notes", []), note_item)
-    draw_charts(report.get("figures", {}), force_charts)
+    draw_charts(report.get("figures", {}))
     update_link(report.get("fragment", ""))
     set_stale(False)
 
@@ -463,6 +430,7 @@ def start():
 
 try:
     from kvcache_calculator.errors import ScenarioError
+    from kvcache_calculator.page_figures import for_page
     from kvcache_calculator.report import evaluate
     from kvcache_calculator.scenario import FIELDS, decode_fragment
     from kvcache_calculator.units import format_bytes, format_count, format_duration, format_percent

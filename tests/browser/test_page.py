@@ -44,6 +44,22 @@ def test_page_loads_computes_and_draws_every_chart(page, site):
     assert page.text_content("#token_hit_rate").strip().endswith("%")
     for name in CHARTS:
         page.wait_for_selector(f"#chart-{name} .main-svg", timeout=10_000)
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    # titles, legends and the colour bar are HTML beside each chart (page_figures.for_page)
+    for name in CHARTS:
+        assert page.text_content(f"#chart-{name}-head").strip(), f"{name} has no title"
+        assert page.locator(f"#chart-{name} .legend, #chart-{name} .colorbar").count() == 0
+    legend = page.inner_text("#chart-hit_vs_memory-legend")
+    assert "Token hit rate (model)" in legend and "Ceiling" in legend and "This scenario" in legend
+    assert page.locator("#chart-hit_vs_memory-legend li svg").count() == 3
+    assert page.inner_text("#chart-tornado-legend").split() == ["-20%", "+20%"]
+    assert "Hit rate (%)" in page.inner_text("#chart-heatmap-legend .colorbar")
+    # the heatmap's axis is log10 on a linear scale: labels and hover text show real rates
+    heat = page.evaluate("""() => { const d = document.getElementById('chart-heatmap');
+        return {y0: d.data[0].y[0], text0: d.data[0].text[0][0],
+                ticks: [...d.querySelectorAll('.ytick text')].map(t => t.textContent)}; }""")
+    assert float(heat["text0"]) == pytest.approx(10 ** heat["y0"], rel=1e-2)
+    assert {"0.1", "1", "10"} <= set(heat["ticks"])
     assert page.locator("#suggestions li").count() >= 1
     body = page.inner_text("body")
     assert "Traceback" not in body
@@ -312,9 +328,11 @@ def test_sensitivity_input_selector_and_config_drop(page, site, shared_dir):
     page.locator("#chart-sensitivity").scroll_into_view_if_needed()
     page.wait_for_selector("#chart-sensitivity .main-svg")
     page.select_option("#sensitivity-key", "think_time_s")
-    page.wait_for_function("""() => {
-        const t = document.getElementById('chart-sensitivity').layout.title;
-        return (t.text || t).toLowerCase().includes('think time'); }""")
+    # the chart's title is HTML above it (page_figures.for_page), its axis names the input
+    page.wait_for_function("""() =>
+        document.getElementById('chart-sensitivity-head').textContent.toLowerCase().includes('think time')
+        && document.getElementById('chart-sensitivity').layout.xaxis.title.text.toLowerCase()
+            .includes('think time')""")
     assert "sensitivity" not in page.evaluate("location.hash")   # a view setting, not a key
     # dropping a config.json file on the import area imports it
     config = (shared_dir / "hf-configs" / "Qwen--Qwen3-8B.json").read_text()
