@@ -339,6 +339,19 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+_FIELD_NAMES = frozenset(f.name for f in fields(Scenario))
+
+
 def with_updates(scenario: Scenario, **changes: Any) -> Scenario:
-    """``dataclasses.replace`` without validation, for internal sweeps over valid values."""
-    return replace(scenario, **changes)
+    """``dataclasses.replace`` without validation, for internal sweeps over valid values.
+
+    A copy of the instance's fields instead of a call to ``__init__`` with all of them (the
+    sweeps of one page update make about 150 variants; ``Scenario`` has no ``__post_init__``
+    to skip). Like ``replace``, an unknown field name raises ``TypeError``."""
+    unknown = changes.keys() - _FIELD_NAMES
+    if unknown:
+        raise TypeError(f"Scenario has no field {', '.join(sorted(unknown))}")
+    new = object.__new__(type(scenario))
+    new.__dict__.update(scenario.__dict__)
+    new.__dict__.update(changes)
+    return new

@@ -196,13 +196,19 @@ class HitRateTable:
     def occupancy_curve(self, conv_rate: float, shared_tokens: float, shared: "SharedPrefix",
                         theta_s: float) -> tuple[list[float], list[float]]:
         """(occupancy tokens, token hit rate) at every grid point, for many capacities."""
-        prompt = self.terms.prompt_tokens or 1.0
+        # _point's arithmetic, inlined: the heatmap calls this once per row (about half of
+        # a page update's Python time before it was inlined)
+        t = self.terms
+        prompt = t.prompt_tokens or 1.0
+        sys_turns, sys_hit = t.sys_turns, t.sys_hit_tokens
+        probability = _shared_probability_function()
         occ, rate = [], []
-        rt = shared
-        for i in range(len(self.xs)):
-            o, h = self._point(i, conv_rate, shared_tokens, rt, theta_s)
-            occ.append(o)
-            rate.append(_clamp01(h / prompt))
+        for x, a, g1, g2 in zip(self.xs, self.a, self.g1, self.g2):
+            p = probability(shared, theta_s * x)
+            occ.append(conv_rate * theta_s * a + shared_tokens * p)
+            h = sys_turns * p * sys_hit + g1 - p * sys_hit * g2
+            r = h / prompt
+            rate.append(0.0 if r < 0.0 else 1.0 if r > 1.0 else r)
         return occ, rate
 
 
@@ -392,14 +398,20 @@ class SharedPrefix:
     num_shared_prompts: int
 
 
-def shared_prefix_probability(view: SharedPrefix, T: float) -> float:
-    """Chance a system prompt is still cached at characteristic time ``T``: the analytic
-    model's own ``shared_prefix_hit_probability`` when it has one, else its timer form
-    ``1 - exp(-shared_rate * T)``."""
-    f = getattr(_analytic, "shared_prefix_hit_probability", None)
-    if f is not None:
-        return f(view, T)
+def _timer_probability(view: SharedPrefix, T: float) -> float:
     return 1.0 if math.isinf(T) else -math.expm1(-view.shared_rate * T)
+
+
+def _shared_probability_function():
+    """The analytic model's own ``shared_prefix_hit_probability`` when it has one, else its
+    timer form ``1 - exp(-shared_rate * T)``."""
+    return getattr(_analytic, "shared_prefix_hit_probability", None) or _timer_probability
+
+
+def shared_prefix_probability(view: SharedPrefix, T: float) -> float:
+    """Chance a system prompt is still cached at characteristic time ``T``
+    (:func:`_shared_probability_function`)."""
+    return _shared_probability_function()(view, T)
 
 
 def _table_scalars(s: Scenario, terms: Terms) -> tuple[float, float, SharedPrefix, float]:
