@@ -7,6 +7,24 @@ const STAGES = [
   ["kvcache_calculator.zip", "Starting Python…"],
 ];
 const root = document.documentElement;
+
+// PyScript watches the whole document for new <script type="py"> elements and py-*
+// attributes with MutationObservers (polyscript and its py-editor plugin), so every node
+// and attribute Plotly.js writes on a redraw is queued and searched (an XPath query per added
+// element): about 7 ms of each live update, measured. These pages add no Python scripts or
+// py-* attributes once Python has started (main.py and lab.py use addEventListener), so the
+// document-wide observers are stopped then. This script runs before PyScript's core.js.
+const documentObservers = [];
+const observe = MutationObserver.prototype.observe;
+MutationObserver.prototype.observe = function (target, options) {
+  if (target === document && options && options.subtree) documentObservers.push(this);
+  return observe.call(this, target, options);
+};
+function stopDocumentObservers() {
+  MutationObserver.prototype.observe = observe;
+  for (const o of documentObservers.splice(0)) o.disconnect();
+  root.dataset.observers = "stopped";
+}
 const started = performance.now();
 const done = new Set();
 const total = Object.values(SIZES).reduce((a, b) => a + b, 0) || 1;
@@ -68,6 +86,7 @@ function registerServiceWorker() {
 const observer = new MutationObserver(() => {
   if (root.dataset.state !== "loading") {
     observer.disconnect();
+    stopDocumentObservers();
     const b = bar();
     if (b) b.value = 100;
     registerServiceWorker();

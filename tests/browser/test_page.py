@@ -45,6 +45,9 @@ def test_page_loads_computes_and_draws_every_chart(page, site):
     for name in CHARTS:
         page.wait_for_selector(f"#chart-{name} .main-svg", timeout=10_000)
     page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    # PyScript's document-wide MutationObservers are stopped once Python has started
+    # (loader.js): the updates below still work without them
+    assert page.get_attribute("html", "data-observers") == "stopped"
     # titles, legends and the colour bar are HTML beside each chart (page_figures.for_page)
     for name in CHARTS:
         assert page.text_content(f"#chart-{name}-head").strip(), f"{name} has no title"
