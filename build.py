@@ -199,6 +199,7 @@ def render_form(fields, models, gpus) -> str:
             main = [f for f in items if f.key == "model"]
             arch = [f for f in items if f.key != "model"]
             inner = "".join(render_field(f, models, gpus) for f in main)
+            inner += '<p id="override-note" class="override-note" role="status" hidden></p>'
             inner += ('<details class="advanced" id="arch-details"><summary>Architecture '
                       '(for <code>custom</code>, or to override the preset; empty = from the '
                       'preset)</summary>'

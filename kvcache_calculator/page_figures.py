@@ -124,7 +124,8 @@ def _log_y_to_linear(figure: dict) -> None:
     step = (math.log10(max(ys)) - math.log10(min(ys))) / max(1, len(set(ys)) - 1)
     low, high = 10 ** (math.log10(min(ys)) - step / 2), 10 ** (math.log10(max(ys)) + step / 2)
     tickvals, ticktext = decade_ticks(low, high)
-    layout["yaxis"] = {"title": yaxis.get("title", {}), "type": "linear",
+    # no zero line: 0 here is log10(1), not a value the axis starts from
+    layout["yaxis"] = {"title": yaxis.get("title", {}), "type": "linear", "zeroline": False,
                        "tickmode": "array", "tickvals": tickvals, "ticktext": ticktext}
 
 
@@ -165,4 +166,7 @@ def for_page(name: str, figure: dict, *, show_classic: bool = False) -> dict:
         ax = layout.setdefault(axis, {})
         ax["automargin"] = False
         ax["ticklabeloverflow"] = "allow"
+    # a little more room under the x labels, so that the first one does not touch the y-axis'
+    # "0" in the corner on a narrow screen
+    layout["xaxis"]["ticklabelstandoff"] = 4
     return {"figure": fig, "title": title, "note": note, "legend": legend, "colorbar": colorbar}

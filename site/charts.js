@@ -4,10 +4,14 @@
 // All four charts are redrawn on every update (numbers and charts within 100 ms, issue #4);
 // <html data-charts> is "pending" until Plotly.js has loaded and drawn them, then "drawn".
 // Only textContent and attributes are set from the data: nothing is parsed as HTML.
+// Three tool buttons only (zoom, pan, reset): Plotly.js 4 would otherwise add a "Share
+// chart" button that uploads the chart to Plotly Cloud, and 7 tab stops per chart.
 const CONFIG = {
   responsive: true,
   displaylogo: false,
-  modeBarButtonsToRemove: ["select2d", "lasso2d", "toImage"],
+  showSendToCloud: false,
+  plotlyServerURL: "",
+  modeBarButtons: [["zoom2d", "pan2d", "resetScale2d"]],
 };
 const SVG = "http://www.w3.org/2000/svg";
 const root = document.documentElement;

@@ -10,6 +10,7 @@ unexpected errors are logged to the console and shown as one short sentence.
 import json
 import time
 import traceback
+from urllib.parse import unquote_plus
 
 from pyscript import document, window
 from pyscript.ffi import create_proxy
@@ -18,6 +19,8 @@ window.performance.mark("kvcalc:main-start")  # start-up marks for benchmarks/be
 
 ROOT = document.documentElement
 CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+LINK_WARNINGS = {}   # keys a link gives twice, shown in its notice
+PRESET_IDS = {}      # "model"/"gpu" -> preset ids, for shorter field messages
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -125,7 +128,7 @@ def show_field_errors(errors):
             el.setAttribute("aria-invalid", "true")
             el.setAttribute("aria-describedby", f"e-{key} h-{key}")
             if error is not None:
-                error.textContent = message
+                error.textContent = field_message(key, message)
                 error.hidden = False
             if key in ARCH_KEYS:
                 details = by_id("arch-details")
@@ -139,6 +142,26 @@ def show_field_errors(errors):
                 error.hidden = True
 
 
+def field_message(key, message):
+    """The core's message as shown beside its field, whose label already names it: the rule
+    first, then what was typed; a preset list is shortened to the presets that match."""
+    text = message[len(key) + 2:] if message.startswith(key + ": ") else message
+    got, sep, rule = text.partition("; ")
+    if not sep or not got.startswith("got "):
+        return text
+    shown = got[4:]
+    if key in PRESET_IDS and rule.startswith("must be one of"):
+        typed = shown.strip("'\"").strip().lower()
+        matches = [i for i in PRESET_IDS[key] if typed and typed in i][:6]
+        rule = "must be one of the presets in the list, or custom"
+        if matches:
+            rule += "; matching: " + ", ".join(matches) + ("…" if len(matches) == 6 else "")
+    rule = rule[:1].upper() + rule[1:]
+    if shown in ("''", '""'):
+        return f"Enter a value. {rule}."
+    return f"{rule} (you entered {shown})."
+
+
 def show_link_notice(errors, unknown):
     """List unknown keys and rejected values of a link in the visible notice."""
     notice = by_id("link-notice")
@@ -150,7 +173,8 @@ def show_link_notice(errors, unknown):
         items.appendChild(li)
     for key in unknown:
         li = document.createElement("li")
-        li.textContent = f"{key}: not a known setting, ignored"
+        li.textContent = (f"{key}: not a known setting, ignored" if key
+                          else "a part of the link without a name (\"=…\") was ignored")
         items.appendChild(li)
     notice.hidden = not (errors or unknown)
 
@@ -214,6 +238,29 @@ def set_stale(stale):
     by_id("stale-note").hidden = not stale
     by_id("results").classList.toggle("stale", bool(stale))
     by_id("charts").classList.toggle("stale", bool(stale))
+    by_id("mini").classList.toggle("stale", bool(stale))
+    by_id("mini-stale").hidden = not stale
+
+
+def open_overrides(scenario):
+    """Open the architecture fields when a link overrides a preset's architecture."""
+    if scenario.get("model") != "custom" and any(scenario.get(k) is not None for k in ARCH_KEYS):
+        by_id("arch-details").open = True
+
+
+def show_override_note(scenario):
+    """Say when a preset's architecture is overridden (its results differ from the preset's)."""
+    note = by_id("override-note")
+    if note is None:
+        return
+    changed = [k for k in ARCH_KEYS if scenario.get(k) is not None]
+    if scenario.get("model") == "custom" or not changed:
+        note.hidden = True
+        return
+    listed = ", ".join(f"{k} = {form_text(scenario[k])}" for k in changed)
+    note.textContent = (f"{scenario.get('model')} with its architecture overridden ({listed}): "
+                        "empty those fields to use the preset's values.")
+    note.hidden = False
 
 
 def render(report):
@@ -229,6 +276,7 @@ def render(report):
     render_list("notes", report.get("notes", []), note_item)
     draw_charts(report.get("figures", {}))
     update_link(report.get("fragment", ""))
+    show_override_note(report.get("scenario", {}))
     set_stale(False)
 
 
@@ -269,6 +317,11 @@ def on_form_input(event):
     show_field_errors(errors)
     if errors:
         set_stale(True)
+        # the link keeps every edit: the valid fields, and the invalid ones as typed (a link
+        # lists those in its notice and uses their defaults)
+        form = read_form(KEYS)
+        typed = {key: form[key] for key in errors if key in form}
+        update_link("&".join(p for p in (report.get("fragment", ""), encode_fragment(typed)) if p))
         return
     by_id("app-error").hidden = True
     render(report)
@@ -289,15 +342,32 @@ def apply_params(params, *, notice=True):
     write_form(report.get("scenario", {}))
     show_field_errors({})
     if notice:
-        show_link_notice(errors, report.get("unknown_keys", []))
+        show_link_notice({**LINK_WARNINGS, **errors}, report.get("unknown_keys", []))
+    LINK_WARNINGS.clear()
     render(report)
+    open_overrides(report.get("scenario", {}))
+
+
+def repeated_keys(fragment):
+    """Keys given more than once in a fragment (the last value is the one used)."""
+    seen, repeated = set(), []
+    for part in fragment.lstrip("#").split("&"):
+        key = unquote_plus(part.partition("=")[0]).strip()
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    return [k for k in repeated if k]
 
 
 def link_params():
     """The URL fragment as ``{key: text}``; an unreadable fragment is shown in the notice."""
     fragment = str(window.location.hash or "")
     try:
-        return decode_fragment(fragment)
+        params = decode_fragment(fragment)
+        LINK_WARNINGS.clear()
+        LINK_WARNINGS.update({key: f"{key}: given more than once; the last value "
+                                   f"({params[key]!r}) is used" for key in repeated_keys(fragment)})
+        return params
     except ScenarioError as err:
         show_link_notice({"link": str(err)}, [])
         return {}
@@ -321,11 +391,15 @@ def on_copy(event):
     url = str(window.location.href)
     by_id("share-url").value = url
     status = by_id("copy-status")
+    invalid = document.querySelectorAll("#scenario [aria-invalid=true]").length
+    done = ("Link copied." if not invalid else
+            f"Link copied, with {invalid} invalid field{'s' if invalid > 1 else ''} as typed: "
+            "opening it lists them and uses their defaults.")
     clipboard = getattr(window.navigator, "clipboard", None)
     if not missing(clipboard):
         try:
             clipboard.writeText(url).then(
-                create_proxy(lambda *_: setattr(status, "textContent", "Link copied.")),
+                create_proxy(lambda *_: setattr(status, "textContent", done)),
                 create_proxy(lambda *_: copy_by_selection(status)))
             return
         except Exception:  # noqa: BLE001 (fall back to selecting the text)
@@ -343,6 +417,10 @@ def copy_by_selection(status):
 def on_reset(event):
     window.history.replaceState(None, "", window.location.href.split("#", 1)[0])
     by_id("link-notice").hidden = True
+    by_id("show-classic").checked = False
+    select = by_id("sensitivity-key")
+    if select is not None and select.options.length:
+        select.selectedIndex = 0
     apply_params({}, notice=False)
 
 
@@ -352,6 +430,11 @@ def import_text(text):
     area = by_id("import-text")
     from kvcache_calculator.hfconfig import arch_to_scenario, import_config  # used rarely
 
+    if not str(text).strip():
+        area.setAttribute("aria-invalid", "true")
+        status.className = "error"
+        status.textContent = "Paste the text of a config.json first, or choose or drop the file."
+        return
     try:
         arch = import_config(str(text))
         keys = arch_to_scenario(arch)
@@ -367,7 +450,9 @@ def import_text(text):
     write_form(values)
     status.className = "ok"
     described = ", ".join(f"{k} = {form_text(v)}" for k, v in keys.items() if v is not None)
-    status.textContent = f"Imported ({getattr(arch, 'source', 'config.json')}): {described}."
+    source = str(getattr(arch, "source", "") or "config.json")
+    source = source[len("imported from "):] if source.startswith("imported from ") else source
+    status.textContent = f"Imported from {source}: {described}."
     on_form_input(None)
 
 
@@ -432,11 +517,13 @@ try:
     from kvcache_calculator.errors import ScenarioError
     from kvcache_calculator.page_figures import for_page
     from kvcache_calculator.report import evaluate
-    from kvcache_calculator.scenario import FIELDS, decode_fragment
+    from kvcache_calculator.presets import GPUS, MODELS
+    from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment
     from kvcache_calculator.units import format_bytes, format_count, format_duration, format_percent
 
     KEYS = frozenset(f.key for f in FIELDS)
     ARCH_KEYS = tuple(f.key for f in FIELDS if f.group == "model" and f.key != "model")
+    PRESET_IDS.update(model=tuple(MODELS), gpu=tuple(GPUS))
     start()
 except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)
     report_unexpected(boot_error)

@@ -115,6 +115,7 @@ def test_heatmap_log_axis_becomes_log10_values_with_real_labels_and_hover(label)
     assert point["y"] == pytest.approx([math.log10(core["data"][1]["y"][0])])
     yaxis = page["figure"]["layout"]["yaxis"]
     assert yaxis["type"] == "linear" and yaxis["title"] == core["layout"]["yaxis"]["title"]
+    assert yaxis["zeroline"] is False   # log10(1) = 0 is not an axis origin
     assert [10 ** v for v in yaxis["tickvals"]] == pytest.approx([float(t) for t in yaxis["ticktext"]])
     assert min(rates) <= 10 ** yaxis["tickvals"][0] * 1.5 and 10 ** yaxis["tickvals"][-1] <= max(rates) * 1.5
     # the hover shows the real rate: text per cell, no log10 value

@@ -145,6 +145,9 @@ def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
         .filter(d => d.type === 'bar').map(d => d.x)""")
     assert bars == [["LRU", "FIFO", "LFU"], ["session", "round robin", "random", "least loaded"]]
     assert max(long_tasks(page), default=0) <= LONG_TASK_MS, long_tasks(page)
+    # as on the calculator: zoom, pan and reset only (no "Share chart" upload to Plotly Cloud)
+    titles = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.dataset.title)")
+    assert titles and set(titles) == {"Zoom", "Pan", "Reset axes"}, titles
 
 
 def test_cancel_stops_a_long_simulation_within_half_a_second(page, site):

@@ -147,15 +147,58 @@ def test_invalid_field_shows_message_and_keeps_stale_results(page, site):
     control = field(page, "arrival_rate")
     page.wait_for_function(
         "document.querySelector('[name=arrival_rate]').getAttribute('aria-invalid') === 'true'")
+    # beside its labelled field: the rule, then what was typed (not the key)
     message = page.inner_text("#e-arrival_rate")
-    assert "arrival_rate" in message and "fast" in message
+    assert message.startswith("Must be a number") and "(you entered 'fast')" in message
     assert "e-arrival_rate" in control.get_attribute("aria-describedby")
     assert page.is_visible("#stale-note")
+    assert page.get_attribute("#mini-stale", "hidden") is None       # the phone's sticky bar too
     assert results(page) == before
+    # later edits still reach the link, the invalid field as typed
+    set_field(page, "think_time_s", "30")
+    page.wait_for_function("location.hash.includes('think_time_s=30')")
+    assert "arrival_rate=fast" in page.evaluate("location.hash")
+    page.click("#copy-link")
+    page.wait_for_function("document.getElementById('copy-status').textContent !== ''")
+    assert "1 invalid field" in page.inner_text("#copy-status")
+    set_field(page, "arrival_rate", "")
+    page.wait_for_function("document.getElementById('e-arrival_rate').textContent.startsWith('Enter a value.')")
+    set_field(page, "model", "qwen")
+    page.wait_for_function("document.getElementById('e-model').textContent.includes('matching: ')")
+    assert "qwen3-8b" in page.inner_text("#e-model") and "llama" not in page.inner_text("#e-model")
+    set_field(page, "model", "llama-3.1-8b")
+    set_field(page, "think_time_s", "60")
     set_field(page, "arrival_rate", "2")
     page.wait_for_function("document.getElementById('stale-note').hidden")
     assert control.get_attribute("aria-invalid") is None
     assert value(page, "request_rate") != float(before["request_rate"])
+
+
+def test_a_link_with_an_invalid_field_opens_with_the_other_edits(page, site):
+    page.goto(site.url + "#turns_dist=fixed&think_time_s=30&turns=7.5")
+    wait_ready(page)
+    assert "turns" in page.inner_text("#link-notice")
+    assert field(page, "think_time_s").input_value() == "30"
+    assert field(page, "turns_dist").input_value() == "fixed"
+
+
+def test_link_notice_names_repeated_and_nameless_parts(page, site):
+    page.goto(site.url + "#arrival_rate=2&arrival_rate=3&=x")
+    wait_ready(page)
+    notice = page.inner_text("#link-notice")
+    assert "arrival_rate: given more than once; the last value ('3') is used" in notice
+    assert "without a name" in notice and "\n: not a known" not in notice
+    assert field(page, "arrival_rate").input_value() == "3"
+
+
+def test_a_link_overriding_a_preset_shows_the_override(page, site):
+    page.goto(site.url + "#model=qwen3-30b-a3b&num_layers=40")
+    wait_ready(page)
+    assert page.evaluate("document.getElementById('arch-details').open")
+    assert "num_layers = 40" in page.inner_text("#override-note")
+    assert field(page, "num_layers").input_value() == "40"
+    set_field(page, "num_layers", "")
+    page.wait_for_function("document.getElementById('override-note').hidden")
 
 
 def test_model_that_does_not_fit_explains_itself(page, site):
@@ -193,6 +236,11 @@ def test_config_import_by_paste_and_file(page, site, shared_dir, tmp_path):
     # a good file
     page.set_input_files("#import-file", str(shared_dir / "hf-configs" / "Qwen--Qwen3-8B.json"))
     page.wait_for_function("document.querySelector('[name=num_layers]').value === '36'")
+    assert page.inner_text("#import-status").startswith("Imported from config.json")
+    # nothing pasted: says what to do, not a JSON parser's message
+    page.fill("#import-text", "  ")
+    page.click("#import-apply")
+    page.wait_for_function("document.getElementById('import-status').textContent.startsWith('Paste')")
 
 
 INJECTIONS = (
@@ -304,6 +352,21 @@ def test_classic_formula_toggle_and_copy_link(page, site):
     page.click("#copy-link")
     page.wait_for_function("document.getElementById('copy-status').textContent !== ''")
     assert page.input_value("#share-url") == page.evaluate("location.href")
+    # the chart settings go back to their defaults with Reset
+    page.select_option("#sensitivity-key", "think_time_s")
+    page.click("#reset")
+    page.wait_for_function("!document.getElementById('show-classic').checked")
+    assert page.evaluate("document.getElementById('sensitivity-key').selectedIndex") == 0
+
+
+def test_chart_toolbars_have_zoom_pan_and_reset_only(page, site):
+    """Plotly.js 4 adds a "Share chart" button that uploads to Plotly Cloud unless told not to."""
+    page.goto(site.url)
+    wait_ready(page)
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    titles = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.dataset.title)")
+    assert len(titles) == 3 * len(CHARTS), titles
+    assert set(titles) == {"Zoom", "Pan", "Reset axes"}, titles
 
 
 def test_a_core_that_fails_to_load_gives_the_error_state_not_a_traceback(page, site):
