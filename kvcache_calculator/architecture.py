@@ -100,7 +100,15 @@ class LayerGroup:
 
 @dataclass(frozen=True)
 class ModelArch:
-    """A model: its layers, parameter counts (billions) and where the figures come from."""
+    """A model: its layers, parameter counts (billions) and where the figures come from.
+
+    ``weight_dtype`` is the :data:`DTYPE_BYTES` value nearest to the format the model's
+    published checkpoint ships its weights in (``fp8`` for DeepSeek-V3, ``fp4`` for gpt-oss's
+    MXFP4), and ``weight_format`` that format's own name when it differs from the dtype value
+    (``"MXFP4"``); ``bf16`` and ``""`` for an unquantised checkpoint. They are information for
+    advice ("the published checkpoint is FP8"): the scenario's ``weight_dtype`` (default
+    bf16) is what sizes the weights.
+    """
 
     name: str
     layers: tuple[LayerGroup, ...]
@@ -108,8 +116,11 @@ class ModelArch:
     active_params_b: float = 0.0
     source: str = ""
     notes: str = ""
+    weight_dtype: str = "bf16"
+    weight_format: str = ""
 
     def __post_init__(self) -> None:
+        dtype_bytes(self.weight_dtype, "weight_dtype")
         if not self.layers:
             raise ScenarioError("num_layers", 0, "a model needs at least one layer")
         if not (self.params_b > 0 and math.isfinite(self.params_b)):
@@ -146,6 +157,45 @@ class ModelArch:
         d["num_layers"] = self.num_layers
         d["attention"] = self.attention
         return d
+
+
+def kv_head_counts(arch: ModelArch) -> tuple[int, ...]:
+    """The distinct KV-head counts of the layers whose heads tensor parallelism splits (full
+    and sliding attention), largest first; empty for MLA and linear-state models."""
+    return tuple(sorted({g.num_kv_heads for g in arch.layers if g.kind in ("full", "sliding")}, reverse=True))
+
+
+def tp_splits_heads(heads: int, tp: int) -> bool:
+    """vLLM's rule for ``tp`` GPUs and ``heads`` KV heads: ``heads % tp == 0`` when
+    ``tp <= heads`` (each GPU holds ``heads / tp``), ``tp % heads == 0`` when ``tp > heads``
+    (each head is replicated on ``tp / heads`` GPUs)."""
+    return heads % tp == 0 if tp <= heads else tp % heads == 0
+
+
+def valid_tensor_parallel(arch: ModelArch, tp: int) -> bool:
+    """Whether ``tp`` GPUs can split every KV-head count of ``arch`` (:func:`tp_splits_heads`);
+    MLA latents and linear-attention state are replicated, so they impose no rule."""
+    return all(tp_splits_heads(h, tp) for h in kv_head_counts(arch))
+
+
+def check_tensor_parallel(arch: ModelArch, tp: int, label: str = "") -> None:
+    """Raise :class:`ScenarioError` on ``num_gpus`` when ``tp`` cannot split the KV heads of
+    ``arch`` (:func:`valid_tensor_parallel`); the message names the head counts and the valid
+    GPU counts. ``label`` names the model (its name by default)."""
+    if valid_tensor_parallel(arch, tp):
+        return
+    heads = kv_head_counts(arch)
+    label = label or arch.name
+    top = 2 * max(heads)
+    valid = [str(n) for n in range(1, top + 1) if valid_tensor_parallel(arch, n)]
+    listing = ", ".join(valid) + ", ..."
+    if len(heads) == 1:
+        h = heads[0]
+        raise ScenarioError("num_gpus", tp, f"{label} has {h} KV heads: num_gpus must divide {h} or be a "
+                                            f"multiple of {h} ({listing})")
+    counts = " and ".join(str(h) for h in heads)
+    raise ScenarioError("num_gpus", tp, f"{label} has layers with {counts} KV heads: num_gpus must divide "
+                                        f"each count or be a multiple of it ({listing})")
 
 
 def kv_bytes_per_token(arch: ModelArch, kv_dtype: str = "bf16", tp: int = 1) -> float:

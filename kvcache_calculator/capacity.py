@@ -15,10 +15,11 @@ GiB = 2**30 bytes throughout.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from kvcache_calculator.architecture import (
-    LayerGroup, ModelArch, dtype_bytes, kv_bytes_per_sequence_fixed, kv_bytes_per_token,
+    DTYPE_BYTES, LayerGroup, ModelArch, check_tensor_parallel, dtype_bytes, kv_bytes_per_sequence_fixed,
+    kv_bytes_per_token,
 )
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
@@ -78,11 +79,13 @@ def resolve_model(scenario: Scenario) -> ModelArch:
         if "params_b" not in params:
             merged["params_b"] = base.params_b
             merged.setdefault("active_params_b", base.active_params_b)
-        return arch_from_keys(merged, name=base.name + " (modified)")
+        arch = arch_from_keys(merged, name=base.name + " (modified)")
+        return replace(arch, weight_dtype=base.weight_dtype, weight_format=base.weight_format)
     if params:
         total = params.get("params_b", base.params_b)
         active = params.get("active_params_b", min(base.active_params_b, total))
-        return ModelArch(base.name, base.layers, total, active, base.source, base.notes)
+        return ModelArch(base.name, base.layers, total, active, base.source, base.notes,
+                         base.weight_dtype, base.weight_format)
     return base
 
 
@@ -124,15 +127,97 @@ class Capacity:
         return asdict(self)
 
 
+def model_label(scenario: Scenario) -> str:
+    """How messages name the scenario's model: its preset id, ``<id> (modified)`` with
+    architecture overrides, or ``the custom model``."""
+    if scenario.model == "custom":
+        return "the custom model"
+    if any(getattr(scenario, k) is not None for k in ARCH_KEYS):
+        return f"{scenario.model} (modified)"
+    return scenario.model
+
+
+def weights_gib_per_gpu(arch: ModelArch, weight_dtype: str, tp: int) -> float:
+    """GiB of weights on each of ``tp`` GPUs at ``weight_dtype`` (MODEL.md section 3)."""
+    return arch.params_b * 1e9 * dtype_bytes(weight_dtype, "weight_dtype") / tp / GIB
+
+
+def kv_left_with_weights(scenario: Scenario, arch: ModelArch, usable_gib: float, weight_dtype: str,
+                         tp: int | None = None) -> float | None:
+    """KV-cache GiB per GPU left with the weights at ``weight_dtype`` (and ``tp`` GPUs, the
+    scenario's by default) when each GPU has ``usable_gib`` (memory x gpu_mem_util); None when
+    that leaves less than one block."""
+    tp = tp or scenario.num_gpus
+    budget = usable_gib - weights_gib_per_gpu(arch, weight_dtype, tp) - scenario.activation_reserve_gib
+    block_gib = kv_bytes_per_token(arch, scenario.kv_dtype, tp) * scenario.block_size / GIB
+    return budget if budget > 0 and budget >= block_gib else None
+
+
+def published_weight_label(arch: ModelArch) -> str:
+    """The published checkpoint's weight format as a reader knows it: ``FP8``, ``MXFP4``."""
+    return arch.weight_format or arch.weight_dtype.upper()
+
+
+def smaller_weight_dtypes(scenario: Scenario, arch: ModelArch, usable_gib: float) -> list[tuple[str, float, bool]]:
+    """Smaller weight dtypes that make the model fit, as ``(dtype, kv_gib_left_per_gpu,
+    published)``: first the published checkpoint's format (``arch.weight_dtype``) when it is
+    smaller than the scenario's and fits, then the widest smaller dtype (``fp8``, else
+    ``int4``) that fits, if it is not as small as the published one already offered."""
+    current = dtype_bytes(scenario.weight_dtype, "weight_dtype")
+    out: list[tuple[str, float, bool]] = []
+    published = arch.weight_dtype
+    if DTYPE_BYTES[published] < current:
+        left = kv_left_with_weights(scenario, arch, usable_gib, published)
+        if left is not None:
+            out.append((published, left, True))
+    for dtype in ("fp8", "int4"):
+        if DTYPE_BYTES[dtype] >= current:
+            continue
+        left = kv_left_with_weights(scenario, arch, usable_gib, dtype)
+        if left is not None:
+            if not (out and DTYPE_BYTES[dtype] >= DTYPE_BYTES[out[0][0]]):
+                out.append((dtype, left, False))
+            break
+    return out
+
+
+def weight_dtype_sentence(dtype: str, left: float, published: bool, arch: ModelArch) -> str:
+    """``the published checkpoint is FP8: weight_dtype=fp8 fits with 47.3 GiB per GPU left for
+    the KV cache``, or ``at weight_dtype=int4 it fits with ...`` for a dtype that is not the
+    published one."""
+    left_text = f"{left:.1f} GiB per GPU left for the KV cache"
+    if not published:
+        return f"at weight_dtype={dtype} it fits with {left_text}"
+    label = published_weight_label(arch)
+    nearest = " (the nearest setting)" if label.lower() != dtype else ""
+    return f"the published checkpoint is {label}: weight_dtype={dtype}{nearest} fits with {left_text}"
+
+
+def weight_dtype_hint(scenario: Scenario, arch: ModelArch, usable_gib: float) -> str:
+    """What the not-fit message adds: `` The published checkpoint is FP8: weight_dtype=fp8 fits
+    with ...`` (:func:`smaller_weight_dtypes`), or ``""`` when no smaller dtype fits."""
+    hints = smaller_weight_dtypes(scenario, arch, usable_gib)
+    if not hints:
+        return ""
+    text = "; ".join(weight_dtype_sentence(d, left, pub, arch) for d, left, pub in hints)
+    return " " + text[0].upper() + text[1:] + "."
+
+
 def compute_capacity(scenario: Scenario, arch: ModelArch | None = None, gpu=None) -> Capacity:
-    """Capacity per MODEL.md section 3, or the ``kv_cache_tokens`` override."""
+    """Capacity per MODEL.md section 3, or the ``kv_cache_tokens`` override.
+
+    Raises :class:`ScenarioError` on ``num_gpus`` when tensor parallelism over that many GPUs
+    cannot split the model's KV heads (:func:`~kvcache_calculator.architecture.check_tensor_parallel`).
+    """
     arch = arch or resolve_model(scenario)
     gpu = gpu or resolve_gpu(scenario)
     tp = scenario.num_gpus
+    if tp > 1:
+        check_tensor_parallel(arch, tp, model_label(scenario))
     bpt = kv_bytes_per_token(arch, scenario.kv_dtype)
     bpt_gpu = kv_bytes_per_token(arch, scenario.kv_dtype, tp)
     fixed_gpu = kv_bytes_per_sequence_fixed(arch, scenario.kv_dtype, tp, scenario.block_size)
-    weights = arch.params_b * 1e9 * dtype_bytes(scenario.weight_dtype, "weight_dtype") / tp / GIB
+    weights = weights_gib_per_gpu(arch, scenario.weight_dtype, tp)
     usable = gpu.memory_gib * scenario.gpu_mem_util
     budget = usable - weights - scenario.activation_reserve_gib
     block = scenario.block_size
@@ -153,6 +238,7 @@ def compute_capacity(scenario: Scenario, arch: ModelArch | None = None, gpu=None
         msg = (f"The model does not fit: it needs {need:.1f} GiB per GPU for weights and activations "
                f"({arch.params_b:g}B parameters at {scenario.weight_dtype} over {tp} GPU{'s' if tp > 1 else ''}), "
                f"and each GPU has {usable:.1f} GiB usable ({gpu.memory_gib:g} GiB x {scenario.gpu_mem_util:g}).")
+        msg += weight_dtype_hint(scenario, arch, usable)
         return Capacity(False, msg, 0, 0.0, 0.0, derived_from="memory", **common)
     blocks = math.floor(budget * GIB / (bpt_gpu * block))
     tokens = blocks * block

@@ -5,6 +5,8 @@ dimensions, MLA ranks, sliding windows, linear-attention state) from a config gi
 or as a dict, with or without a multimodal ``text_config`` wrapper. :func:`count_params` counts
 total and active (per-token) parameters of the text model from the same fields.
 :func:`arch_to_scenario` turns an architecture into the scenario keys of DESIGN.md.
+:func:`weight_format` reads the checkpoint's weight dtype (``quantization_config``,
+``torch_dtype``) into ``ModelArch.weight_dtype``.
 
 Supported layouts (each checked against a real config.json in the tests):
 
@@ -524,6 +526,78 @@ def count_params(config: object) -> tuple[float, float]:
     return total / 1e9, active / 1e9
 
 
+#: torch dtype names and the weight dtype an engine serves them at by default (vLLM's
+#: ``--dtype auto`` serves float32 checkpoints in float16).
+_TORCH_WEIGHT_DTYPES = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "half": "fp16", "fp16": "fp16",
+                        "float32": "fp16", "float": "fp16", "fp32": "fp16"}
+
+
+def _compressed_tensors_format(qc: dict) -> tuple[str, str] | None:
+    """(weight dtype, format name) of a ``compressed-tensors`` config whose weight groups all
+    use one scheme (4 or 8 bits, int or float), else None."""
+    groups = qc.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        return None
+    schemes = set()
+    for group in groups.values():
+        weights = group.get("weights") if isinstance(group, dict) else None
+        if not isinstance(weights, dict):
+            return None
+        schemes.add((weights.get("num_bits"), str(weights.get("type", "int")).lower()))
+    if len(schemes) != 1:
+        return None
+    bits, kind = schemes.pop()
+    return {(4, "int"): ("int4", "INT4"), (8, "int"): ("int8", "INT8"),
+            (4, "float"): ("fp4", "FP4"), (8, "float"): ("fp8", "FP8")}.get((bits, kind))
+
+
+def weight_format(config: object) -> tuple[str, str, str]:
+    """The weight dtype of a config.json's checkpoint: ``(dtype, format name, how it was read)``.
+
+    ``quantization_config`` first: ``fp8`` / ``fbgemm_fp8`` -> fp8, ``mxfp4`` -> fp4 (MXFP4,
+    4.25 bits a weight, the nearest value), ``compressed-tensors`` with one weight scheme ->
+    int4/int8/fp4/fp8 by its ``num_bits`` and ``type``, ``awq`` / ``gptq`` by ``bits``,
+    ``bitsandbytes`` by ``load_in_4bit`` / ``load_in_8bit``, ``modelopt`` by ``quant_algo``
+    (FP8, NVFP4). Otherwise ``torch_dtype`` (or ``dtype``): bfloat16 -> bf16, float16 -> fp16,
+    float32 -> fp16 (served so by default); bf16 when neither is given. The format name is ""
+    where it is the dtype itself. A quantization this does not know falls back to the
+    ``torch_dtype`` and says so in the third item.
+    """
+    cfg = text_config(config)
+    qc = cfg.get("quantization_config")
+    unknown = ""
+    if isinstance(qc, dict):
+        method = str(qc.get("quant_method", "")).lower()
+        found = None
+        if method in ("fp8", "fbgemm_fp8"):
+            found = ("fp8", "FP8")
+        elif method == "mxfp4":
+            found = ("fp4", "MXFP4")
+        elif method == "compressed-tensors":
+            found = _compressed_tensors_format(qc)
+        elif method in ("awq", "gptq"):
+            bits = qc.get("bits", qc.get("w_bit"))
+            found = {4: ("int4", f"{method.upper()} INT4"), 8: ("int8", f"{method.upper()} INT8")}.get(bits)
+        elif method == "bitsandbytes":
+            found = (("int4", "bitsandbytes 4-bit") if qc.get("load_in_4bit")
+                     else ("int8", "bitsandbytes 8-bit") if qc.get("load_in_8bit") else None)
+        elif method == "modelopt":
+            algo = str(qc.get("quant_algo", "")).upper()
+            found = {"FP8": ("fp8", "FP8"), "NVFP4": ("fp4", "NVFP4")}.get(algo)
+        if found is not None:
+            dtype, name = found
+            return dtype, "" if name.lower() == dtype else name, f"quantization_config (quant_method {method})"
+        unknown = f"quantization_config (quant_method {method or '?'}) not recognised; "
+    key = "torch_dtype" if cfg.get("torch_dtype") is not None else "dtype"
+    name = cfg.get(key)
+    if name is None:
+        return "bf16", "", unknown + "no torch_dtype: bf16 assumed"
+    dtype = _TORCH_WEIGHT_DTYPES.get(str(name).replace("torch.", ""))
+    if dtype is None:
+        return "bf16", "", unknown + f"{key} {name} not recognised: bf16 assumed"
+    return dtype, "", unknown + f"{key} {name}"
+
+
 def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     """A :class:`ModelArch` from a Hugging Face ``config.json`` (JSON text or dict).
 
@@ -539,10 +613,14 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     arch_names = cfg.get("architectures") or []
     label = arch_names[0] if isinstance(arch_names, list) and arch_names else cfg.get("model_type", "")
     source = f"imported from config.json ({label})" if label else "imported from config.json"
-    return ModelArch(name, groups, round(total_b, 3), round(active_b, 3), source, "; ".join(notes))
+    weight_dtype, weight_name, read_from = weight_format(cfg)
+    if weight_dtype != "bf16" or "not recognised" in read_from:
+        notes.append(f"weights {weight_name or weight_dtype} (weight_dtype {weight_dtype}, from {read_from})")
+    return ModelArch(name, groups, round(total_b, 3), round(active_b, 3), source, "; ".join(notes),
+                     weight_dtype, weight_name)
 
 
-def arch_to_scenario(arch: ModelArch) -> dict:
+def arch_to_scenario(arch: ModelArch, *, weight_dtype: bool = False) -> dict:
     """The DESIGN.md scenario keys that describe ``arch``, where they can express it.
 
     ``num_layers`` counts the layers that hold KV (full, MLA, sliding); ``num_kv_heads`` and
@@ -552,6 +630,11 @@ def arch_to_scenario(arch: ModelArch) -> dict:
     ``head_dim`` is their mean, which keeps the bytes per token. Linear-state layers, sliding
     layers with other heads than the full ones (Gemma 4, MiMo-V2) and indexer bytes have no
     scenario key: only the preset id carries them, so overriding a key of such a preset drops them.
+
+    With ``weight_dtype=True`` the result also holds ``weight_dtype``: the checkpoint's weight
+    dtype (``arch.weight_dtype``, from ``quantization_config`` / ``torch_dtype`` for an
+    imported config), always, so that importing a bf16 config after an FP8 one resets it.
+    It is left out by default: the scenario's ``weight_dtype`` is not an architecture key.
     """
     def first(kind: str) -> LayerGroup | None:
         return next((g for g in arch.layers if g.kind == kind), None)
@@ -574,7 +657,9 @@ def arch_to_scenario(arch: ModelArch) -> dict:
     if sliding:
         scenario["sliding_window"] = sliding[0].window
         scenario["sliding_layers"] = sum(g.count for g in sliding)
+    if weight_dtype:
+        scenario["weight_dtype"] = arch.weight_dtype
     return scenario
 
 
-__all__ = ["import_config", "count_params", "arch_to_scenario", "text_config"]
+__all__ = ["import_config", "count_params", "arch_to_scenario", "text_config", "weight_format"]

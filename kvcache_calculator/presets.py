@@ -171,14 +171,44 @@ _MODEL_DATA: dict[str, tuple] = {
 }
 
 
+_FP8_BLOCK = ("quantization_config of its config.json: quant_method fp8, fmt e4m3, weight_block_size "
+              "[128, 128]")
+#: Presets whose published checkpoint does not ship bf16 weights: id -> (the nearest
+#: ``weight_dtype`` value, the format's own name where it is not that value, source). Each
+#: agrees with :func:`~kvcache_calculator.hfconfig.weight_format` on the reference config.json
+#: (tests/test_presets.py). Every other preset's
+#: config.json gives bfloat16 (``torch_dtype``/``dtype``) and no ``quantization_config``.
+#: The scenario's ``weight_dtype`` stays bf16 by default (a contract); these only feed advice.
+_PUBLISHED_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    "deepseek-v3": ("fp8", "", _FP8_BLOCK + "; its model card: FP8 weights only, from FP8 training"),
+    "deepseek-r1": ("fp8", "", _FP8_BLOCK),
+    "deepseek-v3.2": ("fp8", "", _FP8_BLOCK),
+    "kimi-k2": ("fp8", "", _FP8_BLOCK),
+    "kimi-k2.5": ("int4", "", "quantization_config of its config.json: compressed-tensors, 4-bit "
+                  "symmetric int, group size 32, on the routed experts (attention, shared experts, dense "
+                  "MLP and lm_head left in bf16, so int4 for every weight slightly undercounts)"),
+    "mimo-v2-flash": ("fp8", "", _FP8_BLOCK),
+    "gpt-oss-120b": ("fp4", "MXFP4", "quantization_config of its config.json: quant_method mxfp4 on the "
+                     "MoE experts (attention, router, embeddings and lm_head in bf16); gpt-oss model card: "
+                     "runs on one 80 GB GPU. MXFP4 is 4.25 bits per expert weight, so fp4 for every "
+                     "weight undercounts a little: 54.5 GiB against the 60.8 GiB checkpoint"),
+    "gpt-oss-20b": ("fp4", "MXFP4", "quantization_config of its config.json: quant_method mxfp4 on the "
+                    "MoE experts; gpt-oss model card: runs within 16 GB"),
+}
+
+
 def _build_model(model_id: str, data: tuple) -> ModelArch:
-    """The :class:`ModelArch` of one preset row."""
+    """The :class:`ModelArch` of one preset row (with its published weight format)."""
     name, repo, _file, total_b, active_b, params_source, fields, note = data
     groups, notes = _layer_groups(text_config(fields))
     if note:
         notes.append(note)
     source = f"{_hf(repo)}; parameters: {params_source}"
-    return ModelArch(name, groups, total_b, active_b, source, "; ".join(notes))
+    weight_dtype, weight_format = "bf16", ""
+    if model_id in _PUBLISHED_WEIGHTS:
+        weight_dtype, weight_format, weights_source = _PUBLISHED_WEIGHTS[model_id]
+        source += f"; published weights {weight_format or weight_dtype.upper()}: {weights_source}"
+    return ModelArch(name, groups, total_b, active_b, source, "; ".join(notes), weight_dtype, weight_format)
 
 
 #: Model presets by id (read-only).
@@ -253,7 +283,8 @@ def list_models() -> list[dict]:
     ``kv_bytes_per_token`` is at bf16 over the layers that grow with context
     (:func:`~kvcache_calculator.architecture.kv_bytes_per_token`);
     ``kv_bytes_per_sequence_fixed`` the bf16 bytes a sequence holds in window-capped and
-    linear-state layers at block size 16.
+    linear-state layers at block size 16. ``weight_dtype`` / ``weight_format``: the published
+    checkpoint's weight format (:class:`~kvcache_calculator.architecture.ModelArch`).
     """
     rows = []
     for model_id, arch in MODELS.items():
@@ -262,6 +293,7 @@ def list_models() -> list[dict]:
                      "num_layers": arch.num_layers,
                      "kv_bytes_per_token": kv_bytes_per_token(arch, "bf16"),
                      "kv_bytes_per_sequence_fixed": kv_bytes_per_sequence_fixed(arch, "bf16"),
+                     "weight_dtype": arch.weight_dtype, "weight_format": arch.weight_format,
                      "source": arch.source, "notes": arch.notes})
     return rows
 

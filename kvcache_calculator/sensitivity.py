@@ -39,6 +39,7 @@ from kvcache_calculator import analytic as _analytic
 from kvcache_calculator.analytic import (
     AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate, illinois_log_root,
 )
+from kvcache_calculator.architecture import tp_splits_heads, valid_tensor_parallel
 from kvcache_calculator.capacity import GIB, Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, with_updates
@@ -647,7 +648,8 @@ def _legal(key: str, value: float, s: Scenario):
 def sweep_values(prep: Prepared, key: str, points: int = 100) -> list:
     """The values swept for ``key``: its :data:`SWEEPS` range around the current value,
     clamped to the field's range, whole numbers for int fields (duplicates dropped), always
-    including the current value."""
+    including the current value; for ``num_gpus`` and ``num_kv_heads`` only the counts
+    tensor parallelism can split the heads by."""
     spec = SWEEPS[key]
     base = base_value(prep, key)
     if base is None:
@@ -675,6 +677,12 @@ def sweep_values(prep: Prepared, key: str, points: int = 100) -> list:
         raw.append(lo * (hi / lo) ** u if use_log else lo + (hi - lo) * u)
     raw.append(base)
     values = sorted({_legal(key, v, s) for v in raw})
+    # only GPU counts that split the KV heads, and head counts the GPUs split (the current
+    # values do): compute_capacity refuses the others
+    if key == "num_gpus":
+        values = [v for v in values if valid_tensor_parallel(prep.arch, v)]
+    elif key == "num_kv_heads":
+        values = [v for v in values if tp_splits_heads(v, s.num_gpus)]
     return values
 
 

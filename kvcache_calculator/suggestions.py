@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 
 from kvcache_calculator import sensitivity as sens
 from kvcache_calculator.analytic import AnalyticResult
-from kvcache_calculator.architecture import dtype_bytes, kv_bytes_per_token
-from kvcache_calculator.capacity import GIB
+from kvcache_calculator.architecture import (
+    DTYPE_BYTES, dtype_bytes, kv_bytes_per_token, kv_head_counts, valid_tensor_parallel,
+)
+from kvcache_calculator.capacity import (
+    GIB, published_weight_label, smaller_weight_dtypes, weight_dtype_hint, weight_dtype_sentence,
+)
 from kvcache_calculator.scenario import Scenario, with_updates
 
 SEVERITIES = ("action", "info", "warning")
@@ -89,31 +93,79 @@ def _tokens_for_rate(prep: sens.Prepared, rate: float) -> float | None:
     return sens.tokens_for_hit_rate(prep, rate)
 
 
+def _gpu_counts_above(arch, current: int, limit: int = 1024) -> list[int]:
+    """GPU counts per instance to try above ``current``, smallest first: its doublings, and,
+    for a model whose KV heads tensor parallelism splits, the divisors of their least common
+    multiple and its doublings; only counts that split the heads
+    (:func:`~kvcache_calculator.architecture.valid_tensor_parallel`)."""
+    counts = set()
+    n = current * 2
+    while n <= limit:
+        counts.add(n)
+        n *= 2
+    heads = kv_head_counts(arch)
+    if heads:
+        lcm = math.lcm(*heads)
+        counts.update(d for d in range(1, min(lcm, limit) + 1) if lcm % d == 0)
+        n = lcm
+        while n <= limit:
+            counts.add(n)
+            n *= 2
+    return sorted(n for n in counts if current < n <= limit and valid_tensor_parallel(arch, n))
+
+
+def _num_gpus_to_fit(prep: sens.Prepared, **changes) -> int | None:
+    """Fewest GPUs per instance of :func:`_gpu_counts_above` at which the model fits with
+    ``changes``; None up to 1024."""
+    s = prep.scenario
+    for n in _gpu_counts_above(prep.arch, s.num_gpus):
+        if sens.variant_capacity(prep, with_updates(s, num_gpus=n, **changes)).fits:
+            return n
+    return None
+
+
 def _fit(prep: sens.Prepared) -> list[Suggestion]:
-    """What makes the model fit: more memory per GPU, more GPUs per instance, fp8 weights."""
-    s, cap = prep.scenario, prep.capacity
+    """What makes the model fit: the published checkpoint's weight format (FP8 for DeepSeek-V3,
+    MXFP4 for gpt-oss) first, a smaller weight dtype, more memory per GPU, more GPUs per
+    instance."""
+    s, cap, arch = prep.scenario, prep.capacity, prep.arch
     need = sens.fit_memory_gib(prep)
     numbers = dict(weights_gib_per_gpu=cap.weights_gib_per_gpu, usable_gib_per_gpu=cap.usable_gib_per_gpu,
                    activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=prep.gpu_memory_gib,
                    min_gpu_memory_gib=need)
-    options = [f"a GPU with more than {_gib(need)} (weights and activation reserve at gpu_mem_util {s.gpu_mem_util:g})"]
-    if s.kv_cache_tokens is None:
-        n = s.num_gpus * 2
-        while n <= 1024:
-            vcap = sens.variant_capacity(prep, with_updates(s, num_gpus=n))
-            if vcap.fits:
-                hit = sens.variant_hit_rate(prep, num_gpus=n)
-                numbers.update(num_gpus_to_fit=n, hit_rate_at_num_gpus=hit)
-                options.append(f"num_gpus={n} (tensor parallel), for a token hit rate of {_p(hit)}")
-                break
-            n *= 2
-        if dtype_bytes(s.weight_dtype) > 1:
-            vcap = sens.variant_capacity(prep, with_updates(s, weight_dtype="fp8"))
-            if vcap.fits:
-                hit = sens.variant_hit_rate(prep, weight_dtype="fp8")
-                numbers.update(hit_rate_with_fp8_weights=hit)
-                options.append(f"fp8 weights, for a token hit rate of {_p(hit)}")
-    text = f"{cap.message} Options: " + "; ".join(options) + "."
+    options = []
+    dtypes = smaller_weight_dtypes(s, arch, cap.usable_gib_per_gpu) if s.kv_cache_tokens is None else []
+    for dtype, left, published in dtypes:
+        hit = sens.variant_hit_rate(prep, weight_dtype=dtype)
+        if published:
+            numbers.update(published_weight_bytes=DTYPE_BYTES[dtype], kv_gib_per_gpu_at_published_weights=left,
+                           hit_rate_at_published_weights=hit)
+        else:
+            numbers.update(weight_bytes_to_fit=DTYPE_BYTES[dtype], kv_gib_per_gpu_at_weight_dtype=left,
+                           hit_rate_at_weight_dtype=hit)
+        if dtype == "fp8":
+            numbers.update(hit_rate_with_fp8_weights=hit)
+        options.append(f"{weight_dtype_sentence(dtype, left, published, arch)}, for a token hit rate of {_p(hit)}")
+    n = _num_gpus_to_fit(prep) if s.kv_cache_tokens is None else None
+    published = arch.weight_dtype
+    if s.kv_cache_tokens is None and DTYPE_BYTES[published] < DTYPE_BYTES[s.weight_dtype] \
+            and not any(p for _d, _l, p in dtypes):
+        # the published format alone is not enough: with how many GPUs it fits
+        m = _num_gpus_to_fit(prep, weight_dtype=published)
+        if m is not None and (n is None or m < n):
+            hit = sens.variant_hit_rate(prep, num_gpus=m, weight_dtype=published)
+            numbers.update(num_gpus_to_fit_at_published_weights=m, hit_rate_at_published_weights=hit)
+            options.append(f"the published checkpoint is {published_weight_label(arch)}: weight_dtype={published} "
+                           f"with num_gpus={m} fits, for a token hit rate of {_p(hit)}")
+    options.append(f"a GPU with more than {_gib(need)} (weights and activation reserve at gpu_mem_util "
+                   f"{s.gpu_mem_util:g})")
+    if n is not None:
+        hit = sens.variant_hit_rate(prep, num_gpus=n)
+        numbers.update(num_gpus_to_fit=n, hit_rate_at_num_gpus=hit)
+        options.append(f"num_gpus={n} (tensor parallel), for a token hit rate of {_p(hit)}")
+    # the capacity message's weight-dtype hint is repeated, with hit rates, as the first options
+    message = cap.message.removesuffix(weight_dtype_hint(s, arch, cap.usable_gib_per_gpu))
+    text = f"{message} Options: " + "; ".join(options) + "."
     return [_make("fit", "action", "Make the model fit", text, **numbers)]
 
 
@@ -145,14 +197,12 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
                            extra_gib_per_gpu=extra, capacity_factor=need_tokens / max(1, cap.capacity_tokens))
             options = [f"{_gib(need_mem)} of GPU memory per GPU (+{_gib(extra)})"]
             if cap.derived_from == "memory":
-                n = s.num_gpus * 2
-                while n <= 1024:
+                for n in _gpu_counts_above(prep.arch, s.num_gpus):
                     vcap = sens.variant_capacity(prep, with_updates(s, num_gpus=n))
                     if vcap.fits and vcap.capacity_tokens >= need_tokens:
                         numbers["num_gpus_for_goal"] = n
                         options.append(f"num_gpus={n} per instance")
                         break
-                    n *= 2
             if s.routing == "session":
                 inst = _instances_for(prep, goal)
                 if inst is not None:

@@ -305,3 +305,42 @@ def test_qwen3_next_full_attention_interval_without_layer_types():
     explicit = import_config(qwen35)
     implicit = import_config({k: v for k, v in qwen35.items() if k != "layer_types"})
     assert implicit.layers == explicit.layers
+
+
+@pytest.mark.parametrize("name, dtype, fmt", [
+    ("deepseek-ai--DeepSeek-V3.json", "fp8", ""), ("moonshotai--Kimi-K2-Instruct.json", "fp8", ""),
+    ("moonshotai--Kimi-K2.5.json", "int4", ""), ("openai--gpt-oss-120b.json", "fp4", "MXFP4"),
+    ("XiaomiMiMo--MiMo-V2-Flash.json", "fp8", ""), ("Qwen--Qwen3-8B.json", "bf16", ""),
+    ("Qwen--Qwen3.5-27B.json", "bf16", ""),
+])
+def test_import_reads_the_checkpoint_weight_format(name, dtype, fmt):
+    arch = import_config(_read(name))
+    assert (arch.weight_dtype, arch.weight_format) == (dtype, fmt)
+    assert ("weights " in arch.notes) == (dtype != "bf16")
+
+
+@pytest.mark.parametrize("fields, dtype", [
+    ({}, "bf16"), ({"torch_dtype": "float16"}, "fp16"), ({"torch_dtype": "torch.bfloat16"}, "bf16"),
+    ({"torch_dtype": "float32"}, "fp16"),
+    ({"quantization_config": {"quant_method": "fp8"}}, "fp8"),
+    ({"quantization_config": {"quant_method": "awq", "bits": 4}}, "int4"),
+    ({"quantization_config": {"quant_method": "gptq", "bits": 8}}, "int8"),
+    ({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}, "int4"),
+    ({"quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4"}}, "fp4"),
+    ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
+        "g": {"weights": {"num_bits": 8, "type": "float"}}}}}, "fp8"),
+    # a quantization this does not know: the torch_dtype, and a note saying so
+    ({"torch_dtype": "bfloat16", "quantization_config": {"quant_method": "hqq"}}, "bf16"),
+])
+def test_weight_format_from_quantization_config_or_torch_dtype(fields, dtype):
+    arch = import_config({**LLAMA_8B, **fields})
+    assert arch.weight_dtype == dtype
+    if fields.get("quantization_config", {}).get("quant_method") == "hqq":
+        assert "not recognised" in arch.notes
+
+
+def test_arch_to_scenario_weight_dtype_only_when_asked():
+    oss = import_config(_read("openai--gpt-oss-120b.json"))
+    assert "weight_dtype" not in arch_to_scenario(oss)
+    assert arch_to_scenario(oss, weight_dtype=True)["weight_dtype"] == "fp4"
+    assert arch_to_scenario(import_config(LLAMA_8B), weight_dtype=True)["weight_dtype"] == "bf16"

@@ -134,6 +134,23 @@ def test_preset_equals_import_of_its_reference_config(model_id):
         cfg = json.loads(text)
         active -= cfg["vocab_size"] * cfg["hidden_size"] / 1e9
     assert preset.active_params_b == pytest.approx(active, rel=0.03)
+    # the published checkpoint's weight format, as its config.json states it
+    assert (preset.weight_dtype, preset.weight_format) == (imported.weight_dtype, imported.weight_format)
+
+
+# the weight dtype each quantised checkpoint ships (quantization_config of its config.json)
+PUBLISHED_WEIGHTS = {"deepseek-v3": "fp8", "deepseek-r1": "fp8", "deepseek-v3.2": "fp8", "kimi-k2": "fp8",
+                     "kimi-k2.5": "int4", "mimo-v2-flash": "fp8", "gpt-oss-120b": "fp4", "gpt-oss-20b": "fp4"}
+
+
+def test_presets_record_their_published_weight_format():
+    for model_id, arch in MODELS.items():
+        assert arch.weight_dtype == PUBLISHED_WEIGHTS.get(model_id, "bf16"), model_id
+        if model_id in PUBLISHED_WEIGHTS:
+            assert "published weights" in arch.source and "quantization_config" in arch.source
+    assert get_model("gpt-oss-120b").weight_format == "MXFP4"
+    rows = {m["id"]: m for m in list_models()}
+    assert rows["deepseek-v3"]["weight_dtype"] == "fp8" and rows["llama-3.1-8b"]["weight_dtype"] == "bf16"
 
 
 @pytest.mark.parametrize("model_id", sorted(set(MODELS) - set(HF_CONFIG_FILES)))

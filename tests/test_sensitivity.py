@@ -196,6 +196,20 @@ def test_custom_model_sweeps_its_architecture():
     assert c.token_hit_rate[0] > c.token_hit_rate[-1]          # more KV heads, fewer tokens fit
 
 
+def test_gpu_and_head_sweeps_hold_only_counts_that_split_the_heads():
+    c = sens.sensitivity_curve(Scenario.from_dict({"num_gpus": 2}), "num_gpus")
+    assert list(c.values) == [1, 2, 4, 8]                      # not 3, 5, 6, 7 for 8 KV heads
+    assert all(h > 0 for h in c.token_hit_rate)
+    s = Scenario.from_dict({"model": "custom", "num_layers": 32, "num_kv_heads": 8, "head_dim": 128,
+                            "params_b": 8.03, "num_gpus": 4})
+    c = sens.sensitivity_curve(s, "num_kv_heads")
+    assert c.values and all(v % 4 == 0 or 4 % v == 0 for v in c.values)
+    assert all(h > 0 for h in c.token_hit_rate)
+    # the tornado's -/+20% of 8 GPUs (6, 10) cannot split 8 heads: no bar rather than a wrong one
+    t = sens.tornado(Scenario.from_dict({"model": "llama-3.1-70b", "num_gpus": 8}))
+    assert "num_gpus" not in {b.key for b in t.bars}
+
+
 @pytest.mark.parametrize("scenario", [DEFAULT, RANDOM4, FIXED], ids=["default", "random4", "fixed"])
 def test_tornado(scenario):
     r = _analysis(scenario)

@@ -98,6 +98,65 @@ def test_model_that_does_not_fit():
     assert not {"fp8_kv", "offload", "add_memory", "think_time"} & {x.id for x in items}
 
 
+def test_published_checkpoint_format_is_the_first_way_to_fit():
+    s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm"})
+    items = suggest(s)
+    check_consistent(s, items)
+    fit = items[0]
+    assert fit.id == "fit"
+    options = fit.text.split("Options: ", 1)[1]
+    assert options.startswith("the published checkpoint is MXFP4: weight_dtype=fp4")
+    assert fit.text.count("published checkpoint") == 1          # not repeated from the message
+    n = fit.numbers
+    at_fp4 = _analysis(with_updates(s, weight_dtype="fp4"))
+    assert n["published_weight_bytes"] == 0.5
+    assert n["kv_gib_per_gpu_at_published_weights"] == pytest.approx(at_fp4.capacity.kv_budget_gib_per_gpu, abs=1e-5)
+    assert n["hit_rate_at_published_weights"] == pytest.approx(at_fp4.token_hit_rate, abs=1e-3)
+    assert f"for a token hit rate of {100 * at_fp4.token_hit_rate:.1f}%" in options
+
+    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8})
+    fit = suggest(s)[0]
+    assert fit.text.split("Options: ", 1)[1].startswith("the published checkpoint is FP8: weight_dtype=fp8 fits")
+    assert fit.numbers["published_weight_bytes"] == 1.0
+
+
+def test_published_format_with_more_gpus_when_it_alone_is_not_enough():
+    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200"})
+    fit = suggest(s)[0]
+    n = fit.numbers
+    assert n["num_gpus_to_fit_at_published_weights"] == 8 and n["num_gpus_to_fit"] == 16
+    assert "weight_dtype=fp8 with num_gpus=8 fits" in fit.text
+    assert _analysis(with_updates(s, weight_dtype="fp8", num_gpus=8)).fits
+    assert not _analysis(with_updates(s, weight_dtype="fp8", num_gpus=4)).fits
+
+
+def test_a_lower_weight_dtype_is_offered_generally():
+    s = Scenario.from_dict({"model": "llama-3.1-70b"})
+    fit = suggest(s)[0]
+    assert "at weight_dtype=fp8 it fits with" in fit.text and "published" not in fit.text
+    assert fit.numbers["weight_bytes_to_fit"] == 1.0
+    assert fit.numbers["hit_rate_with_fp8_weights"] == pytest.approx(
+        _analysis(with_updates(s, weight_dtype="fp8")).token_hit_rate, abs=1e-3)
+    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 4})
+    fit = suggest(s)[0]
+    assert "at weight_dtype=int4 it fits" in fit.text and fit.numbers["weight_bytes_to_fit"] == 0.5
+
+
+def test_gpu_counts_suggested_always_split_the_kv_heads():
+    # 12 KV heads: no doubling of 4 splits them (8, 16, 32 ...); 16 GPUs would fit the 1,118 GiB
+    # of weights, the first valid count from there is 24
+    s = Scenario.from_dict({"model": "custom", "num_layers": 80, "num_kv_heads": 12, "head_dim": 128,
+                            "params_b": 600, "num_gpus": 4, "gpu": "h100-sxm"})
+    n = _by_id(suggest(s))["fit"].numbers
+    assert n["num_gpus_to_fit"] == 24
+    assert _analysis(with_updates(s, num_gpus=24)).fits
+    # memory-limited: the GPU count for the goal splits the heads too
+    s = Scenario.from_dict({"model": "custom", "num_layers": 32, "num_kv_heads": 12, "head_dim": 128,
+                            "params_b": 8, "num_gpus": 4, "arrival_rate": 2})
+    add = _by_id(suggest(s))["add_memory"].numbers
+    assert add["num_gpus_for_goal"] in (6, 12, 24, 48, 96)
+
+
 def test_ceiling_is_the_limit_when_traffic_is_light():
     s = Scenario.from_dict({"arrival_rate": 0.05})
     r = _analysis(s)
