@@ -119,9 +119,12 @@ def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, p
     cur_text = "this scenario" + (" (capacity from kv_cache_tokens)"
                                   if prep.capacity.derived_from == "kv_cache_tokens" else "")
     data.append(_current_trace(curve.current_memory_gib, curve.current_hit_rate, x_title, cur_text))
-    note = _policy_note(s)
+    notes = [_policy_note(s)]
     if not prep.result.fits:
-        note = (note + "; " if note else "") + "the model does not fit at the current memory"
+        notes.append("the model does not fit at the current memory")
+    if prep.capacity.derived_from == "kv_cache_tokens":
+        notes.append("capacity from kv_cache_tokens: marked at the memory that holds it")
+    note = "; ".join(n for n in notes if n)
     layout = _layout("Token hit rate vs GPU memory", x_title, "Token hit rate (%)", note,
                      yaxis={"title": {"text": "Token hit rate (%)"}, "range": [0, 100], "automargin": True})
     return {"data": data, "layout": layout}
@@ -184,11 +187,12 @@ def tornado(scenario: Scenario, fraction: float = 0.2, *, result: AnalyticResult
                                  "token hit rate %{customdata[2]:.1f}% (%{x:+.1f} points)<extra></extra>"}
 
     data = [trace(f"-{pct}%", "low", "#4c78a8"), trace(f"+{pct}%", "high", "#f58518")]
-    note = _policy_note(prep.scenario)
+    # the bars are changes from the base: it is always named, beside any other note
+    notes = [f"base {100 * base:.1f}%", _policy_note(prep.scenario)]
     if not t.bars:
-        note = (note + "; " if note else "") + "no input changes the hit rate here"
+        notes.append("no input changes the hit rate here")
     layout = _layout(f"What moves the hit rate: each input -/+{pct}%",
-                     "Hit-rate change (% points)", "", note or f"base {100 * base:.1f}%",
+                     "Hit-rate change (% points)", "", "; ".join(n for n in notes if n),
                      barmode="overlay", height=max(260, 120 + 30 * len(labels)),
                      yaxis={"autorange": "reversed", "automargin": True, "type": "category"})
     layout["xaxis"]["zeroline"] = True

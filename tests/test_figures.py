@@ -89,6 +89,25 @@ def test_offload_and_policy_notes():
         assert "FIFO" in f["layout"]["title"]["text"]
 
 
+def test_tornado_note_keeps_the_base_beside_other_notes():
+    base = _analysis(SCENARIOS["default"]).token_hit_rate
+    note = figures.tornado(SCENARIOS["default"])["layout"]["title"]["text"].split("<sup>")[1]
+    assert note == f"base {100 * base:.1f}%</sup>"
+    s = Scenario.from_dict({"policy": "fifo"})
+    text = figures.tornado(s)["layout"]["title"]["text"]
+    assert f"<sup>base {100 * base:.1f}%; LRU model; FIFO needs the simulator</sup>" in text
+
+
+def test_kv_cache_tokens_marker_is_explained_in_the_note():
+    s = Scenario.from_dict({"kv_cache_tokens": 200_000})
+    fig = figures.hit_vs_memory(s)
+    assert "capacity from kv_cache_tokens: marked at the memory that holds it" in fig["layout"]["title"]["text"]
+    assert "kv_cache_tokens" not in figures.hit_vs_memory(SCENARIOS["default"])["layout"]["title"]["text"]
+    s = Scenario.from_dict({"kv_cache_tokens": 200_000, "policy": "lfu"})
+    assert "LFU needs the simulator; capacity from kv_cache_tokens" in \
+        figures.hit_vs_memory(s)["layout"]["title"]["text"]
+
+
 def test_no_fit_is_said():
     fig = figures.hit_vs_memory(SCENARIOS["no-fit"])
     assert "does not fit" in fig["layout"]["title"]["text"]
