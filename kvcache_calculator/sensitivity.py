@@ -548,7 +548,10 @@ def current_memory_gib(prep: Prepared) -> float:
 
 
 def memory_range(prep: Prepared) -> tuple[float, float]:
-    """A readable GPU-memory axis (GiB per GPU): from where the model fits to past the knee."""
+    """A readable GPU-memory axis (GiB per GPU): from where the model fits to past the knee.
+
+    When the model does not fit at the current memory, the axis starts there instead, so the
+    current point is on it and the memory where the model does not fit shows as 0 %."""
     lo = fit_memory_gib(prep)
     cur = current_memory_gib(prep)
     ceiling = prep.result.max_token_hit_rate
@@ -558,7 +561,7 @@ def memory_range(prep: Prepared) -> tuple[float, float]:
     knee_gib = memory_for_tokens(prep, knee) * 1.1
     ref = max(cur, lo * 1.05, lo + 1.0)
     hi = min(max(knee_gib, 1.5 * ref), 6.0 * ref)
-    return max(0.0, lo), hi
+    return max(0.0, min(lo, cur)), hi
 
 
 # -- results --------------------------------------------------------------------------------

@@ -196,6 +196,27 @@ def test_custom_model_sweeps_its_architecture():
     assert c.token_hit_rate[0] > c.token_hit_rate[-1]          # more KV heads, fewer tokens fit
 
 
+def test_memory_axis_includes_the_current_memory_when_the_model_does_not_fit():
+    s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm"})
+    prep = sens.prepare(s)
+    assert not prep.result.fits
+    fit = sens.fit_memory_gib(prep)
+    assert fit > 240
+    h = sens.heatmap(s, prep=prep)
+    assert h.memory_gib[0] == pytest.approx(79.6) and h.current_memory_gib == pytest.approx(79.6)
+    assert h.memory_gib[-1] > fit
+    # the columns where it does not fit are 0 %, those where it fits are not
+    for row in h.token_hit_rate:
+        assert all(v == 0.0 for m, v in zip(h.memory_gib, row) if m < fit)
+    assert any(v > 0 for m, v in zip(h.memory_gib, h.token_hit_rate[0]) if m > fit)
+    curve = sens.hit_vs_memory(s, prep=prep)
+    assert curve.memory_gib[0] <= curve.current_memory_gib <= curve.memory_gib[-1]
+    assert all(v == 0.0 for m, v in zip(curve.memory_gib, curve.token_hit_rate) if m < fit)
+    # when it fits, the axis still starts where it fits
+    prep = sens.prepare(DEFAULT)
+    assert sens.memory_range(prep)[0] == pytest.approx(sens.fit_memory_gib(prep))
+
+
 def test_gpu_and_head_sweeps_hold_only_counts_that_split_the_heads():
     c = sens.sensitivity_curve(Scenario.from_dict({"num_gpus": 2}), "num_gpus")
     assert list(c.values) == [1, 2, 4, 8]                      # not 3, 5, 6, 7 for 8 KV heads
