@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, unquote_plus
@@ -110,6 +111,13 @@ FIELDS: tuple[Field, ...] = (
     Field("target_hit_rate", "Target token hit rate", "fraction", "Target for the memory solver.", _W, "float", 0.7, 0, 1, exclusive_min=True),
 )
 
+#: The one spelling of a number in links, on the command line and in form fields: ASCII digits,
+#: an optional sign, fraction and exponent (``2``, ``-0.5``, ``.5``, ``1e-05``, ``1.5e+20``, as
+#: :func:`format_value` writes them), with whitespace around it ignored. Python's ``float()``
+#: also takes ``1_000``, ``inf``, ``nan``, ``infinity`` and non-ASCII digits (``１２``,
+#: ``١٢``); none of those is a number here.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
 FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
 KEYS: tuple[str, ...] = tuple(f.key for f in FIELDS)
 MAX_TEXT = 64
@@ -118,7 +126,10 @@ MAX_TEXT = 64
 def parse_value(field: Field, raw: Any) -> Any:
     """Convert ``raw`` (a string from a link/CLI/form, or a JSON value) to the field's type.
 
-    Raises :class:`ScenarioError` naming the key, the value and what is allowed.
+    A number given as a string must be spelt as :data:`_NUMBER` says (no ``1_000``, ``inf``,
+    ``0x10`` or full-width digits); whitespace around it is ignored, and a whole number in
+    exponent form (``1e6``) is accepted for an int field. Raises :class:`ScenarioError`
+    naming the key, the value and what is allowed.
     """
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         if field.optional:
@@ -136,12 +147,15 @@ def parse_value(field: Field, raw: Any) -> Any:
     if isinstance(raw, bool):
         raise ScenarioError(field.key, raw, field.allowed())
     if isinstance(raw, (int, float)):
-        number = float(raw)
-    elif isinstance(raw, str):
         try:
-            number = float(raw.strip())
-        except ValueError:
+            number = float(raw)
+        except OverflowError:   # a JSON integer beyond any float
             raise ScenarioError(field.key, raw, field.allowed()) from None
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not _NUMBER.fullmatch(text):
+            raise ScenarioError(field.key, raw, field.allowed())
+        number = float(text)
     else:
         raise ScenarioError(field.key, raw, field.allowed())
     if not math.isfinite(number):

@@ -108,3 +108,42 @@ def test_round_trip_is_exact(values):
     assert Scenario.from_json(s.to_json()) == s
     assert Scenario.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert encode_fragment(s.changed()) == s.to_fragment()
+
+
+@pytest.mark.parametrize("raw", ["1_000", "1_0", "inf", "-inf", "Infinity", "nan", "NaN", "1e999", "-1e999",
+                                 "0x10", "0b11", "0o7", "１２", "١٢", "1２", "12\u0663", "1e", "e5", ".", "+",
+                                 "1 000", "1,000", "1.5.", "--1", "12abc", "0x1p3"])
+def test_odd_number_spellings_are_refused(raw):
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_dict({"arrival_rate": raw})
+    assert err.value.key == "arrival_rate" and err.value.value == raw
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_dict({"input_tokens": raw})
+    assert err.value.key == "input_tokens"
+    with pytest.raises(ScenarioError):
+        Scenario.from_fragment("input_tokens=" + raw)
+
+
+@pytest.mark.parametrize("raw, value", [
+    ("2", 2.0), (" 12 ", 12.0), ("\t2.5\n", 2.5), ("+3", 3.0), (".5", 0.5), ("5.", 5.0), ("1e-05", 1e-05),
+    ("1.5E+2", 150.0), ("2e3", 2000.0),
+])
+def test_plain_number_spellings_are_accepted(raw, value):
+    # whitespace around a number is ignored (pasted values); exponents are how format_value
+    # writes small and large floats, so links round-trip
+    assert Scenario.from_dict({"arrival_rate": raw}).arrival_rate == value
+
+
+def test_int_fields_take_whole_numbers_in_any_plain_spelling():
+    assert Scenario.from_dict({"input_tokens": "1e3"}).input_tokens == 1000
+    assert Scenario.from_dict({"input_tokens": " 800.0 "}).input_tokens == 800
+    with pytest.raises(ScenarioError):
+        Scenario.from_dict({"input_tokens": "1_000"})
+
+
+def test_json_numbers_beyond_any_float_are_refused_not_crashed():
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_json('{"input_tokens": 1' + "0" * 400 + "}")
+    assert err.value.key == "input_tokens"
+    with pytest.raises(ScenarioError):
+        Scenario.from_dict({"arrival_rate": float("inf")})
