@@ -169,7 +169,8 @@ def show_link_notice(errors, unknown):
     items.replaceChildren()
     for key, message in errors.items():
         li = document.createElement("li")
-        li.textContent = message
+        li.textContent = (message if message == LINK_WARNINGS.get(key)
+                          else f"{message}; its default is used")
         items.appendChild(li)
     for key in unknown:
         li = document.createElement("li")
