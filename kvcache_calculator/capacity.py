@@ -37,6 +37,21 @@ def _require(values, key: str, why: str):
     return value
 
 
+def missing_custom_keys(values: dict) -> list[tuple[str, str]]:
+    """Every ``(key, why)`` that :func:`arch_from_keys` would find missing, so that a form can
+    mark them all at once (``arch_from_keys`` stops at the first)."""
+    v = values
+    why = "for a custom architecture"
+    need = [("num_layers", why), ("params_b", why)]
+    if (v.get("attention") or "gqa") == "mla":
+        need.append(("kv_lora_rank", "when attention is mla"))
+    else:
+        need += [("num_kv_heads", why), ("head_dim", why)]
+        if v.get("sliding_layers"):
+            need.append(("sliding_window", "when sliding_layers > 0"))
+    return [(key, reason) for key, reason in need if v.get(key) is None]
+
+
 def arch_from_keys(values: dict, name: str = "custom") -> ModelArch:
     """Build a model from the flat scenario keys (``attention``, ``num_layers`` ...)."""
     v = values

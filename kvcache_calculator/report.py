@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from kvcache_calculator import figures, sensitivity, suggestions
 from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
-from kvcache_calculator.capacity import ARCH_KEYS, GIB, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.capacity import (ARCH_KEYS, GIB, compute_capacity, missing_custom_keys, resolve_gpu,
+                                         resolve_model)
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
 
@@ -143,6 +144,10 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
     model or GPU is reported in ``field_errors`` and the defaults are used).
     """
     scenario, field_errors, unknown = Scenario.from_dict_lenient(params)
+    if scenario.model == "custom":
+        # name every missing architecture field at once, not one per attempt
+        for key, why in missing_custom_keys(scenario.to_dict()):
+            field_errors.setdefault(key, str(ScenarioError(key, "", f"is required {why}")))
     while True:
         try:
             arch = resolve_model(scenario)

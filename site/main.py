@@ -158,7 +158,8 @@ def field_message(key, message):
             rule += "; matching: " + ", ".join(matches) + ("…" if len(matches) == 6 else "")
     rule = rule[:1].upper() + rule[1:]
     if shown in ("''", '""'):
-        return f"Enter a value. {rule}."
+        return f"Enter a value: it {rule[:1].lower() + rule[1:]}." if rule.startswith("Is ") else \
+            f"Enter a value. {rule}."
     return f"{rule} (you entered {shown})."
 
 

@@ -28,8 +28,19 @@ def test_evaluate_bad_link_values_fall_back_and_are_listed():
 
 def test_evaluate_incomplete_custom_model_falls_back_to_the_preset():
     out = evaluate({"model": "custom", "num_layers": "10"})
-    assert "params_b" in out["field_errors"] or "num_kv_heads" in out["field_errors"]
+    # every missing field at once, each with the core's message
+    assert sorted(out["field_errors"]) == ["head_dim", "num_kv_heads", "params_b"]
+    assert out["field_errors"]["head_dim"] == "head_dim: got ''; is required for a custom architecture"
     assert out["scenario"]["model"] == "llama-3.1-8b"
+    mla = evaluate({"model": "custom", "attention": "mla", "params_b": "30"})
+    assert sorted(mla["field_errors"]) == ["kv_lora_rank", "num_layers"]
+    sliding = evaluate({"model": "custom", "num_layers": "4", "params_b": "1", "num_kv_heads": "2",
+                        "head_dim": "64", "sliding_layers": "2"})
+    assert list(sliding["field_errors"]) == ["sliding_layers"]     # the parser's own rule
+    assert "needs sliding_window" in sliding["field_errors"]["sliding_layers"]
+    complete = evaluate({"model": "custom", "num_layers": "4", "params_b": "1", "num_kv_heads": "2",
+                         "head_dim": "64"})
+    assert complete["field_errors"] == {} and complete["scenario"]["model"] == "custom"
 
 
 def test_evaluate_sensitivity_key_is_honoured_when_available():

@@ -174,6 +174,17 @@ def test_invalid_field_shows_message_and_keeps_stale_results(page, site):
     assert value(page, "request_rate") != float(before["request_rate"])
 
 
+def test_choosing_custom_marks_every_missing_architecture_field(page, site):
+    page.goto(site.url)
+    wait_ready(page)
+    set_field(page, "model", "custom")
+    page.wait_for_function("document.getElementById('stale-note').hidden === false")
+    for key in ("num_layers", "params_b", "num_kv_heads", "head_dim"):
+        assert field(page, key).get_attribute("aria-invalid") == "true", key
+        assert page.inner_text(f"#e-{key}") == "Enter a value: it is required for a custom architecture."
+    assert page.evaluate("document.getElementById('arch-details').open")
+
+
 def test_a_link_with_an_invalid_field_opens_with_the_other_edits(page, site):
     page.goto(site.url + "#turns_dist=fixed&think_time_s=30&turns=7.5")
     wait_ready(page)
