@@ -39,10 +39,11 @@ VIRIDIS = [
     [0.9411764705882353, "#d8e219"], [1.0, "#fde725"],
 ]
 
-# Pixels around each plot (no title above, no legend below: both are HTML now). The
-# tornado's left margin fits its longest input name (about 6.4 px a character at 12 px).
-DEFAULT_MARGIN = {"l": 64, "r": 16, "t": 12, "b": 48}
-TORNADO_MARGIN = {"l": 170, "r": 24, "t": 12, "b": 48}
+# Pixels around each plot (no title above, no legend below: both are HTML now). The top
+# margin keeps Plotly's tool buttons (shown on hover or tap) clear of the data. The tornado's
+# left margin fits its longest input name (about 6.4 px a character at 12 px).
+DEFAULT_MARGIN = {"l": 64, "r": 16, "t": 30, "b": 48}
+TORNADO_MARGIN = {"l": 170, "r": 24, "t": 30, "b": 48}
 
 _TAG = re.compile(r"<[^>]*>")
 _Y_FIELD = re.compile(r"%\{y(:[^}]*)?\}")
