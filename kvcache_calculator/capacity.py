@@ -79,10 +79,33 @@ def arch_from_keys(values: dict, name: str = "custom") -> ModelArch:
     return ModelArch(name, groups, params_b, v.get("active_params_b") or 0.0, source="entered by the user")
 
 
+# Keys that only one kind of attention uses: given for the other kind they would be ignored.
+_GQA_ONLY = ("num_kv_heads", "head_dim", "sliding_window", "sliding_layers")
+_MLA_ONLY = ("kv_lora_rank", "qk_rope_head_dim")
+
+
+def attention_key_errors(scenario: Scenario) -> list[ScenarioError]:
+    """An error for each architecture key given that the model's attention kind does not use
+    (MLA has no KV heads or sliding window; GQA no latent rank): refused, not ignored."""
+    given = {k: getattr(scenario, k) for k in _GQA_ONLY + _MLA_ONLY if getattr(scenario, k) is not None}
+    if not given:
+        return []
+    attention = scenario.attention
+    if attention is None and scenario.model != "custom":
+        from kvcache_calculator import presets
+        from kvcache_calculator.hfconfig import arch_to_scenario
+        attention = arch_to_scenario(presets.get_model(scenario.model)).get("attention")
+    attention = attention or "gqa"
+    return [ScenarioError(key, given[key], f"does not apply when attention is {attention}; leave it empty")
+            for key in (_GQA_ONLY if attention == "mla" else _MLA_ONLY) if key in given]
+
+
 def resolve_model(scenario: Scenario) -> ModelArch:
     """The scenario's model: a preset, with any architecture keys overriding it, or custom."""
     overrides = {k: getattr(scenario, k) for k in ARCH_KEYS if getattr(scenario, k) is not None}
     params = {k: getattr(scenario, k) for k in ("params_b", "active_params_b") if getattr(scenario, k) is not None}
+    for err in attention_key_errors(scenario):
+        raise err
     if scenario.model == "custom":
         return arch_from_keys({**overrides, **params})
     from kvcache_calculator import presets

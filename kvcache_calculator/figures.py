@@ -130,6 +130,16 @@ def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, p
     return {"data": data, "layout": layout}
 
 
+def unset_reason(scenario: Scenario, key: str) -> str:
+    """Why numeric input ``key`` has no value to vary in ``scenario``."""
+    label = FIELD_BY_KEY[key].label
+    if key == "kv_cache_tokens":
+        return f"{label} is not set: enter the capacity your engine reports to vary it"
+    if FIELD_BY_KEY[key].group == "model" and scenario.model != "custom":
+        return f"{label} comes from the {scenario.model} preset: enter it under Architecture to vary it"
+    return f"{label} is not set for this scenario"
+
+
 def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: AnalyticResult | None = None,
                 prep=None, arch=None, gpu=None, points: int = 100) -> dict:
     """Token hit rate (%) over the sweep range of one numeric input ``key``
@@ -139,10 +149,10 @@ def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: Anal
     outside it raises :class:`~kvcache_calculator.errors.ScenarioError`."""
     prep = prep or sens.prepare(scenario, result, arch, gpu)
     if key in sens.SWEEPS and sens.base_value(prep, key) is None:
-        # offered by the selector but empty here (e.g. kv_cache_tokens not given): say so
+        # offered by the selector but empty here (e.g. kv_cache_tokens not given): say why
         label = FIELD_BY_KEY[key].label
         return {"data": [], "layout": _layout(f"Token hit rate vs {label.lower()}", _axis_title(key),
-                                              "Token hit rate (%)", f"{label} is not set for this scenario")}
+                                              "Token hit rate (%)", unset_reason(prep.scenario, key))}
     curve = sens.sensitivity_curve(prep.scenario, key, points, prep=prep)
     x_title = _axis_title(key)
     x = list(curve.values)

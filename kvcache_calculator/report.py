@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from kvcache_calculator import figures, sensitivity, suggestions
+from kvcache_calculator import figures, presets, sensitivity, suggestions
 from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
-from kvcache_calculator.capacity import (ARCH_KEYS, GIB, compute_capacity, missing_custom_keys, resolve_gpu,
-                                         resolve_model)
+from kvcache_calculator.capacity import (ARCH_KEYS, GIB, attention_key_errors, compute_capacity,
+                                         missing_custom_keys, resolve_gpu, resolve_model)
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
 
@@ -148,6 +148,8 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
         # name every missing architecture field at once, not one per attempt
         for key, why in missing_custom_keys(scenario.to_dict()):
             field_errors.setdefault(key, str(ScenarioError(key, "", f"is required {why}")))
+    for err in attention_key_errors(scenario) if scenario.model in presets.MODELS or scenario.model == "custom" else ():
+        field_errors.setdefault(err.key, str(err))
     while True:
         try:
             arch = resolve_model(scenario)
@@ -180,7 +182,9 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
     }
     prep = sensitivity.prepare(scenario, result, arch, gpu)
     keys = sensitivity.available_keys(scenario, prep=prep)
-    key = sensitivity_key if sensitivity_key in keys else sensitivity.DEFAULT_KEY
+    # a sweepable key is honoured even where it is empty: its chart then says why (the page's
+    # selector offers every key; falling back to another would plot an input nobody chose)
+    key = sensitivity_key if sensitivity_key in sensitivity.SWEEPS else sensitivity.DEFAULT_KEY
     out["sensitivity_keys"] = list(keys)
     out["sensitivity_key"] = key
     out["suggestions"] = [s.to_dict() for s in suggestions.suggest(scenario, result, prep=prep)]

@@ -2,6 +2,11 @@
 
 import json
 
+import pytest
+
+from kvcache_calculator.analytic import analyze
+from kvcache_calculator.errors import ScenarioError
+
 from kvcache_calculator.report import RESULT_KEYS, evaluate, results
 from kvcache_calculator.scenario import Scenario
 
@@ -46,6 +51,13 @@ def test_evaluate_incomplete_custom_model_falls_back_to_the_preset():
 def test_evaluate_sensitivity_key_is_honoured_when_available():
     assert evaluate({}, "turns")["sensitivity_key"] == "turns"
     assert evaluate({}, "no_such_key")["sensitivity_key"] == "arrival_rate"
+    # a sweepable input that is empty here is still the one charted, and the chart says why
+    for key, why in (("num_layers", "comes from the llama-3.1-8b preset"),
+                     ("kv_cache_tokens", "is not set: enter the capacity")):
+        out = evaluate({}, key)
+        assert out["sensitivity_key"] == key and key not in out["sensitivity_keys"]
+        figure = out["figures"]["sensitivity"]
+        assert figure["data"] == [] and why in figure["layout"]["title"]["text"]
 
 
 def test_results_match_evaluate():
@@ -57,3 +69,20 @@ def test_not_fitting_model_is_explained():
     out = evaluate({"model": "llama-3.1-405b"})
     assert out["fits"] is False and "does not fit" in out["fit_message"]
     assert any(s["id"] == "fit" for s in out["suggestions"])
+
+
+def test_keys_the_attention_kind_does_not_use_are_refused_not_ignored():
+    mla = {"model": "custom", "attention": "mla", "num_layers": "61", "kv_lora_rank": "512",
+           "qk_rope_head_dim": "64", "params_b": "671"}
+    out = evaluate({**mla, "sliding_layers": "30", "sliding_window": "128", "num_kv_heads": "128"})
+    assert sorted(out["field_errors"]) == ["num_kv_heads", "sliding_layers", "sliding_window"]
+    assert out["field_errors"]["num_kv_heads"] == (
+        "num_kv_heads: got 128; does not apply when attention is mla; leave it empty")
+    assert evaluate(mla)["field_errors"] == {}
+    # a preset's own attention kind counts, and the other way round
+    assert list(evaluate({"model": "deepseek-v3", "head_dim": "128"})["field_errors"]) == ["head_dim"]
+    assert list(evaluate({"model": "llama-3.1-8b", "kv_lora_rank": "64"})["field_errors"]) == ["kv_lora_rank"]
+    switched = evaluate({"model": "llama-3.1-8b", "attention": "mla", "kv_lora_rank": "512"})
+    assert switched["field_errors"] == {} and switched["results"]["kv_bytes_per_token"] == 32 * 512 * 2
+    with pytest.raises(ScenarioError, match="sliding_window: got 128; does not apply"):
+        analyze(Scenario.from_dict({**mla, "sliding_layers": "2", "sliding_window": "128"}))
