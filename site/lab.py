@@ -199,7 +199,10 @@ class Lab:
             ci = sim.get(key + "_ci")
             td = document.createElement("td")
             if s is None:
-                text = "—" if not sim else ("no evictions" if key == "characteristic_time_s" else "not measured")
+                text = "—" if not sim else "not measured"
+                if sim and key == "characteristic_time_s":
+                    # the simulator measures T for LRU only; for LRU None means nothing was evicted
+                    text = "no evictions" if self.scenario.policy == "lru" else "not measured (LRU only)"
                 td.appendChild(cell("output", text, id=f"sim-{key}", data_value=""))
             else:
                 text = fmt(s) + (f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else "")

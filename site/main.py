@@ -156,7 +156,8 @@ def field_message(key, message):
         rule = "must be one of the presets in the list, or custom"
         if matches:
             rule += "; matching: " + ", ".join(matches) + ("…" if len(matches) == 6 else "")
-    rule = rule[:1].upper() + rule[1:]
+    if rule.split(" ", 1)[0] in ("must", "is", "needs", "does"):   # not a model's own name
+        rule = rule[:1].upper() + rule[1:]
     if shown in ("''", '""'):
         return f"Enter a value: it {rule[:1].lower() + rule[1:]}." if rule.startswith("Is ") else \
             f"Enter a value. {rule}."
@@ -396,7 +397,8 @@ def on_copy(event):
     invalid = document.querySelectorAll("#scenario [aria-invalid=true]").length
     done = ("Link copied." if not invalid else
             f"Link copied, with {invalid} invalid field{'s' if invalid > 1 else ''} as typed: "
-            "opening it lists them and uses their defaults.")
+            f"opening it lists {'them' if invalid > 1 else 'it'} and uses "
+            f"{'their defaults' if invalid > 1 else 'its default'}.")
     clipboard = getattr(window.navigator, "clipboard", None)
     if not missing(clipboard):
         try:
@@ -420,6 +422,7 @@ def on_reset(event):
     window.history.replaceState(None, "", window.location.href.split("#", 1)[0])
     by_id("link-notice").hidden = True
     by_id("show-classic").checked = False
+    by_id("arch-details").open = False
     select = by_id("sensitivity-key")
     if select is not None and select.options.length:
         select.selectedIndex = 0
