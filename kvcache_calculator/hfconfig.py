@@ -662,4 +662,36 @@ def arch_to_scenario(arch: ModelArch, *, weight_dtype: bool = False) -> dict:
     return scenario
 
 
-__all__ = ["import_config", "count_params", "arch_to_scenario", "text_config", "weight_format"]
+def scenario_keys_gap(arch: ModelArch) -> str | None:
+    """A sentence when the scenario keys of :func:`arch_to_scenario` describe ``arch`` only
+    approximately (sliding layers with their own heads, linear-attention state, indexer
+    bytes), with both KV figures at bf16 and the preset that has the exact ones, if any;
+    None when the keys give the same KV bytes per token and per sequence."""
+    from kvcache_calculator.architecture import kv_bytes_per_sequence_fixed, kv_bytes_per_token
+    from kvcache_calculator.capacity import arch_from_keys
+    from kvcache_calculator.units import format_bytes
+
+    flat = arch_from_keys({k: v for k, v in arch_to_scenario(arch).items() if v is not None})
+
+    def figures(a: ModelArch) -> tuple[float, float]:
+        return kv_bytes_per_token(a), kv_bytes_per_sequence_fixed(a)
+
+    exact, approx = figures(arch), figures(flat)
+    if all(abs(x - y) <= 0.005 * max(abs(x), 1.0) for x, y in zip(exact, approx)):
+        return None
+
+    def said(pair: tuple[float, float]) -> str:
+        return f"{format_bytes(pair[0])} per token" + (
+            f" plus {format_bytes(pair[1])} per sequence" if pair[1] else "")
+
+    text = (f"The scenario keys describe this architecture only approximately: {said(approx)}, "
+            f"against the config's {said(exact)} (bf16).")
+    from kvcache_calculator import presets
+    for model_id, preset in presets.MODELS.items():
+        if figures(preset) == exact and abs(preset.params_b - arch.params_b) <= 0.02 * preset.params_b:
+            return text + f" The preset {model_id} has the exact figures."
+    return text
+
+
+__all__ = ["import_config", "count_params", "arch_to_scenario", "scenario_keys_gap", "text_config",
+           "weight_format"]

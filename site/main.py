@@ -433,7 +433,7 @@ def import_text(text):
     """Fill the custom architecture from a Hugging Face config.json's text."""
     status = by_id("import-status")
     area = by_id("import-text")
-    from kvcache_calculator.hfconfig import arch_to_scenario, import_config  # used rarely
+    from kvcache_calculator.hfconfig import arch_to_scenario, import_config, scenario_keys_gap  # rarely
 
     if not str(text).strip():
         area.setAttribute("aria-invalid", "true")
@@ -457,7 +457,8 @@ def import_text(text):
     described = ", ".join(f"{k} = {form_text(v)}" for k, v in keys.items() if v is not None)
     source = str(getattr(arch, "source", "") or "config.json")
     source = source[len("imported from "):] if source.startswith("imported from ") else source
-    status.textContent = f"Imported from {source}: {described}."
+    gap = scenario_keys_gap(arch)   # sliding layers with their own heads, linear state...
+    status.textContent = f"Imported from {source}: {described}." + (f" {gap}" if gap else "")
     on_form_input(None)
 
 

@@ -344,3 +344,34 @@ def test_arch_to_scenario_weight_dtype_only_when_asked():
     assert "weight_dtype" not in arch_to_scenario(oss)
     assert arch_to_scenario(oss, weight_dtype=True)["weight_dtype"] == "fp4"
     assert arch_to_scenario(import_config(LLAMA_8B), weight_dtype=True)["weight_dtype"] == "bf16"
+
+
+@pytest.mark.parametrize("name, gap, preset", [
+    ("google--gemma-4-26B-A4B.json", "20 KiB per token plus 102 MiB per sequence, against the config's "
+                                     "20 KiB per token plus 203 MiB per sequence", "gemma-4-26b-a4b"),
+    ("Qwen--Qwen3.5-27B.json", "64 KiB per token, against the config's 64 KiB per token plus 147 MiB",
+     "qwen3.5-27b"),
+    ("deepseek-ai--DeepSeek-V3.2.json", "68.62 KiB per token, against the config's 76.49 KiB", "deepseek-v3.2"),
+    ("Qwen--Qwen3-32B.json", None, None),
+    ("deepseek-ai--DeepSeek-V3.json", None, None),
+])
+def test_scenario_keys_gap_says_when_the_form_can_only_approximate(name, gap, preset):
+    from kvcache_calculator.hfconfig import scenario_keys_gap
+
+    said = scenario_keys_gap(import_config(_read(name)))
+    if gap is None:
+        assert said is None
+    else:
+        assert gap in said and said.endswith(f"The preset {preset} has the exact figures.")
+
+
+def test_scenario_keys_gap_without_a_matching_preset():
+    from kvcache_calculator.hfconfig import scenario_keys_gap
+
+    config = json.loads(_read("google--gemma-4-26B-A4B.json"))
+    text = config.get("text_config") or config
+    text["num_hidden_layers"] = 36                                    # no preset has this one
+    text["layer_types"] = text["layer_types"] + text["layer_types"][:6]
+    said = scenario_keys_gap(import_config(config))
+    assert said.startswith("The scenario keys describe this architecture only approximately")
+    assert "preset" not in said

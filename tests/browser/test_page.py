@@ -248,6 +248,12 @@ def test_config_import_by_paste_and_file(page, site, shared_dir, tmp_path):
     page.set_input_files("#import-file", str(shared_dir / "hf-configs" / "Qwen--Qwen3-8B.json"))
     page.wait_for_function("document.querySelector('[name=num_layers]').value === '36'")
     assert page.inner_text("#import-status").startswith("Imported from config.json")
+    assert "approximately" not in page.inner_text("#import-status")
+    # an architecture the scenario keys cannot hold exactly says so, and names the preset
+    gemma = shared_dir / "hf-configs" / "google--gemma-4-26B-A4B.json"
+    page.set_input_files("#import-file", str(gemma))
+    page.wait_for_function("document.getElementById('import-status').textContent.includes('approximately')")
+    assert "The preset gemma-4-26b-a4b has the exact figures." in page.inner_text("#import-status")
     # nothing pasted: says what to do, not a JSON parser's message
     page.fill("#import-text", "  ")
     page.click("#import-apply")
