@@ -447,6 +447,6 @@ def capacity_for_hit_rate(scenario: Scenario, target: float, capacity: Capacity 
     if target >= ceiling - 1e-9:
         return None, ceiling
     if token_hit_rate_at(terms, _T_MIN_S) >= target:
-        return 0.0, ceiling
+        return occupancy(terms, _T_MIN_S), ceiling   # what is hit even then: the shared prompt
     T = _solve_increasing(lambda t: token_hit_rate_at(terms, t), target, _T_MIN_S, _T_MAX_S)
     return occupancy(terms, T), ceiling

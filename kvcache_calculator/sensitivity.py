@@ -529,10 +529,10 @@ def tokens_for_hit_rate(prep: Prepared, rate: float) -> float | None:
         return 0.0
     occ, hit = prep.table.occupancy_curve(*_table_scalars(prep.scenario, prep.terms))
     i = bisect_left(hit, rate)
-    if i >= len(hit):   # past the grid's end: the exact solver
+    if i >= len(hit) or i == 0:
+        # past the grid's end, or reached at the smallest T (then the answer is what is cached
+        # even then, the shared prompt): the exact solver
         return capacity_for_hit_rate(prep.scenario, rate, prep.capacity, prep.arch)[0]
-    if i == 0:      # reached at the smallest T, as capacity_for_hit_rate says
-        return 0.0
     h0, h1, o0, o1 = hit[i - 1], hit[i], occ[i - 1], occ[i]
     if h1 <= h0 or o0 <= 0:
         return o1

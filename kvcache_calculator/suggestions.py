@@ -66,7 +66,7 @@ def _p(rate: float) -> str:
 
 
 def _gib(v: float) -> str:
-    return f"{v:.1f} GiB"
+    return f"{v:,.1f} GiB"
 
 
 def _clean(numbers: dict) -> dict:
@@ -190,7 +190,7 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
             need_mem = sens.memory_for_tokens(prep, need_tokens)
             extra = max(0.0, need_mem - cur_mem)
             what = (f"the target of {_p(target)}" if goal == target
-                    else f"{_p(goal)}, one point below the ceiling")
+                    else f"{_p(goal)} (one point below the ceiling)")
             numbers = dict(goal_hit_rate=goal, token_hit_rate=hit, capacity_tokens=cap.capacity_tokens,
                            capacity_tokens_for_goal=int(math.ceil(need_tokens)),
                            gpu_memory_gib=cur_mem, gpu_memory_gib_for_goal=need_mem,
@@ -207,14 +207,14 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
                 inst = _instances_for(prep, goal)
                 if inst is not None:
                     numbers["instances_for_goal"] = inst
-                    options.append(f"{inst} instances with session routing")
+                    options.append(f"{inst:,} instances with session routing")
             if cap.offload_tokens > 0:
                 off_gib = need_tokens * cap.kv_bytes_per_token / GIB
                 numbers["offload_gib_for_goal"] = off_gib
                 options.append(f"an offload tier of {_gib(off_gib)} per instance")
             out.append(_make("add_memory", "action", f"More cache for {_p(goal)}",
                              f"The cache holds {cap.capacity_tokens:,} tokens per instance; {what} needs about "
-                             f"{int(math.ceil(need_tokens)):,} ({need_tokens / max(1, cap.capacity_tokens):.1f}x). "
+                             f"{int(math.ceil(need_tokens)):,} ({need_tokens / max(1, cap.capacity_tokens):,.1f}x). "
                              "Options: " + "; ".join(options) + ".", **numbers))
     if hit >= target and target < ceiling:
         need_tokens = _tokens_for_rate(prep, target)
@@ -244,7 +244,7 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
         out.append(_make("memory_not_limit", "info", "The ceiling, not memory, is the limit",
                          f"The token hit rate {_p(hit)} is within {100 * (ceiling - hit):.1f} points of the "
                          f"{_p(ceiling)} an infinite cache would give. The ceiling is set by the conversations: "
-                         f"with {prep.result.mean_turns:.3g} turns on average, first prompts miss. More memory, "
+                         f"with {prep.result.mean_turns:.3g} turn{'' if prep.result.mean_turns == 1 else 's'} on average, first prompts miss. More memory, "
                          f"fp8 KV or offloading would add little." + extra_text, **numbers))
     return out, memory_limited
 

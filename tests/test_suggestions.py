@@ -277,3 +277,17 @@ def test_prepared_reuse_gives_the_same_list():
     a = [x.to_dict() for x in suggest(s, r)]
     b = [x.to_dict() for x in suggest(s, r, prep=sens.prepare(s, r))]
     assert a == b
+
+
+def test_a_target_met_by_the_shared_prompt_alone_needs_that_prompt_cached():
+    """With one turn only the system prompt is ever hit: the target needs it cached, not '0
+    tokens' (found by a QA pass); and plain English around the numbers."""
+    s = Scenario.from_dict({"turns": 1})
+    found = {x.id: x for x in suggest(s)}
+    met = found["target_met"]
+    assert s.system_prompt_tokens <= met.numbers["capacity_tokens_for_target"] <= s.system_prompt_tokens + 64
+    assert "with 1 turn on average" in found["memory_not_limit"].text
+    big = {x.id: x for x in suggest(Scenario.from_dict({"turns": 1000, "turns_dist": "fixed"}))}
+    assert "(36,871.5x)" in big["add_memory"].text and "2,281,204.2 GiB" in big["add_memory"].text
+    below = {x.id: x for x in suggest(Scenario.from_dict({"instances": 8, "routing": "random"}))}
+    assert "57.5% (one point below the ceiling) needs about" in below["add_memory"].text
