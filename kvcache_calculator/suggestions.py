@@ -195,7 +195,13 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
                            capacity_tokens_for_goal=int(math.ceil(need_tokens)),
                            gpu_memory_gib=cur_mem, gpu_memory_gib_for_goal=need_mem,
                            extra_gib_per_gpu=extra, capacity_factor=need_tokens / max(1, cap.capacity_tokens))
-            options = [f"{_gib(need_mem)} of GPU memory per GPU (+{_gib(extra)})"]
+            if cap.derived_from == "kv_cache_tokens":
+                # the capacity is the engine's own figure: say it in tokens, not in a GPU memory
+                # inferred from it (whose difference to the real GPU would mislead)
+                options = [f"an engine capacity of {int(math.ceil(need_tokens)):,} tokens per instance "
+                           "(kv_cache_tokens), e.g. from more GPU memory or a smaller KV dtype"]
+            else:
+                options = [f"{_gib(need_mem)} of GPU memory per GPU (+{_gib(extra)})"]
             if cap.derived_from == "memory":
                 for n in _gpu_counts_above(prep.arch, s.num_gpus):
                     vcap = sens.variant_capacity(prep, with_updates(s, num_gpus=n))

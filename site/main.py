@@ -274,6 +274,10 @@ def render(report):
     fit.hidden = fits
     ROOT.setAttribute("data-fits", "true" if fits else "false")
     render_results(report.get("results", {}))
+    gpus = report.get("scenario", {}).get("num_gpus") or 1
+    if gpus > 1 and by_id("capacity_gib").textContent.endswith("GiB"):
+        # per instance, over its GPUs (an MLA latent is stored on every one of them)
+        by_id("capacity_gib").textContent += f" over {gpus} GPUs"
     by_id("mini-value").textContent = by_id("token_hit_rate").textContent
     render_list("suggestions", report.get("suggestions", []), suggestion_item)
     render_list("notes", report.get("notes", []), note_item)

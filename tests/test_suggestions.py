@@ -291,3 +291,10 @@ def test_a_target_met_by_the_shared_prompt_alone_needs_that_prompt_cached():
     assert "(36,871.5x)" in big["add_memory"].text and "2,281,204.2 GiB" in big["add_memory"].text
     below = {x.id: x for x in suggest(Scenario.from_dict({"instances": 8, "routing": "random"}))}
     assert "57.5% (one point below the ceiling) needs about" in below["add_memory"].text
+
+
+def test_with_the_engines_capacity_more_cache_is_said_in_tokens():
+    found = {x.id: x for x in suggest(Scenario.from_dict({"kv_cache_tokens": 100000}))}
+    text = found["add_memory"].text
+    assert "an engine capacity of 832,169 tokens per instance (kv_cache_tokens)" in text
+    assert "GiB of GPU memory per GPU" not in text

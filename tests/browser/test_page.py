@@ -122,6 +122,7 @@ def test_preset_link(page, site):
     assert field(page, "gpu").input_value() == "h200"
     assert field(page, "num_gpus").input_value() == "2"
     assert value(page, "kv_bytes_per_token") == 262144
+    assert page.inner_text("#capacity_gib").endswith(" GiB over 2 GPUs")
     assert page.is_hidden("#link-notice")
     # the datalist offers the presets for searching
     assert page.locator("#model-presets option").count() >= 10
