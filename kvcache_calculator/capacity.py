@@ -37,44 +37,45 @@ def _require(values, key: str, why: str):
     return value
 
 
-def missing_custom_keys(values: dict) -> list[tuple[str, str]]:
-    """Every ``(key, why)`` that :func:`arch_from_keys` would find missing, so that a form can
-    mark them all at once (``arch_from_keys`` stops at the first)."""
+def custom_key_errors(values: dict) -> list[ScenarioError]:
+    """Every problem with the flat architecture keys ``values`` (``attention``,
+    ``num_layers`` ...), in the order :func:`arch_from_keys` meets them: the required keys
+    that are missing, and more sliding layers than layers. :func:`arch_from_keys` raises the
+    first; a form marks them all at once."""
     v = values
     why = "for a custom architecture"
+    mla = (v.get("attention") or "gqa") == "mla"
     need = [("num_layers", why), ("params_b", why)]
-    if (v.get("attention") or "gqa") == "mla":
-        need.append(("kv_lora_rank", "when attention is mla"))
-    else:
-        need += [("num_kv_heads", why), ("head_dim", why)]
-        if v.get("sliding_layers"):
-            need.append(("sliding_window", "when sliding_layers > 0"))
-    return [(key, reason) for key, reason in need if v.get(key) is None]
+    need += [("kv_lora_rank", "when attention is mla")] if mla else [("num_kv_heads", why), ("head_dim", why)]
+    errors = [ScenarioError(key, "", f"is required {reason}") for key, reason in need if v.get(key) is None]
+    if not mla:
+        sliding, layers = v.get("sliding_layers") or 0, v.get("num_layers")
+        if layers is not None and sliding > layers:
+            errors.append(ScenarioError("sliding_layers", sliding, f"must be at most num_layers ({layers})"))
+        if sliding and v.get("sliding_window") is None:
+            errors.append(ScenarioError("sliding_window", "", "is required when sliding_layers > 0"))
+    return errors
 
 
 def arch_from_keys(values: dict, name: str = "custom") -> ModelArch:
-    """Build a model from the flat scenario keys (``attention``, ``num_layers`` ...)."""
+    """Build a model from the flat scenario keys (``attention``, ``num_layers`` ...); raises the
+    first of :func:`custom_key_errors`."""
+    errors = custom_key_errors(values)
+    if errors:
+        raise errors[0]
     v = values
-    why = "for a custom architecture"
-    num_layers = _require(v, "num_layers", why)
-    params_b = _require(v, "params_b", why)
-    attention = v.get("attention") or "gqa"
-    if attention == "mla":
-        rank = _require(v, "kv_lora_rank", "when attention is mla")
-        rope = v.get("qk_rope_head_dim") or 0
-        groups = (LayerGroup("mla", num_layers, kv_lora_rank=rank, qk_rope_head_dim=rope),)
+    num_layers, params_b = v["num_layers"], v["params_b"]
+    if (v.get("attention") or "gqa") == "mla":
+        groups = (LayerGroup("mla", num_layers, kv_lora_rank=v["kv_lora_rank"],
+                             qk_rope_head_dim=v.get("qk_rope_head_dim") or 0),)
     else:
-        heads = _require(v, "num_kv_heads", why)
-        head_dim = _require(v, "head_dim", why)
+        heads, head_dim = v["num_kv_heads"], v["head_dim"]
         sliding = v.get("sliding_layers") or 0
-        if sliding > num_layers:
-            raise ScenarioError("sliding_layers", sliding, f"must be at most num_layers ({num_layers})")
         groups = []
         if num_layers - sliding:
             groups.append(LayerGroup("full", num_layers - sliding, heads, head_dim, head_dim))
         if sliding:
-            window = _require(v, "sliding_window", "when sliding_layers > 0")
-            groups.append(LayerGroup("sliding", sliding, heads, head_dim, head_dim, window=window))
+            groups.append(LayerGroup("sliding", sliding, heads, head_dim, head_dim, window=v["sliding_window"]))
         groups = tuple(groups)
     return ModelArch(name, groups, params_b, v.get("active_params_b") or 0.0, source="entered by the user")
 
@@ -93,8 +94,10 @@ def attention_key_errors(scenario: Scenario) -> list[ScenarioError]:
     attention = scenario.attention
     if attention is None and scenario.model != "custom":
         from kvcache_calculator import presets
-        from kvcache_calculator.hfconfig import arch_to_scenario
-        attention = arch_to_scenario(presets.get_model(scenario.model)).get("attention")
+        base = presets.MODELS.get(scenario.model)
+        if base is None:
+            return []   # an unknown model is its own error
+        attention = "mla" if any(g.kind == "mla" for g in base.layers) else "gqa"   # as arch_to_scenario
     attention = attention or "gqa"
     return [ScenarioError(key, given[key], f"does not apply when attention is {attention}; leave it empty")
             for key in (_GQA_ONLY if attention == "mla" else _MLA_ONLY) if key in given]
@@ -104,8 +107,9 @@ def resolve_model(scenario: Scenario) -> ModelArch:
     """The scenario's model: a preset, with any architecture keys overriding it, or custom."""
     overrides = {k: getattr(scenario, k) for k in ARCH_KEYS if getattr(scenario, k) is not None}
     params = {k: getattr(scenario, k) for k in ("params_b", "active_params_b") if getattr(scenario, k) is not None}
-    for err in attention_key_errors(scenario):
-        raise err
+    errors = attention_key_errors(scenario)
+    if errors:
+        raise errors[0]
     if scenario.model == "custom":
         return arch_from_keys({**overrides, **params})
     from kvcache_calculator import presets

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from kvcache_calculator import figures, presets, sensitivity, suggestions
+from kvcache_calculator import figures, sensitivity, suggestions
 from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
 from kvcache_calculator.capacity import (ARCH_KEYS, GIB, attention_key_errors, compute_capacity,
-                                         missing_custom_keys, resolve_gpu, resolve_model)
+                                         custom_key_errors, resolve_gpu, resolve_model)
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
 
@@ -144,11 +144,11 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
     model or GPU is reported in ``field_errors`` and the defaults are used).
     """
     scenario, field_errors, unknown = Scenario.from_dict_lenient(params)
+    # name every architecture problem at once, not one per attempt below
+    arch_errors = attention_key_errors(scenario)
     if scenario.model == "custom":
-        # name every missing architecture field at once, not one per attempt
-        for key, why in missing_custom_keys(scenario.to_dict()):
-            field_errors.setdefault(key, str(ScenarioError(key, "", f"is required {why}")))
-    for err in attention_key_errors(scenario) if scenario.model in presets.MODELS or scenario.model == "custom" else ():
+        arch_errors += custom_key_errors(scenario.to_dict())
+    for err in arch_errors:
         field_errors.setdefault(err.key, str(err))
     while True:
         try:
