@@ -330,16 +330,32 @@ def decode_fragment(fragment: str) -> dict[str, str]:
 
     Later repetitions of a key win. Raises :class:`ScenarioError` for an over-long fragment.
     """
+    return dict(_fragment_pairs(fragment))
+
+
+def repeated_keys(fragment: str) -> list[str]:
+    """The named keys a fragment gives more than once (:func:`decode_fragment` keeps the last
+    value), in order of their first repetition."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for key, _ in _fragment_pairs(fragment):
+        if key in seen and key and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
+def _fragment_pairs(fragment: str) -> list[tuple[str, str]]:
+    """``(key, raw value)`` for each non-empty ``&`` part of a fragment, in order."""
     text = fragment[1:] if fragment.startswith("#") else fragment
     if len(text) > 8192:
         raise ScenarioError("link", text[:40], "is longer than 8192 characters")
-    out: dict[str, str] = {}
+    pairs = []
     for part in text.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        out[unquote_plus(key).strip()] = unquote_plus(value)
-    return out
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote_plus(key).strip(), unquote_plus(value)))
+    return pairs
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, str]:

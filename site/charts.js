@@ -4,15 +4,7 @@
 // All four charts are redrawn on every update (numbers and charts within 100 ms, issue #4);
 // <html data-charts> is "pending" until Plotly.js has loaded and drawn them, then "drawn".
 // Only textContent and attributes are set from the data: nothing is parsed as HTML.
-// Three tool buttons only (zoom, pan, reset): Plotly.js 4 would otherwise add a "Share
-// chart" button that uploads the chart to Plotly Cloud, and 7 tab stops per chart.
-const CONFIG = {
-  responsive: true,
-  displaylogo: false,
-  showSendToCloud: false,
-  plotlyServerURL: "",
-  modeBarButtons: [["zoom2d", "pan2d", "resetScale2d"]],
-};
+const CONFIG = window.kvcalcPlotConfig;   // set by loader.js, which runs first
 const SVG = "http://www.w3.org/2000/svg";
 const root = document.documentElement;
 const pending = new Map();
@@ -97,16 +89,15 @@ function colorbarItem(bar) {
 /** Title, note, legend and colour bar as HTML, rebuilt only when they changed. */
 function drawText(id, chart) {
   const head = document.getElementById(id + "-head");
-  if (head) {
+  const headText = (chart.title || "") + "\n" + (chart.note || "");
+  if (head && head.dataset.text !== headText) {
+    head.dataset.text = headText;
     const title = document.createElement("strong");
     title.textContent = chart.title || "";
     const note = document.createElement("span");
     note.className = "chart-note";
     note.textContent = chart.note || "";
-    if (head.dataset.text !== title.textContent + "\n" + note.textContent) {
-      head.dataset.text = title.textContent + "\n" + note.textContent;
-      head.replaceChildren(title, note);
-    }
+    head.replaceChildren(title, note);
   }
   const legend = document.getElementById(id + "-legend");
   const key = JSON.stringify([chart.legend, chart.colorbar]);

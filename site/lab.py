@@ -20,10 +20,6 @@ ROOT = document.documentElement
 BUDGET_S = 0.025             # work per turn of the event loop (the browser gets control back after)
 SLICE_BYTES = 2 ** 20        # bytes read from an uploaded file at a time
 MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
-# as charts.js: zoom, pan and reset only (no "Share chart" upload to Plotly Cloud)
-PLOT_CONFIG = json.dumps({"responsive": True, "displaylogo": False, "showSendToCloud": False,
-                          "plotlyServerURL": "",
-                          "modeBarButtons": [["zoom2d", "pan2d", "resetScale2d"]]})
 SIM_ROWS = (("token_hit_rate", "Token hit rate"), ("request_hit_rate", "Request hit rate"),
             ("max_token_hit_rate", "Ceiling (unlimited cache)"),
             ("characteristic_time_s", "Characteristic time T"))
@@ -61,7 +57,7 @@ def draw(div_id, figure):
     if missing(plotly) or div is None or not figure:
         return
     fig = window.JSON.parse(json.dumps(figure))
-    plotly.react(div, fig.data, fig.layout, window.JSON.parse(PLOT_CONFIG))
+    plotly.react(div, fig.data, fig.layout, window.kvcalcPlotConfig)   # from loader.js
 
 
 def placeholder(text, kinds=("scatter",), log_x=False):

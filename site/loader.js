@@ -8,6 +8,17 @@ const STAGES = [
 ];
 const root = document.documentElement;
 
+// The Plotly.js config of both pages' charts (charts.js and lab.py): zoom, pan and reset only.
+// Plotly.js 4 would otherwise add a "Share chart" button that uploads the chart to Plotly
+// Cloud, and 7 tab stops per chart.
+window.kvcalcPlotConfig = Object.freeze({
+  responsive: true,
+  displaylogo: false,
+  showSendToCloud: false,
+  plotlyServerURL: "",
+  modeBarButtons: [["zoom2d", "pan2d", "resetScale2d"]],
+});
+
 // PyScript watches the whole document for new <script type="py"> elements and py-*
 // attributes with MutationObservers (polyscript and its py-editor plugin), so every node
 // and attribute Plotly.js writes on a redraw is queued and searched (an XPath query per added

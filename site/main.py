@@ -10,7 +10,6 @@ unexpected errors are logged to the console and shown as one short sentence.
 import json
 import time
 import traceback
-from urllib.parse import unquote_plus
 
 from pyscript import document, window
 from pyscript.ffi import create_proxy
@@ -19,7 +18,6 @@ window.performance.mark("kvcalc:main-start")  # start-up marks for benchmarks/be
 
 ROOT = document.documentElement
 CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
-LINK_WARNINGS = {}   # keys a link gives twice, shown in its notice
 PRESET_IDS = {}      # "model"/"gpu" -> preset ids, for shorter field messages
 
 
@@ -156,30 +154,30 @@ def field_message(key, message):
         rule = "must be one of the presets in the list, or custom"
         if matches:
             rule += "; matching: " + ", ".join(matches) + ("…" if len(matches) == 6 else "")
+    empty = shown in ("''", '""')
+    if empty and rule.startswith("is "):
+        return f"Enter a value: it {rule}."
     if rule.split(" ", 1)[0] in ("must", "is", "needs", "does"):   # not a model's own name
         rule = rule[:1].upper() + rule[1:]
-    if shown in ("''", '""'):
-        return f"Enter a value: it {rule[:1].lower() + rule[1:]}." if rule.startswith("Is ") else \
-            f"Enter a value. {rule}."
-    return f"{rule} (you entered {shown})."
+    return f"Enter a value. {rule}." if empty else f"{rule} (you entered {shown})."
 
 
-def show_link_notice(errors, unknown):
-    """List unknown keys and rejected values of a link in the visible notice."""
+def show_link_notice(errors, unknown, warnings=()):
+    """List a link's warnings (as they are), its rejected values (whose defaults are used)
+    and its unknown keys in the visible notice."""
     notice = by_id("link-notice")
     items = by_id("link-notice-list")
     items.replaceChildren()
-    for key, message in errors.items():
+    for message in [*warnings, *(f"{m}; its default is used" for m in errors.values())]:
         li = document.createElement("li")
-        li.textContent = (message if message == LINK_WARNINGS.get(key)
-                          else f"{message}; its default is used")
+        li.textContent = message
         items.appendChild(li)
     for key in unknown:
         li = document.createElement("li")
         li.textContent = (f"{key}: not a known setting, ignored" if key
                           else "a part of the link without a name (\"=…\") was ignored")
         items.appendChild(li)
-    notice.hidden = not (errors or unknown)
+    notice.hidden = not (errors or unknown or warnings)
 
 
 def render_results(results):
@@ -245,9 +243,16 @@ def set_stale(stale):
     by_id("mini-stale").hidden = not stale
 
 
+def overridden_keys(scenario):
+    """The architecture keys a scenario overrides on a preset (none for a custom model)."""
+    if scenario.get("model") == "custom":
+        return []
+    return [k for k in ARCH_KEYS if scenario.get(k) is not None]
+
+
 def open_overrides(scenario):
     """Open the architecture fields when a link overrides a preset's architecture."""
-    if scenario.get("model") != "custom" and any(scenario.get(k) is not None for k in ARCH_KEYS):
+    if overridden_keys(scenario):
         by_id("arch-details").open = True
 
 
@@ -256,8 +261,8 @@ def show_override_note(scenario):
     note = by_id("override-note")
     if note is None:
         return
-    changed = [k for k in ARCH_KEYS if scenario.get(k) is not None]
-    if scenario.get("model") == "custom" or not changed:
+    changed = overridden_keys(scenario)
+    if not changed:
         note.hidden = True
         return
     listed = ", ".join(f"{k} = {form_text(scenario[k])}" for k in changed)
@@ -275,9 +280,10 @@ def render(report):
     ROOT.setAttribute("data-fits", "true" if fits else "false")
     render_results(report.get("results", {}))
     gpus = report.get("scenario", {}).get("num_gpus") or 1
-    if gpus > 1 and by_id("capacity_gib").textContent.endswith("GiB"):
+    capacity_gib = report.get("results", {}).get("capacity_gib")
+    if gpus > 1 and capacity_gib is not None:
         # per instance, over its GPUs (an MLA latent is stored on every one of them)
-        by_id("capacity_gib").textContent += f" over {gpus} GPUs"
+        by_id("capacity_gib").textContent = f"{format_result('capacity_gib', capacity_gib)} over {gpus} GPUs"
     by_id("mini-value").textContent = by_id("token_hit_rate").textContent
     render_list("suggestions", report.get("suggestions", []), suggestion_item)
     render_list("notes", report.get("notes", []), note_item)
@@ -318,7 +324,8 @@ def on_form_input(event):
                                                             "import-file", "show-classic"):
         return
     started = time.perf_counter()
-    report = evaluate(read_form(KEYS), sensitivity_key())
+    form = read_form(KEYS)
+    report = evaluate(form, sensitivity_key())
     computed = time.perf_counter()
     errors = report.get("field_errors", {})
     show_field_errors(errors)
@@ -326,7 +333,6 @@ def on_form_input(event):
         set_stale(True)
         # the link keeps every edit: the valid fields, and the invalid ones as typed (a link
         # lists those in its notice and uses their defaults)
-        form = read_form(KEYS)
         typed = {key: form[key] for key in errors if key in form}
         update_link("&".join(p for p in (report.get("fragment", ""), encode_fragment(typed)) if p))
         return
@@ -341,7 +347,7 @@ def on_form_input(event):
                    if report["scenario"].get("model") == "custom" else {})
 
 
-def apply_params(params, *, notice=True):
+def apply_params(params, *, notice=True, warnings=()):
     """Evaluate link parameters: fields take the result, bad keys are listed in the notice."""
     report = evaluate(params, sensitivity_key())
     window.performance.mark("kvcalc:evaluated")
@@ -349,39 +355,27 @@ def apply_params(params, *, notice=True):
     write_form(report.get("scenario", {}))
     show_field_errors({})
     if notice:
-        show_link_notice({**LINK_WARNINGS, **errors}, report.get("unknown_keys", []))
-    LINK_WARNINGS.clear()
+        show_link_notice(errors, report.get("unknown_keys", []), warnings)
     render(report)
     open_overrides(report.get("scenario", {}))
 
 
-def repeated_keys(fragment):
-    """Keys given more than once in a fragment (the last value is the one used)."""
-    seen, repeated = set(), []
-    for part in fragment.lstrip("#").split("&"):
-        key = unquote_plus(part.partition("=")[0]).strip()
-        if key in seen and key not in repeated:
-            repeated.append(key)
-        seen.add(key)
-    return [k for k in repeated if k]
-
-
 def link_params():
-    """The URL fragment as ``{key: text}``; an unreadable fragment is shown in the notice."""
+    """The URL fragment as ``{key: text}``, with warnings for its notice (keys given twice);
+    an unreadable fragment is shown in the notice."""
     fragment = str(window.location.hash or "")
     try:
         params = decode_fragment(fragment)
-        LINK_WARNINGS.clear()
-        LINK_WARNINGS.update({key: f"{key}: given more than once; the last value "
-                                   f"({params[key]!r}) is used" for key in repeated_keys(fragment)})
-        return params
     except ScenarioError as err:
-        show_link_notice({"link": str(err)}, [])
-        return {}
+        show_link_notice({}, [], [str(err)])
+        return {}, []
+    return params, [f"{key}: given more than once; the last value ({params[key]!r}) is used"
+                    for key in repeated_keys(fragment)]
 
 
 def on_hash_change(event):
-    apply_params(link_params())
+    params, warnings = link_params()
+    apply_params(params, warnings=warnings)
 
 
 def on_classic_toggle(event):
@@ -459,10 +453,9 @@ def import_text(text):
     write_form(values)
     status.className = "ok"
     described = ", ".join(f"{k} = {form_text(v)}" for k, v in keys.items() if v is not None)
-    source = str(getattr(arch, "source", "") or "config.json")
-    source = source[len("imported from "):] if source.startswith("imported from ") else source
+    source = str(arch.source or "imported from config.json")   # "imported from config.json (X)"
     gap = scenario_keys_gap(arch)   # sliding layers with their own heads, linear state...
-    status.textContent = f"Imported from {source}: {described}." + (f" {gap}" if gap else "")
+    status.textContent = f"{source[:1].upper()}{source[1:]}: {described}." + (f" {gap}" if gap else "")
     on_form_input(None)
 
 
@@ -503,11 +496,11 @@ def listen(element_id, event_name, handler):
 def start():
     """Apply the link (plus fields edited while loading), draw, wire the events."""
     window.performance.mark("kvcalc:imported")
-    params = link_params()
+    params, warnings = link_params()
     for key, el in inputs().items():
         if el.getAttribute("data-touched") and key in KEYS:
             params[key] = str(el.value)
-    apply_params(params)
+    apply_params(params, warnings=warnings)
     listen("scenario", "input", on_form_input)
     listen("show-classic", "change", on_classic_toggle)
     listen("sensitivity-key", "change", on_classic_toggle)
@@ -528,7 +521,7 @@ try:
     from kvcache_calculator.page_figures import for_page
     from kvcache_calculator.report import evaluate
     from kvcache_calculator.presets import GPUS, MODELS
-    from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment
+    from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys
     from kvcache_calculator.units import format_bytes, format_count, format_duration, format_percent
 
     KEYS = frozenset(f.key for f in FIELDS)

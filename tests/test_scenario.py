@@ -147,3 +147,13 @@ def test_json_numbers_beyond_any_float_are_refused_not_crashed():
     assert err.value.key == "input_tokens"
     with pytest.raises(ScenarioError):
         Scenario.from_dict({"arrival_rate": float("inf")})
+
+
+def test_repeated_keys_are_the_named_keys_given_twice():
+    from kvcache_calculator.scenario import repeated_keys
+
+    fragment = "#arrival_rate=2&arrival_rate=3&=x&=y&turns=1&turns=2&turns=3&gpu=h200"
+    assert repeated_keys(fragment) == ["arrival_rate", "turns"]
+    assert decode_fragment(fragment)["arrival_rate"] == "3"          # the last one is used
+    assert repeated_keys("#a%20=1&a=2") == ["a"]                      # as decode_fragment reads keys
+    assert repeated_keys("") == []
