@@ -591,13 +591,17 @@ def comparison_figure(tasks: Sequence[SimTask], results: dict, analytic: dict) -
         "hovermode": "closest", "font": {"size": 12}, "barmode": "overlay",
     }
     if ceiling:
-        top = _percent(max(ceiling))
-        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": top, "y1": top,
-                             "line": {"color": _CEILING, "dash": "dash", "width": 1.5}}]
-        layout["annotations"] = [{"xref": "paper", "x": 1, "y": top, "yanchor": "bottom",
-                                  "xanchor": "right", "showarrow": False,
-                                  "text": f"ceiling {top:.1f}%", "font": {"color": _CEILING}}]
+        _mark_ceiling(layout, _percent(max(ceiling)), "ceiling")
     return {"data": data, "layout": layout}
+
+
+def _mark_ceiling(layout: dict, top: float, label: str) -> None:
+    """A dashed line across the chart at hit rate ``top`` (%), labelled ``<label> <top>%``."""
+    layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": top, "y1": top,
+                         "line": {"color": _CEILING, "dash": "dash", "width": 1.5}}]
+    layout["annotations"] = [{"xref": "paper", "x": 1, "y": top, "yanchor": "bottom",
+                              "xanchor": "right", "showarrow": False,
+                              "text": f"{label} {top:.1f}%", "font": {"color": _CEILING}}]
 
 
 def _convert(blocks: float, unit: str, block_size: int, kv_bytes_per_token: float | None) -> float:
@@ -734,12 +738,7 @@ def trace_policy_figure(results: dict) -> dict:
         "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}, "font": {"size": 12},
     }
     if order:
-        top = _percent(results[order[0]].infinite_token_hit_rate)
-        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": top, "y1": top,
-                             "line": {"color": _CEILING, "dash": "dash", "width": 1.5}}]
-        layout["annotations"] = [{"xref": "paper", "x": 1, "y": top, "yanchor": "bottom",
-                                  "xanchor": "right", "showarrow": False,
-                                  "text": f"token ceiling {top:.1f}%", "font": {"color": _CEILING}}]
+        _mark_ceiling(layout, _percent(results[order[0]].infinite_token_hit_rate), "token ceiling")
     return {"data": data, "layout": layout}
 
 
