@@ -105,7 +105,7 @@ def _fields():
 def _presets():
     """(models, gpus) as lists of dicts with at least ``id`` and ``name``, or empty lists."""
     try:
-        from kvcache_calculator import presets  # noqa: PLC0415
+        from kvcache_calculator.setup import presets  # noqa: PLC0415
     except ImportError:
         return [], []
 
@@ -229,7 +229,7 @@ def render_form(fields, models, gpus) -> str:
 def render_sensitivity_options(fields) -> str:
     """<option>s for the sensitivity chart's input selector (the core's numeric sweep keys)."""
     try:
-        from kvcache_calculator import sensitivity  # noqa: PLC0415
+        from kvcache_calculator.analytic import sensitivity  # noqa: PLC0415
         keys = list(sensitivity.NUMERIC_KEYS)
         default = sensitivity.DEFAULT_KEY
     except (ImportError, AttributeError):

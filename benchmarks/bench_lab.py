@@ -4,7 +4,7 @@ Run from the project root: ``python benchmarks/bench_lab.py`` (``--mb 30`` for t
 the generated trace, ``--conversations 4000`` for the simulation). Needs Chromium and
 Playwright, and builds the site (or uses ``$KVCALC_DIST``).
 
-Both sides run the same code the same way: ``kvcache_calculator.lab`` jobs driven by
+Both sides run the same code the same way: ``kvcache_calculator.present.lab`` jobs driven by
 ``run_for`` in 40 ms turns, the file read in 2 MiB slices. CPython runs them in this process;
 the browser runs them on the lab page (Pyodide, main thread, yielding to the browser between
 turns), which reports its own timing (``data-replay-s``, ``data-sim-rate``). Every
@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 import build  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
-from kvcache_calculator import figures, lab  # noqa: E402
+from kvcache_calculator.present import figures
+from kvcache_calculator.present import lab  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
 
 SHARED_TRACE = ROOT / ".." / "shared" / "traces" / "mooncake_conversation_trace.jsonl"
@@ -105,7 +106,8 @@ def cpython_simulation(conversations: int) -> tuple[float, int]:
 
 CORE_CODE = """
 import time
-from kvcache_calculator import figures, lab
+from kvcache_calculator.present import figures
+from kvcache_calculator.present import lab
 from kvcache_calculator.scenario import Scenario
 scenario = Scenario.from_fragment(FRAGMENT)
 tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(scenario), conversations=CONVERSATIONS, seed=1)

@@ -22,9 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvcache_calculator import figures, sensitivity, suggestions  # noqa: E402
-from kvcache_calculator.analytic import analyze  # noqa: E402
-from kvcache_calculator.capacity import compute_capacity, resolve_gpu, resolve_model  # noqa: E402
+from kvcache_calculator.present import figures
+
+from kvcache_calculator.analytic import sensitivity
+
+from kvcache_calculator.analytic import advice as suggestions  # noqa: E402
+from kvcache_calculator.analytic.model import analyze  # noqa: E402
+from kvcache_calculator.setup.capacity import compute_capacity, resolve_gpu, resolve_model  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
 
 TARGET_MS = 30.0

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvcache_calculator.replay import LRUCurveReplay, last_block_tokens  # noqa: E402
-from kvcache_calculator.traces import Request, read_trace  # noqa: E402
+from kvcache_calculator.traces.replay import LRUCurveReplay, last_block_tokens  # noqa: E402
+from kvcache_calculator.traces.readers import Request, read_trace  # noqa: E402
 
 TRACE = ROOT / ".." / "shared" / "traces" / "mooncake_conversation_trace.jsonl"
 BLOCK_SIZE = 512

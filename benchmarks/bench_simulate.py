@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvcache_calculator.capacity import compute_capacity  # noqa: E402
+from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
-from kvcache_calculator.simulate import Simulation  # noqa: E402
+from kvcache_calculator.sim.simulate import Simulation  # noqa: E402
 
 TARGET = 100_000
 

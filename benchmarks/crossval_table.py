@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kvcache_calculator.analytic import (  # noqa: E402
+from kvcache_calculator.analytic.model import (  # noqa: E402
     analyze, build_terms, capacity_for_hit_rate, occupancy,
 )
-from kvcache_calculator.capacity import compute_capacity  # noqa: E402
+from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
 from kvcache_calculator.scenario import ROUTINGS, Scenario  # noqa: E402
-from kvcache_calculator.simulate import simulate  # noqa: E402
+from kvcache_calculator.sim.simulate import simulate  # noqa: E402
 
 GRID_SEED = 2026
 SIM_SEED = 7

@@ -8,13 +8,13 @@ Quick start::
     456144
 """
 
-from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
-from kvcache_calculator.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.analytic.model import AnalyticResult, analyze, capacity_for_hit_rate
+from kvcache_calculator.setup.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.compat import (
     ConversationPattern, KVCacheCalculator, KVCacheDtype, ModelConfig, ModelDtype, SystemConfig,
 )
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.report import evaluate, results
+from kvcache_calculator.present.report import evaluate, results
 from kvcache_calculator.scenario import FIELDS, Scenario
 
 __all__ = [

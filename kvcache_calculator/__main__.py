@@ -2,6 +2,6 @@
 
 import sys
 
-from kvcache_calculator.cli import main
+from kvcache_calculator.cli.commands import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ The default mode, ``"model"``, answers the same questions with the characteristi
 of MODEL.md: the configs are mapped onto a :class:`~kvcache_calculator.scenario.Scenario`
 (a custom model and GPU, exponential think times, geometric turns, every turn adding S/L
 tokens split evenly between input and output) and analysed with
-:func:`~kvcache_calculator.analytic.analyze`.
+:func:`~kvcache_calculator.analytic.model.analyze`.
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def classic_hit_rate_for_scenario(scenario, memory_gib: float, arch=None) -> flo
     memory (``memory_gib * num_gpus``), the model size its weights, L the mean turns, S the
     mean tokens per turn of history (input + output), the interval the think time.
     """
-    from kvcache_calculator.architecture import dtype_bytes, kv_bytes_per_token
-    from kvcache_calculator.capacity import resolve_model
+    from kvcache_calculator.setup.architecture import dtype_bytes, kv_bytes_per_token
+    from kvcache_calculator.setup.capacity import resolve_model
 
     arch = arch or resolve_model(scenario)
     model_gib = arch.params_b * 1e9 * dtype_bytes(scenario.weight_dtype, "weight_dtype") / GIB
@@ -274,12 +274,12 @@ class KVCacheCalculator:
         return Scenario.from_dict(values)
 
     def _analyze(self, model, system, pattern):
-        from kvcache_calculator.analytic import analyze
+        from kvcache_calculator.analytic.model import analyze
 
         return analyze(self._scenario(model, system, pattern))
 
     def _optimize_model(self, model, system, pattern, target, current) -> dict:
-        from kvcache_calculator.analytic import capacity_for_hit_rate
+        from kvcache_calculator.analytic.model import capacity_for_hit_rate
 
         scenario = self._scenario(model, system, pattern)
         tokens, ceiling = capacity_for_hit_rate(scenario, target)

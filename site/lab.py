@@ -1,6 +1,6 @@
 """The lab page's glue, run by PyScript: simulation and trace replay without freezing the page.
 
-Long work runs on the main thread in cooperative steps (``kvcache_calculator.lab``): each
+Long work runs on the main thread in cooperative steps (``kvcache_calculator.present.lab``): each
 turn of :func:`drive` works for at most :data:`BUDGET_S` (adapting the step size), then
 awaits ``asyncio.sleep(0)``, which hands control back to the browser (input, painting, the
 cancel button). No SharedArrayBuffer, no worker: the page works the same with and without
@@ -585,15 +585,15 @@ def start():
 
 
 try:
-    from kvcache_calculator.analytic import analyze
+    from kvcache_calculator.analytic.model import analyze
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.lab import (
+    from kvcache_calculator.present.lab import (
         PolicyJob, SimulationJob, TraceJob, comparison_figure, comparison_tasks, fit_gaps,
         fitted_fragment, memory_tasks, run_for, trace_capacities, trace_curve_figure,
         trace_policy_figure, with_simulated_points,
     )
-    from kvcache_calculator.replay import capacity_blocks_from_tokens
-    from kvcache_calculator.report import evaluate
+    from kvcache_calculator.traces.replay import capacity_blocks_from_tokens
+    from kvcache_calculator.present.report import evaluate
     from kvcache_calculator.scenario import Scenario, decode_fragment
     from kvcache_calculator.units import format_duration, format_percent
 

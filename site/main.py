@@ -1,7 +1,7 @@
 """The page's glue, run by PyScript: read the form, call the core, draw results and charts.
 
 One render path (STYLE.md): every change (typing, a link, an imported config) becomes a
-``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.report.evaluate`` and is
+``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.present.report.evaluate`` and is
 drawn by :func:`render`. Nothing read from the URL, a pasted config or a file is ever inserted
 as HTML: text goes through ``textContent``/``value`` only. No Python traceback reaches the page;
 unexpected errors are logged to the console and shown as one short sentence.
@@ -431,7 +431,7 @@ def import_text(text):
     """Fill the custom architecture from a Hugging Face config.json's text."""
     status = by_id("import-status")
     area = by_id("import-text")
-    from kvcache_calculator.hfconfig import arch_to_scenario, import_config, scenario_keys_gap  # rarely
+    from kvcache_calculator.setup.hfconfig import arch_to_scenario, import_config, scenario_keys_gap  # rarely
 
     if not str(text).strip():
         area.setAttribute("aria-invalid", "true")
@@ -518,9 +518,9 @@ def start():
 
 try:
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.page_figures import for_page
-    from kvcache_calculator.report import evaluate
-    from kvcache_calculator.presets import GPUS, MODELS
+    from kvcache_calculator.present.page_figures import for_page
+    from kvcache_calculator.present.report import evaluate
+    from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys
     from kvcache_calculator.units import format_bytes, format_count, format_duration, format_percent
 

@@ -4,11 +4,11 @@ import math
 
 import pytest
 
-from kvcache_calculator.analytic import (
+from kvcache_calculator.analytic.model import (
     analyze, build_terms, capacity_for_hit_rate, hits, occupancy, solve_characteristic_time,
     token_hit_rate_at,
 )
-from kvcache_calculator.capacity import compute_capacity
+from kvcache_calculator.setup.capacity import compute_capacity
 from kvcache_calculator.scenario import Scenario
 
 BASE = dict(model="llama-3.1-8b", gpu="h100-sxm")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kvcache_calculator.architecture import (
+from kvcache_calculator.setup.architecture import (
     LayerGroup,
     ModelArch,
     dense_arch,

@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from kvcache_calculator.analytic import analyze
-from kvcache_calculator.architecture import ModelArch, LayerGroup, check_tensor_parallel, valid_tensor_parallel
-from kvcache_calculator.capacity import GIB, compute_capacity
+from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.setup.architecture import ModelArch, LayerGroup, check_tensor_parallel, valid_tensor_parallel
+from kvcache_calculator.setup.capacity import GIB, compute_capacity
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.presets import MODELS, get_model
-from kvcache_calculator.report import evaluate
+from kvcache_calculator.setup.presets import MODELS, get_model
+from kvcache_calculator.present.report import evaluate
 from kvcache_calculator.scenario import Scenario
 
 

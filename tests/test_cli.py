@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from kvcache_calculator.cli import main
+from kvcache_calculator.cli.commands import main
 
 
 def run(capsys, *args):

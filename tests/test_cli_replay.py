@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kvcache_calculator import cli_replay
-from kvcache_calculator.replay import replay_lru_curve
-from kvcache_calculator.traces import read_trace
+from kvcache_calculator.cli import replay as cli_replay
+from kvcache_calculator.traces.replay import replay_lru_curve
+from kvcache_calculator.traces.readers import read_trace
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
 
@@ -85,8 +85,8 @@ def test_capacity_in_gib_needs_a_model(tmp_path, capsys):
 
 
 def test_capacity_in_gib_for_a_model(tmp_path, capsys):
-    arch = pytest.importorskip("kvcache_calculator.architecture")
-    presets = pytest.importorskip("kvcache_calculator.presets")
+    arch = pytest.importorskip("kvcache_calculator.setup.architecture")
+    presets = pytest.importorskip("kvcache_calculator.setup.presets")
     path = write_trace(tmp_path, MOONCAKE)
     code, out, err = run_cli([str(path), "--capacity-gib", "1", "--model", "llama-3.1-8b",
                               "--kv-dtype", "fp8", "--json"], capsys)
@@ -175,14 +175,14 @@ def test_progress_shown_on_a_terminal_after_one_second(monkeypatch, capsys):
 
 
 def test_wired_into_the_main_command(tmp_path, capsys):
-    cli = pytest.importorskip("kvcache_calculator.cli")
+    cli = pytest.importorskip("kvcache_calculator.cli.commands")
     path = write_trace(tmp_path, MOONCAKE)
     assert cli.main(["replay", str(path), "--capacity-blocks", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["capacity_blocks"] == [10]
 
 
 def test_binary_file_is_refused_and_a_byte_order_mark_is_accepted(tmp_path, capsys):
-    from kvcache_calculator.cli import main
+    from kvcache_calculator.cli.commands import main
 
     binary = tmp_path / "trace.jsonl"
     binary.write_bytes(b'{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1]}\n'

@@ -114,8 +114,8 @@ def test_weak_regimes_stay_within_their_documented_errors(rows, regime, mean_pt,
 @pytest.mark.slow
 def test_large_errors_are_flagged_for_the_user(rows):
     """Where the model is off by more than 1.5 pt, the page and CLI say so."""
-    report = pytest.importorskip("kvcache_calculator.report")
-    from kvcache_calculator.analytic import analyze
+    report = pytest.importorskip("kvcache_calculator.present.report")
+    from kvcache_calculator.analytic.model import analyze
 
     unflagged = []
     for r in rows:
@@ -132,7 +132,7 @@ def test_large_errors_are_flagged_for_the_user(rows):
 def test_simulated_characteristic_time_tracks_the_model(rows):
     """The mean idle time of evicted blocks is close to the model's T (general LRU,
     exponential gaps): within a factor 1.25 for every such scenario (seed 7; seen: 0.94-1.14)."""
-    from kvcache_calculator.simulate import simulate
+    from kvcache_calculator.sim.simulate import simulate
 
     checked = 0
     for r in rows:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kvcache_calculator import figures
-from kvcache_calculator import sensitivity as sens
-from kvcache_calculator.analytic import analyze
-from kvcache_calculator.capacity import compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.present import figures
+from kvcache_calculator.analytic import sensitivity as sens
+from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.setup.capacity import compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.scenario import Scenario
 
 ALLOWED = {"scatter", "bar", "heatmap"}

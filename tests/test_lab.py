@@ -1,4 +1,4 @@
-"""Tests of kvcache_calculator.lab: the lab page's resumable jobs, line feed and figures.
+"""Tests of kvcache_calculator.present.lab: the lab page's resumable jobs, line feed and figures.
 
 Every job is checked against the core's one-call functions on the same input (equal
 results, not approximately equal): chunking must not change a single hit.
@@ -13,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvcache_calculator import figures, lab
+from kvcache_calculator.present import figures
+
+from kvcache_calculator.present import lab
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.replay import BeladyReplay, last_block_tokens, replay, replay_lru_curve
+from kvcache_calculator.traces.replay import BeladyReplay, last_block_tokens, replay, replay_lru_curve
 from kvcache_calculator.scenario import Scenario
-from kvcache_calculator.simulate import simulate
-from kvcache_calculator.traces import (
+from kvcache_calculator.sim.simulate import simulate
+from kvcache_calculator.traces.readers import (
     analytic_token_hit_rate,
     compare_fit_to_replay,
     fit_scenario,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kvcache_calculator import figures
-from kvcache_calculator.page_figures import (VIRIDIS, decade_ticks, for_page, legend_entries,
+from kvcache_calculator.present import figures
+from kvcache_calculator.present.page_figures import (VIRIDIS, decade_ticks, for_page, legend_entries,
                                              split_title)
 from kvcache_calculator.scenario import Scenario
 

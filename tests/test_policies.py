@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.policies import FIFO, LFU, LRU, POLICY_CLASSES, make_cache, prefix_length
+from kvcache_calculator.sim.policies import FIFO, LFU, LRU, POLICY_CLASSES, make_cache, prefix_length
 
 ALL = sorted(POLICY_CLASSES)
 
@@ -17,7 +17,7 @@ sequences = st.lists(st.lists(st.integers(0, 30), min_size=0, max_size=12, uniqu
 
 @pytest.mark.parametrize("policy", ALL)
 class TestContract:
-    """What every policy promises (the interface of kvcache_calculator.policies)."""
+    """What every policy promises (the interface of kvcache_calculator.sim.policies)."""
 
     def test_empty(self, policy):
         cache = make_cache(policy, 4)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kvcache_calculator.architecture import ModelArch, kv_bytes_per_token, kv_bytes_per_token_all_layers
+from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_token, kv_bytes_per_token_all_layers
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.hardware import GPU
-from kvcache_calculator.hfconfig import count_params, import_config
-from kvcache_calculator.presets import (
+from kvcache_calculator.setup.gpus import GPU
+from kvcache_calculator.setup.hfconfig import count_params, import_config
+from kvcache_calculator.setup.presets import (
     DEFAULT_GPU,
     DEFAULT_MODEL,
     GPUS,

@@ -5,9 +5,11 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvcache_calculator import ScenarioError, presets
-from kvcache_calculator.analytic import analyze
-from kvcache_calculator.report import evaluate, results
+from kvcache_calculator import ScenarioError
+
+from kvcache_calculator.setup import presets
+from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.present.report import evaluate, results
 from kvcache_calculator.scenario import FIELDS, Scenario
 
 MODEL_IDS = [m["id"] for m in presets.list_models()]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.replay import (
+from kvcache_calculator.traces.replay import (
     BeladyReplay,
     FIFOCache,
     LFUCache,
@@ -25,7 +25,7 @@ from kvcache_calculator.replay import (
     replay_lru_curve,
     replay_steps,
 )
-from kvcache_calculator.traces import Request, read_trace
+from kvcache_calculator.traces.readers import Request, read_trace
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from kvcache_calculator.analytic import analyze
+from kvcache_calculator.analytic.model import analyze
 from kvcache_calculator.errors import ScenarioError
 
-from kvcache_calculator.report import RESULT_KEYS, evaluate, results
+from kvcache_calculator.present.report import RESULT_KEYS, evaluate, results
 from kvcache_calculator.scenario import Scenario
 
 

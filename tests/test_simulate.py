@@ -10,7 +10,7 @@ import pytest
 
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
-from kvcache_calculator.simulate import (
+from kvcache_calculator.sim.simulate import (
     Simulation, SimulationResult, batch_means_interval, simulate, t_quantile_975,
 )
 
@@ -302,8 +302,8 @@ def test_capacity_from_the_scenario():
     s = small(kv_cache_tokens=803)
     result = simulate(s, conversations=50, seed=0)
     assert result.capacity_tokens == 800 and result.offload_tokens == 0
-    pytest.importorskip("kvcache_calculator.presets")
-    from kvcache_calculator.capacity import compute_capacity
+    pytest.importorskip("kvcache_calculator.setup.presets")
+    from kvcache_calculator.setup.capacity import compute_capacity
 
     s = Scenario.from_dict({"arrival_rate": 0.2, "think_time_s": 5, "offload_gib": 1})
     capacity = compute_capacity(s)
@@ -337,7 +337,7 @@ SMALL_ARGS = ["arrival_rate=0.5", "turns=4", "think_time_s=20", "input_tokens=37
 def test_cli_json_matches_the_library(capsys):
     import json
 
-    from kvcache_calculator.cli_simulate import main
+    from kvcache_calculator.cli.simulate import main
 
     assert main([*SMALL_ARGS, "--conversations", "150", "--seed", "4", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -347,7 +347,7 @@ def test_cli_json_matches_the_library(capsys):
 
 
 def test_cli_table_and_errors(capsys):
-    from kvcache_calculator.cli_simulate import main
+    from kvcache_calculator.cli.simulate import main
 
     assert main([*SMALL_ARGS, "--conversations", "100", "--batches", "5"]) == 0
     out = capsys.readouterr().out
@@ -359,18 +359,17 @@ def test_cli_table_and_errors(capsys):
 
 
 def test_cli_registered_in_kvcache_calc(capsys):
-    from kvcache_calculator import cli
+    from kvcache_calculator.cli import commands
 
-    if "simulate" not in cli.build_parser().format_help():
-        pytest.skip("simulate is not wired into kvcache_calculator.cli yet")
-    assert cli.main(["simulate", *SMALL_ARGS, "--conversations", "50", "--json"]) == 0
+    assert "simulate" in commands.build_parser().format_help()
+    assert commands.main(["simulate", *SMALL_ARGS, "--conversations", "50", "--json"]) == 0
     assert '"token_hit_rate"' in capsys.readouterr().out
 
 
 def test_cli_progress_only_on_a_terminal_after_a_second():
     import io
 
-    from kvcache_calculator.cli_simulate import _Progress
+    from kvcache_calculator.cli.simulate import _Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -399,9 +398,11 @@ import fs from "node:fs";
 import path from "node:path";
 const pkgDir = %(package)s;
 const py = await loadPyodide({ indexURL: %(index)s });
-py.FS.mkdirTree("/pkg/kvcache_calculator");
-for (const f of fs.readdirSync(pkgDir)) {
-  if (f.endsWith(".py")) py.FS.writeFile("/pkg/kvcache_calculator/" + f, fs.readFileSync(path.join(pkgDir, f)));
+for (const f of fs.readdirSync(pkgDir, { recursive: true })) {
+  if (!f.endsWith(".py")) continue;
+  const dest = "/pkg/kvcache_calculator/" + f.split(path.sep).join("/");
+  py.FS.mkdirTree(dest.slice(0, dest.lastIndexOf("/")));
+  py.FS.writeFile(dest, fs.readFileSync(path.join(pkgDir, f)));
 }
 py.runPython("import sys; sys.path.insert(0, '/pkg')");
 console.log(py.runPython(fs.readFileSync(0, "utf8")));
@@ -410,7 +411,7 @@ console.log(py.runPython(fs.readFileSync(0, "utf8")));
 _PYODIDE_CODE = """
 import json
 from kvcache_calculator.scenario import Scenario
-from kvcache_calculator.simulate import simulate
+from kvcache_calculator.sim.simulate import simulate
 s = Scenario.from_dict({"instances": 3, "routing": "random", "arrival_rate": 3, "turns_dist": "geometric"})
 json.dumps(simulate(s, capacity_tokens=200000, offload_tokens=500000, conversations=1500, seed=5).to_dict(),
            sort_keys=True)

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvcache_calculator import sensitivity as sens
-from kvcache_calculator.analytic import analyze
-from kvcache_calculator.capacity import compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.analytic import sensitivity as sens
+from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.setup.capacity import compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.scenario import Scenario, with_updates
-from kvcache_calculator.suggestions import (
+from kvcache_calculator.analytic.advice import (
     ADD_MEMORY_IDS, ENOUGH_MEMORY_IDS, MIN_GAIN, SEVERITIES, Suggestion, suggest,
 )
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.traces import (
+from kvcache_calculator.traces.readers import (
     DEFAULT_BLOCK_SIZE,
     Request,
     ScenarioFitter,

@@ -102,10 +102,10 @@ def trace_rows(page) -> dict:
 # ---------------------------------------------------------------------------- simulation
 
 def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
-    from kvcache_calculator import figures
-    from kvcache_calculator.lab import memory_tasks
+    from kvcache_calculator.present import figures
+    from kvcache_calculator.present.lab import memory_tasks
     from kvcache_calculator.scenario import Scenario
-    from kvcache_calculator.simulate import simulate
+    from kvcache_calculator.sim.simulate import simulate
 
     fragment = SMALL + "&instances=2"
     open_lab(page, site, fragment)

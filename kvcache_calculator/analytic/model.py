@@ -39,8 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from kvcache_calculator.architecture import sequence_kv_bytes
-from kvcache_calculator.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.setup.architecture import sequence_kv_bytes
+from kvcache_calculator.setup.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.scenario import Scenario
 
 _EPS_TAIL = 1e-12       # truncate sums over turns where P(N >= k) falls below this

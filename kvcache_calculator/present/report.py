@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from kvcache_calculator import figures, sensitivity, suggestions
-from kvcache_calculator.analytic import AnalyticResult, analyze, capacity_for_hit_rate
-from kvcache_calculator.capacity import (ARCH_KEYS, GIB, attention_key_errors, compute_capacity,
+from kvcache_calculator.present import figures
+
+from kvcache_calculator.analytic import sensitivity
+
+from kvcache_calculator.analytic import advice as suggestions
+from kvcache_calculator.analytic.model import AnalyticResult, analyze, capacity_for_hit_rate
+from kvcache_calculator.setup.capacity import (ARCH_KEYS, GIB, attention_key_errors, compute_capacity,
                                          custom_key_errors, resolve_gpu, resolve_model)
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario

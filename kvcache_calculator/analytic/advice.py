@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from kvcache_calculator import sensitivity as sens
-from kvcache_calculator.analytic import AnalyticResult
-from kvcache_calculator.architecture import (
+from kvcache_calculator.analytic import sensitivity as sens
+from kvcache_calculator.analytic.model import AnalyticResult
+from kvcache_calculator.setup.architecture import (
     DTYPE_BYTES, dtype_bytes, kv_bytes_per_token, kv_head_counts, valid_tensor_parallel,
 )
-from kvcache_calculator.capacity import (
+from kvcache_calculator.setup.capacity import (
     GIB, published_weight_label, smaller_weight_dtypes, weight_dtype_hint, weight_dtype_sentence,
 )
 from kvcache_calculator.scenario import Scenario, with_updates
@@ -97,7 +97,7 @@ def _gpu_counts_above(arch, current: int, limit: int = 1024) -> list[int]:
     """GPU counts per instance to try above ``current``, smallest first: its doublings, and,
     for a model whose KV heads tensor parallelism splits, the divisors of their least common
     multiple and its doublings; only counts that split the heads
-    (:func:`~kvcache_calculator.architecture.valid_tensor_parallel`)."""
+    (:func:`~kvcache_calculator.setup.architecture.valid_tensor_parallel`)."""
     counts = set()
     n = current * 2
     while n <= limit:

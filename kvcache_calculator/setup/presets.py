@@ -1,10 +1,10 @@
 """Model and GPU presets: data, each entry with its source.
 
 A model preset is the handful of ``config.json`` fields that size its KV cache (read by the
-same importer as a pasted config, :mod:`kvcache_calculator.hfconfig`), plus its parameter
+same importer as a pasted config, :mod:`kvcache_calculator.setup.hfconfig`), plus its parameter
 counts in billions. Published counts (model cards, papers; the figures of the project's
 PRESETS reference table) are used where they exist; for the newest models the counts are those
-:func:`~kvcache_calculator.hfconfig.count_params` gives on the full config.json (text model,
+:func:`~kvcache_calculator.setup.hfconfig.count_params` gives on the full config.json (text model,
 multi-token-prediction layers excluded), and ``source`` says so.
 
 Ids are lower case (``llama-3.1-8b``, ``deepseek-v3``, ``qwen3-235b-a22b``); ``custom`` is
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from kvcache_calculator.architecture import ModelArch, kv_bytes_per_sequence_fixed, kv_bytes_per_token
+from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_sequence_fixed, kv_bytes_per_token
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.hardware import GPU
-from kvcache_calculator.hfconfig import _layer_groups, text_config
+from kvcache_calculator.setup.gpus import GPU
+from kvcache_calculator.setup.hfconfig import layer_groups, text_config
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_GPU = "h100-sxm"
@@ -175,7 +175,7 @@ _FP8_BLOCK = ("quantization_config of its config.json: quant_method fp8, fmt e4m
               "[128, 128]")
 #: Presets whose published checkpoint does not ship bf16 weights: id -> (the nearest
 #: ``weight_dtype`` value, the format's own name where it is not that value, source). Each
-#: agrees with :func:`~kvcache_calculator.hfconfig.weight_format` on the reference config.json
+#: agrees with :func:`~kvcache_calculator.setup.hfconfig.weight_format` on the reference config.json
 #: (tests/test_presets.py). Every other preset's
 #: config.json gives bfloat16 (``torch_dtype``/``dtype``) and no ``quantization_config``.
 #: The scenario's ``weight_dtype`` stays bf16 by default (a contract); these only feed advice.
@@ -200,7 +200,7 @@ _PUBLISHED_WEIGHTS: dict[str, tuple[str, str, str]] = {
 def _build_model(model_id: str, data: tuple) -> ModelArch:
     """The :class:`ModelArch` of one preset row (with its published weight format)."""
     name, repo, _file, total_b, active_b, params_source, fields, note = data
-    groups, notes = _layer_groups(text_config(fields))
+    groups, notes = layer_groups(text_config(fields))
     if note:
         notes.append(note)
     source = f"{_hf(repo)}; parameters: {params_source}"
@@ -281,10 +281,10 @@ def list_models() -> list[dict]:
     """Every model preset as plain JSON types: id, name, parameters, attention, KV bytes, source.
 
     ``kv_bytes_per_token`` is at bf16 over the layers that grow with context
-    (:func:`~kvcache_calculator.architecture.kv_bytes_per_token`);
+    (:func:`~kvcache_calculator.setup.architecture.kv_bytes_per_token`);
     ``kv_bytes_per_sequence_fixed`` the bf16 bytes a sequence holds in window-capped and
     linear-state layers at block size 16. ``weight_dtype`` / ``weight_format``: the published
-    checkpoint's weight format (:class:`~kvcache_calculator.architecture.ModelArch`).
+    checkpoint's weight format (:class:`~kvcache_calculator.setup.architecture.ModelArch`).
     """
     rows = []
     for model_id, arch in MODELS.items():

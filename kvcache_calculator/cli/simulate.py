@@ -1,6 +1,6 @@
 """``kvcache-calc simulate KEY=VALUE... [--conversations N] [--seed S] [--json]``.
 
-Runs the discrete-event simulator (:mod:`kvcache_calculator.simulate`) on a scenario and
+Runs the discrete-event simulator (:mod:`kvcache_calculator.sim.simulate`) on a scenario and
 prints the same result keys as ``analyze``, each hit rate with its 95 % confidence interval.
 On a terminal, runs longer than a second show their progress on stderr.
 """
@@ -82,7 +82,7 @@ def _format(key: str, value, unit: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulation for the parsed arguments; print a table or JSON; return 0."""
-    from kvcache_calculator.simulate import Simulation
+    from kvcache_calculator.sim.simulate import Simulation
 
     scenario = Scenario.from_dict(parse_assignments(args.assignments))
     sim = Simulation(scenario, conversations=args.conversations, seed=args.seed,
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m kvcache_calculator.cli_simulate``), for testing."""
+    """Stand-alone entry (``python -m kvcache_calculator.cli.simulate``), for testing."""
     parser = argparse.ArgumentParser(prog="kvcache-calc")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["simulate", *(sys.argv[1:] if argv is None else argv)])

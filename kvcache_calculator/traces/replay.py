@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.traces import Request
+from kvcache_calculator.traces.readers import Request
 
 __all__ = [
     "POLICIES",
@@ -861,7 +861,7 @@ class BeladySteps:
             self.done = True
 
     def result(self) -> ReplayResult:
-        """The :class:`~kvcache_calculator.replay.ReplayResult` (policy ``belady``)."""
+        """The :class:`~kvcache_calculator.traces.replay.ReplayResult` (policy ``belady``)."""
         if not self.done:
             raise ScenarioError("belady", "unfinished", "call step() until done first")
         return ReplayResult("belady", self.semantics, self.block_size, len(self.requests),

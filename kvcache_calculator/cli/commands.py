@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Sequence
 
+from kvcache_calculator.cli import replay, simulate
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELDS, Scenario, parse_assignments
 
@@ -54,7 +55,7 @@ def scenario_from_args(assignments: Sequence[str]) -> Scenario:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from kvcache_calculator.report import RESULT_KEYS, model_notes, results
+    from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
 
     scenario = scenario_from_args(args.assignments)
     res = results(scenario)
@@ -73,7 +74,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from kvcache_calculator import presets
+    from kvcache_calculator.setup import presets
 
     models, gpus = presets.list_models(), presets.list_gpus()
     if args.json:
@@ -102,12 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the model and GPU presets")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_presets)
-    for module in ("cli_simulate", "cli_replay"):
-        try:
-            mod = __import__(f"kvcache_calculator.{module}", fromlist=["register"])
-        except ImportError:  # pragma: no cover - only while a subcommand is being developed
-            continue
-        mod.register(sub)
+    simulate.register(sub)
+    replay.register(sub)
     return parser
 
 

@@ -12,17 +12,17 @@ Jobs:
 
 - :class:`SimulationJob` runs a list of :class:`SimTask` (the current scenario, points of the
   hit-rate-against-memory curve, other policies and routings) through
-  :class:`kvcache_calculator.simulate.Simulation`, whose ``run(max_requests)`` resumes.
+  :class:`kvcache_calculator.sim.simulate.Simulation`, whose ``run(max_requests)`` resumes.
 - :class:`TraceJob` turns byte slices of an uploaded Mooncake or Bailian JSONL file into
   lines (:class:`LineFeed`: UTF-8 checked, lines split across slice boundaries), parses them
-  with :class:`kvcache_calculator.traces.TraceReader` and feeds the one-pass LRU curve
-  (:class:`kvcache_calculator.replay.LRUCurveReplay`) and the scenario fit
-  (:class:`kvcache_calculator.traces.ScenarioFitter`).
-- :class:`PolicyJob` is the second pass: FIFO and LFU (:class:`~kvcache_calculator.replay.PolicyReplay`)
-  and Belady's MIN at one capacity (the resumable :class:`~kvcache_calculator.replay.BeladySteps`,
+  with :class:`kvcache_calculator.traces.readers.TraceReader` and feeds the one-pass LRU curve
+  (:class:`kvcache_calculator.traces.replay.LRUCurveReplay`) and the scenario fit
+  (:class:`kvcache_calculator.traces.readers.ScenarioFitter`).
+- :class:`PolicyJob` is the second pass: FIFO and LFU (:class:`~kvcache_calculator.traces.replay.PolicyReplay`)
+  and Belady's MIN at one capacity (the resumable :class:`~kvcache_calculator.traces.replay.BeladySteps`,
   against it hit for hit by the tests).
 
-Figures are plain Plotly dicts like :mod:`kvcache_calculator.figures` (scatter and bar only).
+Figures are plain Plotly dicts like :mod:`kvcache_calculator.present.figures` (scatter and bar only).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.replay import (
+from kvcache_calculator.traces.replay import (
     GIB,
     BeladySteps,
     LRUCurve,
@@ -44,8 +44,8 @@ from kvcache_calculator.replay import (
     last_block_tokens,
 )
 from kvcache_calculator.scenario import ROUTINGS, Scenario
-from kvcache_calculator.simulate import Simulation, SimulationResult
-from kvcache_calculator.traces import DEFAULT_BLOCK_SIZE, ScenarioFitter, TraceReader
+from kvcache_calculator.sim.simulate import Simulation, SimulationResult
+from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, ScenarioFitter, TraceReader
 
 __all__ = [
     "run_for",
@@ -266,7 +266,7 @@ def comparison_tasks(scenario: Scenario, *, conversations: int, seed: int) -> li
 class SimulationJob:
     """Runs :class:`SimTask` s one after the other in resumable steps (``step(units)`` runs
     at most ``units`` requests). ``results`` maps task names to
-    :class:`~kvcache_calculator.simulate.SimulationResult`; a task whose scenario cannot be
+    :class:`~kvcache_calculator.sim.simulate.SimulationResult`; a task whose scenario cannot be
     simulated gets its :class:`ScenarioError` in ``errors`` instead."""
 
     def __init__(self, tasks: Sequence[SimTask]):
@@ -400,7 +400,7 @@ class TraceJob(_LinesJob):
     """Pass one over an uploaded trace: the exact LRU curve and the fitted scenario.
 
     ``add_bytes`` each slice, ``close_input`` after the last, ``step`` until :attr:`done`
-    (one unit = one line); then :attr:`curve` (:class:`~kvcache_calculator.replay.LRUCurve`)
+    (one unit = one line); then :attr:`curve` (:class:`~kvcache_calculator.traces.replay.LRUCurve`)
     and :attr:`fit` (the fitted scenario dict). A malformed line raises ScenarioError with its
     line number unless ``skip_bad_lines``; a file without a single valid request raises at
     the end.
@@ -466,7 +466,7 @@ class _RequestStore:
 class PolicyJob(_LinesJob):
     """Pass two over a trace: FIFO, LFU and Belady at one capacity (blocks). LRU needs no
     pass of its own: it is read off the curve of :class:`TraceJob`. ``results`` maps each
-    policy to a :class:`~kvcache_calculator.replay.ReplayResult` once :attr:`done`."""
+    policy to a :class:`~kvcache_calculator.traces.replay.ReplayResult` once :attr:`done`."""
 
     def __init__(self, capacity_blocks: int, block_size: int, total_bytes: int | None = None, *,
                  format: str | None = None, skip_bad_lines: bool = False,
@@ -752,7 +752,7 @@ def fitted_fragment(scenario: Scenario, fit: dict) -> str:
 def fit_gaps(fit: dict, curve: LRUCurve, capacities_blocks: Sequence[int]) -> list:
     """The analytic model on the fitted scenario against the exact LRU replay at each capacity
     (``traces.compare_fit_to_replay``); a capacity the model cannot evaluate gets ``error``."""
-    from kvcache_calculator.traces import analytic_token_hit_rate, compare_fit_to_replay
+    from kvcache_calculator.traces.readers import analytic_token_hit_rate, compare_fit_to_replay
 
     out = []
     for blocks in capacities_blocks:

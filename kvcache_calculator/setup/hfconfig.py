@@ -1,4 +1,4 @@
-"""Import a Hugging Face ``config.json`` into a :class:`~kvcache_calculator.architecture.ModelArch`.
+"""Import a Hugging Face ``config.json`` into a :class:`~kvcache_calculator.setup.architecture.ModelArch`.
 
 :func:`import_config` reads the fields that size the KV cache (layer kinds, KV heads, head
 dimensions, MLA ranks, sliding windows, linear-attention state) from a config given as JSON text
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from kvcache_calculator.architecture import LayerGroup, ModelArch
+from kvcache_calculator.setup.architecture import LayerGroup, ModelArch
 from kvcache_calculator.errors import ScenarioError
 
 #: Bytes per element of the dtype names found in config.json files.
@@ -328,7 +328,7 @@ def _indexer_bytes(cfg: dict, n: int) -> tuple[list[float], str | None]:
     return [0.0] * n, None
 
 
-def _layer_groups(cfg: dict) -> tuple[tuple[LayerGroup, ...], list[str]]:
+def layer_groups(cfg: dict) -> tuple[tuple[LayerGroup, ...], list[str]]:
     """Layer groups of a text config, merged by identical parameters in first-seen order."""
     for field, why in _UNSUPPORTED_FIELDS.items():
         if cfg.get(field) is not None:
@@ -608,7 +608,7 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     that is missing, malformed or unsupported; bad JSON raises it with key ``config``.
     """
     cfg = text_config(text_or_dict)
-    groups, notes = _layer_groups(cfg)
+    groups, notes = layer_groups(cfg)
     total_b, active_b = count_params(cfg)
     arch_names = cfg.get("architectures") or []
     label = arch_names[0] if isinstance(arch_names, list) and arch_names else cfg.get("model_type", "")
@@ -667,8 +667,8 @@ def scenario_keys_gap(arch: ModelArch) -> str | None:
     approximately (sliding layers with their own heads, linear-attention state, indexer
     bytes), with both KV figures at bf16 and the preset that has the exact ones, if any;
     None when the keys give the same KV bytes per token and per sequence."""
-    from kvcache_calculator.architecture import kv_bytes_per_sequence_fixed, kv_bytes_per_token
-    from kvcache_calculator.capacity import arch_from_keys
+    from kvcache_calculator.setup.architecture import kv_bytes_per_sequence_fixed, kv_bytes_per_token
+    from kvcache_calculator.setup.capacity import arch_from_keys
     from kvcache_calculator.units import format_bytes
 
     flat = arch_from_keys({k: v for k, v in arch_to_scenario(arch).items() if v is not None})
@@ -686,7 +686,7 @@ def scenario_keys_gap(arch: ModelArch) -> str | None:
 
     text = (f"The scenario keys describe this architecture only approximately: {said(approx)}, "
             f"against the config's {said(exact)} (bf16).")
-    from kvcache_calculator import presets
+    from kvcache_calculator.setup import presets
     for model_id, preset in presets.MODELS.items():
         if figures(preset) == exact and abs(preset.params_b - arch.params_b) <= 0.02 * preset.params_b:
             return text + f" The preset {model_id} has the exact figures."

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-from kvcache_calculator.architecture import (
+from kvcache_calculator.setup.architecture import (
     DTYPE_BYTES, LayerGroup, ModelArch, check_tensor_parallel, dtype_bytes, kv_bytes_per_sequence_fixed,
     kv_bytes_per_token,
 )
@@ -93,7 +93,7 @@ def attention_key_errors(scenario: Scenario) -> list[ScenarioError]:
         return []
     attention = scenario.attention
     if attention is None and scenario.model != "custom":
-        from kvcache_calculator import presets
+        from kvcache_calculator.setup import presets
         base = presets.MODELS.get(scenario.model)
         if base is None:
             return []   # an unknown model is its own error
@@ -112,8 +112,8 @@ def resolve_model(scenario: Scenario) -> ModelArch:
         raise errors[0]
     if scenario.model == "custom":
         return arch_from_keys({**overrides, **params})
-    from kvcache_calculator import presets
-    from kvcache_calculator.hfconfig import arch_to_scenario
+    from kvcache_calculator.setup import presets
+    from kvcache_calculator.setup.hfconfig import arch_to_scenario
 
     base = presets.get_model(scenario.model)
     if overrides:
@@ -133,12 +133,12 @@ def resolve_model(scenario: Scenario) -> ModelArch:
 
 def resolve_gpu(scenario: Scenario):
     """The scenario's GPU preset, or a custom one; ``gpu_memory_gib`` overrides the memory."""
-    from kvcache_calculator.hardware import GPU
+    from kvcache_calculator.setup.gpus import GPU
 
     if scenario.gpu == "custom":
         memory = _require(scenario, "gpu_memory_gib", "when gpu is custom")
         return GPU("custom", "Custom GPU", memory, 0.0, 0.0, "entered by the user")
-    from kvcache_calculator import presets
+    from kvcache_calculator.setup import presets
 
     gpu = presets.get_gpu(scenario.gpu)
     if scenario.gpu_memory_gib is not None:
@@ -249,7 +249,7 @@ def compute_capacity(scenario: Scenario, arch: ModelArch | None = None, gpu=None
     """Capacity per MODEL.md section 3, or the ``kv_cache_tokens`` override.
 
     Raises :class:`ScenarioError` on ``num_gpus`` when tensor parallelism over that many GPUs
-    cannot split the model's KV heads (:func:`~kvcache_calculator.architecture.check_tensor_parallel`).
+    cannot split the model's KV heads (:func:`~kvcache_calculator.setup.architecture.check_tensor_parallel`).
     """
     arch = arch or resolve_model(scenario)
     gpu = gpu or resolve_gpu(scenario)

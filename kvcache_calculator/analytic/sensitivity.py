@@ -9,7 +9,7 @@ Everything here answers "what happens to the hit rate if one input changes":
 
 Speed. A solve of the characteristic-time equation per point would be too slow for a live
 page, so most sweeps use one table per workload. With ``x = T / theta`` (``theta`` the mean
-think time) the model of :mod:`kvcache_calculator.analytic` separates into parts that depend
+think time) the model of :mod:`kvcache_calculator.analytic.model` separates into parts that depend
 on ``x`` alone and a few scalars::
 
     O(T)    = conv_rate * theta * a(x) + K * p(T)
@@ -26,7 +26,7 @@ arithmetic operations per point: find the bracket of ``O = capacity`` by bisecti
 grid and interpolate the hit rate linearly in ``log O``. Inputs that change the turn
 structure (turns, tokens per turn, block size, non-sticky instance count, sliding layers)
 are solved exactly (:func:`exact_hit_rate`, the same answer as
-:func:`~kvcache_calculator.analytic.analyze`).
+:func:`~kvcache_calculator.analytic.model.analyze`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import math
 from bisect import bisect_left
 from dataclasses import asdict, dataclass
 
-from kvcache_calculator import analytic as _analytic
-from kvcache_calculator.analytic import (
+from kvcache_calculator.analytic import model as _analytic
+from kvcache_calculator.analytic.model import (
     AnalyticResult, Terms, analyze, build_terms, capacity_for_hit_rate, illinois_log_root,
 )
-from kvcache_calculator.architecture import tp_splits_heads, valid_tensor_parallel
-from kvcache_calculator.capacity import GIB, Capacity, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.setup.architecture import tp_splits_heads, valid_tensor_parallel
+from kvcache_calculator.setup.capacity import GIB, Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, with_updates
 
@@ -216,7 +216,7 @@ class HitRateTable:
 class _Parts:
     """``a(x), G1(x), G2(x)`` of one workload at any ``x = T / theta`` (unit-mean gaps).
 
-    Exponential gaps as :func:`~kvcache_calculator.analytic.gap_functions`: the sum of m unit
+    Exponential gaps as :func:`~kvcache_calculator.analytic.model.gap_functions`: the sum of m unit
     gaps is Erlang-m, ``F_m(x) = P(Poisson(x) >= m)`` and ``M_m(x) = sum_{i<=m} F_i(x)``.
     Once ``F_m`` is below 1e-13 with ``m > x`` the rest of the tail adds nothing to
     ``G1``/``G2`` and ``M`` stays put, so the loop stops and adds ``M_m * sum_{r>m} w_r Cs_r``
@@ -300,7 +300,7 @@ class _Parts:
 
 def exact_hit_rate(scenario: Scenario, capacity: Capacity, arch=None) -> tuple[float, float]:
     """(token hit rate, ceiling) of ``scenario`` at ``capacity``: the same model and answer as
-    :func:`~kvcache_calculator.analytic.analyze` (to 1e-9), with a cheaper evaluation of
+    :func:`~kvcache_calculator.analytic.model.analyze` (to 1e-9), with a cheaper evaluation of
     ``O(T)`` for the exact points of the sweeps. ``T`` solves ``O(T) = max(capacity_tokens,
     offload_tokens)`` by Illinois regula falsi on ``log O`` against ``log T``."""
     terms = build_terms(scenario, capacity, arch)
@@ -521,7 +521,7 @@ def tokens_for_hit_rate(prep: Prepared, rate: float) -> float | None:
     """Cache tokens per instance (GPU tier alone) for a token hit rate of ``rate`` at the
     current workload, by inverting the table (hit rate rises with T, so with occupancy);
     None when ``rate`` is at or above the ceiling. Agrees with
-    :func:`~kvcache_calculator.analytic.capacity_for_hit_rate` to the table's accuracy."""
+    :func:`~kvcache_calculator.analytic.model.capacity_for_hit_rate` to the table's accuracy."""
     ceiling = prep.result.max_token_hit_rate
     if rate >= ceiling - 1e-9:
         return None

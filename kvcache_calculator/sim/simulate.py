@@ -22,7 +22,7 @@ belong to the system prompt and are shared by every conversation using it; the r
 private to the conversation. A request *hits* when its whole reusable prefix (at least one
 block) was cached.
 
-Caches follow :mod:`kvcache_calculator.policies`: after each request the sequence's blocks
+Caches follow :mod:`kvcache_calculator.sim.policies`: after each request the sequence's blocks
 are touched tail first. For LRU the simulator keeps *segments* instead of blocks: all of a
 conversation's blocks on an instance are touched together, so they form one run in the LRU
 order whose cached part is always a head prefix; the least recently used segment loses
@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.policies import make_cache, prefix_length
+from kvcache_calculator.sim.policies import make_cache, prefix_length
 from kvcache_calculator.scenario import Scenario
 
 #: Two-sided 95 % Student t quantiles t_{0.975, df}; between entries the smaller df is used.
@@ -194,7 +194,7 @@ class Simulation:
     """A resumable simulation: call :meth:`run` until :attr:`done`, then :meth:`result`.
 
     ``capacity_tokens`` and ``offload_tokens`` are per instance; when ``None`` they come
-    from :func:`kvcache_calculator.capacity.compute_capacity`. ``engine`` is ``segments``
+    from :func:`kvcache_calculator.setup.capacity.compute_capacity`. ``engine`` is ``segments``
     (fast, LRU only), ``blocks`` (one cache entry per block, any policy) or ``auto``
     (segments for LRU). ``record=True`` keeps every request's outcome in :attr:`records` as
     ``(time_s, conversation, turn, system_prompt, instance, gpu_hit_blocks,
@@ -575,7 +575,7 @@ def _capacities(scenario: Scenario, capacity_tokens: int | None,
     if (capacity_tokens is None and scenario.kv_cache_tokens is not None
             and scenario.offload_gib == 0):
         return scenario.kv_cache_tokens // scenario.block_size * scenario.block_size, 0
-    from kvcache_calculator.capacity import compute_capacity
+    from kvcache_calculator.setup.capacity import compute_capacity
 
     capacity = compute_capacity(scenario)
     if not capacity.fits:

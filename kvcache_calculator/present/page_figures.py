@@ -17,7 +17,7 @@ part of each redraw on things that either never change or that plain HTML draws 
 Together these took the four redraws from about 60 ms to about 40 ms on the page
 (``benchmarks/bench_page.py``). :func:`for_page` does the transformation; the page's
 ``charts.js`` draws the result. Python users and the CLI keep the core's figures from
-:mod:`kvcache_calculator.figures`, which have their titles, legends and colour bar in Plotly.
+:mod:`kvcache_calculator.present.figures`, which have their titles, legends and colour bar in Plotly.
 """
 
 from __future__ import annotations

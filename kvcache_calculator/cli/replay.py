@@ -12,7 +12,7 @@ infinite-cache ceilings; for LRU also the capacities reaching 50/90/99 % of the 
 no capacity option the capacities are chosen from the LRU curve. ``--fit`` fits a scenario
 to the trace and compares the analytic model with the LRU replay at each capacity. This
 module is the shell: it opens the file, shows progress on a terminal and formats output;
-the work is done by :mod:`kvcache_calculator.traces` and :mod:`kvcache_calculator.replay`.
+the work is done by :mod:`kvcache_calculator.traces.readers` and :mod:`kvcache_calculator.traces.replay`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from typing import Iterator
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.replay import (
+from kvcache_calculator.traces.replay import (
     GIB,
     POLICIES,
     SEMANTICS,
@@ -35,7 +35,7 @@ from kvcache_calculator.replay import (
     capacity_blocks_from_gib,
     capacity_blocks_from_tokens,
 )
-from kvcache_calculator.traces import (
+from kvcache_calculator.traces.readers import (
     DEFAULT_BLOCK_SIZE,
     FORMATS,
     ScenarioFitter,
@@ -227,14 +227,14 @@ def _run_pass(source: _TraceSource, fmt: str, skip: bool, runners: list, label: 
 def _model_kv_bytes(model: str | None, kv_dtype: str) -> float | None:
     if model is None:
         return None
-    from kvcache_calculator.architecture import kv_bytes_per_token
-    from kvcache_calculator.presets import get_model
+    from kvcache_calculator.setup.architecture import kv_bytes_per_token
+    from kvcache_calculator.setup.presets import get_model
 
     return kv_bytes_per_token(get_model(model), kv_dtype)
 
 
 def _gpu_capacity_tokens(args, block_size: int) -> tuple:
-    from kvcache_calculator.capacity import compute_capacity
+    from kvcache_calculator.setup.capacity import compute_capacity
     from kvcache_calculator.scenario import Scenario
 
     if args.model is None:

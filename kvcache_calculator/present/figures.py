@@ -10,8 +10,8 @@ charts to a 390 px phone. A Python user can draw one with
 
 from __future__ import annotations
 
-from kvcache_calculator import sensitivity as sens
-from kvcache_calculator.analytic import AnalyticResult
+from kvcache_calculator.analytic import sensitivity as sens
+from kvcache_calculator.analytic.model import AnalyticResult
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
 
 _LINE = "#1f77b4"
@@ -143,7 +143,7 @@ def unset_reason(scenario: Scenario, key: str) -> str:
 def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: AnalyticResult | None = None,
                 prep=None, arch=None, gpu=None, points: int = 100) -> dict:
     """Token hit rate (%) over the sweep range of one numeric input ``key``
-    (:data:`kvcache_calculator.sensitivity.NUMERIC_KEYS`), with the ceiling and the current point.
+    (:data:`kvcache_calculator.analytic.sensitivity.NUMERIC_KEYS`), with the ceiling and the current point.
 
     A key of that list that is empty for this scenario gives an empty chart saying so; a key
     outside it raises :class:`~kvcache_calculator.errors.ScenarioError`."""
@@ -238,7 +238,7 @@ def heatmap(scenario: Scenario, *, result: AnalyticResult | None = None, prep=No
 
 def all_figures(scenario: Scenario, result: AnalyticResult | None = None, key: str = sens.DEFAULT_KEY,
                 *, arch=None, gpu=None) -> dict:
-    """The four figures of the page from one :func:`~kvcache_calculator.sensitivity.prepare`:
+    """The four figures of the page from one :func:`~kvcache_calculator.analytic.sensitivity.prepare`:
     ``hit_vs_memory``, ``sensitivity`` (of ``key``), ``tornado`` and ``heatmap``."""
     prep = sens.prepare(scenario, result, arch, gpu)
     return {"hit_vs_memory": hit_vs_memory(scenario, prep=prep),

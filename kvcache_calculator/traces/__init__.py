@@ -1,0 +1,2 @@
+"""Request traces: readers for the Mooncake and Bailian formats (:mod:`.readers`), block-level
+replay (:mod:`.replay`) and fitting a scenario to a trace."""
