@@ -60,10 +60,11 @@ VLLM_OLDEST = (0, 9)
 SAMPLER_BYTES_PER_LOGIT = 14.0
 #: Allocator overhead and small buffers of the profiling run (fitted, vLLM 0.19).
 PROFILE_BASE_GIB = 0.1
-#: Non-torch memory that appears during vLLM's profiling run, per GPU (0.19 logs: 0.24-0.27 GiB
-#: alone; 2.07-2.21 GiB with tensor parallelism, where NCCL and the custom all-reduce allocate
-#: their buffers at the first collective).
-NON_TORCH_GIB = {1: 0.25, "tp": 2.1}
+#: Non-torch memory that appears during vLLM's profiling run, per GPU, by (single GPU, tensor
+#: parallel): 0.19 logs show 0.24-0.27 GiB alone and 2.07-2.21 GiB with tensor parallelism
+#: (NCCL and the custom all-reduce allocate buffers at the first collective, after the memory
+#: snapshot); 0.10 logs show almost none either way (those buffers came before the snapshot).
+NON_TORCH_GIB = {(0, 11): (0.25, 2.1), (0, 0): (0.05, 0.1)}
 #: CUDA-graph memory per GPU: a base plus a share per decoder layer (vLLM 0.19 logs: 0.87-1.79
 #: GiB for 28-80 layers; MoE layers capture more).
 CUDA_GRAPH_BASE_GIB = 0.5
@@ -158,6 +159,36 @@ class MemoryBreakdown:
     def to_dict(self) -> dict:
         """Plain JSON types."""
         return asdict(self)
+
+
+#: Bytes per weight of each stored format, scales included: int4 group-quantised (GPTQ, AWQ,
+#: compressed-tensors w4a16: a 16-bit scale per 128 weights), MXFP4 (an 8-bit scale per 32
+#: 4-bit weights: 4.25 bits), NVFP4 (an 8-bit scale per 16: 4.5 bits).
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2 / 128,
+                "mxfp4": 4.25 / 8, "nvfp4": 4.5 / 8, "fp4": 4.5 / 8}
+
+
+def weights_gib_per_gpu(params_b: float, weight_dtype: str, tp: int, *, embedding_params_b: float = 0.0,
+                        expert_params_b: float = 0.0, experts_only: bool = False,
+                        moe_intermediate_size: int = 0) -> float:
+    """The weights one GPU loads, in GiB, as a checkpoint of ``weight_dtype`` stores them.
+
+    Quantised checkpoints keep the embedding and output head in bf16 (``embedding_params_b``
+    of the ``params_b``); ``experts_only`` formats (gpt-oss's MXFP4) quantise only the
+    ``expert_params_b`` routed experts, which vLLM loads padded to a multiple of 256 in the
+    expert's intermediate dimension (gpt-oss-20b: 13.47 GiB logged, 13.45 predicted; 120b: 64.38
+    and 64.9). Tensor parallelism splits every matrix ``tp`` ways (vLLM's vocabulary-parallel
+    embedding included).
+    """
+    width = WEIGHT_BYTES[weight_dtype]
+    if width >= 2.0:
+        total = params_b * width
+    elif experts_only:
+        pad = math.ceil(moe_intermediate_size / 256) * 256 / moe_intermediate_size if moe_intermediate_size else 1.0
+        total = expert_params_b * width * pad + (params_b - expert_params_b) * 2.0
+    else:
+        total = embedding_params_b * 2.0 + (params_b - embedding_params_b) * width
+    return total * 1e9 / GIB / tp
 
 
 def vllm_batch_defaults(total_gib: float, gpu_name: str, version: tuple[int, int]) -> tuple[int, int]:
@@ -261,7 +292,8 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
     if shape is None:
         raise ScenarioError("model", "", "needs hidden_size and vocab_size to size vLLM's profiling run")
     activation = activation_peak_gib(shape, tokens, seqs, tp)
-    non_torch = NON_TORCH_GIB[1] if tp == 1 else NON_TORCH_GIB["tp"]
+    since = max(v for v in NON_TORCH_GIB if v <= settings.version)
+    non_torch = NON_TORCH_GIB[since][0 if tp == 1 else 1]
     graphs = cuda_graph_gib(shape) if settings.cuda_graphs and settings.version >= (0, 20) else 0.0
     budget = math.ceil(total_gib * util * GIB) / GIB
     kv = budget - weights_gib - activation - non_torch - graphs
