@@ -3,7 +3,7 @@
 The same keys are used in the page's URL fragment (``#model=llama-3.1-8b&arrival_rate=2``),
 on the command line (``kvcache-calc analyze model=llama-3.1-8b arrival_rate=2``) and in
 JSON. Keys left out take the defaults of :data:`FIELDS`. The key names are a public
-contract (DESIGN.md): add keys, never rename them.
+contract (docs/architecture.md §3): add keys, never rename them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The page's glue, run by PyScript: read the form, call the core, draw results and charts.
 
-One render path (STYLE.md): every change (typing, a link, an imported config) becomes a
+One render path (docs/architecture.md §6): every change (typing, a link, an imported config) becomes a
 ``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.present.report.evaluate`` and is
 drawn by :func:`render`. Nothing read from the URL, a pasted config or a file is ever inserted
 as HTML: text goes through ``textContent``/``value`` only. No Python traceback reaches the page;

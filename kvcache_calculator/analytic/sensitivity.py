@@ -1,4 +1,4 @@
-"""Sweeps and sensitivity of the analytic token hit rate (MODEL.md section 5).
+"""Sweeps and sensitivity of the analytic token hit rate (docs/model.md §8).
 
 Everything here answers "what happens to the hit rate if one input changes":
 
@@ -488,7 +488,7 @@ def memory_for_tokens(prep: Prepared, capacity_tokens: float) -> float:
 
         memory_gib = (weights_gib_per_gpu + activation_reserve_gib
                       + capacity_tokens * kv_bytes_per_token_per_gpu / 2**30) / gpu_mem_util
-    (MODEL.md section 3 solved for the memory)."""
+    (docs/model.md §3 solved for the memory)."""
     cap = prep.capacity
     kv = capacity_tokens * cap.kv_bytes_per_token_per_gpu / GIB
     return (cap.weights_gib_per_gpu + prep.scenario.activation_reserve_gib + kv) / prep.scenario.gpu_mem_util
@@ -496,7 +496,7 @@ def memory_for_tokens(prep: Prepared, capacity_tokens: float) -> float:
 
 def tokens_for_memory(prep: Prepared, memory_gib: float) -> int:
     """KV-cache tokens per instance (whole blocks) at ``memory_gib`` of GPU memory per GPU
-    (MODEL.md section 3); 0 when the model does not fit."""
+    (docs/model.md §3); 0 when the model does not fit."""
     s, cap = prep.scenario, prep.capacity
     budget = memory_gib * s.gpu_mem_util - cap.weights_gib_per_gpu - s.activation_reserve_gib
     if budget <= 0:

@@ -1,4 +1,4 @@
-"""From a scenario to a model, a GPU and the KV-cache capacity of one instance (MODEL.md 3).
+"""From a scenario to a model, a GPU and the KV-cache capacity of one instance (docs/model.md §3).
 
 ::
 
@@ -180,7 +180,7 @@ def model_label(scenario: Scenario) -> str:
 
 
 def weights_gib_per_gpu(arch: ModelArch, weight_dtype: str, tp: int) -> float:
-    """GiB of weights on each of ``tp`` GPUs at ``weight_dtype`` (MODEL.md section 3)."""
+    """GiB of weights on each of ``tp`` GPUs at ``weight_dtype`` (docs/model.md §3)."""
     return arch.params_b * 1e9 * dtype_bytes(weight_dtype, "weight_dtype") / tp / GIB
 
 
@@ -246,7 +246,7 @@ def weight_dtype_hint(scenario: Scenario, arch: ModelArch, usable_gib: float) ->
 
 
 def compute_capacity(scenario: Scenario, arch: ModelArch | None = None, gpu=None) -> Capacity:
-    """Capacity per MODEL.md section 3, or the ``kv_cache_tokens`` override.
+    """Capacity per docs/model.md §3, or the ``kv_cache_tokens`` override.
 
     Raises :class:`ScenarioError` on ``num_gpus`` when tensor parallelism over that many GPUs
     cannot split the model's KV heads (:func:`~kvcache_calculator.setup.architecture.check_tensor_parallel`).

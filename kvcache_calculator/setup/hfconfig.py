@@ -4,7 +4,7 @@
 dimensions, MLA ranks, sliding windows, linear-attention state) from a config given as JSON text
 or as a dict, with or without a multimodal ``text_config`` wrapper. :func:`count_params` counts
 total and active (per-token) parameters of the text model from the same fields.
-:func:`arch_to_scenario` turns an architecture into the scenario keys of DESIGN.md.
+:func:`arch_to_scenario` turns an architecture into the scenario keys (docs/architecture.md §3).
 :func:`weight_format` reads the checkpoint's weight dtype (``quantization_config``,
 ``torch_dtype``) into ``ModelArch.weight_dtype``.
 
@@ -621,7 +621,7 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
 
 
 def arch_to_scenario(arch: ModelArch, *, weight_dtype: bool = False) -> dict:
-    """The DESIGN.md scenario keys that describe ``arch``, where they can express it.
+    """The scenario keys (docs/architecture.md §3) that describe ``arch``, where they can express it.
 
     ``num_layers`` counts the layers that hold KV (full, MLA, sliding); ``num_kv_heads`` and
     ``head_dim`` come from the full-attention layers (the sliding ones if there are none);
