@@ -66,7 +66,7 @@ def test_bad_sizes_are_refused_with_a_message():
         VLLMBlockPool(10, 0)
 
 
-@pytest.mark.skipif(not TRACES.exists(), reason="../shared/traces (the Mooncake traces) is not beside the project")
+@pytest.mark.skipif(not TRACES.exists(), reason="../shared/traces not found: the Mooncake traces are absent")
 @pytest.mark.parametrize("name, blocks, vllm_rate", [
     ("mooncake_conversation_trace.jsonl", 10_000, 0.2192),
     ("mooncake_conversation_trace.jsonl", 30_000, 0.3371),

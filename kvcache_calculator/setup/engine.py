@@ -27,8 +27,7 @@ calculator's capacity matches the "Available KV cache memory" line an engine pri
 
 The constants of the estimate (14 bytes per logit, the per-layer CUDA-graph size, non-torch
 memory) were fitted to 26 published start-up logs of vLLM 0.19 on H100 (dense, MoE, MLA,
-quantised, tensor parallel 1-4); ``tests/data/engine_starts.json`` holds them with their sources
-and ``docs/engines.md`` the comparison.
+quantised, tensor parallel 1-4); ``tests/data/engine_starts.json`` holds them with their sources.
 
 **SGLang** (``python/sglang/srt``: the memory settings of the server arguments and
 ``profile_max_num_token``): the KV pool is ``free_before_weights * mem_fraction_static -
