@@ -234,14 +234,14 @@ class Scenario:
         return scenario
 
     @classmethod
-    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, str], list[str]]:
+    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, ScenarioError], list[str]]:
         """Like :meth:`from_dict`, but a bad value falls back to its default.
 
-        Returns the scenario, ``{key: message}`` for the values that were rejected and the
+        Returns the scenario, ``{key: error}`` for the values that were rejected and the
         list of unknown keys: what a shared link needs.
         """
         values: dict[str, Any] = {}
-        errors: dict[str, str] = {}
+        errors: dict[str, ScenarioError] = {}
         unknown: list[str] = []
         for key, raw in data.items():
             field = FIELD_BY_KEY.get(key)
@@ -251,7 +251,7 @@ class Scenario:
             try:
                 values[key] = parse_value(field, raw)
             except ScenarioError as err:
-                errors[key] = str(err)
+                errors[key] = err
         while True:
             scenario = cls(**values)
             try:
@@ -260,7 +260,7 @@ class Scenario:
             except ScenarioError as err:
                 if err.key not in values:
                     raise
-                errors[err.key] = str(err)
+                errors[err.key] = err
                 del values[err.key]
 
     def check(self) -> None:

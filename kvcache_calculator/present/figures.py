@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from kvcache_calculator.analytic import sensitivity as sens
 from kvcache_calculator.analytic.model import AnalyticResult
+from kvcache_calculator.compat import classic_hit_rate_for_scenario
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
 
 _LINE = "#1f77b4"
@@ -78,13 +79,9 @@ def _current_trace(x: float, hit: float, x_title: str, text: str = "this scenari
             "hovertemplate": f"{text}<br>{x_title}: %{{x:.4g}}<br>token hit rate: %{{y:.1f}}%<extra></extra>"}
 
 
-def classic_curve(scenario: Scenario, memory_gib: list[float], arch=None) -> list[float] | None:
+def classic_curve(scenario: Scenario, memory_gib: list[float], arch=None) -> list[float]:
     """The original calculator's hit rate (0-1) at each memory size per GPU, from
-    :func:`kvcache_calculator.compat.classic_hit_rate_for_scenario`; None when unavailable."""
-    try:
-        from kvcache_calculator.compat import classic_hit_rate_for_scenario
-    except ImportError:  # the compatibility layer is optional for the figures
-        return None
+    :func:`kvcache_calculator.compat.classic_hit_rate_for_scenario`."""
     return [classic_hit_rate_for_scenario(scenario, m, arch) for m in memory_gib]
 
 
@@ -111,11 +108,10 @@ def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, p
                      "hovertemplate": "%{x:.1f} GiB: %{y:.1f}% from GPU memory<extra></extra>"})
     data.append(_ceiling_trace(x[0], x[-1], curve.ceiling))
     classic = classic_curve(s, list(curve.memory_gib), prep.arch)
-    if classic is not None:
-        data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
-                     "visible": "legendonly", "x": x, "y": [_pct(v) for v in classic],
-                     "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
-                     "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
+    data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
+                 "visible": "legendonly", "x": x, "y": [_pct(v) for v in classic],
+                 "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
+                 "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
     cur_text = "this scenario" + (" (capacity from kv_cache_tokens)"
                                   if prep.capacity.derived_from == "kv_cache_tokens" else "")
     data.append(_current_trace(curve.current_memory_gib, curve.current_hit_rate, x_title, cur_text))
