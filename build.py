@@ -229,9 +229,9 @@ def render_form(fields, models, gpus) -> str:
 def render_sensitivity_options(fields) -> str:
     """<option>s for the sensitivity chart's input selector (the core's numeric sweep keys)."""
     try:
-        from kvcache_calculator.analytic import sensitivity  # noqa: PLC0415
-        keys = list(sensitivity.NUMERIC_KEYS)
-        default = sensitivity.DEFAULT_KEY
+        from kvcache_calculator.analytic import sweeps  # noqa: PLC0415
+        keys = list(sweeps.NUMERIC_KEYS)
+        default = sweeps.DEFAULT_KEY
     except (ImportError, AttributeError):
         keys, default = ["arrival_rate"], "arrival_rate"
     labels = {f.key: f"{f.label} ({f.unit})" if f.unit else f.label for f in fields or ()}

@@ -35,9 +35,11 @@ sys.path.insert(0, str(ROOT))
 import build  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
-from kvcache_calculator.present import figures
+from kvcache_calculator.analytic.table import prepare  # noqa: E402
+from kvcache_calculator.present import figures  # noqa: E402
 from kvcache_calculator.present import lab  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
+from kvcache_calculator.setup.resolve import resolve  # noqa: E402
 
 SHARED_TRACE = ROOT / ".." / "shared" / "traces" / "mooncake_conversation_trace.jsonl"
 SLICE = 2 * 2 ** 20
@@ -96,7 +98,8 @@ def cpython_replay(path: Path) -> tuple[float, int]:
 def cpython_simulation(conversations: int) -> tuple[float, int]:
     """Seconds and requests of the page's "Simulate" (main run plus memory points)."""
     scenario = Scenario.from_fragment(FRAGMENT)
-    tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(scenario), conversations=conversations, seed=1)
+    tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(prepare(resolve(scenario))), conversations=conversations,
+                             seed=1)
     start = time.perf_counter()
     job = lab.SimulationJob(tasks)
     while not lab.run_for(job, BUDGET_S, time.perf_counter):
@@ -106,11 +109,14 @@ def cpython_simulation(conversations: int) -> tuple[float, int]:
 
 CORE_CODE = """
 import time
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.present import figures
 from kvcache_calculator.present import lab
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 scenario = Scenario.from_fragment(FRAGMENT)
-tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(scenario), conversations=CONVERSATIONS, seed=1)
+tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(prepare(resolve(scenario))), conversations=CONVERSATIONS,
+                         seed=1)
 start = time.perf_counter()
 job = lab.SimulationJob(tasks)
 while not lab.run_for(job, 0.04, time.perf_counter):

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.present import figures
+from kvcache_calculator.setup.resolve import resolve
 
 from kvcache_calculator.present import lab
 from kvcache_calculator.errors import ScenarioError
@@ -261,7 +263,7 @@ def run_to_end(job, units=37):
 
 def test_simulation_job_equals_simulate_for_every_task():
     s = Scenario.from_dict({**SMALL, "instances": 2})
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(prepare(resolve(s)))
     tasks = lab.memory_tasks(s, fig, conversations=120, seed=4, points=3)
     tasks += lab.comparison_tasks(s, conversations=60, seed=4)
     job = run_to_end(lab.SimulationJob(tasks))
@@ -275,7 +277,7 @@ def test_simulation_job_equals_simulate_for_every_task():
 
 def test_memory_tasks_follow_the_analytic_curve():
     s = Scenario.from_dict(SMALL)
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(prepare(resolve(s)))
     tasks = lab.memory_tasks(s, fig, conversations=100, seed=1, points=4)
     assert [t.group for t in tasks] == ["main"] + ["memory"] * 4
     model = fig["data"][0]
@@ -305,7 +307,7 @@ def test_simulation_job_reports_a_scenario_that_cannot_run():
 
 def test_with_simulated_points_adds_error_bars_at_the_task_positions():
     s = Scenario.from_dict(SMALL)
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(prepare(resolve(s)))
     tasks = lab.memory_tasks(s, fig, conversations=80, seed=2, points=2)
     job = run_to_end(lab.SimulationJob(tasks))
     out = lab.with_simulated_points(fig, tasks, job.results)

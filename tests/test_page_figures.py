@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.present import figures
 from kvcache_calculator.present.page_figures import (VIRIDIS, decade_ticks, for_page, legend_entries,
                                              split_title)
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {
@@ -25,7 +27,7 @@ SCENARIOS = {
 
 
 def _figures(s: Scenario) -> dict:
-    return figures.all_figures(s, key="think_time_s")
+    return figures.all_figures(prepare(resolve(s)), key="think_time_s")
 
 
 @pytest.mark.parametrize("label", sorted(SCENARIOS))

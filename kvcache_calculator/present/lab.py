@@ -45,7 +45,9 @@ from kvcache_calculator.traces.replay import (
 )
 from kvcache_calculator.scenario import ROUTINGS, Scenario
 from kvcache_calculator.sim.simulate import Simulation, SimulationResult
-from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, ScenarioFitter, TraceReader
+from kvcache_calculator.traces.readers import (
+    DEFAULT_BLOCK_SIZE, ScenarioFitter, TraceReader, analytic_token_hit_rate, compare_fit_to_replay,
+)
 
 __all__ = [
     "run_for",
@@ -752,8 +754,6 @@ def fitted_fragment(scenario: Scenario, fit: dict) -> str:
 def fit_gaps(fit: dict, curve: LRUCurve, capacities_blocks: Sequence[int]) -> list:
     """The analytic model on the fitted scenario against the exact LRU replay at each capacity
     (``traces.compare_fit_to_replay``); a capacity the model cannot evaluate gets ``error``."""
-    from kvcache_calculator.traces.readers import analytic_token_hit_rate, compare_fit_to_replay
-
     out = []
     for blocks in capacities_blocks:
         if blocks <= 0:
