@@ -473,9 +473,8 @@ def with_updates(scenario: Scenario, **changes: Any) -> Scenario:
     A copy of the instance's fields instead of a call to ``__init__`` with all of them (the
     sweeps of one page update make about 150 variants; ``Scenario`` has no ``__post_init__``
     to skip). Like ``replace``, an unknown field name raises ``TypeError``."""
-    unknown = changes.keys() - _FIELD_NAMES
-    if unknown:
-        raise TypeError(f"Scenario has no field {', '.join(sorted(unknown))}")
+    if not _FIELD_NAMES.issuperset(changes):
+        raise TypeError(f"Scenario has no field {', '.join(sorted(changes.keys() - _FIELD_NAMES))}")
     new = object.__new__(type(scenario))
     new.__dict__.update(scenario.__dict__)
     new.__dict__.update(changes)

@@ -54,6 +54,19 @@ def test_table_points_equal_the_model(scenario):
 
 
 @pytest.mark.parametrize("scenario", SHAPES, ids=SHAPE_IDS)
+def test_the_curve_is_the_table_at_every_point(scenario):
+    """occupancy_curve inlines point(): the same numbers, for the setup's traffic and another."""
+    a = prepare(resolve(scenario))
+    t = a.table
+    for traffic in (a.terms.traffic, a.traffic(scenario.replace(arrival_rate=7.0, num_system_prompts=3))):
+        occ, rate = t.occupancy_curve(traffic)
+        for i, x in enumerate(t.xs):
+            o, h = t.point(x, t.a[i], t.g1[i], t.g2[i], traffic)
+            assert occ[i] == o
+            assert rate[i] == min(1.0, max(0.0, h / a.terms.prompt_tokens))
+
+
+@pytest.mark.parametrize("scenario", SHAPES, ids=SHAPE_IDS)
 def test_the_loops_early_stop_changes_the_sums_by_less_than_its_tail(scenario):
     terms = prepare(resolve(scenario)).terms
     theta = terms.traffic.gap_mean_s

@@ -50,8 +50,8 @@ from kvcache_calculator.setup.capacity import Capacity
 from kvcache_calculator.setup.resolve import Setup, resolve
 
 _EPS_TAIL = 1e-12       # truncate sums over turns where P(N >= k) falls below this
-_T_MIN_S = 1e-6
-_T_MAX_S = 1e13
+T_MIN_S = 1e-6          # the characteristic time is solved for between these (seconds)
+T_MAX_S = 1e13
 MAX_TERMS = 200_000
 
 
@@ -250,10 +250,16 @@ def _terms(scenario: Scenario, q: float, mean_turns: float, prompt_tokens: float
     )
 
 
-def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0,
-             tail: float = 0.0) -> tuple[float, float, float, float]:
+def saturation_x(R: int) -> float:
+    """``x = T/theta`` past which the sum of any m <= R exponential gaps is below ``T`` but
+    with probability under 1e-30 (R + 12 sqrt(R) + 50 standard deviations and more)."""
+    return R + 12.0 * math.sqrt(R) + 50.0
+
+
+def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: float = 0.0,
+             hit_sums: bool = True) -> tuple[float, float, float, float]:
     """The model's one loop over ``m`` (turns ago) at characteristic time ``T`` for gaps of
-    mean ``theta`` seconds: ``(A, H, G2, F_1)`` with, ``w_m = q(1-q)^(m-1)``::
+    mean ``theta`` seconds: ``(A, H, G2, F_1)`` with ``w_m = q(1-q)^(m-1)``::
 
         A   = sum_r w_r M_r(T) Cs_r + T D                 cached token-seconds per conversation
         H   = E[N] sys_part + sum_m w_m F_m(T) (Hs_m - sys_part Ss_m)   hit tokens per conversation
@@ -264,24 +270,28 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0,
     gaps: the sum of m gaps is Erlang; with ``x = T/theta``, ``F_m = P(Poisson(x) >= m)`` and
     ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum is ``m*theta`` exactly.
     ``sys_part`` is the system-prompt tokens a turn hits (``p(T) * Sb``): with 0, ``H`` is
-    ``sum_m w_m F_m Hs_m``.
+    ``sum_m w_m F_m Hs_m``. ``hit_sums=False`` leaves ``H`` and ``G2`` out (0.0): an
+    occupancy needs ``A`` alone, at half the cost of a step.
 
     ``tail = 0`` sums every m (the analysis). ``tail > 0`` stops at the first m past ``x``
-    where ``F_m < tail`` and adds the rest of ``A`` at once (``M`` stays put there): within
-    about ``tail`` relative, in O(min(R, x + 40)) steps, for the sweeps.
+    where ``F_m < tail`` and adds the rest of ``A`` at once (``M`` stays put there), and
+    beyond ``x = R + 12 sqrt(R) + 50``, where every ``F_m`` (m <= R) is 1 to within 1e-30,
+    takes ``F_m = 1`` and ``M_m = m theta``: within about ``tail`` relative, in
+    O(min(R, x + 40)) steps with no exponentials past that point, for the sweeps.
     """
     R = len(terms.cost_sums)
     w, cs, hs, ts, cost_tail = terms.weights, terms.cost_sums, terms.hit_sums, terms.turn_sums, terms.cost_tail
     A = 0.0
-    H = terms.sys_turns * sys_part
+    H = terms.sys_turns * sys_part if hit_sums else 0.0
     G2 = 0.0
-    if math.isinf(T):
+    if math.isinf(T) or (tail and T > theta * saturation_x(R)):
         for m in range(R):
             wm = w[m]
             A += wm * ((m + 1) * theta) * cs[m]
-            wf = wm * 1.0
-            H += wf * (hs[m] - sys_part * ts[m])
-            G2 += wf * ts[m]
+            if hit_sums:
+                wf = wm * 1.0
+                H += wf * (hs[m] - sys_part * ts[m])
+                G2 += wf * ts[m]
         return A + T * terms.cost_last, H, G2, 1.0
     if terms.gap_kind == "fixed":
         for m in range(R):
@@ -289,9 +299,10 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0,
             fm = 1.0 if span < T else 0.0
             wm = w[m]
             A += wm * min(span, T) * cs[m]
-            wf = wm * fm
-            H += wf * (hs[m] - sys_part * ts[m])
-            G2 += wf * ts[m]
+            if hit_sums:
+                wf = wm * fm
+                H += wf * (hs[m] - sys_part * ts[m])
+                G2 += wf * ts[m]
             if tail and fm == 0.0:
                 A += T * cost_tail[m + 1]
                 break
@@ -312,9 +323,10 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0,
         acc += fm
         wm = w[m]
         A += wm * (theta * acc) * cs[m]
-        wf = wm * fm
-        H += wf * (hs[m] - sys_part * ts[m])
-        G2 += wf * ts[m]
+        if hit_sums:
+            wf = wm * fm
+            H += wf * (hs[m] - sys_part * ts[m])
+            G2 += wf * ts[m]
         if fm < tail and m + 1 > x:
             A += (theta * acc) * cost_tail[m + 1]
             break
@@ -342,7 +354,7 @@ def occupancy(terms: Terms, T: float, tail: float = 0.0) -> float:
     """Mean cached tokens per instance when entries live ``T`` seconds idle (Little's law);
     ``tail`` as in :func:`gap_sums`."""
     traffic = terms.traffic
-    total = gap_sums(terms, T, traffic.gap_mean_s, 0.0, tail)[0]
+    total = gap_sums(terms, T, traffic.gap_mean_s, 0.0, tail, hit_sums=False)[0]
     shared = traffic.shared_tokens * shared_prefix_hit_probability(traffic, T) if traffic.shared_tokens else 0.0
     return traffic.conv_rate_per_instance * total + shared
 
@@ -396,11 +408,11 @@ def solve_characteristic_time(terms: Terms, capacity_tokens: float, tail: float 
     ``tail`` as in :func:`gap_sums`."""
     if capacity_tokens <= 0:
         return 0.0
-    if occupancy(terms, _T_MAX_S, tail) <= capacity_tokens:
+    if occupancy(terms, T_MAX_S, tail) <= capacity_tokens:
         return math.inf
-    if occupancy(terms, _T_MIN_S, tail) >= capacity_tokens:
-        return _T_MIN_S
-    return solve_increasing(lambda T: occupancy(terms, T, tail), capacity_tokens, _T_MIN_S, _T_MAX_S)
+    if occupancy(terms, T_MIN_S, tail) >= capacity_tokens:
+        return T_MIN_S
+    return solve_increasing(lambda T: occupancy(terms, T, tail), capacity_tokens, T_MIN_S, T_MAX_S)
 
 
 def token_hit_rate_at(terms: Terms, T: float) -> float:
@@ -512,7 +524,7 @@ def capacity_for_hit_rate(setup: Setup, target: float) -> tuple[float | None, fl
     ceiling = token_hit_rate_at(terms, math.inf)
     if target >= ceiling - 1e-9:
         return None, ceiling
-    if token_hit_rate_at(terms, _T_MIN_S) >= target:
-        return occupancy(terms, _T_MIN_S), ceiling   # what is hit even then: the shared prompt
-    T = solve_increasing(lambda t: token_hit_rate_at(terms, t), target, _T_MIN_S, _T_MAX_S)
+    if token_hit_rate_at(terms, T_MIN_S) >= target:
+        return occupancy(terms, T_MIN_S), ceiling   # what is hit even then: the shared prompt
+    T = solve_increasing(lambda t: token_hit_rate_at(terms, t), target, T_MIN_S, T_MAX_S)
     return occupancy(terms, T), ceiling

@@ -35,8 +35,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from kvcache_calculator.analytic.model import (
-    AnalyticResult, Terms, Traffic, analyze_setup, analyze_terms, build_terms, gap_sums, hit_rate_and_ceiling, hits,
-    illinois_log_root, shared_prefix_hit_probability, traffic_of,
+    T_MAX_S, AnalyticResult, Terms, Traffic, analyze_setup, analyze_terms, build_terms, gap_sums,
+    hit_rate_and_ceiling, hits, illinois_log_root, saturation_x, shared_prefix_hit_probability, traffic_of,
 )
 from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
 from kvcache_calculator.setup.architecture import ModelArch
@@ -47,9 +47,9 @@ _POINTS_PER_DECADE = 20
 #: The loop stops where F_m falls below this past x (see :func:`gap_sums`): the table is an
 #: interpolation anyway, and the stop makes a point cost O(min(R, x + 40)) instead of O(R).
 _TAIL = 1e-13
-_T_MAX_S = 1e13
 _TABLE_KEYS = frozenset(SCALAR_KEYS) | frozenset(CAPACITY_ONLY_KEYS)
 _KV_BYTES_KEYS = frozenset(KV_BYTES_KEYS)
+_TRAFFIC_KEYS = frozenset(SCALAR_KEYS) | {"instances"}     # what traffic_of reads
 
 
 class HitRateTable:
@@ -76,7 +76,7 @@ class HitRateTable:
         self.terms = terms
         # past x_sat every F_m (m <= R) is 1 to within 1e-30 and M_m = m, so a(x) grows as x*D
         # and G1, G2 are constant: one evaluation there serves every larger x
-        self.x_sat = R + 12.0 * math.sqrt(R) + 50.0
+        self.x_sat = saturation_x(R)
         self.at_sat = gap_sums(terms, self.x_sat, 1.0, 0.0, _TAIL)[:3]
         a, g1, g2 = zip(*(self.parts(x) for x in xs))
         self.xs = tuple(xs)
@@ -116,7 +116,7 @@ class HitRateTable:
         o_hi, h_hi = self._grid_point(n - 1, traffic)
         if capacity_tokens >= o_hi:
             # past the grid: solve exactly between its end and T = 1e13 s
-            lo_x, hi_x = math.log(self.xs[-1]), math.log(_T_MAX_S / traffic.gap_mean_s)
+            lo_x, hi_x = math.log(self.xs[-1]), math.log(T_MAX_S / traffic.gap_mean_s)
 
             def occ(log_x: float) -> float:
                 x = math.exp(log_x)
@@ -137,13 +137,17 @@ class HitRateTable:
 
     def occupancy_curve(self, traffic: Traffic) -> tuple[list[float], list[float]]:
         """(occupancy tokens, token hit rate) at every grid point, for many capacities."""
+        # point()'s arithmetic, inlined (tests/test_table.py holds them equal): the heatmap
+        # calls this once per row, and a call per point made it a third slower
         prompt = self.terms.prompt_tokens or 1.0
-        point = self.point
+        theta, conv, shared = traffic.gap_mean_s, traffic.conv_rate_per_instance, traffic.shared_tokens
+        sys_turns, sys_hit = self.terms.sys_turns, self.terms.sys_hit_tokens
+        probability = shared_prefix_hit_probability
         occ, rate = [], []
         for x, a, g1, g2 in zip(self.xs, self.a, self.g1, self.g2):
-            o, h = point(x, a, g1, g2, traffic)
-            occ.append(o)
-            r = h / prompt
+            p = probability(traffic, theta * x)
+            occ.append(conv * theta * a + shared * p)
+            r = (sys_turns * p * sys_hit + g1 - p * sys_hit * g2) / prompt
             rate.append(0.0 if r < 0.0 else 1.0 if r > 1.0 else r)
         return occ, rate
 
@@ -245,7 +249,9 @@ def variant_hit_rate(analysis: Analysis, **changes) -> float:
         return 0.0
     if table_answers(analysis, changes):
         tokens = max(cap.capacity_tokens, cap.offload_tokens)
-        return analysis.table.token_hit_rate(tokens, analysis.traffic(variant.scenario))
+        same = _TRAFFIC_KEYS.isdisjoint(changes)
+        traffic = analysis.terms.traffic if same else analysis.traffic(variant.scenario)
+        return analysis.table.token_hit_rate(tokens, traffic)
     return hit_rate_and_ceiling(variant, _TAIL)[0]
 
 

@@ -50,10 +50,9 @@ class Setup:
         Raises :class:`ScenarioError` as :func:`resolve` does (e.g. GPUs that cannot split the
         KV heads)."""
         s = with_updates(self.scenario, **changes)
-        keys = changes.keys()
-        arch = resolve_model(s) if keys & _MODEL_KEYS else self.arch
-        gpu = resolve_gpu(s) if keys & _GPU_KEYS else self.gpu
-        capacity = compute_capacity(s, arch, gpu) if keys & _SIZING_KEYS else self.capacity
+        arch = self.arch if _MODEL_KEYS.isdisjoint(changes) else resolve_model(s)
+        gpu = self.gpu if _GPU_KEYS.isdisjoint(changes) else resolve_gpu(s)
+        capacity = self.capacity if _SIZING_KEYS.isdisjoint(changes) else compute_capacity(s, arch, gpu)
         return Setup(s, arch, gpu, capacity)
 
 
