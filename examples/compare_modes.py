@@ -3,7 +3,7 @@
     python examples/compare_modes.py
 
 "classic" reproduces the original project's formula (1 - 1/turns, scaled by the share of
-active conversations that fit); "model" is the characteristic-time model of MODEL.md.
+active conversations that fit); "model" is the characteristic-time model of docs/model.md §5.
 """
 
 from kvcache_calculator import (

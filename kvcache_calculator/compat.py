@@ -11,7 +11,7 @@ its formulas (L = avg_conversation_length turns, S = avg_sequence_length tokens)
                         active conversations do not all fit (max_cached = max_cached_tokens / (L*S))
 
 The default mode, ``"model"``, answers the same questions with the characteristic-time model
-of MODEL.md: the configs are mapped onto a :class:`~kvcache_calculator.scenario.Scenario`
+of docs/model.md §5: the configs are mapped onto a :class:`~kvcache_calculator.scenario.Scenario`
 (a custom model and GPU, exponential think times, geometric turns, every turn adding S/L
 tokens split evenly between input and output) and analysed with
 :func:`~kvcache_calculator.analytic.model.analyze`.
@@ -150,7 +150,7 @@ def classic_hit_rate_for_setup(setup: Setup, memory_gib: float) -> float:
 
 class KVCacheCalculator:
     """The original calculator's methods. ``mode="classic"`` gives its numbers exactly;
-    ``mode="model"`` (the default) uses the characteristic-time model of MODEL.md."""
+    ``mode="model"`` (the default) uses the characteristic-time model of docs/model.md §5."""
 
     def __init__(self, mode: str = "model"):
         if mode not in ("model", "classic"):

@@ -3,7 +3,7 @@
 The same keys are used in the page's URL fragment (``#model=llama-3.1-8b&arrival_rate=2``),
 on the command line (``kvcache-calc analyze model=llama-3.1-8b arrival_rate=2``) and in
 JSON. Keys left out take the defaults of :data:`FIELDS`. The key names are a public
-contract (DESIGN.md): add keys, never rename them.
+contract (docs/architecture.md §3): add keys, never rename them.
 """
 
 from __future__ import annotations
@@ -202,14 +202,14 @@ class Scenario:
         return scenario
 
     @classmethod
-    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, str], list[str]]:
+    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, ScenarioError], list[str]]:
         """Like :meth:`from_dict`, but a bad value falls back to its default.
 
-        Returns the scenario, ``{key: message}`` for the values that were rejected and the
+        Returns the scenario, ``{key: error}`` for the values that were rejected and the
         list of unknown keys: what a shared link needs.
         """
         values: dict[str, Any] = {}
-        errors: dict[str, str] = {}
+        errors: dict[str, ScenarioError] = {}
         unknown: list[str] = []
         for key, raw in data.items():
             field = FIELD_BY_KEY.get(key)
@@ -219,7 +219,7 @@ class Scenario:
             try:
                 values[key] = parse_value(field, raw)
             except ScenarioError as err:
-                errors[key] = str(err)
+                errors[key] = err
         while True:
             scenario = cls(**values)
             try:
@@ -228,7 +228,7 @@ class Scenario:
             except ScenarioError as err:
                 if err.key not in values:
                     raise
-                errors[err.key] = str(err)
+                errors[err.key] = err
                 del values[err.key]
 
     def check(self) -> None:

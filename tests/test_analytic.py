@@ -1,4 +1,4 @@
-"""The characteristic-time model against plain re-derivations of its formulas (MODEL.md 5)."""
+"""The characteristic-time model against plain re-derivations of its formulas (docs/model.md §5-§7)."""
 
 import math
 
@@ -31,7 +31,7 @@ def erlang_min_mean(m, theta, T, steps=4000):
 
 def brute_force(s: Scenario, T: float, nmax: int = 400):
     """Expected occupancy, hit tokens and prompt tokens per conversation, summed plainly over
-    N, turns and instances-ago, straight from the definitions of MODEL.md 4-5."""
+    N, turns and instances-ago, straight from the definitions of docs/model.md §4-§6."""
     S, In, Out, B = s.system_prompt_tokens, s.input_tokens, s.output_tokens, s.block_size
     step = In + Out
     q = 1.0 if (s.routing == "session" or s.instances == 1) else 1 / s.instances

@@ -1,4 +1,4 @@
-"""KV bytes per token and per sequence by layer kind (MODEL.md section 2)."""
+"""KV bytes per token and per sequence by layer kind (docs/model.md §2)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ GEMMA_2_9B = ModelArch("gemma-2-9b", (LayerGroup("sliding", 21, 8, 256, 256, win
 
 
 def test_gqa_bytes_per_token_is_2_heads_head_dim_width():
-    # 2 (K and V) * 8 KV heads * 128 * 2 bytes * 32 layers (PRESETS.md: 131,072)
+    # 2 (K and V) * 8 KV heads * 128 * 2 bytes * 32 layers (docs/validation.md §8: 131,072)
     assert kv_bytes_per_token(LLAMA_8B, "bf16") == 2 * 8 * 128 * 2 * 32 == 131_072
 
 
@@ -45,7 +45,7 @@ def test_gqa_uneven_split_rounds_heads_down_per_gpu():
 
 @pytest.mark.parametrize("tp", [1, 2, 8, 16])
 def test_mla_latent_is_replicated_on_every_gpu(tp):
-    # (512 + 64) * 2 bytes * 61 layers = 70,272 (PRESETS.md), the same on each GPU.
+    # (512 + 64) * 2 bytes * 61 layers = 70,272 (docs/validation.md §8), the same on each GPU.
     assert kv_bytes_per_token(DEEPSEEK_V3, "bf16", tp) == (512 + 64) * 2 * 61 == 70_272
 
 

@@ -143,7 +143,7 @@ def test_every_preset_accepts_its_power_of_two_gpu_counts():
 
 def test_a_link_with_a_bad_gpu_count_falls_back_and_names_it():
     out = evaluate({"model": "llama-3.1-8b", "num_gpus": "3"})
-    assert "num_gpus" in out["field_errors"] and "8 KV heads" in out["field_errors"]["num_gpus"]
+    assert "num_gpus" in out["field_errors"] and "8 KV heads" in out["field_errors"]["num_gpus"]["allowed"]
     assert out["scenario"]["num_gpus"] == 1
 
 

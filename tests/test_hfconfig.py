@@ -116,7 +116,7 @@ def test_deepseek_v4_compressed_attention_is_refused_by_name():
     assert "not supported" in str(err.value)
 
 
-# (file, published total B, published active B) from PRESETS.md / model names.
+# (file, published total B, published active B) from docs/validation.md §8 / model names.
 PARAMS_PUBLISHED = [
     ("meta-llama--Meta-Llama-3.1-8B.json", 8.03, 8.03),
     ("meta-llama--Meta-Llama-3.1-70B.json", 70.6, 70.6),

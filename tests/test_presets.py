@@ -1,4 +1,4 @@
-"""Model and GPU presets against the published figures of PRESETS.md and the reference configs."""
+"""Model and GPU presets against published figures (docs/validation.md §8) and the reference configs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from kvcache_calculator.setup.presets import (
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 
-# PRESETS.md, models: id -> (total B, active B, KV bytes per token at bf16 over the growing
+# docs/validation.md §8, models: id -> (total B, active B, KV bytes per token at bf16 over the growing
 # layers, or None where the table says "see config"; all-layer figure where the table gives it).
 PUBLISHED_MODELS = {
     "llama-3.1-8b": (8.03, 8.03, 131_072, 131_072),
@@ -55,7 +55,7 @@ PUBLISHED_MODELS = {
     "gemma-2-9b": (9.2, 9.2, 172_032, 344_064),
 }
 
-# PRESETS.md, GPUs: id -> (memory GiB, dense bf16 TFLOP/s, HBM TB/s).
+# docs/validation.md §8, GPUs: id -> (memory GiB, dense bf16 TFLOP/s, HBM TB/s).
 PUBLISHED_GPUS = {
     "h100-sxm": (79.6, 989, 3.35), "h100-pcie": (79.6, 756, 2.0), "h200": (140.4, 989, 4.8),
     "b200": (179, 2250, 8.0), "a100-80gb": (80, 312, 2.0), "a100-40gb": (40, 312, 1.6),

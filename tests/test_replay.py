@@ -336,7 +336,7 @@ def test_shared_trace_one_pass_equals_per_capacity_replays(name, semantics):
 
 
 def test_shared_conversation_trace_published_plateau():
-    # MODEL.md section 6: the FAST'25 conversation trace plateaus near 0.37-0.40.
+    # docs/validation.md §7.2: the FAST'25 conversation trace plateaus near 0.37-0.40.
     trace = shared_requests("mooncake_conversation_trace.jsonl")
     curve = replay_lru_curve(trace, None, 512, "independent")
     assert 0.35 <= curve.infinite_block_hit_rate <= 0.40

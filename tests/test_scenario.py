@@ -13,7 +13,7 @@ from kvcache_calculator.scenario import (
     FIELDS, KEYS, Scenario, decode_fragment, encode_fragment, parse_assignments,
 )
 
-# DESIGN.md's key table: a public contract, never renamed
+# The key table (docs/architecture.md §3): a public contract, never renamed
 DESIGN_KEYS = """model num_layers num_kv_heads head_dim params_b active_params_b attention kv_lora_rank
 qk_rope_head_dim sliding_window sliding_layers gpu gpu_memory_gib num_gpus gpu_mem_util weight_dtype
 kv_dtype block_size kv_cache_tokens offload_gib instances routing policy arrival_rate turns turns_dist

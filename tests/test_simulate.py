@@ -33,7 +33,7 @@ def reference_replay(scenario, recs, capacity_tokens, offload_tokens=0):
     """A straightforward per-block LRU (one OrderedDict of block ids per instance and tier).
 
     It re-serves the simulator's request stream and returns (gpu hit, offload hit) blocks
-    per request, computed from the rules of MODEL.md alone.
+    per request, computed from the rules of docs/model.md §1 and §4 alone.
     """
     s = scenario
     B, S, D = s.block_size, s.system_prompt_tokens, s.input_tokens + s.output_tokens

@@ -210,7 +210,7 @@ def test_shared_mooncake_trace_reads_and_fits():
         fitter.feed(read_trace(f))
     fit = fitter.result()
     d = fit["diagnostics"]
-    # 12,031 requests over 3,536.999 s (README of ../shared/traces and the last timestamp).
+    # 12,031 requests over 3,536.999 s (docs/validation.md §7.1 and the last timestamp).
     assert d["requests"] == 12031
     assert d["request_rate"] == pytest.approx(12031 / 3536.999)
     # block references minus distinct blocks: 288,500 - 182,790.

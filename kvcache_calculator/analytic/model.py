@@ -1,4 +1,4 @@
-"""The analytic hit-rate model: LRU as a characteristic-time cache (MODEL.md sections 4-5).
+"""The analytic hit-rate model: LRU as a characteristic-time cache (docs/model.md §4-§6).
 
 LRU evicts whatever has been idle longest; in a large cache it behaves like a timer: an entry
 survives while it has been idle less than one characteristic time ``T`` (Che, Tung and Wang,
@@ -6,14 +6,14 @@ IEEE JSAC 2002; Fricker, Robert and Roberts, ITC 2012; Martina, Garetto and Leon
 INFOCOM 2014, for renewal request processes). All blocks of a conversation's history are
 touched together at each turn, so they share one idle clock.
 
-Workload (MODEL.md 4), with ``S`` system-prompt tokens, ``In``/``Out`` tokens per turn and
+Workload (docs/model.md §4), with ``S`` system-prompt tokens, ``In``/``Out`` tokens per turn and
 block size ``B``:
 
 - turn k's prompt is ``P_k = S + (k-1)(In+Out) + In`` tokens;
 - after turn k the engine holds ``H_k = S + k(In+Out)`` tokens, of which whole blocks,
   ``floor(H_k/B)*B``, are reusable; the first ``Sb = floor(S/B)*B`` are the shared system prompt;
 - a hit is the cached prefix rounded down to whole blocks and never the last prompt token
-  (MODEL.md 1), so turn k+1 finding the copy left by turn j hits ``h_j = floor(H_j/B)*B`` tokens.
+  (docs/model.md §1), so turn k+1 finding the copy left by turn j hits ``h_j = floor(H_j/B)*B`` tokens.
 
 Routing: with session affinity each of ``I`` instances sees ``arrival_rate/I`` conversations.
 Otherwise each turn lands on any instance with probability ``q = 1/I``; turn k+1 finds the
@@ -457,7 +457,7 @@ def _finite(T: float) -> float | None:
 
 
 def analyze_terms(setup: Setup, terms: Terms) -> AnalyticResult:
-    """Hit rates, characteristic time and rates for ``setup`` (MODEL.md sections 4-5, 7), from
+    """Hit rates, characteristic time and rates for ``setup`` (docs/model.md §4-§6, §9), from
     its :func:`build_terms` (built once by a caller that needs them too)."""
     scenario, capacity = setup.scenario, setup.capacity
     ceiling_tokens, ceiling_requests = hits(terms, math.inf)
@@ -491,7 +491,7 @@ def analyze_terms(setup: Setup, terms: Terms) -> AnalyticResult:
 
 
 def analyze_setup(setup: Setup) -> AnalyticResult:
-    """Hit rates, characteristic time and rates for a resolved scenario (MODEL.md 4-5, 7)."""
+    """Hit rates, characteristic time and rates for a resolved scenario (docs/model.md §4-§6, §9)."""
     return analyze_terms(setup, build_terms(setup))
 
 

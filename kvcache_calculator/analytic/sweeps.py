@@ -1,4 +1,4 @@
-"""Sweeps of the analytic token hit rate: what happens if one input changes (MODEL.md 5).
+"""Sweeps of the analytic token hit rate: what happens if one input changes (docs/model.md §8).
 
 - :func:`hit_vs_memory`: the hit rate against GPU memory per GPU, with the ceiling;
 - :func:`sensitivity_curve`: the hit rate over a sensible range of one numeric input;

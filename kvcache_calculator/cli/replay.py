@@ -48,6 +48,7 @@ from kvcache_calculator.traces.readers import (
     compare_fit_to_replay,
     detect_format,
 )
+from kvcache_calculator.units import format_points, format_percent
 
 EXIT_BAD_INPUT = 2
 _CHUNK_REQUESTS = 2000
@@ -356,10 +357,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
-
-
 def _print_table(out: dict) -> None:
     print(f"trace: {out['trace']} ({out['format']}, {out['requests']:,} requests, "
           f"{out['total_blocks']:,} block references, {out['distinct_blocks']:,} distinct blocks, "
@@ -379,11 +376,12 @@ def _print_table(out: dict) -> None:
         row = [f"{c:,}", f"{out['capacity_tokens'][i]:,}"]
         if "capacity_gib" in out:
             row.append(f"{out['capacity_gib'][i]:,.2f}")
-        row += [_pct(out["block_hit_rate"][i]), _pct(out["token_hit_rate"][i]),
+        row += [format_percent(out["block_hit_rate"][i], 2), format_percent(out["token_hit_rate"][i], 2),
                 out["capacity_sources"][i]]
         rows.append(row)
     ceiling = ["infinite", "", *([""] if "capacity_gib" in out else []),
-               _pct(out["infinite_block_hit_rate"]), _pct(out["infinite_token_hit_rate"]), ""]
+               format_percent(out["infinite_block_hit_rate"], 2),
+               format_percent(out["infinite_token_hit_rate"], 2), ""]
     rows.append(ceiling)
     widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
     print("  ".join(h.rjust(w) if k < len(headers) - 1 else h
@@ -413,5 +411,5 @@ def _print_table(out: dict) -> None:
                 print(f"  at {cmp['capacity_tokens']:,} tokens: analytic model failed: {cmp['error']}")
                 continue
             print(f"  at {cmp['capacity_tokens']:,} tokens: analytic "
-                  f"{_pct(cmp['analytic_token_hit_rate'])} vs LRU replay "
-                  f"{_pct(cmp['replay_token_hit_rate'])} (gap {100 * cmp['gap']:+.1f} points)")
+                  f"{format_percent(cmp['analytic_token_hit_rate'], 2)} vs LRU replay "
+                  f"{format_percent(cmp['replay_token_hit_rate'], 2)} (gap {format_points(cmp['gap'])} points)")

@@ -1,4 +1,4 @@
-"""Figures as plain Plotly figure dicts (``{"data": [...], "layout": {...}}``, DESIGN.md).
+"""Figures as plain Plotly figure dicts (``{"data": [...], "layout": {...}}``, docs/architecture.md §5).
 
 Only the trace types ``scatter``, ``bar`` and ``heatmap`` are used (the page ships Plotly's
 "cartesian" bundle). Hit rates are 0-1 fractions in the core and shown here as % (times

@@ -147,24 +147,26 @@ _KEY_GROUPS = (frozenset(MODEL_KEYS), frozenset(GPU_KEYS))
 def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> dict:
     """The page's whole state for a link's raw ``{key: value}`` pairs (plain JSON types).
 
-    Invalid values fall back to their defaults and are listed in ``field_errors``; unknown
+    Invalid values fall back to their defaults and are listed in ``field_errors`` (``{key:
+    ScenarioError.to_dict()}``: the key, the value, what is allowed and the message); unknown
     keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
     model or GPU is reported in ``field_errors`` and the defaults are used).
     """
-    scenario, field_errors, unknown = Scenario.from_dict_lenient(params)
+    scenario, rejected, unknown = Scenario.from_dict_lenient(params)
+    field_errors = {key: err.to_dict() for key, err in rejected.items()}
     # name every architecture problem at once, not one per attempt below
     arch_errors = attention_key_errors(scenario)
     if scenario.model == "custom":
         arch_errors += custom_key_errors(scenario.to_dict())
     for err in arch_errors:
-        field_errors.setdefault(err.key, str(err))
+        field_errors.setdefault(err.key, err.to_dict())
     while True:
         try:
             setup = resolve(scenario)
             break
         except ScenarioError as err:
             # drop the offending key (with the keys that only make sense together with it)
-            field_errors.setdefault(err.key, str(err))
+            field_errors.setdefault(err.key, err.to_dict())
             group = next((g for g in _KEY_GROUPS if err.key in g), {err.key})
             kept = {k: v for k, v in scenario.changed().items() if k not in group}
             if kept == scenario.changed():

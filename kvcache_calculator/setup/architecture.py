@@ -1,4 +1,4 @@
-"""Model architectures and the KV-cache bytes they need (MODEL.md section 2).
+"""Model architectures and the KV-cache bytes they need (docs/model.md §2).
 
 A model is a tuple of :class:`LayerGroup` s, each a run of layers of one kind:
 
@@ -201,10 +201,10 @@ def check_tensor_parallel(arch: ModelArch, tp: int, label: str = "") -> None:
 def kv_bytes_per_token(arch: ModelArch, kv_dtype: str = "bf16", tp: int = 1) -> float:
     """Bytes of KV cache each token of context adds, summed over the layers that grow with it.
 
-    ``sum over full and MLA layers of bytes_per_token`` (MODEL.md section 2). Sliding-window
+    ``sum over full and MLA layers of bytes_per_token`` (docs/model.md §2). Sliding-window
     and linear layers are excluded: their cost is bounded per sequence
     (:func:`kv_bytes_per_sequence_fixed`). ``tp`` > 1 gives the bytes on each GPU of a
-    tensor-parallel group; ``tp`` = 1 the model's own figure, as in PRESETS.md.
+    tensor-parallel group; ``tp`` = 1 the model's own figure, as published (docs/validation.md §8).
     A model with no growing layers at all falls back to :func:`kv_bytes_per_token_all_layers`.
     """
     d = dtype_bytes(kv_dtype)

@@ -1,4 +1,4 @@
-"""The KV-cache capacity of one serving instance, from its model and GPU (MODEL.md 3).
+"""The KV-cache capacity of one serving instance, from its model and GPU (docs/model.md §3).
 
 ::
 
@@ -63,7 +63,7 @@ def model_label(scenario: Scenario) -> str:
 
 
 def weights_gib_per_gpu(arch: ModelArch, weight_dtype: str, tp: int) -> float:
-    """GiB of weights on each of ``tp`` GPUs at ``weight_dtype`` (MODEL.md section 3)."""
+    """GiB of weights on each of ``tp`` GPUs at ``weight_dtype`` (docs/model.md §3)."""
     return arch.params_b * 1e9 * dtype_bytes(weight_dtype, "weight_dtype") / tp / GIB
 
 
@@ -129,7 +129,7 @@ def weight_dtype_hint(scenario: Scenario, arch: ModelArch, usable_gib: float) ->
 
 
 def compute_capacity(scenario: Scenario, arch: ModelArch, gpu: GPU) -> Capacity:
-    """Capacity per MODEL.md section 3 for ``scenario`` on model ``arch`` and GPU ``gpu`` (only
+    """Capacity per docs/model.md §3 for ``scenario`` on model ``arch`` and GPU ``gpu`` (only
     its ``memory_gib`` is read), or the ``kv_cache_tokens`` override.
 
     Raises :class:`ScenarioError` on ``num_gpus`` when tensor parallelism over that many GPUs
@@ -185,14 +185,14 @@ def memory_for_tokens(scenario: Scenario, capacity: Capacity, capacity_tokens: f
 
         memory_gib = (weights_gib_per_gpu + activation_reserve_gib
                       + capacity_tokens * kv_bytes_per_token_per_gpu / 2**30) / gpu_mem_util
-    (MODEL.md section 3 solved for the memory)."""
+    (docs/model.md §3 solved for the memory)."""
     kv = capacity_tokens * capacity.kv_bytes_per_token_per_gpu / GIB
     return (capacity.weights_gib_per_gpu + scenario.activation_reserve_gib + kv) / scenario.gpu_mem_util
 
 
 def tokens_for_memory(scenario: Scenario, capacity: Capacity, memory_gib: float) -> int:
     """KV-cache tokens per instance (whole blocks) at ``memory_gib`` of GPU memory per GPU
-    (MODEL.md section 3, with the weights and bytes per token of ``capacity``); 0 when the
+    (docs/model.md §3, with the weights and bytes per token of ``capacity``); 0 when the
     model does not fit."""
     budget = memory_gib * scenario.gpu_mem_util - capacity.weights_gib_per_gpu - scenario.activation_reserve_gib
     if budget <= 0:

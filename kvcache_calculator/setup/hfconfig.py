@@ -3,8 +3,8 @@
 :func:`import_config` reads a config given as JSON text or as a dict (with or without a
 multimodal ``text_config`` wrapper) with the reader of :mod:`kvcache_calculator.setup.configjson`:
 its layers, its total and active parameters and its checkpoint's weight dtype.
-:func:`arch_to_scenario` turns an architecture into the scenario keys of DESIGN.md, and
-:func:`scenario_keys_gap` says when those keys can only approximate it (naming the preset that
+:func:`arch_to_scenario` turns an architecture into the scenario keys (docs/architecture.md §3),
+and :func:`scenario_keys_gap` says when those keys can only approximate it (naming the preset that
 has the exact figures, if there is one).
 """
 
@@ -41,7 +41,7 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
 
 
 def arch_to_scenario(arch: ModelArch, *, weight_dtype: bool = False) -> dict:
-    """The DESIGN.md scenario keys that describe ``arch``, where they can express it.
+    """The scenario keys (docs/architecture.md §3) that describe ``arch``, where they can express it.
 
     ``num_layers`` counts the layers that hold KV (full, MLA, sliding); ``num_kv_heads`` and
     ``head_dim`` come from the full-attention layers (the sliding ones if there are none);

@@ -2,8 +2,8 @@
 
 A model preset is the handful of ``config.json`` fields that size its KV cache (read by the
 same reader as a pasted config, :mod:`kvcache_calculator.setup.configjson`), plus its parameter
-counts in billions. Published counts (model cards, papers; the figures of the project's
-PRESETS reference table) are used where they exist; for the newest models the counts are those
+counts in billions. Published counts (model cards, papers; the figures of
+docs/validation.md §8) are used where they exist; for the newest models the counts are those
 :func:`~kvcache_calculator.setup.configjson.count_params` gives on the full config.json (text model,
 multi-token-prediction layers excluded), and ``source`` says so.
 

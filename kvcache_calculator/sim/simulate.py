@@ -1,6 +1,6 @@
 """Discrete-event simulation of multi-turn conversations against per-instance KV block caches.
 
-The workload is MODEL.md section 4:
+The workload is that of docs/model.md §4:
 
 - conversations arrive as a Poisson process at ``arrival_rate`` per second (whole fleet),
   for the whole run, warm-up and measurement alike;
@@ -17,7 +17,7 @@ Token counts, with ``S`` = system prompt, ``D`` = input + output tokens, ``B`` =
     cached sequence     = (S + k * D) // B                                 [blocks, whole blocks only]
     hit                 = min(longest cached prefix, (P_k - 1) // B)       [blocks]
 
-(vLLM never reuses the last prompt token, MODEL.md section 1.) The first ``S // B`` blocks
+(vLLM never reuses the last prompt token, docs/model.md §1.) The first ``S // B`` blocks
 belong to the system prompt and are shared by every conversation using it; the rest are
 private to the conversation. A request *hits* when its whole reusable prefix (at least one
 block) was cached.
@@ -572,7 +572,7 @@ class Simulation:
 
 def _capacities(scenario: Scenario, capacity_tokens: int | None,
                 offload_tokens: int | None) -> tuple[int, int]:
-    """Fill the missing capacities from the scenario (MODEL.md section 3)."""
+    """Fill the missing capacities from the scenario (docs/model.md §3)."""
     if (capacity_tokens is None and scenario.kv_cache_tokens is not None
             and scenario.offload_gib == 0):
         return scenario.kv_cache_tokens // scenario.block_size * scenario.block_size, 0

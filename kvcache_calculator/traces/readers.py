@@ -1,11 +1,11 @@
 """Request traces: streaming readers for the Mooncake and Alibaba Bailian JSONL formats,
-format detection, and fitting a scenario (DESIGN.md keys) to a trace.
+format detection, and fitting a scenario (docs/architecture.md §3 keys) to a trace.
 
 Readers take an iterable of text lines (the CLI opens files; the page passes chunks of an
 uploaded file through :func:`split_lines`), and yield :class:`Request` objects one at a time,
 so a trace of any length is read in constant memory.
 
-Formats (MODEL.md section 6):
+Formats (docs/model.md §10.1):
 
 - **Mooncake** (kvcache-ai/Mooncake, ``FAST25-release/traces/``): one JSON object per line,
   ``{"timestamp": ms, "input_length": tokens, "output_length": tokens, "hash_ids": [...]}``;
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 FORMATS = ("mooncake", "bailian")
-#: Tokens per ``hash_ids`` block in each published format (MODEL.md section 6).
+#: Tokens per ``hash_ids`` block in each published format (docs/model.md §10.1).
 DEFAULT_BLOCK_SIZE = {"mooncake": 512, "bailian": 16}
 _BAILIAN_KEYS = ("chat_id", "parent_chat_id", "turn")
 
@@ -270,7 +270,7 @@ _REUSE_EDGES_S = tuple(10 ** (k / 10) for k in range(-30, 61))
 
 
 class ScenarioFitter:
-    """Streaming fit of a DESIGN.md scenario to a trace (feed requests, then ``result()``).
+    """Streaming fit of a scenario (docs/model.md §10.6) to a trace (feed requests, then ``result()``).
 
     What each key is fitted from:
 
@@ -435,7 +435,7 @@ class ScenarioFitter:
         return out
 
     def result(self) -> dict:
-        """The fitted scenario (DESIGN.md keys) plus a ``diagnostics`` dict, plain JSON types.
+        """The fitted scenario (docs/architecture.md §3 keys) plus a ``diagnostics`` dict, plain JSON types.
 
         Raises ScenarioError if no request was fed.
         """
@@ -546,7 +546,7 @@ class ScenarioFitter:
 
 
 def fit_scenario(requests: Iterable[Request], block_size: int) -> dict:
-    """Fit a DESIGN.md scenario to a trace: see :class:`ScenarioFitter` for what each key
+    """Fit a scenario (docs/model.md §10.6) to a trace: see :class:`ScenarioFitter` for what each key
     is fitted from. Returns a plain dict with a ``diagnostics`` entry."""
     fitter = ScenarioFitter(block_size)
     fitter.feed(requests)
@@ -557,7 +557,7 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
                           capacity_tokens: float | None = None) -> dict:
     """Run an analytic model on a fitted scenario and report its gap to a replay.
 
-    ``analytic`` is a callable taking a scenario dict (DESIGN.md keys, ``diagnostics``
+    ``analytic`` is a callable taking a scenario dict (docs/architecture.md §3 keys, ``diagnostics``
     removed, ``kv_cache_tokens`` set to ``capacity_tokens`` when given) and returning the
     predicted token hit rate (a 0-1 fraction). Returns ``{"analytic_token_hit_rate",
     "replay_token_hit_rate", "gap"}`` with ``gap = analytic - replay`` (a fraction; x100
@@ -574,6 +574,6 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
 
 
 def analytic_token_hit_rate(scenario: dict) -> float:
-    """The project's analytic model (MODEL.md section 5) on a scenario dict: the callable to
+    """The project's analytic model (docs/model.md §5) on a scenario dict: the callable to
     pass to :func:`compare_fit_to_replay`. Raises ScenarioError for an invalid scenario."""
     return analyze(Scenario.from_dict(scenario)).token_hit_rate

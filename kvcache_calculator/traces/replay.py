@@ -4,7 +4,7 @@ and the exact LRU hit-rate curve at every capacity in one pass.
 Units. A *block* is one ``hash_ids`` entry (``block_size`` tokens; 512 in Mooncake traces,
 16 in Bailian traces). Capacities are in blocks (``capacity_blocks``). Two hit rates:
 
-- **block hit rate** = block hits / block references (MODEL.md section 1, the way the Mooncake
+- **block hit rate** = block hits / block references (docs/model.md §1, the way the Mooncake
   paper and the Alibaba "KVCache in the wild" paper count);
 - **token hit rate** = hit tokens / prompt tokens, where a block counts ``block_size`` tokens,
   except the last block of a request, which counts its real tokens
@@ -14,7 +14,7 @@ Units. A *block* is one ``hash_ids`` entry (``block_size`` tokens; 512 in Moonca
   Unlike the analytic model's token hit rate, no "last prompt token is recomputed" rule is
   applied: a trace only says which blocks were reusable.
 
-Two replay semantics (MODEL.md section 6):
+Two replay semantics (docs/model.md §10.3):
 
 - ``engine`` (default): a request hits the longest cached prefix of its ``hash_ids``, looked
   up before anything is inserted; then all its blocks are touched tail-first, so the head of
@@ -126,7 +126,7 @@ def capacity_blocks_from_tokens(capacity_tokens: float, block_size: int) -> int:
 def capacity_blocks_from_gib(capacity_gib: float, kv_bytes_per_token: float,
                              block_size: int) -> int:
     """Whole blocks that fit in ``capacity_gib`` GiB of KV memory:
-    ``floor(capacity_gib * 2**30 / (kv_bytes_per_token * block_size))`` (MODEL.md section 3,
+    ``floor(capacity_gib * 2**30 / (kv_bytes_per_token * block_size))`` (docs/model.md §3,
     with GiB = 2**30 bytes). ``kv_bytes_per_token`` is the bytes of one token over all layers
     at the chosen KV dtype, e.g. from ``architecture.kv_bytes_per_token``."""
     _check_block_size(block_size)

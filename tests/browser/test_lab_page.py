@@ -1,6 +1,7 @@
 """End-to-end tests of the lab page (site/lab.html): simulation, trace replay, cancel,
-malformed files, responsiveness (Long Tasks API), cross-origin isolation on and off,
-layout, accessibility. Fixtures are in conftest.py; every request leaving the local server
+malformed files, cross-origin isolation on and off, layout, accessibility. Responsiveness
+(longest tasks, cancel latency) is measured by benchmarks/bench_page.py, not asserted here.
+Fixtures are in conftest.py; every request leaving the local server
 and every page or console error fails a test.
 
 Numbers are checked against the CLI / CPython on the same input: the browser runs the same
@@ -14,7 +15,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,18 +24,9 @@ import build
 
 pytestmark = pytest.mark.browser
 
-LONG_TASK_MS = 200
 JOB_TIMEOUT_MS = 120_000
 SMALL = ("arrival_rate=0.5&input_tokens=100&output_tokens=50&system_prompt_tokens=200"
          "&think_time_s=20&turns=3")
-
-WATCH_LONG_TASKS = """() => {
-    window.__longTasks = [];
-    new PerformanceObserver((list) => {
-        for (const e of list.getEntries()) window.__longTasks.push(e.duration);
-    }).observe({type: 'longtask'});
-}"""
-
 
 def open_lab(page, site, fragment: str = "") -> None:
     page.goto(site.url + "lab.html" + (f"#{fragment}" if fragment else ""))
@@ -54,10 +45,6 @@ def start_and_wait(page, selector: str, *, action=None) -> str:
     page.wait_for_function("!['starting', 'running'].includes(document.documentElement.dataset.job)",
                            timeout=JOB_TIMEOUT_MS)
     return page.evaluate("document.documentElement.dataset.job")
-
-
-def long_tasks(page) -> list[float]:
-    return page.evaluate("window.__longTasks")
 
 
 def make_trace(path: Path, seed: int, conversations: int, *, bailian: bool = False) -> Path:
@@ -102,10 +89,7 @@ def trace_rows(page) -> dict:
 # ---------------------------------------------------------------------------- simulation
 
 def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
-    from kvcache_calculator.analytic.table import prepare
-    from kvcache_calculator.present import figures
-    from kvcache_calculator.present.lab import memory_tasks
-    from kvcache_calculator.setup.resolve import resolve
+    from kvcache_calculator.present.lab_tasks import memory_tasks
     from kvcache_calculator.scenario import Scenario
     from kvcache_calculator.sim.simulate import simulate
 
@@ -118,9 +102,7 @@ def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
     assert Scenario.from_fragment(back.split("#", 1)[1]) == Scenario.from_fragment(fragment)
     page.select_option("#sim-conversations", "300")
     page.fill("#sim-seed", "7")
-    page.evaluate(WATCH_LONG_TASKS)
     assert start_and_wait(page, "#simulate") == "done"
-    tasks_long = long_tasks(page)
     scenario = Scenario.from_fragment(fragment)
     expected = simulate(scenario, conversations=300, seed=7)
     got = float(page.get_attribute("#sim-token_hit_rate", "data-value"))
@@ -135,18 +117,15 @@ def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
     sim = page.evaluate("""() => {
         const t = document.getElementById('chart-sim-memory').data.find(d => d.name.startsWith('Simulated'));
         return t && {x: t.x, y: t.y, err: t.error_y.array.length};}""")
-    tasks = memory_tasks(scenario, figures.hit_vs_memory(prepare(resolve(scenario))), conversations=300, seed=7)
+    tasks = memory_tasks(scenario, conversations=300, seed=7)
     assert sim is not None and len(sim["x"]) == len(tasks) == sim["err"]
     assert round(100 * expected.token_hit_rate, 4) in sim["y"]
-    assert max(tasks_long, default=0) <= LONG_TASK_MS, tasks_long
 
     # policies and routings on one chart (instances = 2, so the routings too)
-    page.evaluate(WATCH_LONG_TASKS)
     assert start_and_wait(page, "#compare") == "done"
     bars = page.evaluate("""() => document.getElementById('chart-compare').data
         .filter(d => d.type === 'bar').map(d => d.x)""")
     assert bars == [["LRU", "FIFO", "LFU"], ["session", "round robin", "random", "least loaded"]]
-    assert max(long_tasks(page), default=0) <= LONG_TASK_MS, long_tasks(page)
     # as on the calculator: zoom, pan and reset only (no "Share chart" upload to Plotly Cloud)
     titles = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.dataset.title)")
     assert titles and set(titles) == {"Zoom", "Pan", "Reset axes"}, titles
@@ -162,23 +141,16 @@ def test_a_fifo_simulation_says_t_is_not_measured(page, site):
     assert float(page.get_attribute("#sim-token_hit_rate", "data-value")) > 0
 
 
-def test_cancel_stops_a_long_simulation_within_half_a_second(page, site):
+def test_cancel_stops_a_long_simulation(page, site):
     open_lab(page, site)
     page.select_option("#sim-conversations", "20000")
     page.evaluate("document.documentElement.dataset.job = 'starting'")
     page.click("#compare")                                     # FIFO/LFU: tens of seconds
     page.wait_for_function("document.documentElement.dataset.job === 'running'")
     page.wait_for_function("document.getElementById('job-progress').value > 0", timeout=30_000)
-    elapsed_ms = page.evaluate("""() => new Promise((resolve) => {
-        const root = document.documentElement;
-        const t0 = performance.now();
-        new MutationObserver(() => {
-            if (root.dataset.job !== 'running') resolve(performance.now() - t0);
-        }).observe(root, {attributes: true, attributeFilter: ['data-job']});
-        document.getElementById('cancel').click();
-    })""")
+    page.click("#cancel")
+    page.wait_for_function("document.documentElement.dataset.job !== 'running'")
     assert page.evaluate("document.documentElement.dataset.job") == "cancelled"
-    assert elapsed_ms <= 500, f"cancel took {elapsed_ms:.0f} ms"
     assert "cancelled" in page.inner_text("#job-status")
     assert page.is_enabled("#simulate") and page.is_hidden("#cancel")
 
@@ -232,14 +204,12 @@ def test_generated_trace_curve_and_policies_match_the_cli(page, site, tmp_path):
     assert page.input_value('#scenario [name="block_size"]') == "512"
 
 
-def test_shared_conversation_trace_matches_the_cli_without_long_tasks(page, site, shared_dir):
+def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
     path = shared_dir / "traces" / "mooncake_conversation_trace.jsonl"
     if not path.exists():
         pytest.skip(f"{path} not found: ../shared/traces/ is absent")
     open_lab(page, site)
-    page.evaluate(WATCH_LONG_TASKS)
     assert start_and_wait(page, None, action=lambda: page.set_input_files("#trace-file", str(path))) == "done"
-    assert max(long_tasks(page), default=0) <= LONG_TASK_MS, long_tasks(page)
     rows = trace_rows(page)
     keys = ("p50", "p90", "p99", "current")
     cli = cli_replay(path, "--capacity-blocks", ",".join(str(int(rows[k]["blocks"])) for k in keys))
@@ -269,12 +239,10 @@ def test_malformed_files_get_a_clear_message(page, site, tmp_path):
     cases = [("bad line", bad, "line 3: input_length: got 'many'"), ("empty", empty, "empty file"),
              ("binary", binary, "binary file"), ("dropped binary", None, "binary file")]
     for name, path, expected in cases:
-        started = time.monotonic()
         if path is None:
             state = start_and_wait(page, None, action=lambda: page.evaluate(drop_binary))
         else:
             state = start_and_wait(page, None, action=lambda: page.set_input_files("#trace-file", str(path)))
-        assert time.monotonic() - started < 10, name
         assert state == "error", name
         message = page.inner_text("#trace-error")
         assert page.is_visible("#trace-error") and expected in message, (name, message)

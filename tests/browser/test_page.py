@@ -39,7 +39,7 @@ def test_page_loads_computes_and_draws_every_chart(page, site):
         assert got[key] not in (None, ""), f"{key} has no data-value"
         assert math.isfinite(float(got[key]))
     assert 0 < value(page, "token_hit_rate") <= value(page, "max_token_hit_rate") <= 1
-    # the default model is a preset with a published KV size (PRESETS.md)
+    # the default model is a preset with a published KV size (docs/validation.md §8)
     assert value(page, "kv_bytes_per_token") == 131072
     assert page.text_content("#token_hit_rate").strip().endswith("%")
     for name in CHARTS:

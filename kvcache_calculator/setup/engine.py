@@ -1,0 +1,300 @@
+"""What an engine leaves for the KV cache on one GPU: vLLM's and SGLang's memory accounting.
+
+An engine does not give the KV cache "memory x utilisation - weights". At start-up it loads the
+weights, runs one profiling forward pass at its batch limits, and gives the KV cache what is
+left of its budget. This module predicts each part per GPU, in GiB (2**30 bytes), so that the
+calculator's capacity matches the "Available KV cache memory" line an engine prints.
+
+**vLLM (V1 engine, 0.9 and later).** ``vllm/v1/worker/gpu_worker.py``
+(``Worker.determine_available_memory``) with ``vllm/utils/mem_utils.py`` (``memory_profiling``):
+
+    requested = total * gpu_memory_utilization        (total = what CUDA reports, not nvidia-smi)
+    kv_cache  = requested - weights - activation_peak - non_torch_increase - cuda_graph_estimate
+
+- ``activation_peak`` is the torch peak of the profiling run: one forward pass of
+  ``max_num_batched_tokens`` tokens spread over ``min(tokens, max_num_seqs)`` requests, then a
+  sampler pass over the full-vocabulary logits of every request
+  (``GPUModelRunner.profile_run`` / ``_dummy_sampler_run``). We estimate it as
+  ``max(forward, sampler) + moe_workspace + 0.1 GiB`` (:func:`activation_peak_gib`).
+- ``non_torch_increase``: memory outside PyTorch's allocator that appears during profiling
+  (cuBLAS workspaces, NCCL buffers on first use). It is measured, not computed, by vLLM.
+- ``cuda_graph_estimate``: from vLLM 0.20 the memory CUDA graphs will take is estimated
+  (``GPUModelRunner.profile_cudagraph_memory``) and subtracted; before, graphs were captured
+  after the KV cache was allocated, out of the ``1 - utilisation`` headroom.
+- Batch defaults (``EngineArgs.get_batch_defaults`` in ``vllm/engine/arg_utils.py``):
+  ``vllm serve`` on a GPU with at least 70 GiB that is not an A100 profiles 8,192 tokens and
+  1,024 sequences; from 0.28, GPUs of 160 GiB or more profile 16,384; other GPUs 2,048 and 256.
+
+The constants of the estimate (14 bytes per logit, the per-layer CUDA-graph size, non-torch
+memory) were fitted to 26 published start-up logs of vLLM 0.19 on H100 (dense, MoE, MLA,
+quantised, tensor parallel 1-4); ``tests/data/engine_starts.json`` holds them with their sources.
+
+**SGLang** (``python/sglang/srt``: the memory settings of the server arguments and
+``profile_max_num_token``): the KV pool is ``free_before_weights * mem_fraction_static -
+weights``, where ``mem_fraction_static`` defaults to ``(total_MiB - reserved_MiB) / total_MiB``
+with a reserve that grows with the chunked-prefill size, tensor parallelism and CUDA graphs.
+
+**manual**: the explicit ``activation_reserve_gib`` of the scenario, no other deduction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from kvcache_calculator.errors import ScenarioError
+
+GIB = 2 ** 30
+MIB = 2 ** 20
+ENGINES = ("vllm", "sglang", "manual")
+
+#: The newest vLLM release whose accounting this module follows; the default ``engine_version``.
+VLLM_LATEST = (0, 33)
+#: The oldest V1 release the vLLM rules here describe (``memory_profiling`` in the V1 worker).
+VLLM_OLDEST = (0, 9)
+
+#: Bytes per (request x vocabulary entry) at the sampler's peak: the logits in the model dtype,
+#: their float32 copy and the top-k/top-p buffers. Fitted to vLLM 0.19 logs (14-15 fits within
+#: 0.3 GiB for dense models of 100k-262k vocabularies).
+SAMPLER_BYTES_PER_LOGIT = 14.0
+#: Allocator overhead and small buffers of the profiling run (fitted, vLLM 0.19).
+PROFILE_BASE_GIB = 0.1
+#: Non-torch memory that appears during vLLM's profiling run, per GPU, by (single GPU, tensor
+#: parallel): 0.19 logs show 0.24-0.27 GiB alone and 2.07-2.21 GiB with tensor parallelism
+#: (NCCL and the custom all-reduce allocate buffers at the first collective, after the memory
+#: snapshot); 0.10 logs show almost none either way (those buffers came before the snapshot).
+NON_TORCH_GIB = {(0, 11): (0.25, 2.1), (0, 0): (0.05, 0.1)}
+#: CUDA-graph memory per GPU: a base plus a share per decoder layer (vLLM 0.19 logs: 0.87-1.79
+#: GiB for 28-80 layers; MoE layers capture more).
+CUDA_GRAPH_BASE_GIB = 0.5
+CUDA_GRAPH_PER_LAYER_GIB = 0.014
+CUDA_GRAPH_MOE_EXTRA_GIB = 0.3
+
+
+def parse_version(text: object, key: str = "engine_version") -> tuple[int, int]:
+    """``"0.19"`` or ``"0.19.1"`` -> ``(0, 19)``; a clear error otherwise."""
+    parts = str(text).strip().lstrip("v").split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise ScenarioError(key, text, "must be a version such as 0.19 or 0.19.1") from None
+    if major < 0 or minor < 0:
+        raise ScenarioError(key, text, "must be a version such as 0.19 or 0.19.1")
+    return major, minor
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The dimensions of a model that set its activation memory (from its ``config.json``).
+
+    ``intermediate_size`` is the dense MLP's width (0 when every layer is MoE);
+    ``moe_intermediate_size`` one expert's; ``activation_bytes`` the model dtype's width.
+    """
+
+    hidden_size: int
+    vocab_size: int
+    num_layers: int
+    intermediate_size: int = 0
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    activation_bytes: float = 2.0
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the model routes tokens to experts."""
+        return self.num_experts > 0 and self.experts_per_token > 0
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine and the start-up knobs that change its KV capacity.
+
+    ``None`` means "as the engine defaults": batch limits from the GPU's memory, SGLang's
+    ``mem_fraction_static`` from its reserve rule, ``max_model_len`` from the model.
+    """
+
+    engine: str = "vllm"
+    version: tuple[int, int] = VLLM_LATEST
+    gpu_mem_util: float | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    cuda_graphs: bool = True
+    activation_reserve_gib: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ScenarioError("engine", self.engine, f"must be one of {', '.join(ENGINES)}")
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """One GPU's memory at engine start-up, in GiB: where it goes, KV cache last.
+
+    ``total_gib`` is what CUDA reports; ``budget_gib`` the engine's share (utilisation or
+    ``mem_fraction_static`` times the total); ``headroom_gib`` the rest, which the CUDA context,
+    NCCL and (vLLM before 0.20) CUDA graphs use. ``kv_cache_gib`` may be negative when the
+    model does not fit: callers say so.
+    """
+
+    engine: str
+    total_gib: float
+    budget_gib: float
+    weights_gib: float
+    activation_gib: float
+    cuda_graph_gib: float
+    non_torch_gib: float
+    kv_cache_gib: float
+    headroom_gib: float
+    gpu_mem_util: float
+    max_num_batched_tokens: int = 0
+    max_num_seqs: int = 0
+
+    @property
+    def reserved_gib(self) -> float:
+        """Everything the budget holds besides the KV cache."""
+        return self.weights_gib + self.activation_gib + self.cuda_graph_gib + self.non_torch_gib
+
+    def to_dict(self) -> dict:
+        """Plain JSON types."""
+        return asdict(self)
+
+
+#: Bytes per weight of each stored format, scales included: int4 group-quantised (GPTQ, AWQ,
+#: compressed-tensors w4a16: a 16-bit scale per 128 weights), MXFP4 (an 8-bit scale per 32
+#: 4-bit weights: 4.25 bits), NVFP4 (an 8-bit scale per 16: 4.5 bits).
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2 / 128,
+                "mxfp4": 4.25 / 8, "nvfp4": 4.5 / 8, "fp4": 4.5 / 8}
+
+
+def weights_gib_per_gpu(params_b: float, weight_dtype: str, tp: int, *, embedding_params_b: float = 0.0,
+                        expert_params_b: float = 0.0, experts_only: bool = False,
+                        moe_intermediate_size: int = 0) -> float:
+    """The weights one GPU loads, in GiB, as a checkpoint of ``weight_dtype`` stores them.
+
+    Quantised checkpoints keep the embedding and output head in bf16 (``embedding_params_b``
+    of the ``params_b``); ``experts_only`` formats (gpt-oss's MXFP4) quantise only the
+    ``expert_params_b`` routed experts, which vLLM loads padded to a multiple of 256 in the
+    expert's intermediate dimension (gpt-oss-20b: 13.47 GiB logged, 13.45 predicted; 120b: 64.38
+    and 64.9). Tensor parallelism splits every matrix ``tp`` ways (vLLM's vocabulary-parallel
+    embedding included).
+    """
+    width = WEIGHT_BYTES[weight_dtype]
+    if width >= 2.0:
+        total = params_b * width
+    elif experts_only:
+        pad = math.ceil(moe_intermediate_size / 256) * 256 / moe_intermediate_size if moe_intermediate_size else 1.0
+        total = expert_params_b * width * pad + (params_b - expert_params_b) * 2.0
+    else:
+        total = embedding_params_b * 2.0 + (params_b - embedding_params_b) * width
+    return total * 1e9 / GIB / tp
+
+
+def vllm_batch_defaults(total_gib: float, gpu_name: str, version: tuple[int, int]) -> tuple[int, int]:
+    """``(max_num_batched_tokens, max_num_seqs)`` that ``vllm serve`` profiles at by default.
+
+    ``EngineArgs.get_batch_defaults`` (vllm/engine/arg_utils.py): 16,384 / 1,024 on GPUs of at
+    least 160 GiB (from 0.28); 8,192 / 1,024 on GPUs of at least 70 GiB whose name does not
+    contain "A100"; 2,048 / 256 otherwise.
+    """
+    if version >= (0, 28) and total_gib >= 160:
+        return 16384, 1024
+    if total_gib >= 70 and "a100" not in gpu_name.lower():
+        return 8192, 1024
+    return 2048, 256
+
+
+def activation_peak_gib(shape: ModelShape, tokens: int, seqs: int, tp: int) -> float:
+    """Estimated torch peak of vLLM's profiling run on one GPU, in GiB.
+
+    - forward: the widest live tensors of one decoder layer,
+      ``tokens * dtype * (2 * hidden + 3 * intermediate / tp)`` (gate-up output and activation);
+    - sampler: ``tokens * hidden * dtype + requests * vocab * 14 B`` with
+      ``requests = min(tokens, max_num_seqs)``, the full vocabulary on every GPU;
+    - fused MoE keeps its workspace, ``tokens * top_k * dtype * (3 * moe_intermediate / tp +
+      hidden)`` (``fused_moe``'s intermediate caches), on top of the larger of the two.
+    """
+    dt = shape.activation_bytes
+    requests = min(tokens, seqs)
+    forward = tokens * dt * (2 * shape.hidden_size + 3 * shape.intermediate_size / tp)
+    sampler = tokens * shape.hidden_size * dt + requests * shape.vocab_size * SAMPLER_BYTES_PER_LOGIT
+    moe = 0.0
+    if shape.is_moe:
+        moe = (min(tokens, 32768) * shape.experts_per_token * dt
+               * (3 * shape.moe_intermediate_size / tp + shape.hidden_size))
+    return (max(forward, sampler) + moe) / GIB + PROFILE_BASE_GIB
+
+
+def cuda_graph_gib(shape: ModelShape) -> float:
+    """Estimated memory of vLLM's CUDA graphs on one GPU (default capture sizes), in GiB."""
+    extra = CUDA_GRAPH_MOE_EXTRA_GIB if shape.is_moe else 0.0
+    return CUDA_GRAPH_BASE_GIB + CUDA_GRAPH_PER_LAYER_GIB * shape.num_layers + extra
+
+
+def sglang_mem_fraction_static(smi_total_mib: float, tp: int) -> float:
+    """SGLang's default ``mem_fraction_static`` for a GPU of ``smi_total_mib`` (nvidia-smi MiB).
+
+    ``(total - reserved) / total`` rounded to 3 places, with ``reserved = 512 + 1.5 *
+    max(chunked_prefill, 2048) + tp / 8 * 1024 + 2 * decode_max_bs + 8 * prefill_graph_sizes``
+    MiB and at least 10,240 MiB above 60 GiB (SGLang 0.5.23, the GPU memory settings of
+    ``srt/arg_groups/memory_hook.py``).
+    """
+    gib = smi_total_mib / 1024
+    if gib < 20:
+        chunk, max_bs = 2048, 8
+    elif gib < 35:
+        chunk, max_bs = 4096, 48 if tp < 4 else 160
+    elif gib < 60:
+        chunk, max_bs = 4096, 32 if tp < 4 else 160
+    elif gib < 160:
+        chunk, max_bs = 8192, 256 if tp < 4 else 512
+    else:
+        chunk, max_bs = 16384, 512
+    reserved = 512 + 1.5 * max(chunk, 2048) + tp / 8 * 1024 + 2 * max_bs + 8 * _prefill_graph_sizes(chunk)
+    if gib > 60:
+        reserved = max(reserved, 10 * 1024)
+    return round((smi_total_mib - reserved) / smi_total_mib, 3)
+
+
+def _prefill_graph_sizes(chunk: int) -> int:
+    """How many prefill batch sizes SGLang captures CUDA graphs for, up to ``chunk`` tokens."""
+    sizes = list(range(4, 33, 4)) + list(range(48, 257, 16)) + list(range(288, 513, 32))
+    sizes += list(range(576, 1025, 64)) + list(range(1280, 4097, 256)) + list(range(4608, chunk + 1, 512))
+    return len([s for s in sizes if s <= chunk])
+
+
+#: CUDA context and communicator memory that SGLang's "free before weights" excludes (GiB).
+SGLANG_CONTEXT_GIB = {1: 0.5, "tp": 1.3}
+
+
+def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: float, gpu_name: str,
+              weights_gib: float, shape: ModelShape | None, tp: int) -> MemoryBreakdown:
+    """One GPU's memory at start-up under ``settings`` (see the module docstring)."""
+    if settings.engine == "manual":
+        util = 0.9 if settings.gpu_mem_util is None else settings.gpu_mem_util
+        budget = total_gib * util
+        kv = budget - weights_gib - settings.activation_reserve_gib
+        return MemoryBreakdown("manual", total_gib, budget, weights_gib, settings.activation_reserve_gib, 0.0,
+                               0.0, kv, total_gib - budget, util)
+    if settings.engine == "sglang":
+        util = (sglang_mem_fraction_static(smi_total_mib, tp) if settings.gpu_mem_util is None
+                else settings.gpu_mem_util)
+        context = SGLANG_CONTEXT_GIB[1] if tp == 1 else SGLANG_CONTEXT_GIB["tp"]
+        budget = (total_gib - context) * util
+        kv = budget - weights_gib
+        return MemoryBreakdown("sglang", total_gib, budget, weights_gib, 0.0, 0.0, 0.0, kv,
+                               total_gib - budget, util)
+    util = 0.9 if settings.gpu_mem_util is None else settings.gpu_mem_util
+    default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version)
+    seqs = settings.max_num_seqs or default_seqs
+    tokens = settings.max_num_batched_tokens or default_tokens
+    if shape is None:
+        raise ScenarioError("model", "", "needs hidden_size and vocab_size to size vLLM's profiling run")
+    activation = activation_peak_gib(shape, tokens, seqs, tp)
+    since = max(v for v in NON_TORCH_GIB if v <= settings.version)
+    non_torch = NON_TORCH_GIB[since][0 if tp == 1 else 1]
+    graphs = cuda_graph_gib(shape) if settings.cuda_graphs and settings.version >= (0, 20) else 0.0
+    budget = math.ceil(total_gib * util * GIB) / GIB
+    kv = budget - weights_gib - activation - non_torch - graphs
+    return MemoryBreakdown("vllm", total_gib, budget, weights_gib, activation, graphs, non_torch, kv,
+                           total_gib - budget, util, tokens, seqs)
