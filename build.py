@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))   # the core is read from this checkout, installed or not
 
-from kvcache_calculator.analytic import sensitivity  # noqa: E402 (after the path above)
+from kvcache_calculator.analytic import sweeps  # noqa: E402 (after the path above)
 from kvcache_calculator.scenario import FIELDS  # noqa: E402
 from kvcache_calculator.setup import presets  # noqa: E402
 
@@ -202,8 +202,8 @@ def render_form(fields, models, gpus) -> str:
 def render_sensitivity_options(fields) -> str:
     """<option>s for the sensitivity chart's input selector (the core's numeric sweep keys)."""
     labels = {f.key: f"{f.label} ({f.unit})" if f.unit else f.label for f in fields}
-    return "".join(f'<option value="{_text(k)}"{" selected" if k == sensitivity.DEFAULT_KEY else ""}>'
-                   f'{_text(labels[k])}</option>' for k in sensitivity.NUMERIC_KEYS)
+    return "".join(f'<option value="{_text(k)}"{" selected" if k == sweeps.DEFAULT_KEY else ""}>'
+                   f'{_text(labels[k])}</option>' for k in sweeps.NUMERIC_KEYS)
 
 
 # ---------------------------------------------------------------------------- build

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvcache_calculator.analytic import sensitivity
+from kvcache_calculator.analytic import sweeps
 from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures, jobs, lab_figures, lab_tables, lab_tasks
 from kvcache_calculator.present.report import results
@@ -23,6 +24,7 @@ from kvcache_calculator.traces.lines import MAX_LINE_CHARS, LineFeed
 from kvcache_calculator.traces.replay import (BeladyReplay, BeladySteps, last_block_tokens, replay,
                                               replay_lru_curve)
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.sim.simulate import simulate
 from kvcache_calculator.traces.readers import (
     analytic_token_hit_rate,
@@ -281,7 +283,7 @@ def test_memory_tasks_follow_the_analytic_curve():
     s = Scenario.from_dict(SMALL)
     tasks = lab_tasks.memory_tasks(s, conversations=100, seed=1, points=4)
     assert [t.group for t in tasks] == ["main"] + ["memory"] * 4
-    curve = sensitivity.hit_vs_memory(s)
+    curve = sweeps.hit_vs_memory(prepare(resolve(s)))
     for t in tasks[1:]:
         i = curve.memory_gib.index(t.x)
         assert t.capacity_tokens == curve.capacity_tokens[i] > 0
@@ -293,7 +295,7 @@ def test_memory_tasks_follow_the_analytic_curve():
     assert tasks[0].x == curve.current_memory_gib and tasks[0].capacity_tokens is None
     assert len({t.seed for t in tasks}) == len(tasks)
     # the points sit on the calculator's chart: the same memory sizes and capacities
-    model = figures.hit_vs_memory(s)["data"][0]
+    model = figures.hit_vs_memory(prepare(resolve(s)))["data"][0]
     for t in tasks[1:]:
         i = model["x"].index(round(t.x, 4))
         assert model["customdata"][i] == t.capacity_tokens
@@ -327,7 +329,7 @@ def test_simulation_job_reports_a_scenario_that_cannot_run():
 
 def test_with_simulated_points_adds_error_bars_at_the_task_positions():
     s = Scenario.from_dict(SMALL)
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(prepare(resolve(s)))
     tasks = lab_tasks.memory_tasks(s, conversations=80, seed=2, points=2)
     job = run_to_end(jobs.SimulationJob(tasks))
     out = lab_figures.with_simulated_points(fig, tasks, job.results)

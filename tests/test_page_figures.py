@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.present import figures
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 # page-only code lives with the page; the browser gets it through site/pyscript.json
@@ -27,7 +29,7 @@ SCENARIOS = {
 
 
 def _figures(s: Scenario) -> dict:
-    return figures.all_figures(s, key="think_time_s")
+    return figures.all_figures(prepare(resolve(s)), key="think_time_s")
 
 
 @pytest.mark.parametrize("label", sorted(SCENARIOS))
@@ -95,7 +97,7 @@ def test_split_title_takes_the_note_out_of_the_cores_markup():
     assert split_title({"title": {"text": "Hit rate<br><sup>LRU model; FIFO needs the simulator</sup>"}}) == (
         "Hit rate", "LRU model; FIFO needs the simulator")
     # a figure with a note has it in the core's title (the policy note here)
-    core = figures.hit_vs_memory(Scenario.from_dict({"policy": "fifo"}))
+    core = figures.hit_vs_memory(prepare(resolve(Scenario.from_dict({"policy": "fifo"}))))
     assert split_title(core["layout"]) == ("Token hit rate vs GPU memory", "LRU model; FIFO needs the simulator")
     assert split_title({"title": "Plain"}) == ("Plain", "")
     assert split_title({}) == ("", "")

@@ -17,7 +17,9 @@ from typing import Sequence
 
 from kvcache_calculator.cli import replay, simulate
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
 from kvcache_calculator.scenario import FIELDS, Scenario, parse_assignments
+from kvcache_calculator.setup import presets
 from kvcache_calculator.units import NONE_ASCII, format_number, format_percent
 
 EXIT_BAD_INPUT = 2
@@ -48,8 +50,7 @@ def scenario_from_args(assignments: Sequence[str]) -> Scenario:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
-
+    """``analyze``: the flat results of a scenario as a table or JSON."""
     scenario = scenario_from_args(args.assignments)
     res = results(scenario)
     notes = model_notes(scenario, res)
@@ -67,8 +68,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from kvcache_calculator.setup import presets
-
+    """``presets``: the model and GPU presets as a table or JSON."""
     models, gpus = presets.list_models(), presets.list_gpus()
     if args.json:
         print(json.dumps({"models": models, "gpus": gpus}, indent=2))

@@ -25,6 +25,10 @@ import time
 from typing import Iterator
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.architecture import kv_bytes_per_token
+from kvcache_calculator.setup.presets import get_model
+from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.traces.replay import (
     GIB,
     POLICIES,
@@ -228,23 +232,17 @@ def _run_pass(source: _TraceSource, fmt: str, skip: bool, runners: list, label: 
 def _model_kv_bytes(model: str | None, kv_dtype: str) -> float | None:
     if model is None:
         return None
-    from kvcache_calculator.setup.architecture import kv_bytes_per_token
-    from kvcache_calculator.setup.presets import get_model
-
     return kv_bytes_per_token(get_model(model), kv_dtype)
 
 
 def _gpu_capacity_tokens(args, block_size: int) -> tuple:
-    from kvcache_calculator.setup.capacity import compute_capacity
-    from kvcache_calculator.scenario import Scenario
-
     if args.model is None:
         raise ScenarioError("gpu", args.gpu, "needs --model to size the cache")
     scenario = Scenario.from_dict({
         "model": args.model, "gpu": args.gpu, "num_gpus": args.num_gpus,
         "kv_dtype": args.kv_dtype, "weight_dtype": args.weight_dtype,
         "gpu_mem_util": args.gpu_mem_util, "block_size": block_size})
-    cap = compute_capacity(scenario)
+    cap = resolve(scenario).capacity
     if not cap.fits:
         raise ScenarioError("gpu", f"{args.num_gpus} x {args.gpu}", cap.message)
     return cap.capacity_tokens, cap.message

@@ -14,6 +14,7 @@ import time
 
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario, parse_assignments
+from kvcache_calculator.sim.simulate import Simulation
 from kvcache_calculator.units import NONE_ASCII, format_number, format_percent
 
 #: Result keys shown in the table, with their unit ("" for 0-1 fractions shown as %).
@@ -81,8 +82,6 @@ def _format(key: str, value, unit: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulation for the parsed arguments; print a table or JSON; return 0."""
-    from kvcache_calculator.sim.simulate import Simulation
-
     scenario = Scenario.from_dict(parse_assignments(args.assignments))
     sim = Simulation(scenario, conversations=args.conversations, seed=args.seed,
                      warmup_s=args.warmup_s, batches=args.batches)

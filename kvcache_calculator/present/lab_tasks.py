@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from kvcache_calculator.analytic import sensitivity
+from kvcache_calculator.analytic import sweeps
 from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present.jobs import SimTask
 from kvcache_calculator.scenario import ROUTINGS, Scenario
+from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.units import format_count
 
 __all__ = ["memory_tasks", "comparison_tasks", "analytic_rates"]
@@ -24,11 +26,11 @@ __all__ = ["memory_tasks", "comparison_tasks", "analytic_rates"]
 
 def memory_tasks(scenario: Scenario, *, conversations: int, seed: int, points: int = 4) -> list:
     """The main simulation plus ``points`` simulations along the analytic hit-rate-against-
-    memory curve (:func:`kvcache_calculator.analytic.sensitivity.hit_vs_memory`, the curve the
+    memory curve (:func:`kvcache_calculator.analytic.sweeps.hit_vs_memory`, the curve the
     calculator draws): each at an evenly spaced memory size of the curve with the capacity
     (tokens per instance) the curve gives for it, skipping memory sizes with an empty cache.
     ``x`` is the GPU memory per GPU (GiB) of each task, the main one's included."""
-    curve = sensitivity.hit_vs_memory(scenario)
+    curve = sweeps.hit_vs_memory(prepare(resolve(scenario)))
     tasks = [SimTask("main", "main", "this scenario", scenario, None, conversations, seed,
                      x=curve.current_memory_gib)]
     usable = [i for i, c in enumerate(curve.capacity_tokens) if c > 0]
