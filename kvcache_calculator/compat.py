@@ -141,7 +141,7 @@ def classic_hit_rate_for_setup(setup: Setup, memory_gib: float) -> float:
     mean tokens per turn of history (input + output), the interval the think time.
     """
     scenario, arch = setup.scenario, setup.arch
-    model_gib = arch.params_b * 1e9 * dtype_bytes(scenario.weight_dtype, "weight_dtype") / GIB
+    model_gib = arch.params_b * 1e9 * dtype_bytes(setup.capacity.weight_dtype, "weight_dtype") / GIB
     available = memory_gib * scenario.num_gpus * GIB - model_gib * GIB * 1.2
     pattern = ConversationPattern(scenario.turns, scenario.arrival_rate, scenario.think_time_s,
                                   scenario.input_tokens + scenario.output_tokens)
@@ -260,7 +260,7 @@ class KVCacheCalculator:
             "model": "custom", "num_layers": model.num_layers, "num_kv_heads": model.num_kv_heads,
             "head_dim": model.head_dim, "params_b": params_b,
             "weight_dtype": _dtype_value(model.model_dtype, "model_dtype", ModelDtype), "kv_dtype": kv,
-            "gpu": "custom", "gpu_memory_gib": system.available_memory_gb, "gpu_mem_util": 1.0,
+            "gpu": "custom", "gpu_memory_gib": system.available_memory_gb, "gpu_mem_util": 1.0, "engine": "manual",
             "activation_reserve_gib": 0.2 * weights_gib, "block_size": 16, "system_prompt_tokens": 0,
         }
         if pattern is not None:

@@ -19,6 +19,9 @@ from kvcache_calculator.errors import ScenarioError
 
 DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 ROUTINGS = ("session", "round_robin", "random", "least_loaded")
+ENGINES = ("vllm", "sglang", "manual")
+#: The vLLM releases whose memory accounting the calculator follows (docs/engines.md §2).
+ENGINE_VERSIONS = tuple(f"0.{minor}" for minor in range(9, 34))
 POLICIES = ("lru", "fifo", "lfu")
 
 
@@ -161,9 +164,14 @@ class Scenario:
     gpu: str = "h100-sxm"
     gpu_memory_gib: float | None = None
     num_gpus: int = 1
-    gpu_mem_util: float = 0.9
+    gpu_mem_util: float | None = None
     activation_reserve_gib: float = 1.0
-    weight_dtype: str = "bf16"
+    engine: str = "vllm"
+    engine_version: str = "0.33"
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    cuda_graphs: str = "on"
+    weight_dtype: str | None = None
     kv_dtype: str = "bf16"
     block_size: int = 16
     kv_cache_tokens: int | None = None
@@ -182,6 +190,8 @@ class Scenario:
     num_system_prompts: int = 1
     mfu: float = 0.4
     target_hit_rate: float = 0.7
+    decode_tokens_per_s: float | None = None
+    ttft_s: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, ignore_unknown: bool = False) -> "Scenario":
@@ -328,12 +338,29 @@ FIELDS: tuple[Field, ...] = (
     _field("num_gpus", "GPUs per instance", "GPUs", "Tensor-parallel GPUs per serving instance.", _H, "int", 1, 1024,
            effect="kv_bytes"),
     _field("gpu_mem_util", "Memory utilisation", "fraction",
-           "Fraction of GPU memory the engine may use (vLLM gpu_memory_utilization).", _H, "float", 0, 1,
-           exclusive_min=True, effect="capacity"),
+           "Fraction of GPU memory the engine may use (vLLM gpu_memory_utilization, SGLang "
+           "mem_fraction_static); empty for the engine's default (vLLM 0.9, SGLang by GPU size).",
+           _H, "float", 0, 1, exclusive_min=True, effect="capacity"),
+    _field("engine", "Serving engine", "",
+           "Whose start-up memory accounting sizes the KV cache: vllm, sglang, or manual (the "
+           "activation reserve below, nothing else).", _H, "choice", choices=ENGINES, effect="capacity"),
+    _field("engine_version", "vLLM version", "",
+           "The vLLM release (0.20 and later also set memory aside for CUDA graphs).", _H, "choice",
+           choices=ENGINE_VERSIONS, effect="capacity"),
+    _field("max_num_seqs", "Max sequences", "sequences",
+           "The engine's max_num_seqs; empty for its default (1,024 on GPUs of 70 GiB or more, else 256).",
+           _H, "int", 1, 1_000_000, effect="capacity"),
+    _field("max_num_batched_tokens", "Max batched tokens", "tokens",
+           "The engine's max_num_batched_tokens; empty for its default (8,192 on GPUs of 70 GiB or more "
+           "except A100, else 2,048).", _H, "int", 1, 10_000_000, effect="capacity"),
+    _field("cuda_graphs", "CUDA graphs", "", "off is --enforce-eager: no memory set aside for graphs.",
+           _H, "choice", choices=("on", "off"), effect="capacity"),
     _field("activation_reserve_gib", "Activation reserve", "GiB per GPU",
-           "Memory kept for activations and CUDA graphs, per GPU.", _H, "float", 0, 10_000, effect="capacity"),
-    _field("weight_dtype", "Weight dtype", "", "Precision of the weights.", _H, "choice", choices=DTYPES,
+           "With engine manual: memory kept for activations and CUDA graphs, per GPU.", _H, "float", 0, 10_000,
            effect="capacity"),
+    _field("weight_dtype", "Weight dtype", "",
+           "Precision of the weights; empty for the model's published checkpoint (FP8 for DeepSeek-V3, "
+           "MXFP4 for gpt-oss, else bf16).", _H, "choice", choices=DTYPES, effect="capacity"),
     _field("kv_dtype", "KV cache dtype", "", "Precision of the KV cache.", _H, "choice", choices=DTYPES,
            effect="kv_bytes"),
     _field("block_size", "Block size", "tokens", "Tokens per KV block; only whole blocks are reused.", _H, "int",
@@ -371,6 +398,12 @@ FIELDS: tuple[Field, ...] = (
            _W, "float", 0, 1, exclusive_min=True),
     _field("target_hit_rate", "Target token hit rate", "fraction", "Target for the memory solver.",
            _W, "float", 0, 1, exclusive_min=True),
+    _field("decode_tokens_per_s", "Decode speed", "tokens/s per sequence",
+           "How fast one running request generates; empty to derive it from the GPU's memory bandwidth.",
+           _S, "float", 0, 1e6, exclusive_min=True),
+    _field("ttft_s", "Time to first token", "s",
+           "Measured time to first token; empty to derive it from the prompt and the GPU's compute.",
+           _S, "float", 0, 1e5, exclusive_min=True),
 )
 
 FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}

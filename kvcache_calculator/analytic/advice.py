@@ -125,10 +125,10 @@ def _fit(analysis: Analysis) -> list[Suggestion]:
     s, cap, arch = analysis.scenario, analysis.capacity, analysis.arch
     need = fit_memory_gib(s, cap)
     numbers = dict(weights_gib_per_gpu=cap.weights_gib_per_gpu, usable_gib_per_gpu=cap.usable_gib_per_gpu,
-                   activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=analysis.setup.gpu.memory_gib,
+                   activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=analysis.setup.gpu.engine_memory_gib,
                    min_gpu_memory_gib=need)
     options = []
-    dtypes = smaller_weight_dtypes(s, arch, cap.usable_gib_per_gpu) if s.kv_cache_tokens is None else []
+    dtypes = smaller_weight_dtypes(s, arch, analysis.setup.gpu) if s.kv_cache_tokens is None else []
     for dtype, left, published in dtypes:
         hit = variant_hit_rate(analysis, weight_dtype=dtype)
         if published:
@@ -142,7 +142,7 @@ def _fit(analysis: Analysis) -> list[Suggestion]:
         options.append(f"{weight_dtype_sentence(dtype, left, published, arch)}, for a token hit rate of {_p(hit)}")
     n = _num_gpus_to_fit(analysis) if s.kv_cache_tokens is None else None
     published = arch.weight_dtype
-    if s.kv_cache_tokens is None and DTYPE_BYTES[published] < DTYPE_BYTES[s.weight_dtype] \
+    if s.kv_cache_tokens is None and DTYPE_BYTES[published] < DTYPE_BYTES[cap.weight_dtype] \
             and not any(p for _d, _l, p in dtypes):
         # the published format alone is not enough: with how many GPUs it fits
         m = _num_gpus_to_fit(analysis, weight_dtype=published)
@@ -152,13 +152,13 @@ def _fit(analysis: Analysis) -> list[Suggestion]:
             options.append(f"the published checkpoint is {published_weight_label(arch)}: weight_dtype={published} "
                            f"with num_gpus={m} fits, for a token hit rate of {_p(hit)}")
     options.append(f"a GPU with more than {_gib(need)} (weights and activation reserve at gpu_mem_util "
-                   f"{s.gpu_mem_util:g})")
+                   f"{cap.gpu_mem_util:g})")
     if n is not None:
         hit = variant_hit_rate(analysis, num_gpus=n)
         numbers.update(num_gpus_to_fit=n, hit_rate_at_num_gpus=hit)
         options.append(f"num_gpus={n} (tensor parallel), for a token hit rate of {_p(hit)}")
     # the capacity message's weight-dtype hint is repeated, with hit rates, as the first options
-    message = cap.message.removesuffix(weight_dtype_hint(s, arch, cap.usable_gib_per_gpu))
+    message = cap.message.removesuffix(weight_dtype_hint(s, arch, analysis.setup.gpu))
     text = f"{message} Options: " + "; ".join(options) + "."
     return [_make("fit", "action", "Make the model fit", text, **numbers)]
 

@@ -108,7 +108,7 @@ def current_memory_gib(analysis: Analysis) -> float:
     s, cap = analysis.scenario, analysis.capacity
     if cap.derived_from == "kv_cache_tokens":
         return memory_for_tokens(s, cap, cap.capacity_tokens)
-    return analysis.setup.gpu.memory_gib
+    return analysis.setup.gpu.engine_memory_gib
 
 
 def memory_range(analysis: Analysis) -> tuple[float, float]:
@@ -175,7 +175,9 @@ def base_value(analysis: Analysis, key: str):
     memory and the model's parameters as resolved; every other key as the scenario gives it
     (so a preset's layer keys are only swept when overridden)."""
     if key == "gpu_memory_gib":
-        return analysis.setup.gpu.memory_gib
+        return analysis.setup.gpu.engine_memory_gib
+    if key == "gpu_mem_util":
+        return analysis.setup.capacity.gpu_mem_util
     if key == "params_b":
         return analysis.arch.params_b
     return getattr(analysis.scenario, key)

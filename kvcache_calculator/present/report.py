@@ -17,6 +17,7 @@ from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
 from kvcache_calculator.scenario import GPU_KEYS, MODEL_KEYS, Scenario
+from kvcache_calculator.setup.capacity import memory_for_tokens
 from kvcache_calculator.setup.architecture import custom_key_errors
 from kvcache_calculator.setup.capacity import GIB
 from kvcache_calculator.setup.resolve import Setup, attention_key_errors, resolve
@@ -113,9 +114,7 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         block = scenario.block_size
         tokens = math.ceil(tokens / block) * block
         out["capacity_for_target_tokens"] = tokens
-        kv_gib = tokens * capacity.kv_bytes_per_token_per_gpu / GIB
-        out["memory_for_target_gib"] = ((capacity.weights_gib_per_gpu + scenario.activation_reserve_gib + kv_gib)
-                                        / scenario.gpu_mem_util)
+        out["memory_for_target_gib"] = memory_for_tokens(scenario, capacity, tokens)
     return {k: _clean(v) for k, v in out.items()}
 
 

@@ -27,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.setup.engine import ModelShape
 
 #: Bytes per element of each supported dtype (fp4/int4 pack two values per byte).
 DTYPE_BYTES: dict[str, float] = {
@@ -118,6 +119,7 @@ class ModelArch:
     notes: str = ""
     weight_dtype: str = "bf16"
     weight_format: str = ""
+    shape: ModelShape | None = None
 
     def __post_init__(self) -> None:
         dtype_bytes(self.weight_dtype, "weight_dtype")
@@ -157,6 +159,17 @@ class ModelArch:
         d["num_layers"] = self.num_layers
         d["attention"] = self.attention
         return d
+
+
+def estimated_shape(arch: ModelArch) -> ModelShape:
+    """The model's :class:`ModelShape`, or, for a model known only by its KV keys and
+    parameter count, a dense one of the same size: ``params = 12 * layers * hidden**2`` (four
+    attention and eight MLP matrices of a standard block) and a 128k-token vocabulary."""
+    if arch.shape is not None:
+        return arch.shape
+    layers = arch.num_layers
+    hidden = max(256, int(math.sqrt(arch.params_b * 1e9 / (12 * layers))))
+    return ModelShape(hidden_size=hidden, vocab_size=128_000, num_layers=layers, intermediate_size=4 * hidden)
 
 
 def kv_head_counts(arch: ModelArch) -> tuple[int, ...]:

@@ -31,8 +31,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from kvcache_calculator.setup.architecture import LayerGroup
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.setup.architecture import LayerGroup
+from kvcache_calculator.setup.engine import ModelShape
 
 #: Bytes per element of the dtype names found in config.json files.
 _TORCH_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4,
@@ -510,7 +511,7 @@ def count_params(config: object) -> tuple[float, float]:
     n = len(kinds)
     hidden = _num(cfg, "hidden_size")
     vocab = _num(cfg, "vocab_size")
-    tied = bool(cfg.get("tie_word_embeddings", False))
+    tied = _tied(cfg)
     has_experts = any(cfg.get(k) for k in ("n_routed_experts", "num_experts", "num_local_experts"))
     total = active = vocab * hidden * (1 if tied else 2) + hidden
     for i, kind in enumerate(kinds):
@@ -525,6 +526,48 @@ def count_params(config: object) -> tuple[float, float]:
         t, a = _mlp_params(cfg, has_experts and _is_moe_layer(cfg, i, n))
         total, active = total + t + hidden, active + a + hidden
     return total / 1e9, active / 1e9
+
+
+def _tied(cfg: dict) -> bool:
+    """Whether the output head shares the embedding's weights. Gemma's configs leave the field
+    out because their config classes default it to true; everyone else's default is false."""
+    if "tie_word_embeddings" in cfg:
+        return bool(cfg["tie_word_embeddings"])
+    return str(cfg.get("model_type", "")).startswith("gemma")
+
+
+def model_shape(config: object) -> ModelShape | None:
+    """The dimensions that size an engine's activations and a quantised checkpoint's parts
+    (:class:`~kvcache_calculator.setup.engine.ModelShape`), or None when the config lacks
+    ``hidden_size`` or ``vocab_size``.
+
+    ``embedding_params_b`` counts the input embedding and the output head (once when tied);
+    ``expert_params_b`` the routed experts of every MoE layer (what MXFP4 checkpoints quantise).
+    """
+    cfg = text_config(config)
+    if not isinstance(cfg.get("hidden_size"), int) or not isinstance(cfg.get("vocab_size"), int):
+        return None
+    kinds, _ = _layer_kinds(cfg)
+    n = len(kinds)
+    hidden, vocab = _num(cfg, "hidden_size"), _num(cfg, "vocab_size")
+    has_experts = any(cfg.get(k) for k in ("n_routed_experts", "num_experts", "num_local_experts"))
+    experts = top_k = moe_inter = 0
+    expert_params = 0
+    if has_experts:
+        experts = _first(cfg, ("n_routed_experts", "num_experts", "num_local_experts"))
+        top_k = _first(cfg, ("num_experts_per_tok", "experts_per_token", "top_k_experts"), 1)
+        moe_inter = _first(cfg, ("moe_intermediate_size", "intermediate_size"))
+        moe_layers = sum(1 for i, kind in enumerate(kinds)
+                         if kind == "moe" or (kind not in ("mlp", "mamba") and _is_moe_layer(cfg, i, n)))
+        expert_params = moe_layers * experts * 3 * hidden * moe_inter
+    dense = cfg.get("dense_intermediate_size") or cfg.get("intermediate_size_mlp") or cfg.get("intermediate_size") or 0
+    return ModelShape(hidden_size=hidden, vocab_size=vocab, num_layers=n,
+                      intermediate_size=dense if isinstance(dense, int) else 0, num_experts=experts,
+                      experts_per_token=top_k, moe_intermediate_size=moe_inter,
+                      embedding_params_b=vocab * hidden * (1 if _tied(cfg) else 2) / 1e9,
+                      expert_params_b=expert_params / 1e9,
+                      context_tokens=cfg.get("max_position_embeddings") if isinstance(
+                          cfg.get("max_position_embeddings"), int) else 0)
 
 
 #: torch dtype names and the weight dtype an engine serves them at by default (vLLM's

@@ -87,8 +87,10 @@ def parse_version(text: object, key: str = "engine_version") -> tuple[int, int]:
 class ModelShape:
     """The dimensions of a model that set its activation memory (from its ``config.json``).
 
-    ``intermediate_size`` is the dense MLP's width (0 when every layer is MoE);
-    ``moe_intermediate_size`` one expert's; ``activation_bytes`` the model dtype's width.
+    ``intermediate_size`` is the dense MLP's width; ``moe_intermediate_size`` one expert's;
+    ``activation_bytes`` the model dtype's width. ``embedding_params_b`` (embedding and output
+    head) and ``expert_params_b`` (routed experts) are the parts quantised checkpoints treat
+    apart; ``context_tokens`` the longest context the model supports (``max_position_embeddings``).
     """
 
     hidden_size: int
@@ -99,6 +101,9 @@ class ModelShape:
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
     activation_bytes: float = 2.0
+    embedding_params_b: float = 0.0
+    expert_params_b: float = 0.0
+    context_tokens: int = 0
 
     @property
     def is_moe(self) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from kvcache_calculator.setup.architecture import (
     LayerGroup, ModelArch, arch_from_keys, kv_bytes_per_sequence_fixed, kv_bytes_per_token,
 )
-from kvcache_calculator.setup.configjson import count_params, layer_groups, text_config, weight_format
+from kvcache_calculator.setup.configjson import count_params, layer_groups, model_shape, text_config, weight_format
 from kvcache_calculator.setup.presets import MODELS
 from kvcache_calculator.units import format_bytes
 
@@ -37,7 +37,7 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     if weight_dtype != "bf16" or "not recognised" in read_from:
         notes.append(f"weights {weight_name or weight_dtype} (weight_dtype {weight_dtype}, from {read_from})")
     return ModelArch(name, groups, round(total_b, 3), round(active_b, 3), source, "; ".join(notes),
-                     weight_dtype, weight_name)
+                     weight_dtype, weight_name, model_shape(cfg))
 
 
 def arch_to_scenario(arch: ModelArch, *, weight_dtype: bool = False) -> dict:

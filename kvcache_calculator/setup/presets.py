@@ -19,7 +19,7 @@ from types import MappingProxyType
 from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_sequence_fixed, kv_bytes_per_token
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.gpus import GPU
-from kvcache_calculator.setup.configjson import layer_groups, text_config
+from kvcache_calculator.setup.configjson import layer_groups, model_shape, text_config
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_GPU = "h100-sxm"
@@ -171,6 +171,46 @@ _MODEL_DATA: dict[str, tuple] = {
 }
 
 
+#: The fields of each preset's config.json that size an engine's activations and a quantised
+#: checkpoint's parts (hidden size, vocabulary, MLP and expert widths, the context length),
+#: copied from the same config.json as the layers (tests/test_presets.py checks them against
+#: the reference files where present).
+_SHAPE_FIELDS: dict[str, dict] = {
+    "llama-3.1-8b": {'hidden_size': 4096, 'vocab_size': 128256, 'intermediate_size': 14336, 'tie_word_embeddings': False, 'max_position_embeddings': 131072},
+    "llama-3.1-70b": {'hidden_size': 8192, 'vocab_size': 128256, 'intermediate_size': 28672, 'tie_word_embeddings': False, 'max_position_embeddings': 131072},
+    "llama-3.1-405b": {'hidden_size': 16384, 'vocab_size': 128256, 'intermediate_size': 53248, 'tie_word_embeddings': False, 'max_position_embeddings': 131072},
+    "llama-3.2-1b": {'max_position_embeddings': 131072},
+    "llama-3.2-3b": {'max_position_embeddings': 131072},
+    "llama-4-scout": {'hidden_size': 5120, 'vocab_size': 202048, 'intermediate_size': 8192, 'num_local_experts': 16, 'num_experts_per_tok': 1, 'max_position_embeddings': 10485760, 'intermediate_size_mlp': 16384, 'interleave_moe_layer_step': 1},
+    "mistral-7b": {'max_position_embeddings': 32768},
+    "mistral-small-24b": {'max_position_embeddings': 32768},
+    "mixtral-8x7b": {'hidden_size': 4096, 'vocab_size': 32000, 'intermediate_size': 14336, 'num_local_experts': 8, 'num_experts_per_tok': 2, 'tie_word_embeddings': False, 'max_position_embeddings': 32768},
+    "qwen2.5-7b": {'max_position_embeddings': 131072},
+    "qwen3-0.6b": {'hidden_size': 1024, 'vocab_size': 151936, 'intermediate_size': 3072, 'tie_word_embeddings': True, 'max_position_embeddings': 40960},
+    "qwen3-8b": {'hidden_size': 4096, 'vocab_size': 151936, 'intermediate_size': 12288, 'tie_word_embeddings': False, 'max_position_embeddings': 40960},
+    "qwen3-32b": {'hidden_size': 5120, 'vocab_size': 151936, 'intermediate_size': 25600, 'tie_word_embeddings': False, 'max_position_embeddings': 40960},
+    "qwen3-30b-a3b": {'hidden_size': 2048, 'vocab_size': 151936, 'intermediate_size': 6144, 'moe_intermediate_size': 768, 'num_experts': 128, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 40960, 'decoder_sparse_step': 1, 'mlp_only_layers': []},
+    "qwen3-235b-a22b": {'hidden_size': 4096, 'vocab_size': 151936, 'intermediate_size': 12288, 'moe_intermediate_size': 1536, 'num_experts': 128, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 40960, 'decoder_sparse_step': 1, 'mlp_only_layers': []},
+    "qwen3-coder-480b-a35b": {'hidden_size': 6144, 'vocab_size': 151936, 'intermediate_size': 8192, 'moe_intermediate_size': 2560, 'num_experts': 160, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'decoder_sparse_step': 1, 'mlp_only_layers': [], 'shared_expert_intermediate_size': 0},
+    "qwen3.5-27b": {'hidden_size': 5120, 'vocab_size': 248320, 'intermediate_size': 17408, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'mlp_only_layers': []},
+    "qwen3.5-397b-a17b": {'hidden_size': 4096, 'vocab_size': 248320, 'moe_intermediate_size': 1024, 'num_experts': 512, 'num_experts_per_tok': 10, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'mlp_only_layers': [], 'shared_expert_intermediate_size': 1024},
+    "deepseek-v3": {'hidden_size': 7168, 'vocab_size': 129280, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 163840, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
+    "deepseek-r1": {'hidden_size': 7168, 'vocab_size': 129280, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 163840, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
+    "deepseek-v3.2": {'hidden_size': 7168, 'vocab_size': 129280, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 163840, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
+    "glm-5.2": {'hidden_size': 6144, 'vocab_size': 154880, 'intermediate_size': 12288, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 1048576, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
+    "kimi-k2": {'hidden_size': 7168, 'vocab_size': 163840, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 384, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 131072, 'first_k_dense_replace': 1, 'moe_layer_freq': 1, 'n_shared_experts': 1},
+    "kimi-k2.5": {'hidden_size': 7168, 'vocab_size': 163840, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 384, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'first_k_dense_replace': 1, 'moe_layer_freq': 1, 'n_shared_experts': 1},
+    "gpt-oss-120b": {'hidden_size': 2880, 'vocab_size': 201088, 'intermediate_size': 2880, 'num_local_experts': 128, 'num_experts_per_tok': 4, 'tie_word_embeddings': False, 'max_position_embeddings': 131072},
+    "gpt-oss-20b": {'hidden_size': 2880, 'vocab_size': 201088, 'intermediate_size': 2880, 'num_local_experts': 32, 'num_experts_per_tok': 4, 'tie_word_embeddings': False, 'max_position_embeddings': 131072},
+    "gemma-2-9b": {'max_position_embeddings': 8192},
+    "gemma-4-26b-a4b": {'hidden_size': 2816, 'vocab_size': 262144, 'intermediate_size': 2112, 'moe_intermediate_size': 704, 'num_experts': 128, 'tie_word_embeddings': True, 'max_position_embeddings': 262144, 'enable_moe_block': True, 'top_k_experts': 8},
+    "minimax-m3": {'hidden_size': 6144, 'vocab_size': 200064, 'intermediate_size': 3072, 'moe_intermediate_size': 3072, 'num_local_experts': 128, 'num_experts_per_tok': 4, 'tie_word_embeddings': False, 'max_position_embeddings': 1048576, 'first_k_dense_replace': 3, 'moe_layer_freq': [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'n_shared_experts': 1},
+    "mimo-v2-flash": {'hidden_size': 4096, 'vocab_size': 152576, 'intermediate_size': 16384, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'moe_layer_freq': [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'n_shared_experts': None},
+    "step-3.7-flash": {'hidden_size': 4096, 'vocab_size': 128896, 'intermediate_size': 11264, 'moe_intermediate_size': 1280, 'num_experts': 288, 'num_experts_per_tok': 8, 'max_position_embeddings': 65536, 'first_k_dense_replace': 3, 'n_shared_experts': 1},
+    "nemotron-h-56b": {'hidden_size': 8192, 'vocab_size': 131072, 'intermediate_size': 32768, 'tie_word_embeddings': False, 'max_position_embeddings': 8192},
+}
+
+
 _FP8_BLOCK = ("quantization_config of its config.json: quant_method fp8, fmt e4m3, weight_block_size "
               "[128, 128]")
 #: Presets whose published checkpoint does not ship bf16 weights: id -> (the nearest
@@ -200,7 +240,8 @@ _PUBLISHED_WEIGHTS: dict[str, tuple[str, str, str]] = {
 def _build_model(model_id: str, data: tuple) -> ModelArch:
     """The :class:`ModelArch` of one preset row (with its published weight format)."""
     name, repo, _file, total_b, active_b, params_source, fields, note = data
-    groups, notes = layer_groups(text_config(fields))
+    config = text_config({**fields, **_SHAPE_FIELDS[model_id]})
+    groups, notes = layer_groups(config)
     if note:
         notes.append(note)
     source = f"{_hf(repo)}; parameters: {params_source}"
@@ -208,52 +249,86 @@ def _build_model(model_id: str, data: tuple) -> ModelArch:
     if model_id in _PUBLISHED_WEIGHTS:
         weight_dtype, weight_format, weights_source = _PUBLISHED_WEIGHTS[model_id]
         source += f"; published weights {weight_format or weight_dtype.upper()}: {weights_source}"
-    return ModelArch(name, groups, total_b, active_b, source, "; ".join(notes), weight_dtype, weight_format)
+    return ModelArch(name, groups, total_b, active_b, source, "; ".join(notes), weight_dtype, weight_format,
+                     model_shape(config))
 
 
 #: Model presets by id (read-only).
 MODELS = MappingProxyType({mid: _build_model(mid, row) for mid, row in _MODEL_DATA.items()})
 
 #: The config.json fields each model preset is built from (read-only; id -> dict).
-MODEL_CONFIGS = MappingProxyType({mid: MappingProxyType(row[6]) for mid, row in _MODEL_DATA.items()})
+MODEL_CONFIGS = MappingProxyType({mid: MappingProxyType({**row[6], **_SHAPE_FIELDS[mid]})
+                                  for mid, row in _MODEL_DATA.items()})
 
 #: For presets taken from a file of the reference ``hf-configs`` folder: id -> file name.
 HF_CONFIG_FILES = MappingProxyType({mid: row[2] for mid, row in _MODEL_DATA.items() if row[2]})
 
 _NV = "NVIDIA"
-#: GPU presets by id (read-only). Memory as the driver reports it (nvidia-smi MiB / 1024).
+_CUDA = ("CUDA total: cudaMemGetInfo / torch total_memory as printed in public vLLM, Unsloth and "
+         "PyTorch logs")
+#: GPU presets by id (read-only). ``memory_gib``: as the driver reports it (nvidia-smi MiB / 1024);
+#: ``cuda_memory_gib``: as CUDA reports it (what vLLM's gpu_memory_utilization multiplies).
 GPUS = MappingProxyType({g.id: g for g in (
     GPU("h100-sxm", "H100 SXM 80GB", 79.6, 989.4, 3.35,
         f"{_NV} H100 Tensor Core GPU datasheet: BF16 1,979 TFLOPS with sparsity (989 dense), "
-        "3.35 TB/s; driver reports 81,559 MiB"),
+        f"3.35 TB/s; driver reports 81,559 MiB; {_CUDA}: 79.19 GiB (vLLM 0.19 debug logs, "
+        "llm-d-planner accuracy runs)", 79.19),
     GPU("h100-pcie", "H100 PCIe 80GB", 79.6, 756.0, 2.0,
         f"{_NV} H100 Tensor Core GPU datasheet: BF16 1,513 TFLOPS with sparsity (756 dense), "
-        "2.0 TB/s; driver reports 81,559 MiB"),
+        f"2.0 TB/s; driver reports 81,559 MiB; {_CUDA}: 81,008 MiB = 79.11 GiB", 79.11),
+    GPU("h100-nvl", "H100 NVL 94GB", 93.5, 835.0, 3.9,
+        f"{_NV} H100 NVL datasheet: 94 GB HBM3, 3.9 TB/s, BF16 1,671 TFLOPS with sparsity (835 dense); "
+        f"{_CUDA}: 93.02 GiB", 93.02),
+    GPU("h800", "H800 SXM 80GB", 79.6, 989.4, 3.35,
+        f"{_NV} H800: the H100 SXM's 80 GB HBM3 and compute (export variant with reduced NVLink); "
+        "CUDA total taken as the H100 SXM's (no public reading found)", 79.19),
+    GPU("h20", "H20 96GB", 95.5, 148.0, 4.0,
+        f"{_NV} H20: 96 GB HBM3, 4.0 TB/s, BF16 296 TFLOPS with sparsity (148 dense); "
+        f"{_CUDA}: 97,285 MiB = 95.00 GiB", 95.0),
     GPU("h200", "H200 141GB", 140.4, 989.4, 4.8,
         f"{_NV} H200 Tensor Core GPU datasheet: 141 GB HBM3e, 4.8 TB/s, BF16 1,979 TFLOPS with "
-        "sparsity (989 dense); driver reports 143,771 MiB"),
+        f"sparsity (989 dense); driver reports 143,771 MiB; {_CUDA}: 143,156 MiB = 139.80 GiB", 139.8),
     GPU("b200", "B200 180GB", 179.0, 2250.0, 8.0,
         f"{_NV} HGX B200 datasheet: 8 GPUs, FP16/BF16 36 PFLOPS with sparsity (2.25 PFLOPS dense "
         "per GPU), 8 TB/s per GPU (later HGX B200 datasheet revisions list 180 GB and 7.7 TB/s); "
-        "driver reports about 183,359 MiB"),
+        f"driver reports about 183,359 MiB; {_CUDA}: 182,642 MiB = 178.36 GiB", 178.36),
+    GPU("b300", "B300 288GB", 268.6, 2250.0, 8.0,
+        f"{_NV} Blackwell Ultra (HGX B300): 288 GB HBM3e, 8 TB/s, dense BF16 as B200; nvidia-smi "
+        "shows 275,040 MiB; CUDA total estimated 0.7 GiB below it (no public reading found)", 267.9),
+    GPU("gb200", "GB200 (per GPU) 186GB", 185.0, 2500.0, 8.0,
+        f"{_NV} GB200 NVL72: 13.4 TB HBM3e over 72 GPUs, 8 TB/s and 2.5 PFLOPS dense FP16/BF16 per "
+        f"GPU; nvidia-smi 189,471 MiB; {_CUDA}: 184.31 GiB", 184.31),
     GPU("a100-80gb", "A100 SXM 80GB", 80.0, 312.0, 2.039,
         f"{_NV} A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense (624 with sparsity), "
-        "80GB SXM 2,039 GB/s; driver reports 81,920 MiB"),
+        f"80GB SXM 2,039 GB/s; driver reports 81,920 MiB; {_CUDA}: 79.15 GiB", 79.15),
     GPU("a100-40gb", "A100 40GB", 40.0, 312.0, 1.555,
         f"{_NV} A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense, 40GB 1,555 GB/s; "
-        "driver reports 40,960 MiB"),
+        f"driver reports 40,960 MiB; {_CUDA}: 39.49 GiB (older drivers 39.56)", 39.49),
     GPU("l40s", "L40S 48GB", 44.5, 362.05, 0.864,
         f"{_NV} L40S datasheet: BF16 362.05 TFLOPS dense (733 with sparsity), 48 GB GDDR6, "
-        "864 GB/s; memory as in the project's PRESETS table (nvidia-smi shows about 46,068 MiB)"),
+        f"864 GB/s; nvidia-smi shows about 46,068 MiB with ECC on; {_CUDA}: 44.40 GiB", 44.40),
+    GPU("l20", "L20 48GB", 44.5, 119.5, 0.864,
+        f"{_NV} L20: 48 GB GDDR6, 864 GB/s, BF16 239 TFLOPS with sparsity (119.5 dense); nvidia-smi "
+        "46,068 MiB with ECC on; CUDA total taken as 44.52 GiB (47.50 with ECC off)", 44.52),
     GPU("l4", "L4 24GB", 22.0, 121.0, 0.3,
         f"{_NV} L4 datasheet: BF16 242 TFLOPS with sparsity (121 dense), 24 GB GDDR6, 300 GB/s; "
-        "memory as in the project's PRESETS table (nvidia-smi shows about 23,034 MiB)"),
+        f"nvidia-smi shows about 23,034 MiB; {_CUDA}: 22.16 GiB", 22.16),
+    GPU("a10g", "A10G 24GB", 22.5, 70.0, 0.6,
+        "AWS A10G (EC2 G5): 24 GB GDDR6, 600 GB/s; NVIDIA publishes no datasheet, its dense BF16 "
+        f"is taken as 70 TFLOPS (the A10's 125 scaled to the A10G's lower clocks); {_CUDA}: "
+        "22,723 MiB = 22.19 GiB", 22.19),
     GPU("rtx-4090", "GeForce RTX 4090 24GB", 24.0, 165.2, 1.008,
         f"{_NV} Ada Lovelace GPU architecture whitepaper: RTX 4090 BF16 tensor 165.2 TFLOPS dense "
-        "(FP32 accumulate), 1,008 GB/s; driver reports 24,564 MiB"),
+        f"(FP32 accumulate), 1,008 GB/s; driver reports 24,564 MiB; {_CUDA}: 23.64 GiB", 23.64),
     GPU("mi300x", "Instinct MI300X 192GB", 192.0, 1307.4, 5.3,
         "AMD Instinct MI300X data sheet: BF16 1,307.4 TFLOPS dense (2,614.9 with sparsity), "
-        "192 GB HBM3, 5.3 TB/s"),
+        f"192 GB HBM3, 5.3 TB/s; {_CUDA}: 191.98 GiB (ROCm)", 191.98),
+    GPU("mi325x", "Instinct MI325X 256GB", 256.0, 1307.4, 6.0,
+        "AMD Instinct MI325X data sheet: 256 GB HBM3E, 6.0 TB/s, BF16 1,307.4 TFLOPS dense; total "
+        "estimated 20 MiB below 256 GiB as ROCm reports MI300X and MI355X (no public reading found)", 255.98),
+    GPU("mi355x", "Instinct MI355X 288GB", 288.0, 2516.6, 8.0,
+        "AMD Instinct MI355X data sheet: 288 GB HBM3E, 8 TB/s, BF16 2.5 PFLOPS dense; "
+        f"{_CUDA}: 287.98 GiB (ROCm)", 287.98),
 )})
 
 

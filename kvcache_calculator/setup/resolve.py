@@ -89,12 +89,12 @@ def resolve_model(scenario: Scenario) -> ModelArch:
             merged["params_b"] = base.params_b
             merged.setdefault("active_params_b", base.active_params_b)
         arch = arch_from_keys(merged, name=base.name + " (modified)")
-        return replace(arch, weight_dtype=base.weight_dtype, weight_format=base.weight_format)
+        return replace(arch, weight_dtype=base.weight_dtype, weight_format=base.weight_format, shape=base.shape)
     if params:
         total = params.get("params_b", base.params_b)
         active = params.get("active_params_b", min(base.active_params_b, total))
         return ModelArch(base.name, base.layers, total, active, base.source, base.notes,
-                         base.weight_dtype, base.weight_format)
+                         base.weight_dtype, base.weight_format, base.shape)
     return base
 
 
