@@ -1,0 +1,419 @@
+"""Public engine start-up logs against the calculator's prediction (docs/engines.md §7).
+
+``tests/data/engine_starts.json`` holds vLLM and SGLang start-ups quoted from public issues,
+docs and repositories, each with its source, its settings and the figures it logged;
+``tests/data/engine_models.json`` the ``config.json`` of each start's model. For every start
+this module builds the prediction the way a user would get it:
+
+- the model from :func:`kvcache_calculator.setup.hfconfig.import_config` on its config.json;
+- the GPU preset that matches the log's GPU name, its memory overridden (``gpu_memory_gib``)
+  by the CUDA total where the log states one;
+- a :class:`~kvcache_calculator.scenario.Scenario` with the start's engine and version,
+  utilisation (``gpu_memory_utilization`` / ``mem_fraction_static``, the engine's default
+  when not set), tensor parallelism, batch limits, ``enforce_eager`` (``cuda_graphs=off``),
+  weight dtype (the config's ``quantization_config``, else the start's ``quantization`` or
+  ``dtype``) and KV dtype;
+- :func:`kvcache_calculator.setup.capacity.compute_capacity`, whose memory breakdown gives
+  the KV GiB per GPU the engine would allocate.
+
+vLLM logs that figure ("Available KV cache memory"). SGLang logs a token count
+(``max_total_num_tokens``), turned into GiB with the model's KV bytes per token per GPU.
+
+Each start is ``validated`` or ``excluded`` with a one-line reason (:func:`exclusion`). A
+start is excluded for what it is (an engine or setting the calculator does not model, a
+figure it cannot be compared with, an input that is not known), never for its error.
+
+Run ``python tests/engine_validation.py`` to print the table as markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:   # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from kvcache_calculator.errors import ScenarioError  # noqa: E402
+from kvcache_calculator.scenario import ENGINE_VERSIONS, Scenario  # noqa: E402
+from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
+from kvcache_calculator.setup.configjson import weight_format  # noqa: E402
+from kvcache_calculator.setup.hfconfig import import_config  # noqa: E402
+from kvcache_calculator.setup.resolve import resolve_gpu  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+STARTS_PATH = DATA / "engine_starts.json"
+MODELS_PATH = DATA / "engine_models.json"
+GIB = 2 ** 30
+
+#: Fields missing from a config.json copy in engine_models.json, completed from the base
+#: model's own config.json (the copy of the FP8 quant was cut off after ``rope_theta``).
+CONFIG_COMPLETIONS = {
+    "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic": (
+        {"vocab_size": 128256, "tie_word_embeddings": False, "torch_dtype": "bfloat16"},
+        "vocab_size, tie_word_embeddings and torch_dtype from meta-llama/Llama-3.3-70B-Instruct's config.json"),
+}
+
+#: Log GPU names (lower case, first match wins) and the preset each means.
+GPU_NAMES = (
+    (r"h100.*(96 ?gb|nvl)", "h100-nvl"), (r"h100.*pcie", "h100-pcie"), (r"h100", "h100-sxm"),
+    (r"h800", "h800"), (r"h200", "h200"), (r"\bh20\b", "h20"), (r"b200", "b200"), (r"gb200", "gb200"),
+    (r"a100.*40 ?gb", "a100-40gb"), (r"a100", "a100-80gb"), (r"l40s", "l40s"), (r"\bl20\b", "l20"),
+    (r"\bl4\b", "l4"), (r"a10g", "a10g"), (r"4090", "rtx-4090"), (r"mi300x|gfx942", "mi300x"),
+    (r"mi325x", "mi325x"), (r"mi355x", "mi355x"),
+)
+
+#: Why a start is excluded, where its fields do not say it: the patched build, the numbers
+#: reported in prose, settings of the run that the calculator does not model.
+EXCLUDED = {
+    "sglang-qwen3-30b-a3b-amd-288gb-aiter-patched":
+        "patched build: the PR changes SGLang's KV budget, and the GPU is not named",
+    "sglang-dsv4-flash-fp8-16xl20-pp2-tp8":
+        "token counts reported in prose; pipeline parallel; DeepSeek-V4 compressed attention not modelled",
+    "sglang-dsv4-flash-fp8-8xl20-tp8":
+        "token count reported in prose ('about'); DeepSeek-V4 compressed attention not modelled",
+    "sglang-dsv4-flash-fp8-8xl20-tp8-mtp":
+        "token count reported in prose; MTP speculative decoding; DeepSeek-V4 compressed attention not modelled",
+    "sglang-fa3-llama31-8b-h100-pr4760":
+        "GPU not named, and mem_fraction_static not stated: the default of that SGLang build (March 2025) "
+        "used an older rule than the one modelled",
+    "sglang-mi300x-llama3-8b-bench-latency-2024-10":
+        "mem_fraction_static not stated: the default of that SGLang build (October 2024) used an older "
+        "rule than the one modelled",
+    "vllm-v1-qwen3-235b-a22b-fp8-4xh100":
+        "vLLM version not stated (V1 of July 2025: 0.8 or 0.9, whose accounting differ); LMCache KV "
+        "connector enabled (its buffers are not modelled)",
+    "vllm-v1-llama31-8b-l40s":
+        "V1 before 0.9 (April 2025, about 0.8.4; version not stated): its profiler charged the CUDA "
+        "context to the budget; only the token count is logged",
+    "vllm-v1-kimi-linear-48b-awq-2x3090":
+        "vLLM version not stated; KV figure from the reporter's prose; config.json incomplete",
+    "vllm-0.19.0-qwen35-27b-h20-hybrid":
+        "only the token count is logged, which for a hybrid model is the pool divided by its "
+        "layer groups (no GiB to compare); vision model",
+    "vllm-latest-2026-01-gpt-oss-20b-h100":
+        "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
+    "vllm-latest-2026-01-llama31-8b-h100":
+        "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
+    "vllm-latest-2026-01-llama33-70b-fp8-h100-tp2":
+        "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One start: what it ran, what it logged and what the calculator predicts, per GPU."""
+
+    id: str
+    engine: str
+    version: str
+    model: str
+    gpu: str                       # the preset used ("" when none)
+    tp: int
+    util: float | None             # the utilisation used (the engine's default when not set)
+    logged_kv_gib: float | None
+    predicted_kv_gib: float | None
+    status: str                    # validated | excluded
+    reason: str                    # why excluded ("" when validated)
+    note: str = ""                 # how an input was read, where it needed a choice
+
+    @property
+    def error(self) -> float | None:
+        """``predicted / logged - 1``, or None when either is missing."""
+        if self.logged_kv_gib and self.predicted_kv_gib is not None:
+            return self.predicted_kv_gib / self.logged_kv_gib - 1
+        return None
+
+    def to_dict(self) -> dict:
+        """Plain JSON types."""
+        return {**asdict(self), "error": self.error}
+
+
+def load_starts() -> list[dict]:
+    """The starts of ``tests/data/engine_starts.json``."""
+    return json.loads(STARTS_PATH.read_text(encoding="utf-8"))
+
+
+def load_models() -> dict:
+    """``tests/data/engine_models.json``: model key -> {repo, source, config}, and ``starts``."""
+    return json.loads(MODELS_PATH.read_text(encoding="utf-8"))
+
+
+def model_config(start: dict, models: dict) -> tuple[dict, str]:
+    """The config.json of the start's model, completed where :data:`CONFIG_COMPLETIONS` says;
+    and a note saying what was completed."""
+    key = models["starts"][start["id"]]
+    config = models[key]["config"]
+    if key in CONFIG_COMPLETIONS:
+        fields, source = CONFIG_COMPLETIONS[key]
+        return {**config, **fields}, source
+    return config, ""
+
+
+def gpu_preset(start: dict) -> tuple[str | None, str]:
+    """The GPU preset id the log's GPU name means, or None; and a note when it needed a choice.
+
+    An A100 whose memory is not named is the 80 GB part only when the logged weights and KV
+    cache exceed what a 40 GB card holds."""
+    # The name before any parenthesis: what follows is the collector's commentary.
+    name = start["gpu"].split(" (")[0].lower()
+    for pattern, preset in GPU_NAMES:
+        if re.search(pattern, name):
+            break
+    else:
+        return None, ""
+    note = ""
+    if "gfx942" in name:
+        note = "gfx942 (MI300X or MI325X) with about 185 GB free per GPU: MI300X"
+    if preset == "h100-nvl":
+        note = "H100 '96 GB NVLink' taken as the H100 NVL (96 GB of HBM3, 94 GB usable)"
+    if preset == "a100-80gb" and "80" not in name:
+        logged = start["logged"]
+        if (logged.get("weights_gib") or 0) + (logged.get("kv_cache_gib") or 0) <= 40:
+            return None, ""
+        note = "A100 memory not named: 80 GB, since the logged weights and KV cache exceed 40 GB"
+    return preset, note
+
+
+def vllm_version(text: object) -> tuple[int, int] | None:
+    """``"0.10.1.1"`` -> ``(0, 10)``; None when the version is not stated."""
+    match = re.match(r"v?(\d+)\.(\d+)", str(text or ""))
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def scenario_version(version: tuple[int, int]) -> str:
+    """The ``engine_version`` key for a vLLM release, clamped into the modelled range."""
+    newest = ENGINE_VERSIONS[-1]
+    text = f"{version[0]}.{version[1]}"
+    return text if text in ENGINE_VERSIONS else newest
+
+
+_QUANT_NAMES = (("w8a8", "int8"), ("int8", "int8"), ("w4a16", "int4"), ("int4", "int4"), ("nvfp4", "fp4"),
+                ("fp8", "fp8"))
+_QUANT_METHODS = {"fp8": "fp8", "mxfp4": "fp4", "gptq": "int4", "gptq_marlin": "int4", "awq": "int4",
+                  "awq_marlin": "int4"}
+_TORCH_DTYPES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+
+
+def weight_dtype(start: dict, config: dict) -> tuple[str | None, str]:
+    """The ``weight_dtype`` key for a start (None: the checkpoint's own, read from its
+    config.json) and a note when it did not come from the config.
+
+    The config's ``quantization_config`` wins. Without one, the start's ``quantization``
+    (``fp8``, ``gptq``, ``awq``...; ``compressed-tensors`` and ``modelopt`` by the scheme in
+    the repository name, ``w8a8`` or ``w4a16``), else a ``dtype`` among the engine's
+    non-default arguments (``float32``)."""
+    if weight_format(config)[2].startswith("quantization_config"):
+        return None, ""
+    method = (start.get("quantization") or "").lower()
+    model = start["model"].lower()
+    if method:
+        dtype = next((d for part, d in _QUANT_NAMES if part in model), None) or _QUANT_METHODS.get(method)
+        if dtype:
+            return dtype, f"weights {dtype}: config.json has no quantization_config; start says {method}"
+    served = re.search(r"(?<!\w)'dtype': '(\w+)'", start.get("quote", ""))
+    if served and _TORCH_DTYPES.get(served[1]) not in (None, weight_format(config)[0]):
+        dtype = _TORCH_DTYPES[served[1]]
+        return dtype, f"weights {dtype}: served with dtype={served[1]}"
+    return None, ""
+
+
+def is_vision_model(config: dict) -> bool:
+    """Whether a config.json is a multimodal model (its architecture generates from images
+    too), whose vision tower vLLM loads and whose encoder it profiles at start-up."""
+    names = config.get("architectures") or []
+    return "vision_config" in config or any(str(n).endswith("ForConditionalGeneration") for n in names)
+
+
+def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
+    """Why a start cannot validate the calculator, or "" when it can.
+
+    Validated: vLLM's V1 engine from 0.9 or SGLang, a model that imports, a GPU with a preset
+    (or whose total the log states), known utilisation (or the engine's stable default), no
+    pipeline parallelism, no vision encoder, a logged KV figure the calculator can compare."""
+    if start["id"] in EXCLUDED:
+        return EXCLUDED[start["id"]]
+    reasons = []
+    engine = start["engine"]
+    if engine == "vllm":
+        version = vllm_version(start["engine_version"])
+        if version is None:
+            v0 = start["id"].startswith("vllm-v0-")   # identified as V0 by their log lines (notes)
+            reasons.append("V0 engine (version not stated; V0 worker's log format)" if v0
+                           else "vLLM version not stated")
+        elif version < (0, 9):
+            reasons.append(f"V0 engine (vLLM {start['engine_version']}): its profiler is not modelled")
+        if "fail" in start["id"]:   # the data set marks starts that failed in their id
+            reasons.append("failed start")
+    if (start.get("pipeline_parallel_size") or 1) > 1:
+        reasons.append("pipeline parallel: each GPU holds a share of the layers (not modelled)")
+    if preset is None and not start.get("gpu_total_gib"):
+        name = start["gpu"].split(" (")[0]
+        reasons.append("GPU not named" if start["gpu"].startswith("not named") or "model not named" in start["gpu"]
+                       else f"no GPU preset for {name} and the log does not state its total")
+    if config is not None and is_vision_model(config):
+        reasons.append("vision model: vLLM loads its vision tower and profiles its encoder (not modelled)"
+                       if engine == "vllm" else "vision model")
+    if config is None:
+        reasons.append("config.json not held")
+    logged = start["logged"]
+    if engine == "vllm" and not logged.get("kv_cache_gib"):
+        reasons.append("no 'Available KV cache memory' figure logged")
+    if engine == "sglang" and not logged.get("max_total_num_tokens"):
+        reasons.append("no max_total_num_tokens logged")
+    return "; ".join(reasons)
+
+
+def scenario_for(start: dict, preset: str | None, dtype: str | None) -> Scenario:
+    """The scenario a user would enter for the start (module docstring)."""
+    values: dict = {"engine": start["engine"], "num_gpus": start["tensor_parallel_size"] or 1}
+    if preset is None:
+        values.update(gpu="custom", gpu_memory_gib=start["gpu_total_gib"])
+    else:
+        values["gpu"] = preset
+        if start.get("gpu_total_gib"):
+            values["gpu_memory_gib"] = start["gpu_total_gib"]
+    if start["engine"] == "vllm":
+        version = vllm_version(start["engine_version"])
+        if version is not None and version >= (0, 9):
+            values["engine_version"] = scenario_version(version)
+        values["gpu_mem_util"] = start.get("gpu_memory_utilization")
+        values["max_num_seqs"] = start.get("max_num_seqs")
+        values["max_num_batched_tokens"] = start.get("max_num_batched_tokens")
+        if start.get("enforce_eager"):
+            values["cuda_graphs"] = "off"
+    else:
+        values["gpu_mem_util"] = start.get("mem_fraction_static")
+    if dtype:
+        values["weight_dtype"] = dtype
+    if "fp8" in str(start.get("kv_cache_dtype") or ""):
+        values["kv_dtype"] = "fp8"
+    return Scenario.from_dict({k: v for k, v in values.items() if v is not None})
+
+
+def comparable(start: dict, preset: str | None) -> bool:
+    """Whether a prediction can be made at all: a known vLLM V1 version (or SGLang), a GPU,
+    one pipeline stage (excluded starts that pass are still shown with their prediction)."""
+    if start["engine"] == "vllm":
+        version = vllm_version(start["engine_version"])
+        if version is None or version < (0, 9):
+            return False
+    if (start.get("pipeline_parallel_size") or 1) > 1:
+        return False
+    return preset is not None or bool(start.get("gpu_total_gib"))
+
+
+def evaluate(start: dict, models: dict) -> Row:
+    """The row of one start: its prediction, its logged figure and its status."""
+    notes = []
+    config = None
+    arch = None
+    import_error = ""
+    if start["id"] in models["starts"]:
+        config, completed = model_config(start, models)
+        if completed:
+            notes.append(completed)
+        try:
+            arch = import_config(config)
+        except ScenarioError as err:
+            import_error = f"config.json does not import ({err})"
+    preset, gpu_note = gpu_preset(start)
+    if gpu_note:
+        notes.append(gpu_note)
+    reason = exclusion(start, config, preset)
+    if import_error and import_error not in reason:
+        reason = "; ".join(filter(None, (reason, import_error)))
+    dtype, dtype_note = weight_dtype(start, config) if config is not None else (None, "")
+    if dtype_note:
+        notes.append(dtype_note)
+    tp = start["tensor_parallel_size"] or 1
+    logged = start["logged"]
+    predicted = logged_kv = util = None
+    if arch is not None and comparable(start, preset):
+        scenario = scenario_for(start, preset, dtype)
+        capacity = compute_capacity(scenario, arch, resolve_gpu(scenario))
+        predicted = capacity.memory.kv_cache_gib
+        util = capacity.memory.gpu_mem_util
+        if start["engine"] == "sglang" and logged.get("max_total_num_tokens"):
+            logged_kv = logged["max_total_num_tokens"] * capacity.kv_bytes_per_token_per_gpu / GIB
+    if start["engine"] == "vllm":
+        logged_kv = logged.get("kv_cache_gib")
+        util = util or start.get("gpu_memory_utilization")
+    elif util is None:
+        util = start.get("mem_fraction_static")
+    version = str(start["engine_version"] or "?")
+    return Row(start["id"], start["engine"], version, start["model"], preset or "", tp, util, logged_kv,
+               predicted, "excluded" if reason else "validated", reason, "; ".join(notes))
+
+
+def validation_rows() -> list[Row]:
+    """Every start of the data set, evaluated (:func:`evaluate`), in the file's order."""
+    models = load_models()
+    return [evaluate(start, models) for start in load_starts()]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts and |error| statistics of the validated starts of one engine."""
+
+    engine: str
+    starts: int
+    validated: int
+    median_abs_error: float
+    worst_abs_error: float
+    worst_id: str
+    within_15_percent: int
+
+    def line(self) -> str:
+        """One markdown line: ``vLLM: 27 validated of 51 starts; median |error| 0.4 %, ...``."""
+        name = {"vllm": "vLLM", "sglang": "SGLang"}[self.engine]
+        return (f"{name}: {self.validated} validated of {self.starts} starts; median |error| "
+                f"{100 * self.median_abs_error:.1f} %, worst {100 * self.worst_abs_error:.1f} % "
+                f"({self.worst_id}); {self.within_15_percent} of {self.validated} within ±15 %.")
+
+
+def summarize(rows: list[Row], engine: str) -> Summary:
+    """The :class:`Summary` of ``engine``'s rows."""
+    mine = [r for r in rows if r.engine == engine]
+    errors = sorted(((abs(r.error), r.id) for r in mine if r.status == "validated"), reverse=True)
+    return Summary(engine, len(mine), len(errors), statistics.median(e for e, _ in errors), errors[0][0],
+                   errors[0][1], sum(e <= 0.15 for e, _ in errors))
+
+
+def _gib(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The validation table as markdown: validated starts first, then the excluded, each
+    group by engine and id; then one summary line per engine."""
+    head = ("| start | model | GPU | TP | engine | util | logged KV GiB | predicted KV GiB | error | status |\n"
+            "|---|---|---|---:|---|---:|---:|---:|---:|---|")
+    lines = [head]
+    order = sorted(rows, key=lambda r: (r.status != "validated", r.engine != "vllm", r.id))
+    for r in order:
+        util = "—" if r.util is None else f"{r.util:.3g}"
+        error = "—" if r.error is None else f"{100 * r.error:+.1f} %"
+        status = r.status if r.status == "validated" else f"excluded: {r.reason}"
+        if r.note:
+            status += f" ({r.note})"
+        model = r.model.split("/")[-1]
+        lines.append(f"| {r.id} | {model} | {r.gpu or '—'} | {r.tp} | {r.engine} {r.version} | {util} | "
+                     f"{_gib(r.logged_kv_gib)} | {_gib(r.predicted_kv_gib)} | {error} | {status} |")
+    lines.append("")
+    lines += [summarize(rows, engine).line() for engine in ("vllm", "sglang")]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Print the validation table (``python tests/engine_validation.py``)."""
+    print(markdown_table(validation_rows()))
+
+
+if __name__ == "__main__":
+    main()
