@@ -165,12 +165,12 @@ class Scenario:
     gpu_memory_gib: float | None = None
     num_gpus: int = 1
     gpu_mem_util: float | None = None
-    activation_reserve_gib: float = 1.0
     engine: str = "vllm"
     engine_version: str = "0.33"
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     cuda_graphs: str = "on"
+    activation_reserve_gib: float = 1.0
     weight_dtype: str | None = None
     kv_dtype: str = "bf16"
     block_size: int = 16
@@ -333,7 +333,8 @@ FIELDS: tuple[Field, ...] = (
     _field("active_params_b", "Active parameters", "billions", "Parameters used per token (MoE); sets prefill compute.",
            _M, "float", 0, 100_000, exclusive_min=True, effect="capacity", **_MODEL),
     _field("gpu", "GPU", "", "A GPU preset id, or custom with its memory below.", _H, "text", resolves="gpu"),
-    _field("gpu_memory_gib", "GPU memory", "GiB", "Memory per GPU as the driver reports it (custom GPU or override).",
+    _field("gpu_memory_gib", "GPU memory", "GiB",
+           "Memory per GPU as CUDA reports it, the total the engine sizes from (custom GPU or override).",
            _H, "float", 0, 100_000, exclusive_min=True, resolves="gpu", effect="capacity"),
     _field("num_gpus", "GPUs per instance", "GPUs", "Tensor-parallel GPUs per serving instance.", _H, "int", 1, 1024,
            effect="kv_bytes"),

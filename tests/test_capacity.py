@@ -30,36 +30,37 @@ def _left(message: str) -> float:
 # -- published weight formats --------------------------------------------------------------
 
 
-def test_gpt_oss_120b_on_one_h100_names_its_mxfp4_checkpoint():
+def test_gpt_oss_120b_on_one_h100_fits_at_its_published_mxfp4_checkpoint():
     s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm"})
-    assert s.weight_dtype == "bf16"                       # the default stays bf16 (a contract)
+    assert s.weight_dtype is None                          # the default: the published format
     cap = _capacity(s)
-    assert not cap.fits
-    assert "The published checkpoint is MXFP4: weight_dtype=fp4" in cap.message
-    at_fp4 = _capacity(s.replace(weight_dtype="fp4"))
-    assert at_fp4.fits
-    assert _left(cap.message) == pytest.approx(at_fp4.kv_budget_gib_per_gpu, abs=0.05)
-    # 79.6 x 0.9 - 117e9 x 0.5 B - 1 GiB reserve
-    assert _left(cap.message) == pytest.approx(79.6 * 0.9 - 117e9 * 0.5 / GIB - 1.0, abs=0.05)
+    assert cap.fits and cap.weight_dtype == "fp4"
+    # MXFP4 experts (padded to 3,072 wide) and bf16 for the rest: 64.9 GiB, as vLLM loads 64.4
+    assert cap.weights_gib_per_gpu == pytest.approx(64.9, abs=0.1)
+    at_bf16 = _capacity(s.replace(weight_dtype="bf16"))
+    assert not at_bf16.fits
+    assert "The published checkpoint is MXFP4: weight_dtype=fp4" in at_bf16.message
+    assert _left(at_bf16.message) == pytest.approx(cap.kv_budget_gib_per_gpu, abs=0.05)
 
 
-def test_deepseek_v3_on_8_h200_names_its_fp8_checkpoint():
+def test_deepseek_v3_on_8_h200_fits_at_its_published_fp8_checkpoint():
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8})
     cap = _capacity(s)
-    assert not cap.fits
-    assert "The published checkpoint is FP8: weight_dtype=fp8 fits with" in cap.message
-    assert _left(cap.message) == pytest.approx(_capacity(s.replace(weight_dtype="fp8")).kv_budget_gib_per_gpu,
-                                               abs=0.05)
+    assert cap.fits and cap.weight_dtype == "fp8"
+    at_bf16 = _capacity(s.replace(weight_dtype="bf16"))
+    assert not at_bf16.fits
+    assert "The published checkpoint is FP8: weight_dtype=fp8 fits with" in at_bf16.message
+    assert _left(at_bf16.message) == pytest.approx(cap.kv_budget_gib_per_gpu, abs=0.05)
 
 
 def test_a_smaller_weight_dtype_is_offered_for_any_model_that_it_makes_fit():
-    s = Scenario.from_dict({"model": "llama-3.1-70b"})       # bf16 checkpoint, 131 GiB of weights
+    s = Scenario.from_dict({"model": "llama-3.1-70b", "gpu_mem_util": 0.95})   # bf16 checkpoint, 131 GiB
     cap = _capacity(s)
     assert "published" not in cap.message
     assert "At weight_dtype=fp8 it fits with" in cap.message
-    # the published fp8 does not fit on 4 H200 (168 GiB a GPU), int4 does
+    # the published fp8 does not fit on 4 H200 (140 GiB a GPU), int4 does
     cap = _capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 4}))
-    assert "published" not in cap.message and "At weight_dtype=int4 it fits" in cap.message
+    assert not cap.fits and "published" not in cap.message and "At weight_dtype=int4 it fits" in cap.message
     # nothing fits: no hint
     cap = _capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "l4"}))
     assert "weight_dtype=" not in cap.message
@@ -74,10 +75,13 @@ def test_no_hint_when_the_weights_are_already_at_the_published_format_or_smaller
 
 
 def test_overridden_presets_keep_their_published_format():
-    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8, "params_b": 680})
+    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8, "params_b": 680,
+                            "weight_dtype": "bf16"})
     assert "published checkpoint is FP8" in _capacity(s).message
-    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8, "num_layers": 60})
+    s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8, "num_layers": 60,
+                            "weight_dtype": "bf16"})
     assert "published checkpoint is FP8" in _capacity(s).message
+    assert _capacity(s.replace(weight_dtype=None)).weight_dtype == "fp8"
 
 
 # -- tensor parallelism must split the KV heads ---------------------------------------------
@@ -88,14 +92,15 @@ def test_num_gpus_that_cannot_split_the_kv_heads_is_refused():
     with pytest.raises(ScenarioError) as err:
         _capacity(s)
     assert err.value.key == "num_gpus" and err.value.value == 3
-    assert "llama-3.1-8b has 8 KV heads: num_gpus must divide 8 or be a multiple of 8 (1, 2, 4, 8, 16, ...)" \
+    # the valid counts also divide the 32 attention heads, so the list is complete
+    assert "llama-3.1-8b has 8 KV heads: num_gpus must divide 8 or be a multiple of 8 (1, 2, 4, 8, 16, 32)" \
         in str(err.value)
     with pytest.raises(ScenarioError):
         analyze(s)
     for tp in (12, 20):                                   # more GPUs than heads: a multiple of 8
         with pytest.raises(ScenarioError):
             _capacity(s.replace(num_gpus=tp))
-    for tp in (1, 2, 4, 8, 16, 24):
+    for tp in (1, 2, 4, 8, 16, 32):                   # 24 would not split the 32 attention heads
         _capacity(s.replace(num_gpus=tp))
 
 
@@ -107,9 +112,10 @@ def test_the_rule_of_vllm_for_every_count():
             assert valid_tensor_parallel(arch, tp) == ok, (heads, tp)
 
 
-def test_mla_and_linear_state_impose_no_rule():
-    assert all(valid_tensor_parallel(get_model("deepseek-v3"), tp) for tp in range(1, 65))
-    _capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 6}))
+def test_mla_and_linear_state_impose_no_rule_of_their_own():
+    # DeepSeek-V3: the latent is replicated; only its 128 attention heads must split evenly
+    assert [tp for tp in range(1, 129) if valid_tensor_parallel(get_model("deepseek-v3"), tp)] == \
+        [1, 2, 4, 8, 16, 32, 64, 128]
     # Qwen3.5-27B: 4 KV heads on its full-attention layers; the linear layers add no rule
     _capacity(Scenario.from_dict({"model": "qwen3.5-27b", "num_gpus": 2}))
     with pytest.raises(ScenarioError, match="4 KV heads"):
@@ -121,7 +127,7 @@ def test_mixed_head_counts_must_all_split():
     arch = get_model("gemma-4-26b-a4b")
     with pytest.raises(ScenarioError) as err:
         check_tensor_parallel(arch, 3, "gemma-4-26b-a4b")
-    assert "8 and 2 KV heads" in str(err.value) and "(1, 2, 4, 8, 16, ...)" in str(err.value)
+    assert "8 and 2 KV heads" in str(err.value) and "(1, 2, 4, 8, 16)" in str(err.value)
 
 
 def test_custom_and_overridden_models_are_named_in_the_message():
@@ -135,10 +141,14 @@ def test_custom_and_overridden_models_are_named_in_the_message():
         _capacity(s.replace(num_gpus=3))
 
 
-def test_every_preset_accepts_its_power_of_two_gpu_counts():
-    for model_id in MODELS:
+def test_every_preset_accepts_the_power_of_two_gpu_counts_its_attention_heads_allow():
+    for model_id, arch in MODELS.items():
+        heads = arch.shape.num_attention_heads
         for tp in (1, 2, 4, 8, 16):
-            _capacity(Scenario.from_dict({"model": model_id, "gpu": "b200", "num_gpus": tp}))
+            if heads % tp == 0:
+                _capacity(Scenario.from_dict({"model": model_id, "gpu": "b200", "num_gpus": tp}))
+    with pytest.raises(ScenarioError, match="24 attention heads"):     # Llama-3.2-3B
+        _capacity(Scenario.from_dict({"model": "llama-3.2-3b", "num_gpus": 16}))
 
 
 def test_a_link_with_a_bad_gpu_count_falls_back_and_names_it():
@@ -158,10 +168,10 @@ def test_compute_capacity_reads_the_model_and_gpu_it_is_given():
 def test_memory_and_tokens_are_inverse():
     s = Scenario()
     setup = resolve(s)
-    cap, memory = setup.capacity, setup.gpu.memory_gib
+    cap, memory = setup.capacity, setup.gpu.engine_memory_gib
     assert tokens_for_memory(s, cap, memory) == cap.capacity_tokens
     mem = memory_for_tokens(s, cap, cap.capacity_tokens)
-    one_block_gib = s.block_size * cap.kv_bytes_per_token_per_gpu / 2**30 / s.gpu_mem_util
+    one_block_gib = s.block_size * cap.kv_bytes_per_token_per_gpu / 2**30 / cap.gpu_mem_util
     assert memory - one_block_gib <= mem <= memory   # capacity is whole blocks
     assert tokens_for_memory(s, cap, fit_memory_gib(s, cap) - 0.1) == 0
     assert tokens_for_memory(s, cap, fit_memory_gib(s, cap) + 1.0) > 0
@@ -175,7 +185,19 @@ def test_only_the_sizing_keys_change_the_capacity():
     changed = {"instances": 3, "routing": "random", "policy": "fifo", "arrival_rate": 7.0, "turns": 9.0,
                "turns_dist": "fixed", "think_time_s": 5.0, "think_dist": "fixed", "input_tokens": 33,
                "output_tokens": 44, "system_prompt_tokens": 55, "num_system_prompts": 2, "mfu": 0.2,
-               "target_hit_rate": 0.3}
+               "target_hit_rate": 0.3, "decode_tokens_per_s": 50.0, "ttft_s": 0.5}
     assert set(changed) == {f.key for f in FIELDS} - set(SIZING_KEYS)
     for key, value in changed.items():
         assert _capacity(base.replace(**{key: value})) == cap, key
+
+
+@pytest.mark.parametrize("model, tp", [("llama-3.1-8b", 24), ("qwen3-235b-a22b", 12), ("deepseek-v3", 6)])
+def test_tensor_parallel_sizes_vllm_refuses_for_the_attention_heads(model, tp):
+    """vLLM splits the query heads evenly (ModelConfig.verify_with_parallel_config): 24 GPUs for
+    Llama-3.1-8B's 32 heads, 12 for Qwen3-235B's 64 and 6 for DeepSeek-V3's 128 are refused,
+    although the KV-head rule alone (replicated when tp exceeds them) would pass the first two."""
+    s = Scenario.from_dict({"model": model, "gpu": "h200", "num_gpus": tp})
+    with pytest.raises(ScenarioError) as err:
+        _capacity(s)
+    assert err.value.key == "num_gpus" and "attention heads" in str(err.value)
+    _capacity(s.replace(num_gpus=8))

@@ -61,7 +61,8 @@ def test_hit_vs_memory_marks_current_point_ceiling_and_classic():
     assert len(model["x"]) == 100
     assert max(model["y"]) <= 100.0 and max(model["y"]) > 1.0       # percent, not fraction
     current = by["This scenario"]
-    assert current["x"] == [pytest.approx(79.6)] and current["y"] == [pytest.approx(100 * r.token_hit_rate, abs=1e-3)]
+    # x: the memory the engine sizes from, CUDA's total (79.19 GiB on an H100 SXM)
+    assert current["x"] == [pytest.approx(79.19)] and current["y"] == [pytest.approx(100 * r.token_hit_rate, abs=1e-3)]
     ceiling = next(t for n, t in by.items() if n.startswith("Ceiling"))
     assert ceiling["line"]["dash"] == "dash"
     assert ceiling["y"][0] == pytest.approx(100 * r.max_token_hit_rate, abs=1e-3)
@@ -151,7 +152,7 @@ def test_heatmap_figure():
     assert fig["layout"]["yaxis"]["type"] == "log"
     assert "conversations/s" in fig["layout"]["yaxis"]["title"]["text"]
     marker = fig["data"][1]
-    assert marker["x"] == [pytest.approx(79.6)] and marker["y"] == [1.0]
+    assert marker["x"] == [pytest.approx(79.19)] and marker["y"] == [1.0]
 
 
 def test_all_figures_draws_the_four_charts_of_one_analysis():
@@ -166,5 +167,7 @@ def test_sensitivity_of_an_unset_key_says_so_and_unknown_key_raises():
     fig = figures.sensitivity(_analysis(SCENARIOS["default"]), "kv_cache_tokens")
     assert fig["data"] == [] and "not set" in fig["layout"]["title"]["text"]
     json.dumps(fig)
+    fig = figures.sensitivity(_analysis(SCENARIOS["default"]), "activation_reserve_gib")
+    assert fig["data"] == [] and "applies to engine manual only" in fig["layout"]["title"]["text"]
     with pytest.raises(ScenarioError):
         figures.sensitivity(_analysis(SCENARIOS["default"]), "model")

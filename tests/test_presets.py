@@ -200,7 +200,7 @@ def test_listings_are_plain_json_and_complete():
     gpus = list_gpus()
     assert [g["id"] for g in gpus] == list(GPUS)
     assert json.loads(json.dumps(gpus)) == gpus
-    assert set(gpus[0]) == {"id", "name", "memory_gib", "bf16_tflops", "hbm_tb_s", "source"}
+    assert set(gpus[0]) == {"id", "name", "memory_gib", "bf16_tflops", "hbm_tb_s", "source", "cuda_memory_gib"}
 
 
 def test_preset_tables_are_read_only():

@@ -33,8 +33,11 @@ def test_dataclass_defaults_equal_field_defaults():
 
 def test_documented_defaults():
     s = Scenario()
+    # gpu_mem_util and weight_dtype empty: the engine's default (vLLM 0.9) and the model's
+    # published checkpoint format (bf16 for Llama-3.1-8B)
     assert (s.gpu, s.num_gpus, s.gpu_mem_util, s.weight_dtype, s.kv_dtype, s.block_size) == \
-        ("h100-sxm", 1, 0.9, "bf16", "bf16", 16)
+        ("h100-sxm", 1, None, None, "bf16", 16)
+    assert (s.engine, s.engine_version, s.cuda_graphs) == ("vllm", "0.33", "on")
     assert (s.offload_gib, s.instances, s.routing, s.policy) == (0.0, 1, "session", "lru")
 
 

@@ -63,7 +63,11 @@ def test_hit_vs_memory_with_kv_cache_tokens_override():
     s = Scenario.from_dict({"kv_cache_tokens": 200_000})
     prep = _prep(s)
     curve = sweeps.hit_vs_memory(prep)
-    assert curve.current_memory_gib == pytest.approx(memory_for_tokens(prep.scenario, prep.capacity, 200_000))
+    # vLLM's null block: the override's 12,500 blocks cache 199,984 tokens; the current point is
+    # the memory that holds them (and the null block), and gives them back
+    assert prep.capacity.capacity_tokens == 199_984
+    assert curve.current_memory_gib == pytest.approx(memory_for_tokens(prep.scenario, prep.capacity, 199_984))
+    assert tokens_for_memory(prep.scenario, prep.capacity, curve.current_memory_gib) == 199_984
     assert curve.current_memory_gib < prep.setup.gpu.memory_gib
 
 
@@ -73,6 +77,7 @@ def test_sensitivity_curve_every_key(scenario):
     keys = sweeps.available_keys(prep)
     assert {"arrival_rate", "think_time_s", "turns", "gpu_memory_gib"} <= set(keys)
     assert "kv_cache_tokens" not in keys                      # not set
+    assert "activation_reserve_gib" not in keys               # vLLM sizes its own reserve
     for key in keys:
         c = sweeps.sensitivity_curve(prep, key)
         f = FIELD_BY_KEY[key]
@@ -87,6 +92,14 @@ def test_sensitivity_curve_every_key(scenario):
         assert all(h <= cl + 1e-9 for h, cl in zip(c.token_hit_rate, c.ceiling)), key
         at_current = c.token_hit_rate[c.values.index(c.current_value)]
         assert at_current == pytest.approx(prep.result.token_hit_rate, abs=2e-3), key
+
+
+def test_activation_reserve_is_swept_with_engine_manual_only():
+    manual = _prep(DEFAULT.replace(engine="manual"))
+    assert "activation_reserve_gib" in sweeps.available_keys(manual)
+    c = sweeps.sensitivity_curve(manual, "activation_reserve_gib")
+    assert c.token_hit_rate[0] > c.token_hit_rate[-1]          # a larger reserve, less cache
+    assert sweeps.base_value(_prep(DEFAULT), "activation_reserve_gib") is None
 
 
 def test_sensitivity_directions():
@@ -124,13 +137,15 @@ def test_custom_model_sweeps_its_architecture():
 
 
 def test_memory_axis_includes_the_current_memory_when_the_model_does_not_fit():
-    s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm"})
+    # bf16 weights (the published MXFP4 checkpoint fits): 218 GiB, so 248 GiB of GPU memory at 0.9
+    s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm", "weight_dtype": "bf16"})
     prep = _prep(s)
     assert not prep.result.fits
     fit = fit_memory_gib(prep.scenario, prep.capacity)
     assert fit > 240
     h = sweeps.heatmap(prep)
-    assert h.memory_gib[0] == pytest.approx(79.6) and h.current_memory_gib == pytest.approx(79.6)
+    # the axis is the memory the engine sizes from: CUDA's total, 79.19 GiB on an H100 SXM
+    assert h.memory_gib[0] == pytest.approx(79.19) and h.current_memory_gib == pytest.approx(79.19)
     assert h.memory_gib[-1] > fit
     # the columns where it does not fit are 0 %, those where it fits are not
     for row in h.token_hit_rate:

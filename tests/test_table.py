@@ -95,6 +95,8 @@ TABLE_VARIANTS = {
     "num_system_prompts": [2, 10], "gpu_memory_gib": [20.0, 30.0, 50.0, 120.0], "gpu_mem_util": [0.6, 0.95],
     "activation_reserve_gib": [0.0, 10.0], "params_b": [4.0, 20.0], "kv_dtype": ["fp8", "fp32"],
     "offload_gib": [20.0, 300.0], "num_gpus": [2, 4], "weight_dtype": ["fp8"],
+    "engine": ["sglang", "manual"], "engine_version": ["0.19"], "max_num_seqs": [64], "max_num_batched_tokens": [2048],
+    "cuda_graphs": ["off"],
 }
 
 
@@ -191,7 +193,10 @@ def test_what_the_table_assumes_of_the_keys_holds():
     changes = {"arrival_rate": 3.0, "think_time_s": 9.0, "num_system_prompts": 4, "gpu_memory_gib": 120.0,
                "gpu_mem_util": 0.7, "activation_reserve_gib": 3.0, "params_b": 4.0, "active_params_b": 2.0,
                "weight_dtype": "fp8", "kv_cache_tokens": 90000, "offload_gib": 40.0, "num_layers": 16,
-               "num_kv_heads": 4, "head_dim": 64, "num_gpus": 2, "kv_dtype": "fp8"}
+               "num_kv_heads": 4, "head_dim": 64, "num_gpus": 2, "kv_dtype": "fp8",
+               # the engine and its start-up knobs only move the memory left for the KV cache
+               "engine": "sglang", "engine_version": "0.19", "max_num_seqs": 64, "max_num_batched_tokens": 2048,
+               "cuda_graphs": "off"}
     assert set(changes) == set(SCALAR_KEYS + CAPACITY_ONLY_KEYS + KV_BYTES_KEYS) - {"kv_lora_rank", "qk_rope_head_dim"}
     for key, value in changes.items():
         assert sums(custom.replace(**{key: value})) == sums(custom), key

@@ -43,6 +43,12 @@ MAX_OFFLOAD_GIB = 1024.0    # largest offload tier suggested per instance (CPU D
 ADD_MEMORY_IDS = frozenset({"add_memory", "fit"})
 ENOUGH_MEMORY_IDS = frozenset({"target_met", "memory_not_limit"})
 
+#: What each engine keeps in its budget besides the KV cache (the fit option's wording;
+#: :func:`~kvcache_calculator.setup.engine.breakdown`).
+_RESERVED = {"vllm": "weights, activations and buffers as vLLM reserves them,",
+             "sglang": "weights and CUDA context as SGLang reserves them,",
+             "manual": "weights and activation reserve"}
+
 
 @dataclass(frozen=True)
 class Suggestion:
@@ -125,7 +131,7 @@ def _fit(analysis: Analysis) -> list[Suggestion]:
     s, cap, arch = analysis.scenario, analysis.capacity, analysis.arch
     need = fit_memory_gib(s, cap)
     numbers = dict(weights_gib_per_gpu=cap.weights_gib_per_gpu, usable_gib_per_gpu=cap.usable_gib_per_gpu,
-                   activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=analysis.setup.gpu.engine_memory_gib,
+                   reserved_gib_per_gpu=cap.reserved_gib_per_gpu, gpu_memory_gib=analysis.setup.gpu.engine_memory_gib,
                    min_gpu_memory_gib=need)
     options = []
     dtypes = smaller_weight_dtypes(s, arch, analysis.setup.gpu) if s.kv_cache_tokens is None else []
@@ -151,8 +157,7 @@ def _fit(analysis: Analysis) -> list[Suggestion]:
             numbers.update(num_gpus_to_fit_at_published_weights=m, hit_rate_at_published_weights=hit)
             options.append(f"the published checkpoint is {published_weight_label(arch)}: weight_dtype={published} "
                            f"with num_gpus={m} fits, for a token hit rate of {_p(hit)}")
-    options.append(f"a GPU with more than {_gib(need)} (weights and activation reserve at gpu_mem_util "
-                   f"{cap.gpu_mem_util:g})")
+    options.append(f"a GPU with more than {_gib(need)} ({_RESERVED[s.engine]} at gpu_mem_util {cap.gpu_mem_util:g})")
     if n is not None:
         hit = variant_hit_rate(analysis, num_gpus=n)
         numbers.update(num_gpus_to_fit=n, hit_rate_at_num_gpus=hit)

@@ -172,14 +172,17 @@ def hit_vs_memory(analysis: Analysis, points: int = 100) -> MemoryCurve:
 
 def base_value(analysis: Analysis, key: str):
     """The current value of numeric input ``key``, or None when it does not apply: the GPU's
-    memory and the model's parameters as resolved; every other key as the scenario gives it
-    (so a preset's layer keys are only swept when overridden)."""
+    memory and the model's parameters as resolved, ``activation_reserve_gib`` only with engine
+    manual; every other key as the scenario gives it (so a preset's layer keys are only swept
+    when overridden)."""
     if key == "gpu_memory_gib":
         return analysis.setup.gpu.engine_memory_gib
     if key == "gpu_mem_util":
         return analysis.setup.capacity.gpu_mem_util
     if key == "params_b":
         return analysis.arch.params_b
+    if key == "activation_reserve_gib" and analysis.scenario.engine != "manual":
+        return None     # vLLM and SGLang size their own reserve: the key changes nothing there
     return getattr(analysis.scenario, key)
 
 

@@ -130,6 +130,8 @@ def unset_reason(scenario: Scenario, key: str) -> str:
     label = FIELD_BY_KEY[key].label
     if key == "kv_cache_tokens":
         return f"{label} is not set: enter the capacity your engine reports to vary it"
+    if key == "activation_reserve_gib" and scenario.engine != "manual":
+        return f"{label} applies to engine manual only: {scenario.engine} sizes its own reserve"
     if FIELD_BY_KEY[key].group == "model" and scenario.model != "custom":
         return f"{label} comes from the {scenario.model} preset: enter it under Architecture to vary it"
     return f"{label} is not set for this scenario"

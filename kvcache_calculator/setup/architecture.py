@@ -186,8 +186,13 @@ def tp_splits_heads(heads: int, tp: int) -> bool:
 
 
 def valid_tensor_parallel(arch: ModelArch, tp: int) -> bool:
-    """Whether ``tp`` GPUs can split every KV-head count of ``arch`` (:func:`tp_splits_heads`);
-    MLA latents and linear-attention state are replicated, so they impose no rule."""
+    """Whether ``tp`` GPUs can split every KV-head count of ``arch`` (:func:`tp_splits_heads`)
+    and its attention (query) heads: vLLM refuses a ``tp`` that does not divide
+    ``num_attention_heads`` (``ModelConfig.verify_with_parallel_config``). MLA latents and
+    linear-attention state are replicated, so they impose no rule of their own."""
+    heads = arch.shape.num_attention_heads if arch.shape is not None else 0
+    if heads and heads % tp:
+        return False
     return all(tp_splits_heads(h, tp) for h in kv_head_counts(arch))
 
 
@@ -199,9 +204,14 @@ def check_tensor_parallel(arch: ModelArch, tp: int, label: str = "") -> None:
         return
     heads = kv_head_counts(arch)
     label = label or arch.name
-    top = 2 * max(heads)
+    q_heads = arch.shape.num_attention_heads if arch.shape is not None else 0
+    top = max(2 * max(heads, default=1), q_heads)
     valid = [str(n) for n in range(1, top + 1) if valid_tensor_parallel(arch, n)]
-    listing = ", ".join(valid) + ", ..."
+    more = "" if q_heads else ", ..."
+    listing = ", ".join(valid) + more
+    if all(tp_splits_heads(h, tp) for h in heads):
+        raise ScenarioError("num_gpus", tp, f"{label} has {q_heads} attention heads, which vLLM splits evenly "
+                                            f"over the GPUs: num_gpus must divide {q_heads} ({listing})")
     if len(heads) == 1:
         h = heads[0]
         raise ScenarioError("num_gpus", tp, f"{label} has {h} KV heads: num_gpus must divide {h} or be a "

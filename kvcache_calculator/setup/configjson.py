@@ -567,7 +567,9 @@ def model_shape(config: object) -> ModelShape | None:
                       embedding_params_b=vocab * hidden * (1 if _tied(cfg) else 2) / 1e9,
                       expert_params_b=expert_params / 1e9,
                       context_tokens=cfg.get("max_position_embeddings") if isinstance(
-                          cfg.get("max_position_embeddings"), int) else 0)
+                          cfg.get("max_position_embeddings"), int) else 0,
+                      num_attention_heads=cfg.get("num_attention_heads") if isinstance(
+                          cfg.get("num_attention_heads"), int) else 0)
 
 
 #: torch dtype names and the weight dtype an engine serves them at by default (vLLM's

@@ -104,6 +104,7 @@ class ModelShape:
     embedding_params_b: float = 0.0
     expert_params_b: float = 0.0
     context_tokens: int = 0
+    num_attention_heads: int = 0
 
     @property
     def is_moe(self) -> bool:
