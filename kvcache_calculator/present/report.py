@@ -38,7 +38,15 @@ RESULT_KEYS: dict[str, tuple[str, str]] = {
     "kv_bytes_per_token": ("bytes", "KV bytes per token, all layers, at kv_dtype"),
     "kv_bytes_per_token_per_gpu": ("bytes", "KV bytes per token on each GPU of an instance"),
     "kv_bytes_per_sequence_fixed_per_gpu": ("bytes", "per-sequence KV of sliding-window and linear layers, per GPU"),
+    "engine": ("", "whose start-up memory accounting sized the cache (vllm, sglang, manual)"),
+    "gpu_total_gib": ("GiB", "GPU memory the engine sizes from (what CUDA reports)"),
+    "gpu_mem_util_used": ("fraction", "the engine's budget fraction used (gpu_memory_utilization / mem_fraction_static)"),
+    "weight_dtype_used": ("", "weight format used (the scenario's, or the published checkpoint's)"),
     "weights_gib_per_gpu": ("GiB", "weights per GPU"),
+    "activation_gib_per_gpu": ("GiB", "profiled activation peak per GPU (vLLM's profiling run)"),
+    "cuda_graph_gib_per_gpu": ("GiB", "CUDA-graph memory taken from the KV budget per GPU (vLLM 0.20 and later)"),
+    "non_torch_gib_per_gpu": ("GiB", "non-torch memory that appears during profiling per GPU (NCCL, cuBLAS)"),
+    "headroom_gib_per_gpu": ("GiB", "memory outside the engine's budget per GPU (CUDA context, NCCL)"),
     "kv_budget_gib_per_gpu": ("GiB", "memory left for KV per GPU"),
     "offload_tokens": ("tokens", "offload-tier capacity per instance"),
     "request_rate": ("requests/s", "requests per second, whole fleet"),
@@ -71,6 +79,7 @@ def results(scenario: Scenario) -> dict:
 def setup_results(setup: Setup, result: AnalyticResult) -> dict:
     """:func:`results` of a resolved scenario and its analysis."""
     scenario, arch, gpu, capacity = setup.scenario, setup.arch, setup.gpu, setup.capacity
+    mem = capacity.memory
     flops_per_s = 2 * arch.active_params_b * 1e9 * result.hit_tokens_per_s
     peak = gpu.bf16_tflops * 1e12 * scenario.mfu
     hit_tokens_per_request = result.hit_tokens_per_s / result.request_rate if result.request_rate else 0.0
@@ -91,7 +100,15 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         "kv_bytes_per_token": capacity.kv_bytes_per_token,
         "kv_bytes_per_token_per_gpu": capacity.kv_bytes_per_token_per_gpu,
         "kv_bytes_per_sequence_fixed_per_gpu": capacity.kv_bytes_per_sequence_fixed_per_gpu,
+        "engine": scenario.engine,
+        "gpu_total_gib": mem.total_gib if mem else None,
+        "gpu_mem_util_used": capacity.gpu_mem_util,
+        "weight_dtype_used": capacity.weight_dtype,
         "weights_gib_per_gpu": capacity.weights_gib_per_gpu,
+        "activation_gib_per_gpu": mem.activation_gib if mem else None,
+        "cuda_graph_gib_per_gpu": mem.cuda_graph_gib if mem else None,
+        "non_torch_gib_per_gpu": mem.non_torch_gib if mem else None,
+        "headroom_gib_per_gpu": mem.headroom_gib if mem else None,
         "kv_budget_gib_per_gpu": capacity.kv_budget_gib_per_gpu,
         "offload_tokens": capacity.offload_tokens,
         "request_rate": result.request_rate,
