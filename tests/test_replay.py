@@ -1,4 +1,6 @@
-"""Block replay: policy contract, one-pass LRU against direct replays, Belady, libCacheSim."""
+"""Block replay: one-pass LRU against direct replays, Belady, libCacheSim.
+
+The caches themselves (``kvcache_calculator.sim.policies``) are tested in test_policies.py."""
 
 from __future__ import annotations
 
@@ -13,9 +15,6 @@ from hypothesis import strategies as st
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.traces.replay import (
     BeladyReplay,
-    FIFOCache,
-    LFUCache,
-    LRUCache,
     LRUCurveReplay,
     PolicyReplay,
     capacity_blocks_from_gib,
@@ -42,59 +41,6 @@ def reqs(*id_lists, block_size=4):
     """Requests whose prompts fill their blocks exactly."""
     return [Request(float(i), len(ids) * block_size, 1, tuple(ids))
             for i, ids in enumerate(id_lists)]
-
-
-# ------------------------------------------------------------------ policy contract
-
-
-@pytest.mark.parametrize("cls", [LRUCache, FIFOCache, LFUCache])
-class TestCacheContract:
-    def test_rehit_and_capacity(self, cls):
-        cache = cls(3)
-        assert cache.access("a") is False
-        assert cache.access("a") is True
-        for b in "bcdefg":
-            cache.access(b)
-            assert len(cache) <= 3
-        assert len(cache) == 3
-
-    def test_zero_capacity_never_hits(self, cls):
-        cache = cls(0)
-        assert not any(cache.access(b) for b in "aaabbb")
-        assert len(cache) == 0
-
-    def test_large_cache_hits_every_reuse(self, cls):
-        cache = cls(100)
-        seq = list("abcabcdd")
-        assert sum(cache.access(b) for b in seq) == len(seq) - len(set(seq))
-
-
-def test_lru_order():
-    cache = LRUCache(2)
-    for b in "aba":  # a is most recent
-        cache.access(b)
-    cache.access("c")  # evicts b
-    assert "a" in cache and "b" not in cache
-
-
-def test_fifo_order():
-    cache = FIFOCache(2)
-    for b in "aba":  # a hit does not refresh it
-        cache.access(b)
-    cache.access("c")  # evicts a
-    assert "b" in cache and "a" not in cache
-
-
-def test_lfu_order():
-    cache = LFUCache(2)
-    for b in "aab":
-        cache.access(b)
-    cache.access("c")  # b has the lowest count
-    assert "a" in cache and "b" not in cache
-    cache.access("c")
-    cache.access("c")
-    cache.access("d")  # a (2) is less frequent than c (3)
-    assert "c" in cache and "a" not in cache
 
 
 # ------------------------------------------------------------------ token definition
@@ -220,9 +166,31 @@ def test_belady_bounds_every_policy_independent(raw):
     caps = [0, 1, 2, 3, 5, 8, 13]
     best = replay(trace, "belady", caps, 4, "independent")
     for policy in ("lru", "fifo", "lfu"):
-        other = replay(trace, policy, caps, 4, "independent")
+        other = family_replay(trace, policy, caps, "independent")
         assert all(x >= y for x, y in zip(best.block_hits, other.block_hits)), policy
     assert all(h <= best.infinite_block_hits for h in best.block_hits)
+
+
+def family_replay(trace, policy, caps, semantics):
+    """The replay through the family's caches (``sim.policies``), whatever the policy."""
+    runner = PolicyReplay(policy, caps, 4, semantics)
+    runner.feed(trace)
+    return runner.result()
+
+
+@settings(max_examples=60, deadline=None)
+@given(trace_strategy, st.sampled_from(["engine", "independent"]))
+def test_belady_and_one_pass_meet_the_family_lru(raw, semantics):
+    """Where no policy has a choice (capacity 0, or room for every block), Belady equals the
+    family's LRU; at every capacity the one-pass curve equals it."""
+    trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
+    distinct = len({b for ids, _ in raw for b in ids})
+    caps = list(range(distinct + 2))
+    lru = family_replay(trace, "lru", caps, semantics)
+    assert lru == replay_lru_curve(trace, caps, 4, semantics)
+    best = replay(trace, "belady", [0, distinct], 4, semantics)
+    assert best.block_hits == (lru.block_hits[0], lru.block_hits[distinct])
+    assert best.token_hits == (lru.token_hits[0], lru.token_hits[distinct])
 
 
 def brute_force_optimal(seq, capacity):
@@ -343,16 +311,16 @@ def test_shared_conversation_trace_published_plateau():
 
 
 def libcachesim_hits(seq, policy, capacity):
-    """Hits of libCacheSim's own LRU/FIFO over a block-id sequence (unit-size objects)."""
+    """Hits of libCacheSim's own LRU/FIFO/LFU over a block-id sequence (unit-size objects)."""
     libcachesim = pytest.importorskip("libcachesim")
-    cls = {"lru": libcachesim.LRU, "fifo": libcachesim.FIFO}[policy]
+    cls = {"lru": libcachesim.LRU, "fifo": libcachesim.FIFO, "lfu": libcachesim.LFU}[policy]
     cache = cls(cache_size=capacity)
     return sum(cache.get(libcachesim.Request(obj_size=1, obj_id=b)) for b in seq)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=6), max_size=30),
-       st.integers(1, 12), st.sampled_from(["lru", "fifo"]))
+       st.integers(1, 12), st.sampled_from(["lru", "fifo", "lfu"]))
 def test_independent_equals_libcachesim_random(id_lists, capacity, policy):
     trace = reqs(*id_lists)
     seq = list(itertools.chain.from_iterable(id_lists))
@@ -361,7 +329,7 @@ def test_independent_equals_libcachesim_random(id_lists, capacity, policy):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["lru", "fifo"])
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu"])
 def test_independent_equals_libcachesim_shared_trace(policy):
     trace = shared_requests("mooncake_synthetic_trace.jsonl")
     seq = [b for r in trace for b in r.hash_ids]
@@ -400,5 +368,5 @@ def test_belady_engine_bounds_online_policies_on_prefix_traces(trace):
     caps = [1, 2, 3, 5, 8]
     best = replay(trace, "belady", caps, 4, "engine")
     for policy in ("lru", "fifo", "lfu"):
-        other = replay(trace, policy, caps, 4, "engine")
+        other = family_replay(trace, policy, caps, "engine")
         assert all(x >= y for x, y in zip(best.block_hits, other.block_hits)), policy

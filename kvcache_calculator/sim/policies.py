@@ -1,20 +1,21 @@
-"""Eviction policies for a block cache, behind one small interface.
+"""Eviction policies: the one family the simulator and the trace replayer share.
 
-A cache holds block ids (any hashable) up to ``capacity_blocks``. The only mutating call is
-:meth:`BlockCache.access`, which records one request's sequence the way serving engines do
-(vLLM's block pool, SGLang's radix cache):
+A cache holds block ids (any hashable) up to ``capacity_blocks``. Requests are served the
+way serving engines do (vLLM's block pool, SGLang's radix cache):
 
-- ``blocks`` is the sequence head first (system prompt, then history, then the new turn);
-- the blocks are touched *tail first*, so the head ends up the most recently used and the
-  tail is the first to go: a partly evicted history still gives a partial prefix hit;
-- while the request runs its blocks are pinned (an engine never evicts a block that a
-  running request holds), so victims are chosen among the other blocks only;
-- a sequence longer than the cache keeps only its first ``capacity_blocks`` blocks.
+- a request's ``blocks`` are its sequence, head first (system prompt, history, new turn);
+- its hit is the longest prefix of ``blocks`` that was cached before it was served;
+- then its blocks are touched *tail first*, so the head ends up the most recently used and
+  the tail is the first to go: a partly evicted history still gives a partial prefix hit.
 
-Lookups do not change the state: ``block in cache``. :func:`prefix_length` counts the
-longest cached prefix of a list of blocks.
+**The pinning rule** (one rule, every policy, both users): the blocks of the request being
+served are never evicted while it is served; victims are chosen among the other blocks
+only, after the request's blocks are touched. A request with more distinct blocks than the
+cache keeps its first ``capacity_blocks`` distinct blocks (its head); its other blocks are
+not cached, and are evicted if they were.
 
-Policies:
+Policies, per block (:class:`BlockCache`: ``access(blocks)`` serves one request,
+``touch(block)`` the one-block request ``[block]``):
 
 - :class:`LRU`: least recently used first. This is what vLLM (free-block queue, freed in
   reverse order) and SGLang (radix-tree LRU, the default) do.
@@ -25,6 +26,25 @@ Policies:
   ``--radix-eviction-policy lfu`` (hit count, LRU within a tie; SGLang only ever evicts
   leaves of its radix tree, which tail-first access order gives here too); the default of
   both vLLM and SGLang is LRU.
+
+Per run of blocks, :class:`SegmentLRU` is the same LRU for sequences made of whole runs (a
+system prompt shared by many conversations, then a conversation's own history): a run is
+touched as a whole, so its cached part is always a head prefix and one entry per run
+suffices. It holds the same blocks in the same order as :class:`LRU` (tested), at one
+operation per run instead of one per block.
+
+The two users:
+
+- the simulator (:mod:`kvcache_calculator.sim.simulate`) serves every request with
+  ``access`` (``access_runs`` for LRU by segments);
+- trace replay (:mod:`kvcache_calculator.traces.replay`): ``engine`` semantics serves each
+  request with ``access``; ``independent`` semantics looks up and touches every block on its
+  own with ``touch``, each block being a request of one block. That is how libCacheSim
+  counts: for one block the pinning rule only says that the block being cached is not its
+  own victim, which is what libCacheSim's LRU, FIFO and LFU do too (tested).
+
+Lookups do not change the state: ``block in cache``; :func:`prefix_length` counts the longest
+cached run of a list of blocks.
 """
 
 from __future__ import annotations
@@ -42,9 +62,9 @@ def _check_capacity(capacity_blocks: int) -> int:
 
 
 class BlockCache:
-    """The interface every policy implements; subclasses define the ordering hooks.
+    """What every per-block policy implements: ``access``, ``touch``, lookups, eviction order.
 
-    ``evictions`` counts the blocks evicted so far.
+    ``evictions`` counts the blocks evicted so far (cached before, not cached after).
     """
 
     name = ""
@@ -53,62 +73,52 @@ class BlockCache:
         self.capacity_blocks = _check_capacity(capacity_blocks)
         self.evictions = 0
 
-    # -- hooks a policy implements -------------------------------------------------------
     def __len__(self) -> int:
         raise NotImplementedError
 
     def __contains__(self, block: Hashable) -> bool:
         raise NotImplementedError
 
+    def __iter__(self) -> Iterator[Hashable]:
+        return self.victims()
+
     def victims(self) -> Iterator[Hashable]:
         """The cached blocks in eviction order, next victim first (do not mutate meanwhile)."""
         raise NotImplementedError
 
-    def _hit(self, block: Hashable) -> None:
-        """A cached block is touched."""
+    def access(self, blocks: Sequence[Hashable], start: int = 0) -> int:
+        """Serve one request whose sequence is ``blocks`` (head first), by the pinning rule.
+
+        Returns the end of the run of blocks cached before the request, beginning at
+        ``blocks[start]`` (``start = 0``: the request's prefix hit, in blocks). Afterwards
+        the request's head (its first ``capacity_blocks`` distinct blocks) is cached and
+        exactly enough other blocks were evicted, in policy order, to fit the capacity.
+        """
         raise NotImplementedError
 
-    def _insert(self, block: Hashable) -> None:
-        """A block that was not cached is cached (capacity is restored afterwards)."""
+    def touch(self, block: Hashable) -> bool:
+        """Serve the one-block request ``[block]``; True when ``block`` was cached (a hit)."""
         raise NotImplementedError
 
     def _remove(self, block: Hashable) -> None:
         raise NotImplementedError
 
-    # -- the shared contract -------------------------------------------------------------
-    def __iter__(self) -> Iterator[Hashable]:
-        return self.victims()
-
-    def access(self, blocks: Sequence[Hashable]) -> None:
-        """Record one request's sequence ``blocks`` (head first), touched tail first.
-
-        Afterwards the first ``min(len(blocks), capacity_blocks)`` blocks are cached and
-        exactly enough other blocks were evicted, in policy order, to fit the capacity.
-        """
-        cap = self.capacity_blocks
-        if len(blocks) > cap:
-            for block in blocks[cap:]:
-                if block in self:
-                    self._remove(block)
-                    self.evictions += 1
-            blocks = blocks[:cap]
-        for block in reversed(blocks):
+    def _head(self, blocks: Sequence[Hashable]) -> Sequence[Hashable]:
+        """The blocks a request keeps when it is longer than the cache (its first
+        ``capacity_blocks`` distinct blocks, in request order); its other cached blocks
+        are evicted."""
+        kept: dict = {}
+        for block in blocks:
+            if len(kept) == self.capacity_blocks:
+                break
+            kept[block] = None
+        if len(kept) == len(set(blocks)):
+            return blocks                       # repeats only: every block fits
+        for block in set(blocks).difference(kept):
             if block in self:
-                self._hit(block)
-            else:
-                self._insert(block)
-        overflow = len(self) - cap
-        if overflow > 0:
-            pinned = set(blocks)
-            chosen = []
-            for block in self.victims():
-                if block not in pinned:
-                    chosen.append(block)
-                    if len(chosen) == overflow:
-                        break
-            for block in chosen:
                 self._remove(block)
-            self.evictions += overflow
+                self.evictions += 1
+        return [block for block in blocks if block in kept]
 
 
 class LRU(BlockCache):
@@ -130,11 +140,42 @@ class LRU(BlockCache):
         """Least recently used first."""
         return iter(self._order)
 
-    def _hit(self, block: Hashable) -> None:
-        self._order.move_to_end(block)
+    def access(self, blocks: Sequence[Hashable], start: int = 0) -> int:
+        """Serve one request (see :meth:`BlockCache.access`); returns the cached run's end."""
+        order = self._order
+        n = len(blocks)
+        end = start
+        while end < n and blocks[end] in order:
+            end += 1
+        if n > self.capacity_blocks:
+            blocks = self._head(blocks)
+        move = order.move_to_end
+        for block in reversed(blocks):
+            if block in order:
+                move(block)
+            else:
+                order[block] = None
+        # The request's blocks are now the most recent: the least recent are all others.
+        overflow = len(order) - self.capacity_blocks
+        if overflow > 0:
+            pop = order.popitem
+            for _ in range(overflow):
+                pop(last=False)
+            self.evictions += overflow
+        return end
 
-    def _insert(self, block: Hashable) -> None:
-        self._order[block] = None
+    def touch(self, block: Hashable) -> bool:
+        """Serve ``[block]``; True on a hit."""
+        order = self._order
+        if block in order:
+            order.move_to_end(block)
+            return True
+        if self.capacity_blocks:
+            order[block] = None
+            if len(order) > self.capacity_blocks:
+                order.popitem(last=False)
+                self.evictions += 1
+        return False
 
     def _remove(self, block: Hashable) -> None:
         del self._order[block]
@@ -149,8 +190,44 @@ class FIFO(LRU):
         """Oldest insertion first."""
         return iter(self._order)
 
-    def _hit(self, block: Hashable) -> None:
-        pass
+    def access(self, blocks: Sequence[Hashable], start: int = 0) -> int:
+        """Serve one request (see :meth:`BlockCache.access`); returns the cached run's end."""
+        order = self._order
+        n = len(blocks)
+        end = start
+        while end < n and blocks[end] in order:
+            end += 1
+        if n > self.capacity_blocks:
+            blocks = self._head(blocks)
+        for block in reversed(blocks):
+            if block not in order:
+                order[block] = None
+        overflow = len(order) - self.capacity_blocks
+        if overflow > 0:
+            # The oldest blocks go first, except the request's own (pinned).
+            pinned = set(blocks)
+            chosen = []
+            for block in order:
+                if block not in pinned:
+                    chosen.append(block)
+                    if len(chosen) == overflow:
+                        break
+            for block in chosen:
+                del order[block]
+            self.evictions += overflow
+        return end
+
+    def touch(self, block: Hashable) -> bool:
+        """Serve ``[block]``; True on a hit."""
+        order = self._order
+        if block in order:
+            return True
+        if self.capacity_blocks:
+            order[block] = None
+            if len(order) > self.capacity_blocks:
+                order.popitem(last=False)
+                self.evictions += 1
+        return False
 
 
 class LFU(BlockCache):
@@ -162,6 +239,8 @@ class LFU(BlockCache):
         super().__init__(capacity_blocks)
         self._count: dict = {}
         self._buckets: dict[int, OrderedDict] = {}   # count -> blocks, least recent first
+        # A lower bound of the smallest count; exact whenever its bucket exists.
+        self._min_count = 1
 
     def __len__(self) -> int:
         return len(self._count)
@@ -177,45 +256,223 @@ class LFU(BlockCache):
         """Fewest accesses first, least recent first within a count."""
         return (b for c in sorted(self._buckets) for b in self._buckets[c])
 
-    def _unlink(self, block: Hashable, count: int) -> None:
+    def _bump(self, block: Hashable, count: int) -> None:
+        """A cached block of ``count`` accesses is accessed once more."""
+        buckets = self._buckets
+        bucket = buckets[count]
+        del bucket[block]
+        if not bucket:
+            del buckets[count]
+            if self._min_count == count:
+                self._min_count = count + 1
+        self._count[block] = count + 1
+        bucket = buckets.get(count + 1)
+        if bucket is None:
+            buckets[count + 1] = OrderedDict({block: None})
+        else:
+            bucket[block] = None
+
+    def _insert(self, block: Hashable) -> None:
+        self._count[block] = 1
+        bucket = self._buckets.get(1)
+        if bucket is None:
+            self._buckets[1] = OrderedDict({block: None})
+        else:
+            bucket[block] = None
+        self._min_count = 1
+
+    def _remove(self, block: Hashable) -> None:
+        count = self._count.pop(block)
         bucket = self._buckets[count]
         del bucket[block]
         if not bucket:
             del self._buckets[count]
 
-    def _link(self, block: Hashable, count: int) -> None:
-        self._count[block] = count
-        bucket = self._buckets.get(count)
-        if bucket is None:
-            bucket = self._buckets[count] = OrderedDict()
-        bucket[block] = None
+    def access(self, blocks: Sequence[Hashable], start: int = 0) -> int:
+        """Serve one request (see :meth:`BlockCache.access`); returns the cached run's end."""
+        counts = self._count
+        n = len(blocks)
+        end = start
+        while end < n and blocks[end] in counts:
+            end += 1
+        if n > self.capacity_blocks:
+            blocks = self._head(blocks)
+        for block in reversed(blocks):
+            count = counts.get(block)
+            if count is None:
+                self._insert(block)
+            else:
+                self._bump(block, count)
+        overflow = len(counts) - self.capacity_blocks
+        if overflow > 0:
+            # Fewest accesses first, except the request's own blocks (pinned).
+            pinned = set(blocks)
+            chosen = []
+            buckets = self._buckets
+            for c in sorted(buckets):
+                for block in buckets[c]:
+                    if block not in pinned:
+                        chosen.append(block)
+                        if len(chosen) == overflow:
+                            break
+                else:
+                    continue
+                break
+            for block in chosen:
+                self._remove(block)
+            self.evictions += overflow
+        return end
 
-    def _hit(self, block: Hashable) -> None:
-        count = self._count[block]
-        self._unlink(block, count)
-        self._link(block, count + 1)
+    def touch(self, block: Hashable) -> bool:
+        """Serve ``[block]``; True on a hit."""
+        count = self._count.get(block)
+        if count is not None:
+            self._bump(block, count)
+            return True
+        if self.capacity_blocks:
+            if len(self._count) >= self.capacity_blocks:
+                buckets = self._buckets
+                low = self._min_count
+                if low not in buckets:
+                    low = min(buckets)
+                victim = next(iter(buckets[low]))
+                self._remove(victim)
+                self.evictions += 1
+            self._insert(block)
+        return False
 
-    def _insert(self, block: Hashable) -> None:
-        self._link(block, 1)
 
-    def _remove(self, block: Hashable) -> None:
-        self._unlink(block, self._count.pop(block))
+class EvictionLog:
+    """Sums over the blocks a :class:`SegmentLRU` evicts while :attr:`active`: how many
+    (``blocks``) and how long they had been idle (``idle_block_s``, block-seconds). Caches
+    may share one log; the sums are then in eviction order over all of them."""
+
+    __slots__ = ("active", "blocks", "idle_block_s")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.blocks = 0
+        self.idle_block_s = 0.0
+
+    @property
+    def mean_idle_s(self) -> float | None:
+        """Mean idle time of the logged evicted blocks (seconds); ``None`` when none."""
+        return self.idle_block_s / self.blocks if self.blocks else None
 
 
-#: Policy name (the scenario's ``policy`` key) -> class.
+class SegmentLRU:
+    """:class:`LRU` for sequences made of runs of blocks, one entry per run.
+
+    Block ``i`` of run ``key`` is the block ``(key, i)``. A request's sequence is a head run
+    (``head_blocks`` blocks, e.g. a system prompt shared by many sequences; 0 for none)
+    followed by a tail run (its own history); a run is always touched as a whole and its
+    length never decreases. Then each run's cached blocks are a head prefix of it, and the
+    least recent run loses blocks from its tail, exactly as :class:`LRU` on the blocks.
+    Evictions are timed: each run remembers when it was last touched, and ``log`` (an
+    :class:`EvictionLog`) sums the idle time of the blocks evicted while it is active.
+    """
+
+    name = "lru"
+    __slots__ = ("capacity_blocks", "used_blocks", "evictions", "log", "_runs")
+
+    def __init__(self, capacity_blocks: int, log: EvictionLog | None = None):
+        self.capacity_blocks = _check_capacity(capacity_blocks)
+        self.used_blocks = 0
+        self.evictions = 0
+        self.log = log if log is not None else EvictionLog()
+        self._runs: OrderedDict = OrderedDict()   # key -> (cached blocks, last touch s), least recent first
+
+    def __len__(self) -> int:
+        return self.used_blocks
+
+    def __contains__(self, block: tuple) -> bool:
+        entry = self._runs.get(block[0])
+        return entry is not None and 0 <= block[1] < entry[0]
+
+    def __iter__(self) -> Iterator[tuple]:
+        return self.victims()
+
+    def victims(self) -> Iterator[tuple]:
+        """Blocks ``(key, i)`` in eviction order: least recent run first, its tail first."""
+        return ((key, i) for key, (cached, _) in self._runs.items() for i in range(cached - 1, -1, -1))
+
+    def cached_blocks(self, key: Hashable) -> int:
+        """How many blocks of run ``key`` are cached (a head prefix of the run)."""
+        entry = self._runs.get(key)
+        return entry[0] if entry is not None else 0
+
+    def _evict_own(self, head_cached: int, tail_cached: int, head_blocks: int) -> None:
+        """Count the evictions of a request longer than the cache: every other block goes,
+        and of its own blocks those beyond the first ``capacity_blocks`` that were cached
+        (the log times them all, cached before or not, idle or not)."""
+        cap = self.capacity_blocks
+        kept_head = min(head_blocks, cap)
+        others = self.used_blocks - head_cached - tail_cached
+        self.evictions += others + max(0, head_cached - kept_head) + max(0, tail_cached - (cap - kept_head))
+
+    def access_runs(self, head: Hashable, head_blocks: int, tail: Hashable, tail_blocks: int,
+                    now_s: float, start: int = 0) -> int:
+        """Serve one request whose sequence is run ``head`` then run ``tail``, at ``now_s``.
+
+        Returns the end of the run of blocks cached before the request, beginning at block
+        ``start`` of the sequence (``start = 0``: the prefix hit). The tail run is touched
+        first, then the head run (tail first: the head ends the most recent).
+        """
+        runs = self._runs
+        old = runs.pop(head, None) if head_blocks else None
+        h = old[0] if old else 0                    # cached blocks of each run, before
+        old = runs.pop(tail, None)
+        t = old[0] if old else 0
+        # The cached run beginning at ``start``: the head run's cached prefix, continued
+        # into the tail run only when the whole head run is cached.
+        if start < head_blocks:
+            end = (h if h < head_blocks else head_blocks + t) if h > start else start
+        else:
+            end = head_blocks + t if head_blocks + t > start else start
+        used = self.used_blocks - h - t
+        if tail_blocks > 0:
+            runs[tail] = (tail_blocks, now_s)
+            used += tail_blocks
+        if head_blocks:
+            runs[head] = (head_blocks, now_s)
+            used += head_blocks
+        excess = used - self.capacity_blocks
+        if excess > 0:
+            if excess <= used - head_blocks - tail_blocks:
+                self.evictions += excess
+            else:
+                self._evict_own(h, t, head_blocks)
+            used -= excess
+            log = self.log
+            pop = runs.popitem
+            while excess:
+                key, (cached, touched_s) = pop(False)           # the least recent run
+                if cached > excess:                              # loses its tail only
+                    runs[key] = (cached - excess, touched_s)
+                    runs.move_to_end(key, False)
+                    cached = excess
+                excess -= cached
+                if log.active:
+                    log.idle_block_s += cached * (now_s - touched_s)
+                    log.blocks += cached
+        self.used_blocks = used
+        return end
+
+
+#: Policy name (the scenario's ``policy`` key) -> per-block class.
 POLICY_CLASSES: dict[str, type[BlockCache]] = {"lru": LRU, "fifo": FIFO, "lfu": LFU}
 
 
 def make_cache(policy: str, capacity_blocks: int) -> BlockCache:
-    """A new empty cache of ``policy`` (``lru``, ``fifo``, ``lfu``) holding ``capacity_blocks``."""
+    """A new empty per-block cache of ``policy`` (``lru``, ``fifo``, ``lfu``) of ``capacity_blocks``."""
     cls = POLICY_CLASSES.get(policy)
     if cls is None:
         raise ScenarioError("policy", policy, "must be one of " + ", ".join(POLICY_CLASSES))
     return cls(capacity_blocks)
 
 
-def prefix_length(cache: BlockCache, blocks: Sequence[Hashable], start: int = 0) -> int:
-    """The end of the run of cached blocks beginning at ``blocks[start]``.
+def prefix_length(cache, blocks: Sequence[Hashable], start: int = 0) -> int:
+    """The end of the run of cached blocks beginning at ``blocks[start]`` (no state change).
 
     With ``start = 0`` this is the length of the longest cached prefix; a request reuses
     exactly that many blocks (engines stop at the first missing block).

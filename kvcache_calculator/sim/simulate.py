@@ -22,11 +22,12 @@ belong to the system prompt and are shared by every conversation using it; the r
 private to the conversation. A request *hits* when its whole reusable prefix (at least one
 block) was cached.
 
-Caches follow :mod:`kvcache_calculator.sim.policies`: after each request the sequence's blocks
-are touched tail first. For LRU the simulator keeps *segments* instead of blocks: all of a
-conversation's blocks on an instance are touched together, so they form one run in the LRU
-order whose cached part is always a head prefix; the least recently used segment loses
-blocks from its tail. Each system prompt is a segment of its own. The tests check this
+Caches are :mod:`kvcache_calculator.sim.policies`' (the family trace replay uses too, with its
+pinning rule): each request is served by ``access``, its blocks touched tail first. For LRU
+the simulator keeps *segments* instead of blocks (:class:`~kvcache_calculator.sim.policies.SegmentLRU`):
+all of a conversation's blocks on an instance are touched together, so they form one run in
+the LRU order whose cached part is always a head prefix; the least recently used segment
+loses blocks from its tail. Each system prompt is a segment of its own. The tests check this
 against a per-block ``OrderedDict`` LRU, hit count by hit count.
 
 Several instances each have their own cache of ``capacity_tokens // B`` blocks. Routing:
@@ -53,15 +54,16 @@ Randomness comes only from ``random.Random(seed)``, so a seed reproduces a run e
 
 from __future__ import annotations
 
+import functools
 import heapq
+import itertools
 import math
 import random
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.sim.policies import make_cache, prefix_length
+from kvcache_calculator.sim.policies import EvictionLog, SegmentLRU, make_cache
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.resolve import resolve
 
@@ -173,21 +175,21 @@ def _check_int(key: str, value: Any, minimum: int) -> int:
 
 @dataclass
 class _Stats:
-    """Per-batch sums over the measured conversations."""
+    """Per-batch sums over the measured conversations ."""
 
     batches: int
-    hit: list = field(default_factory=list)
-    offload_hit: list = field(default_factory=list)
-    prompt: list = field(default_factory=list)
+    hit_blocks: list = field(default_factory=list)
+    offload_hit_blocks: list = field(default_factory=list)
+    prompt_tokens: list = field(default_factory=list)
     requests: list = field(default_factory=list)
     request_hits: list = field(default_factory=list)
-    ceiling: list = field(default_factory=list)
+    ceiling_blocks: list = field(default_factory=list)
     ceiling_requests: list = field(default_factory=list)
     gpu_request_hits: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("hit", "offload_hit", "prompt", "requests", "request_hits", "ceiling",
-                     "ceiling_requests", "gpu_request_hits"):
+        for name in ("hit_blocks", "offload_hit_blocks", "prompt_tokens", "requests", "request_hits",
+                     "ceiling_blocks", "ceiling_requests", "gpu_request_hits"):
             setattr(self, name, [0] * self.batches)
 
 
@@ -251,23 +253,28 @@ class Simulation:
         self._arrived = 0
         self._remaining = conversations
         self._requests_done = 0
-        self._rr = 0
         self._loads = [0] * s.instances
         self._seen = [set() for _ in range(s.instances)]   # system prompts each instance has seen
         self._stats = _Stats(batches)
-        self._age_sum = 0.0
-        self._evicted = 0
-        self._off_age_sum = 0.0
-        self._off_evicted = 0
         self._measure_from = self.warmup_conversations
         self._measure_to = self.warmup_conversations + conversations
-        self._measuring = False
+        self._routing = s.routing if s.instances > 1 else "session"
+        self._fixed_turns = int(s.turns) if s.turns_dist == "fixed" or s.turns == 1 else 0
+        self._log_q = math.log(1.0 - 1.0 / s.turns) if not self._fixed_turns else 0.0
+        # The instance of a request under a routing other than session, as one call.
+        self._route = {"round_robin": itertools.cycle(range(s.instances)).__next__,
+                       "least_loaded": self._least_loaded,
+                       "random": functools.partial(self._rng.randrange, s.instances),
+                       "session": None}[self._routing]
+        # One log per tier, shared by the instances, active while measuring: the idle
+        # times of evicted blocks (segments only) give the characteristic times.
+        self._gpu_log, self._off_log = EvictionLog(), EvictionLog()
         n = s.instances
         if engine == "segments":
-            self._gpu = [OrderedDict() for _ in range(n)]
-            self._gpu_used = [0] * n
-            self._off = [OrderedDict() for _ in range(n)] if self.offload_blocks else None
-            self._off_used = [0] * n
+            self._gpu = [SegmentLRU(self.capacity_blocks, self._gpu_log) for _ in range(n)]
+            self._off = ([SegmentLRU(self.offload_blocks, self._off_log) for _ in range(n)]
+                         if self.offload_blocks else None)
+            self._shared_ids = None
         else:
             self._gpu = [make_cache(s.policy, self.capacity_blocks) for _ in range(n)]
             self._off = [make_cache("lru", self.offload_blocks) for _ in range(n)] if self.offload_blocks else None
@@ -299,83 +306,44 @@ class Simulation:
         """Simulate up to ``max_requests`` more requests (all remaining when ``None``).
 
         Returns :attr:`done`. Calling it again resumes where it stopped, so a page can run
-        the simulation in chunks without freezing.
+        the simulation in chunks without freezing. Each request goes through four steps:
+        the next event, its instance and ceiling, the caches, the accounting.
         """
         if self.done:
             return True
         budget = math.inf if max_requests is None else _check_int("max_requests", max_requests, 1)
         s = self.scenario
-        rng = self._rng
-        rnd = rng.random
-        expo = rng.expovariate
-        randrange = rng.randrange
-        heappush, heappop = heapq.heappush, heapq.heappop
-        heap = self._heap
-        lam = s.arrival_rate
-        B = s.block_size
-        S = s.system_prompt_tokens
-        IN = s.input_tokens
-        D = s.input_tokens + s.output_tokens
+        B, S, IN = s.block_size, s.system_prompt_tokens, s.input_tokens
+        D = IN + s.output_tokens
         ns = S // B
-        n_inst = s.instances
-        n_prompts = s.num_system_prompts
-        routing = s.routing if n_inst > 1 else "session"
-        session = routing == "session"
-        rr_routing = routing == "round_robin"
-        ll_routing = routing == "least_loaded"
-        loads = self._loads
-        fixed_turns = int(s.turns) if s.turns_dist == "fixed" or s.turns == 1 else 0
-        log_q = math.log(1.0 - 1.0 / s.turns) if not fixed_turns else 0.0
-        exp_gaps = s.think_dist == "exponential"
-        think = s.think_time_s
-        inv_think = 1.0 / think
+        heap, heappush, heappop = self._heap, heapq.heappush, heapq.heappop
+        rnd, log = self._rng.random, math.log
+        exp_gaps, think_s = s.think_dist == "exponential", s.think_time_s
+        inv_think = 1.0 / think_s
+        session = self._routing == "session"
+        route = self._route
+        loads, seen = self._loads, self._seen
         segments = self.engine == "segments"
-        gpu = self._gpu
-        gpu_used = getattr(self, "_gpu_used", None)
-        cap = self.capacity_blocks
-        off = self._off
-        off_used = getattr(self, "_off_used", None)
-        cap2 = self.offload_blocks
-        shared_ids = getattr(self, "_shared_ids", None)
+        gpu, off, shared_ids = self._gpu, self._off, self._shared_ids
         st = self._stats
-        st_hit, st_off, st_prompt, st_req, st_rh, st_ceil, st_ceil_req = (
-            st.hit, st.offload_hit, st.prompt, st.requests, st.request_hits, st.ceiling,
-            st.ceiling_requests)
-        st_grh = st.gpu_request_hits
-        seen = self._seen
-        nb = self.batches
-        m_from, m_to = self._measure_from, self._measure_to
-        n_measured = self.conversations
-        measuring = self._measuring
-        age_sum = self._age_sum
-        evicted = self._evicted
-        off_age_sum = self._off_age_sum
-        off_evicted = self._off_evicted
+        st_hit, st_off, st_ceil = st.hit_blocks, st.offload_hit_blocks, st.ceiling_blocks
+        st_rh, st_grh, st_ceil_req = st.request_hits, st.gpu_request_hits, st.ceiling_requests
         records = self.records
         next_arrival = self._next_arrival
-        arrived = self._arrived
         remaining = self._remaining
-        rr = self._rr
         done_now = 0
         t = self._now
 
         while done_now < budget and remaining:
+            # 1. The next event: a conversation's next turn, or a new conversation.
             if heap and heap[0][0] < next_arrival:
-                t, cid, k, n, p, inst, visits = heappop(heap)
+                t, cid, k, conv = heappop(heap)
             else:
                 t = next_arrival
-                cid = arrived
-                arrived += 1
-                next_arrival = t + expo(lam)
+                cid, conv = self._new_conversation()
+                next_arrival = self._next_arrival
                 k = 1
-                n = fixed_turns or 1 + int(math.log(1.0 - rnd()) / log_q)
-                p = int(rnd() * n_prompts) if n_prompts > 1 else 0
-                inst = randrange(n_inst) if session and n_inst > 1 else 0
-                visits = None if session else {}
-                if cid == m_from:
-                    measuring = True
-                elif cid == m_to:
-                    measuring = False
+            n, p, inst, visits, b = conv
             base = S + (k - 1) * D             # tokens before the new user message
             prompt = base + IN
             max_blocks = (prompt - 1) // B
@@ -383,126 +351,54 @@ class Simulation:
             if reuse > max_blocks:
                 reuse = max_blocks
             seq_blocks = (base + D) // B
+
+            # 2. Its instance, and the infinite-cache ceiling there: the system prompt if
+            # this instance has seen it, then the history left by the last visit here.
             if not session:
-                if rr_routing:
-                    inst = rr % n_inst
-                    rr += 1
-                elif ll_routing:
-                    inst = loads.index(min(loads))
-                else:
-                    inst = randrange(n_inst)
+                inst = route()
             loads[inst] += prompt
-            # the infinite-cache ceiling under this routing: the system prompt if this
-            # instance has seen it, then the history left by the last visit here
             seen_i = seen[inst]
             if p in seen_i or ns == 0:
                 if session:
                     ceil_blocks = reuse
                 else:
                     ceil_blocks = ns + visits.get(inst, 0)
-                    visits[inst] = seq_blocks - ns
                     if ceil_blocks > max_blocks:
                         ceil_blocks = max_blocks
             else:
                 seen_i.add(p)
                 ceil_blocks = 0
-                if not session:
-                    visits[inst] = seq_blocks - ns
+            if not session:
+                visits[inst] = seq_blocks - ns
 
+            # 3. The caches: the longest prefix in the GPU tier, continued in the offload
+            # tier; both then hold the sequence (write-through).
+            ohit = 0
             if segments:
-                # -- LRU over segments: one run of blocks per (instance, conversation) and
-                # per (instance, system prompt); values are (cached blocks, last touch).
-                od = gpu[inst]
-                skey = -1 - p
-                old_s = od.pop(skey, None) if ns else None
-                old_p = od.pop(cid, None)
-                sh = old_s[0] if old_s else 0
-                pc = old_p[0] if old_p else 0
-                hit = sh if sh < ns else ns + pc
+                hit = gpu[inst].access_runs(-1 - p, ns, cid, seq_blocks - ns, t)
                 if hit > max_blocks:
                     hit = max_blocks
-                used = gpu_used[inst] - sh - pc
-                npriv = seq_blocks - ns
-                if npriv > 0:
-                    od[cid] = (npriv, t)
-                    used += npriv
-                if ns:
-                    od[skey] = (ns, t)
-                    used += ns
-                if used > cap:
-                    excess = used - cap
-                    while excess:
-                        key, (c, t0) = od.popitem(last=False)
-                        if c > excess:
-                            od[key] = (c - excess, t0)
-                            od.move_to_end(key, last=False)
-                            c = excess
-                        excess -= c
-                        if measuring:
-                            age_sum += c * (t - t0)
-                            evicted += c
-                    used = cap
-                gpu_used[inst] = used
-                ohit = 0
                 if off is not None:
-                    od = off[inst]
-                    old_s = od.pop(skey, None) if ns else None
-                    old_p = od.pop(cid, None)
-                    sh2 = old_s[0] if old_s else 0
-                    pc2 = old_p[0] if old_p else 0
+                    end = off[inst].access_runs(-1 - p, ns, cid, seq_blocks - ns, t, hit)
                     if hit < max_blocks:
-                        if hit < ns:
-                            end = (sh2 if sh2 < ns else ns + pc2) if sh2 > hit else hit
-                        else:
-                            end = ns + pc2 if ns + pc2 > hit else hit
-                        if end > max_blocks:
-                            end = max_blocks
-                        ohit = end - hit
-                    used = off_used[inst] - sh2 - pc2
-                    if npriv > 0:
-                        od[cid] = (npriv, t)
-                        used += npriv
-                    if ns:
-                        od[skey] = (ns, t)
-                        used += ns
-                    if used > cap2:
-                        excess = used - cap2
-                        while excess:
-                            key, (c, t0) = od.popitem(last=False)
-                            if c > excess:
-                                od[key] = (c - excess, t0)
-                                od.move_to_end(key, last=False)
-                                c = excess
-                            excess -= c
-                            if measuring:
-                                off_age_sum += c * (t - t0)
-                                off_evicted += c
-                        used = cap2
-                    off_used[inst] = used
+                        ohit = (end if end < max_blocks else max_blocks) - hit
             else:
                 blocks = shared_ids[p] + list(range(cid * _STRIDE, cid * _STRIDE + seq_blocks - ns))
-                cache = gpu[inst]
-                hit = prefix_length(cache, blocks[:max_blocks])
-                ohit = 0
+                hit = gpu[inst].access(blocks)
+                if hit > max_blocks:
+                    hit = max_blocks
                 if off is not None:
+                    end = off[inst].access(blocks, hit)
                     if hit < max_blocks:
-                        ohit = prefix_length(off[inst], blocks[:max_blocks], hit) - hit
-                    off[inst].access(blocks)
-                before = cache.evictions
-                cache.access(blocks)
-                if measuring:
-                    evicted += cache.evictions - before
+                        ohit = (end if end < max_blocks else max_blocks) - hit
 
+            # 4. Accounting, in the batch of a measured conversation; then the next turn.
             if records is not None:
                 records.append((t, cid, k, p, inst, hit, ohit))
-            b = cid - m_from
-            if 0 <= b < n_measured:
-                b = b * nb // n_measured
-                st_hit[b] += hit * B
-                st_off[b] += ohit * B
-                st_prompt[b] += prompt
-                st_req[b] += 1
-                st_ceil[b] += ceil_blocks * B
+            if b >= 0:
+                st_hit[b] += hit
+                st_off[b] += ohit
+                st_ceil[b] += ceil_blocks
                 if reuse and ceil_blocks >= reuse:
                     st_ceil_req[b] += 1
                 if reuse and hit + ohit >= reuse:
@@ -512,21 +408,51 @@ class Simulation:
                 if k == n:
                     remaining -= 1
             if k < n:
-                heappush(heap, (t + (expo(inv_think) if exp_gaps else think), cid, k + 1, n, p, inst, visits))
+                # The think time: random.expovariate(inv_think) written out (a call less).
+                gap_s = -log(1.0 - rnd()) / inv_think if exp_gaps else think_s
+                heappush(heap, (t + gap_s, cid, k + 1, conv))
             done_now += 1
 
         self._now = t
         self._next_arrival = next_arrival
-        self._arrived = arrived
         self._remaining = remaining
-        self._rr = rr
-        self._measuring = measuring
-        self._age_sum = age_sum
-        self._evicted = evicted
-        self._off_age_sum = off_age_sum
-        self._off_evicted = off_evicted
         self._requests_done += done_now
         return self.done
+
+    def _new_conversation(self) -> tuple:
+        """A conversation arriving now: its id and ``(turns, system prompt, instance,
+        visits, batch)``, the batch being -1 for a conversation not measured.
+
+        Draws the next arrival time, starts or stops the eviction logs when the measured
+        conversations begin or end, and counts a measured conversation's requests and
+        prompt tokens at once (all its turns are served before the run ends).
+        """
+        s = self.scenario
+        rng = self._rng
+        cid = self._arrived
+        self._arrived += 1
+        self._next_arrival += rng.expovariate(s.arrival_rate)
+        n = self._fixed_turns or 1 + int(math.log(1.0 - rng.random()) / self._log_q)
+        p = int(rng.random() * s.num_system_prompts) if s.num_system_prompts > 1 else 0
+        session = self._routing == "session"
+        inst = rng.randrange(s.instances) if session and s.instances > 1 else 0
+        if cid == self._measure_from or cid == self._measure_to:
+            self._gpu_log.active = self._off_log.active = cid == self._measure_from
+        b = cid - self._measure_from
+        if 0 <= b < self.conversations:
+            b = b * self.batches // self.conversations
+            # the sum of P_k = S + (k - 1) * D + input_tokens over the turns k = 1..n
+            first_prompt = s.system_prompt_tokens + s.input_tokens
+            per_turn = s.input_tokens + s.output_tokens
+            self._stats.requests[b] += n
+            self._stats.prompt_tokens[b] += n * first_prompt + per_turn * n * (n - 1) // 2
+        else:
+            b = -1
+        return cid, (n, p, inst, None if session else {}, b)
+
+    def _least_loaded(self) -> int:
+        """The instance that has received the fewest prompt tokens (ties: the lowest index)."""
+        return self._loads.index(min(self._loads))
 
     # -- results -------------------------------------------------------------------------------
     def result(self) -> SimulationResult:
@@ -535,28 +461,28 @@ class Simulation:
             self.run()
         s = self.scenario
         st = self._stats
-        total = [h + o for h, o in zip(st.hit, st.offload_hit)]
-        thr, thr_lo, thr_hi = batch_means_interval(total, st.prompt)
-        ghr, ghr_lo, ghr_hi = batch_means_interval(st.hit, st.prompt)
-        ohr, ohr_lo, ohr_hi = batch_means_interval(st.offload_hit, st.prompt)
+        B = s.block_size
+        gpu_hit, off_hit = [h * B for h in st.hit_blocks], [h * B for h in st.offload_hit_blocks]
+        total = [h + o for h, o in zip(gpu_hit, off_hit)]
+        thr, thr_lo, thr_hi = batch_means_interval(total, st.prompt_tokens)
+        ghr, ghr_lo, ghr_hi = batch_means_interval(gpu_hit, st.prompt_tokens)
+        ohr, ohr_lo, ohr_hi = batch_means_interval(off_hit, st.prompt_tokens)
         rhr, rhr_lo, rhr_hi = batch_means_interval(st.request_hits, st.requests)
         grh, grh_lo, grh_hi = batch_means_interval(st.gpu_request_hits, st.requests)
         lam = s.arrival_rate
-        prompt_tps = lam * sum(st.prompt) / self.conversations
-        prompt_tokens = sum(st.prompt)
+        prompt_tps = lam * sum(st.prompt_tokens) / self.conversations
+        prompt_tokens = sum(st.prompt_tokens)
         requests = sum(st.requests)
-        lru_ages = self.engine == "segments" and self._evicted
         return SimulationResult(
             token_hit_rate=thr, token_hit_rate_ci=(thr_lo, thr_hi),
             request_hit_rate=rhr, request_hit_rate_ci=(rhr_lo, rhr_hi),
             gpu_request_hit_rate=grh, gpu_request_hit_rate_ci=(grh_lo, grh_hi),
             gpu_token_hit_rate=ghr, gpu_token_hit_rate_ci=(ghr_lo, ghr_hi),
             offload_token_hit_rate=ohr, offload_token_hit_rate_ci=(ohr_lo, ohr_hi),
-            max_token_hit_rate=sum(st.ceiling) / prompt_tokens if prompt_tokens else 0.0,
+            max_token_hit_rate=sum(st.ceiling_blocks) * B / prompt_tokens if prompt_tokens else 0.0,
             max_request_hit_rate=sum(st.ceiling_requests) / requests if requests else 0.0,
-            characteristic_time_s=self._age_sum / self._evicted if lru_ages else None,
-            offload_characteristic_time_s=(self._off_age_sum / self._off_evicted
-                                           if self.engine == "segments" and self._off_evicted else None),
+            characteristic_time_s=self._gpu_log.mean_idle_s,
+            offload_characteristic_time_s=self._off_log.mean_idle_s,
             mean_turns=requests / self.conversations,
             mean_prompt_tokens=prompt_tokens / requests if requests else 0.0,
             prompt_tokens_per_s=prompt_tps, hit_tokens_per_s=prompt_tps * thr,
@@ -564,7 +490,7 @@ class Simulation:
             block_size=s.block_size, request_rate=s.arrival_rate * s.turns,
             policy=s.policy, routing=s.routing, instances=s.instances, seed=self.seed,
             conversations=self.conversations, requests=requests,
-            prompt_tokens=prompt_tokens, hit_tokens=sum(total), offload_hit_tokens=sum(st.offload_hit),
+            prompt_tokens=prompt_tokens, hit_tokens=sum(total), offload_hit_tokens=sum(off_hit),
             warmup_conversations=self.warmup_conversations, warmup_s=self.warmup_s,
             simulated_time_s=self._now, batches=self.batches, engine=self.engine,
         )

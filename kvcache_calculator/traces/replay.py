@@ -14,13 +14,18 @@ Units. A *block* is one ``hash_ids`` entry (``block_size`` tokens; 512 in Moonca
   Unlike the analytic model's token hit rate, no "last prompt token is recomputed" rule is
   applied: a trace only says which blocks were reusable.
 
-Two replay semantics (docs/model.md §10.3):
+Two replay semantics (docs/model.md §10.3). LRU, FIFO and LFU replay through the simulator's
+caches, the one eviction-policy family of :mod:`kvcache_calculator.sim.policies`:
 
 - ``engine`` (default): a request hits the longest cached prefix of its ``hash_ids``, looked
   up before anything is inserted; then all its blocks are touched tail-first, so the head of
-  the prompt is the most recently used (vLLM and SGLang behaviour).
+  the prompt is the most recently used (vLLM and SGLang behaviour). The family's pinning
+  rule applies: no block of the request is evicted while it is served, and a request longer
+  than the cache keeps its first ``capacity_blocks`` distinct blocks.
 - ``independent``: each block is looked up and then touched in order, each hit counted on
-  its own (the Mooncake paper's and libCacheSim's way).
+  its own (the Mooncake paper's and libCacheSim's way): every block is a request of one
+  block, so pinning only keeps the block being cached from being its own victim, and the
+  hits are libCacheSim's LRU, FIFO and LFU hits (tested).
 
 One-pass LRU (Mattson, Gecsei, Slutz and Traiger 1970, "Evaluation techniques for storage
 hierarchies"): LRU has the inclusion property, so a block is in an LRU cache of ``C`` blocks
@@ -52,20 +57,17 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.sim.policies import POLICY_CLASSES, make_cache
 from kvcache_calculator.traces.readers import Request
 
 __all__ = [
     "POLICIES",
     "SEMANTICS",
     "GIB",
-    "LRUCache",
-    "FIFOCache",
-    "LFUCache",
     "LRUCurve",
     "LRUCurveReplay",
     "ReplayResult",
@@ -137,109 +139,6 @@ def capacity_blocks_from_gib(capacity_gib: float, kv_bytes_per_token: float,
             or not kv_bytes_per_token > 0 or math.isinf(kv_bytes_per_token):
         raise ScenarioError("kv_bytes_per_token", kv_bytes_per_token, "must be a number > 0")
     return int(capacity_gib * GIB // (kv_bytes_per_token * block_size))
-
-
-# ---------------------------------------------------------------------------------------
-# Fixed-capacity block caches: one small interface (``in``, ``access``, ``len``).
-
-
-class LRUCache:
-    """Least recently used block cache of ``capacity_blocks`` blocks.
-
-    ``access(block)`` returns whether it was a hit; a hit makes the block most recently used,
-    a miss inserts it and evicts the least recently used block when full.
-    """
-
-    __slots__ = ("capacity_blocks", "_data")
-
-    def __init__(self, capacity_blocks: int):
-        self.capacity_blocks = capacity_blocks
-        self._data: OrderedDict = OrderedDict()
-
-    def __contains__(self, block) -> bool:
-        return block in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def access(self, block) -> bool:
-        """Look ``block`` up and touch it; True on a hit."""
-        data = self._data
-        if block in data:
-            data.move_to_end(block)
-            return True
-        if self.capacity_blocks > 0:
-            data[block] = None
-            if len(data) > self.capacity_blocks:
-                data.popitem(last=False)
-        return False
-
-
-class FIFOCache(LRUCache):
-    """First in, first out: a hit changes nothing; a miss inserts and evicts the oldest."""
-
-    __slots__ = ()
-
-    def access(self, block) -> bool:
-        """Look ``block`` up and touch it; True on a hit."""
-        data = self._data
-        if block in data:
-            return True
-        if self.capacity_blocks > 0:
-            data[block] = None
-            if len(data) > self.capacity_blocks:
-                data.popitem(last=False)
-        return False
-
-
-class LFUCache:
-    """Least frequently used (in-cache counts, reset on eviction); ties evict the least
-    recently used of the least frequent. O(1) per access with frequency buckets."""
-
-    __slots__ = ("capacity_blocks", "_freq", "_buckets", "_min_freq")
-
-    def __init__(self, capacity_blocks: int):
-        self.capacity_blocks = capacity_blocks
-        self._freq: dict = {}
-        self._buckets: dict = {}
-        self._min_freq = 0
-
-    def __contains__(self, block) -> bool:
-        return block in self._freq
-
-    def __len__(self) -> int:
-        return len(self._freq)
-
-    def access(self, block) -> bool:
-        """Look ``block`` up and touch it; True on a hit."""
-        freq = self._freq
-        buckets = self._buckets
-        f = freq.get(block)
-        if f is not None:
-            bucket = buckets[f]
-            del bucket[block]
-            if not bucket:
-                del buckets[f]
-                if self._min_freq == f:
-                    self._min_freq = f + 1
-            freq[block] = f + 1
-            buckets.setdefault(f + 1, OrderedDict())[block] = None
-            return True
-        if self.capacity_blocks <= 0:
-            return False
-        if len(freq) >= self.capacity_blocks:
-            bucket = buckets[self._min_freq]
-            victim, _ = bucket.popitem(last=False)
-            if not bucket:
-                del buckets[self._min_freq]
-            del freq[victim]
-        freq[block] = 1
-        buckets.setdefault(1, OrderedDict())[block] = None
-        self._min_freq = 1
-        return False
-
-
-_CACHE_CLASSES = {"lru": LRUCache, "fifo": FIFOCache, "lfu": LFUCache}
 
 
 # ---------------------------------------------------------------------------------------
@@ -502,64 +401,55 @@ class LRUCurveReplay:
                 grow = len(last) + n + 1024 - len(hb)
                 hb.extend([0] * grow)
                 ht.extend([0] * grow)
-            # Dead times before the previous query's time q, updated incrementally: the
-            # blocks of a prompt were usually last touched together, at nearby times.
-            q = -1 << 62
+            # One pass over the blocks, head first. ``engine``: the cached prefix, looked up
+            # before any of the request's touches, up to its first miss. ``independent``:
+            # every block is looked up, then touched at once.
+            q = -1 << 62       # the previous lookup's time, and s = dead times before it
             s = 0
-            if engine:
-                m = 0
-                i = 0
-                for b in ids:
-                    p = lget(b)
-                    if p is None:
+            m = 0              # engine: the running maximum of the prefix's distances
+            p = None
+            for b in ids:
+                p = lget(b)
+                if p is None:
+                    if engine:
                         break
-                    if p > q:
-                        if p - q < NEAR:
-                            s += count(1, q, p)
-                        else:
-                            k = p >> SH
-                            s = sum(buckets[:k]) + count(1, k << SH, p)
-                    elif q - p < NEAR:
-                        s -= count(1, p, q)
+                    last[b] = now
+                    now += 1
+                    continue
+                # Stack distance: (now - p) - (dead times after p), with the dead times
+                # before p counted from q's: the blocks of a prompt were usually last
+                # touched together, at nearby times.
+                if p > q:
+                    if p - q < NEAR:
+                        s += count(1, q, p)
                     else:
                         k = p >> SH
                         s = sum(buckets[:k]) + count(1, k << SH, p)
-                    q = p
-                    r = now - p - dead + s
+                elif q - p < NEAR:
+                    s -= count(1, p, q)
+                else:
+                    k = p >> SH
+                    s = sum(buckets[:k]) + count(1, k << SH, p)
+                q = p
+                r = now - p - dead + s
+                if engine:
                     if r > m:
                         m = r
-                    hb[m] += 1
-                    i += 1
-                    ht[m] += bs if i < n else lastt
+                    r = m
+                else:
+                    flags[p] = 1
+                    buckets[p >> SH] += 1
+                    dead += 1
+                    last[b] = now
+                    now += 1
+                hb[r] += 1
+                ht[r] += bs
+            if p is not None:            # the last block was a hit: it has lastt tokens
+                ht[r] += lastt - bs
+            if engine:                   # the touches, tail first
                 for b in reversed(ids):
                     p = lget(b)
                     if p is not None:
-                        flags[p] = 1
-                        buckets[p >> SH] += 1
-                        dead += 1
-                    last[b] = now
-                    now += 1
-            else:
-                i = 0
-                for b in ids:
-                    i += 1
-                    p = lget(b)
-                    if p is not None:
-                        if p > q:
-                            if p - q < NEAR:
-                                s += count(1, q, p)
-                            else:
-                                k = p >> SH
-                                s = sum(buckets[:k]) + count(1, k << SH, p)
-                        elif q - p < NEAR:
-                            s -= count(1, p, q)
-                        else:
-                            k = p >> SH
-                            s = sum(buckets[:k]) + count(1, k << SH, p)
-                        q = p
-                        r = now - p - dead + s
-                        hb[r] += 1
-                        ht[r] += bs if i < n else lastt
                         flags[p] = 1
                         buckets[p >> SH] += 1
                         dead += 1
@@ -596,21 +486,26 @@ class LRUCurveReplay:
 class PolicyReplay:
     """Incremental replay under ``policy`` (``lru``, ``fifo``, ``lfu``) at each of
     ``capacities_blocks``, one cache per capacity; ``feed(requests)`` then ``result()``.
-    For Belady's policy use :class:`BeladyReplay`; for LRU at many capacities
-    :class:`LRUCurveReplay` is much faster and gives the same numbers."""
+
+    The caches are :mod:`kvcache_calculator.sim.policies`' (the simulator's): ``engine``
+    semantics serves each request with ``access`` (its pinning rule applies), ``independent``
+    semantics each block with ``touch``. For Belady's policy use :class:`BeladyReplay`; for
+    LRU at many capacities :class:`LRUCurveReplay` is much faster and gives the same numbers.
+    """
 
     def __init__(self, policy: str, capacities_blocks: Sequence[int], block_size: int,
                  semantics: str = "engine"):
-        if policy not in _CACHE_CLASSES:
+        if policy not in POLICY_CLASSES:
             raise ScenarioError("policy", policy, "allowed here: lru, fifo, lfu "
                                 "(belady has its own offline replay)")
         self.policy = policy
         self.block_size = _check_block_size(block_size)
         self.semantics = _check_semantics(semantics)
         self.capacities_blocks = _check_capacities(capacities_blocks)
-        self._caches = [_CACHE_CLASSES[policy](c) for c in self.capacities_blocks]
-        self._block_hits = [0] * len(self._caches)
-        self._token_hits = [0] * len(self._caches)
+        #: The caches, one per capacity (read them; only :meth:`feed` changes them).
+        self.caches = tuple(make_cache(policy, c) for c in self.capacities_blocks)
+        self._block_hits = [0] * len(self.caches)
+        self._token_hits = [0] * len(self.caches)
         self._seen: set = set()
         self.infinite_block_hits = 0
         self.infinite_token_hits = 0
@@ -623,6 +518,7 @@ class PolicyReplay:
         bs = self.block_size
         engine = self.semantics == "engine"
         seen = self._seen
+        block_hits, token_hits = self._block_hits, self._token_hits
         fed = 0
         for req in requests:
             fed += 1
@@ -648,22 +544,17 @@ class PolicyReplay:
                         self.infinite_token_hits += bs if i < n - 1 else lastt
                     else:
                         seen.add(b)
-            for c, cache in enumerate(self._caches):
+            for c, cache in enumerate(self.caches):
                 if engine:
-                    k = 0
-                    while k < n and ids[k] in cache:
-                        k += 1
-                    self._block_hits[c] += k
-                    self._token_hits[c] += k * bs if k < n else (n - 1) * bs + lastt
-                    access = cache.access
-                    for b in reversed(ids):
-                        access(b)
+                    k = cache.access(ids)
+                    block_hits[c] += k
+                    token_hits[c] += k * bs if k < n else (n - 1) * bs + lastt
                 else:
-                    access = cache.access
+                    touch = cache.touch
                     for i, b in enumerate(ids):
-                        if access(b):
-                            self._block_hits[c] += 1
-                            self._token_hits[c] += bs if i < n - 1 else lastt
+                        if touch(b):
+                            block_hits[c] += 1
+                            token_hits[c] += bs if i < n - 1 else lastt
         self.requests += fed
         return fed
 
