@@ -346,21 +346,21 @@ def test_with_simulated_points_adds_error_bars_at_the_task_positions():
 def test_trace_curve_figure_and_capacities():
     text = make_trace(9, conversations=80)
     requests = list(read_trace(text.splitlines()))
-    curve = replay_lru_curve(requests, block_size=512)
-    rows = lab_tables.trace_capacities(curve, 131072.0, 512 * 30)
+    curve = replay_lru_curve(requests, block_size=16)   # the trace's own blocks
+    rows = lab_tables.trace_capacities(curve, 131072.0, 16 * 30)
     by_key = {r["key"]: r for r in rows}
     for pct in (50, 90, 99):
         assert by_key[f"p{pct}"]["capacity_blocks"] == curve.capacity_for_fraction(pct / 100, "token")
     assert by_key["p100"]["capacity_blocks"] == curve.capacity_for_ceiling
     assert by_key["current"]["capacity_blocks"] == 30
     assert by_key["current"]["token_hit_rate"] == curve.token_hit_rate(30)
-    assert by_key["current"]["capacity_gib"] == pytest.approx(30 * 512 * 131072 / 2 ** 30)
-    blocks = lab_figures.trace_curve_figure(curve, "blocks", kv_bytes_per_token=131072.0, current_capacity_tokens=512 * 30)
-    gib = lab_figures.trace_curve_figure(curve, "gib", kv_bytes_per_token=131072.0, current_capacity_tokens=512 * 30)
+    assert by_key["current"]["capacity_gib"] == pytest.approx(30 * 16 * 131072 / 2 ** 30)
+    blocks = lab_figures.trace_curve_figure(curve, "blocks", kv_bytes_per_token=131072.0, current_capacity_tokens=16 * 30)
+    gib = lab_figures.trace_curve_figure(curve, "gib", kv_bytes_per_token=131072.0, current_capacity_tokens=16 * 30)
     tokens = lab_figures.trace_curve_figure(curve, "tokens")
     assert blocks["data"][0]["y"] == gib["data"][0]["y"] == tokens["data"][0]["y"]
     for b, g, t in zip(blocks["data"][0]["x"], gib["data"][0]["x"], tokens["data"][0]["x"]):
-        assert t == b * 512 and g == pytest.approx(b * 512 * 131072 / 2 ** 30, rel=1e-4)
+        assert t == b * 16 and g == pytest.approx(b * 16 * 131072 / 2 ** 30, rel=1e-4)
     names = [d["name"] for d in blocks["data"]]
     assert "Current configuration" in names and any(n.startswith("Ceiling") for n in names)
     assert all(d["type"] in ("scatter", "bar") for d in blocks["data"])

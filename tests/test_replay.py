@@ -25,6 +25,7 @@ from kvcache_calculator.traces.replay import (
     replay_steps,
 )
 from kvcache_calculator.traces.readers import Request, read_trace
+from kvcache_calculator.traces.vllm_pool import replay_vllm
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
 
@@ -54,17 +55,29 @@ def test_last_block_tokens():
     assert last_block_tokens(0, 0, 512) == 0
 
 
-def test_token_hits_count_the_partial_last_block():
+def test_token_hits_count_the_partial_last_block_independently():
     # Second request repeats the first (3 blocks, 2 full + 76 tokens), then has 1 more.
     trace = [Request(0.0, 1100, 1, (1, 2, 3)), Request(1.0, 1600, 1, (1, 2, 3, 4))]
-    for semantics in ("engine", "independent"):
-        res = replay_lru_curve(trace, [10], 512, semantics)
-        assert res.block_hits == (3,)
-        assert res.token_hits == (3 * 512,)  # block 3 is full in the second request
-        assert res.total_tokens == 1100 + 1600
-        assert res.token_hit_rate == [3 * 512 / 2700]
+    res = replay_lru_curve(trace, [10], 512, "independent")
+    assert res.block_hits == (3,)
+    assert res.token_hits == (3 * 512,)  # block 3 is full in the second request
+    assert res.total_tokens == 1100 + 1600
+    assert res.token_hit_rate == [3 * 512 / 2700]
     trace = [Request(0.0, 1100, 1, (1, 2, 3)), Request(1.0, 1100, 1, (1, 2, 3))]
-    assert replay_lru_curve(trace, [10], 512).token_hits == (1100,)
+    assert replay_lru_curve(trace, [10], 512, "independent").token_hits == (1100,)
+
+
+def test_engine_never_caches_a_partial_block_and_caps_the_hit():
+    """vLLM: a partial last block has no hash (block 3 of the first request is not cached, so
+    the second request, where block 3 is full, hits 2 blocks), and the last token is always
+    recomputed (a repeated 1,100-token prompt hits its 2 full blocks, not 1,100 tokens)."""
+    trace = [Request(0.0, 1100, 1, (1, 2, 3)), Request(1.0, 1600, 1, (1, 2, 3, 4))]
+    for runner in (replay_lru_curve(trace, [10], 512, "engine"), replay(trace, "lru", [10], 512, "engine")):
+        assert runner.block_hits == (2,) and runner.token_hits == (1024,)
+    trace = [Request(0.0, 1100, 1, (1, 2, 3)), Request(1.0, 1100, 1, (1, 2, 3))]
+    assert replay_lru_curve(trace, [10], 512).token_hits == (1024,)
+    trace = [Request(0.0, 1024, 1, (1, 2)), Request(1.0, 1024, 1, (1, 2))]   # whole blocks: cap at 1
+    assert replay_lru_curve(trace, [10], 512).token_hits == (512,)
 
 
 def test_engine_counts_prefix_only_independent_counts_every_block():
@@ -75,10 +88,12 @@ def test_engine_counts_prefix_only_independent_counts_every_block():
 
 
 def test_engine_touches_tail_first():
-    # Capacity 2: a 3-block request leaves its head (1, 2) cached, not its tail.
-    trace = reqs([1, 2, 3], [1, 2, 7])
-    assert replay(trace, "lru", [2], 4, "engine").block_hits == (2,)
-    assert replay(trace, "fifo", [2], 4, "engine").block_hits == (2,)
+    # Room for 2 blocks (3 with vLLM's null block): a 3-block request leaves its head (1, 2)
+    # cached, not its tail, and the next request hits them.
+    trace = [Request(0.0, 11, 1, (1, 2, 3)), Request(1.0, 11, 1, (1, 2, 7))]
+    assert replay(trace, "lru", [4], 4, "engine").block_hits == (2,)
+    assert replay(trace, "fifo", [4], 4, "engine").block_hits == (2,)
+    assert replay_lru_curve(trace, [4], 4, "engine").block_hits == (2,)
     assert replay(trace, "lru", [2], 4, "independent").block_hits == (0,)
 
 
@@ -123,6 +138,23 @@ trace_strategy = st.lists(
     st.tuples(st.lists(st.integers(0, 12), max_size=7), st.integers(0, 40)), max_size=25)
 
 
+def partial_prefix_trace(raw, block_size=4):
+    """Requests whose ids are prefix-chained (distinct ids per position) and whose prompts end
+    in a partial block: the traces vLLM's block pool and the one-pass curve agree on exactly."""
+    out = []
+    for i, (ids, length) in enumerate(raw):
+        chain = tuple(hash(("chain", tuple(ids[:j + 1]))) & 0xFFFF for j in range(len(ids)))
+        n = len(chain)
+        tokens = (n - 1) * block_size + 1 + length % (block_size - 1) if n else 0
+        out.append(Request(float(i), tokens, 1, chain))
+    return out
+
+
+def fits_every_request(trace, capacity, block_size=4):
+    """vLLM refuses a prompt that needs more blocks than the pool has besides the null block."""
+    return all(-(-r.input_length // block_size) <= capacity - 1 for r in trace)
+
+
 class TinyTree(LRUCurveReplay):
     """Forces renumbering of access times every few accesses, tiny buckets and the
     far-query path."""
@@ -135,16 +167,26 @@ class TinyTree(LRUCurveReplay):
 @settings(max_examples=150, deadline=None)
 @given(trace_strategy, st.sampled_from(["engine", "independent"]), st.booleans())
 def test_one_pass_equals_direct_at_every_capacity(raw, semantics, tiny):
-    # Random ids: non-prefix traces and repeated ids inside a request are included.
-    trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
+    """independent: random ids (non-prefix traces, repeated ids inside a request) against a
+    plain LRU. engine: prefix-chained prompts ending in a partial block against vLLM's block
+    pool, at every capacity that fits each request (vLLM refuses the others)."""
+    if semantics == "engine":
+        trace = partial_prefix_trace(raw)
+    else:
+        trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
     runner = (TinyTree if tiny else LRUCurveReplay)(4, semantics)
     for chunk in (trace[:7], trace[7:]):
         runner.feed(chunk)
     curve = runner.result()
-    distinct = len({b for ids, _ in raw for b in ids})
-    for cap in range(distinct + 2):
-        assert (curve.block_hits(cap), curve.token_hits(cap)) == direct_lru(trace, cap, semantics)
-    assert curve.distinct_blocks == distinct
+    distinct = len({b for r in trace for b in r.hash_ids})
+    for cap in range(distinct + 3):
+        if semantics == "independent":
+            assert (curve.block_hits(cap), curve.token_hits(cap)) == direct_lru(trace, cap, semantics)
+        elif cap >= 1 and fits_every_request(trace, cap):
+            stats = replay_vllm(trace, cap, 4)
+            assert (curve.block_hits(cap), curve.token_hits(cap)) == (stats.hit_blocks, stats.hit_tokens), cap
+    if semantics == "independent":
+        assert curve.distinct_blocks == distinct
 
 
 @settings(max_examples=60, deadline=None)
@@ -152,6 +194,9 @@ def test_one_pass_equals_direct_at_every_capacity(raw, semantics, tiny):
 def test_policy_replay_lru_equals_one_pass(raw, semantics):
     trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
     caps = [0, 1, 2, 3, 5, 8, 20]
+    if semantics == "engine":
+        trace = partial_prefix_trace(raw)
+        caps = [c for c in (9, 12, 20, 40) if fits_every_request(trace, c)] or [40]
     direct = PolicyReplay("lru", caps, 4, semantics)
     direct.feed(trace)
     a = direct.result()
@@ -184,13 +229,18 @@ def test_belady_and_one_pass_meet_the_family_lru(raw, semantics):
     """Where no policy has a choice (capacity 0, or room for every block), Belady equals the
     family's LRU; at every capacity the one-pass curve equals it."""
     trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
-    distinct = len({b for ids, _ in raw for b in ids})
+    if semantics == "engine":
+        trace = partial_prefix_trace(raw)
+    distinct = len({b for r in trace for b in r.hash_ids})
     caps = list(range(distinct + 2))
+    if semantics == "engine":
+        caps = [c for c in range(1, distinct + 8) if fits_every_request(trace, c)] or [distinct + 8]
     lru = family_replay(trace, "lru", caps, semantics)
     assert lru == replay_lru_curve(trace, caps, 4, semantics)
-    best = replay(trace, "belady", [0, distinct], 4, semantics)
-    assert best.block_hits == (lru.block_hits[0], lru.block_hits[distinct])
-    assert best.token_hits == (lru.token_hits[0], lru.token_hits[distinct])
+    if semantics == "independent":
+        best = replay(trace, "belady", [0, distinct], 4, semantics)
+        assert best.block_hits == (lru.block_hits[0], lru.block_hits[distinct])
+        assert best.token_hits == (lru.token_hits[0], lru.token_hits[distinct])
 
 
 def brute_force_optimal(seq, capacity):
@@ -288,19 +338,28 @@ def test_bad_arguments_raise_scenario_error(kwargs, key):
                                   "mooncake_synthetic_trace.jsonl"])
 @pytest.mark.parametrize("semantics", ["engine", "independent"])
 def test_shared_trace_one_pass_equals_per_capacity_replays(name, semantics):
+    """The one-pass curve equals a replay per capacity: a plain LRU (independent), vLLM's
+    block pool (engine: capacities from the longest prompt's blocks up, as vLLM needs)."""
     trace = shared_requests(name)
     caps = [1, 100, 1000, 10000, 30000, 100000]
+    if semantics == "engine":
+        longest = max(-(-r.input_length // 512) for r in trace)
+        caps = [longest + 1] + [c for c in caps if c > longest + 1]
     curve = replay_lru_curve(trace, None, 512, semantics)
     direct = PolicyReplay("lru", caps, 512, semantics)
     direct.feed(trace)
     res = direct.result()
     assert tuple(curve.block_hits(c) for c in caps) == res.block_hits
     assert tuple(curve.token_hits(c) for c in caps) == res.token_hits
-    # The ceiling is the distinct-reuse count: references minus distinct blocks.
+    assert curve.total_tokens == sum(r.input_length for r in trace)
     refs = sum(len(r.hash_ids) for r in trace)
     distinct = len({b for r in trace for b in r.hash_ids})
-    assert curve.infinite_block_hits == res.infinite_block_hits == refs - distinct
-    assert curve.total_tokens == sum(r.input_length for r in trace)
+    if semantics == "independent":
+        # The ceiling is the distinct-reuse count: references minus distinct blocks.
+        assert curve.infinite_block_hits == res.infinite_block_hits == refs - distinct
+    else:
+        # vLLM never hits a partial block or a prompt's last token: below that count
+        assert curve.infinite_block_hits == res.infinite_block_hits < refs - distinct
 
 
 def test_shared_conversation_trace_published_plateau():

@@ -61,7 +61,8 @@ def test_blocks_without_hash_go_to_the_head_from_0_23(version, cached):
 
 def test_bad_sizes_are_refused_with_a_message():
     with pytest.raises(ScenarioError, match="capacity_blocks"):
-        VLLMBlockPool(1, 16)
+        VLLMBlockPool(0, 16)
+    assert VLLMBlockPool(1, 16).serve(["a"], 16) == 0      # only the null block: refused
     with pytest.raises(ScenarioError, match="block_size"):
         VLLMBlockPool(10, 0)
 

@@ -63,6 +63,7 @@ from typing import Iterable, Iterator, Sequence
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.sim.policies import POLICY_CLASSES, make_cache
 from kvcache_calculator.traces.readers import Request
+from kvcache_calculator.traces.vllm_pool import VLLMBlockPool
 
 __all__ = [
     "POLICIES",
@@ -329,9 +330,12 @@ class LRUCurveReplay:
     _NEAR = 4096
     _MIN_SHIFT = 8
 
-    def __init__(self, block_size: int, semantics: str = "engine"):
+    def __init__(self, block_size: int, semantics: str = "engine", head_reuse: bool = True):
         self.block_size = _check_block_size(block_size)
         self.semantics = _check_semantics(semantics)
+        self.head_reuse = bool(head_reuse)
+        self._unhashed = 0       # engine: blocks without a hash waiting at the free queue's head
+        self._ghosts = 0
         self.requests = 0
         self.total_blocks = 0
         self.total_tokens = 0
@@ -376,6 +380,7 @@ class LRUCurveReplay:
         dead = self._dead
         SH = self._shift
         NEAR = self._NEAR
+        unhashed = self._unhashed
         for req in requests:
             fed += 1
             ids = req.hash_ids
@@ -389,16 +394,18 @@ class LRUCurveReplay:
                 lastt = 0
             total_blocks += n
             total_tokens += (n - 1) * bs + lastt
-            if now + n > size:
+            # engine before vLLM 0.23: blocks without a hash take a time too
+            extra = 0 if not engine or self.head_reuse else max(1, -(-req.input_length // bs) - n + 1)
+            if now + n + extra > size:
                 self._now, self._dead = now, dead
-                self._make_room(n)
+                self._make_room(n + extra)
                 last, flags, buckets, size, now, dead = (self._last, self._flags, self._buckets,
                                                          self._size, self._now, self._dead)
                 lget = last.get
                 count = flags.count
                 SH = self._shift
-            if len(hb) <= len(last) + n:
-                grow = len(last) + n + 1024 - len(hb)
+            if len(hb) <= len(last) + n + 2 + unhashed:
+                grow = len(last) + n + unhashed + 1024 - len(hb)
                 hb.extend([0] * grow)
                 ht.extend([0] * grow)
             # One pass over the blocks, head first. ``engine``: the cached prefix, looked up
@@ -408,7 +415,13 @@ class LRUCurveReplay:
             s = 0
             m = 0              # engine: the running maximum of the prefix's distances
             p = None
-            for b in ids:
+            lookups = ids
+            if engine:
+                # vLLM: only full blocks have a hash, and at most (input_length - 1) // bs of
+                # them can hit (the last token is recomputed for its logits)
+                full = min(n, req.input_length // bs)
+                lookups = ids[:min(full, (req.input_length - 1) // bs)]
+            for b in lookups:
                 p = lget(b)
                 if p is None:
                     if engine:
@@ -435,7 +448,8 @@ class LRUCurveReplay:
                 if engine:
                     if r > m:
                         m = r
-                    r = m
+                    # a hit iff m <= blocks - 1 (the null block) - unhashed blocks waiting
+                    r = m + 1 + unhashed
                 else:
                     flags[p] = 1
                     buckets[p >> SH] += 1
@@ -444,18 +458,37 @@ class LRUCurveReplay:
                     now += 1
                 hb[r] += 1
                 ht[r] += bs
-            if p is not None:            # the last block was a hit: it has lastt tokens
-                ht[r] += lastt - bs
-            if engine:                   # the touches, tail first
-                for b in reversed(ids):
+            if engine:
+                # The touches, tail first, of the full blocks; the blocks without a hash (a
+                # partial last block) either wait at the free queue's head, reused by the
+                # next request's first new block (vLLM 0.23 and later), or join the queue
+                # like any freed block and only take a slot (before 0.23: a key of their own).
+                needed = -(-req.input_length // bs)
+                plain = max(0, needed - full)
+                if self.head_reuse:
+                    unhashed = max(0, unhashed - (needed - len(lookups))) + plain
+                    touches = ids[:full]
+                else:
+                    touches = list(ids[:full])
+                    for _ in range(plain):
+                        self._ghosts += 1
+                        touches.append(("unhashed", self._ghosts))
+                # A prompt of whole blocks recomputes its last block (the hit cap) into a new
+                # block with the same hash; vLLM keeps the old copy where it was, so its time
+                # stays live (it takes a slot until LRU reaches it).
+                dup = full - 1 if full and len(lookups) < full and ids[full - 1] in last else -1
+                for i in range(len(touches) - 1, -1, -1):
+                    b = touches[i]
                     p = lget(b)
-                    if p is not None:
+                    if p is not None and i != dup:
                         flags[p] = 1
                         buckets[p >> SH] += 1
                         dead += 1
                     last[b] = now
                     now += 1
-        self._now, self._dead = now, dead
+            elif p is not None:          # the last block was a hit: it has lastt tokens
+                ht[r] += lastt - bs
+        self._now, self._dead, self._unhashed = now, dead, unhashed
         self.total_blocks = total_blocks
         self.total_tokens = total_tokens
         self.requests += fed
@@ -487,10 +520,14 @@ class PolicyReplay:
     """Incremental replay under ``policy`` (``lru``, ``fifo``, ``lfu``) at each of
     ``capacities_blocks``, one cache per capacity; ``feed(requests)`` then ``result()``.
 
-    The caches are :mod:`kvcache_calculator.sim.policies`' (the simulator's): ``engine``
-    semantics serves each request with ``access`` (its pinning rule applies), ``independent``
-    semantics each block with ``touch``. For Belady's policy use :class:`BeladyReplay`; for
-    LRU at many capacities :class:`LRUCurveReplay` is much faster and gives the same numbers.
+    ``independent`` semantics touches each block in the caches of
+    :mod:`kvcache_calculator.sim.policies` (the simulator's). ``engine`` semantics follows vLLM's
+    block pool (docs/engines.md §5): LRU is :class:`~kvcache_calculator.traces.vllm_pool.VLLMBlockPool`
+    itself (null block, full blocks only, the hit cap, tail-first frees); FIFO and LFU, which
+    vLLM does not have, serve the request's full blocks with the family's ``access`` (its
+    pinning rule) in a cache one block smaller (the null block), hits capped as vLLM caps them.
+    For Belady's policy use :class:`BeladyReplay`; for LRU at many capacities
+    :class:`LRUCurveReplay` is much faster and gives the same numbers.
     """
 
     def __init__(self, policy: str, capacities_blocks: Sequence[int], block_size: int,
@@ -503,7 +540,12 @@ class PolicyReplay:
         self.semantics = _check_semantics(semantics)
         self.capacities_blocks = _check_capacities(capacities_blocks)
         #: The caches, one per capacity (read them; only :meth:`feed` changes them).
-        self.caches = tuple(make_cache(policy, c) for c in self.capacities_blocks)
+        if self.semantics == "engine" and policy == "lru":
+            self.caches = tuple(VLLMBlockPool(max(1, c), self.block_size) for c in self.capacities_blocks)
+        elif self.semantics == "engine":
+            self.caches = tuple(make_cache(policy, max(0, c - 1)) for c in self.capacities_blocks)
+        else:
+            self.caches = tuple(make_cache(policy, c) for c in self.capacities_blocks)
         self._block_hits = [0] * len(self.caches)
         self._token_hits = [0] * len(self.caches)
         self._seen: set = set()
@@ -531,12 +573,14 @@ class PolicyReplay:
             self.total_tokens += (n - 1) * bs + lastt
             # The unbounded cache.
             if engine:
+                full = min(n, req.input_length // bs)
+                limit = min(full, (req.input_length - 1) // bs)
                 k = 0
-                while k < n and ids[k] in seen:
+                while k < limit and ids[k] in seen:
                     k += 1
                 self.infinite_block_hits += k
-                self.infinite_token_hits += k * bs if k < n else (n - 1) * bs + lastt
-                seen.update(ids)
+                self.infinite_token_hits += k * bs
+                seen.update(ids[:full])
             else:
                 for i, b in enumerate(ids):
                     if b in seen:
@@ -545,10 +589,14 @@ class PolicyReplay:
                     else:
                         seen.add(b)
             for c, cache in enumerate(self.caches):
-                if engine:
-                    k = cache.access(ids)
+                if engine and self.policy == "lru":
+                    k = cache.serve(ids, req.input_length) // bs
                     block_hits[c] += k
-                    token_hits[c] += k * bs if k < n else (n - 1) * bs + lastt
+                    token_hits[c] += k * bs
+                elif engine:
+                    k = min(cache.access(ids[:full]), limit) if full else 0
+                    block_hits[c] += k
+                    token_hits[c] += k * bs
                 else:
                     touch = cache.touch
                     for i, b in enumerate(ids):

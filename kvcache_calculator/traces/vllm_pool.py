@@ -67,8 +67,8 @@ class VLLMBlockPool:
     """
 
     def __init__(self, num_blocks: int, block_size: int, version: tuple[int, int] = (0, 33)):
-        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 2:
-            raise ScenarioError("capacity_blocks", num_blocks, "must be a whole number >= 2 (the null block and one more)")
+        if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
+            raise ScenarioError("capacity_blocks", num_blocks, "must be a whole number >= 1 (blocks, the null block included)")
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ScenarioError("block_size", block_size, "must be a whole number >= 1 (tokens)")
         self.num_blocks = num_blocks
