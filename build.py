@@ -29,6 +29,12 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))   # the core is read from this checkout, installed or not
+
+from kvcache_calculator.analytic import sweeps  # noqa: E402 (after the path above)
+from kvcache_calculator.scenario import FIELDS  # noqa: E402
+from kvcache_calculator.setup import presets  # noqa: E402
+
 SITE = ROOT / "site"
 DIST = ROOT / "dist"
 NODE_MODULES = ROOT / "node_modules"
@@ -92,36 +98,6 @@ def install_test_deps() -> None:
 
 # ---------------------------------------------------------------------------- the form
 
-def _fields():
-    """The scenario field specs from the core (``kvcache_calculator.scenario.FIELDS``)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        from kvcache_calculator import scenario  # noqa: PLC0415 (the core may not exist yet)
-    except ImportError:
-        return None
-    return getattr(scenario, "FIELDS", None)
-
-
-def _presets():
-    """(models, gpus) as lists of dicts with at least ``id`` and ``name``, or empty lists."""
-    try:
-        from kvcache_calculator.setup import presets  # noqa: PLC0415
-    except ImportError:
-        return [], []
-
-    def plain(items):
-        out = []
-        for item in items:
-            if hasattr(item, "to_dict"):
-                item = item.to_dict()
-            elif not isinstance(item, dict):
-                item = {"id": getattr(item, "id", str(item)), "name": getattr(item, "name", "")}
-            out.append(item)
-        return out
-
-    return plain(presets.list_models()), plain(presets.list_gpus())
-
-
 def _text(value) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
@@ -146,10 +122,10 @@ def render_field(field, models, gpus) -> str:
     """One labelled input for a scenario field spec (label, unit, help, error slot)."""
     key = field.key
     fid = f"f-{key}"
-    unit = getattr(field, "unit", "") or ""
+    unit = field.unit
     label = _text(field.label) + (f' <span class="unit">({_text(unit)})</span>' if unit else "")
     default = _default_text(field.default)
-    kind = getattr(field, "kind", "text")
+    kind = field.kind
     described = f"h-{key}"
     common = (f'id="{fid}" name="{_text(key)}" aria-describedby="{described}" '
               f'data-default="{_text(default)}"')
@@ -161,9 +137,9 @@ def render_field(field, models, gpus) -> str:
                    f'<datalist id="model-presets">{options}'
                    f'<option value="custom">Custom architecture</option></datalist>')
     elif kind == "choice" or key == "gpu":
-        choices = list(getattr(field, "choices", None) or [])
+        choices = list(field.choices)
         labels = {}
-        if key == "gpu" and gpus:
+        if key == "gpu":
             choices = [g["id"] for g in gpus] + (["custom"] if "custom" not in choices else [])
             labels = {g["id"]: f'{g["id"]} — {g.get("name", "")}' for g in gpus}
         if default and default not in choices:
@@ -179,18 +155,15 @@ def render_field(field, models, gpus) -> str:
                    f'autocomplete="off" spellcheck="false"{placeholder}>')
     return (f'<div class="field" data-key="{_text(key)}">'
             f'<label for="{fid}">{label}</label>{control}'
-            f'<p class="help" id="{described}">{_text(getattr(field, "help", ""))}</p>'
+            f'<p class="help" id="{described}">{_text(field.help)}</p>'
             f'<p class="error" id="e-{_text(key)}" hidden></p></div>')
 
 
 def render_form(fields, models, gpus) -> str:
     """The form's fieldsets, rendered at build time so the page is readable before Python."""
-    if not fields:
-        return ('<p class="notice">The form could not be generated: '
-                '<code>kvcache_calculator.scenario.FIELDS</code> is missing.</p>')
     groups: dict[str, list] = {}
     for field in fields:
-        groups.setdefault(getattr(field, "group", "model"), []).append(field)
+        groups.setdefault(field.group, []).append(field)
     parts = []
     for group, items in groups.items():
         title = GROUP_TITLES.get(group, group.title())
@@ -228,15 +201,9 @@ def render_form(fields, models, gpus) -> str:
 
 def render_sensitivity_options(fields) -> str:
     """<option>s for the sensitivity chart's input selector (the core's numeric sweep keys)."""
-    try:
-        from kvcache_calculator.analytic import sensitivity  # noqa: PLC0415
-        keys = list(sensitivity.NUMERIC_KEYS)
-        default = sensitivity.DEFAULT_KEY
-    except (ImportError, AttributeError):
-        keys, default = ["arrival_rate"], "arrival_rate"
-    labels = {f.key: f"{f.label} ({f.unit})" if f.unit else f.label for f in fields or ()}
-    return "".join(f'<option value="{_text(k)}"{" selected" if k == default else ""}>'
-                   f'{_text(labels.get(k, k))}</option>' for k in keys)
+    labels = {f.key: f"{f.label} ({f.unit})" if f.unit else f.label for f in fields}
+    return "".join(f'<option value="{_text(k)}"{" selected" if k == sweeps.DEFAULT_KEY else ""}>'
+                   f'{_text(labels[k])}</option>' for k in sweeps.NUMERIC_KEYS)
 
 
 # ---------------------------------------------------------------------------- build
@@ -304,17 +271,15 @@ def build(dist: Path = DIST) -> Path:
     dist.mkdir(parents=True)
     vendor(dist)
     zip_package(dist / f"{PACKAGE}.zip")
-    for src in sorted(SITE.iterdir()):  # the page's own files (sw.js is written below)
+    # both pages' own files: HTML, CSS, JS and their Python glue (main.py, lab.py and the
+    # modules pyscript.json ships beside them); index.html and sw.js are written below
+    for src in sorted(SITE.iterdir()):
         if src.is_file() and src.name not in ("index.html", "sw.js") and not src.name.startswith("."):
             _copy(src, dist / src.name)
-    for name in ("lab.html", "lab.py", "lab.css"):  # the lab page (simulation, trace replay)
-        if (SITE / name).exists():
-            _copy(SITE / name, dist / name)
-    fields = _fields()
-    models, gpus = _presets() if fields else ([], [])
+    models, gpus = presets.list_models(), presets.list_gpus()
     page = (SITE / "index.html").read_text(encoding="utf-8")
-    page = page.replace("<!--FORM-->", render_form(fields, models, gpus))
-    page = page.replace("<!--SENSITIVITY_OPTIONS-->", render_sensitivity_options(fields))
+    page = page.replace("<!--FORM-->", render_form(FIELDS, models, gpus))
+    page = page.replace("<!--SENSITIVITY_OPTIONS-->", render_sensitivity_options(FIELDS))
     repo_url = project_url()
     page = page.replace('href="REPORT_URL"', f'href="{_text(repo_url + "/issues/new" if repo_url else "./README.md")}"')
     page = page.replace('href="README_URL"', f'href="{_text(repo_url + "#readme" if repo_url else "./README.md")}"')

@@ -4,7 +4,7 @@ Run from the project root: ``python benchmarks/bench_lab.py`` (``--mb 30`` for t
 the generated trace, ``--conversations 4000`` for the simulation). Needs Chromium and
 Playwright, and builds the site (or uses ``$KVCALC_DIST``).
 
-Both sides run the same code the same way: ``kvcache_calculator.present.lab`` jobs driven by
+Both sides run the same code the same way: ``kvcache_calculator.present.jobs`` jobs driven by
 ``run_for`` in 40 ms turns, the file read in 2 MiB slices. CPython runs them in this process;
 the browser runs them on the lab page (Pyodide, main thread, yielding to the browser between
 turns), which reports its own timing (``data-replay-s``, ``data-sim-rate``). Every
@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import build  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
-from kvcache_calculator.present import figures
-from kvcache_calculator.present import lab  # noqa: E402
+from kvcache_calculator.present.jobs import SimulationJob, TraceJob, run_for  # noqa: E402
+from kvcache_calculator.present.lab_tasks import memory_tasks  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
 
 SHARED_TRACE = ROOT / ".." / "shared" / "traces" / "mooncake_conversation_trace.jsonl"
@@ -80,7 +80,7 @@ def cpython_replay(path: Path) -> tuple[float, int]:
     """Seconds and requests of a TraceJob over ``path``, driven as the page drives it."""
     data = path.read_bytes()
     start = time.perf_counter()
-    job = lab.TraceJob(len(data))
+    job = TraceJob(len(data))
     position = 0
     while not job.done:
         if not job.input_closed and job.pending_lines < 4000:
@@ -89,31 +89,31 @@ def cpython_replay(path: Path) -> tuple[float, int]:
             else:
                 job.add_bytes(data[position:position + SLICE])
                 position += SLICE
-        lab.run_for(job, BUDGET_S, time.perf_counter)
+        run_for(job, BUDGET_S, time.perf_counter)
     return time.perf_counter() - start, job.requests
 
 
 def cpython_simulation(conversations: int) -> tuple[float, int]:
     """Seconds and requests of the page's "Simulate" (main run plus memory points)."""
     scenario = Scenario.from_fragment(FRAGMENT)
-    tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(scenario), conversations=conversations, seed=1)
+    tasks = memory_tasks(scenario, conversations=conversations, seed=1)
     start = time.perf_counter()
-    job = lab.SimulationJob(tasks)
-    while not lab.run_for(job, BUDGET_S, time.perf_counter):
+    job = SimulationJob(tasks)
+    while not run_for(job, BUDGET_S, time.perf_counter):
         pass
     return time.perf_counter() - start, job.requests
 
 
 CORE_CODE = """
 import time
-from kvcache_calculator.present import figures
-from kvcache_calculator.present import lab
+from kvcache_calculator.present.jobs import SimulationJob, run_for
+from kvcache_calculator.present.lab_tasks import memory_tasks
 from kvcache_calculator.scenario import Scenario
 scenario = Scenario.from_fragment(FRAGMENT)
-tasks = lab.memory_tasks(scenario, figures.hit_vs_memory(scenario), conversations=CONVERSATIONS, seed=1)
+tasks = memory_tasks(scenario, conversations=CONVERSATIONS, seed=1)
 start = time.perf_counter()
-job = lab.SimulationJob(tasks)
-while not lab.run_for(job, 0.04, time.perf_counter):
+job = SimulationJob(tasks)
+while not run_for(job, 0.04, time.perf_counter):
     pass
 [time.perf_counter() - start, job.requests]
 """

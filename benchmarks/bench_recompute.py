@@ -1,13 +1,15 @@
 """Benchmark: the median time of one full recompute of the page.
 
-One recompute = the analytic results, every suggestion and every figure dict (hit rate vs
-memory with 100 points, one sensitivity curve of 100 points, the tornado, a 30x30 heatmap),
-serialised to JSON as the page would. Target: under 30 ms in CPython on a 2-core machine.
+One recompute = the scenario resolved once (``resolve``), analysed with its hit-rate table
+(``table.prepare``), every suggestion and every figure dict (hit rate vs memory with 100
+points, one sensitivity curve of 100 points, the tornado, a 30x30 heatmap), serialised to
+JSON as the page would; ``evaluate()`` is the page's whole call (link parsing, results,
+notes, suggestions, figures). Target: under 30 ms in CPython on a 2-core machine.
 
 Run from the project root: ``python benchmarks/bench_recompute.py [--repeat N]``. Prints,
-per scenario, the median of each part and of the whole, two ways: each part resolving the
-scenario on its own (how ``report.evaluate`` calls them) and all parts sharing one
-``sensitivity.prepare``. Then the cost of the sensitivity curve for every selectable key.
+per scenario, the median of each part (each given the one shared analysis) and of the
+whole, wall and CPU time (CPU time is less disturbed by other processes on a shared
+machine). Then the cost of the sensitivity curve for every selectable key.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvcache_calculator.present import figures
-
-from kvcache_calculator.analytic import sensitivity
-
 from kvcache_calculator.analytic import advice as suggestions  # noqa: E402
-from kvcache_calculator.analytic.model import analyze  # noqa: E402
-from kvcache_calculator.setup.capacity import compute_capacity, resolve_gpu, resolve_model  # noqa: E402
+from kvcache_calculator.analytic import sweeps  # noqa: E402
+from kvcache_calculator.analytic.model import analyze_setup  # noqa: E402
+from kvcache_calculator.analytic.table import prepare  # noqa: E402
+from kvcache_calculator.present import figures  # noqa: E402
+from kvcache_calculator.present.report import evaluate  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
+from kvcache_calculator.setup.resolve import resolve  # noqa: E402
 
 TARGET_MS = 30.0
 SCENARIOS = {
@@ -54,51 +56,37 @@ def _median_ms(fn, repeat: int) -> tuple[float, float]:
     return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
-def _analysis(scenario):
-    arch = resolve_model(scenario)
-    return analyze(scenario, compute_capacity(scenario, arch, resolve_gpu(scenario)), arch)
-
-
-def bench(scenario: Scenario, repeat: int) -> dict:
+def bench(scenario: Scenario, params: dict, repeat: int) -> dict:
     """Median milliseconds of each part and of the whole recompute."""
-    result = _analysis(scenario)
-    key = sensitivity.DEFAULT_KEY
+    analysis = prepare(resolve(scenario))
+    key = sweeps.DEFAULT_KEY
     parts = {
-        "analysis": lambda: _analysis(scenario),
-        "suggestions": lambda: suggestions.suggest(scenario, result),
-        "hit_vs_memory": lambda: figures.hit_vs_memory(scenario, result),
-        f"sensitivity({key})": lambda: figures.sensitivity(scenario, key, result=result),
-        "tornado": lambda: figures.tornado(scenario, result=result),
-        "heatmap 30x30": lambda: figures.heatmap(scenario, result=result),
+        "resolve": lambda: resolve(scenario),
+        "analysis": lambda: analyze_setup(resolve(scenario)),
+        "prepare (analysis + table)": lambda: prepare(resolve(scenario)),
+        "suggestions": lambda: suggestions.suggest(analysis),
+        "hit_vs_memory": lambda: figures.hit_vs_memory(analysis),
+        f"sensitivity({key})": lambda: figures.sensitivity(analysis, key),
+        "tornado": lambda: figures.tornado(analysis),
+        "heatmap 30x30": lambda: figures.heatmap(analysis),
     }
     out = {name: _median_ms(fn, repeat) for name, fn in parts.items()}
 
-    def separate():
-        r = _analysis(scenario)
-        doc = {"s": [s.to_dict() for s in suggestions.suggest(scenario, r)],
-               "a": figures.hit_vs_memory(scenario, r), "b": figures.sensitivity(scenario, key, result=r),
-               "c": figures.tornado(scenario, result=r), "d": figures.heatmap(scenario, result=r)}
+    def whole():
+        a = prepare(resolve(scenario))
+        doc = {"s": [s.to_dict() for s in suggestions.suggest(a)], "f": figures.all_figures(a, key)}
         return json.dumps(doc)
 
-    def shared():
-        r = _analysis(scenario)
-        prep = sensitivity.prepare(scenario, r)
-        doc = {"s": [s.to_dict() for s in suggestions.suggest(scenario, r, prep=prep)],
-               "a": figures.hit_vs_memory(scenario, prep=prep), "b": figures.sensitivity(scenario, key, prep=prep),
-               "c": figures.tornado(scenario, prep=prep), "d": figures.heatmap(scenario, prep=prep)}
-        return json.dumps(doc)
-
-    out["TOTAL, parts separate"] = _median_ms(separate, repeat)
-    out["TOTAL, one shared prepare"] = _median_ms(shared, repeat)
+    out["TOTAL"] = _median_ms(whole, repeat)
+    out["evaluate()"] = _median_ms(lambda: json.dumps(evaluate(params)), repeat)
     return out
 
 
 def bench_keys(scenario: Scenario, repeat: int) -> dict:
     """Median milliseconds of the sensitivity figure for each selectable key."""
-    result = _analysis(scenario)
-    prep = sensitivity.prepare(scenario, result)
-    return {k: _median_ms(lambda k=k: figures.sensitivity(scenario, k, prep=prep), repeat)
-            for k in sensitivity.available_keys(scenario, prep=prep)}
+    analysis = prepare(resolve(scenario))
+    return {k: _median_ms(lambda k=k: figures.sensitivity(analysis, k), repeat)
+            for k in sweeps.available_keys(analysis)}
 
 
 def main(argv=None) -> int:
@@ -109,12 +97,12 @@ def main(argv=None) -> int:
     worst = 0.0
     for name, params in SCENARIOS.items():
         scenario = Scenario.from_dict(params)
-        res = bench(scenario, args.repeat)
+        res = bench(scenario, params, args.repeat)
         print(name)
         print(f"  {'part':<28} {'wall':>8}    {'cpu':>8}")
         for part, (ms, cpu) in res.items():
             print(f"  {part:<28} {ms:8.2f} ms {cpu:8.2f} ms")
-        total = res["TOTAL, parts separate"][0]
+        total = res["evaluate()"][0]
         worst = max(worst, total)
         print(f"  {'target':<28} {TARGET_MS:8.2f} ms  ({'met' if total < TARGET_MS else 'MISSED'}; "
               f"wall ratio {total / TARGET_MS:.2f})\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
+from kvcache_calculator.setup.resolve import resolve  # noqa: E402
 from kvcache_calculator.scenario import Scenario  # noqa: E402
 from kvcache_calculator.sim.simulate import Simulation  # noqa: E402
 
@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     n = 4_000 if args.quick else 20_000
     default = Scenario.from_dict({})
-    capacity = compute_capacity(default)
+    capacity = resolve(default).capacity
     print(f"default scenario: {default.model} on {default.gpu}, block_size {default.block_size}, "
           f"capacity {capacity.capacity_tokens:,} tokens, arrival_rate {default.arrival_rate:g}/s, "
           f"turns {default.turns:g}, think {default.think_time_s:g} s")

@@ -29,9 +29,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kvcache_calculator.analytic.model import (  # noqa: E402
-    analyze, build_terms, capacity_for_hit_rate, occupancy,
+    analyze_setup, build_terms, capacity_for_hit_rate, occupancy,
 )
-from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
+from kvcache_calculator.setup.resolve import Setup, resolve  # noqa: E402
 from kvcache_calculator.scenario import ROUTINGS, Scenario  # noqa: E402
 from kvcache_calculator.sim.simulate import simulate  # noqa: E402
 
@@ -95,9 +95,11 @@ class Row:
         return 100 * (self.analytic_request - self.simulated_request)
 
 
-def _capacity(scenario: Scenario, capacity_tokens: int, offload_tokens: int = 0):
-    return dataclasses.replace(compute_capacity(scenario), capacity_tokens=capacity_tokens,
-                               offload_tokens=offload_tokens)
+def _setup(scenario: Scenario, capacity_tokens: int, offload_tokens: int = 0) -> Setup:
+    """The scenario resolved, with the given capacities instead of its own."""
+    setup = resolve(scenario)
+    capacity = dataclasses.replace(setup.capacity, capacity_tokens=capacity_tokens, offload_tokens=offload_tokens)
+    return dataclasses.replace(setup, capacity=capacity)
 
 
 def _mean_prompt(s: Scenario) -> float:
@@ -139,11 +141,11 @@ def grid(seed: int = GRID_SEED) -> list[Case]:
         elif s.think_dist == "fixed":
             # with fixed gaps the hit rate is a step function of T: choose T, not a target
             level = T_LEVELS[LEVELS.index(level) - 1]
-            tokens = occupancy(build_terms(s, _capacity(s, B)), level * s.think_time_s)
+            tokens = occupancy(build_terms(_setup(s, B)), level * s.think_time_s)
             tokens = max(tokens, 2 * _mean_prompt(s))
         else:
-            ceiling = analyze(s, _capacity(s, EVERYTHING_TOKENS)).max_token_hit_rate
-            tokens, _ = capacity_for_hit_rate(s, level * ceiling, _capacity(s, B))
+            ceiling = analyze_setup(_setup(s, EVERYTHING_TOKENS)).max_token_hit_rate
+            tokens, _ = capacity_for_hit_rate(_setup(s, B), level * ceiling)
             tokens = max(tokens or 0.0, 2 * _mean_prompt(s))
         capacity = max(B, math.ceil(tokens / B) * B)
         offload_tokens = 3 * capacity if offload else 0
@@ -190,7 +192,7 @@ def compare(case: Case, seed: int = SIM_SEED) -> Row:
     """Run the model and the simulator on one case."""
     s = case.scenario
     start = time.process_time()
-    a = analyze(s, _capacity(s, case.capacity_tokens, case.offload_tokens))
+    a = analyze_setup(_setup(s, case.capacity_tokens, case.offload_tokens))
     conversations = max(2_000, int(TARGET_REQUESTS / s.turns))
     r = simulate(s, capacity_tokens=case.capacity_tokens, offload_tokens=case.offload_tokens,
                  conversations=conversations, seed=seed)

@@ -8,18 +8,19 @@ Quick start::
     456144
 """
 
-from kvcache_calculator.analytic.model import AnalyticResult, analyze, capacity_for_hit_rate
-from kvcache_calculator.setup.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
+from kvcache_calculator.analytic.model import AnalyticResult, analyze, analyze_setup, capacity_for_hit_rate
 from kvcache_calculator.compat import (
     ConversationPattern, KVCacheCalculator, KVCacheDtype, ModelConfig, ModelDtype, SystemConfig,
 )
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present.report import evaluate, results
 from kvcache_calculator.scenario import FIELDS, Scenario
+from kvcache_calculator.setup.capacity import Capacity, compute_capacity
+from kvcache_calculator.setup.resolve import Setup, resolve, resolve_gpu, resolve_model
 
 __all__ = [
     "AnalyticResult", "Capacity", "ConversationPattern", "FIELDS", "KVCacheCalculator", "KVCacheDtype",
-    "ModelConfig", "ModelDtype", "Scenario", "ScenarioError", "SystemConfig", "analyze",
-    "capacity_for_hit_rate", "compute_capacity", "evaluate", "resolve_gpu", "resolve_model", "results",
+    "ModelConfig", "ModelDtype", "Scenario", "ScenarioError", "Setup", "SystemConfig", "analyze", "analyze_setup",
+    "capacity_for_hit_rate", "compute_capacity", "evaluate", "resolve", "resolve_gpu", "resolve_model", "results",
 ]
 __version__ = "0.1.0"

@@ -23,7 +23,11 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from kvcache_calculator.analytic.model import AnalyticResult, analyze, capacity_for_hit_rate
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.architecture import dtype_bytes, kv_bytes_per_token
+from kvcache_calculator.setup.resolve import Setup, resolve
 
 GIB = 1024 ** 3
 
@@ -128,17 +132,15 @@ def classic_hit_rate(memory_per_token: float, available_bytes: float, pattern: C
     return min(1.0, max(0.0, rate))
 
 
-def classic_hit_rate_for_scenario(scenario, memory_gib: float, arch=None) -> float:
-    """The original calculator's answer for a scenario at ``memory_gib`` of GPU memory per GPU.
+def classic_hit_rate_for_setup(setup: Setup, memory_gib: float) -> float:
+    """The original calculator's answer for a resolved scenario at ``memory_gib`` of GPU memory
+    per GPU.
 
     For the comparison trace of the hit-rate-vs-memory chart: memory is the instance's
     memory (``memory_gib * num_gpus``), the model size its weights, L the mean turns, S the
     mean tokens per turn of history (input + output), the interval the think time.
     """
-    from kvcache_calculator.setup.architecture import dtype_bytes, kv_bytes_per_token
-    from kvcache_calculator.setup.capacity import resolve_model
-
-    arch = arch or resolve_model(scenario)
+    scenario, arch = setup.scenario, setup.arch
     model_gib = arch.params_b * 1e9 * dtype_bytes(scenario.weight_dtype, "weight_dtype") / GIB
     available = memory_gib * scenario.num_gpus * GIB - model_gib * GIB * 1.2
     pattern = ConversationPattern(scenario.turns, scenario.arrival_rate, scenario.think_time_s,
@@ -246,9 +248,8 @@ class KVCacheCalculator:
         }
 
     # --- the model mode --------------------------------------------------------------------
-    def _scenario(self, model: ModelConfig, system: SystemConfig, pattern: ConversationPattern | None):
-        from kvcache_calculator.scenario import Scenario
-
+    def _scenario(self, model: ModelConfig, system: SystemConfig,
+                  pattern: ConversationPattern | None) -> Scenario:
         # the original subtracted 1.2 x the weights from the memory: keep that memory budget,
         # expressed as one custom GPU whose whole memory is usable
         weights_gib = model.model_size_gb
@@ -273,16 +274,11 @@ class KVCacheCalculator:
             })
         return Scenario.from_dict(values)
 
-    def _analyze(self, model, system, pattern):
-        from kvcache_calculator.analytic.model import analyze
-
+    def _analyze(self, model, system, pattern) -> AnalyticResult:
         return analyze(self._scenario(model, system, pattern))
 
     def _optimize_model(self, model, system, pattern, target, current) -> dict:
-        from kvcache_calculator.analytic.model import capacity_for_hit_rate
-
-        scenario = self._scenario(model, system, pattern)
-        tokens, ceiling = capacity_for_hit_rate(scenario, target)
+        tokens, ceiling = capacity_for_hit_rate(resolve(self._scenario(model, system, pattern)), target)
         if tokens is None:
             return {"recommended_memory_gb": None, "current_hit_rate": current,
                     "target_hit_rate": target, "max_token_hit_rate": ceiling,

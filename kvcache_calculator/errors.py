@@ -16,12 +16,13 @@ class ScenarioError(ValueError):
         self.allowed = allowed
         self.line = line
         shown = repr(value) if isinstance(value, str) else str(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        #: the value as the message quotes it (a string in quotes, shortened to 80 characters)
+        self.shown = shown if len(shown) <= 80 else shown[:77] + "..."
         where = f"line {line}: " if line is not None else ""
-        super().__init__(f"{where}{key}: got {shown}; {allowed}")
+        super().__init__(f"{where}{key}: got {self.shown}; {allowed}")
 
     def to_dict(self) -> dict:
-        """The error as plain JSON types (for the page and ``--json``)."""
-        return {"key": self.key, "value": str(self.value), "allowed": self.allowed,
+        """The error as plain JSON types (for the page and ``--json``): ``shown`` is the value
+        as ``message`` quotes it, so a page can word the message its own way."""
+        return {"key": self.key, "value": str(self.value), "shown": self.shown, "allowed": self.allowed,
                 "line": self.line, "message": str(self)}

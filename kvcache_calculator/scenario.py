@@ -24,7 +24,20 @@ POLICIES = ("lru", "fifo", "lfu")
 
 @dataclass(frozen=True)
 class Field:
-    """How one scenario key is labelled, checked and shown."""
+    """How one scenario key is labelled, checked and shown, and what it feeds.
+
+    ``group`` is where the page shows the key and what it describes: ``model`` and
+    ``hardware`` keys size the cache (the setup reads them); ``serving`` and ``workload`` keys
+    describe the traffic and never change the capacity. ``resolves`` names the preset lookup
+    the key takes part in (``model``: the model id, its layers and parameter counts; ``gpu``:
+    the GPU id and its memory), ``layers`` marks the keys that describe (or override) a
+    model's layers, and ``attention`` the attention kinds a layer key applies to (empty: all).
+    ``effect`` says how a change of the key reaches the analytic hit rate, which decides how a
+    sweep evaluates it: ``scalar`` (a rate or count the model's sums over turns do not
+    depend on), ``capacity`` (only the capacity), ``kv_bytes`` (the KV bytes per token: the
+    capacity, and the sums too when a model holds per-sequence state) or ``solve`` (anything
+    else: the model is solved again).
+    """
 
     key: str
     label: str
@@ -38,6 +51,10 @@ class Field:
     choices: tuple[str, ...] = ()
     exclusive_min: bool = False     # minimum itself not allowed
     optional: bool = False          # may be empty (None): "from the preset" / "derived"
+    resolves: str = ""              # model | gpu | "" (see the class docstring)
+    layers: bool = False
+    attention: tuple[str, ...] = ()  # gqa | mla; empty: every kind
+    effect: str = "solve"           # scalar | capacity | kv_bytes | solve
 
     def allowed(self) -> str:
         """A sentence saying what values are allowed."""
@@ -65,62 +82,12 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
-_M = "model"
-_H = "hardware"
-_S = "serving"
-_W = "workload"
-
-#: Every scenario key, in display order.
-FIELDS: tuple[Field, ...] = (
-    Field("model", "Model", "", "A preset model id, or custom to enter the architecture below.",
-          _M, "text", "llama-3.1-8b"),
-    Field("attention", "Attention kind", "", "gqa covers MHA/GQA/MQA; mla is DeepSeek-style latent attention.",
-          _M, "choice", None, choices=("gqa", "mla"), optional=True),
-    Field("num_layers", "Layers", "layers", "Transformer layers (all of them).", _M, "int", None, 1, 1000, optional=True),
-    Field("num_kv_heads", "KV heads", "heads", "Key/value heads per layer (GQA); 1 for MQA.", _M, "int", None, 1, 1024, optional=True),
-    Field("head_dim", "Head dim", "elements", "Width of one K or V head.", _M, "int", None, 1, 4096, optional=True),
-    Field("kv_lora_rank", "MLA latent rank", "elements", "kv_lora_rank of an MLA model.", _M, "int", None, 1, 8192, optional=True),
-    Field("qk_rope_head_dim", "MLA rope dim", "elements", "qk_rope_head_dim of an MLA model.", _M, "int", None, 0, 4096, optional=True),
-    Field("sliding_window", "Sliding window", "tokens", "Window of the sliding-window layers.", _M, "int", None, 1, 10_000_000, optional=True),
-    Field("sliding_layers", "Sliding layers", "layers", "How many of the layers use the sliding window.", _M, "int", None, 0, 1000, optional=True),
-    Field("params_b", "Parameters", "billions", "Total parameters (all experts).", _M, "float", None, 0, 100_000, exclusive_min=True, optional=True),
-    Field("active_params_b", "Active parameters", "billions", "Parameters used per token (MoE); sets prefill compute.", _M, "float", None, 0, 100_000, exclusive_min=True, optional=True),
-    Field("gpu", "GPU", "", "A GPU preset id, or custom with its memory below.", _H, "text", "h100-sxm"),
-    Field("gpu_memory_gib", "GPU memory", "GiB", "Memory per GPU as the driver reports it (custom GPU or override).", _H, "float", None, 0, 100_000, exclusive_min=True, optional=True),
-    Field("num_gpus", "GPUs per instance", "GPUs", "Tensor-parallel GPUs per serving instance.", _H, "int", 1, 1, 1024),
-    Field("gpu_mem_util", "Memory utilisation", "fraction", "Fraction of GPU memory the engine may use (vLLM gpu_memory_utilization).", _H, "float", 0.9, 0, 1, exclusive_min=True),
-    Field("activation_reserve_gib", "Activation reserve", "GiB per GPU", "Memory kept for activations and CUDA graphs, per GPU.", _H, "float", 1.0, 0, 10_000),
-    Field("weight_dtype", "Weight dtype", "", "Precision of the weights.", _H, "choice", "bf16", choices=DTYPES),
-    Field("kv_dtype", "KV cache dtype", "", "Precision of the KV cache.", _H, "choice", "bf16", choices=DTYPES),
-    Field("block_size", "Block size", "tokens", "Tokens per KV block; only whole blocks are reused.", _H, "int", 16, 1, 4096),
-    Field("kv_cache_tokens", "KV cache size override", "tokens", "The capacity your engine reports (vLLM: \"GPU KV cache size: N tokens\"); empty to derive it.", _H, "int", None, 1, 10**12, optional=True),
-    Field("offload_gib", "Offload tier", "GiB per instance", "CPU DRAM cache per instance (LMCache, vLLM offloading), write-through.", _H, "float", 0.0, 0, 1_000_000),
-    Field("instances", "Instances", "instances", "Serving instances, each with its own cache.", _S, "int", 1, 1, 100_000),
-    Field("routing", "Routing", "", "session keeps a conversation on one instance; the others spread its turns.", _S, "choice", "session", choices=ROUTINGS),
-    Field("policy", "Eviction policy", "", "LRU is modelled analytically; FIFO and LFU need the simulator.", _S, "choice", "lru", choices=POLICIES),
-    Field("arrival_rate", "Conversation arrivals", "conversations/s", "New conversations per second, whole fleet.", _W, "float", 1.0, 0, 1e6, exclusive_min=True),
-    Field("turns", "Turns per conversation", "turns", "Mean number of user turns.", _W, "float", 5.0, 1, 1000),
-    Field("turns_dist", "Turns distribution", "", "geometric: memoryless, mean as above; fixed: every conversation has that many.", _W, "choice", "geometric", choices=("geometric", "fixed")),
-    Field("think_time_s", "Think time", "s", "Mean gap between a response and the user's next message.", _W, "float", 60.0, 0, 1e7, exclusive_min=True),
-    Field("think_dist", "Think-time distribution", "", "exponential or fixed gaps.", _W, "choice", "exponential", choices=("exponential", "fixed")),
-    Field("input_tokens", "Input tokens per turn", "tokens", "New user tokens per turn.", _W, "int", 500, 1, 10_000_000),
-    Field("output_tokens", "Output tokens per turn", "tokens", "Response tokens per turn.", _W, "int", 300, 0, 10_000_000),
-    Field("system_prompt_tokens", "System prompt", "tokens", "Shared prefix at the start of every prompt.", _W, "int", 2000, 0, 10_000_000),
-    Field("num_system_prompts", "Distinct system prompts", "prompts", "How many different system prompts share the traffic.", _W, "int", 1, 1, 1_000_000),
-    Field("mfu", "Prefill MFU", "fraction", "Model FLOPs utilisation of prefill, for the compute saved.", _W, "float", 0.4, 0, 1, exclusive_min=True),
-    Field("target_hit_rate", "Target token hit rate", "fraction", "Target for the memory solver.", _W, "float", 0.7, 0, 1, exclusive_min=True),
-)
-
 #: The one spelling of a number in links, on the command line and in form fields: ASCII digits,
 #: an optional sign, fraction and exponent (``2``, ``-0.5``, ``.5``, ``1e-05``, ``1.5e+20``, as
 #: :func:`format_value` writes them), with whitespace around it ignored. Python's ``float()``
 #: also takes ``1_000``, ``inf``, ``nan``, ``infinity`` and non-ASCII digits (``１２``,
 #: ``١٢``); none of those is a number here.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
-KEYS: tuple[str, ...] = tuple(f.key for f in FIELDS)
-MAX_TEXT = 64
 
 
 def parse_value(field: Field, raw: Any) -> Any:
@@ -174,7 +141,8 @@ def parse_value(field: Field, raw: Any) -> Any:
 
 @dataclass(frozen=True)
 class Scenario:
-    """All inputs of one calculation; see :data:`FIELDS` for units, ranges and defaults.
+    """All inputs of one calculation, with their defaults (the one place they are written);
+    see :data:`FIELDS` for units and ranges.
 
     Build one with :meth:`from_dict` (validates) rather than the constructor.
     """
@@ -234,14 +202,14 @@ class Scenario:
         return scenario
 
     @classmethod
-    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, str], list[str]]:
+    def from_dict_lenient(cls, data: Mapping[str, Any]) -> tuple["Scenario", dict[str, ScenarioError], list[str]]:
         """Like :meth:`from_dict`, but a bad value falls back to its default.
 
-        Returns the scenario, ``{key: message}`` for the values that were rejected and the
+        Returns the scenario, ``{key: error}`` for the values that were rejected and the
         list of unknown keys: what a shared link needs.
         """
         values: dict[str, Any] = {}
-        errors: dict[str, str] = {}
+        errors: dict[str, ScenarioError] = {}
         unknown: list[str] = []
         for key, raw in data.items():
             field = FIELD_BY_KEY.get(key)
@@ -251,7 +219,7 @@ class Scenario:
             try:
                 values[key] = parse_value(field, raw)
             except ScenarioError as err:
-                errors[key] = str(err)
+                errors[key] = err
         while True:
             scenario = cls(**values)
             try:
@@ -260,7 +228,7 @@ class Scenario:
             except ScenarioError as err:
                 if err.key not in values:
                     raise
-                errors[err.key] = str(err)
+                errors[err.key] = err
                 del values[err.key]
 
     def check(self) -> None:
@@ -309,6 +277,133 @@ class Scenario:
         if not isinstance(data, dict):
             raise ScenarioError("scenario", text, "must be a JSON object of key: value pairs")
         return cls.from_dict(data)
+
+
+_M = "model"
+_H = "hardware"
+_S = "serving"
+_W = "workload"
+_DEFAULTS = {f.name: f.default for f in fields(Scenario)}
+
+
+def _field(key: str, label: str, unit: str, help: str, group: str, kind: str,
+           minimum: float | None = None, maximum: float | None = None, **more: Any) -> Field:
+    """A :class:`Field` whose default is the :class:`Scenario` attribute's (written once,
+    there); a key whose default is None may be left empty."""
+    default = _DEFAULTS[key]
+    return Field(key, label, unit, help, group, kind, default, minimum, maximum,
+                 optional=default is None, **more)
+
+
+_MODEL = dict(resolves="model")
+_LAYERS = dict(resolves="model", layers=True)
+
+#: Every scenario key, in display order.
+FIELDS: tuple[Field, ...] = (
+    _field("model", "Model", "", "A preset model id, or custom to enter the architecture below.",
+           _M, "text", **_MODEL),
+    _field("attention", "Attention kind", "", "gqa covers MHA/GQA/MQA; mla is DeepSeek-style latent attention.",
+           _M, "choice", choices=("gqa", "mla"), **_LAYERS),
+    _field("num_layers", "Layers", "layers", "Transformer layers (all of them).", _M, "int", 1, 1000,
+           effect="kv_bytes", **_LAYERS),
+    _field("num_kv_heads", "KV heads", "heads", "Key/value heads per layer (GQA); 1 for MQA.", _M, "int", 1, 1024,
+           attention=("gqa",), effect="kv_bytes", **_LAYERS),
+    _field("head_dim", "Head dim", "elements", "Width of one K or V head.", _M, "int", 1, 4096,
+           attention=("gqa",), effect="kv_bytes", **_LAYERS),
+    _field("kv_lora_rank", "MLA latent rank", "elements", "kv_lora_rank of an MLA model.", _M, "int", 1, 8192,
+           attention=("mla",), effect="kv_bytes", **_LAYERS),
+    _field("qk_rope_head_dim", "MLA rope dim", "elements", "qk_rope_head_dim of an MLA model.", _M, "int", 0, 4096,
+           attention=("mla",), effect="kv_bytes", **_LAYERS),
+    _field("sliding_window", "Sliding window", "tokens", "Window of the sliding-window layers.", _M, "int",
+           1, 10_000_000, attention=("gqa",), **_LAYERS),
+    _field("sliding_layers", "Sliding layers", "layers", "How many of the layers use the sliding window.", _M, "int",
+           0, 1000, attention=("gqa",), **_LAYERS),
+    _field("params_b", "Parameters", "billions", "Total parameters (all experts).", _M, "float", 0, 100_000,
+           exclusive_min=True, effect="capacity", **_MODEL),
+    _field("active_params_b", "Active parameters", "billions", "Parameters used per token (MoE); sets prefill compute.",
+           _M, "float", 0, 100_000, exclusive_min=True, effect="capacity", **_MODEL),
+    _field("gpu", "GPU", "", "A GPU preset id, or custom with its memory below.", _H, "text", resolves="gpu"),
+    _field("gpu_memory_gib", "GPU memory", "GiB", "Memory per GPU as the driver reports it (custom GPU or override).",
+           _H, "float", 0, 100_000, exclusive_min=True, resolves="gpu", effect="capacity"),
+    _field("num_gpus", "GPUs per instance", "GPUs", "Tensor-parallel GPUs per serving instance.", _H, "int", 1, 1024,
+           effect="kv_bytes"),
+    _field("gpu_mem_util", "Memory utilisation", "fraction",
+           "Fraction of GPU memory the engine may use (vLLM gpu_memory_utilization).", _H, "float", 0, 1,
+           exclusive_min=True, effect="capacity"),
+    _field("activation_reserve_gib", "Activation reserve", "GiB per GPU",
+           "Memory kept for activations and CUDA graphs, per GPU.", _H, "float", 0, 10_000, effect="capacity"),
+    _field("weight_dtype", "Weight dtype", "", "Precision of the weights.", _H, "choice", choices=DTYPES,
+           effect="capacity"),
+    _field("kv_dtype", "KV cache dtype", "", "Precision of the KV cache.", _H, "choice", choices=DTYPES,
+           effect="kv_bytes"),
+    _field("block_size", "Block size", "tokens", "Tokens per KV block; only whole blocks are reused.", _H, "int",
+           1, 4096),
+    _field("kv_cache_tokens", "KV cache size override", "tokens",
+           "The capacity your engine reports (vLLM: \"GPU KV cache size: N tokens\"); empty to derive it.",
+           _H, "int", 1, 10**12, effect="capacity"),
+    _field("offload_gib", "Offload tier", "GiB per instance",
+           "CPU DRAM cache per instance (LMCache, vLLM offloading), write-through.", _H, "float", 0, 1_000_000,
+           effect="capacity"),
+    _field("instances", "Instances", "instances", "Serving instances, each with its own cache.", _S, "int",
+           1, 100_000),
+    _field("routing", "Routing", "", "session keeps a conversation on one instance; the others spread its turns.",
+           _S, "choice", choices=ROUTINGS),
+    _field("policy", "Eviction policy", "", "LRU is modelled analytically; FIFO and LFU need the simulator.",
+           _S, "choice", choices=POLICIES),
+    _field("arrival_rate", "Conversation arrivals", "conversations/s", "New conversations per second, whole fleet.",
+           _W, "float", 0, 1e6, exclusive_min=True, effect="scalar"),
+    _field("turns", "Turns per conversation", "turns", "Mean number of user turns.", _W, "float", 1, 1000),
+    _field("turns_dist", "Turns distribution", "",
+           "geometric: memoryless, mean as above; fixed: every conversation has that many.", _W, "choice",
+           choices=("geometric", "fixed")),
+    _field("think_time_s", "Think time", "s", "Mean gap between a response and the user's next message.",
+           _W, "float", 0, 1e7, exclusive_min=True, effect="scalar"),
+    _field("think_dist", "Think-time distribution", "", "exponential or fixed gaps.", _W, "choice",
+           choices=("exponential", "fixed")),
+    _field("input_tokens", "Input tokens per turn", "tokens", "New user tokens per turn.", _W, "int", 1, 10_000_000),
+    _field("output_tokens", "Output tokens per turn", "tokens", "Response tokens per turn.", _W, "int",
+           0, 10_000_000),
+    _field("system_prompt_tokens", "System prompt", "tokens", "Shared prefix at the start of every prompt.",
+           _W, "int", 0, 10_000_000),
+    _field("num_system_prompts", "Distinct system prompts", "prompts",
+           "How many different system prompts share the traffic.", _W, "int", 1, 1_000_000, effect="scalar"),
+    _field("mfu", "Prefill MFU", "fraction", "Model FLOPs utilisation of prefill, for the compute saved.",
+           _W, "float", 0, 1, exclusive_min=True),
+    _field("target_hit_rate", "Target token hit rate", "fraction", "Target for the memory solver.",
+           _W, "float", 0, 1, exclusive_min=True),
+)
+
+FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
+KEYS: tuple[str, ...] = tuple(f.key for f in FIELDS)
+MAX_TEXT = 64
+
+# -- key sets, all derived from FIELDS (each in FIELDS order) ---------------------------------
+
+
+def _keys(test) -> tuple[str, ...]:
+    return tuple(f.key for f in FIELDS if test(f))
+
+
+#: The keys that resolve the model: its id, its layers and its parameter counts.
+MODEL_KEYS = _keys(lambda f: f.resolves == "model")
+#: The model keys other than its id: the page's Architecture fields, a custom model's keys.
+ARCH_KEYS = _keys(lambda f: f.resolves == "model" and f.key != "model")
+#: The keys that describe a model's layers (override a preset's layers when given).
+LAYER_KEYS = _keys(lambda f: f.layers)
+#: The layer keys only GQA models (MHA/GQA/MQA, sliding windows) use.
+GQA_ONLY_KEYS = _keys(lambda f: f.attention == ("gqa",))
+#: The layer keys only MLA models use.
+MLA_ONLY_KEYS = _keys(lambda f: f.attention == ("mla",))
+#: The keys that resolve the GPU: its id and its memory.
+GPU_KEYS = _keys(lambda f: f.resolves == "gpu")
+#: The keys that size the cache (model and hardware); the others never change the capacity.
+SIZING_KEYS = _keys(lambda f: f.group in (_M, _H))
+#: Keys whose change leaves the model's sums over turns alone (rates and counts).
+SCALAR_KEYS = _keys(lambda f: f.effect == "scalar")
+#: Keys whose change only moves the capacity.
+CAPACITY_ONLY_KEYS = _keys(lambda f: f.effect == "capacity")
+#: Keys whose change moves the KV bytes per token.
+KV_BYTES_KEYS = _keys(lambda f: f.effect == "kv_bytes")
 
 
 def format_value(value: Any) -> str:
@@ -378,9 +473,8 @@ def with_updates(scenario: Scenario, **changes: Any) -> Scenario:
     A copy of the instance's fields instead of a call to ``__init__`` with all of them (the
     sweeps of one page update make about 150 variants; ``Scenario`` has no ``__post_init__``
     to skip). Like ``replace``, an unknown field name raises ``TypeError``."""
-    unknown = changes.keys() - _FIELD_NAMES
-    if unknown:
-        raise TypeError(f"Scenario has no field {', '.join(sorted(unknown))}")
+    if not _FIELD_NAMES.issuperset(changes):
+        raise TypeError(f"Scenario has no field {', '.join(sorted(changes.keys() - _FIELD_NAMES))}")
     new = object.__new__(type(scenario))
     new.__dict__.update(scenario.__dict__)
     new.__dict__.update(changes)

@@ -1,5 +1,5 @@
 // Chart drawing for main.py. Each chart arrives as the JSON of
-// kvcache_calculator.present.page_figures.for_page: a Plotly figure with no title, legend or colour bar
+// site/page_figures.py (for_page): a Plotly figure with no title, legend or colour bar
 // (Plotly.react redraws it), and those as plain values that are drawn here as HTML beside it.
 // All four charts are redrawn on every update (numbers and charts within 100 ms, issue #4);
 // <html data-charts> is "pending" until Plotly.js has loaded and drawn them, then "drawn".

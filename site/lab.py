@@ -1,6 +1,6 @@
 """The lab page's glue, run by PyScript: simulation and trace replay without freezing the page.
 
-Long work runs on the main thread in cooperative steps (``kvcache_calculator.present.lab``): each
+Long work runs on the main thread in cooperative steps (``kvcache_calculator.present.jobs``): each
 turn of :func:`drive` works for at most :data:`BUDGET_S` (adapting the step size), then
 awaits ``asyncio.sleep(0)``, which hands control back to the browser (input, painting, the
 cancel button). No SharedArrayBuffer, no worker: the page works the same with and without
@@ -11,32 +11,20 @@ cross-origin isolation, so on GitHub Pages too. Uploaded files are read with the
 import asyncio
 import json
 import time
-import traceback
 
 from pyscript import document, window
 from pyscript.ffi import create_proxy
 
+from pagekit import Page, by_id, missing   # site/pagekit.py, shipped by pyscript.json
+
 ROOT = document.documentElement
+PAGE = Page("kvcache lab", "action")
 BUDGET_S = 0.025             # work per turn of the event loop (the browser gets control back after)
 SLICE_BYTES = 2 ** 20        # bytes read from an uploaded file at a time
 MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
-SIM_ROWS = (("token_hit_rate", "Token hit rate"), ("request_hit_rate", "Request hit rate"),
-            ("max_token_hit_rate", "Ceiling (unlimited cache)"),
-            ("characteristic_time_s", "Characteristic time T"))
-OFFLOAD_ROWS = (("gpu_token_hit_rate", "From GPU memory"), ("offload_token_hit_rate", "From the offload tier"))
 
 
 # ---------------------------------------------------------------------------- small helpers
-
-def missing(value):
-    """True for Python None and JavaScript null/undefined."""
-    return value is None or type(value).__name__ in ("JsNull", "JsUndefined")
-
-
-def by_id(element_id):
-    element = document.getElementById(element_id)
-    return None if missing(element) else element
-
 
 def plain(value):
     return "" if value is None else repr(float(value))
@@ -85,32 +73,6 @@ def show_error(element_id, message):
     box.hidden = not message
 
 
-def report_unexpected(err):
-    """Log the traceback for developers; show the user one sentence."""
-    window.console.error("kvcache lab: " + "".join(
-        traceback.format_exception(type(err), err, err.__traceback__)))
-    by_id("app-error-text").textContent = f"An internal error ({type(err).__name__}) stopped this action."
-    by_id("app-error").hidden = False
-
-
-def listen(element_id, event_name, handler):
-    """Wire a handler; an async handler runs as a task. No exception escapes to the page."""
-    def wrapper(event=None):
-        try:
-            result = handler(event)
-            if asyncio.iscoroutine(result):
-                task = asyncio.ensure_future(result)
-                task.add_done_callback(_task_done)
-        except Exception as err:  # noqa: BLE001 (the page must never show a traceback)
-            report_unexpected(err)
-    by_id(element_id).addEventListener(event_name, create_proxy(wrapper))
-
-
-def _task_done(task):
-    if not task.cancelled() and task.exception() is not None:
-        report_unexpected(task.exception())
-
-
 # ---------------------------------------------------------------------------- the lab
 
 class Lab:
@@ -125,8 +87,6 @@ class Lab:
         self.trace_file = None
         self.trace = None          # the finished TraceJob
         self.trace_skip = False
-        self.memory_tasks = []
-        self.memory_results = {}
 
     # -- the scenario ------------------------------------------------------------------
     def load_scenario(self):
@@ -138,16 +98,15 @@ class Lab:
         else:
             problems = []
         report = evaluate(params)
-        problems += list(report["field_errors"].values())
+        problems += [error["message"] for error in report["field_errors"].values()]
         problems += [f"{k}: not a known setting, ignored" for k in report["unknown_keys"]]
         self.report = report
         self.scenario = Scenario.from_fragment(report["fragment"])
         self.figure = report["figures"]["hit_vs_memory"]
-        self.memory_tasks, self.memory_results = [], {}
         fragment = report["fragment"]
         res = report["results"]
         text = (f"{report['model']['name']} on {self.scenario.num_gpus} × {self.scenario.gpu}, "
-                f"{self.scenario.instances} instance(s); {res['capacity_tokens']:,} tokens of cache per "
+                f"{self.scenario.instances} instance(s); {format_fixed(res['capacity_tokens'])} tokens of cache per "
                 f"instance; {self.scenario.arrival_rate:g} conversations/s of {self.scenario.turns:g} turns, "
                 f"think time {self.scenario.think_time_s:g} s. ")
         text += f"Link keys: {fragment}" if fragment else "All keys at their defaults."
@@ -164,12 +123,11 @@ class Lab:
             notes.appendChild(cell("li", str(report["fit_message"])))
         for note in report["notes"]:
             notes.appendChild(cell("li", "For this scenario: " + note))
-        self.render_sim_table({})
+        self.render_sim_table(None)
         draw("chart-sim-memory", self.figure)
         by_id("policy-capacity").value = str(self.current_capacity_blocks() or "")
         if self.trace is not None:
-            task = asyncio.ensure_future(self.render_trace())
-            task.add_done_callback(_task_done)
+            PAGE.start_task(self.render_trace())
 
     def current_capacity_blocks(self):
         if self.trace is None or self.trace.curve is None:
@@ -178,45 +136,29 @@ class Lab:
                                            self.trace.curve.block_size)
 
     # -- the simulation table --------------------------------------------------------------
-    def render_sim_table(self, sim):
-        analytic = self.report["results"]
-        rows = list(SIM_ROWS) + (list(OFFLOAD_ROWS) if (analytic.get("offload_tokens") or 0) > 0 else [])
+    def render_sim_table(self, simulated):
+        """The analytic model beside ``simulated`` (the main simulation's result, or None)."""
         body = by_id("sim-rows")
         body.replaceChildren()
-        for key, label in rows:
+        for row in simulation_rows(self.report["results"], simulated):
+            key = row["key"]
             tr = document.createElement("tr")
-            tr.appendChild(cell("th", label, scope="row"))
-            fmt = format_duration if key == "characteristic_time_s" else format_percent
-            a = analytic.get(key)
+            tr.appendChild(cell("th", row["label"], scope="row"))
             td = document.createElement("td")
-            td.appendChild(cell("output", fmt(a), id=f"an-{key}", data_value=plain(a)))
+            td.appendChild(cell("output", row["analytic_text"], id=f"an-{key}", data_value=plain(row["analytic"])))
             tr.appendChild(td)
-            s = sim.get(key)
-            ci = sim.get(key + "_ci")
+            attrs = {"id": f"sim-{key}", "data_value": plain(row["simulated"])}
+            if row["interval"]:
+                attrs.update(data_low=plain(row["interval"][0]), data_high=plain(row["interval"][1]))
             td = document.createElement("td")
-            if s is None:
-                text = "—" if not sim else "not measured"
-                if sim and key == "characteristic_time_s":
-                    # the simulator measures T for LRU only; for LRU None means nothing was evicted
-                    text = "no evictions" if self.scenario.policy == "lru" else "not measured (LRU only)"
-                td.appendChild(cell("output", text, id=f"sim-{key}", data_value=""))
-            else:
-                text = fmt(s) + (f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else "")
-                attrs = {"id": f"sim-{key}", "data_value": plain(s)}
-                if ci:
-                    attrs.update(data_low=plain(ci[0]), data_high=plain(ci[1]))
-                td.appendChild(cell("output", text, **attrs))
+            td.appendChild(cell("output", row["simulated_text"], **attrs))
             tr.appendChild(td)
-            if s is not None and a is not None and key != "characteristic_time_s":
-                inside = ci is not None and ci[0] <= a <= ci[1]
-                diff = cell("td", f"{100 * (a - s):+.1f} points" + (" (inside the interval)" if inside else ""),
-                            id=f"diff-{key}")
-                if ci:
-                    diff.className = "diff-in" if inside else "diff-out"
-            elif s is not None and a is not None:
-                diff = cell("td", f"{a - s:+,.3g} s", id=f"diff-{key}")
-            else:
+            if row["difference_text"] is None:
                 diff = cell("td", "")
+            else:
+                diff = cell("td", row["difference_text"], id=f"diff-{key}")
+                if row["inside"] is not None:
+                    diff.className = "diff-in" if row["inside"] else "diff-out"
             tr.appendChild(diff)
             body.appendChild(tr)
 
@@ -241,7 +183,7 @@ class Lab:
     def show_progress(self, label, fraction, started):
         by_id("job-progress").value = round(1000 * fraction)
         elapsed = time.perf_counter() - started
-        text = f"{label}: {100 * fraction:.0f} %"
+        text = f"{label}: {format_percent(fraction, 0)}"
         if fraction > 0.02 and elapsed > 0.5:
             left = elapsed * (1 - fraction) / fraction
             text += f", about {format_duration(max(1.0, left))} left"
@@ -310,12 +252,11 @@ class Lab:
     async def simulate(self, event=None):
         run = await self.run_simulations(
             "simulate", "Simulating", "Simulation cancelled.",
-            lambda n, seed: memory_tasks(self.scenario, self.figure, conversations=n, seed=seed))
+            lambda n, seed: memory_tasks(self.scenario, conversations=n, seed=seed))
         if run is None:
             return
         tasks, job, started = run
         elapsed = time.perf_counter() - started
-        self.memory_tasks, self.memory_results = tasks, job.results
         main = job.results.get("main")
         if main is None:
             show_error("sim-error", str(job.errors.get("main", "The simulation failed.")))
@@ -324,11 +265,7 @@ class Lab:
         failed = [str(e) for e in job.errors.values()]
         if failed:
             show_error("sim-error", "Some memory points could not be simulated: " + failed[0])
-        sim = main.to_dict()
-        if main.offload_tokens == 0:
-            sim.pop("gpu_token_hit_rate", None)
-            sim.pop("offload_token_hit_rate", None)
-        self.render_sim_table(sim)
+        self.render_sim_table(main)
         draw("chart-sim-memory", with_simulated_points(self.figure, tasks, job.results))
         by_id("job-status").textContent = (
             f"Simulated {job.requests:,} requests in {elapsed:.1f} s "
@@ -344,10 +281,7 @@ class Lab:
         if run is None:
             return
         tasks, job, started = run
-        analytic = {"policy-lru": analyze(self.scenario.replace(policy="lru")).token_hit_rate}
-        for task in tasks:
-            if task.group == "routing":
-                analytic[task.name] = analyze(task.scenario.replace(policy="lru")).token_hit_rate
+        analytic = analytic_rates(tasks)
         await asyncio.sleep(0)                 # the drawing is a browser task of its own
         draw("chart-compare", comparison_figure(tasks, job.results, analytic))
         by_id("job-status").textContent = (f"Simulated {job.requests:,} requests in "
@@ -443,9 +377,9 @@ class Lab:
             for key in ("key", "capacity_blocks", "capacity_tokens", "token_hit_rate", "block_hit_rate"):
                 tr.setAttribute("data-" + key.replace("_", "-"), plain(row[key]) if "rate" in key else str(row[key]))
             tr.appendChild(cell("th", row["label"], scope="row"))
-            tr.appendChild(cell("td", f"{row['capacity_blocks']:,}"))
-            tr.appendChild(cell("td", f"{row['capacity_tokens']:,}"))
-            tr.appendChild(cell("td", "—" if row["capacity_gib"] is None else f"{row['capacity_gib']:,.2f}"))
+            tr.appendChild(cell("td", format_fixed(row["capacity_blocks"])))
+            tr.appendChild(cell("td", format_fixed(row["capacity_tokens"])))
+            tr.appendChild(cell("td", format_fixed(row["capacity_gib"], 2)))
             tr.appendChild(cell("td", format_percent(row["token_hit_rate"])))
             tr.appendChild(cell("td", format_percent(row["block_hit_rate"])))
             body.appendChild(tr)
@@ -473,16 +407,16 @@ class Lab:
         body.replaceChildren()
         for gap in fit_gaps(fit, curve, sorted(set(capacities))):
             tr = document.createElement("tr")
-            tr.appendChild(cell("th", f"{gap['capacity_tokens']:,}", scope="row"))
+            tr.appendChild(cell("th", format_fixed(gap["capacity_tokens"]), scope="row"))
             if "error" in gap:
-                td = cell("td", gap["error"])
+                td = cell("td", gap["error"]["message"])
                 td.setAttribute("colspan", "3")
                 tr.appendChild(td)
             else:
                 tr.setAttribute("data-gap", plain(gap["gap"]))
                 tr.appendChild(cell("td", format_percent(gap["analytic_token_hit_rate"])))
                 tr.appendChild(cell("td", format_percent(gap["replay_token_hit_rate"])))
-                tr.appendChild(cell("td", f"{100 * gap['gap']:+.1f}"))
+                tr.appendChild(cell("td", format_points(gap["gap"])))
             body.appendChild(tr)
         link = by_id("use-workload")
         link.setAttribute("href", "./index.html#" + fitted_fragment(self.scenario, fit))
@@ -568,37 +502,36 @@ def start():
     draw("chart-compare", placeholder("Press “Compare policies and routings”", ("bar", "scatter")))
     draw("chart-trace-curve", placeholder("Choose or drop a trace file", log_x=True))
     draw("chart-trace-policies", placeholder("Replay a trace, then compare the policies", ("bar",)))
-    listen("simulate", "click", lambda e: lab.simulate())
-    listen("compare", "click", lambda e: lab.compare())
-    listen("cancel", "click", on_cancel(lab))
-    listen("trace-file", "change", on_file(lab))
-    listen("drop-zone", "dragover", on_drag(True))
-    listen("drop-zone", "dragleave", on_drag(False))
-    listen("drop-zone", "drop", on_drop(lab))
-    listen("curve-unit", "change", lambda e: lab.draw_curve())
-    listen("compare-policies", "click", lambda e: lab.compare_policies())
-    window.addEventListener("hashchange", create_proxy(
-        lambda e: None if lab.running else lab.load_scenario()))
+    PAGE.listen("simulate", "click", lambda e: lab.simulate())
+    PAGE.listen("compare", "click", lambda e: lab.compare())
+    PAGE.listen("cancel", "click", on_cancel(lab))
+    PAGE.listen("trace-file", "change", on_file(lab))
+    PAGE.listen("drop-zone", "dragover", on_drag(True))
+    PAGE.listen("drop-zone", "dragleave", on_drag(False))
+    PAGE.listen("drop-zone", "drop", on_drop(lab))
+    PAGE.listen("curve-unit", "change", lambda e: lab.draw_curve())
+    PAGE.listen("compare-policies", "click", lambda e: lab.compare_policies())
+    window.addEventListener("hashchange", create_proxy(PAGE.guarded(
+        lambda e: None if lab.running else lab.load_scenario())))
     lab.set_running(False)
     ROOT.setAttribute("data-job", "idle")
     ROOT.setAttribute("data-state", "ready")
 
 
 try:
-    from kvcache_calculator.analytic.model import analyze
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.present.lab import (
-        PolicyJob, SimulationJob, TraceJob, comparison_figure, comparison_tasks, fit_gaps,
-        fitted_fragment, memory_tasks, run_for, trace_capacities, trace_curve_figure,
-        trace_policy_figure, with_simulated_points,
-    )
-    from kvcache_calculator.traces.replay import capacity_blocks_from_tokens
+    from kvcache_calculator.present.jobs import PolicyJob, SimulationJob, TraceJob, run_for
+    from kvcache_calculator.present.lab_figures import (comparison_figure, trace_curve_figure, trace_policy_figure,
+                                                        with_simulated_points)
+    from kvcache_calculator.present.lab_tables import fit_gaps, fitted_fragment, simulation_rows, trace_capacities
+    from kvcache_calculator.present.lab_tasks import analytic_rates, comparison_tasks, memory_tasks
     from kvcache_calculator.present.report import evaluate
     from kvcache_calculator.scenario import Scenario, decode_fragment
-    from kvcache_calculator.units import format_duration, format_percent
+    from kvcache_calculator.traces.replay import capacity_blocks_from_tokens
+    from kvcache_calculator.units import format_duration, format_fixed, format_percent, format_points
 
     start()
 except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)
-    report_unexpected(boot_error)
+    PAGE.report_unexpected(boot_error)
     by_id("load-text").textContent = "The lab could not start."
     ROOT.setAttribute("data-state", "error")

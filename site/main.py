@@ -9,14 +9,16 @@ unexpected errors are logged to the console and shown as one short sentence.
 
 import json
 import time
-import traceback
 
 from pyscript import document, window
 from pyscript.ffi import create_proxy
 
+from pagekit import Page, by_id, missing   # site/pagekit.py, shipped by pyscript.json
+
 window.performance.mark("kvcalc:main-start")  # start-up marks for benchmarks/bench_page.py
 
 ROOT = document.documentElement
+PAGE = Page("kvcache calculator", "update")
 CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
 PRESET_IDS = {}      # "model"/"gpu" -> preset ids, for shorter field messages
 
@@ -29,8 +31,8 @@ FORMATS = {
     "request_hit_rate": lambda v: format_percent(v),
     "max_token_hit_rate": lambda v: format_percent(v),
     "characteristic_time_s": lambda v: format_duration(v),
-    "capacity_tokens": lambda v: f"{v:,.0f} tokens",
-    "capacity_gib": lambda v: f"{v:,.2f} GiB",
+    "capacity_tokens": lambda v: f"{format_fixed(v)} tokens",
+    "capacity_gib": lambda v: f"{format_fixed(v, 2)} GiB",
     "kv_bytes_per_token": lambda v: f"{format_bytes(v)} per token",
     "kv_bytes_per_token_per_gpu": lambda v: f"{format_bytes(v)} per token per GPU",
     "request_rate": lambda v: f"{format_count(v)} requests/s",
@@ -43,11 +45,11 @@ NONE_TEXT = {"characteristic_time_s": "unbounded (everything fits)"}
 def format_result(key, value):
     """The text shown for one result (the plain number goes to ``data-value``)."""
     if value is None:
-        return NONE_TEXT.get(key, "—")
+        return NONE_TEXT.get(key, NONE)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if value != value:  # NaN
-        return "—"
+        return NONE
     if value == float("inf"):
         return "unbounded"
     formatter = FORMATS.get(key, format_count)
@@ -71,17 +73,6 @@ def form_text(value):
 
 
 # ---------------------------------------------------------------------------- the DOM
-
-def missing(value):
-    """True for Python None and JavaScript null/undefined (Pyodide's JsNull)."""
-    return value is None or type(value).__name__ in ("JsNull", "JsUndefined")
-
-
-def by_id(element_id):
-    """The element with this id, or None."""
-    element = document.getElementById(element_id)
-    return None if missing(element) else element
-
 
 def inputs():
     """The form's controls that carry a scenario key, by key."""
@@ -109,7 +100,8 @@ def write_form(scenario):
 
 
 def show_field_errors(errors):
-    """Mark invalid fields and show the core's message beside each; clear the others.
+    """Mark invalid fields and show the core's error (``ScenarioError.to_dict()``) beside
+    each, worded for its field; clear the others.
 
     Only fields that are or were invalid are touched (each DOM access crosses into JS).
     """
@@ -120,13 +112,13 @@ def show_field_errors(errors):
             if not missing(el):
                 marked[key] = el
     for key, el in marked.items():
-        message = errors.get(key)
+        problem = errors.get(key)
         error = by_id(f"e-{key}")
-        if message:
+        if problem:
             el.setAttribute("aria-invalid", "true")
             el.setAttribute("aria-describedby", f"e-{key} h-{key}")
             if error is not None:
-                error.textContent = field_message(key, message)
+                error.textContent = field_message(problem)
                 error.hidden = False
             if key in ARCH_KEYS:
                 details = by_id("arch-details")
@@ -140,21 +132,18 @@ def show_field_errors(errors):
                 error.hidden = True
 
 
-def field_message(key, message):
-    """The core's message as shown beside its field, whose label already names it: the rule
-    first, then what was typed; a preset list is shortened to the presets that match."""
-    text = message[len(key) + 2:] if message.startswith(key + ": ") else message
-    got, sep, rule = text.partition("; ")
-    if not sep or not got.startswith("got "):
-        return text
-    shown = got[4:]
+def field_message(error):
+    """The core's error (``ScenarioError.to_dict()``) as shown beside its field, whose label
+    already names it: the rule first, then what was typed; a preset list is shortened to the
+    presets that match."""
+    key, value, shown, rule = error["key"], error["value"], error["shown"], error["allowed"]
     if key in PRESET_IDS and rule.startswith("must be one of"):
-        typed = shown.strip("'\"").strip().lower()
+        typed = value.strip().lower()
         matches = [i for i in PRESET_IDS[key] if typed and typed in i][:6]
         rule = "must be one of the presets in the list, or custom"
         if matches:
             rule += "; matching: " + ", ".join(matches) + ("…" if len(matches) == 6 else "")
-    empty = shown in ("''", '""')
+    empty = value == ""
     if empty and rule.startswith("is "):
         return f"Enter a value: it {rule}."
     if rule.split(" ", 1)[0] in ("must", "is", "needs", "does"):   # not a model's own name
@@ -163,12 +152,12 @@ def field_message(key, message):
 
 
 def show_link_notice(errors, unknown, warnings=()):
-    """List a link's warnings (as they are), its rejected values (whose defaults are used)
-    and its unknown keys in the visible notice."""
+    """List a link's warnings (as they are), its rejected values (the core's errors, whose
+    defaults are used) and its unknown keys in the visible notice."""
     notice = by_id("link-notice")
     items = by_id("link-notice-list")
     items.replaceChildren()
-    for message in [*warnings, *(f"{m}; its default is used" for m in errors.values())]:
+    for message in [*warnings, *(f"{e['message']}; its default is used" for e in errors.values())]:
         li = document.createElement("li")
         li.textContent = message
         items.appendChild(li)
@@ -291,28 +280,6 @@ def render(report):
     update_link(report.get("fragment", ""))
     show_override_note(report.get("scenario", {}))
     set_stale(False)
-
-
-# ---------------------------------------------------------------------------- errors
-
-def report_unexpected(err):
-    """Log the traceback for developers; show the user one sentence and a way to report."""
-    window.console.error("kvcache calculator: " + "".join(
-        traceback.format_exception(type(err), err, err.__traceback__)))
-    box = by_id("app-error")
-    by_id("app-error-text").textContent = (
-        f"An internal error ({type(err).__name__}) stopped this update.")
-    box.hidden = False
-
-
-def guarded(handler):
-    """Wrap an event handler so that no exception escapes to PyScript's error display."""
-    def wrapper(event=None):
-        try:
-            handler(event)
-        except Exception as err:  # noqa: BLE001 (the page must never show a traceback)
-            report_unexpected(err)
-    return wrapper
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -467,7 +434,7 @@ def read_file_then_import(file):
     if missing(file):
         return
     promise = file.text()
-    promise.then(create_proxy(guarded(lambda text: import_text(text))))
+    promise.then(create_proxy(PAGE.guarded(lambda text: import_text(text))))
 
 
 def on_import_file(event):
@@ -487,12 +454,6 @@ def on_drop(event):
         read_file_then_import(files.item(0))
 
 
-def listen(element_id, event_name, handler):
-    el = by_id(element_id)
-    if el is not None:
-        el.addEventListener(event_name, create_proxy(guarded(handler)))
-
-
 def start():
     """Apply the link (plus fields edited while loading), draw, wire the events."""
     window.performance.mark("kvcalc:imported")
@@ -501,34 +462,34 @@ def start():
         if el.getAttribute("data-touched") and key in KEYS:
             params[key] = str(el.value)
     apply_params(params, warnings=warnings)
-    listen("scenario", "input", on_form_input)
-    listen("show-classic", "change", on_classic_toggle)
-    listen("sensitivity-key", "change", on_classic_toggle)
-    listen("copy-link", "click", on_copy)
-    listen("reset", "click", on_reset)
-    listen("import-apply", "click", on_import_click)
-    listen("import-file", "change", on_import_file)
-    listen("import", "dragover", on_drag_over)
-    listen("import", "drop", on_drop)
-    listen("link-notice-close", "click", lambda e: setattr(by_id("link-notice"), "hidden", True))
-    window.addEventListener("hashchange", create_proxy(guarded(on_hash_change)))
+    PAGE.listen("scenario", "input", on_form_input)
+    PAGE.listen("show-classic", "change", on_classic_toggle)
+    PAGE.listen("sensitivity-key", "change", on_classic_toggle)
+    PAGE.listen("copy-link", "click", on_copy)
+    PAGE.listen("reset", "click", on_reset)
+    PAGE.listen("import-apply", "click", on_import_click)
+    PAGE.listen("import-file", "change", on_import_file)
+    PAGE.listen("import", "dragover", on_drag_over)
+    PAGE.listen("import", "drop", on_drop)
+    PAGE.listen("link-notice-close", "click", lambda e: setattr(by_id("link-notice"), "hidden", True))
+    window.addEventListener("hashchange", create_proxy(PAGE.guarded(on_hash_change)))
     ROOT.setAttribute("data-state", "ready")
     window.performance.mark("kvcalc:ready")
 
 
 try:
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.present.page_figures import for_page
     from kvcache_calculator.present.report import evaluate
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys
-    from kvcache_calculator.units import format_bytes, format_count, format_duration, format_percent
+    from kvcache_calculator.units import NONE, format_bytes, format_count, format_duration, format_fixed, format_percent
+    from page_figures import for_page
 
     KEYS = frozenset(f.key for f in FIELDS)
     ARCH_KEYS = tuple(f.key for f in FIELDS if f.group == "model" and f.key != "model")
     PRESET_IDS.update(model=tuple(MODELS), gpu=tuple(GPUS))
     start()
 except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)
-    report_unexpected(boot_error)
+    PAGE.report_unexpected(boot_error)
     by_id("load-text").textContent = "The calculator could not start."
     ROOT.setAttribute("data-state", "error")

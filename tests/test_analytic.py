@@ -5,11 +5,11 @@ import math
 import pytest
 
 from kvcache_calculator.analytic.model import (
-    analyze, build_terms, capacity_for_hit_rate, hits, occupancy, solve_characteristic_time,
+    analyze, analyze_setup, build_terms, capacity_for_hit_rate, hits, occupancy, solve_characteristic_time,
     token_hit_rate_at,
 )
-from kvcache_calculator.setup.capacity import compute_capacity
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 
 BASE = dict(model="llama-3.1-8b", gpu="h100-sxm")
 
@@ -82,7 +82,7 @@ def brute_force(s: Scenario, T: float, nmax: int = 400):
 @pytest.mark.parametrize("T", [5.0, 40.0, 300.0])
 def test_closed_forms_match_plain_sums(kw, T):
     s = scen(think_time_s=30, input_tokens=300, output_tokens=200, **kw)
-    terms = build_terms(s, compute_capacity(s))
+    terms = build_terms(resolve(s))
     occ, hit, prompt = brute_force(s, T)
     assert terms.prompt_tokens == pytest.approx(prompt, rel=1e-9)
     assert hits(terms, T)[0] == pytest.approx(hit, rel=1e-9)
@@ -93,7 +93,7 @@ def test_closed_forms_match_plain_sums(kw, T):
 def test_characteristic_time_is_the_root_of_occupancy():
     s = scen(arrival_rate=3)
     r = analyze(s)
-    terms = build_terms(s, r.capacity)
+    terms = build_terms(resolve(s))
     assert occupancy(terms, r.characteristic_time_s) == pytest.approx(r.capacity_tokens, rel=1e-9)
     assert r.token_hit_rate == pytest.approx(token_hit_rate_at(terms, r.characteristic_time_s))
 
@@ -146,11 +146,11 @@ def test_offload_tier_adds_hits_only_when_larger_than_the_gpu_cache():
 
 def test_capacity_for_hit_rate_inverts_the_model():
     s = scen(arrival_rate=3)
-    tokens, ceiling = capacity_for_hit_rate(s, 0.7)
+    tokens, ceiling = capacity_for_hit_rate(resolve(s), 0.7)
     assert tokens is not None and 0.7 < ceiling
     r = analyze(s.replace(kv_cache_tokens=int(math.ceil(tokens / 16)) * 16 + 16))
     assert r.token_hit_rate == pytest.approx(0.7, abs=2e-3)
-    assert capacity_for_hit_rate(s, 0.99) == (None, pytest.approx(ceiling))
+    assert capacity_for_hit_rate(resolve(s), 0.99) == (None, pytest.approx(ceiling))
 
 
 def test_model_that_does_not_fit_says_so():
@@ -162,7 +162,7 @@ def test_model_that_does_not_fit_says_so():
 
 def test_solver_handles_extremes():
     s = scen()
-    terms = build_terms(s, compute_capacity(s))
+    terms = build_terms(resolve(s))
     assert solve_characteristic_time(terms, 0) == 0.0
     assert math.isinf(solve_characteristic_time(terms, 1e30))
     t1 = solve_characteristic_time(terms, 1e5)
@@ -172,7 +172,7 @@ def test_solver_handles_extremes():
 
 def test_fixed_gaps_are_all_or_nothing():
     s = scen(think_dist="fixed", turns_dist="fixed", turns=3, think_time_s=60)
-    terms = build_terms(s, compute_capacity(s))
+    terms = build_terms(resolve(s))
     below = token_hit_rate_at(terms, 59.9)
     above = token_hit_rate_at(terms, 60.1)
     assert above > below
@@ -188,11 +188,28 @@ def test_geometric_closed_forms_equal_term_by_term_sums():
                  output_tokens=rng.randint(0, 2000), system_prompt_tokens=rng.choice([0, 5, 16, 17, 2000, 4097]),
                  block_size=rng.choice([1, 16, 32, 512]), instances=rng.choice([1, 2, 8]),
                  routing=rng.choice(["session", "random"]))
-        cap = compute_capacity(s)
-        fast, slow = build_terms(s, cap), build_terms(s, cap, closed_form=False)
+        setup = resolve(s)
+        fast, slow = build_terms(setup), build_terms(setup, closed_form=False)
         for name in ("mean_turns", "prompt_tokens", "cost_last", "request_hit_turns"):
             assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-9), name
         for name in ("hit_sums", "turn_sums", "cost_sums"):
             a, b = getattr(fast, name), getattr(slow, name)
             assert len(a) == len(b)
             assert a == pytest.approx(b, rel=1e-9, abs=1e-9 * max(b)), name
+
+
+def test_analyze_is_the_analysis_of_the_resolved_scenario():
+    s = scen(arrival_rate=3, routing="random", instances=2)
+    assert analyze(s) == analyze_setup(resolve(s))
+
+
+def test_per_sequence_state_is_part_of_every_analysis():
+    """A model with sliding windows holds per-sequence KV beyond its growing layers: the terms
+    of its setup always count it (no caller can leave the architecture out)."""
+    s = scen(model="gpt-oss-20b")
+    setup = resolve(s)
+    assert setup.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
+    terms = build_terms(setup)
+    plain = build_terms(resolve(scen(model="gpt-oss-20b", sliding_layers=0)))
+    assert terms.cost_sums[0] > plain.cost_sums[0]
+    assert occupancy(terms, 60.0) > occupancy(plain, 60.0)

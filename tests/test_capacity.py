@@ -8,11 +8,19 @@ import pytest
 
 from kvcache_calculator.analytic.model import analyze
 from kvcache_calculator.setup.architecture import ModelArch, LayerGroup, check_tensor_parallel, valid_tensor_parallel
-from kvcache_calculator.setup.capacity import GIB, compute_capacity
+from kvcache_calculator.setup.capacity import (
+    GIB, Capacity, compute_capacity, fit_memory_gib, memory_for_tokens, tokens_for_memory,
+)
+from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.presets import MODELS, get_model
 from kvcache_calculator.present.report import evaluate
-from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.scenario import FIELDS, SIZING_KEYS, Scenario
+
+
+def _capacity(s: Scenario) -> Capacity:
+    """The capacity of ``s`` resolved (model and GPU from the presets)."""
+    return resolve(s).capacity
 
 
 def _left(message: str) -> float:
@@ -25,10 +33,10 @@ def _left(message: str) -> float:
 def test_gpt_oss_120b_on_one_h100_names_its_mxfp4_checkpoint():
     s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm"})
     assert s.weight_dtype == "bf16"                       # the default stays bf16 (a contract)
-    cap = compute_capacity(s)
+    cap = _capacity(s)
     assert not cap.fits
     assert "The published checkpoint is MXFP4: weight_dtype=fp4" in cap.message
-    at_fp4 = compute_capacity(s.replace(weight_dtype="fp4"))
+    at_fp4 = _capacity(s.replace(weight_dtype="fp4"))
     assert at_fp4.fits
     assert _left(cap.message) == pytest.approx(at_fp4.kv_budget_gib_per_gpu, abs=0.05)
     # 79.6 x 0.9 - 117e9 x 0.5 B - 1 GiB reserve
@@ -37,39 +45,39 @@ def test_gpt_oss_120b_on_one_h100_names_its_mxfp4_checkpoint():
 
 def test_deepseek_v3_on_8_h200_names_its_fp8_checkpoint():
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8})
-    cap = compute_capacity(s)
+    cap = _capacity(s)
     assert not cap.fits
     assert "The published checkpoint is FP8: weight_dtype=fp8 fits with" in cap.message
-    assert _left(cap.message) == pytest.approx(compute_capacity(s.replace(weight_dtype="fp8")).kv_budget_gib_per_gpu,
+    assert _left(cap.message) == pytest.approx(_capacity(s.replace(weight_dtype="fp8")).kv_budget_gib_per_gpu,
                                                abs=0.05)
 
 
 def test_a_smaller_weight_dtype_is_offered_for_any_model_that_it_makes_fit():
     s = Scenario.from_dict({"model": "llama-3.1-70b"})       # bf16 checkpoint, 131 GiB of weights
-    cap = compute_capacity(s)
+    cap = _capacity(s)
     assert "published" not in cap.message
     assert "At weight_dtype=fp8 it fits with" in cap.message
     # the published fp8 does not fit on 4 H200 (168 GiB a GPU), int4 does
-    cap = compute_capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 4}))
+    cap = _capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 4}))
     assert "published" not in cap.message and "At weight_dtype=int4 it fits" in cap.message
     # nothing fits: no hint
-    cap = compute_capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "l4"}))
+    cap = _capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "l4"}))
     assert "weight_dtype=" not in cap.message
 
 
 def test_no_hint_when_the_weights_are_already_at_the_published_format_or_smaller():
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 4, "weight_dtype": "fp8"})
-    cap = compute_capacity(s)
+    cap = _capacity(s)
     assert not cap.fits and "published" not in cap.message and "At weight_dtype=int4" in cap.message
-    cap = compute_capacity(s.replace(weight_dtype="int4", num_gpus=1))
+    cap = _capacity(s.replace(weight_dtype="int4", num_gpus=1))
     assert not cap.fits and "weight_dtype=" not in cap.message
 
 
 def test_overridden_presets_keep_their_published_format():
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8, "params_b": 680})
-    assert "published checkpoint is FP8" in compute_capacity(s).message
+    assert "published checkpoint is FP8" in _capacity(s).message
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8, "num_layers": 60})
-    assert "published checkpoint is FP8" in compute_capacity(s).message
+    assert "published checkpoint is FP8" in _capacity(s).message
 
 
 # -- tensor parallelism must split the KV heads ---------------------------------------------
@@ -78,7 +86,7 @@ def test_overridden_presets_keep_their_published_format():
 def test_num_gpus_that_cannot_split_the_kv_heads_is_refused():
     s = Scenario.from_dict({"model": "llama-3.1-8b", "num_gpus": 3})
     with pytest.raises(ScenarioError) as err:
-        compute_capacity(s)
+        _capacity(s)
     assert err.value.key == "num_gpus" and err.value.value == 3
     assert "llama-3.1-8b has 8 KV heads: num_gpus must divide 8 or be a multiple of 8 (1, 2, 4, 8, 16, ...)" \
         in str(err.value)
@@ -86,9 +94,9 @@ def test_num_gpus_that_cannot_split_the_kv_heads_is_refused():
         analyze(s)
     for tp in (12, 20):                                   # more GPUs than heads: a multiple of 8
         with pytest.raises(ScenarioError):
-            compute_capacity(s.replace(num_gpus=tp))
+            _capacity(s.replace(num_gpus=tp))
     for tp in (1, 2, 4, 8, 16, 24):
-        compute_capacity(s.replace(num_gpus=tp))
+        _capacity(s.replace(num_gpus=tp))
 
 
 def test_the_rule_of_vllm_for_every_count():
@@ -101,11 +109,11 @@ def test_the_rule_of_vllm_for_every_count():
 
 def test_mla_and_linear_state_impose_no_rule():
     assert all(valid_tensor_parallel(get_model("deepseek-v3"), tp) for tp in range(1, 65))
-    compute_capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 6}))
+    _capacity(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 6}))
     # Qwen3.5-27B: 4 KV heads on its full-attention layers; the linear layers add no rule
-    compute_capacity(Scenario.from_dict({"model": "qwen3.5-27b", "num_gpus": 2}))
+    _capacity(Scenario.from_dict({"model": "qwen3.5-27b", "num_gpus": 2}))
     with pytest.raises(ScenarioError, match="4 KV heads"):
-        compute_capacity(Scenario.from_dict({"model": "qwen3.5-27b", "num_gpus": 3}))
+        _capacity(Scenario.from_dict({"model": "qwen3.5-27b", "num_gpus": 3}))
 
 
 def test_mixed_head_counts_must_all_split():
@@ -120,20 +128,54 @@ def test_custom_and_overridden_models_are_named_in_the_message():
     s = Scenario.from_dict({"model": "custom", "num_layers": 4, "num_kv_heads": 6, "head_dim": 64,
                             "params_b": 1, "num_gpus": 4})
     with pytest.raises(ScenarioError, match=r"the custom model has 6 KV heads.*\(1, 2, 3, 6, 12, \.\.\.\)"):
-        compute_capacity(s)
+        _capacity(s)
     s = Scenario.from_dict({"model": "llama-3.1-8b", "num_kv_heads": 4, "num_gpus": 8})
-    compute_capacity(s)                                    # 8 is a multiple of 4
+    _capacity(s)                                    # 8 is a multiple of 4
     with pytest.raises(ScenarioError, match=r"llama-3.1-8b \(modified\) has 4 KV heads"):
-        compute_capacity(s.replace(num_gpus=3))
+        _capacity(s.replace(num_gpus=3))
 
 
 def test_every_preset_accepts_its_power_of_two_gpu_counts():
     for model_id in MODELS:
         for tp in (1, 2, 4, 8, 16):
-            compute_capacity(Scenario.from_dict({"model": model_id, "gpu": "b200", "num_gpus": tp}))
+            _capacity(Scenario.from_dict({"model": model_id, "gpu": "b200", "num_gpus": tp}))
 
 
 def test_a_link_with_a_bad_gpu_count_falls_back_and_names_it():
     out = evaluate({"model": "llama-3.1-8b", "num_gpus": "3"})
-    assert "num_gpus" in out["field_errors"] and "8 KV heads" in out["field_errors"]["num_gpus"]
+    assert "num_gpus" in out["field_errors"] and "8 KV heads" in out["field_errors"]["num_gpus"]["allowed"]
     assert out["scenario"]["num_gpus"] == 1
+
+
+def test_compute_capacity_reads_the_model_and_gpu_it_is_given():
+    s = Scenario()
+    setup = resolve(s)
+    assert compute_capacity(s, setup.arch, setup.gpu) == setup.capacity
+    bigger = compute_capacity(s, setup.arch, resolve(s.replace(gpu="h200")).gpu)
+    assert bigger.capacity_tokens > setup.capacity.capacity_tokens
+
+
+def test_memory_and_tokens_are_inverse():
+    s = Scenario()
+    setup = resolve(s)
+    cap, memory = setup.capacity, setup.gpu.memory_gib
+    assert tokens_for_memory(s, cap, memory) == cap.capacity_tokens
+    mem = memory_for_tokens(s, cap, cap.capacity_tokens)
+    one_block_gib = s.block_size * cap.kv_bytes_per_token_per_gpu / 2**30 / s.gpu_mem_util
+    assert memory - one_block_gib <= mem <= memory   # capacity is whole blocks
+    assert tokens_for_memory(s, cap, fit_memory_gib(s, cap) - 0.1) == 0
+    assert tokens_for_memory(s, cap, fit_memory_gib(s, cap) + 1.0) > 0
+
+
+def test_only_the_sizing_keys_change_the_capacity():
+    """The keys outside SIZING_KEYS (serving and workload) never change the capacity: what a
+    variant of them reuses (Setup.variant)."""
+    base = Scenario.from_dict({"offload_gib": 10})
+    cap = _capacity(base)
+    changed = {"instances": 3, "routing": "random", "policy": "fifo", "arrival_rate": 7.0, "turns": 9.0,
+               "turns_dist": "fixed", "think_time_s": 5.0, "think_dist": "fixed", "input_tokens": 33,
+               "output_tokens": 44, "system_prompt_tokens": 55, "num_system_prompts": 2, "mfu": 0.2,
+               "target_hit_rate": 0.3}
+    assert set(changed) == {f.key for f in FIELDS} - set(SIZING_KEYS)
+    for key, value in changed.items():
+        assert _capacity(base.replace(**{key: value})) == cap, key

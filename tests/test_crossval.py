@@ -115,14 +115,14 @@ def test_weak_regimes_stay_within_their_documented_errors(rows, regime, mean_pt,
 def test_large_errors_are_flagged_for_the_user(rows):
     """Where the model is off by more than 1.5 pt, the page and CLI say so."""
     report = pytest.importorskip("kvcache_calculator.present.report")
-    from kvcache_calculator.analytic.model import analyze
+    from kvcache_calculator.analytic.model import analyze_setup
 
     unflagged = []
     for r in rows:
         if abs(r.error_pt) <= MODELLED_WORST_PT:
             continue
         s = r.case.scenario
-        res = analyze(s, cv._capacity(s, r.case.capacity_tokens, r.case.offload_tokens)).to_dict()
+        res = analyze_setup(cv._setup(s, r.case.capacity_tokens, r.case.offload_tokens)).to_dict()
         if not report.model_notes(s, res):
             unflagged.append(r)
     assert not unflagged, _report(unflagged)

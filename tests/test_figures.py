@@ -6,11 +6,13 @@ import json
 
 import pytest
 
+from kvcache_calculator.analytic import sweeps
+from kvcache_calculator.analytic.table import prepare
+from kvcache_calculator.compat import classic_hit_rate_for_setup
+from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
-from kvcache_calculator.analytic import sensitivity as sens
-from kvcache_calculator.analytic.model import analyze
-from kvcache_calculator.setup.capacity import compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 
 ALLOWED = {"scatter", "bar", "heatmap"}
 SCENARIOS = {
@@ -23,14 +25,13 @@ SCENARIOS = {
 
 
 def _analysis(s: Scenario):
-    arch = resolve_model(s)
-    return analyze(s, compute_capacity(s, arch, resolve_gpu(s)), arch)
+    return prepare(resolve(s))
 
 
 def _all(s: Scenario) -> dict:
-    r = _analysis(s)
-    return {"hit_vs_memory": figures.hit_vs_memory(s, r), "sensitivity": figures.sensitivity(s, "arrival_rate"),
-            "tornado": figures.tornado(s), "heatmap": figures.heatmap(s)}
+    a = _analysis(s)
+    return {"hit_vs_memory": figures.hit_vs_memory(a), "sensitivity": figures.sensitivity(a, "arrival_rate"),
+            "tornado": figures.tornado(a), "heatmap": figures.heatmap(a)}
 
 
 def _check_common(fig: dict) -> None:
@@ -53,8 +54,8 @@ def test_every_figure_is_a_plain_plotly_dict(name):
 
 def test_hit_vs_memory_marks_current_point_ceiling_and_classic():
     s = SCENARIOS["default"]
-    r = _analysis(s)
-    fig = figures.hit_vs_memory(s, r)
+    r = _analysis(s).result
+    fig = figures.hit_vs_memory(_analysis(s))
     by = {t["name"]: t for t in fig["data"]}
     model = by["Token hit rate (model)"]
     assert len(model["x"]) == 100
@@ -71,54 +72,54 @@ def test_hit_vs_memory_marks_current_point_ceiling_and_classic():
 
 
 def test_classic_trace_matches_compat():
-    from kvcache_calculator.compat import classic_hit_rate_for_scenario
     s = SCENARIOS["default"]
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(_analysis(s))
     classic = next(t for t in fig["data"] if t["name"] == "Original calculator's formula")
     i = 50
-    assert classic["y"][i] == pytest.approx(100 * classic_hit_rate_for_scenario(s, classic["x"][i]), abs=1e-3)
+    assert classic["y"][i] == pytest.approx(100 * classic_hit_rate_for_setup(resolve(s), classic["x"][i]), abs=1e-3)
 
 
 def test_offload_and_policy_notes():
     s = SCENARIOS["offload-fifo"]
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(_analysis(s))
     names = [t["name"] for t in fig["data"]]
     assert "GPU cache only (no offload)" in names
     assert "LRU model" in fig["layout"]["title"]["text"] and "FIFO" in fig["layout"]["title"]["text"]
-    for f in (figures.sensitivity(s, "turns"), figures.tornado(s), figures.heatmap(s)):
+    a = _analysis(s)
+    for f in (figures.sensitivity(a, "turns"), figures.tornado(a), figures.heatmap(a)):
         assert "FIFO" in f["layout"]["title"]["text"]
 
 
 def test_tornado_note_keeps_the_base_beside_other_notes():
-    base = _analysis(SCENARIOS["default"]).token_hit_rate
-    note = figures.tornado(SCENARIOS["default"])["layout"]["title"]["text"].split("<sup>")[1]
+    base = _analysis(SCENARIOS["default"]).result.token_hit_rate
+    note = figures.tornado(_analysis(SCENARIOS["default"]))["layout"]["title"]["text"].split("<sup>")[1]
     assert note == f"base {100 * base:.1f}%</sup>"
     s = Scenario.from_dict({"policy": "fifo"})
-    text = figures.tornado(s)["layout"]["title"]["text"]
+    text = figures.tornado(_analysis(s))["layout"]["title"]["text"]
     assert f"<sup>base {100 * base:.1f}%; LRU model; FIFO needs the simulator</sup>" in text
 
 
 def test_kv_cache_tokens_marker_is_explained_in_the_note():
     s = Scenario.from_dict({"kv_cache_tokens": 200_000})
-    fig = figures.hit_vs_memory(s)
+    fig = figures.hit_vs_memory(_analysis(s))
     assert "capacity from kv_cache_tokens: marked at the memory that holds it" in fig["layout"]["title"]["text"]
-    assert "kv_cache_tokens" not in figures.hit_vs_memory(SCENARIOS["default"])["layout"]["title"]["text"]
+    assert "kv_cache_tokens" not in figures.hit_vs_memory(_analysis(SCENARIOS["default"]))["layout"]["title"]["text"]
     s = Scenario.from_dict({"kv_cache_tokens": 200_000, "policy": "lfu"})
     assert "LFU needs the simulator; capacity from kv_cache_tokens" in \
-        figures.hit_vs_memory(s)["layout"]["title"]["text"]
+        figures.hit_vs_memory(_analysis(s))["layout"]["title"]["text"]
 
 
 def test_no_fit_is_said():
-    fig = figures.hit_vs_memory(SCENARIOS["no-fit"])
+    fig = figures.hit_vs_memory(_analysis(SCENARIOS["no-fit"]))
     assert "does not fit" in fig["layout"]["title"]["text"]
 
 
 @pytest.mark.parametrize("key", ["arrival_rate", "think_time_s", "turns", "gpu_memory_gib", "block_size"])
 def test_sensitivity_figure(key):
     s = SCENARIOS["default"]
-    fig = figures.sensitivity(s, key)
+    fig = figures.sensitivity(_analysis(s), key)
     _check_common(fig)
-    curve = sens.sensitivity_curve(s, key)
+    curve = sweeps.sensitivity_curve(_analysis(s), key)
     line = fig["data"][0]
     assert line["x"] == list(curve.values)
     assert line["y"] == [pytest.approx(100 * v, abs=1e-3) for v in curve.token_hit_rate]
@@ -130,10 +131,10 @@ def test_sensitivity_figure(key):
 
 def test_tornado_figure_sorted_largest_first():
     s = SCENARIOS["default"]
-    fig = figures.tornado(s)
+    fig = figures.tornado(_analysis(s))
     low, high = fig["data"]
     assert low["type"] == high["type"] == "bar" and low["orientation"] == "h"
-    t = sens.tornado(s)
+    t = sweeps.tornado(_analysis(s))
     assert low["y"] == [b.label for b in t.bars]
     assert fig["layout"]["yaxis"]["autorange"] == "reversed"      # first bar on top
     assert low["x"][0] == pytest.approx(100 * (t.bars[0].low_hit_rate - t.base_hit_rate), abs=1e-3)
@@ -142,7 +143,7 @@ def test_tornado_figure_sorted_largest_first():
 
 def test_heatmap_figure():
     s = SCENARIOS["default"]
-    fig = figures.heatmap(s)
+    fig = figures.heatmap(_analysis(s))
     hm = fig["data"][0]
     assert hm["type"] == "heatmap" and len(hm["z"]) == 30 and all(len(r) == 30 for r in hm["z"])
     assert hm["zmin"] == 0 and hm["zmax"] == 100
@@ -153,18 +154,17 @@ def test_heatmap_figure():
     assert marker["x"] == [pytest.approx(79.6)] and marker["y"] == [1.0]
 
 
-def test_all_figures_shares_one_preparation():
-    s = SCENARIOS["random4"]
-    r = _analysis(s)
-    shared = figures.all_figures(s, r, "think_time_s")
-    assert shared["sensitivity"] == figures.sensitivity(s, "think_time_s", result=r)
-    assert shared["heatmap"] == figures.heatmap(s, result=r)
+def test_all_figures_draws_the_four_charts_of_one_analysis():
+    a = _analysis(SCENARIOS["random4"])
+    shared = figures.all_figures(a, "think_time_s")
+    assert list(shared) == ["hit_vs_memory", "sensitivity", "tornado", "heatmap"]
+    assert shared["sensitivity"] == figures.sensitivity(a, "think_time_s")
+    assert shared["heatmap"] == figures.heatmap(a)
 
 
 def test_sensitivity_of_an_unset_key_says_so_and_unknown_key_raises():
-    from kvcache_calculator.errors import ScenarioError
-    fig = figures.sensitivity(SCENARIOS["default"], "kv_cache_tokens")
+    fig = figures.sensitivity(_analysis(SCENARIOS["default"]), "kv_cache_tokens")
     assert fig["data"] == [] and "not set" in fig["layout"]["title"]["text"]
     json.dumps(fig)
     with pytest.raises(ScenarioError):
-        figures.sensitivity(SCENARIOS["default"], "model")
+        figures.sensitivity(_analysis(SCENARIOS["default"]), "model")

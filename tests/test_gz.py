@@ -54,22 +54,30 @@ def test_truncated_and_damaged_gzip_are_refused():
     bad = data[:10] + bytes(b ^ 0xFF for b in data[10:40]) + data[40:]
     with pytest.raises(ScenarioError) as err:
         list(decode_lines([bad]))
-    assert err.value.key == "trace"
+    assert err.value.key == "file"
 
 
-def test_binary_data_is_refused():
+def test_binary_data_and_empty_files_are_refused_as_by_line_feed():
     with pytest.raises(ScenarioError) as err:
-        LineDecoder().feed(b"\x00\xff\xfe\xfa" * 10)
-    assert "UTF-8" in str(err.value)
+        LineDecoder().feed(b"\x01\xff\xfe\xfa" * 10)
+    assert err.value.key == "file" and "binary" in str(err.value)
+    with pytest.raises(ScenarioError) as err:
+        LineDecoder().feed(gzip.compress(b"\x00\x01" * 10))
+    assert "binary" in str(err.value)
+    with pytest.raises(ScenarioError) as err:
+        LineDecoder().close()
+    assert "empty" in str(err.value)
 
 
 def test_counters_and_detection():
     dec = LineDecoder()
-    data = gzip.compress(b"x\n")
+    data = gzip.compress(b"xy\n")
     assert dec.feed(data[:1]) == [] and dec.compressed is None
-    assert dec.feed(data[1:]) == ["x"] and dec.compressed is True
+    assert dec.feed(data[1:]) == ["xy"] and dec.compressed is True
     assert dec.close() == []
-    assert dec.bytes_in == len(data) and dec.bytes_out == 2
+    assert dec.bytes_in == len(data) and dec.bytes_out == 3 and dec.lines_out == 1
+    short = LineDecoder()
+    assert short.feed(b"z") == [] and short.close() == ["z"]
     assert is_gzip(data) and not is_gzip(b"{}")
 
 

@@ -15,7 +15,8 @@ from kvcache_calculator.setup.architecture import (
     kv_bytes_per_token_all_layers,
 )
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.setup.hfconfig import arch_to_scenario, count_params, import_config, text_config
+from kvcache_calculator.setup.configjson import count_params, text_config
+from kvcache_calculator.setup.hfconfig import arch_to_scenario, import_config, scenario_keys_gap
 
 HF_CONFIGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "hf-configs"
 FILES = sorted(HF_CONFIGS.glob("*.json")) if HF_CONFIGS.is_dir() else []
@@ -356,7 +357,6 @@ def test_arch_to_scenario_weight_dtype_only_when_asked():
     ("deepseek-ai--DeepSeek-V3.json", None, None),
 ])
 def test_scenario_keys_gap_says_when_the_form_can_only_approximate(name, gap, preset):
-    from kvcache_calculator.setup.hfconfig import scenario_keys_gap
 
     said = scenario_keys_gap(import_config(_read(name)))
     if gap is None:
@@ -366,7 +366,6 @@ def test_scenario_keys_gap_says_when_the_form_can_only_approximate(name, gap, pr
 
 
 def test_scenario_keys_gap_without_a_matching_preset():
-    from kvcache_calculator.setup.hfconfig import scenario_keys_gap
 
     config = json.loads(_read("google--gemma-4-26B-A4B.json"))
     text = config.get("text_config") or config

@@ -1,4 +1,4 @@
-"""page_figures.for_page: the page's cheaper drawing of the core's figures loses nothing."""
+"""site/page_figures.py (for_page): the page's cheaper drawing of the core's figures loses nothing."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import copy
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.present import figures
-from kvcache_calculator.present.page_figures import (VIRIDIS, decade_ticks, for_page, legend_entries,
-                                             split_title)
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
+# page-only code lives with the page; the browser gets it through site/pyscript.json
+sys.path.insert(0, str(ROOT / "site"))
+from page_figures import VIRIDIS, decade_ticks, for_page, legend_entries, split_title  # noqa: E402
 SCENARIOS = {
     "default": Scenario(),
     "offload-fifo": Scenario.from_dict({"offload_gib": 100, "policy": "fifo"}),
@@ -25,7 +29,7 @@ SCENARIOS = {
 
 
 def _figures(s: Scenario) -> dict:
-    return figures.all_figures(s, key="think_time_s")
+    return figures.all_figures(prepare(resolve(s)), key="think_time_s")
 
 
 @pytest.mark.parametrize("label", sorted(SCENARIOS))
@@ -40,6 +44,7 @@ def test_for_page_keeps_the_data_and_moves_title_legend_and_colour_bar_to_html(l
         title, note = split_title(figure["layout"])
         assert (page["title"], page["note"]) == (title, note)
         assert page["title"] and "<" not in page["title"] + page["note"]
+        assert figure["layout"]["title"]["text"] == title + (f"<br><sup>{note}</sup>" if note else "")
         assert "title" not in layout and layout["showlegend"] is False
         for axis in ("xaxis", "yaxis"):
             assert layout[axis]["ticklabeloverflow"] == "allow"
@@ -88,9 +93,12 @@ def test_legend_entries_say_how_to_draw_each_swatch():
     ]
 
 
-def test_split_title_strips_markup():
+def test_split_title_takes_the_note_out_of_the_cores_markup():
     assert split_title({"title": {"text": "Hit rate<br><sup>LRU model; FIFO needs the simulator</sup>"}}) == (
         "Hit rate", "LRU model; FIFO needs the simulator")
+    # a figure with a note has it in the core's title (the policy note here)
+    core = figures.hit_vs_memory(prepare(resolve(Scenario.from_dict({"policy": "fifo"}))))
+    assert split_title(core["layout"]) == ("Token hit rate vs GPU memory", "LRU model; FIFO needs the simulator")
     assert split_title({"title": "Plain"}) == ("Plain", "")
     assert split_title({}) == ("", "")
 

@@ -11,7 +11,8 @@ import pytest
 from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_token, kv_bytes_per_token_all_layers
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.gpus import GPU
-from kvcache_calculator.setup.hfconfig import count_params, import_config
+from kvcache_calculator.setup.configjson import count_params
+from kvcache_calculator.setup.hfconfig import import_config
 from kvcache_calculator.setup.presets import (
     DEFAULT_GPU,
     DEFAULT_MODEL,

@@ -28,21 +28,27 @@ def test_evaluate_bad_link_values_fall_back_and_are_listed():
     assert out["unknown_keys"] == ["zzz"]
     assert out["scenario"]["gpu"] == "h200"          # the rest of the link still applies
     assert out["scenario"]["model"] == "llama-3.1-8b"
-    assert "model: got 'nope'" in out["field_errors"]["model"]
+    # each error crosses to the page as data: the key, the value, what is allowed, the sentence
+    model = out["field_errors"]["model"]
+    assert (model["key"], model["value"], model["shown"]) == ("model", "nope", "'nope'")
+    assert model["message"] == f"model: got 'nope'; {model['allowed']}" and model["line"] is None
+    assert out["field_errors"]["arrival_rate"]["allowed"].startswith("must be a number")
 
 
 def test_evaluate_incomplete_custom_model_falls_back_to_the_preset():
     out = evaluate({"model": "custom", "num_layers": "10"})
     # every missing field at once, each with the core's message
     assert sorted(out["field_errors"]) == ["head_dim", "num_kv_heads", "params_b"]
-    assert out["field_errors"]["head_dim"] == "head_dim: got ''; is required for a custom architecture"
+    assert out["field_errors"]["head_dim"] == {
+        "key": "head_dim", "value": "", "shown": "''", "allowed": "is required for a custom architecture",
+        "line": None, "message": "head_dim: got ''; is required for a custom architecture"}
     assert out["scenario"]["model"] == "llama-3.1-8b"
     mla = evaluate({"model": "custom", "attention": "mla", "params_b": "30"})
     assert sorted(mla["field_errors"]) == ["kv_lora_rank", "num_layers"]
     sliding = evaluate({"model": "custom", "num_layers": "4", "params_b": "1", "num_kv_heads": "2",
                         "head_dim": "64", "sliding_layers": "2"})
     assert list(sliding["field_errors"]) == ["sliding_layers"]     # the parser's own rule
-    assert "needs sliding_window" in sliding["field_errors"]["sliding_layers"]
+    assert "needs sliding_window" in sliding["field_errors"]["sliding_layers"]["allowed"]
     complete = evaluate({"model": "custom", "num_layers": "4", "params_b": "1", "num_kv_heads": "2",
                          "head_dim": "64"})
     assert complete["field_errors"] == {} and complete["scenario"]["model"] == "custom"
@@ -76,8 +82,9 @@ def test_keys_the_attention_kind_does_not_use_are_refused_not_ignored():
            "qk_rope_head_dim": "64", "params_b": "671"}
     out = evaluate({**mla, "sliding_layers": "30", "sliding_window": "128", "num_kv_heads": "128"})
     assert sorted(out["field_errors"]) == ["num_kv_heads", "sliding_layers", "sliding_window"]
-    assert out["field_errors"]["num_kv_heads"] == (
+    assert out["field_errors"]["num_kv_heads"]["message"] == (
         "num_kv_heads: got 128; does not apply when attention is mla; leave it empty")
+    assert out["field_errors"]["num_kv_heads"]["shown"] == "128"     # a parsed number, not text
     assert evaluate(mla)["field_errors"] == {}
     # a preset's own attention kind counts, and the other way round
     assert list(evaluate({"model": "deepseek-v3", "head_dim": "128"})["field_errors"]) == ["head_dim"]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvcache_calculator import ScenarioError
+from kvcache_calculator import scenario as sc
 from kvcache_calculator.scenario import (
     FIELDS, KEYS, Scenario, decode_fragment, encode_fragment, parse_assignments,
 )
@@ -157,3 +158,22 @@ def test_repeated_keys_are_the_named_keys_given_twice():
     assert decode_fragment(fragment)["arrival_rate"] == "3"          # the last one is used
     assert repeated_keys("#a%20=1&a=2") == ["a"]                      # as decode_fragment reads keys
     assert repeated_keys("") == []
+
+
+def test_key_sets_are_derived_from_the_fields():
+    by = {f.key: f for f in FIELDS}
+    assert set(sc.MODEL_KEYS) == {f.key for f in FIELDS if f.group == "model"}
+    assert sc.ARCH_KEYS == tuple(k for k in sc.MODEL_KEYS if k != "model")
+    assert set(sc.LAYER_KEYS) == set(sc.ARCH_KEYS) - {"params_b", "active_params_b"}
+    assert set(sc.GQA_ONLY_KEYS) == {"num_kv_heads", "head_dim", "sliding_window", "sliding_layers"}
+    assert set(sc.MLA_ONLY_KEYS) == {"kv_lora_rank", "qk_rope_head_dim"}
+    assert set(sc.GQA_ONLY_KEYS + sc.MLA_ONLY_KEYS) < set(sc.LAYER_KEYS)
+    assert sc.GPU_KEYS == ("gpu", "gpu_memory_gib")
+    assert set(sc.SIZING_KEYS) >= set(sc.MODEL_KEYS + sc.GPU_KEYS + sc.CAPACITY_ONLY_KEYS + sc.KV_BYTES_KEYS)
+    assert not set(sc.SCALAR_KEYS) & set(sc.SIZING_KEYS)
+    for f in FIELDS:
+        assert f.effect in ("scalar", "capacity", "kv_bytes", "solve"), f.key
+        assert f.resolves in ("", "model", "gpu") and set(f.attention) <= {"gqa", "mla"}, f.key
+        assert f.optional == (f.default is None), f.key
+        assert list(sc.KEYS).index(f.key) == [g.key for g in FIELDS].index(f.key)
+    assert by["arrival_rate"].effect == "scalar" and by["block_size"].effect == "solve"

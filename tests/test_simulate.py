@@ -298,15 +298,15 @@ def test_scenario_must_be_a_scenario():
 
 
 def test_capacity_from_the_scenario():
-    """kv_cache_tokens is used as is; without it compute_capacity (presets) decides."""
+    """kv_cache_tokens is used as is; without it the resolved capacity (presets) decides."""
     s = small(kv_cache_tokens=803)
     result = simulate(s, conversations=50, seed=0)
     assert result.capacity_tokens == 800 and result.offload_tokens == 0
     pytest.importorskip("kvcache_calculator.setup.presets")
-    from kvcache_calculator.setup.capacity import compute_capacity
+    from kvcache_calculator.setup.resolve import resolve
 
     s = Scenario.from_dict({"arrival_rate": 0.2, "think_time_s": 5, "offload_gib": 1})
-    capacity = compute_capacity(s)
+    capacity = resolve(s).capacity
     result = simulate(s, conversations=50, seed=0)
     assert result.capacity_tokens == capacity.capacity_tokens > 0
     assert result.offload_tokens == capacity.offload_tokens > 0

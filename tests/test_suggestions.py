@@ -9,18 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvcache_calculator.analytic import sensitivity as sens
-from kvcache_calculator.analytic.model import analyze
-from kvcache_calculator.setup.capacity import compute_capacity, resolve_gpu, resolve_model
-from kvcache_calculator.scenario import Scenario, with_updates
 from kvcache_calculator.analytic.advice import (
     ADD_MEMORY_IDS, ENOUGH_MEMORY_IDS, MIN_GAIN, SEVERITIES, Suggestion, suggest,
 )
+from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.analytic.table import prepare
+from kvcache_calculator.scenario import Scenario, with_updates
+from kvcache_calculator.setup.resolve import resolve
 
 
-def _analysis(s: Scenario):
-    arch = resolve_model(s)
-    return analyze(s, compute_capacity(s, arch, resolve_gpu(s)), arch)
+def _suggest(s: Scenario) -> list[Suggestion]:
+    return suggest(prepare(resolve(s)))
 
 
 def _by_id(items):
@@ -50,13 +49,13 @@ def check_consistent(s: Scenario, items: list[Suggestion]) -> None:
 
 def test_default_scenario_suggestions_carry_their_numbers():
     s = Scenario()
-    r = _analysis(s)
-    items = suggest(s, r)
+    r = analyze(s)
+    items = _suggest(s)
     check_consistent(s, items)
     by = _by_id(items)
     assert {"add_memory", "fp8_kv", "offload", "think_time"} <= set(by)
     fp8 = by["fp8_kv"].numbers
-    exact = _analysis(with_updates(s, kv_dtype="fp8"))
+    exact = analyze(with_updates(s, kv_dtype="fp8"))
     assert fp8["capacity_factor"] == pytest.approx(2.0, rel=1e-3)
     assert fp8["token_hit_rate"] == pytest.approx(r.token_hit_rate, abs=1e-6)
     assert fp8["token_hit_rate_fp8"] == pytest.approx(exact.token_hit_rate, abs=1e-6)
@@ -64,14 +63,14 @@ def test_default_scenario_suggestions_carry_their_numbers():
     # the memory for the target really gives the target (0.3 point: table inversion)
     add = by["add_memory"].numbers
     assert add["goal_hit_rate"] == s.target_hit_rate
-    at_goal = _analysis(with_updates(s, gpu_memory_gib=add["gpu_memory_gib_for_goal"]))
+    at_goal = analyze(with_updates(s, gpu_memory_gib=add["gpu_memory_gib_for_goal"]))
     assert at_goal.token_hit_rate == pytest.approx(s.target_hit_rate, abs=3e-3)
     assert add["extra_gib_per_gpu"] == pytest.approx(add["gpu_memory_gib_for_goal"] - 79.6, abs=1e-6)
-    assert _analysis(with_updates(s, num_gpus=add["num_gpus_for_goal"])).token_hit_rate >= s.target_hit_rate
-    assert _analysis(with_updates(s, instances=add["instances_for_goal"])).token_hit_rate >= s.target_hit_rate - 1e-3
+    assert analyze(with_updates(s, num_gpus=add["num_gpus_for_goal"])).token_hit_rate >= s.target_hit_rate
+    assert analyze(with_updates(s, instances=add["instances_for_goal"])).token_hit_rate >= s.target_hit_rate - 1e-3
     off = by["offload"].numbers
     assert off["token_hit_rate_offload"] == pytest.approx(
-        _analysis(with_updates(s, offload_gib=off["offload_gib"])).token_hit_rate, abs=1e-3)
+        analyze(with_updates(s, offload_gib=off["offload_gib"])).token_hit_rate, abs=1e-3)
     t = by["think_time"].numbers
     assert t["characteristic_time_s"] == pytest.approx(r.characteristic_time_s)
     assert t["history_kept_fraction"] == pytest.approx(1 - math.exp(-r.characteristic_time_s / 60.0))
@@ -79,7 +78,7 @@ def test_default_scenario_suggestions_carry_their_numbers():
 
 
 def test_actions_come_first_sorted_by_gain():
-    items = suggest(Scenario())
+    items = _suggest(Scenario())
     sev = [x.severity for x in items]
     assert sev[0] == "action"
     gains = [x.numbers["gain_points"] for x in items if "gain_points" in x.numbers]
@@ -88,19 +87,19 @@ def test_actions_come_first_sorted_by_gain():
 
 def test_model_that_does_not_fit():
     s = Scenario.from_dict({"model": "llama-3.1-70b"})
-    items = suggest(s)
+    items = _suggest(s)
     check_consistent(s, items)
     assert items[0].id == "fit"
     n = items[0].numbers
     assert n["num_gpus_to_fit"] == 2
-    assert n["hit_rate_at_num_gpus"] == pytest.approx(_analysis(with_updates(s, num_gpus=2)).token_hit_rate, abs=1e-3)
+    assert n["hit_rate_at_num_gpus"] == pytest.approx(analyze(with_updates(s, num_gpus=2)).token_hit_rate, abs=1e-3)
     assert n["min_gpu_memory_gib"] > 79.6
     assert not {"fp8_kv", "offload", "add_memory", "think_time"} & {x.id for x in items}
 
 
 def test_published_checkpoint_format_is_the_first_way_to_fit():
     s = Scenario.from_dict({"model": "gpt-oss-120b", "gpu": "h100-sxm"})
-    items = suggest(s)
+    items = _suggest(s)
     check_consistent(s, items)
     fit = items[0]
     assert fit.id == "fit"
@@ -108,37 +107,37 @@ def test_published_checkpoint_format_is_the_first_way_to_fit():
     assert options.startswith("the published checkpoint is MXFP4: weight_dtype=fp4")
     assert fit.text.count("published checkpoint") == 1          # not repeated from the message
     n = fit.numbers
-    at_fp4 = _analysis(with_updates(s, weight_dtype="fp4"))
+    at_fp4 = analyze(with_updates(s, weight_dtype="fp4"))
     assert n["published_weight_bytes"] == 0.5
     assert n["kv_gib_per_gpu_at_published_weights"] == pytest.approx(at_fp4.capacity.kv_budget_gib_per_gpu, abs=1e-5)
     assert n["hit_rate_at_published_weights"] == pytest.approx(at_fp4.token_hit_rate, abs=1e-3)
     assert f"for a token hit rate of {100 * at_fp4.token_hit_rate:.1f}%" in options
 
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8})
-    fit = suggest(s)[0]
+    fit = _suggest(s)[0]
     assert fit.text.split("Options: ", 1)[1].startswith("the published checkpoint is FP8: weight_dtype=fp8 fits")
     assert fit.numbers["published_weight_bytes"] == 1.0
 
 
 def test_published_format_with_more_gpus_when_it_alone_is_not_enough():
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200"})
-    fit = suggest(s)[0]
+    fit = _suggest(s)[0]
     n = fit.numbers
     assert n["num_gpus_to_fit_at_published_weights"] == 8 and n["num_gpus_to_fit"] == 16
     assert "weight_dtype=fp8 with num_gpus=8 fits" in fit.text
-    assert _analysis(with_updates(s, weight_dtype="fp8", num_gpus=8)).fits
-    assert not _analysis(with_updates(s, weight_dtype="fp8", num_gpus=4)).fits
+    assert analyze(with_updates(s, weight_dtype="fp8", num_gpus=8)).fits
+    assert not analyze(with_updates(s, weight_dtype="fp8", num_gpus=4)).fits
 
 
 def test_a_lower_weight_dtype_is_offered_generally():
     s = Scenario.from_dict({"model": "llama-3.1-70b"})
-    fit = suggest(s)[0]
+    fit = _suggest(s)[0]
     assert "at weight_dtype=fp8 it fits with" in fit.text and "published" not in fit.text
     assert fit.numbers["weight_bytes_to_fit"] == 1.0
     assert fit.numbers["hit_rate_with_fp8_weights"] == pytest.approx(
-        _analysis(with_updates(s, weight_dtype="fp8")).token_hit_rate, abs=1e-3)
+        analyze(with_updates(s, weight_dtype="fp8")).token_hit_rate, abs=1e-3)
     s = Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 4})
-    fit = suggest(s)[0]
+    fit = _suggest(s)[0]
     assert "at weight_dtype=int4 it fits" in fit.text and fit.numbers["weight_bytes_to_fit"] == 0.5
 
 
@@ -147,21 +146,21 @@ def test_gpu_counts_suggested_always_split_the_kv_heads():
     # of weights, the first valid count from there is 24
     s = Scenario.from_dict({"model": "custom", "num_layers": 80, "num_kv_heads": 12, "head_dim": 128,
                             "params_b": 600, "num_gpus": 4, "gpu": "h100-sxm"})
-    n = _by_id(suggest(s))["fit"].numbers
+    n = _by_id(_suggest(s))["fit"].numbers
     assert n["num_gpus_to_fit"] == 24
-    assert _analysis(with_updates(s, num_gpus=24)).fits
+    assert analyze(with_updates(s, num_gpus=24)).fits
     # memory-limited: the GPU count for the goal splits the heads too
     s = Scenario.from_dict({"model": "custom", "num_layers": 32, "num_kv_heads": 12, "head_dim": 128,
                             "params_b": 8, "num_gpus": 4, "arrival_rate": 2})
-    add = _by_id(suggest(s))["add_memory"].numbers
+    add = _by_id(_suggest(s))["add_memory"].numbers
     assert add["num_gpus_for_goal"] in (6, 12, 24, 48, 96)
 
 
 def test_ceiling_is_the_limit_when_traffic_is_light():
     s = Scenario.from_dict({"arrival_rate": 0.05})
-    r = _analysis(s)
+    r = analyze(s)
     assert r.max_token_hit_rate - r.token_hit_rate < 0.02
-    items = suggest(s, r)
+    items = _suggest(s)
     check_consistent(s, items)
     by = _by_id(items)
     assert "memory_not_limit" in by and "target_met" in by
@@ -171,37 +170,37 @@ def test_ceiling_is_the_limit_when_traffic_is_light():
 
 def test_target_above_the_ceiling():
     s = Scenario.from_dict({"target_hit_rate": 0.97})
-    items = suggest(s)
+    items = _suggest(s)
     check_consistent(s, items)
     by = _by_id(items)
     assert by["target_unreachable"].severity == "warning"
     assert "add_memory" in by                       # memory still limits: goal is 1 point below the ceiling
-    r = _analysis(s)
+    r = analyze(s)
     assert by["add_memory"].numbers["goal_hit_rate"] == pytest.approx(r.max_token_hit_rate - 0.01)
 
 
 def test_session_affinity_against_random_routing():
     s = Scenario.from_dict({"routing": "random", "instances": 4, "arrival_rate": 4})
-    items = suggest(s)
+    items = _suggest(s)
     check_consistent(s, items)
     n = _by_id(items)["routing"].numbers
-    sticky = _analysis(with_updates(s, routing="session")).token_hit_rate
+    sticky = analyze(with_updates(s, routing="session")).token_hit_rate
     assert n["token_hit_rate_session"] == pytest.approx(sticky, abs=1e-6)   # numbers are rounded to 6 decimals
-    assert n["gain_points"] == pytest.approx(100 * (sticky - _analysis(s).token_hit_rate), abs=1e-6)
-    kept = suggest(with_updates(s, routing="session"))
+    assert n["gain_points"] == pytest.approx(100 * (sticky - analyze(s).token_hit_rate), abs=1e-6)
+    kept = _suggest(with_updates(s, routing="session"))
     assert "session_affinity_value" in _by_id(kept)
     assert "routing" not in _by_id(kept)
 
 
 def test_fifo_policy_is_flagged():
-    items = suggest(Scenario.from_dict({"policy": "fifo"}))
+    items = _suggest(Scenario.from_dict({"policy": "fifo"}))
     assert "policy" in _by_id(items)
 
 
 def test_fixed_think_time_near_t_warns():
     s = Scenario.from_dict({"think_dist": "fixed", "think_time_s": 60})
-    r = _analysis(s)
-    items = suggest(s, r)
+    r = analyze(s)
+    items = _suggest(s)
     t = _by_id(items)["think_time"]
     T = r.characteristic_time_s
     if T is not None and abs(T - 60) <= 15:
@@ -211,8 +210,8 @@ def test_fixed_think_time_near_t_warns():
 
 def test_offload_in_use_is_reported():
     s = Scenario.from_dict({"offload_gib": 200})
-    r = _analysis(s)
-    items = suggest(s, r)
+    r = analyze(s)
+    items = _suggest(s)
     check_consistent(s, items)
     n = _by_id(items)["offload_in_use"].numbers
     assert n["offload_token_hit_rate"] == pytest.approx(r.offload_token_hit_rate)
@@ -221,7 +220,7 @@ def test_offload_in_use_is_reported():
 
 def test_kv_cache_tokens_override_scales_for_fp8():
     s = Scenario.from_dict({"kv_cache_tokens": 100_000})
-    n = _by_id(suggest(s))["fp8_kv"].numbers
+    n = _by_id(_suggest(s))["fp8_kv"].numbers
     assert n["capacity_tokens"] == 100_000 and n["capacity_tokens_fp8"] == 200_000
 
 
@@ -254,8 +253,8 @@ def test_never_contradictory_over_many_scenarios(params):
     """300 derandomized Hypothesis scenarios (fixed seed via derandomize): never both "add
     memory" and "memory is not the limit / could shrink"; no negative gain; all numbers finite."""
     s = Scenario.from_dict(params)
-    r = _analysis(s)
-    items = suggest(s, r)
+    r = analyze(s)
+    items = _suggest(s)
     check_consistent(s, items)
     ids = {x.id for x in items}
     if not r.fits:
@@ -271,30 +270,22 @@ def test_never_contradictory_over_many_scenarios(params):
         assert n["token_hit_rate_session"] > n["token_hit_rate"]
 
 
-def test_prepared_reuse_gives_the_same_list():
-    s = Scenario.from_dict({"routing": "random", "instances": 2})
-    r = _analysis(s)
-    a = [x.to_dict() for x in suggest(s, r)]
-    b = [x.to_dict() for x in suggest(s, r, prep=sens.prepare(s, r))]
-    assert a == b
-
-
 def test_a_target_met_by_the_shared_prompt_alone_needs_that_prompt_cached():
     """With one turn only the system prompt is ever hit: the target needs it cached, not '0
     tokens' (found by a QA pass); and plain English around the numbers."""
     s = Scenario.from_dict({"turns": 1})
-    found = {x.id: x for x in suggest(s)}
+    found = {x.id: x for x in _suggest(s)}
     met = found["target_met"]
     assert s.system_prompt_tokens <= met.numbers["capacity_tokens_for_target"] <= s.system_prompt_tokens + 64
     assert "with 1 turn on average" in found["memory_not_limit"].text
-    big = {x.id: x for x in suggest(Scenario.from_dict({"turns": 1000, "turns_dist": "fixed"}))}
+    big = {x.id: x for x in _suggest(Scenario.from_dict({"turns": 1000, "turns_dist": "fixed"}))}
     assert "(36,871.5x)" in big["add_memory"].text and "2,281,204.2 GiB" in big["add_memory"].text
-    below = {x.id: x for x in suggest(Scenario.from_dict({"instances": 8, "routing": "random"}))}
+    below = {x.id: x for x in _suggest(Scenario.from_dict({"instances": 8, "routing": "random"}))}
     assert "57.5% (one point below the ceiling) needs about" in below["add_memory"].text
 
 
 def test_with_the_engines_capacity_more_cache_is_said_in_tokens():
-    found = {x.id: x for x in suggest(Scenario.from_dict({"kv_cache_tokens": 100000}))}
+    found = {x.id: x for x in _suggest(Scenario.from_dict({"kv_cache_tokens": 100000}))}
     text = found["add_memory"].text
     assert "an engine capacity of 832,169 tokens per instance (kv_cache_tokens)" in text
     assert "GiB of GPU memory per GPU" not in text

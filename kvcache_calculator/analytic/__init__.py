@@ -1,3 +1,5 @@
 """The analytic model: the characteristic-time (LRU) hit-rate model (:mod:`.model`), the fast
-table and sweeps built on it (:mod:`.sensitivity`) and the suggestions that follow (:mod:`.advice`).
+hit-rate table sweeps are evaluated on (:mod:`.table`), the sweeps themselves (:mod:`.sweeps`:
+hit rate vs memory, sensitivity curves, tornado, heatmap) and the suggestions that follow
+(:mod:`.advice`).
 """

@@ -22,15 +22,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from kvcache_calculator.analytic import sensitivity as sens
-from kvcache_calculator.analytic.model import AnalyticResult
+from kvcache_calculator.analytic.sweeps import current_memory_gib, tokens_for_hit_rate
+from kvcache_calculator.analytic.table import Analysis, variant_hit_rate, variant_result
 from kvcache_calculator.setup.architecture import (
     DTYPE_BYTES, dtype_bytes, kv_bytes_per_token, kv_head_counts, valid_tensor_parallel,
 )
 from kvcache_calculator.setup.capacity import (
-    GIB, published_weight_label, smaller_weight_dtypes, weight_dtype_hint, weight_dtype_sentence,
+    GIB, fit_memory_gib, memory_for_tokens, published_weight_label, smaller_weight_dtypes, weight_dtype_hint,
+    weight_dtype_sentence,
 )
-from kvcache_calculator.scenario import Scenario, with_updates
 
 SEVERITIES = ("action", "info", "warning")
 MIN_GAIN = 0.005            # half a point of token hit rate: below this, not worth suggesting
@@ -87,12 +87,6 @@ def _make(id_: str, severity: str, title: str, text: str, **numbers) -> Suggesti
     return Suggestion(id_, severity, title, text, _clean(numbers))
 
 
-def _tokens_for_rate(prep: sens.Prepared, rate: float) -> float | None:
-    """Cache tokens per instance for a token hit rate of ``rate`` (from the same table as the
-    figures, so the numbers match the hit-rate-vs-memory curve); None at or above the ceiling."""
-    return sens.tokens_for_hit_rate(prep, rate)
-
-
 def _gpu_counts_above(arch, current: int, limit: int = 1024) -> list[int]:
     """GPU counts per instance to try above ``current``, smallest first: its doublings, and,
     for a model whose KV heads tensor parallelism splits, the divisors of their least common
@@ -114,29 +108,29 @@ def _gpu_counts_above(arch, current: int, limit: int = 1024) -> list[int]:
     return sorted(n for n in counts if current < n <= limit and valid_tensor_parallel(arch, n))
 
 
-def _num_gpus_to_fit(prep: sens.Prepared, **changes) -> int | None:
+def _num_gpus_to_fit(analysis: Analysis, **changes) -> int | None:
     """Fewest GPUs per instance of :func:`_gpu_counts_above` at which the model fits with
     ``changes``; None up to 1024."""
-    s = prep.scenario
-    for n in _gpu_counts_above(prep.arch, s.num_gpus):
-        if sens.variant_capacity(prep, with_updates(s, num_gpus=n, **changes)).fits:
+    s = analysis.scenario
+    for n in _gpu_counts_above(analysis.arch, s.num_gpus):
+        if analysis.setup.variant(num_gpus=n, **changes).capacity.fits:
             return n
     return None
 
 
-def _fit(prep: sens.Prepared) -> list[Suggestion]:
+def _fit(analysis: Analysis) -> list[Suggestion]:
     """What makes the model fit: the published checkpoint's weight format (FP8 for DeepSeek-V3,
     MXFP4 for gpt-oss) first, a smaller weight dtype, more memory per GPU, more GPUs per
     instance."""
-    s, cap, arch = prep.scenario, prep.capacity, prep.arch
-    need = sens.fit_memory_gib(prep)
+    s, cap, arch = analysis.scenario, analysis.capacity, analysis.arch
+    need = fit_memory_gib(s, cap)
     numbers = dict(weights_gib_per_gpu=cap.weights_gib_per_gpu, usable_gib_per_gpu=cap.usable_gib_per_gpu,
-                   activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=prep.gpu_memory_gib,
+                   activation_reserve_gib=s.activation_reserve_gib, gpu_memory_gib=analysis.setup.gpu.memory_gib,
                    min_gpu_memory_gib=need)
     options = []
     dtypes = smaller_weight_dtypes(s, arch, cap.usable_gib_per_gpu) if s.kv_cache_tokens is None else []
     for dtype, left, published in dtypes:
-        hit = sens.variant_hit_rate(prep, weight_dtype=dtype)
+        hit = variant_hit_rate(analysis, weight_dtype=dtype)
         if published:
             numbers.update(published_weight_bytes=DTYPE_BYTES[dtype], kv_gib_per_gpu_at_published_weights=left,
                            hit_rate_at_published_weights=hit)
@@ -146,21 +140,21 @@ def _fit(prep: sens.Prepared) -> list[Suggestion]:
         if dtype == "fp8":
             numbers.update(hit_rate_with_fp8_weights=hit)
         options.append(f"{weight_dtype_sentence(dtype, left, published, arch)}, for a token hit rate of {_p(hit)}")
-    n = _num_gpus_to_fit(prep) if s.kv_cache_tokens is None else None
+    n = _num_gpus_to_fit(analysis) if s.kv_cache_tokens is None else None
     published = arch.weight_dtype
     if s.kv_cache_tokens is None and DTYPE_BYTES[published] < DTYPE_BYTES[s.weight_dtype] \
             and not any(p for _d, _l, p in dtypes):
         # the published format alone is not enough: with how many GPUs it fits
-        m = _num_gpus_to_fit(prep, weight_dtype=published)
+        m = _num_gpus_to_fit(analysis, weight_dtype=published)
         if m is not None and (n is None or m < n):
-            hit = sens.variant_hit_rate(prep, num_gpus=m, weight_dtype=published)
+            hit = variant_hit_rate(analysis, num_gpus=m, weight_dtype=published)
             numbers.update(num_gpus_to_fit_at_published_weights=m, hit_rate_at_published_weights=hit)
             options.append(f"the published checkpoint is {published_weight_label(arch)}: weight_dtype={published} "
                            f"with num_gpus={m} fits, for a token hit rate of {_p(hit)}")
     options.append(f"a GPU with more than {_gib(need)} (weights and activation reserve at gpu_mem_util "
                    f"{s.gpu_mem_util:g})")
     if n is not None:
-        hit = sens.variant_hit_rate(prep, num_gpus=n)
+        hit = variant_hit_rate(analysis, num_gpus=n)
         numbers.update(num_gpus_to_fit=n, hit_rate_at_num_gpus=hit)
         options.append(f"num_gpus={n} (tensor parallel), for a token hit rate of {_p(hit)}")
     # the capacity message's weight-dtype hint is repeated, with hit rates, as the first options
@@ -169,13 +163,13 @@ def _fit(prep: sens.Prepared) -> list[Suggestion]:
     return [_make("fit", "action", "Make the model fit", text, **numbers)]
 
 
-def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: float) -> tuple[list[Suggestion], bool]:
+def _memory_advice(analysis: Analysis, hit: float, ceiling: float, target: float) -> tuple[list[Suggestion], bool]:
     """Target, add-memory, target-met and ceiling suggestions; returns them and whether memory
     is the limit (hit below the goal)."""
-    s, cap = prep.scenario, prep.capacity
+    s, cap = analysis.scenario, analysis.capacity
     out: list[Suggestion] = []
     goal = min(target, ceiling - GOAL_BELOW_CEILING)
-    cur_mem = sens.current_memory_gib(prep)
+    cur_mem = current_memory_gib(analysis)
     if target >= ceiling - 1e-9:
         out.append(_make("target_unreachable", "warning", "The target is above the ceiling",
                          f"The target of {_p(target)} is above {_p(ceiling)}, the hit rate of an infinite cache: "
@@ -185,9 +179,9 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
                          target_hit_rate=target, ceiling=ceiling, token_hit_rate=hit))
     memory_limited = hit < goal and goal > 0
     if memory_limited:
-        need_tokens = _tokens_for_rate(prep, goal)
+        need_tokens = tokens_for_hit_rate(analysis, goal)
         if need_tokens is not None and need_tokens > cap.capacity_tokens:
-            need_mem = sens.memory_for_tokens(prep, need_tokens)
+            need_mem = memory_for_tokens(s, cap, need_tokens)
             extra = max(0.0, need_mem - cur_mem)
             what = (f"the target of {_p(target)}" if goal == target
                     else f"{_p(goal)} (one point below the ceiling)")
@@ -203,14 +197,14 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
             else:
                 options = [f"{_gib(need_mem)} of GPU memory per GPU (+{_gib(extra)})"]
             if cap.derived_from == "memory":
-                for n in _gpu_counts_above(prep.arch, s.num_gpus):
-                    vcap = sens.variant_capacity(prep, with_updates(s, num_gpus=n))
+                for n in _gpu_counts_above(analysis.arch, s.num_gpus):
+                    vcap = analysis.setup.variant(num_gpus=n).capacity
                     if vcap.fits and vcap.capacity_tokens >= need_tokens:
                         numbers["num_gpus_for_goal"] = n
                         options.append(f"num_gpus={n} per instance")
                         break
             if s.routing == "session":
-                inst = _instances_for(prep, goal)
+                inst = _instances_for(analysis, goal)
                 if inst is not None:
                     numbers["instances_for_goal"] = inst
                     options.append(f"{inst:,} instances with session routing")
@@ -223,9 +217,9 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
                              f"{int(math.ceil(need_tokens)):,} ({need_tokens / max(1, cap.capacity_tokens):,.1f}x). "
                              "Options: " + "; ".join(options) + ".", **numbers))
     if hit >= target and target < ceiling:
-        need_tokens = _tokens_for_rate(prep, target)
+        need_tokens = tokens_for_hit_rate(analysis, target)
         if need_tokens is not None:
-            need_mem = sens.memory_for_tokens(prep, min(need_tokens, cap.capacity_tokens))
+            need_mem = memory_for_tokens(s, cap, min(need_tokens, cap.capacity_tokens))
             spare = max(0.0, cur_mem - need_mem)
             out.append(_make("target_met", "info", "The target is met",
                              f"The token hit rate of {_p(hit)} meets the {_p(target)} target. The target needs "
@@ -237,52 +231,52 @@ def _memory_advice(prep: sens.Prepared, hit: float, ceiling: float, target: floa
                              gpu_memory_gib_for_target=need_mem, spare_gib_per_gpu=spare))
     if not memory_limited and ceiling - hit <= CEILING_GAP:
         numbers = dict(token_hit_rate=hit, ceiling=ceiling, gap_points=100 * (ceiling - hit),
-                       mean_turns=prep.result.mean_turns)
+                       mean_turns=analysis.result.mean_turns)
         keep = hit - GOAL_BELOW_CEILING
         extra_text = ""
         if keep > 0 and cap.offload_tokens == 0:
-            tokens = _tokens_for_rate(prep, keep)
+            tokens = tokens_for_hit_rate(analysis, keep)
             if tokens is not None and tokens < cap.capacity_tokens:
-                mem = sens.memory_for_tokens(prep, tokens)
+                mem = memory_for_tokens(s, cap, tokens)
                 numbers.update(gpu_memory_gib_one_point_lower=mem, spare_gib_per_gpu=max(0.0, cur_mem - mem))
                 extra_text = (f" {_gib(mem)} per GPU would still give {_p(keep)} "
                               f"(one point less).")
         out.append(_make("memory_not_limit", "info", "The ceiling, not memory, is the limit",
                          f"The token hit rate {_p(hit)} is within {100 * (ceiling - hit):.1f} points of the "
                          f"{_p(ceiling)} an infinite cache would give. The ceiling is set by the conversations: "
-                         f"with {prep.result.mean_turns:.3g} turn{'' if prep.result.mean_turns == 1 else 's'} on average, first prompts miss. More memory, "
+                         f"with {analysis.result.mean_turns:.3g} turn{'' if analysis.result.mean_turns == 1 else 's'} on average, first prompts miss. More memory, "
                          f"fp8 KV or offloading would add little." + extra_text, **numbers))
     return out, memory_limited
 
 
-def _instances_for(prep: sens.Prepared, goal: float) -> int | None:
+def _instances_for(analysis: Analysis, goal: float) -> int | None:
     """Fewest instances (session routing, per-instance load arrival_rate / I) reaching ``goal``."""
-    lo = prep.scenario.instances
+    lo = analysis.scenario.instances
     hi = lo * 2
-    while sens.variant_hit_rate(prep, instances=hi) < goal:
+    while variant_hit_rate(analysis, instances=hi) < goal:
         hi *= 2
         if hi > 100_000:
             return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if sens.variant_hit_rate(prep, instances=mid) >= goal:
+        if variant_hit_rate(analysis, instances=mid) >= goal:
             hi = mid
         else:
             lo = mid
     return hi
 
 
-def _fp8(prep: sens.Prepared, hit: float) -> list[Suggestion]:
-    s, cap = prep.scenario, prep.capacity
+def _fp8(analysis: Analysis, hit: float) -> list[Suggestion]:
+    s, cap = analysis.scenario, analysis.capacity
     if dtype_bytes(s.kv_dtype) <= 1:
         return []
-    old = kv_bytes_per_token(prep.arch, s.kv_dtype, s.num_gpus)
-    new = kv_bytes_per_token(prep.arch, "fp8", s.num_gpus)
+    old = kv_bytes_per_token(analysis.arch, s.kv_dtype, s.num_gpus)
+    new = kv_bytes_per_token(analysis.arch, "fp8", s.num_gpus)
     factor = old / new
     changes = {"kv_dtype": "fp8"}
     if s.kv_cache_tokens is not None:
         changes["kv_cache_tokens"] = int(s.kv_cache_tokens * factor)
-    vr = sens.variant_result(prep, **changes)
+    vr = variant_result(analysis, **changes)
     gain = vr.token_hit_rate - hit
     if gain < MIN_GAIN:
         return []
@@ -296,8 +290,8 @@ def _fp8(prep: sens.Prepared, hit: float) -> list[Suggestion]:
                   token_hit_rate=hit, token_hit_rate_fp8=vr.token_hit_rate, gain_points=100 * gain)]
 
 
-def _offload(prep: sens.Prepared, hit: float, ceiling: float) -> list[Suggestion]:
-    s, cap, r = prep.scenario, prep.capacity, prep.result
+def _offload(analysis: Analysis, hit: float, ceiling: float) -> list[Suggestion]:
+    s, cap, r = analysis.scenario, analysis.capacity, analysis.result
     if s.offload_gib > 0:
         if r.offload_token_hit_rate <= 0:
             return [_make("offload_in_use", "info", "The offload tier adds nothing",
@@ -311,11 +305,11 @@ def _offload(prep: sens.Prepared, hit: float, ceiling: float) -> list[Suggestion
                       "are copied back over the host link before prefill.",
                       gpu_token_hit_rate=r.gpu_token_hit_rate, offload_token_hit_rate=r.offload_token_hit_rate,
                       offload_gib=s.offload_gib)]
-    tokens = _tokens_for_rate(prep, ceiling - GOAL_BELOW_CEILING)
+    tokens = tokens_for_hit_rate(analysis, ceiling - GOAL_BELOW_CEILING)
     if tokens is None or tokens <= cap.capacity_tokens:
         return []
     gib = min(MAX_OFFLOAD_GIB, math.ceil(tokens * cap.kv_bytes_per_token / GIB))
-    new_hit = sens.variant_hit_rate(prep, offload_gib=float(gib))
+    new_hit = variant_hit_rate(analysis, offload_gib=float(gib))
     gain = new_hit - hit
     if gain < MIN_GAIN:
         return []
@@ -328,12 +322,12 @@ def _offload(prep: sens.Prepared, hit: float, ceiling: float) -> list[Suggestion
                   gain_points=100 * gain)]
 
 
-def _routing(prep: sens.Prepared, hit: float) -> list[Suggestion]:
-    s = prep.scenario
+def _routing(analysis: Analysis, hit: float) -> list[Suggestion]:
+    s = analysis.scenario
     if s.instances <= 1:
         return []
     if s.routing != "session":
-        vr = sens.variant_result(prep, routing="session")
+        vr = variant_result(analysis, routing="session")
         gain = vr.token_hit_rate - hit
         if gain < MIN_GAIN:
             return []
@@ -344,7 +338,7 @@ def _routing(prep: sens.Prepared, hit: float) -> list[Suggestion]:
                       f"{_p(vr.token_hit_rate)} (+{100 * gain:.1f} points).",
                       instances=s.instances, token_hit_rate=hit, token_hit_rate_session=vr.token_hit_rate,
                       gain_points=100 * gain)]
-    vr = sens.variant_result(prep, routing="random")
+    vr = variant_result(analysis, routing="random")
     loss = hit - vr.token_hit_rate
     if loss < MIN_GAIN:
         return []
@@ -355,8 +349,8 @@ def _routing(prep: sens.Prepared, hit: float) -> list[Suggestion]:
                   loss_points=100 * loss)]
 
 
-def _think_time(prep: sens.Prepared, memory_limited: bool) -> list[Suggestion]:
-    s, r = prep.scenario, prep.result
+def _think_time(analysis: Analysis, memory_limited: bool) -> list[Suggestion]:
+    s, r = analysis.scenario, analysis.result
     theta = s.think_time_s
     T = r.characteristic_time_s
     if T is None:
@@ -383,27 +377,25 @@ def _think_time(prep: sens.Prepared, memory_limited: bool) -> list[Suggestion]:
                   f"{theta:.3g} s, {_p(kept)} of histories survive a pause.", **numbers)]
 
 
-def suggest(scenario: Scenario, result: AnalyticResult | None = None, *, prep: sens.Prepared | None = None,
-            arch=None, gpu=None) -> list[Suggestion]:
-    """The suggestions for ``scenario`` (``result`` from :func:`analyze` is reused when given),
-    most important first. See the module docstring for the rule that keeps them consistent."""
-    prep = prep or sens.prepare(scenario, result, arch, gpu)
-    s, r = prep.scenario, prep.result
+def suggest(analysis: Analysis) -> list[Suggestion]:
+    """The suggestions for an analysed scenario, most important first. See the module
+    docstring for the rule that keeps them consistent."""
+    s, r = analysis.scenario, analysis.result
     out: list[Suggestion] = []
     if s.policy != "lru":
         out.append(_make("policy", "warning", f"{s.policy.upper()} is not modelled analytically",
                          "The analytic model describes LRU eviction; for FIFO or LFU the numbers are LRU's. "
                          "Run the simulation for this policy.", ))
     if not r.fits:
-        return _fit(prep) + out
+        return _fit(analysis) + out
     hit, ceiling = r.token_hit_rate, r.max_token_hit_rate
-    memory, memory_limited = _memory_advice(prep, hit, ceiling, s.target_hit_rate)
+    memory, memory_limited = _memory_advice(analysis, hit, ceiling, s.target_hit_rate)
     actions: list[Suggestion] = []
     if memory_limited:
-        actions += _fp8(prep, hit)
-    actions += _routing(prep, hit)
+        actions += _fp8(analysis, hit)
+    actions += _routing(analysis, hit)
     if memory_limited or s.offload_gib > 0:
-        actions += _offload(prep, hit, ceiling)
+        actions += _offload(analysis, hit, ceiling)
     actions.sort(key=lambda x: -x.numbers.get("gain_points", 0.0))
     ordered = [m for m in memory if m.severity == "action"] + actions + [m for m in memory if m.severity != "action"]
-    return ordered + _think_time(prep, memory_limited) + out
+    return ordered + _think_time(analysis, memory_limited) + out

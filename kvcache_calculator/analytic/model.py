@@ -31,7 +31,12 @@ left by turn j, ``S(k) = P(N >= k)``, ``M_r(T) = E[min(sum of r gaps, T)]``::
 where ``p_sys`` is the chance a system prompt is still cached
 (:func:`shared_prefix_hit_probability`). ``T`` is the root of
 ``O(T) = capacity_tokens`` (bisection on log T; O grows from 0 without bound). Every sum over
-turns is independent of ``T`` and computed once, so a solve costs O(R) per step.
+turns is independent of ``T`` and computed once (:func:`build_terms`), so a solve costs O(R)
+per step: :func:`gap_sums` is the model's one loop over ``m`` (turns ago), shared by the
+occupancy, the hit counts and the sweeps' fast table (:mod:`kvcache_calculator.analytic.table`).
+
+Setup to result: :func:`analyze_setup` takes a resolved :class:`~kvcache_calculator.setup.resolve.Setup`
+(model, GPU, capacity); :func:`analyze` resolves a scenario first.
 """
 
 from __future__ import annotations
@@ -39,22 +44,44 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from kvcache_calculator.setup.architecture import sequence_kv_bytes
-from kvcache_calculator.setup.capacity import Capacity, compute_capacity, resolve_gpu, resolve_model
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.architecture import sequence_kv_bytes
+from kvcache_calculator.setup.capacity import Capacity
+from kvcache_calculator.setup.resolve import Setup, resolve
 
 _EPS_TAIL = 1e-12       # truncate sums over turns where P(N >= k) falls below this
-_T_MIN_S = 1e-6
-_T_MAX_S = 1e13
+T_MIN_S = 1e-6          # the characteristic time is solved for between these (seconds)
+T_MAX_S = 1e13
 MAX_TERMS = 200_000
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """The model's scalars that its sums over turns do not depend on, per instance: a change
+    of the arrival rate, the think time or the number of system prompts changes only these."""
+
+    conv_rate_per_instance: float     # conversations/s per instance (arrival_rate / I)
+    shared_tokens: float              # num_system_prompts * Sb
+    shared_rate: float                # requests/s per instance per system prompt
+    num_shared_prompts: int           # distinct system prompts
+    gap_mean_s: float                 # mean think time theta
+
+
+def traffic_of(scenario: Scenario, mean_turns: float, sys_hit_tokens: float) -> Traffic:
+    """The :class:`Traffic` of ``scenario`` for a workload of ``mean_turns`` turns per
+    conversation and ``sys_hit_tokens`` reusable system-prompt tokens (``Sb``)."""
+    conv = scenario.arrival_rate / scenario.instances
+    prompts = scenario.num_system_prompts
+    return Traffic(conv, float(prompts * sys_hit_tokens), conv * mean_turns / prompts, prompts,
+                   scenario.think_time_s)
+
+
+@dataclass(frozen=True)
 class Terms:
-    """The T-independent sums of the model for one workload (token units)."""
+    """The T-independent sums of the model for one workload (token units), and the weights
+    the loop over ``m`` (turns ago) runs on."""
 
     q: float                          # probability a turn lands on a given instance (1: sticky)
-    conv_rate_per_instance: float     # conversations/s per instance (arrival_rate / I)
     mean_turns: float
     prompt_tokens: float              # E[sum_k P_k] per conversation
     sys_hit_tokens: float             # Sb
@@ -63,19 +90,13 @@ class Terms:
     turn_sums: tuple[float, ...]      # Ss_m = sum_j S(j+m), m = 1..R
     cost_sums: tuple[float, ...]      # Cs_r = sum_j c_j S(j+r), r = 1..R
     cost_last: float                  # D = sum_j c_j E[(1-q)^(N-j); N >= j]
-    shared_tokens: float              # num_system_prompts * Sb (+ fixed costs)
-    shared_rate: float                # requests/s per instance per system prompt
-    num_shared_prompts: int           # distinct system prompts
-    gap_mean_s: float
     gap_kind: str                     # exponential | fixed
     request_hit_turns: float          # sum_k S(k+1) over turns whose history is >= 1 block
     first_turn_sys: bool              # the first turn's reusable prefix is >= 1 block
-
-    @property
-    def weights(self) -> list[float]:
-        """q(1-q)^(m-1) for m = 1..R."""
-        q = self.q
-        return [q * (1 - q) ** (m - 1) for m in range(1, len(self.hit_sums) + 1)]
+    traffic: Traffic
+    weights: tuple[float, ...]        # w_m = q(1-q)^(m-1), m = 1..R (by repeated products)
+    log_m: tuple[float, ...]          # log m, m = 1..R (the Poisson recursion)
+    cost_tail: tuple[float, ...]      # sum_{r >= k} w_r Cs_r, k = 1..R+1 (the loop's early stop)
 
 
 def _survival(scenario: Scenario) -> list[float]:
@@ -113,22 +134,23 @@ def _geometric_sums(S: int, In: int, step: int, B: int, p: float) -> dict:
     }
 
 
-def build_terms(scenario: Scenario, capacity: Capacity, arch=None, *, closed_form: bool = True) -> Terms:
-    """Precompute the model's sums for ``scenario`` (see the module docstring).
+def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
+    """Precompute the model's sums for ``setup`` (see the module docstring).
 
     ``closed_form=False`` sums term by term (truncated where ``P(N >= k) < 1e-12``), the
     reference the closed forms are tested against; models with per-sequence fixed state
     (sliding windows, linear attention) always sum term by term.
     """
+    scenario, capacity, arch = setup.scenario, setup.capacity, setup.arch
     S, In, Out, B = scenario.system_prompt_tokens, scenario.input_tokens, scenario.output_tokens, scenario.block_size
     step = In + Out
-    sticky = scenario.routing == "session" or scenario.instances == 1
+    sticky = setup.sticky
     I = scenario.instances
     q = 1.0 if sticky else 1.0 / I
     Sb = (S // B) * B
     # per-sequence fixed state (sliding windows, linear state), in token equivalents
     bpt_gpu = capacity.kv_bytes_per_token_per_gpu
-    has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0 and arch is not None
+    has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
 
     def fixed_cost(tokens: float) -> float:
         total = sequence_kv_bytes(arch, tokens, scenario.kv_dtype, scenario.num_gpus, B)
@@ -140,11 +162,14 @@ def build_terms(scenario: Scenario, capacity: Capacity, arch=None, *, closed_for
         K = min(MAX_TERMS, int(math.log(_EPS_TAIL) / math.log(1 - p)) + 2)
         sums = _geometric_sums(S, In, In + Out, B, p)
         R = 1 if sticky else max(1, min(K, int(math.log(_EPS_TAIL) / math.log(1 - q)) + 2))
-        base_c = sums["base_h"] - Sb * sums["base_s"]
+        base_h, base_s = sums["base_h"], sums["base_s"]
+        base_c = base_h - Sb * base_s
         factor = p / (1 - (1 - p) * (1 - q))
-        return _terms(scenario, q, sums["mean_turns"], sums["prompt_tokens"], Sb, R, 1 - p,
-                      sums["base_h"], sums["base_s"], base_c, factor * base_c / (1 - p),
-                      sums["request_hit_turns"])
+        # every sum over m is its first term times (1-p)^(m-1)
+        f = [(1 - p) ** m for m in range(R)]
+        return _terms(scenario, q, sums["mean_turns"], sums["prompt_tokens"], Sb,
+                      tuple(base_h * x for x in f), tuple(base_s * x for x in f), tuple(base_c * x for x in f),
+                      factor * base_c / (1 - p), sums["request_hit_turns"])
     surv = _survival(scenario)
     K = len(surv)
     h = [0.0] * (K + 1)      # h[j]: tokens a later turn hits on the copy left by turn j
@@ -199,71 +224,116 @@ def build_terms(scenario: Scenario, capacity: Capacity, arch=None, *, closed_for
         cost_last = factor * sum(c[j] * surv[j - 1] for j in range(1, K + 1))
     else:
         cost_last = sum(c[j] * (1 - q) ** (K - j) for j in range(1, K + 1))
+    return _terms(scenario, q, mean_turns, prompt_tokens, Sb, tuple(hit_sums), tuple(turn_sums),
+                  tuple(cost_sums), cost_last, sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B))
 
+
+def _terms(scenario: Scenario, q: float, mean_turns: float, prompt_tokens: float, Sb: int,
+           hit_sums: tuple[float, ...], turn_sums: tuple[float, ...], cost_sums: tuple[float, ...],
+           cost_last: float, request_hit_turns: float) -> Terms:
+    """The :class:`Terms` of the sums, with the traffic scalars and the loop's weights."""
+    R = len(cost_sums)
+    weights = []
+    w = q
+    for _ in range(R):      # repeated products, as the model has always weighted the sums
+        weights.append(w)
+        w *= (1 - q)
+    tail = [0.0] * (R + 1)
+    for r in range(R - 1, -1, -1):
+        tail[r] = tail[r + 1] + weights[r] * cost_sums[r]
     return Terms(
-        q=q, conv_rate_per_instance=scenario.arrival_rate / I, mean_turns=mean_turns,
-        prompt_tokens=prompt_tokens, sys_hit_tokens=float(Sb), sys_turns=mean_turns,
-        hit_sums=tuple(hit_sums), turn_sums=tuple(turn_sums), cost_sums=tuple(cost_sums),
-        cost_last=cost_last, shared_tokens=float(scenario.num_system_prompts * Sb),
-        shared_rate=scenario.arrival_rate / I * mean_turns / scenario.num_system_prompts,
-        num_shared_prompts=scenario.num_system_prompts, gap_mean_s=scenario.think_time_s,
-        gap_kind=scenario.think_dist,
-        request_hit_turns=sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B), first_turn_sys=Sb >= B,
-    )
-
-
-def _terms(scenario: Scenario, q: float, mean_turns: float, prompt_tokens: float, Sb: int, R: int,
-           ratio: float, base_h: float, base_s: float, base_c: float, cost_last: float,
-           request_hit_turns: float) -> Terms:
-    """Terms for geometric turns, where every sum over m is its first term times ratio^(m-1)."""
-    f = [ratio ** m for m in range(R)]
-    conv_rate = scenario.arrival_rate / scenario.instances
-    return Terms(
-        q=q, conv_rate_per_instance=conv_rate, mean_turns=mean_turns, prompt_tokens=prompt_tokens,
-        sys_hit_tokens=float(Sb), sys_turns=mean_turns, hit_sums=tuple(base_h * x for x in f),
-        turn_sums=tuple(base_s * x for x in f), cost_sums=tuple(base_c * x for x in f),
-        cost_last=cost_last, shared_tokens=float(scenario.num_system_prompts * Sb),
-        shared_rate=conv_rate * mean_turns / scenario.num_system_prompts,
-        num_shared_prompts=scenario.num_system_prompts, gap_mean_s=scenario.think_time_s,
+        q=q, mean_turns=mean_turns, prompt_tokens=prompt_tokens, sys_hit_tokens=float(Sb), sys_turns=mean_turns,
+        hit_sums=hit_sums, turn_sums=turn_sums, cost_sums=cost_sums, cost_last=cost_last,
         gap_kind=scenario.think_dist, request_hit_turns=request_hit_turns, first_turn_sys=Sb >= scenario.block_size,
+        traffic=traffic_of(scenario, mean_turns, float(Sb)), weights=tuple(weights),
+        log_m=tuple(math.log(m) for m in range(1, R + 1)), cost_tail=tuple(tail),
     )
 
 
-def gap_functions(terms: Terms, T: float, R: int) -> tuple[list[float], list[float]]:
-    """F_m(T) = P(sum of m gaps < T) and M_m(T) = E[min(sum of m gaps, T)], m = 1..R.
+def saturation_x(R: int) -> float:
+    """``x = T/theta`` past which the sum of any m <= R exponential gaps is below ``T`` but
+    with probability under 1e-30 (R + 12 sqrt(R) + 50 standard deviations and more)."""
+    return R + 12.0 * math.sqrt(R) + 50.0
 
-    Exponential gaps (mean theta): the sum of m gaps is Erlang; with x = T/theta,
-    ``F_m = P(Poisson(x) >= m)`` and ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum
-    is m*theta exactly.
+
+def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: float = 0.0,
+             hit_sums: bool = True) -> tuple[float, float, float, float]:
+    """The model's one loop over ``m`` (turns ago) at characteristic time ``T`` for gaps of
+    mean ``theta`` seconds: ``(A, H, G2, F_1)`` with ``w_m = q(1-q)^(m-1)``::
+
+        A   = sum_r w_r M_r(T) Cs_r + T D                 cached token-seconds per conversation
+        H   = E[N] sys_part + sum_m w_m F_m(T) (Hs_m - sys_part Ss_m)   hit tokens per conversation
+        G2  = sum_m w_m F_m(T) Ss_m                        turns that find a private history
+        F_1 = P(one gap < T)
+
+    ``F_m(T) = P(sum of m gaps < T)`` and ``M_m(T) = E[min(sum of m gaps, T)]``. Exponential
+    gaps: the sum of m gaps is Erlang; with ``x = T/theta``, ``F_m = P(Poisson(x) >= m)`` and
+    ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum is ``m*theta`` exactly.
+    ``sys_part`` is the system-prompt tokens a turn hits (``p(T) * Sb``): with 0, ``H`` is
+    ``sum_m w_m F_m Hs_m``. ``hit_sums=False`` leaves ``H`` and ``G2`` out (0.0): an
+    occupancy needs ``A`` alone, at half the cost of a step.
+
+    ``tail = 0`` sums every m (the analysis). ``tail > 0`` stops at the first m past ``x``
+    where ``F_m < tail`` and adds the rest of ``A`` at once (``M`` stays put there), and
+    beyond ``x = R + 12 sqrt(R) + 50``, where every ``F_m`` (m <= R) is 1 to within 1e-30,
+    takes ``F_m = 1`` and ``M_m = m theta``: within about ``tail`` relative, in
+    O(min(R, x + 40)) steps with no exponentials past that point, for the sweeps.
     """
-    theta = terms.gap_mean_s
-    if math.isinf(T):
-        return [1.0] * R, [m * theta for m in range(1, R + 1)]
+    R = len(terms.cost_sums)
+    w, cs, hs, ts, cost_tail = terms.weights, terms.cost_sums, terms.hit_sums, terms.turn_sums, terms.cost_tail
+    A = 0.0
+    H = terms.sys_turns * sys_part if hit_sums else 0.0
+    G2 = 0.0
+    if math.isinf(T) or (tail and T > theta * saturation_x(R)):
+        for m in range(R):
+            wm = w[m]
+            A += wm * ((m + 1) * theta) * cs[m]
+            if hit_sums:
+                wf = wm * 1.0
+                H += wf * (hs[m] - sys_part * ts[m])
+                G2 += wf * ts[m]
+        return A + T * terms.cost_last, H, G2, 1.0
     if terms.gap_kind == "fixed":
-        F = [1.0 if m * theta < T else 0.0 for m in range(1, R + 1)]
-        M = [min(m * theta, T) for m in range(1, R + 1)]
-        return F, M
+        for m in range(R):
+            span = (m + 1) * theta
+            fm = 1.0 if span < T else 0.0
+            wm = w[m]
+            A += wm * min(span, T) * cs[m]
+            if hit_sums:
+                wf = wm * fm
+                H += wf * (hs[m] - sys_part * ts[m])
+                G2 += wf * ts[m]
+            if tail and fm == 0.0:
+                A += T * cost_tail[m + 1]
+                break
+        return A + T * terms.cost_last, H, G2, 1.0 if theta < T else 0.0
     x = T / theta
-    F, M = [], []
     if x == 0:
-        return [0.0] * R, [0.0] * R
+        return A + T * terms.cost_last, H, G2, 0.0
+    exp, logs = math.exp, terms.log_m
     log_x = math.log(x)
     log_term = -x            # log of e^-x x^i / i!, i = 0
-    cdf = 0.0                # P(Poisson(x) <= i - 1) accumulated
-    acc = 0.0
-    for m in range(1, R + 1):
-        cdf += math.exp(log_term)          # now P(Poisson <= m-1)
-        log_term += log_x - math.log(m)
-        fm = max(0.0, 1.0 - cdf)
-        if m == 1:
-            fm = -math.expm1(-x)           # exact for small x
-        F.append(fm)
+    cdf = 0.0                # P(Poisson(x) <= m - 1) accumulated
+    acc = 0.0                # sum_{i <= m} F_i
+    f1 = -math.expm1(-x)     # F_1, exact for small x
+    for m in range(R):
+        cdf += exp(log_term)
+        log_term += log_x - logs[m]
+        fm = f1 if m == 0 else (1.0 - cdf if cdf < 1.0 else 0.0)
         acc += fm
-        M.append(theta * acc)
-    return F, M
+        wm = w[m]
+        A += wm * (theta * acc) * cs[m]
+        if hit_sums:
+            wf = wm * fm
+            H += wf * (hs[m] - sys_part * ts[m])
+            G2 += wf * ts[m]
+        if fm < tail and m + 1 > x:
+            A += (theta * acc) * cost_tail[m + 1]
+            break
+    return A + T * terms.cost_last, H, G2, f1
 
 
-def shared_prefix_hit_probability(terms: Terms, T: float) -> float:
+def shared_prefix_hit_probability(traffic: Traffic, T: float) -> float:
     """Probability that a system prompt is still cached when a request needs it.
 
     Every request touches its system prompt last (it is the head of the sequence), and LRU
@@ -273,41 +343,28 @@ def shared_prefix_hit_probability(terms: Terms, T: float) -> float:
     ``1 - (1 - 1/K)^max(1, Lambda*T)``. (A continuous timer, ``1 - exp(-Lambda*T/K)``,
     underestimated tiny caches by up to 9 points against the simulator.)
     """
-    K = terms.num_shared_prompts
+    K = traffic.num_shared_prompts
     if K <= 1 or math.isinf(T):
         return 1.0
-    n = max(1.0, terms.shared_rate * K * T)
+    n = max(1.0, traffic.shared_rate * K * T)
     return -math.expm1(n * math.log1p(-1.0 / K))
 
 
-def occupancy(terms: Terms, T: float) -> float:
-    """Mean cached tokens per instance when entries live ``T`` seconds idle (Little's law)."""
-    R = len(terms.cost_sums)
-    _, M = gap_functions(terms, T, R)
-    q = terms.q
-    total = 0.0
-    w = q
-    for r in range(R):
-        total += w * M[r] * terms.cost_sums[r]
-        w *= (1 - q)
-    total += T * terms.cost_last
-    shared = terms.shared_tokens * shared_prefix_hit_probability(terms, T) if terms.shared_tokens else 0.0
-    return terms.conv_rate_per_instance * total + shared
+def occupancy(terms: Terms, T: float, tail: float = 0.0) -> float:
+    """Mean cached tokens per instance when entries live ``T`` seconds idle (Little's law);
+    ``tail`` as in :func:`gap_sums`."""
+    traffic = terms.traffic
+    total = gap_sums(terms, T, traffic.gap_mean_s, 0.0, tail, hit_sums=False)[0]
+    shared = traffic.shared_tokens * shared_prefix_hit_probability(traffic, T) if traffic.shared_tokens else 0.0
+    return traffic.conv_rate_per_instance * total + shared
 
 
-def hits(terms: Terms, T: float) -> tuple[float, float]:
-    """(expected hit tokens, expected request hits) per conversation at characteristic time T."""
-    R = len(terms.hit_sums)
-    F, _ = gap_functions(terms, T, R)
-    p_sys = shared_prefix_hit_probability(terms, T)
-    sys_part = p_sys * terms.sys_hit_tokens
-    tokens = terms.sys_turns * sys_part
-    q = terms.q
-    w = q
-    for m in range(R):
-        tokens += w * F[m] * (terms.hit_sums[m] - sys_part * terms.turn_sums[m])
-        w *= (1 - q)
-    requests = terms.q * F[0] * terms.request_hit_turns if R else 0.0
+def hits(terms: Terms, T: float, tail: float = 0.0) -> tuple[float, float]:
+    """(expected hit tokens, expected request hits) per conversation at characteristic time T;
+    ``tail`` as in :func:`gap_sums`."""
+    p_sys = shared_prefix_hit_probability(terms.traffic, T)
+    _, tokens, _, f1 = gap_sums(terms, T, terms.traffic.gap_mean_s, p_sys * terms.sys_hit_tokens, tail)
+    requests = terms.q * f1 * terms.request_hit_turns
     if terms.first_turn_sys:
         requests += p_sys
     return tokens, requests
@@ -341,20 +398,21 @@ def illinois_log_root(f, log_target: float, x0: float, x1: float) -> float:
     return x1
 
 
-def _solve_increasing(f, target: float, lo: float, hi: float) -> float:
+def solve_increasing(f, target: float, lo: float, hi: float) -> float:
     """Root of the increasing function ``f(T) = target`` on [lo, hi], solved in log T."""
     return math.exp(illinois_log_root(lambda x: f(math.exp(x)), math.log(target), math.log(lo), math.log(hi)))
 
 
-def solve_characteristic_time(terms: Terms, capacity_tokens: float) -> float:
-    """The root T of O(T) = capacity_tokens; ``inf`` when everything ever cached fits."""
+def solve_characteristic_time(terms: Terms, capacity_tokens: float, tail: float = 0.0) -> float:
+    """The root T of O(T) = capacity_tokens; ``inf`` when everything ever cached fits.
+    ``tail`` as in :func:`gap_sums`."""
     if capacity_tokens <= 0:
         return 0.0
-    if occupancy(terms, _T_MAX_S) <= capacity_tokens:
+    if occupancy(terms, T_MAX_S, tail) <= capacity_tokens:
         return math.inf
-    if occupancy(terms, _T_MIN_S) >= capacity_tokens:
-        return _T_MIN_S
-    return _solve_increasing(lambda T: occupancy(terms, T), capacity_tokens, _T_MIN_S, _T_MAX_S)
+    if occupancy(terms, T_MIN_S, tail) >= capacity_tokens:
+        return T_MIN_S
+    return solve_increasing(lambda T: occupancy(terms, T, tail), capacity_tokens, T_MIN_S, T_MAX_S)
 
 
 def token_hit_rate_at(terms: Terms, T: float) -> float:
@@ -398,11 +456,10 @@ def _finite(T: float) -> float | None:
     return None if math.isinf(T) else T
 
 
-def analyze(scenario: Scenario, capacity: Capacity | None = None, arch=None) -> AnalyticResult:
-    """Hit rates, characteristic time and rates for ``scenario`` (docs/model.md §4-§6, §9)."""
-    arch = arch or resolve_model(scenario)
-    capacity = capacity or compute_capacity(scenario, arch, resolve_gpu(scenario))
-    terms = build_terms(scenario, capacity, arch)
+def analyze_terms(setup: Setup, terms: Terms) -> AnalyticResult:
+    """Hit rates, characteristic time and rates for ``setup`` (docs/model.md §4-§6, §9), from
+    its :func:`build_terms` (built once by a caller that needs them too)."""
+    scenario, capacity = setup.scenario, setup.capacity
     ceiling_tokens, ceiling_requests = hits(terms, math.inf)
     max_thr = min(1.0, ceiling_tokens / terms.prompt_tokens)
     max_rhr = min(1.0, ceiling_requests / terms.mean_turns)
@@ -433,20 +490,41 @@ def analyze(scenario: Scenario, capacity: Capacity | None = None, arch=None) -> 
     )
 
 
-def capacity_for_hit_rate(scenario: Scenario, target: float, capacity: Capacity | None = None,
-                          arch=None) -> tuple[float | None, float]:
+def analyze_setup(setup: Setup) -> AnalyticResult:
+    """Hit rates, characteristic time and rates for a resolved scenario (docs/model.md §4-§6, §9)."""
+    return analyze_terms(setup, build_terms(setup))
+
+
+def analyze(scenario: Scenario) -> AnalyticResult:
+    """:func:`analyze_setup` of ``scenario`` resolved (:func:`~kvcache_calculator.setup.resolve.resolve`)."""
+    return analyze_setup(resolve(scenario))
+
+
+def hit_rate_and_ceiling(setup: Setup, tail: float = 0.0) -> tuple[float, float]:
+    """(token hit rate, ceiling) of a resolved scenario: :func:`analyze_setup`'s two rates
+    alone, the hit rate at ``T`` solved for the larger tier. ``tail`` as in :func:`gap_sums`:
+    the sweeps' exact points pass a small one, which changes the rates by about 1e-12 and makes
+    each solve step cost O(x + 40) instead of O(R) for routings that spread conversations."""
+    terms = build_terms(setup)
+    capacity = setup.capacity
+    ceiling = min(1.0, hits(terms, math.inf)[0] / terms.prompt_tokens)
+    if not capacity.fits:
+        return 0.0, ceiling
+    T = solve_characteristic_time(terms, max(capacity.capacity_tokens, capacity.offload_tokens), tail)
+    return min(1.0, hits(terms, T, tail)[0] / terms.prompt_tokens), ceiling
+
+
+def capacity_for_hit_rate(setup: Setup, target: float) -> tuple[float | None, float]:
     """Tokens of cache per instance for a token hit rate of ``target``, and the ceiling.
 
     Returns ``(None, ceiling)`` when the target is at or above the infinite-cache ceiling.
     Solves on T (hit rate rises with T), then capacity = O(T).
     """
-    arch = arch or resolve_model(scenario)
-    capacity = capacity or compute_capacity(scenario, arch, resolve_gpu(scenario))
-    terms = build_terms(scenario, capacity, arch)
+    terms = build_terms(setup)
     ceiling = token_hit_rate_at(terms, math.inf)
     if target >= ceiling - 1e-9:
         return None, ceiling
-    if token_hit_rate_at(terms, _T_MIN_S) >= target:
-        return occupancy(terms, _T_MIN_S), ceiling   # what is hit even then: the shared prompt
-    T = _solve_increasing(lambda t: token_hit_rate_at(terms, t), target, _T_MIN_S, _T_MAX_S)
+    if token_hit_rate_at(terms, T_MIN_S) >= target:
+        return occupancy(terms, T_MIN_S), ceiling   # what is hit even then: the shared prompt
+    T = solve_increasing(lambda t: token_hit_rate_at(terms, t), target, T_MIN_S, T_MAX_S)
     return occupancy(terms, T), ceiling

@@ -18,7 +18,10 @@ from typing import Sequence
 
 from kvcache_calculator.cli import replay, simulate, summarize
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
 from kvcache_calculator.scenario import FIELDS, Scenario, parse_assignments
+from kvcache_calculator.setup import presets
+from kvcache_calculator.units import NONE_ASCII, format_number, format_percent
 
 EXIT_BAD_INPUT = 2
 
@@ -26,19 +29,11 @@ _RATE_KEYS = {"token_hit_rate", "request_hit_rate", "max_token_hit_rate", "max_r
               "gpu_token_hit_rate", "offload_token_hit_rate", "target_hit_rate"}
 
 
-def format_number(key: str, value) -> str:
-    """A result value for a human: rates as %, big numbers with separators."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or isinstance(value, str):
-        return str(value)
-    if key in _RATE_KEYS:
-        return f"{100 * value:.1f} %"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
+def format_result(key: str, value) -> str:
+    """A result value for the table: rates as %, other numbers by :func:`units.format_number`."""
+    if key in _RATE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_percent(value)
+    return format_number(value, none=NONE_ASCII)
 
 
 def print_table(rows: Sequence[tuple[str, str, str]], out=None) -> None:
@@ -56,8 +51,7 @@ def scenario_from_args(assignments: Sequence[str]) -> Scenario:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
-
+    """``analyze``: the flat results of a scenario as a table or JSON."""
     scenario = scenario_from_args(args.assignments)
     res = results(scenario)
     notes = model_notes(scenario, res)
@@ -66,7 +60,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 0
     if not res["fits"]:
         print(res["message"])
-    rows = [(k, format_number(k, res[k]), "" if RESULT_KEYS[k][0] == "fraction" else RESULT_KEYS[k][0])
+    rows = [(k, format_result(k, res[k]), "" if RESULT_KEYS[k][0] == "fraction" else RESULT_KEYS[k][0])
             for k in RESULT_KEYS if k in res]
     print_table(rows)
     for note in notes:
@@ -75,8 +69,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from kvcache_calculator.setup import presets
-
+    """``presets``: the model and GPU presets as a table or JSON."""
     models, gpus = presets.list_models(), presets.list_gpus()
     if args.json:
         print(json.dumps({"models": models, "gpus": gpus}, indent=2))

@@ -36,6 +36,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.architecture import kv_bytes_per_token
+from kvcache_calculator.setup.presets import get_model
+from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.traces.gap import explain_gap
 from kvcache_calculator.traces.gz import is_gzip, read_binary_lines
 from kvcache_calculator.traces.routing import (
@@ -65,6 +69,7 @@ from kvcache_calculator.traces.readers import (
     compare_fit_to_replay,
     detect_format,
 )
+from kvcache_calculator.units import format_points, format_percent
 
 EXIT_BAD_INPUT = 2
 _CHUNK_REQUESTS = 2000
@@ -271,23 +276,17 @@ def _run_pass(source: _TraceSource, fmt: str, skip: bool, runners: list, label: 
 def _model_kv_bytes(model: str | None, kv_dtype: str) -> float | None:
     if model is None:
         return None
-    from kvcache_calculator.setup.architecture import kv_bytes_per_token
-    from kvcache_calculator.setup.presets import get_model
-
     return kv_bytes_per_token(get_model(model), kv_dtype)
 
 
 def _gpu_capacity_tokens(args, block_size: int) -> tuple:
-    from kvcache_calculator.setup.capacity import compute_capacity
-    from kvcache_calculator.scenario import Scenario
-
     if args.model is None:
         raise ScenarioError("gpu", args.gpu, "needs --model to size the cache")
     scenario = Scenario.from_dict({
         "model": args.model, "gpu": args.gpu, "num_gpus": args.num_gpus,
         "kv_dtype": args.kv_dtype, "weight_dtype": args.weight_dtype,
         "gpu_mem_util": args.gpu_mem_util, "block_size": block_size})
-    cap = compute_capacity(scenario)
+    cap = resolve(scenario).capacity
     if not cap.fits:
         raise ScenarioError("gpu", f"{args.num_gpus} x {args.gpu}", cap.message)
     return cap.capacity_tokens, cap.message
@@ -501,10 +500,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
-
-
 def _print_table(out: dict) -> None:
     print(f"trace: {out['trace']} ({out['format']}, {out['requests']:,} requests, "
           f"{out['total_blocks']:,} block references, {out['distinct_blocks']:,} distinct blocks, "
@@ -524,11 +519,12 @@ def _print_table(out: dict) -> None:
         row = [f"{c:,}", f"{out['capacity_tokens'][i]:,}"]
         if "capacity_gib" in out:
             row.append(f"{out['capacity_gib'][i]:,.2f}")
-        row += [_pct(out["block_hit_rate"][i]), _pct(out["token_hit_rate"][i]),
+        row += [format_percent(out["block_hit_rate"][i], 2), format_percent(out["token_hit_rate"][i], 2),
                 _speedup(out["token_hit_rate"][i]), out["capacity_sources"][i]]
         rows.append(row)
     ceiling = ["infinite", "", *([""] if "capacity_gib" in out else []),
-               _pct(out["infinite_block_hit_rate"]), _pct(out["infinite_token_hit_rate"]),
+               format_percent(out["infinite_block_hit_rate"], 2),
+               format_percent(out["infinite_token_hit_rate"], 2),
                _speedup(out["infinite_token_hit_rate"]), ""]
     rows.append(ceiling)
     widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
@@ -559,8 +555,12 @@ def _print_table(out: dict) -> None:
                 print(f"  at {cmp['capacity_tokens']:,} tokens: analytic model failed: {cmp['error']}")
                 continue
             print(f"  at {cmp['capacity_tokens']:,} tokens: analytic "
-                  f"{_pct(cmp['analytic_token_hit_rate'])} vs LRU replay "
-                  f"{_pct(cmp['replay_token_hit_rate'])} (gap {100 * cmp['gap']:+.1f} points)")
+                  f"{format_percent(cmp['analytic_token_hit_rate'], 2)} vs LRU replay "
+                  f"{format_percent(cmp['replay_token_hit_rate'], 2)} (gap {format_points(cmp['gap'])} points)")
+
+
+def _percent(x: float) -> str:
+    return format_percent(x, 2)
 
 
 def _speedup(h: float) -> str:
@@ -587,7 +587,7 @@ def _print_trace_options(out: dict) -> None:
               + (f" (seed {out['seed']})" if out["routing"] == "random" else "")
               + "; capacities are per instance; hit rates above are fleet-wide")
         for inst in out["per_instance"]:
-            rates = ", ".join(f"{_pct(h)} ({_speedup(h)})" for h in inst["token_hit_rate"])
+            rates = ", ".join(f"{_percent(h)} ({_speedup(h)})" for h in inst["token_hit_rate"])
             reqs = sorted(set(inst["requests"]))
             shown = f"{reqs[0]:,}" if len(reqs) == 1 else "/".join(f"{r:,}" for r in inst["requests"])
             print(f"  instance {inst['instance']}: {shown} requests, token hit rate {rates}")
@@ -612,13 +612,13 @@ def _print_explain(ex: dict) -> None:
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     for r in rows:
         print("  " + "  ".join(v.rjust(w) for v, w in zip(r, widths)))
-    print(f"  ceiling {_pct(o['ceiling'])} ({_speedup(o['ceiling'])}), offline optimum "
-          f"{_pct(o['optimum'])}, one LRU cache of {ex['pooled_capacity_blocks']:,} blocks "
-          f"{_pct(o['lru'])}, fleet {_pct(o['fleet'])} ({_speedup(o['fleet'])})")
+    print(f"  ceiling {_percent(o['ceiling'])} ({_speedup(o['ceiling'])}), offline optimum "
+          f"{_percent(o['optimum'])}, one LRU cache of {ex['pooled_capacity_blocks']:,} blocks "
+          f"{_percent(o['lru'])}, fleet {_percent(o['fleet'])} ({_speedup(o['fleet'])})")
     for c in o["clipped"]:
         print(f"  note: {c['note']} (raw {100 * c['raw']:+.2f} points)")
     t = ex["characteristic_time_s"]
     if t is not None and ex["share_of_reuses_within_characteristic_time"] is not None:
         print(f"  reuses within the characteristic time T = {t:,.1f} s "
               f"({ex['characteristic_time_source']}): "
-              f"{_pct(ex['share_of_reuses_within_characteristic_time'])}")
+              f"{_percent(ex['share_of_reuses_within_characteristic_time'])}")

@@ -14,6 +14,8 @@ import time
 
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario, parse_assignments
+from kvcache_calculator.sim.simulate import Simulation
+from kvcache_calculator.units import NONE_ASCII, format_number, format_percent
 
 #: Result keys shown in the table, with their unit ("" for 0-1 fractions shown as %).
 TABLE_KEYS = (
@@ -71,19 +73,15 @@ class _Progress:
 
 
 def _format(key: str, value, unit: str) -> str:
-    if value is None:
-        return "-"
+    if key == "seed":
+        return str(value)
     if unit == "" and isinstance(value, float):
-        return f"{100 * value:.2f} %"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
-    return f"{value:,}" if isinstance(value, int) and key != "seed" else str(value)
+        return format_percent(value, 2)
+    return format_number(value, whole_floats=False, none=NONE_ASCII)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulation for the parsed arguments; print a table or JSON; return 0."""
-    from kvcache_calculator.sim.simulate import Simulation
-
     scenario = Scenario.from_dict(parse_assignments(args.assignments))
     sim = Simulation(scenario, conversations=args.conversations, seed=args.seed,
                      warmup_s=args.warmup_s, batches=args.batches)
@@ -103,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         value = _format(key, data[key], unit)
         ci = data.get(key + "_ci")
         if ci is not None:
-            value += f"  [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+            value += f"  [{format_percent(ci[0], 2, unit='')}, {format_percent(ci[1], 2, unit='')}]"
         rows.append((key, value, unit))
     width = max(len(r[0]) for r in rows)
     print(f"simulation: {scenario.policy}, {scenario.instances} instance(s), routing {scenario.routing}; "

@@ -10,9 +10,11 @@ charts to a 390 px phone. A Python user can draw one with
 
 from __future__ import annotations
 
-from kvcache_calculator.analytic import sensitivity as sens
-from kvcache_calculator.analytic.model import AnalyticResult
+from kvcache_calculator.analytic import sweeps
+from kvcache_calculator.analytic.table import Analysis
+from kvcache_calculator.compat import classic_hit_rate_for_setup
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
+from kvcache_calculator.setup.resolve import Setup
 
 _LINE = "#1f77b4"
 _CEILING = "#d62728"
@@ -78,23 +80,17 @@ def _current_trace(x: float, hit: float, x_title: str, text: str = "this scenari
             "hovertemplate": f"{text}<br>{x_title}: %{{x:.4g}}<br>token hit rate: %{{y:.1f}}%<extra></extra>"}
 
 
-def classic_curve(scenario: Scenario, memory_gib: list[float], arch=None) -> list[float] | None:
+def classic_curve(setup: Setup, memory_gib: list[float]) -> list[float]:
     """The original calculator's hit rate (0-1) at each memory size per GPU, from
-    :func:`kvcache_calculator.compat.classic_hit_rate_for_scenario`; None when unavailable."""
-    try:
-        from kvcache_calculator.compat import classic_hit_rate_for_scenario
-    except ImportError:  # the compatibility layer is optional for the figures
-        return None
-    return [classic_hit_rate_for_scenario(scenario, m, arch) for m in memory_gib]
+    :func:`kvcache_calculator.compat.classic_hit_rate_for_setup`."""
+    return [classic_hit_rate_for_setup(setup, m) for m in memory_gib]
 
 
-def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, prep=None, arch=None,
-                  gpu=None, points: int = 100) -> dict:
+def hit_vs_memory(analysis: Analysis, points: int = 100) -> dict:
     """Token hit rate (%) against GPU memory per GPU, with the current point, the ceiling, the
     GPU-only curve when an offload tier is set, and the original formula (hidden in the legend)."""
-    prep = prep or sens.prepare(scenario, result, arch, gpu)
-    s = prep.scenario
-    curve = sens.hit_vs_memory(s, prep=prep, points=points)
+    s = analysis.scenario
+    curve = sweeps.hit_vs_memory(analysis, points)
     x = [round(m, 4) for m in curve.memory_gib]
     x_title = "GPU memory per GPU (GiB)"
     data = [{
@@ -104,25 +100,24 @@ def hit_vs_memory(scenario: Scenario, result: AnalyticResult | None = None, *, p
         "hovertemplate": "%{x:.1f} GiB per GPU<br>%{customdata:,} tokens per instance"
                          "<br>token hit rate %{y:.1f}%<extra></extra>",
     }]
-    if prep.capacity.offload_tokens > 0:
+    if analysis.capacity.offload_tokens > 0:
         data.append({"type": "scatter", "mode": "lines", "name": "GPU cache only (no offload)",
                      "x": x, "y": [_pct(v) for v in curve.gpu_only_hit_rate],
                      "line": {"color": _LINE, "dash": "dot", "width": 1.5},
                      "hovertemplate": "%{x:.1f} GiB: %{y:.1f}% from GPU memory<extra></extra>"})
     data.append(_ceiling_trace(x[0], x[-1], curve.ceiling))
-    classic = classic_curve(s, list(curve.memory_gib), prep.arch)
-    if classic is not None:
-        data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
-                     "visible": "legendonly", "x": x, "y": [_pct(v) for v in classic],
-                     "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
-                     "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
+    classic = classic_curve(analysis.setup, list(curve.memory_gib))
+    data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
+                 "visible": "legendonly", "x": x, "y": [_pct(v) for v in classic],
+                 "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
+                 "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
     cur_text = "this scenario" + (" (capacity from kv_cache_tokens)"
-                                  if prep.capacity.derived_from == "kv_cache_tokens" else "")
+                                  if analysis.capacity.derived_from == "kv_cache_tokens" else "")
     data.append(_current_trace(curve.current_memory_gib, curve.current_hit_rate, x_title, cur_text))
     notes = [_policy_note(s)]
-    if not prep.result.fits:
+    if not analysis.result.fits:
         notes.append("the model does not fit at the current memory")
-    if prep.capacity.derived_from == "kv_cache_tokens":
+    if analysis.capacity.derived_from == "kv_cache_tokens":
         notes.append("capacity from kv_cache_tokens: marked at the memory that holds it")
     note = "; ".join(n for n in notes if n)
     layout = _layout("Token hit rate vs GPU memory", x_title, "Token hit rate (%)", note,
@@ -140,20 +135,18 @@ def unset_reason(scenario: Scenario, key: str) -> str:
     return f"{label} is not set for this scenario"
 
 
-def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: AnalyticResult | None = None,
-                prep=None, arch=None, gpu=None, points: int = 100) -> dict:
+def sensitivity(analysis: Analysis, key: str = sweeps.DEFAULT_KEY, points: int = 100) -> dict:
     """Token hit rate (%) over the sweep range of one numeric input ``key``
-    (:data:`kvcache_calculator.analytic.sensitivity.NUMERIC_KEYS`), with the ceiling and the current point.
+    (:data:`kvcache_calculator.analytic.sweeps.NUMERIC_KEYS`), with the ceiling and the current point.
 
     A key of that list that is empty for this scenario gives an empty chart saying so; a key
     outside it raises :class:`~kvcache_calculator.errors.ScenarioError`."""
-    prep = prep or sens.prepare(scenario, result, arch, gpu)
-    if key in sens.SWEEPS and sens.base_value(prep, key) is None:
+    if key in sweeps.SWEEPS and sweeps.base_value(analysis, key) is None:
         # offered by the selector but empty here (e.g. kv_cache_tokens not given): say why
         label = FIELD_BY_KEY[key].label
         return {"data": [], "layout": _layout(f"Token hit rate vs {label.lower()}", _axis_title(key),
-                                              "Token hit rate (%)", unset_reason(prep.scenario, key))}
-    curve = sens.sensitivity_curve(prep.scenario, key, points, prep=prep)
+                                              "Token hit rate (%)", unset_reason(analysis.scenario, key))}
+    curve = sweeps.sensitivity_curve(analysis, key, points)
     x_title = _axis_title(key)
     x = list(curve.values)
     constant_ceiling = len(set(curve.ceiling)) == 1
@@ -171,17 +164,15 @@ def sensitivity(scenario: Scenario, key: str = sens.DEFAULT_KEY, *, result: Anal
     if curve.log_scale:
         xaxis["type"] = "log"
     layout = _layout(f"Token hit rate vs {curve.label.lower()}", x_title, "Token hit rate (%)",
-                     _policy_note(prep.scenario), xaxis=xaxis,
+                     _policy_note(analysis.scenario), xaxis=xaxis,
                      yaxis={"title": {"text": "Token hit rate (%)"}, "range": [0, 100], "automargin": True})
     return {"data": data, "layout": layout}
 
 
-def tornado(scenario: Scenario, fraction: float = 0.2, *, result: AnalyticResult | None = None, prep=None,
-            arch=None, gpu=None) -> dict:
+def tornado(analysis: Analysis, fraction: float = 0.2) -> dict:
     """Change of the token hit rate (percentage points) for -/+``fraction`` of each numeric input,
     largest swing at the top."""
-    prep = prep or sens.prepare(scenario, result, arch, gpu)
-    t = sens.tornado(prep.scenario, fraction, prep=prep)
+    t = sweeps.tornado(analysis, fraction)
     pct = round(100 * fraction)
     labels = [b.label for b in t.bars]
     base = t.base_hit_rate
@@ -198,7 +189,7 @@ def tornado(scenario: Scenario, fraction: float = 0.2, *, result: AnalyticResult
 
     data = [trace(f"-{pct}%", "low", "#4c78a8"), trace(f"+{pct}%", "high", "#f58518")]
     # the bars are changes from the base: it is always named, beside any other note
-    notes = [f"base {100 * base:.1f}%", _policy_note(prep.scenario)]
+    notes = [f"base {100 * base:.1f}%", _policy_note(analysis.scenario)]
     if not t.bars:
         notes.append("no input changes the hit rate here")
     layout = _layout(f"What moves the hit rate: each input -/+{pct}%",
@@ -209,12 +200,10 @@ def tornado(scenario: Scenario, fraction: float = 0.2, *, result: AnalyticResult
     return {"data": data, "layout": layout}
 
 
-def heatmap(scenario: Scenario, *, result: AnalyticResult | None = None, prep=None, arch=None, gpu=None,
-            rows: int = 30, cols: int = 30) -> dict:
+def heatmap(analysis: Analysis, rows: int = 30, cols: int = 30) -> dict:
     """Token hit rate (%) over GPU memory per GPU x conversation arrival rate (log scale), with
     the current point."""
-    prep = prep or sens.prepare(scenario, result, arch, gpu)
-    h = sens.heatmap(prep.scenario, rows, cols, prep=prep)
+    h = sweeps.heatmap(analysis, rows, cols)
     x_title = "GPU memory per GPU (GiB)"
     y_title = _axis_title("arrival_rate")
     data = [
@@ -230,18 +219,16 @@ def heatmap(scenario: Scenario, *, result: AnalyticResult | None = None, prep=No
          "hovertemplate": "this scenario: %{x:.1f} GiB, %{y:.3g} conversations/s<br>"
                           f"token hit rate {100 * h.current_hit_rate:.1f}%<extra></extra>"},
     ]
-    layout = _layout("Token hit rate: memory x traffic", x_title, y_title, _policy_note(prep.scenario),
+    layout = _layout("Token hit rate: memory x traffic", x_title, y_title, _policy_note(analysis.scenario),
                      yaxis={"title": {"text": y_title}, "type": "log", "dtick": "D2", "automargin": True})
     layout["showlegend"] = False
     return {"data": data, "layout": layout}
 
 
-def all_figures(scenario: Scenario, result: AnalyticResult | None = None, key: str = sens.DEFAULT_KEY,
-                *, arch=None, gpu=None) -> dict:
-    """The four figures of the page from one :func:`~kvcache_calculator.analytic.sensitivity.prepare`:
-    ``hit_vs_memory``, ``sensitivity`` (of ``key``), ``tornado`` and ``heatmap``."""
-    prep = sens.prepare(scenario, result, arch, gpu)
-    return {"hit_vs_memory": hit_vs_memory(scenario, prep=prep),
-            "sensitivity": sensitivity(scenario, key, prep=prep),
-            "tornado": tornado(scenario, prep=prep),
-            "heatmap": heatmap(scenario, prep=prep)}
+def all_figures(analysis: Analysis, key: str = sweeps.DEFAULT_KEY) -> dict:
+    """The four figures of the page for one analysed scenario: ``hit_vs_memory``,
+    ``sensitivity`` (of ``key``), ``tornado`` and ``heatmap``."""
+    return {"hit_vs_memory": hit_vs_memory(analysis),
+            "sensitivity": sensitivity(analysis, key),
+            "tornado": tornado(analysis),
+            "heatmap": heatmap(analysis)}

@@ -10,16 +10,16 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from kvcache_calculator.present import figures
-
-from kvcache_calculator.analytic import sensitivity
-
 from kvcache_calculator.analytic import advice as suggestions
-from kvcache_calculator.analytic.model import AnalyticResult, analyze, capacity_for_hit_rate
-from kvcache_calculator.setup.capacity import (ARCH_KEYS, GIB, attention_key_errors, compute_capacity,
-                                         custom_key_errors, resolve_gpu, resolve_model)
+from kvcache_calculator.analytic import sweeps
+from kvcache_calculator.analytic.model import AnalyticResult, analyze_setup, capacity_for_hit_rate
+from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.present import figures
+from kvcache_calculator.scenario import GPU_KEYS, MODEL_KEYS, Scenario
+from kvcache_calculator.setup.architecture import custom_key_errors
+from kvcache_calculator.setup.capacity import GIB
+from kvcache_calculator.setup.resolve import Setup, attention_key_errors, resolve
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
 RESULT_KEYS: dict[str, tuple[str, str]] = {
@@ -61,12 +61,15 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def results(scenario: Scenario, result: AnalyticResult | None = None, arch=None, gpu=None) -> dict:
+def results(scenario: Scenario) -> dict:
     """The flat result keys of :data:`RESULT_KEYS` for ``scenario``, plus ``fits``/``message``."""
-    arch = arch or resolve_model(scenario)
-    gpu = gpu or resolve_gpu(scenario)
-    capacity = result.capacity if result is not None else compute_capacity(scenario, arch, gpu)
-    result = result or analyze(scenario, capacity, arch)
+    setup = resolve(scenario)
+    return setup_results(setup, analyze_setup(setup))
+
+
+def setup_results(setup: Setup, result: AnalyticResult) -> dict:
+    """:func:`results` of a resolved scenario and its analysis."""
+    scenario, arch, gpu, capacity = setup.scenario, setup.arch, setup.gpu, setup.capacity
     flops_per_s = 2 * arch.active_params_b * 1e9 * result.hit_tokens_per_s
     peak = gpu.bf16_tflops * 1e12 * scenario.mfu
     hit_tokens_per_request = result.hit_tokens_per_s / result.request_rate if result.request_rate else 0.0
@@ -105,7 +108,7 @@ def results(scenario: Scenario, result: AnalyticResult | None = None, arch=None,
         "memory_for_target_gib": None,
         "policy_modelled": result.policy_modelled,
     }
-    tokens, _ceiling = capacity_for_hit_rate(scenario, scenario.target_hit_rate, capacity, arch)
+    tokens, _ceiling = capacity_for_hit_rate(setup, scenario.target_hit_rate)
     if tokens is not None:
         block = scenario.block_size
         tokens = math.ceil(tokens / block) * block
@@ -137,38 +140,41 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
     return notes
 
 
-_KEY_GROUPS = (set(ARCH_KEYS) | {"model", "params_b", "active_params_b"}, {"gpu", "gpu_memory_gib"})
+#: Keys that only make sense together: an error in one drops the group (model, GPU).
+_KEY_GROUPS = (frozenset(MODEL_KEYS), frozenset(GPU_KEYS))
 
 
 def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> dict:
     """The page's whole state for a link's raw ``{key: value}`` pairs (plain JSON types).
 
-    Invalid values fall back to their defaults and are listed in ``field_errors``; unknown
+    Invalid values fall back to their defaults and are listed in ``field_errors`` (``{key:
+    ScenarioError.to_dict()}``: the key, the value, what is allowed and the message); unknown
     keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
     model or GPU is reported in ``field_errors`` and the defaults are used).
     """
-    scenario, field_errors, unknown = Scenario.from_dict_lenient(params)
+    scenario, rejected, unknown = Scenario.from_dict_lenient(params)
+    field_errors = {key: err.to_dict() for key, err in rejected.items()}
     # name every architecture problem at once, not one per attempt below
     arch_errors = attention_key_errors(scenario)
     if scenario.model == "custom":
         arch_errors += custom_key_errors(scenario.to_dict())
     for err in arch_errors:
-        field_errors.setdefault(err.key, str(err))
+        field_errors.setdefault(err.key, err.to_dict())
     while True:
         try:
-            arch = resolve_model(scenario)
-            gpu = resolve_gpu(scenario)
-            result = analyze(scenario, compute_capacity(scenario, arch, gpu), arch)
+            setup = resolve(scenario)
             break
         except ScenarioError as err:
             # drop the offending key (with the keys that only make sense together with it)
-            field_errors.setdefault(err.key, str(err))
+            field_errors.setdefault(err.key, err.to_dict())
             group = next((g for g in _KEY_GROUPS if err.key in g), {err.key})
             kept = {k: v for k, v in scenario.changed().items() if k not in group}
             if kept == scenario.changed():
                 raise
             scenario = Scenario.from_dict(kept)
-    res = results(scenario, result, arch, gpu)
+    analysis = prepare(setup)
+    result, arch = analysis.result, setup.arch
+    res = setup_results(setup, result)
     out = {
         "scenario": scenario.to_dict(),
         "fragment": scenario.to_fragment(),
@@ -178,24 +184,18 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
         "fit_message": result.message,
         "model": {"name": arch.name, "attention": arch.attention, "num_layers": arch.num_layers,
                   "params_b": arch.params_b, "active_params_b": arch.active_params_b, "source": arch.source},
-        "gpu": gpu.to_dict(),
+        "gpu": setup.gpu.to_dict(),
         "results": res,
         "notes": model_notes(scenario, res),
         "suggestions": [],
         "figures": {},
     }
-    prep = sensitivity.prepare(scenario, result, arch, gpu)
-    keys = sensitivity.available_keys(scenario, prep=prep)
+    keys = sweeps.available_keys(analysis)
     # a sweepable key is honoured even where it is empty: its chart then says why (the page's
     # selector offers every key; falling back to another would plot an input nobody chose)
-    key = sensitivity_key if sensitivity_key in sensitivity.SWEEPS else sensitivity.DEFAULT_KEY
+    key = sensitivity_key if sensitivity_key in sweeps.SWEEPS else sweeps.DEFAULT_KEY
     out["sensitivity_keys"] = list(keys)
     out["sensitivity_key"] = key
-    out["suggestions"] = [s.to_dict() for s in suggestions.suggest(scenario, result, prep=prep)]
-    out["figures"] = {
-        "hit_vs_memory": figures.hit_vs_memory(scenario, prep=prep),
-        "sensitivity": figures.sensitivity(scenario, key, prep=prep),
-        "tornado": figures.tornado(scenario, prep=prep),
-        "heatmap": figures.heatmap(scenario, prep=prep),
-    }
+    out["suggestions"] = [s.to_dict() for s in suggestions.suggest(analysis)]
+    out["figures"] = figures.all_figures(analysis, key)
     return out

@@ -260,3 +260,46 @@ def mla_arch(name: str, num_layers: int, kv_lora_rank: int, qk_rope_head_dim: in
     """A model whose layers are all MLA."""
     group = LayerGroup("mla", num_layers, kv_lora_rank=kv_lora_rank, qk_rope_head_dim=qk_rope_head_dim)
     return ModelArch(name, (group,), params_b, active_params_b, source)
+
+
+def custom_key_errors(values: dict) -> list[ScenarioError]:
+    """Every problem with the flat architecture keys ``values`` (``attention``,
+    ``num_layers`` ...), in the order :func:`arch_from_keys` meets them: the required keys
+    that are missing, and more sliding layers than layers. :func:`arch_from_keys` raises the
+    first; a form marks them all at once."""
+    v = values
+    why = "for a custom architecture"
+    mla = (v.get("attention") or "gqa") == "mla"
+    need = [("num_layers", why), ("params_b", why)]
+    need += [("kv_lora_rank", "when attention is mla")] if mla else [("num_kv_heads", why), ("head_dim", why)]
+    errors = [ScenarioError(key, "", f"is required {reason}") for key, reason in need if v.get(key) is None]
+    if not mla:
+        sliding, layers = v.get("sliding_layers") or 0, v.get("num_layers")
+        if layers is not None and sliding > layers:
+            errors.append(ScenarioError("sliding_layers", sliding, f"must be at most num_layers ({layers})"))
+        if sliding and v.get("sliding_window") is None:
+            errors.append(ScenarioError("sliding_window", "", "is required when sliding_layers > 0"))
+    return errors
+
+
+def arch_from_keys(values: dict, name: str = "custom") -> ModelArch:
+    """Build a model from the flat scenario keys (``attention``, ``num_layers`` ...); raises the
+    first of :func:`custom_key_errors`."""
+    errors = custom_key_errors(values)
+    if errors:
+        raise errors[0]
+    v = values
+    num_layers, params_b = v["num_layers"], v["params_b"]
+    if (v.get("attention") or "gqa") == "mla":
+        groups = (LayerGroup("mla", num_layers, kv_lora_rank=v["kv_lora_rank"],
+                             qk_rope_head_dim=v.get("qk_rope_head_dim") or 0),)
+    else:
+        heads, head_dim = v["num_kv_heads"], v["head_dim"]
+        sliding = v.get("sliding_layers") or 0
+        groups = []
+        if num_layers - sliding:
+            groups.append(LayerGroup("full", num_layers - sliding, heads, head_dim, head_dim))
+        if sliding:
+            groups.append(LayerGroup("sliding", sliding, heads, head_dim, head_dim, window=v["sliding_window"]))
+        groups = tuple(groups)
+    return ModelArch(name, groups, params_b, v.get("active_params_b") or 0.0, source="entered by the user")

@@ -1,4 +1,4 @@
-"""From a scenario to a model, a GPU and the KV-cache capacity of one instance (docs/model.md §3).
+"""The KV-cache capacity of one serving instance, from its model and GPU (docs/model.md §3).
 
 ::
 
@@ -9,141 +9,24 @@
 ``gpu_mem_util`` is vLLM's ``gpu_memory_utilization`` (SGLang: ``mem_fraction_static``), a
 fraction of the GPU's total memory. Tensor parallelism splits GQA heads (at least one per
 GPU) but replicates the MLA latent, so capacity is limited per GPU, not by pooled memory.
-GiB = 2**30 bytes throughout.
+GiB = 2**30 bytes throughout. The model and the GPU come resolved
+(:func:`kvcache_calculator.setup.resolve.resolve`); :func:`tokens_for_memory` and
+:func:`memory_for_tokens` are the same formula at another GPU memory and solved for it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
-from kvcache_calculator.setup.architecture import (
-    DTYPE_BYTES, LayerGroup, ModelArch, check_tensor_parallel, dtype_bytes, kv_bytes_per_sequence_fixed,
-    kv_bytes_per_token,
-)
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.scenario import LAYER_KEYS, Scenario
+from kvcache_calculator.setup.architecture import (
+    DTYPE_BYTES, ModelArch, check_tensor_parallel, dtype_bytes, kv_bytes_per_sequence_fixed, kv_bytes_per_token,
+)
+from kvcache_calculator.setup.gpus import GPU
 
 GIB = 2 ** 30
-ARCH_KEYS = ("attention", "num_layers", "num_kv_heads", "head_dim", "kv_lora_rank",
-             "qk_rope_head_dim", "sliding_window", "sliding_layers")
-
-
-def _require(values, key: str, why: str):
-    """``values[key]`` (a dict or an object's attribute); a clear error when it is missing."""
-    value = values.get(key) if isinstance(values, dict) else getattr(values, key)
-    if value is None:
-        raise ScenarioError(key, "", f"is required {why}")
-    return value
-
-
-def custom_key_errors(values: dict) -> list[ScenarioError]:
-    """Every problem with the flat architecture keys ``values`` (``attention``,
-    ``num_layers`` ...), in the order :func:`arch_from_keys` meets them: the required keys
-    that are missing, and more sliding layers than layers. :func:`arch_from_keys` raises the
-    first; a form marks them all at once."""
-    v = values
-    why = "for a custom architecture"
-    mla = (v.get("attention") or "gqa") == "mla"
-    need = [("num_layers", why), ("params_b", why)]
-    need += [("kv_lora_rank", "when attention is mla")] if mla else [("num_kv_heads", why), ("head_dim", why)]
-    errors = [ScenarioError(key, "", f"is required {reason}") for key, reason in need if v.get(key) is None]
-    if not mla:
-        sliding, layers = v.get("sliding_layers") or 0, v.get("num_layers")
-        if layers is not None and sliding > layers:
-            errors.append(ScenarioError("sliding_layers", sliding, f"must be at most num_layers ({layers})"))
-        if sliding and v.get("sliding_window") is None:
-            errors.append(ScenarioError("sliding_window", "", "is required when sliding_layers > 0"))
-    return errors
-
-
-def arch_from_keys(values: dict, name: str = "custom") -> ModelArch:
-    """Build a model from the flat scenario keys (``attention``, ``num_layers`` ...); raises the
-    first of :func:`custom_key_errors`."""
-    errors = custom_key_errors(values)
-    if errors:
-        raise errors[0]
-    v = values
-    num_layers, params_b = v["num_layers"], v["params_b"]
-    if (v.get("attention") or "gqa") == "mla":
-        groups = (LayerGroup("mla", num_layers, kv_lora_rank=v["kv_lora_rank"],
-                             qk_rope_head_dim=v.get("qk_rope_head_dim") or 0),)
-    else:
-        heads, head_dim = v["num_kv_heads"], v["head_dim"]
-        sliding = v.get("sliding_layers") or 0
-        groups = []
-        if num_layers - sliding:
-            groups.append(LayerGroup("full", num_layers - sliding, heads, head_dim, head_dim))
-        if sliding:
-            groups.append(LayerGroup("sliding", sliding, heads, head_dim, head_dim, window=v["sliding_window"]))
-        groups = tuple(groups)
-    return ModelArch(name, groups, params_b, v.get("active_params_b") or 0.0, source="entered by the user")
-
-
-# Keys that only one kind of attention uses: given for the other kind they would be ignored.
-_GQA_ONLY = ("num_kv_heads", "head_dim", "sliding_window", "sliding_layers")
-_MLA_ONLY = ("kv_lora_rank", "qk_rope_head_dim")
-
-
-def attention_key_errors(scenario: Scenario) -> list[ScenarioError]:
-    """An error for each architecture key given that the model's attention kind does not use
-    (MLA has no KV heads or sliding window; GQA no latent rank): refused, not ignored."""
-    given = {k: getattr(scenario, k) for k in _GQA_ONLY + _MLA_ONLY if getattr(scenario, k) is not None}
-    if not given:
-        return []
-    attention = scenario.attention
-    if attention is None and scenario.model != "custom":
-        from kvcache_calculator.setup import presets
-        base = presets.MODELS.get(scenario.model)
-        if base is None:
-            return []   # an unknown model is its own error
-        attention = "mla" if any(g.kind == "mla" for g in base.layers) else "gqa"   # as arch_to_scenario
-    attention = attention or "gqa"
-    return [ScenarioError(key, given[key], f"does not apply when attention is {attention}; leave it empty")
-            for key in (_GQA_ONLY if attention == "mla" else _MLA_ONLY) if key in given]
-
-
-def resolve_model(scenario: Scenario) -> ModelArch:
-    """The scenario's model: a preset, with any architecture keys overriding it, or custom."""
-    overrides = {k: getattr(scenario, k) for k in ARCH_KEYS if getattr(scenario, k) is not None}
-    params = {k: getattr(scenario, k) for k in ("params_b", "active_params_b") if getattr(scenario, k) is not None}
-    errors = attention_key_errors(scenario)
-    if errors:
-        raise errors[0]
-    if scenario.model == "custom":
-        return arch_from_keys({**overrides, **params})
-    from kvcache_calculator.setup import presets
-    from kvcache_calculator.setup.hfconfig import arch_to_scenario
-
-    base = presets.get_model(scenario.model)
-    if overrides:
-        merged = {**arch_to_scenario(base), **overrides, **params}
-        if "params_b" not in params:
-            merged["params_b"] = base.params_b
-            merged.setdefault("active_params_b", base.active_params_b)
-        arch = arch_from_keys(merged, name=base.name + " (modified)")
-        return replace(arch, weight_dtype=base.weight_dtype, weight_format=base.weight_format)
-    if params:
-        total = params.get("params_b", base.params_b)
-        active = params.get("active_params_b", min(base.active_params_b, total))
-        return ModelArch(base.name, base.layers, total, active, base.source, base.notes,
-                         base.weight_dtype, base.weight_format)
-    return base
-
-
-def resolve_gpu(scenario: Scenario):
-    """The scenario's GPU preset, or a custom one; ``gpu_memory_gib`` overrides the memory."""
-    from kvcache_calculator.setup.gpus import GPU
-
-    if scenario.gpu == "custom":
-        memory = _require(scenario, "gpu_memory_gib", "when gpu is custom")
-        return GPU("custom", "Custom GPU", memory, 0.0, 0.0, "entered by the user")
-    from kvcache_calculator.setup import presets
-
-    gpu = presets.get_gpu(scenario.gpu)
-    if scenario.gpu_memory_gib is not None:
-        return GPU(gpu.id, gpu.name, scenario.gpu_memory_gib, gpu.bf16_tflops, gpu.hbm_tb_s, gpu.source)
-    return gpu
 
 
 @dataclass(frozen=True)
@@ -174,7 +57,7 @@ def model_label(scenario: Scenario) -> str:
     architecture overrides, or ``the custom model``."""
     if scenario.model == "custom":
         return "the custom model"
-    if any(getattr(scenario, k) is not None for k in ARCH_KEYS):
+    if any(getattr(scenario, k) is not None for k in LAYER_KEYS):
         return f"{scenario.model} (modified)"
     return scenario.model
 
@@ -245,14 +128,13 @@ def weight_dtype_hint(scenario: Scenario, arch: ModelArch, usable_gib: float) ->
     return " " + text[0].upper() + text[1:] + "."
 
 
-def compute_capacity(scenario: Scenario, arch: ModelArch | None = None, gpu=None) -> Capacity:
-    """Capacity per docs/model.md §3, or the ``kv_cache_tokens`` override.
+def compute_capacity(scenario: Scenario, arch: ModelArch, gpu: GPU) -> Capacity:
+    """Capacity per docs/model.md §3 for ``scenario`` on model ``arch`` and GPU ``gpu`` (only
+    its ``memory_gib`` is read), or the ``kv_cache_tokens`` override.
 
     Raises :class:`ScenarioError` on ``num_gpus`` when tensor parallelism over that many GPUs
     cannot split the model's KV heads (:func:`~kvcache_calculator.setup.architecture.check_tensor_parallel`).
     """
-    arch = arch or resolve_model(scenario)
-    gpu = gpu or resolve_gpu(scenario)
     tp = scenario.num_gpus
     if tp > 1:
         check_tensor_parallel(arch, tp, model_label(scenario))
@@ -291,3 +173,30 @@ def compute_capacity(scenario: Scenario, arch: ModelArch | None = None, gpu=None
     gib_gpu = tokens * bpt_gpu / GIB
     msg = f"{tokens:,} tokens in {gib_gpu:.1f} GiB of KV cache per GPU"
     return Capacity(True, msg, tokens, gib_gpu * tp, gib_gpu, derived_from="memory", **common)
+
+
+def fit_memory_gib(scenario: Scenario, capacity: Capacity) -> float:
+    """GPU memory per GPU (GiB) below which the model leaves no room for KV cache."""
+    return (capacity.weights_gib_per_gpu + scenario.activation_reserve_gib) / scenario.gpu_mem_util
+
+
+def memory_for_tokens(scenario: Scenario, capacity: Capacity, capacity_tokens: float) -> float:
+    """GPU memory per GPU (GiB) whose KV budget holds ``capacity_tokens`` per instance::
+
+        memory_gib = (weights_gib_per_gpu + activation_reserve_gib
+                      + capacity_tokens * kv_bytes_per_token_per_gpu / 2**30) / gpu_mem_util
+    (docs/model.md §3 solved for the memory)."""
+    kv = capacity_tokens * capacity.kv_bytes_per_token_per_gpu / GIB
+    return (capacity.weights_gib_per_gpu + scenario.activation_reserve_gib + kv) / scenario.gpu_mem_util
+
+
+def tokens_for_memory(scenario: Scenario, capacity: Capacity, memory_gib: float) -> int:
+    """KV-cache tokens per instance (whole blocks) at ``memory_gib`` of GPU memory per GPU
+    (docs/model.md §3, with the weights and bytes per token of ``capacity``); 0 when the
+    model does not fit."""
+    budget = memory_gib * scenario.gpu_mem_util - capacity.weights_gib_per_gpu - scenario.activation_reserve_gib
+    if budget <= 0:
+        return 0
+    block = scenario.block_size
+    tokens = int(budget * GIB // (capacity.kv_bytes_per_token_per_gpu * block)) * block
+    return tokens if tokens >= block else 0

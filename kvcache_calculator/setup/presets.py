@@ -1,10 +1,10 @@
 """Model and GPU presets: data, each entry with its source.
 
 A model preset is the handful of ``config.json`` fields that size its KV cache (read by the
-same importer as a pasted config, :mod:`kvcache_calculator.setup.hfconfig`), plus its parameter
+same reader as a pasted config, :mod:`kvcache_calculator.setup.configjson`), plus its parameter
 counts in billions. Published counts (model cards, papers; the figures of
 docs/validation.md §8) are used where they exist; for the newest models the counts are those
-:func:`~kvcache_calculator.setup.hfconfig.count_params` gives on the full config.json (text model,
+:func:`~kvcache_calculator.setup.configjson.count_params` gives on the full config.json (text model,
 multi-token-prediction layers excluded), and ``source`` says so.
 
 Ids are lower case (``llama-3.1-8b``, ``deepseek-v3``, ``qwen3-235b-a22b``); ``custom`` is
@@ -19,7 +19,7 @@ from types import MappingProxyType
 from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_sequence_fixed, kv_bytes_per_token
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.gpus import GPU
-from kvcache_calculator.setup.hfconfig import layer_groups, text_config
+from kvcache_calculator.setup.configjson import layer_groups, text_config
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_GPU = "h100-sxm"
@@ -175,7 +175,7 @@ _FP8_BLOCK = ("quantization_config of its config.json: quant_method fp8, fmt e4m
               "[128, 128]")
 #: Presets whose published checkpoint does not ship bf16 weights: id -> (the nearest
 #: ``weight_dtype`` value, the format's own name where it is not that value, source). Each
-#: agrees with :func:`~kvcache_calculator.setup.hfconfig.weight_format` on the reference config.json
+#: agrees with :func:`~kvcache_calculator.setup.configjson.weight_format` on the reference config.json
 #: (tests/test_presets.py). Every other preset's
 #: config.json gives bfloat16 (``torch_dtype``/``dtype``) and no ``quantization_config``.
 #: The scenario's ``weight_dtype`` stays bf16 by default (a contract); these only feed advice.

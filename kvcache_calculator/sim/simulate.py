@@ -63,6 +63,7 @@ from typing import Any
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.sim.policies import make_cache, prefix_length
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.setup.resolve import resolve
 
 #: Two-sided 95 % Student t quantiles t_{0.975, df}; between entries the smaller df is used.
 _T975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365),
@@ -575,9 +576,7 @@ def _capacities(scenario: Scenario, capacity_tokens: int | None,
     if (capacity_tokens is None and scenario.kv_cache_tokens is not None
             and scenario.offload_gib == 0):
         return scenario.kv_cache_tokens // scenario.block_size * scenario.block_size, 0
-    from kvcache_calculator.setup.capacity import compute_capacity
-
-    capacity = compute_capacity(scenario)
+    capacity = resolve(scenario).capacity
     if not capacity.fits:
         raise ScenarioError("model", scenario.model, capacity.message)
     if capacity_tokens is None:

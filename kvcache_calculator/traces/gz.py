@@ -4,19 +4,19 @@ The CLI reads a file with :func:`open_binary` (``gzip.open`` when the file start
 gzip magic bytes, so a ``.gz`` suffix is not needed and a misnamed file still works). The page
 gets an uploaded file in byte slices and feeds them to :class:`LineDecoder`, which
 decompresses with ``zlib.decompressobj(wbits=31)`` (gzip framing; Pyodide's standard library
-has zlib), decodes UTF-8 and splits lines, holding only one slice and one partial line at a
-time. Concatenated gzip members (what ``cat a.gz b.gz`` gives) are read one after another,
+has zlib) and hands the bytes to :class:`~kvcache_calculator.traces.lines.LineFeed`, holding
+only one slice and one partial line at a time. Concatenated gzip members (what ``cat a.gz b.gz`` gives) are read one after another,
 as ``gzip`` does.
 """
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import zlib
 from typing import BinaryIO, Iterable, Iterator
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.traces.lines import LineFeed
 
 __all__ = ["GZIP_MAGIC", "is_gzip", "open_binary", "read_binary_lines", "LineDecoder",
            "decode_lines"]
@@ -47,23 +47,36 @@ def read_binary_lines(path: str) -> Iterator[bytes]:
 
 
 class LineDecoder:
-    """Bytes in (plain or gzip, detected from the first two bytes), text lines out.
+    """Bytes in (plain or gzip, detected from the first two bytes), text lines out: a drop-in
+    for :class:`~kvcache_calculator.traces.lines.LineFeed` (same ``feed``/``close``), which
+    it feeds with the decompressed bytes, so binary data, endless lines and empty files are
+    refused the same way.
 
-    ``feed(chunk)`` returns the complete lines so far (without their ``\\n``); ``close()``
-    returns the last line when the data did not end with a newline, and raises ScenarioError
-    for a truncated gzip stream. ``compressed`` says whether the input was gzip once known;
-    ``bytes_in`` and ``bytes_out`` count input and decompressed bytes.
+    ``feed(chunk)`` returns the complete lines so far; ``close()`` returns the last line when
+    the data did not end with a newline, and refuses a truncated gzip stream. ``compressed``
+    says whether the input was gzip once known; ``bytes_in`` counts input bytes (compressed:
+    use it for progress against the file size) and ``bytes_out`` decompressed bytes.
     """
 
     def __init__(self):
         self.compressed: bool | None = None
         self.bytes_in = 0
-        self.bytes_out = 0
         self._head = b""
         self._zlib = None
-        self._text = codecs.getincrementaldecoder("utf-8")()
-        self._rest = ""
-        self._text_seen = False
+        self._lines = LineFeed()
+        # LineFeed drops a byte-order mark only from its first slice, so the first three
+        # bytes (a whole mark) are handed over together.
+        self._start = b""
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes handed to the line splitter (decompressed)."""
+        return self._lines.bytes_in
+
+    @property
+    def lines_out(self) -> int:
+        """Lines returned so far."""
+        return self._lines.lines_out
 
     def _inflate(self, data: bytes) -> bytes:
         out = []
@@ -73,7 +86,7 @@ class LineDecoder:
             try:
                 out.append(self._zlib.decompress(data))
             except zlib.error as exc:
-                raise ScenarioError("trace", "gzip", f"is not a valid gzip stream ({exc})") from None
+                raise ScenarioError("file", "gzip", f"is not a valid gzip stream ({exc})") from None
             data = b""
             if self._zlib.eof:
                 # Another member may follow (``cat a.gz b.gz``); trailing zero padding ends it.
@@ -83,22 +96,9 @@ class LineDecoder:
                     data = b""
         return b"".join(out)
 
-    def _lines(self, raw: bytes, final: bool = False) -> list:
-        self.bytes_out += len(raw)
-        try:
-            text = self._text.decode(raw, final)
-        except UnicodeDecodeError:
-            raise ScenarioError("trace", "binary data", "is not UTF-8 text: this looks like a "
-                                "binary file, not a JSON-lines trace") from None
-        if not self._text_seen and text:
-            self._text_seen = True
-            text = text.removeprefix("\ufeff")     # a byte-order mark
-        parts = (self._rest + text).split("\n")
-        self._rest = parts.pop()
-        return parts
-
     def feed(self, chunk: bytes) -> list:
         """Decode ``chunk``; the complete lines it finishes."""
+        chunk = bytes(chunk)
         self.bytes_in += len(chunk)
         if self.compressed is None:
             self._head += chunk
@@ -106,22 +106,27 @@ class LineDecoder:
                 return []
             self.compressed = is_gzip(self._head)
             chunk, self._head = self._head, b""
-        return self._lines(self._inflate(chunk) if self.compressed else chunk)
+        data = self._inflate(chunk) if self.compressed else chunk
+        if self._start is not None:
+            self._start += data
+            if len(self._start) < 3:
+                return []
+            data, self._start = self._start, None
+        return self._lines.feed(data) if data else []
 
     def close(self) -> list:
-        """The last line, if any; checks that a gzip stream was complete."""
-        lines = []
-        if self.compressed is None and self._head:
+        """The last line, if any; refuses a truncated gzip stream and an empty file."""
+        rest = b""
+        if self.compressed is None:
             self.compressed = False
-            lines = self._lines(self._head)
+            rest = self._head
         if self.compressed and self._zlib is not None:
-            raise ScenarioError("trace", "gzip", "ends before the end of its gzip stream "
+            raise ScenarioError("file", "gzip", "ends before the end of its gzip stream "
                                 "(truncated file?)")
-        lines += self._lines(b"", final=True)
-        if self._rest:
-            lines.append(self._rest)
-            self._rest = ""
-        return lines
+        rest = (self._start or b"") + rest
+        self._start = None
+        lines = self._lines.feed(rest) if rest else []
+        return lines + self._lines.close()
 
 
 def decode_lines(chunks: Iterable[bytes]) -> Iterator[str]:

@@ -36,7 +36,9 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from kvcache_calculator.analytic.model import analyze
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
 
 __all__ = [
     "FORMATS",
@@ -574,7 +576,4 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
 def analytic_token_hit_rate(scenario: dict) -> float:
     """The project's analytic model (docs/model.md §5) on a scenario dict: the callable to
     pass to :func:`compare_fit_to_replay`. Raises ScenarioError for an invalid scenario."""
-    from kvcache_calculator.analytic.model import analyze
-    from kvcache_calculator.scenario import Scenario
-
     return analyze(Scenario.from_dict(scenario)).token_hit_rate

@@ -89,8 +89,7 @@ def trace_rows(page) -> dict:
 # ---------------------------------------------------------------------------- simulation
 
 def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
-    from kvcache_calculator.present import figures
-    from kvcache_calculator.present.lab import memory_tasks
+    from kvcache_calculator.present.lab_tasks import memory_tasks
     from kvcache_calculator.scenario import Scenario
     from kvcache_calculator.sim.simulate import simulate
 
@@ -118,7 +117,7 @@ def test_simulate_overlays_the_same_numbers_as_cpython(page, site):
     sim = page.evaluate("""() => {
         const t = document.getElementById('chart-sim-memory').data.find(d => d.name.startsWith('Simulated'));
         return t && {x: t.x, y: t.y, err: t.error_y.array.length};}""")
-    tasks = memory_tasks(scenario, figures.hit_vs_memory(scenario), conversations=300, seed=7)
+    tasks = memory_tasks(scenario, conversations=300, seed=7)
     assert sim is not None and len(sim["x"]) == len(tasks) == sim["err"]
     assert round(100 * expected.token_hit_rate, 4) in sim["y"]
 

@@ -1,4 +1,8 @@
-"""The page's version of the core's figures: the same data, cheaper to redraw on every input.
+"""The page's drawing of the core's figures: the same data, cheaper to redraw on every input.
+
+Page-only code (it lives in ``site/`` and is shipped beside ``main.py`` through
+``pyscript.json``'s ``files``; the tests import it from there). It is plain Python with no
+browser import, so ``tests/test_page_figures.py`` checks it in CPython.
 
 The page redraws its four charts on every input change, and the numbers and all four charts
 must be on screen within 100 ms (issue #4). Measured in Chromium, Plotly.js 4 spends a good
@@ -45,7 +49,8 @@ VIRIDIS = [
 DEFAULT_MARGIN = {"l": 64, "r": 16, "t": 30, "b": 48}
 TORNADO_MARGIN = {"l": 170, "r": 24, "t": 30, "b": 48}
 
-_TAG = re.compile(r"<[^>]*>")
+# the core's title with a note (kvcache_calculator.present.figures): "title<br><sup>note</sup>"
+_NOTE_START, _NOTE_END = "<br><sup>", "</sup>"
 _Y_FIELD = re.compile(r"%\{y(:[^}]*)?\}")
 
 
@@ -56,11 +61,12 @@ def is_classic(trace: dict) -> bool:
 
 
 def split_title(layout: dict) -> tuple[str, str]:
-    """The title and its note (``title<br><sup>note</sup>`` in the core) as plain text."""
+    """The title and its note as plain text: the core writes ``title`` or
+    ``title<br><sup>note</sup>``, both parts plain text."""
     title = layout.get("title")
     text = title.get("text", "") if isinstance(title, dict) else str(title or "")
-    head, _, note = text.partition("<br>")
-    return _TAG.sub("", head).strip(), _TAG.sub("", note).strip()
+    head, _, note = text.partition(_NOTE_START)
+    return head, note.removesuffix(_NOTE_END)
 
 
 def legend_entries(data: list[dict]) -> list[dict]:

@@ -1,0 +1,350 @@
+"""Long work in small resumable steps: the lab page's simulations and trace replays.
+
+The lab page (``site/lab.html``) runs the simulator and the trace replayer on the browser's
+main thread without freezing it: every piece of work here is a *job* with ``step(units)``
+(do about ``units`` units of work; returns True when finished), ``done`` and ``progress``
+(0-1). :func:`run_for` runs a job for a time budget, adapting ``units`` so one step stays
+far below the budget; the page calls it, yields to the browser, updates its progress bar and
+checks its cancel flag, again and again. Nothing here reads a clock, a file or the DOM on its
+own: the clock is passed to :func:`run_for`, file contents arrive as ``bytes`` slices.
+
+Jobs:
+
+- :class:`SimulationJob` runs a list of :class:`SimTask` (the lab's task lists are in
+  :mod:`kvcache_calculator.present.lab_tasks`) through
+  :class:`kvcache_calculator.sim.simulate.Simulation`, whose ``run(max_requests)`` resumes.
+- :class:`TraceJob` turns byte slices of an uploaded Mooncake or Bailian JSONL file into
+  lines (:class:`~kvcache_calculator.traces.lines.LineFeed`), parses them with
+  :class:`kvcache_calculator.traces.readers.TraceReader` and feeds the one-pass LRU curve
+  (:class:`kvcache_calculator.traces.replay.LRUCurveReplay`) and the scenario fit
+  (:class:`kvcache_calculator.traces.readers.ScenarioFitter`).
+- :class:`PolicyJob` is the second pass: FIFO and LFU (:class:`~kvcache_calculator.traces.replay.PolicyReplay`)
+  and Belady's MIN at one capacity (the resumable :class:`~kvcache_calculator.traces.replay.BeladySteps`,
+  against it hit for hit by the tests).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.sim.simulate import Simulation
+from kvcache_calculator.traces.lines import LineFeed
+from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, ScenarioFitter, TraceReader
+from kvcache_calculator.traces.replay import (
+    BeladySteps,
+    LRUCurve,
+    LRUCurveReplay,
+    PolicyReplay,
+    last_block_tokens,
+)
+
+__all__ = ["run_for", "SimTask", "SimulationJob", "TraceJob", "PolicyJob"]
+
+
+def run_for(job, budget_s: float, clock: Callable[[], float]) -> bool:
+    """Run ``job.step(job.units)`` until ``budget_s`` seconds of ``clock`` have passed or the
+    job is done; returns ``job.done``.
+
+    ``job.units`` adapts so that one step takes between about 1/16 and 1/4 of the budget:
+    doubled after a quick step, halved after a slow one. The overshoot past the budget is at
+    most one step, so with a 40 ms budget the browser gets control back well within 200 ms.
+    """
+    start = clock()
+    while not job.done:
+        t0 = clock()
+        job.step(job.units)
+        dt = clock() - t0
+        if dt < budget_s / 16:
+            job.units = min(job.units * 2, 1 << 20)
+        elif dt > budget_s / 4 and job.units > 1:
+            job.units = max(1, job.units // 2)
+        if clock() - start >= budget_s:
+            break
+    return job.done
+
+
+@dataclass(frozen=True)
+class SimTask:
+    """One simulation to run: ``group`` is ``main``, ``memory``, ``policy`` or ``routing``;
+    ``x`` the chart position (GPU memory per GPU in GiB for memory points, else None);
+    ``capacity_tokens`` per instance (None: from the scenario)."""
+
+    name: str
+    group: str
+    label: str
+    scenario: Scenario
+    capacity_tokens: int | None
+    conversations: int
+    seed: int
+    x: float | None = None
+
+    def make(self) -> Simulation:
+        """The :class:`Simulation` of this task."""
+        return Simulation(self.scenario, capacity_tokens=self.capacity_tokens,
+                          conversations=self.conversations, seed=self.seed)
+
+    def cost(self) -> float:
+        """Relative cost estimate: expected requests, times the blocks touched per request
+        for the per-block engine (the segment engine touches one entry per request)."""
+        s = self.scenario
+        warmup = math.ceil(s.arrival_rate * 5.0 * s.turns * s.think_time_s)
+        requests = (warmup + self.conversations + s.arrival_rate * 2 * s.turns * s.think_time_s) * s.turns
+        if s.policy == "lru":
+            return requests
+        blocks = (s.system_prompt_tokens + s.turns * (s.input_tokens + s.output_tokens)) / s.block_size
+        return requests * max(1.0, blocks / 6)
+
+
+class SimulationJob:
+    """Runs :class:`SimTask` s one after the other in resumable steps (``step(units)`` runs
+    at most ``units`` requests). ``results`` maps task names to
+    :class:`~kvcache_calculator.sim.simulate.SimulationResult`; a task whose scenario cannot be
+    simulated gets its :class:`ScenarioError` in ``errors`` instead."""
+
+    def __init__(self, tasks: Sequence[SimTask]):
+        self.tasks = list(tasks)
+        self.units = 50
+        self.results: dict = {}
+        self.errors: dict = {}
+        self.requests = 0
+        self._costs = [t.cost() for t in self.tasks]
+        self._total = sum(self._costs) or 1.0
+        self._index = 0
+        self._sim: Simulation | None = None
+
+    @property
+    def done(self) -> bool:
+        """True when every task has a result or an error."""
+        return self._index >= len(self.tasks)
+
+    @property
+    def progress(self) -> float:
+        """Estimated 0-1 share of the work done (tasks weighted by :meth:`SimTask.cost`)."""
+        if self.done:
+            return 1.0
+        done = sum(self._costs[: self._index])
+        if self._sim is not None:
+            done += self._costs[self._index] * self._sim.progress
+        return min(0.999, done / self._total)
+
+    @property
+    def current(self) -> SimTask | None:
+        """The task running now."""
+        return None if self.done else self.tasks[self._index]
+
+    def step(self, units: int) -> bool:
+        """Simulate up to ``units`` requests of the current task; returns :attr:`done`."""
+        if self.done:
+            return True
+        task = self.tasks[self._index]
+        try:
+            if self._sim is None:
+                self._sim = task.make()
+            before = self._sim.requests_done
+            finished = self._sim.run(max(1, units))
+            self.requests += self._sim.requests_done - before
+            if finished:
+                self.results[task.name] = self._sim.result()
+        except ScenarioError as err:
+            self.errors[task.name] = err
+            finished = True
+        if finished:
+            # the next task may cost far more per request (another engine): start small again
+            self._sim = None
+            self._index += 1
+            self.units = 20
+        return self.done
+
+
+class _LinesJob:
+    """Shared part of the trace jobs: byte slices in, parsed requests out, step by step."""
+
+    def __init__(self, total_bytes: int | None, format: str | None, block_size: int | None,
+                 skip_bad_lines: bool):
+        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)
+                                       or block_size < 1):
+            raise ScenarioError("block_size", block_size, "must be an integer >= 1 (tokens per block)")
+        self.total_bytes = total_bytes
+        self.block_size = block_size
+        self.reader = TraceReader(format, skip_bad_lines=skip_bad_lines)
+        self.lines_in = LineFeed()
+        self.units = 64
+        self.input_closed = False
+        self._lines: deque = deque()
+        self._chars = 0
+        self._runners: list | None = None
+
+    @property
+    def pending_lines(self) -> int:
+        """Lines received and not parsed yet (the page reads the next slice below a bound)."""
+        return len(self._lines)
+
+    @property
+    def format(self) -> str | None:
+        """``mooncake`` or ``bailian`` once the first record is read."""
+        return self.reader.format
+
+    def add_bytes(self, data: bytes) -> None:
+        """Queue the next slice of the file (refuses binary data at once)."""
+        self._lines.extend(self.lines_in.feed(data))
+
+    def close_input(self) -> None:
+        """The whole file has been added (refuses an empty file)."""
+        self._lines.extend(self.lines_in.close())
+        self.input_closed = True
+
+    def _make_runners(self, block_size: int) -> list:
+        raise NotImplementedError
+
+    def _parse(self, units: int) -> None:
+        """Parse and feed up to ``units`` queued lines."""
+        lines = self._lines
+        batch = [lines.popleft() for _ in range(min(units, len(lines)))]
+        self._chars += sum(len(t) + 1 for t in batch)
+        requests = list(self.reader.parse(batch))
+        if requests and self._runners is None:
+            if self.block_size is None:
+                self.block_size = DEFAULT_BLOCK_SIZE[self.reader.format]
+            self._runners = self._make_runners(self.block_size)
+        if requests:
+            for runner in self._runners:
+                runner.feed(requests)
+
+    @property
+    def read_fraction(self) -> float:
+        """Share of the file parsed so far (characters over bytes: exact for ASCII JSON)."""
+        if not self.total_bytes:
+            return 1.0 if self.input_closed and not self._lines else 0.0
+        return min(1.0, self._chars / self.total_bytes)
+
+    def _no_requests(self) -> ScenarioError:
+        first = self.reader.first_error
+        more = f" (first: {first})" if first is not None else ""
+        return ScenarioError("trace", f"{self.reader.skipped_lines:,} bad lines skipped",
+                             "the file holds no valid request" + more)
+
+
+class TraceJob(_LinesJob):
+    """Pass one over an uploaded trace: the exact LRU curve and the fitted scenario.
+
+    ``add_bytes`` each slice, ``close_input`` after the last, ``step`` until :attr:`done`
+    (one unit = one line); then :attr:`curve` (:class:`~kvcache_calculator.traces.replay.LRUCurve`)
+    and :attr:`fit` (the fitted scenario dict). A malformed line raises ScenarioError with its
+    line number unless ``skip_bad_lines``; a file without a single valid request raises at
+    the end.
+    """
+
+    def __init__(self, total_bytes: int | None = None, *, format: str | None = None,
+                 block_size: int | None = None, skip_bad_lines: bool = False,
+                 semantics: str = "engine"):
+        super().__init__(total_bytes, format, block_size, skip_bad_lines)
+        self.semantics = semantics
+        self.curve: LRUCurve | None = None
+        self.fit: dict | None = None
+        self.done = False
+
+    def _make_runners(self, block_size: int) -> list:
+        return [LRUCurveReplay(block_size, self.semantics), ScenarioFitter(block_size)]
+
+    @property
+    def requests(self) -> int:
+        """Valid requests read so far."""
+        return self.reader.requests_read
+
+    @property
+    def progress(self) -> float:
+        """0-1: the share of the file replayed."""
+        return 1.0 if self.done else min(0.999, self.read_fraction)
+
+    def step(self, units: int) -> bool:
+        """Parse and replay up to ``units`` queued lines; once the input is closed and every
+        line is replayed, read the curve, then (next step) the fit. Returns :attr:`done`."""
+        if self.done:
+            return True
+        if self._lines or not self.input_closed:
+            # the last lines and the results are separate steps: each is a long loop
+            self._parse(max(1, units))
+            return self.done
+        if self._runners is None:
+            raise self._no_requests()
+        if self.curve is None:
+            self.curve = self._runners[0].result()
+        else:
+            fitter = self._runners[1]
+            self.fit = fitter.result()
+            self.done = True
+        return self.done
+
+
+class _RequestStore:
+    """Keeps ``(hash_ids, last block tokens)`` of fed requests for Belady's offline pass."""
+
+    def __init__(self, store: list, block_size: int):
+        self.store = store
+        self.block_size = block_size
+
+    def feed(self, requests) -> int:
+        """Store ``requests``; returns how many."""
+        bs = self.block_size
+        for r in requests:
+            self.store.append((r.hash_ids, last_block_tokens(r.input_length, len(r.hash_ids), bs)))
+        return len(requests)
+
+
+class PolicyJob(_LinesJob):
+    """Pass two over a trace: FIFO, LFU and Belady at one capacity (blocks). LRU needs no
+    pass of its own: it is read off the curve of :class:`TraceJob`. ``results`` maps each
+    policy to a :class:`~kvcache_calculator.traces.replay.ReplayResult` once :attr:`done`."""
+
+    def __init__(self, capacity_blocks: int, block_size: int, total_bytes: int | None = None, *,
+                 format: str | None = None, skip_bad_lines: bool = False,
+                 semantics: str = "engine"):
+        if isinstance(capacity_blocks, bool) or not isinstance(capacity_blocks, int) or capacity_blocks < 0:
+            raise ScenarioError("capacity_blocks", capacity_blocks, "must be a whole number of blocks >= 0")
+        super().__init__(total_bytes, format, block_size, skip_bad_lines)
+        self.capacity_blocks = capacity_blocks
+        self.semantics = semantics
+        self.results: dict = {}
+        self._stored: list = []
+        self._belady: BeladySteps | None = None
+        self.done = False
+
+    def _make_runners(self, block_size: int) -> list:
+        return [PolicyReplay("fifo", [self.capacity_blocks], block_size, self.semantics),
+                PolicyReplay("lfu", [self.capacity_blocks], block_size, self.semantics),
+                _RequestStore(self._stored, block_size)]
+
+    @property
+    def progress(self) -> float:
+        """0-1: reading counts for half, Belady's two offline passes for the other half."""
+        if self.done:
+            return 1.0
+        if self._belady is None:
+            return 0.5 * self.read_fraction
+        return min(0.999, 0.5 + 0.5 * self._belady.progress)
+
+    def step(self, units: int) -> bool:
+        """Parse and replay up to ``units`` lines, then run Belady in steps; returns :attr:`done`."""
+        if self.done:
+            return True
+        if self._belady is not None:
+            if self._belady.step(units):
+                self.results["belady"] = self._belady.result()
+                self._stored = []
+                self.done = True
+            return self.done
+        self._parse(max(1, units))
+        if self.input_closed and not self._lines:
+            if self._runners is None:
+                raise self._no_requests()
+            fifo, lfu, _ = self._runners
+            self.results["fifo"] = fifo.result()
+            self.results["lfu"] = lfu.result()
+            self._belady = BeladySteps(self._stored, self.capacity_blocks, self.block_size,
+                                       self.semantics)
+        return self.done
