@@ -14,11 +14,10 @@ import pytest
 from kvcache_calculator.cli.commands import main
 from kvcache_calculator.traces.gap import explain_gap
 from kvcache_calculator.traces.readers import read_trace
-from kvcache_calculator.traces.replay import replay_lru_curve
+from kvcache_calculator.traces.replay import LRUCurveReplay, replay_lru_curve
 from kvcache_calculator.traces.routing import replay_fleet
 from kvcache_calculator.traces.sampling import replay_sampled
 from kvcache_calculator.traces.warmup import WarmupReplay
-from kvcache_calculator.traces.replay import LRUCurveReplay
 from trace_helpers import BS, prefix_closed_trace
 
 

@@ -148,21 +148,24 @@ def test_fleet_curve_is_exact_at_every_capacity():
                                                      seed=1).block_hits[0]
 
 
-def test_fleet_warmup_counts_only_the_tail():
+@pytest.mark.parametrize("routing", ["round_robin", "cache_aware"])
+def test_fleet_warmup_counts_only_the_tail(routing):
     trace = prefix_closed_trace(random.Random(9), 200)
-    w = 120
-    for runner, finish in ((FleetCurveReplay("round_robin", 2, BS), lambda r: r.at([10, 50])),
-                           (CacheAwareReplay(2, [10, 50], BS), lambda r: r)):
-        counted = WarmupReplay(runner, w)
-        counted.feed(trace[:77])
-        counted.feed(trace[77:])
-        res = finish(counted.result())
-        full = replay_fleet(trace, runner.router.routing if hasattr(runner, "router")
-                            else "cache_aware", 2, [10, 50], BS)
-        head = replay_fleet(trace[:w], runner.router.routing if hasattr(runner, "router")
-                            else "cache_aware", 2, [10, 50], BS)
-        assert res.requests == len(trace) - w
-        assert res.block_hits == tuple(a - b for a, b in zip(full.block_hits, head.block_hits))
+    w, caps = 120, [10, 50]
+    if routing == "cache_aware":
+        counted = WarmupReplay(CacheAwareReplay(2, caps, BS), w)
+    else:
+        counted = WarmupReplay(FleetCurveReplay(routing, 2, BS), w)
+    counted.feed(trace[:77])                                   # the boundary in a later chunk
+    counted.feed(trace[77:])
+    res = counted.result()
+    if routing != "cache_aware":
+        res = res.at(caps)
+    full = replay_fleet(trace, routing, 2, caps, BS)
+    head = replay_fleet(trace[:w], routing, 2, caps, BS)      # replays are causal
+    assert res.requests == len(trace) - w
+    assert res.block_hits == tuple(a - b for a, b in zip(full.block_hits, head.block_hits))
+    assert res.token_hits == tuple(a - b for a, b in zip(full.token_hits, head.token_hits))
 
 
 def test_bad_arguments():

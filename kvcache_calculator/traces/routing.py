@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.traces.hashing import stable_hash64
 from kvcache_calculator.traces.readers import Request
-from kvcache_calculator.traces.replay import LRUCurveReplay, ReplayResult
+from kvcache_calculator.traces.replay import LRUCurveReplay
 from kvcache_calculator.traces.sampling import SampledReplay, kept_ids, sample_threshold
 from kvcache_calculator.traces.warmup import subtract
 
@@ -194,7 +194,8 @@ def make_router(routing: str, instances: int, seed: int = 0, capacity_blocks: in
 class FleetResult:
     """Fleet-wide and per-instance hits at fixed capacities (blocks per instance).
 
-    ``per_capacity[k][j]`` is instance ``j``'s :class:`ReplayResult` at
+    ``per_capacity[k][j]`` is instance ``j``'s
+    :class:`~kvcache_calculator.traces.replay.ReplayResult` at
     ``capacity_blocks[k]`` (its requests may differ between capacities under ``cache_aware``);
     ``unbounded[j]`` holds instance ``j``'s hits with unbounded caches (its
     ``infinite_*`` counts), from which the fleet's ceiling comes. Rates are 0-1 fractions.
