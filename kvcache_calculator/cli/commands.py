@@ -3,6 +3,7 @@
     kvcache-calc analyze KEY=VALUE... [--json]
     kvcache-calc simulate KEY=VALUE... [--conversations N] [--seed S] [--json]
     kvcache-calc replay TRACE.jsonl [--policy lru|fifo|lfu|belady] ... [--json]
+    kvcache-calc summarize TRACE.jsonl --out FILE.json --licence TEXT
     kvcache-calc presets [--json]
 
 Bad input exits with status 2 and a message naming the key, the value and what is allowed.
@@ -15,7 +16,7 @@ import json
 import sys
 from typing import Sequence
 
-from kvcache_calculator.cli import replay, simulate
+from kvcache_calculator.cli import replay, simulate, summarize
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
 from kvcache_calculator.scenario import FIELDS, Scenario, parse_assignments
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
     simulate.register(sub)
     replay.register(sub)
+    summarize.register(sub)
     return parser
 
 

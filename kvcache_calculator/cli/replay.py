@@ -6,11 +6,18 @@
         [--capacity-gib X,... --model ID [--kv-dtype DT]]
         [--model ID --gpu ID [--num-gpus N] [--weight-dtype DT] [--kv-dtype DT]]
         [--skip-bad-lines] [--fit] [--json]
+        [--warmup F] [--sample RATE] [--instances N --routing R [--seed S]]
+        [--explain [--characteristic-time-s T]]
 
 Prints ``capacity_blocks``, ``block_hit_rate``, ``token_hit_rate`` (one per capacity) and the
-infinite-cache ceilings; for LRU also the capacities reaching 50/90/99 % of the ceiling. With
-no capacity option the capacities are chosen from the LRU curve. ``--fit`` fits a scenario
-to the trace and compares the analytic model with the LRU replay at each capacity. This
+infinite-cache ceilings, each token hit rate with its ideal prefill speedup ``1 / (1 - h)``;
+for LRU also the capacities reaching 50/90/99 % of the ceiling. With no capacity option the
+capacities are chosen from the LRU curve. ``--fit`` fits a scenario to the trace and compares
+the analytic model with the LRU replay at each capacity. A ``.gz`` trace is decompressed as a
+stream. ``--warmup F`` counts only the requests after the first fraction ``F``;
+``--sample RATE`` replays a SHARDS sample (approximate); ``--instances N --routing R``
+replays a fleet of ``N`` caches of each capacity (:mod:`kvcache_calculator.traces.routing`);
+``--explain`` splits the gap to 100 % into its causes (:mod:`kvcache_calculator.traces.gap`). This
 module is the shell: it opens the file, shows progress on a terminal and formats output;
 the work is done by :mod:`kvcache_calculator.traces.readers` and :mod:`kvcache_calculator.traces.replay`.
 """
@@ -18,10 +25,14 @@ the work is done by :mod:`kvcache_calculator.traces.readers` and :mod:`kvcache_c
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import math
 import os
 import sys
 import time
+import zlib
+from dataclasses import dataclass
 from typing import Iterator
 
 from kvcache_calculator.errors import ScenarioError
@@ -29,6 +40,16 @@ from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import kv_bytes_per_token
 from kvcache_calculator.setup.presets import get_model
 from kvcache_calculator.setup.resolve import resolve
+from kvcache_calculator.traces.gap import explain_gap
+from kvcache_calculator.traces.gz import is_gzip, read_binary_lines
+from kvcache_calculator.traces.routing import (
+    ROUTINGS,
+    CacheAwareReplay,
+    FleetCurveReplay,
+    check_instances,
+)
+from kvcache_calculator.traces.sampling import SampledReplay, check_rate
+from kvcache_calculator.traces.warmup import BeladyWarmupReplay, WarmupReplay, warmup_requests
 from kvcache_calculator.traces.replay import (
     GIB,
     POLICIES,
@@ -88,6 +109,25 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fit", action="store_true",
                    help="fit a scenario to the trace and compare the analytic model with the replay")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--warmup", type=float, default=0.0, metavar="F",
+                   help="the first fraction F of the requests fill the cache but are not "
+                        "counted (default 0; published curves often use 0.5)")
+    p.add_argument("--sample", type=float, default=None, metavar="RATE",
+                   help="SHARDS spatial sampling: replay only blocks whose hash is under "
+                        "RATE (e.g. 0.01) and scale capacities; approximate, LRU only")
+    p.add_argument("--instances", type=int, default=1, metavar="N",
+                   help="replay a fleet of N instances, each with a cache of every capacity "
+                        "(default 1)")
+    p.add_argument("--routing", choices=ROUTINGS, default=None,
+                   help="how requests are routed to the instances (needed with --instances > 1)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of --routing random (default 0)")
+    p.add_argument("--explain", action="store_true",
+                   help="split the gap to 100 %% at each capacity: no reuse, capacity, policy, "
+                        "routing (holds the trace in memory)")
+    p.add_argument("--characteristic-time-s", type=float, default=None, metavar="T",
+                   help="with --explain: the characteristic time to mark on the reuse-time "
+                        "histogram (default: measured on the trace)")
     p.set_defaults(func=run)
     return p
 
@@ -165,12 +205,18 @@ class _TraceSource:
         self._buffer = None
         if path == "-":
             self._buffer = sys.stdin.buffer.read()
+            if is_gzip(self._buffer):
+                try:
+                    self._buffer = gzip.decompress(self._buffer)
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise ScenarioError("trace", "-", f"is not a valid gzip stream ({exc})") from None
             self.size = len(self._buffer)
         else:
             try:
                 self.size = os.path.getsize(path)
-                with open(path, "rb"):
-                    pass
+                with open(path, "rb") as f:
+                    if is_gzip(f.read(2)):
+                        self.size = None     # progress counts requests, not compressed bytes
             except OSError as exc:
                 raise ScenarioError("trace", path, f"cannot be read ({exc.strerror})") from None
 
@@ -184,12 +230,11 @@ class _TraceSource:
                     progress.update(done, reader.requests_read)
                 yield _decode(raw, reader.line_number + 1)
             return
-        with open(self.path, "rb") as f:
-            for raw in f:
-                done += len(raw)
-                if not reader.line_number % 1024:
-                    progress.update(done, reader.requests_read)
-                yield _decode(raw, reader.line_number + 1)
+        for raw in read_binary_lines(self.path):
+            done += len(raw)
+            if not reader.line_number % 1024:
+                progress.update(done, reader.requests_read)
+            yield _decode(raw, reader.line_number + 1)
 
     def head(self) -> list:
         out = []
@@ -197,11 +242,10 @@ class _TraceSource:
             for i, raw in enumerate(self._buffer.splitlines()[:50]):
                 out.append(_decode(raw, i + 1))
             return out
-        with open(self.path, "rb") as f:
-            for raw in f:
-                out.append(_decode(raw, len(out) + 1))
-                if raw.strip() or len(out) >= 1000:
-                    break
+        for raw in read_binary_lines(self.path):
+            out.append(_decode(raw, len(out) + 1))
+            if raw.strip() or len(out) >= 1000:
+                break
         return out
 
 
@@ -258,6 +302,56 @@ def _default_capacities(curve) -> list:
     return sorted(c for c in caps if c > 0) or [1]
 
 
+def ideal_prefill_speedup(hit_rate: float) -> float | None:
+    """Prefill speedup if hit tokens cost nothing: ``1 / (1 - h)`` (``None`` at h = 1)."""
+    return 1 / (1 - hit_rate) if hit_rate < 1 else None
+
+
+@dataclass(frozen=True)
+class _TraceOptions:
+    warmup: float
+    sample: float | None
+    instances: int
+    routing: str | None
+    fleet: bool
+
+
+def _trace_options(args) -> _TraceOptions:
+    """Validate --warmup, --sample, --instances, --routing and --explain together."""
+    warmup = args.warmup
+    warmup_requests(warmup, 0)                        # validates 0 <= F < 1
+    sample = None if args.sample is None else check_rate(args.sample)
+    instances = check_instances(args.instances)
+    routing = args.routing
+    fleet = instances > 1 or routing is not None
+    if instances > 1 and routing is None:
+        raise ScenarioError("routing", None, "--instances > 1 needs --routing: "
+                            + ", ".join(ROUTINGS))
+    if fleet and args.policy != "lru":
+        raise ScenarioError("policy", args.policy, "a fleet (--instances/--routing) replays LRU only")
+    if sample is not None and args.policy != "lru":
+        raise ScenarioError("policy", args.policy, "--sample works with LRU only (the one-pass curve)")
+    if args.explain and sample is not None:
+        raise ScenarioError("sample", sample, "--explain replays exactly: drop --sample")
+    if args.explain and args.semantics != "engine":
+        raise ScenarioError("semantics", args.semantics, "--explain uses engine semantics")
+    if args.characteristic_time_s is not None and not args.characteristic_time_s > 0:
+        raise ScenarioError("characteristic_time_s", args.characteristic_time_s,
+                            "must be a number of seconds > 0")
+    return _TraceOptions(warmup, sample, instances, routing, fleet)
+
+
+class _Collector:
+    """A runner that keeps the requests (for --explain, whose optimum is offline)."""
+
+    def __init__(self, into: list):
+        self.into = into
+
+    def feed(self, requests) -> int:
+        self.into.extend(requests)
+        return len(self.into)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``replay`` from parsed arguments; returns the exit status (2 on bad input)."""
     try:
@@ -296,11 +390,21 @@ def _run(args: argparse.Namespace) -> int:
         caps.append((capacity_blocks_from_tokens(tokens, block_size),
                      f"{args.num_gpus} x {args.gpu}, {args.model}, kv {args.kv_dtype}"))
 
+    opts = _trace_options(args)
+    warm = 0
+    if opts.warmup > 0:
+        counted = _run_pass(source, fmt, args.skip_bad_lines, [], "counting requests")
+        warm = warmup_requests(opts.warmup, counted.requests_read)
     need_curve = args.policy == "lru" or not caps or args.fit
     curve = fit = None
     reader = None
     if need_curve:
-        curve_runner = LRUCurveReplay(block_size, args.semantics)
+        if opts.sample is not None:
+            curve_runner = WarmupReplay(SampledReplay(block_size, opts.sample, args.semantics), warm)
+        elif warm:
+            curve_runner = WarmupReplay(LRUCurveReplay(block_size, args.semantics), warm)
+        else:
+            curve_runner = LRUCurveReplay(block_size, args.semantics)
         runners = [curve_runner]
         fitter = ScenarioFitter(block_size) if args.fit else None
         if fitter is not None:
@@ -312,22 +416,53 @@ def _run(args: argparse.Namespace) -> int:
     if not caps:
         caps = [(c, "auto") for c in _default_capacities(curve)]
     capacities = [c for c, _ in caps]
-    if args.policy == "lru":
+    fleet = None
+    if opts.fleet:
+        if opts.routing == "cache_aware":
+            fleet_runner = CacheAwareReplay(opts.instances, capacities, block_size,
+                                            args.semantics, opts.sample)
+        else:
+            fleet_runner = FleetCurveReplay(opts.routing, opts.instances, block_size,
+                                            args.semantics, args.seed, opts.sample)
+        counted_runner = WarmupReplay(fleet_runner, warm)
+        reader = _run_pass(source, fmt, args.skip_bad_lines, [counted_runner],
+                           f"replay ({opts.instances} instances, {opts.routing})")
+        fleet = counted_runner.result()
+        if opts.routing != "cache_aware":
+            fleet = fleet.at(capacities)
+        result = fleet
+    elif args.policy == "lru":
         result = curve.at(capacities)
     else:
         if args.policy == "belady":
-            runner = BeladyReplay(capacities, block_size, args.semantics)
+            runner = (BeladyWarmupReplay(capacities, block_size, args.semantics, warm) if warm
+                      else BeladyReplay(capacities, block_size, args.semantics))
         else:
             runner = PolicyReplay(args.policy, capacities, block_size, args.semantics)
+            if warm:
+                runner = WarmupReplay(runner, warm)
         reader = _run_pass(source, fmt, args.skip_bad_lines, [runner], f"replay ({args.policy})")
         result = runner.result()
     if result.requests == 0:
-        raise ScenarioError("trace", args.trace, "holds no valid request")
+        raise ScenarioError("trace", args.trace, "holds no valid request"
+                            + (" after the warm-up" if warm else ""))
 
     out = result.to_dict()
+    if fleet is not None:
+        out = {"policy": "lru", "distinct_blocks": curve.distinct_blocks if curve else None,
+               **out}
     out = {"trace": args.trace, "format": fmt, **out,
            "capacity_sources": [label for _, label in caps],
            "skipped_lines": reader.skipped_lines}
+    out["ideal_prefill_speedup"] = [ideal_prefill_speedup(h) for h in out["token_hit_rate"]]
+    out["infinite_ideal_prefill_speedup"] = ideal_prefill_speedup(out["infinite_token_hit_rate"])
+    if warm or opts.warmup:
+        out["warmup"] = opts.warmup
+        out["warmup_requests"] = warm
+    if opts.sample is not None:
+        out["sample_rate"] = opts.sample
+        out["approximate"] = True
+        out["sample_min_reliable_capacity_blocks"] = math.ceil(100 / opts.sample - 1e-9)
     if reader.first_error is not None:
         out["first_skipped_line_error"] = str(reader.first_error)
     if kv_bytes is not None:
@@ -349,11 +484,19 @@ def _run(args: argparse.Namespace) -> int:
             except ScenarioError as err:
                 comparisons.append({"capacity_tokens": c * block_size, "error": str(err)})
         out["fit"] = {"scenario": fit, "analytic_vs_lru_replay": comparisons}
+    if args.explain:
+        requests: list = []
+        _run_pass(source, fmt, args.skip_bad_lines, [_Collector(requests)], "reading for --explain")
+        out["explain"] = [explain_gap(requests, c, block_size, opts.instances,
+                                      opts.routing or "round_robin", args.seed, args.semantics,
+                                      warm, args.characteristic_time_s).to_dict()
+                          for c in capacities]
 
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         _print_table(out)
+        _print_trace_options(out)
     return 0
 
 
@@ -370,18 +513,19 @@ def _print_table(out: dict) -> None:
     headers = ["capacity_blocks", "capacity_tokens"]
     if "capacity_gib" in out:
         headers.append("capacity_gib")
-    headers += ["block_hit_rate", "token_hit_rate", "from"]
+    headers += ["block_hit_rate", "token_hit_rate", "speedup", "from"]
     rows = []
     for i, c in enumerate(out["capacity_blocks"]):
         row = [f"{c:,}", f"{out['capacity_tokens'][i]:,}"]
         if "capacity_gib" in out:
             row.append(f"{out['capacity_gib'][i]:,.2f}")
         row += [format_percent(out["block_hit_rate"][i], 2), format_percent(out["token_hit_rate"][i], 2),
-                out["capacity_sources"][i]]
+                _speedup(out["token_hit_rate"][i]), out["capacity_sources"][i]]
         rows.append(row)
     ceiling = ["infinite", "", *([""] if "capacity_gib" in out else []),
                format_percent(out["infinite_block_hit_rate"], 2),
-               format_percent(out["infinite_token_hit_rate"], 2), ""]
+               format_percent(out["infinite_token_hit_rate"], 2),
+               _speedup(out["infinite_token_hit_rate"]), ""]
     rows.append(ceiling)
     widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(headers)]
     print("  ".join(h.rjust(w) if k < len(headers) - 1 else h
@@ -413,3 +557,68 @@ def _print_table(out: dict) -> None:
             print(f"  at {cmp['capacity_tokens']:,} tokens: analytic "
                   f"{format_percent(cmp['analytic_token_hit_rate'], 2)} vs LRU replay "
                   f"{format_percent(cmp['replay_token_hit_rate'], 2)} (gap {format_points(cmp['gap'])} points)")
+
+
+def _percent(x: float) -> str:
+    return format_percent(x, 2)
+
+
+def _speedup(h: float) -> str:
+    x = ideal_prefill_speedup(h)
+    return "inf" if x is None else f"{x:.2f}x"
+
+
+def _print_trace_options(out: dict) -> None:
+    """The lines added by --warmup, --sample, --instances and --explain."""
+    if "warmup_requests" in out:
+        print(f"warm-up: the first {out['warmup_requests']:,} requests ({out['warmup']:g} of the "
+              "trace) fill the cache and are not counted")
+    if out.get("approximate"):
+        print(f"approximate: SHARDS sample of rate {out['sample_rate']:g} "
+              "(blocks whose hash is under the rate; capacities scaled)")
+        low = [c for c in out["capacity_blocks"] if c < out["sample_min_reliable_capacity_blocks"]]
+        if low:
+            print(f"  unreliable below {out['sample_min_reliable_capacity_blocks']:,} blocks "
+                  f"(the sample holds under 100 blocks there): use a higher --sample rate for "
+                  + ", ".join(f"{c:,}" for c in low))
+    print("speedup: ideal prefill speedup 1 / (1 - token hit rate)")
+    if "per_instance" in out:
+        print(f"fleet: {out['instances']} instances, routing {out['routing']}"
+              + (f" (seed {out['seed']})" if out["routing"] == "random" else "")
+              + "; capacities are per instance; hit rates above are fleet-wide")
+        for inst in out["per_instance"]:
+            rates = ", ".join(f"{_percent(h)} ({_speedup(h)})" for h in inst["token_hit_rate"])
+            reqs = sorted(set(inst["requests"]))
+            shown = f"{reqs[0]:,}" if len(reqs) == 1 else "/".join(f"{r:,}" for r in inst["requests"])
+            print(f"  instance {inst['instance']}: {shown} requests, token hit rate {rates}")
+    for ex in out.get("explain", []):
+        _print_explain(ex)
+
+
+def _print_explain(ex: dict) -> None:
+    """The gap split at one capacity: overall and per prompt-length bucket, in points."""
+    head = (f"why the hit rate is what it is at {ex['capacity_blocks']:,} blocks"
+            + (f" per instance x {ex['instances']} ({ex['routing']})" if ex["instances"] > 1
+               else "") + ", points of token hit rate:")
+    print(head)
+    names = ("no_reuse", "capacity", "policy", "routing", "hit")
+    rows = [["prompt tokens", "requests", *names]]
+    o = ex["overall"]
+    rows.append(["all", f"{o['requests']:,}", *(f"{100 * o['parts'][k]:.1f}" for k in names)])
+    for b in ex["buckets"]:
+        hi = b["input_tokens_max"]
+        label = f"{b['input_tokens_min']:,}-{hi - 1:,}" if hi is not None else f">={b['input_tokens_min']:,}"
+        rows.append([label, f"{b['requests']:,}", *(f"{100 * b['parts'][k]:.1f}" for k in names)])
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    for r in rows:
+        print("  " + "  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    print(f"  ceiling {_percent(o['ceiling'])} ({_speedup(o['ceiling'])}), offline optimum "
+          f"{_percent(o['optimum'])}, one LRU cache of {ex['pooled_capacity_blocks']:,} blocks "
+          f"{_percent(o['lru'])}, fleet {_percent(o['fleet'])} ({_speedup(o['fleet'])})")
+    for c in o["clipped"]:
+        print(f"  note: {c['note']} (raw {100 * c['raw']:+.2f} points)")
+    t = ex["characteristic_time_s"]
+    if t is not None and ex["share_of_reuses_within_characteristic_time"] is not None:
+        print(f"  reuses within the characteristic time T = {t:,.1f} s "
+              f"({ex['characteristic_time_source']}): "
+              f"{_percent(ex['share_of_reuses_within_characteristic_time'])}")

@@ -1,0 +1,183 @@
+"""Benchmark: SHARDS-sampled LRU replay against exact replay, error and speed side by side.
+
+Run from the project root:
+
+    python benchmarks/bench_sampling.py                  # 100k and 1M generated requests, shared traces
+    python benchmarks/bench_sampling.py --sizes 10000000 # the issue's 10-million-request target
+    python benchmarks/bench_sampling.py --memory 10000000   # peak memory of the sampled replay alone
+
+For each size, one pass generates the trace (``traces/synthetic.py``, seed 1) and feeds every
+chunk to the exact one-pass LRU replay and to the sampled one, timing each separately; then
+it prints the token hit rate of both at a range of capacities and the largest error, over all
+capacities and over those where the sample holds at least 100 blocks (``R * C >= 100``).
+The shared Mooncake traces (``../shared/traces/``, skipped with a message when absent) are
+measured at rates 0.1 and 0.01. ``--memory N`` runs the sampled replay alone on ``N``
+generated requests in a child process and prints its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kvcache_calculator.traces.readers import read_trace  # noqa: E402
+from kvcache_calculator.traces.replay import LRUCurveReplay  # noqa: E402
+from kvcache_calculator.traces.sampling import SampledReplay  # noqa: E402
+from kvcache_calculator.traces.synthetic import generate_requests  # noqa: E402
+
+TRACES = ROOT / ".." / "shared" / "traces"
+CAPACITIES = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000)
+CHUNK = 20_000
+
+
+def log_grid(top: int, points: int = 200) -> list:
+    """Log-spaced capacities from 1 to ``top``."""
+    return sorted({max(1, round(top ** (k / (points - 1)))) for k in range(points)})
+
+
+def compare(exact, sampled, rate: float, label: str, t_exact: float | None, t_sampled: float,
+            refs: int) -> None:
+    """Print both curves at CAPACITIES and the largest errors (points of token hit rate)."""
+    caps = [c for c in CAPACITIES if c <= 3 * exact.capacity_for_ceiling] or list(CAPACITIES[:3])
+    print(f"\n{label}: {exact.requests:,} requests, {refs:,} block references, "
+          f"{exact.distinct_blocks:,} distinct blocks; rate {rate:g}")
+    speed = f"exact {t_exact:.1f} s ({refs / t_exact / 1e6:.2f} M refs/s)" if t_exact else "exact -"
+    print(f"  time: {speed}; sampled {t_sampled:.1f} s ({refs / t_sampled / 1e6:.2f} M refs/s)"
+          + (f"; speedup {t_exact / t_sampled:.1f}x" if t_exact else ""))
+    print("  capacity_blocks  exact %  sampled %  error (points)")
+    for c in caps:
+        e, s = exact.token_hit_rate(c), sampled.token_hit_rate(c)
+        print(f"  {c:>15,}  {100 * e:7.2f}  {100 * s:9.2f}  {100 * (s - e):+7.2f}")
+    e, s = exact.infinite_token_hit_rate, sampled.infinite_token_hit_rate
+    print(f"  {'infinite':>15}  {100 * e:7.2f}  {100 * s:9.2f}  {100 * (s - e):+7.2f}")
+    grid = log_grid(max(2, exact.capacity_for_ceiling))
+    errs = [(abs(sampled.token_hit_rate(c) - exact.token_hit_rate(c)), c) for c in grid]
+    worst, at = max(errs)
+    big = [(err, c) for err, c in errs if rate * c >= 100]
+    print(f"  largest error over {len(grid)} log-spaced capacities: {100 * worst:.2f} points "
+          f"(at {at:,} blocks)")
+    if big:
+        worst_big, at_big = max(big)
+        print(f"  largest error where R*C >= 100 (C >= {math.ceil(100 / rate):,}): "
+              f"{100 * worst_big:.2f} points (at {at_big:,} blocks)")
+
+
+def generated(requests: int, rate: float, exact: bool) -> None:
+    """One pass over ``requests`` generated requests, feeding both replays."""
+    ex = LRUCurveReplay(512) if exact else None
+    sm = SampledReplay(512, rate)
+    t_ex = t_sm = 0.0
+    refs = 0
+    chunk = []
+    t0 = time.perf_counter()
+
+    def feed(batch):
+        nonlocal t_ex, t_sm
+        if ex is not None:
+            t = time.perf_counter()
+            ex.feed(batch)
+            t_ex += time.perf_counter() - t
+        t = time.perf_counter()
+        sm.feed(batch)
+        t_sm += time.perf_counter() - t
+
+    for r in generate_requests(requests, 1):
+        chunk.append(r)
+        refs += len(r.hash_ids)
+        if len(chunk) >= CHUNK:
+            feed(chunk)
+            chunk = []
+    if chunk:
+        feed(chunk)
+    t = time.perf_counter()
+    sampled = sm.result()
+    t_sm += time.perf_counter() - t
+    total = time.perf_counter() - t0
+    if ex is None:
+        print(f"\ngenerated {requests:,}: sampled only, {t_sm:.1f} s "
+              f"({refs / t_sm / 1e6:.2f} M refs/s), ceiling {100 * sampled.infinite_token_hit_rate:.2f} %")
+        return
+    t = time.perf_counter()
+    exact = ex.result()
+    t_ex += time.perf_counter() - t
+    compare(exact, sampled, rate, f"generated {requests:,}", t_ex, t_sm, refs)
+    print(f"  (wall time with generation: {total:.0f} s)")
+
+
+def shared(rates) -> None:
+    """The shared Mooncake traces at each rate."""
+    for name in ("mooncake_conversation_trace", "mooncake_synthetic_trace"):
+        path = TRACES / f"{name}.jsonl"
+        if not path.exists():
+            print(f"\n{name}: skipped, {path} not found (the shared traces are absent)")
+            continue
+        with open(path) as f:
+            reqs = list(read_trace(f))
+        refs = sum(len(r.hash_ids) for r in reqs)
+        t = time.perf_counter()
+        ex = LRUCurveReplay(512)
+        ex.feed(reqs)
+        exact = ex.result()
+        t_ex = time.perf_counter() - t
+        for rate in rates:
+            t = time.perf_counter()
+            sm = SampledReplay(512, rate)
+            sm.feed(reqs)
+            sampled = sm.result()
+            compare(exact, sampled, rate, name, t_ex, time.perf_counter() - t, refs)
+
+
+def memory(requests: int, rate: float) -> None:
+    """Peak resident memory of the sampled replay alone, in a child process."""
+    code = ("import resource, sys; sys.path.insert(0, %r)\n"
+            "from kvcache_calculator.traces.sampling import SampledReplay\n"
+            "from kvcache_calculator.traces.synthetic import generate_requests\n"
+            "sm = SampledReplay(512, %r)\n"
+            "chunk = []\n"
+            "for r in generate_requests(%d, 1):\n"
+            "    chunk.append(r)\n"
+            "    if len(chunk) >= %d:\n"
+            "        sm.feed(chunk); chunk = []\n"
+            "sm.feed(chunk); s = sm.result()\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, s.sample.distinct_blocks)\n"
+            % (str(ROOT), rate, requests, CHUNK))
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    kib, distinct = out.stdout.split()
+    print(f"\nmemory: sampled replay of {requests:,} generated requests at rate {rate:g}: "
+          f"peak RSS {int(kib) / 1024:,.0f} MiB ({int(distinct):,} sampled distinct blocks), "
+          f"{time.perf_counter() - t:.0f} s with generation")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="100000,1000000",
+                   help="generated trace sizes, comma-separated (default 100000,1000000)")
+    p.add_argument("--rate", type=float, default=0.01, help="sampling rate (default 0.01)")
+    p.add_argument("--sampled-only", action="store_true",
+                   help="skip the exact replay (speed of the sampled one only)")
+    p.add_argument("--memory", type=int, default=0, metavar="N",
+                   help="also measure peak memory of the sampled replay on N requests")
+    p.add_argument("--no-shared", action="store_true", help="skip the shared traces")
+    args = p.parse_args()
+    print(f"python {sys.version.split()[0]}")
+    if not args.no_shared:
+        shared((0.1, 0.01))
+    for n in (int(x) for x in args.sizes.split(",") if x):
+        generated(n, args.rate, not args.sampled_only)
+    if args.memory:
+        memory(args.memory, args.rate)
+    print(f"\npeak RSS of this process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""Spatially sampled LRU replay (SHARDS) for traces too large to replay exactly.
+
+SHARDS (Waldspurger, Park, Garthwaite and Ahmad, "Efficient MRC Construction with SHARDS",
+FAST'15): keep only the references to blocks whose hash falls under a threshold, ``hash(b) <
+R * 2**64`` for a sampling rate ``R``. A block is either always kept or never, so the sample is
+itself a trace whose stack distances are about ``R`` times the full trace's: an LRU cache of
+``C`` blocks on the full trace behaves like one of ``floor(R * C)`` blocks on the sample. Work
+and memory fall by the factor ``R`` (except reading and hashing every id).
+
+What is implemented, exactly:
+
+- *Selection*: block id ``b`` is kept iff ``stable_hash64(b, salt) < floor(R * 2**64)``
+  (:func:`~kvcache_calculator.traces.hashing.stable_hash64`, the same on every platform).
+- *Sampled requests*: a request keeps its kept blocks in order (a request with none is
+  dropped; it would hit nothing). Its ``input_length`` is rewritten so that the kept blocks
+  count the tokens they count in the full trace: ``block_size`` each, except the request's
+  real last block, which keeps its own token count when it is kept; when it is not, the
+  sampled request ends in a whole block, with one token more so that an engine's "the last
+  token is recomputed" rule does not cut a block the full request would have hit.
+  Under ``engine`` semantics the hit prefix of a sampled request is the longest run of its
+  kept blocks that are cached: the unkept blocks of the prefix are assumed cached too (for
+  prefix-hashed traces, where a block's distance is at least its prefix's, this is mostly
+  true).
+- *Capacity*: ``C`` blocks on the full trace are read at ``floor(R * C)`` on the sample's
+  exact LRU curve (:class:`~kvcache_calculator.traces.replay.LRUCurveReplay`, so the sample
+  follows the replay's own semantics).
+- *Adjustment* (SHARDS_adj, §4.2 of the paper): a few very popular blocks (a system prompt in
+  every request) carry much of the hits, and whether they fall in the sample moves the
+  estimate by points. The difference between the expected sampled references ``R * N`` (``N``
+  counted exactly on the full trace) and the actual ones is added to the hits at the smallest
+  distance (blocks and tokens alike). Estimated hits are ``(sampled hits at floor(R*C) +
+  R*N - sampled references) / R``, clamped to ``0 .. N``; at ``floor(R*C) = 0`` they are 0.
+
+Results are approximate: they carry the rate and ``approximate: true``. The error against
+exact replay is measured in ``benchmarks/bench_sampling.py`` and the tests: it is small
+where the sample holds enough blocks, and large where ``R * C`` is small (a few hot blocks,
+such as system prompts, then decide the estimate), hence
+:attr:`SampledCurve.min_reliable_capacity_blocks` = ``ceil(100 / R)``: below it, use a higher
+rate.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.traces.hashing import MASK64
+from kvcache_calculator.traces.readers import Request
+from kvcache_calculator.traces.replay import (
+    LRUCurve,
+    LRUCurveReplay,
+    ReplayResult,
+    last_block_tokens,
+)
+from kvcache_calculator.traces.warmup import curve_minus
+
+__all__ = [
+    "SAMPLE_SALT",
+    "check_rate",
+    "sample_threshold",
+    "kept_ids",
+    "sample_request",
+    "sample_requests",
+    "SampledCurve",
+    "SampledReplay",
+    "replay_sampled",
+]
+
+#: Salt of the sampling hash: independent of the routing hash (salt 0).
+SAMPLE_SALT = 0x5348_4152_4453   # "SHARDS"
+
+
+def check_rate(rate) -> float:
+    """A sampling rate in (0, 1], or ScenarioError."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        raise ScenarioError("sample", rate, "must be a sampling rate in (0, 1], e.g. 0.01")
+    return float(rate)
+
+
+def sample_threshold(rate: float) -> int:
+    """Hash threshold of ``rate``: a block is kept iff its hash is below it."""
+    return min(1 << 64, math.floor(check_rate(rate) * (1 << 64)))
+
+
+def kept_ids(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> list:
+    """The ids of ``ids`` whose ``stable_hash64`` (with ``salt``) is below ``threshold``."""
+    # stable_hash64 written out: this loop runs once per block reference of the trace.
+    g, m1, m2, mask = 0x9E3779B97F4A7C15 + salt, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, MASK64
+    out = []
+    for b in ids:
+        z = (b + g) & mask
+        z = ((z ^ (z >> 30)) * m1) & mask
+        z = ((z ^ (z >> 27)) * m2) & mask
+        if z ^ (z >> 31) < threshold:
+            out.append(b)
+    return out
+
+
+def sample_request(request: Request, threshold: int, block_size: int,
+                   salt: int = SAMPLE_SALT) -> Request | None:
+    """The sampled request (kept blocks only, ``input_length`` rewritten as described in the
+    module docstring), or ``None`` when no block is kept."""
+    ids = request.hash_ids
+    n = len(ids)
+    keep = kept_ids(ids, threshold, salt)
+    if not keep:
+        return None
+    if len(keep) == n:
+        return request
+    if keep[-1] == ids[-1]:
+        length = (len(keep) - 1) * block_size + last_block_tokens(request.input_length, n,
+                                                                    block_size)
+    else:
+        length = len(keep) * block_size + 1
+    return dataclasses.replace(request, input_length=length, hash_ids=tuple(keep))
+
+
+def sample_requests(requests: Iterable[Request], rate: float, block_size: int,
+                    salt: int = SAMPLE_SALT) -> Iterator[Request]:
+    """The sampled trace of ``requests`` at ``rate`` (requests with no kept block dropped)."""
+    threshold = sample_threshold(rate)
+    for r in requests:
+        s = sample_request(r, threshold, block_size, salt)
+        if s is not None:
+            yield s
+
+
+@dataclass(frozen=True)
+class SampledCurve:
+    """The approximate LRU curve of a full trace, read off the exact curve of its sample.
+
+    ``sample`` is the sample's :class:`~kvcache_calculator.traces.replay.LRUCurve`; the other
+    counts are of the full trace. Reads like an :class:`LRUCurve` (``block_hits(C)``,
+    ``token_hit_rate(C)``, ``at(capacities)``...), with float hit counts.
+    """
+
+    sample: LRUCurve
+    rate: float
+    requests: int
+    total_blocks: int
+    total_tokens: int
+
+    approximate = True
+
+    @property
+    def semantics(self) -> str:
+        """The replay semantics of the sample."""
+        return self.sample.semantics
+
+    @property
+    def block_size(self) -> int:
+        """Tokens per block."""
+        return self.sample.block_size
+
+    @property
+    def distinct_blocks(self) -> int:
+        """Distinct blocks of the full trace, estimated: the sample's over the rate."""
+        return round(self.sample.distinct_blocks / self.rate)
+
+    @property
+    def adjust_blocks(self) -> float:
+        """SHARDS_adj: expected minus actual sampled block references."""
+        return self.rate * self.total_blocks - self.sample.total_blocks
+
+    @property
+    def adjust_tokens(self) -> float:
+        """SHARDS_adj for tokens: expected minus actual sampled tokens."""
+        return self.rate * self.total_tokens - self.sample.total_tokens
+
+    @property
+    def min_reliable_capacity_blocks(self) -> int:
+        """The smallest capacity whose sample holds 100 blocks: ``ceil(100 / R)``."""
+        return math.ceil(100 / self.rate - 1e-9)
+
+    def sample_capacity(self, capacity_blocks: int) -> int:
+        """The sample's capacity standing for ``capacity_blocks``: ``floor(R * C)``."""
+        return math.floor(self.rate * capacity_blocks + 1e-9)
+
+    def _scale(self, hits: float, adjust: float, total: int, capacity: int | None) -> float:
+        if capacity is not None and capacity < 1:
+            return 0.0
+        return min(float(total), max(0.0, (hits + adjust) / self.rate))
+
+    def block_hits(self, capacity_blocks: int) -> float:
+        """Estimated block hits of an LRU cache of ``capacity_blocks`` blocks."""
+        c = self.sample_capacity(capacity_blocks)
+        return self._scale(self.sample.block_hits(c), self.adjust_blocks, self.total_blocks, c)
+
+    def token_hits(self, capacity_blocks: int) -> float:
+        """Estimated token hits of an LRU cache of ``capacity_blocks`` blocks."""
+        c = self.sample_capacity(capacity_blocks)
+        return self._scale(self.sample.token_hits(c), self.adjust_tokens, self.total_tokens, c)
+
+    def block_hit_rate(self, capacity_blocks: int) -> float:
+        """Estimated block hit rate at ``capacity_blocks``."""
+        return self.block_hits(capacity_blocks) / self.total_blocks if self.total_blocks else 0.0
+
+    def token_hit_rate(self, capacity_blocks: int) -> float:
+        """Estimated token hit rate at ``capacity_blocks``."""
+        return self.token_hits(capacity_blocks) / self.total_tokens if self.total_tokens else 0.0
+
+    @property
+    def infinite_block_hits(self) -> float:
+        """Estimated block hits of an unbounded cache."""
+        return self._scale(self.sample.infinite_block_hits, self.adjust_blocks,
+                           self.total_blocks, None)
+
+    @property
+    def infinite_token_hits(self) -> float:
+        """Estimated token hits of an unbounded cache."""
+        return self._scale(self.sample.infinite_token_hits, self.adjust_tokens,
+                           self.total_tokens, None)
+
+    @property
+    def infinite_block_hit_rate(self) -> float:
+        """Estimated block-hit ceiling."""
+        return self.infinite_block_hits / self.total_blocks if self.total_blocks else 0.0
+
+    @property
+    def infinite_token_hit_rate(self) -> float:
+        """Estimated token-hit ceiling."""
+        return self.infinite_token_hits / self.total_tokens if self.total_tokens else 0.0
+
+    @property
+    def capacity_for_ceiling(self) -> int:
+        """Estimated smallest capacity (blocks) that reaches the ceiling."""
+        return math.ceil(self.sample.capacity_for_ceiling / self.rate)
+
+    def capacity_for_fraction(self, fraction: float, metric: str = "block") -> int:
+        """Estimated smallest capacity (blocks) whose hits reach ``fraction`` of the ceiling."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+                or not 0 < fraction <= 1:
+            raise ScenarioError("fraction", fraction, "must be a number in (0, 1]")
+        if metric not in ("block", "token"):
+            raise ScenarioError("metric", metric, "allowed: block, token")
+        hits = self.block_hits if metric == "block" else self.token_hits
+        ceiling = self.infinite_block_hits if metric == "block" else self.infinite_token_hits
+        caps = [math.ceil(d / self.rate) for d in self.sample.distances]
+        if not caps:
+            return 0
+        i = bisect.bisect_left([hits(c) for c in caps], fraction * ceiling - 1e-9 * ceiling)
+        return caps[min(i, len(caps) - 1)]
+
+    def at(self, capacities_blocks: Sequence[int]) -> ReplayResult:
+        """The estimate at fixed capacities as a ReplayResult (policy ``lru``, float hits)."""
+        caps = tuple(capacities_blocks)
+        return ReplayResult("lru", self.semantics, self.block_size, self.requests,
+                            self.total_blocks, self.total_tokens, self.distinct_blocks, caps,
+                            tuple(self.block_hits(c) for c in caps),
+                            tuple(self.token_hits(c) for c in caps),
+                            self.infinite_block_hits, self.infinite_token_hits)
+
+    def minus(self, before: "SampledCurve") -> "SampledCurve":
+        """The requests fed between two readings (for warm-up)."""
+        return SampledCurve(curve_minus(self.sample, before.sample), self.rate,
+                            self.requests - before.requests,
+                            self.total_blocks - before.total_blocks,
+                            self.total_tokens - before.total_tokens)
+
+    def to_dict(self) -> dict:
+        """A summary in plain JSON types, as ``LRUCurve.to_dict`` plus the sampling figures."""
+        out = {
+            "semantics": self.semantics, "block_size": self.block_size,
+            "requests": self.requests, "total_blocks": self.total_blocks,
+            "total_tokens": self.total_tokens, "distinct_blocks": self.distinct_blocks,
+            "infinite_block_hit_rate": self.infinite_block_hit_rate,
+            "infinite_token_hit_rate": self.infinite_token_hit_rate,
+            "capacity_blocks_for_ceiling": self.capacity_for_ceiling,
+        }
+        for pct in (50, 90, 99):
+            out[f"capacity_blocks_for_{pct}pct_of_ceiling"] = self.capacity_for_fraction(pct / 100)
+            out[f"capacity_blocks_for_{pct}pct_of_token_ceiling"] = \
+                self.capacity_for_fraction(pct / 100, "token")
+        out.update({"approximate": True, "sample_rate": self.rate,
+                    "min_reliable_capacity_blocks": self.min_reliable_capacity_blocks,
+                    "sampled_requests": self.sample.requests,
+                    "sampled_block_references": self.sample.total_blocks,
+                    "sampled_distinct_blocks": self.sample.distinct_blocks})
+        return out
+
+
+class SampledReplay:
+    """Incremental SHARDS replay: ``feed(requests)`` (the full trace), then ``result()`` for
+    the :class:`SampledCurve`. At ``rate`` 1 every block is kept and the estimate equals the
+    exact curve."""
+
+    def __init__(self, block_size: int, rate: float, semantics: str = "engine",
+                 salt: int = SAMPLE_SALT):
+        self.rate = check_rate(rate)
+        self.threshold = sample_threshold(rate)
+        self.salt = salt & MASK64
+        self.block_size = block_size
+        self._runner = LRUCurveReplay(block_size, semantics)
+        self.requests = 0
+        self.total_blocks = 0
+        self.total_tokens = 0
+
+    def feed(self, requests: Iterable[Request]) -> int:
+        """Count ``requests`` exactly and replay their sample; returns how many were fed."""
+        bs, th, salt = self.block_size, self.threshold, self.salt
+        kept = []
+        fed = 0
+        for r in requests:
+            fed += 1
+            n = len(r.hash_ids)
+            if n:
+                self.total_blocks += n
+                self.total_tokens += (n - 1) * bs + last_block_tokens(r.input_length, n, bs)
+            s = sample_request(r, th, bs, salt)
+            if s is not None:
+                kept.append(s)
+        self._runner.feed(kept)
+        self.requests += fed
+        return fed
+
+    def result(self) -> SampledCurve:
+        """The estimate from everything fed so far."""
+        return SampledCurve(self._runner.result(), self.rate, self.requests, self.total_blocks,
+                            self.total_tokens)
+
+
+def replay_sampled(requests: Iterable[Request], rate: float, block_size: int = 512,
+                   semantics: str = "engine", salt: int = SAMPLE_SALT) -> SampledCurve:
+    """SHARDS replay of ``requests`` in one call."""
+    runner = SampledReplay(block_size, rate, semantics, salt)
+    runner.feed(requests)
+    return runner.result()

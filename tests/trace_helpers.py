@@ -1,0 +1,35 @@
+"""Small trace builders shared by the trace tests (imported, not a pytest plugin)."""
+
+from __future__ import annotations
+
+import random
+from kvcache_calculator.traces.readers import Request
+
+BS = 512
+
+
+def req(ids, t=0.0, length=None, chat=None, parent=None):
+    """A request of whole blocks (``length`` tokens when given)."""
+    ids = tuple(ids)
+    return Request(float(t), len(ids) * BS if length is None else length, 10, ids, chat,
+                   parent, None if chat is None else 1, None)
+
+
+def prefix_closed_trace(rng: random.Random, requests: int, max_new: int = 4,
+                        reuse: float = 0.7, heads: int = 3) -> list:
+    """A random prefix-closed trace: each request continues a random earlier request's
+    prefix (or one of ``heads`` shared first blocks) with fresh blocks, so equal ids always
+    have equal prefixes, as prefix hashes do."""
+    out = []
+    next_id = 1000
+    for i in range(requests):
+        if out and rng.random() < reuse:
+            base = rng.choice(out).hash_ids
+            base = base[:rng.randint(1, len(base))]
+        else:
+            base = (rng.randrange(heads),)
+        new = tuple(range(next_id, next_id + rng.randint(0, max_new)))
+        next_id += len(new)
+        ids = base + new
+        out.append(Request(float(i), (len(ids) - 1) * BS + rng.randint(1, BS), 5, ids))
+    return out
