@@ -171,3 +171,19 @@ def test_sensitivity_of_an_unset_key_says_so_and_unknown_key_raises():
     assert fig["data"] == [] and "applies to engine manual only" in fig["layout"]["title"]["text"]
     with pytest.raises(ScenarioError):
         figures.sensitivity(_analysis(SCENARIOS["default"]), "model")
+
+
+def test_memory_breakdown_stacks_one_gpu_to_its_total():
+    """The parts of the breakdown add up to the GPU's memory as CUDA reports it (79.19 GiB on
+    an H100 SXM); the KV cache is the capacity's; a kv_cache_tokens override has no bar."""
+    from kvcache_calculator.present.figures import memory_breakdown
+    from kvcache_calculator.setup.resolve import resolve
+
+    setup = resolve(Scenario())
+    fig = memory_breakdown(setup)
+    names = [d["name"] for d in fig["data"]]
+    assert names[0] == "Weights" and "KV cache" in names and fig["layout"]["barmode"] == "stack"
+    assert sum(d["x"][0] for d in fig["data"]) == pytest.approx(79.19, abs=0.01)
+    kv = next(d for d in fig["data"] if d["name"] == "KV cache")
+    assert kv["x"][0] == pytest.approx(setup.capacity.memory.kv_cache_gib, abs=1e-3)
+    assert memory_breakdown(resolve(Scenario.from_dict({"kv_cache_tokens": 100000})))["data"] == []

@@ -227,6 +227,35 @@ def heatmap(analysis: Analysis, rows: int = 30, cols: int = 30) -> dict:
     return {"data": data, "layout": layout}
 
 
+#: The parts of one GPU's memory at engine start-up, in the order they are drawn, with colours.
+MEMORY_PARTS = (("weights_gib", "Weights", "#4c72b0"), ("activation_gib", "Activation peak", "#dd8452"),
+                ("cuda_graph_gib", "CUDA graphs", "#8172b3"), ("non_torch_gib", "Other (NCCL, cuBLAS)", "#937860"),
+                ("kv_cache_gib", "KV cache", "#55a868"), ("headroom_gib", "Outside the engine's budget", "#c8c8c8"))
+
+
+def memory_breakdown(setup: Setup) -> dict:
+    """One GPU's memory at engine start-up as a stacked horizontal bar (GiB): weights, the
+    profiled activation peak, CUDA graphs, other memory, the KV cache and what the engine
+    leaves outside its budget (docs/engines.md §2). Empty data with the capacity override."""
+    mem = setup.capacity.memory
+    data = []
+    if mem is not None:
+        values = mem.to_dict()
+        for key, name, colour in MEMORY_PARTS:
+            gib = max(0.0, values[key])
+            if gib <= 0 and key not in ("weights_gib", "kv_cache_gib"):
+                continue
+            data.append({"type": "bar", "orientation": "h", "name": name, "y": ["GPU"], "x": [round(gib, 3)],
+                         "marker": {"color": colour},
+                         "hovertemplate": f"{name}: %{{x:.2f}} GiB<extra></extra>"})
+    engine = {"vllm": "vLLM", "sglang": "SGLang", "manual": "manual reserve"}[setup.scenario.engine]
+    note = (f"{engine}, {mem.total_gib:g} GiB as CUDA reports it, budget {100 * mem.gpu_mem_util:.1f}%"
+            if mem is not None else "capacity given by kv_cache_tokens")
+    layout = _layout("Memory of one GPU at start-up", "GiB", "", note, barmode="stack", showlegend=True)
+    layout["yaxis"]["showticklabels"] = False
+    return {"data": data, "layout": layout}
+
+
 def all_figures(analysis: Analysis, key: str = sweeps.DEFAULT_KEY) -> dict:
     """The four figures of the page for one analysed scenario: ``hit_vs_memory``,
     ``sensitivity`` (of ``key``), ``tornado`` and ``heatmap``."""
