@@ -1,18 +1,32 @@
-// Chart drawing for main.py. Each chart arrives as the JSON of
-// site/page_figures.py (for_page): a Plotly figure with no title, legend or colour bar
-// (Plotly.react redraws it), and those as plain values that are drawn here as HTML beside it.
-// All four charts are redrawn on every update (numbers and charts within 100 ms, issue #4);
-// <html data-charts> is "pending" until Plotly.js has loaded and drawn them, then "drawn".
+// Charts for main.py, drawn after the numbers (issue #14). An edit draws its numbers at once
+// (main.py) and calls invalidate(): the charts it changes are marked stale and the later work
+// is scheduled, once the numbers' frame is painted, as a series of short tasks:
+//   1. the suggestions (main.py's render_suggestions), when the scenario changed;
+//   2. each stale chart near the viewport, those in view first: its data is computed by
+//      main.py's chart_json (only that chart's) in one task and drawn with Plotly.react in the
+//      next. Charts farther away stay stale, at no cost, until they scroll near (an
+//      IntersectionObserver).
+// A newer edit starts the series again: work not yet started for an older edit is never
+// started, and a chart computed for it is dropped instead of drawn.
+// Each chart arrives as the JSON of site/page_figures.py (for_page): a Plotly figure with no
+// title, legend or colour bar, and those as plain values that are drawn here as HTML beside it.
+// State for tests and benchmarks: each .plot has data-state "stale" or "drawn"; <html
+// data-charts> is "pending" while a chart near the viewport is stale, else "drawn";
+// kvcalcCharts.counts counts the charts computed, drawn and dropped.
 // Only textContent and attributes are set from the data: nothing is parsed as HTML.
 const CONFIG = window.kvcalcPlotConfig;   // set by loader.js, which runs first
 const SVG = "http://www.w3.org/2000/svg";
+const NAMES = ["hit_vs_memory", "sensitivity", "tornado", "heatmap"];
+// "Near": within half a viewport above or below it, so that a chart is usually drawn before
+// it scrolls in.
+const NEAR_MARGIN = "50% 0px";
 const root = document.documentElement;
-const pending = new Map();
 const drawnLegends = new Map();
 const configured = new WeakSet();
+const counts = { computed: 0, drawn: 0, dropped: 0 };
 
-// Plotly.js (1.5 MB) is preloaded by index.html but only run once the first results are
-// on screen, so that parsing it does not compete with Python's start-up.
+// Plotly.js (1.5 MB) is preloaded by index.html but only run when the first chart is drawn,
+// so that parsing it does not compete with Python's start-up and the first numbers.
 let plotlyLoading = null;
 function loadPlotly() {
   if (!plotlyLoading) {
@@ -23,13 +37,7 @@ function loadPlotly() {
       script.onerror = () => reject(new Error("Plotly.js could not be loaded"));
       document.head.appendChild(script);
     });
-    plotlyLoading.then(() => {
-      for (const [id, json] of [...pending]) {
-        pending.delete(id);
-        guardedDraw(id, json);
-      }
-      root.dataset.charts = "drawn";
-    }, (err) => console.error("kvcache calculator: " + err.message));
+    plotlyLoading.catch((err) => console.error("kvcache calculator: " + err.message));
   }
   return plotlyLoading;
 }
@@ -127,30 +135,150 @@ function draw(id, json) {
   configured.add(div);
 }
 
-function guardedDraw(id, json) {
-  try {
-    draw(id, json);
-  } catch (err) {
-    // A draw after Plotly.js loads has no Python caller to report it: show the short sentence.
-    console.error("kvcache calculator: chart " + id + ": " + (err && err.stack || err));
-    const box = document.getElementById("app-error");
-    const text = document.getElementById("app-error-text");
-    if (text) text.textContent = "An internal error stopped a chart from updating.";
-    if (box) box.hidden = false;
+function reportError(what, err) {
+  // A draw has no Python caller to report it: log it, show the short sentence.
+  console.error("kvcache calculator: " + what + ": " + (err && err.stack || err));
+  const box = document.getElementById("app-error");
+  const text = document.getElementById("app-error-text");
+  if (text) text.textContent = "An internal error stopped a chart from updating.";
+  if (box) box.hidden = false;
+}
+
+// ---------------------------------------------------------------------------- the schedule
+
+let chartSource = null;      // main.py: (name) => chart JSON for the last valid edit
+let suggestionSource = null; // main.py: () => draws the suggestions
+let version = 0;             // bumped by every invalidate()
+const wanted = new Map(NAMES.map((n) => [n, 0]));   // the version each chart must show
+const shown = new Map(NAMES.map((n) => [n, -1]));   // the version it shows
+let suggestionsWanted = false;
+let computed = null;         // {name, version, json}: computed, to be drawn in the next task
+const near = new Set();
+const inView = new Set();
+let run = 0;                 // the current series of tasks; an older series stops
+let running = false;
+
+function plot(name) { return document.getElementById("chart-" + name); }
+function stale(name) { return shown.get(name) !== wanted.get(name); }
+
+function markState() {
+  root.dataset.charts = NAMES.some((n) => near.has(n) && stale(n)) ? "pending" : "drawn";
+}
+
+// The next task: after the next painted frame (requestAnimationFrame, then a task), or as soon
+// as possible (a message: no timer clamping between the steps of a series).
+const channel = new MessageChannel();
+let queued = null;
+channel.port1.onmessage = () => { const f = queued; queued = null; if (f) f(); };
+function nextTask(f) { queued = f; channel.port2.postMessage(null); }
+function afterPaint(f) { requestAnimationFrame(() => setTimeout(f, 0)); }
+
+function start(waitForPaint) {
+  const id = ++run;
+  running = true;
+  const go = () => { if (id === run) step(id); };
+  if (waitForPaint) afterPaint(go); else nextTask(go);
+}
+
+/** The stale chart near the viewport to draw next: one just computed, then those in view,
+ *  then the others in page order. */
+function nextChart() {
+  const candidates = NAMES.filter((n) => near.has(n) && stale(n));
+  if (computed && candidates.includes(computed.name) && computed.version === wanted.get(computed.name)) {
+    return computed.name;
   }
+  return candidates.find((n) => inView.has(n)) || candidates[0] || null;
+}
+
+function step(id) {
+  const more = () => nextTask(() => { if (id === run) step(id); });
+  if (suggestionsWanted) {
+    suggestionsWanted = false;
+    if (suggestionSource) suggestionSource();
+    more();
+    return;
+  }
+  const name = nextChart();
+  if (computed && (computed.name !== name || computed.version !== wanted.get(name))) {
+    counts.dropped++;          // computed for an older edit, or scrolled away: not drawn
+    computed = null;
+  }
+  if (!name) {
+    running = false;
+    markState();
+    return;
+  }
+  if (!computed) {
+    const json = chartSource ? chartSource(name) : null;
+    counts.computed++;
+    if (!json) {               // nothing to draw (an error main.py has reported)
+      shown.set(name, wanted.get(name));
+    } else {
+      computed = { name, version: wanted.get(name), json };
+    }
+    more();
+    return;
+  }
+  if (!window.Plotly) {
+    loadPlotly().then(() => { if (id === run) step(id); }, () => { running = false; });
+    return;
+  }
+  const done = computed;
+  computed = null;
+  shown.set(name, done.version);   // also after an error: the next edit tries again
+  plot(name).dataset.state = "drawn";
+  try {
+    draw("chart-" + name, done.json);
+    counts.drawn++;
+  } catch (err) {
+    reportError("chart chart-" + name, err);
+  }
+  markState();
+  more();
+}
+
+const nearObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const name = e.target.id.slice("chart-".length);
+    if (e.isIntersecting) near.add(name); else near.delete(name);
+  }
+  markState();
+  if (chartSource && !running && NAMES.some((n) => near.has(n) && stale(n))) start(false);
+}, { rootMargin: NEAR_MARGIN });
+const viewObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const name = e.target.id.slice("chart-".length);
+    if (e.isIntersecting) inView.add(name); else inView.delete(name);
+  }
+});
+for (const name of NAMES) {
+  const el = plot(name);
+  if (!el) continue;
+  el.dataset.state = "stale";
+  nearObserver.observe(el);
+  viewObserver.observe(el);
 }
 
 window.kvcalcCharts = {
-  /** Draw chart JSON (page_figures.for_page) into element `id`, or once Plotly.js is loaded. */
-  show(id, json) {
-    if (!window.Plotly) {
-      pending.set(id, json);
-      root.dataset.charts = "pending";
-      loadPlotly();
-      return;
+  counts,
+  /** main.py's callbacks: chart(name) returns a chart's JSON (page_figures.for_page) for the
+   *  last valid edit, computed when called; suggestions() draws the suggestions. */
+  connect(chart, suggestions) {
+    chartSource = chart;
+    suggestionSource = suggestions;
+  },
+  /** Charts `names` (space-separated; all when empty) are out of date, and the suggestions
+   *  too when `suggestions`: draw them in later tasks, after the next painted frame. */
+  invalidate(names, suggestions) {
+    version++;
+    for (const name of (names ? names.split(" ") : NAMES)) {
+      if (!wanted.has(name)) continue;
+      wanted.set(name, version);
+      const el = plot(name);
+      if (el) el.dataset.state = "stale";
     }
-    pending.delete(id);
-    draw(id, json);
-    root.dataset.charts = "drawn";
+    if (suggestions) suggestionsWanted = true;
+    markState();
+    start(true);
   },
 };

@@ -1,10 +1,14 @@
 """The page's glue, run by PyScript: read the form, call the core, draw results and charts.
 
 One render path (docs/architecture.md §6): every change (typing, a link, an imported config) becomes a
-``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.present.report.evaluate`` and is
-drawn by :func:`render`. Nothing read from the URL, a pasted config or a file is ever inserted
-as HTML: text goes through ``textContent``/``value`` only. No Python traceback reaches the page;
-unexpected errors are logged to the console and shown as one short sentence.
+``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.present.report.evaluate_numbers``
+(the analysis alone) and its numbers are drawn at once by :func:`render`. The rest follows in
+later tasks that charts.js schedules once those numbers are painted: the suggestions, then each
+chart near the viewport (those in view first), whose data is computed only then
+(:func:`chart_json`); a newer edit drops the older one's pending work. Nothing read from the URL,
+a pasted config or a file is ever inserted as HTML: text goes through ``textContent``/``value``
+only. No Python traceback reaches the page; unexpected errors are logged to the console and
+shown as one short sentence.
 """
 
 import json
@@ -19,8 +23,10 @@ window.performance.mark("kvcalc:main-start")  # start-up marks for benchmarks/be
 
 ROOT = document.documentElement
 PAGE = Page("kvcache calculator", "update")
-CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
 PRESET_IDS = {}      # "model"/"gpu" -> preset ids, for shorter field messages
+# The last valid edit: its scenario and Setup, and its Analysis (the hit-rate table the
+# suggestions and charts share) once a later task has needed it.
+CURRENT = {"scenario": None, "setup": None, "analysis": None}
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -203,17 +209,32 @@ def note_item(note):
     return li
 
 
-def draw_charts(figures):
-    """Hand the core's figures, in the page's drawing (:func:`for_page`: title, legend and
-    colour bar as HTML), to charts.js, which redraws all four with ``Plotly.react``."""
+def current_analysis():
+    """The last valid edit's Analysis, built by the first later task that needs it."""
+    if CURRENT["analysis"] is None:
+        CURRENT["analysis"] = prepare(CURRENT["setup"])
+    return CURRENT["analysis"]
+
+
+def chart_json(name):
+    """The drawing of chart ``name`` for the last valid edit (:func:`for_page`: title, legend
+    and colour bar as HTML), computed now: charts.js asks for it when it is about to draw it."""
+    name = str(name)
+    figure = chart_figure(current_analysis(), name, sensitivity_key())
+    return json.dumps(for_page(name, figure, show_classic=bool(by_id("show-classic").checked)))
+
+
+def render_suggestions(_event=None):
+    """The suggestions for the last valid edit (charts.js calls this first after a change)."""
+    render_list("suggestions", suggestion_dicts(current_analysis()), suggestion_item)
+
+
+def invalidate(names=(), suggestions=False):
+    """Tell charts.js that charts ``names`` (all when empty), and the suggestions, are out of
+    date: it redraws those near the viewport in later tasks, once this task's numbers are painted."""
     charts = getattr(window, "kvcalcCharts", None)
-    if missing(charts):
-        return
-    show_classic = bool(by_id("show-classic").checked)
-    for name in CHARTS:
-        figure = figures.get(name)
-        if figure:
-            charts.show(f"chart-{name}", json.dumps(for_page(name, figure, show_classic=show_classic)))
+    if not missing(charts):
+        charts.invalidate(" ".join(names), bool(suggestions))
 
 
 def update_link(fragment):
@@ -260,8 +281,9 @@ def show_override_note(scenario):
     note.hidden = False
 
 
-def render(report):
-    """Draw one evaluation: results, fit state, suggestions, notes, charts, link."""
+def render(report, setup):
+    """Draw one evaluation's numbers (results, fit state, notes, link) now, and leave the
+    suggestions and charts of a changed scenario to later tasks (:func:`invalidate`)."""
     fits = bool(report.get("fits", True))
     fit = by_id("fit-message")
     fit.textContent = "" if fits else str(report.get("fit_message", ""))
@@ -274,12 +296,13 @@ def render(report):
         # per instance, over its GPUs (an MLA latent is stored on every one of them)
         by_id("capacity_gib").textContent = f"{format_result('capacity_gib', capacity_gib)} over {gpus} GPUs"
     by_id("mini-value").textContent = by_id("token_hit_rate").textContent
-    render_list("suggestions", report.get("suggestions", []), suggestion_item)
     render_list("notes", report.get("notes", []), note_item)
-    draw_charts(report.get("figures", {}))
     update_link(report.get("fragment", ""))
     show_override_note(report.get("scenario", {}))
     set_stale(False)
+    if report.get("scenario") != CURRENT["scenario"]:
+        CURRENT.update(scenario=report.get("scenario"), setup=setup, analysis=None)
+        invalidate(suggestions=True)
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -292,7 +315,7 @@ def on_form_input(event):
         return
     started = time.perf_counter()
     form = read_form(KEYS)
-    report = evaluate(form, sensitivity_key())
+    report, setup = evaluate_numbers(form)
     computed = time.perf_counter()
     errors = report.get("field_errors", {})
     show_field_errors(errors)
@@ -304,8 +327,8 @@ def on_form_input(event):
         update_link("&".join(p for p in (report.get("fragment", ""), encode_fragment(typed)) if p))
         return
     by_id("app-error").hidden = True
-    render(report)
-    # for benchmarks/bench_page.py: where the time of one update goes
+    render(report, setup)
+    # for benchmarks/bench_page.py: where the time of the numbers goes
     window.kvcalcTiming = window.JSON.parse(json.dumps({
         "evaluate_ms": (computed - started) * 1000,
         "render_ms": (time.perf_counter() - computed) * 1000}))
@@ -316,14 +339,14 @@ def on_form_input(event):
 
 def apply_params(params, *, notice=True, warnings=()):
     """Evaluate link parameters: fields take the result, bad keys are listed in the notice."""
-    report = evaluate(params, sensitivity_key())
+    report, setup = evaluate_numbers(params)
     window.performance.mark("kvcalc:evaluated")
     errors = report.get("field_errors", {})
     write_form(report.get("scenario", {}))
     show_field_errors({})
     if notice:
         show_link_notice(errors, report.get("unknown_keys", []), warnings)
-    render(report)
+    render(report, setup)
     open_overrides(report.get("scenario", {}))
 
 
@@ -346,7 +369,13 @@ def on_hash_change(event):
 
 
 def on_classic_toggle(event):
-    on_form_input(None)
+    """The original formula's curve is drawn on one chart: only that one is redrawn."""
+    invalidate(("hit_vs_memory",))
+
+
+def on_sensitivity_key(event):
+    """Another input to vary: only the sensitivity chart is redrawn."""
+    invalidate(("sensitivity",))
 
 
 def sensitivity_key():
@@ -391,6 +420,7 @@ def on_reset(event):
     select = by_id("sensitivity-key")
     if select is not None and select.options.length:
         select.selectedIndex = 0
+    CURRENT["scenario"] = None      # the chart settings changed: redraw every chart
     apply_params({}, notice=False)
 
 
@@ -457,6 +487,9 @@ def on_drop(event):
 def start():
     """Apply the link (plus fields edited while loading), draw, wire the events."""
     window.performance.mark("kvcalc:imported")
+    charts = getattr(window, "kvcalcCharts", None)
+    if not missing(charts):
+        charts.connect(create_proxy(PAGE.guarded(chart_json)), create_proxy(PAGE.guarded(render_suggestions)))
     params, warnings = link_params()
     for key, el in inputs().items():
         if el.getAttribute("data-touched") and key in KEYS:
@@ -464,7 +497,7 @@ def start():
     apply_params(params, warnings=warnings)
     PAGE.listen("scenario", "input", on_form_input)
     PAGE.listen("show-classic", "change", on_classic_toggle)
-    PAGE.listen("sensitivity-key", "change", on_classic_toggle)
+    PAGE.listen("sensitivity-key", "change", on_sensitivity_key)
     PAGE.listen("copy-link", "click", on_copy)
     PAGE.listen("reset", "click", on_reset)
     PAGE.listen("import-apply", "click", on_import_click)
@@ -479,7 +512,9 @@ def start():
 
 try:
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.present.report import evaluate
+    from kvcache_calculator.analytic.table import prepare
+    from kvcache_calculator.present.report import evaluate_numbers, suggestion_dicts
+    from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys
     from kvcache_calculator.units import NONE, format_bytes, format_count, format_duration, format_fixed, format_percent

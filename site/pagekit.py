@@ -43,15 +43,19 @@ class Page:
         by_id("app-error").hidden = False
 
     def guarded(self, handler):
-        """``handler`` wrapped so that no exception escapes to PyScript's error display; a
-        handler that returns a coroutine runs as a task, reported the same way."""
+        """``handler`` wrapped so that no exception escapes to PyScript's error display: it
+        returns the handler's result, or None after reporting the error; a handler that
+        returns a coroutine runs as a task, reported the same way."""
         def wrapper(event=None):
             try:
                 result = handler(event)
                 if asyncio.iscoroutine(result):
                     self.start_task(result)
+                    return None
+                return result
             except Exception as err:  # noqa: BLE001 (the page must never show a traceback)
                 self.report_unexpected(err)
+                return None
         return wrapper
 
     def start_task(self, coroutine):

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from kvcache_calculator.analytic import advice as suggestions
 from kvcache_calculator.analytic import sweeps
 from kvcache_calculator.analytic.model import AnalyticResult, analyze_setup, capacity_for_hit_rate
-from kvcache_calculator.analytic.table import prepare
+from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
 from kvcache_calculator.scenario import GPU_KEYS, MODEL_KEYS, Scenario
@@ -160,14 +160,8 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
 _KEY_GROUPS = (frozenset(MODEL_KEYS), frozenset(GPU_KEYS))
 
 
-def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> dict:
-    """The page's whole state for a link's raw ``{key: value}`` pairs (plain JSON types).
-
-    Invalid values fall back to their defaults and are listed in ``field_errors`` (``{key:
-    ScenarioError.to_dict()}``: the key, the value, what is allowed and the message); unknown
-    keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
-    model or GPU is reported in ``field_errors`` and the defaults are used).
-    """
+def _resolved(params: Mapping[str, Any]) -> tuple[Setup, dict, list]:
+    """A link's raw pairs resolved as :func:`evaluate` says: (setup, field errors, unknown keys)."""
     scenario, rejected, unknown = Scenario.from_dict_lenient(params)
     field_errors = {key: err.to_dict() for key, err in rejected.items()}
     # name every architecture problem at once, not one per attempt below
@@ -178,8 +172,7 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
         field_errors.setdefault(err.key, err.to_dict())
     while True:
         try:
-            setup = resolve(scenario)
-            break
+            return resolve(scenario), field_errors, unknown
         except ScenarioError as err:
             # drop the offending key (with the keys that only make sense together with it)
             field_errors.setdefault(err.key, err.to_dict())
@@ -188,10 +181,13 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
             if kept == scenario.changed():
                 raise
             scenario = Scenario.from_dict(kept)
-    analysis = prepare(setup)
-    result, arch = analysis.result, setup.arch
+
+
+def _state(setup: Setup, result: AnalyticResult, field_errors: dict, unknown: list) -> dict:
+    """:func:`evaluate`'s keys that come from the analysis alone (no suggestions, no figures)."""
+    scenario, arch = setup.scenario, setup.arch
     res = setup_results(setup, result)
-    out = {
+    return {
         "scenario": scenario.to_dict(),
         "fragment": scenario.to_fragment(),
         "field_errors": field_errors,
@@ -206,12 +202,60 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
         "suggestions": [],
         "figures": {},
     }
-    keys = sweeps.available_keys(analysis)
+
+
+def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> dict:
+    """The page's whole state for a link's raw ``{key: value}`` pairs (plain JSON types).
+
+    Invalid values fall back to their defaults and are listed in ``field_errors`` (``{key:
+    ScenarioError.to_dict()}``: the key, the value, what is allowed and the message); unknown
+    keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
+    model or GPU is reported in ``field_errors`` and the defaults are used).
+    """
+    setup, field_errors, unknown = _resolved(params)
+    analysis = prepare(setup)
+    out = _state(setup, analysis.result, field_errors, unknown)
     # a sweepable key is honoured even where it is empty: its chart then says why (the page's
     # selector offers every key; falling back to another would plot an input nobody chose)
-    key = sensitivity_key if sensitivity_key in sweeps.SWEEPS else sweeps.DEFAULT_KEY
-    out["sensitivity_keys"] = list(keys)
+    key = sensitivity_choice(sensitivity_key)
+    out["sensitivity_keys"] = list(sweeps.available_keys(analysis))
     out["sensitivity_key"] = key
-    out["suggestions"] = [s.to_dict() for s in suggestions.suggest(analysis)]
+    out["suggestions"] = suggestion_dicts(analysis)
     out["figures"] = figures.all_figures(analysis, key)
     return out
+
+
+# -- the same state in parts, for a page that shows the numbers first -------------------------
+
+#: The figures of :func:`evaluate`, by name, in the page's order.
+CHARTS: tuple[str, ...] = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+
+
+def evaluate_numbers(params: Mapping[str, Any]) -> tuple[dict, Setup]:
+    """:func:`evaluate` without ``sensitivity_keys``, suggestions and figures (``[]`` and
+    ``{}``): the analysis alone, without the hit-rate table the rest is computed from; and the
+    resolved setup, for :func:`~kvcache_calculator.analytic.table.prepare` when the rest is
+    wanted (:func:`suggestion_dicts`, :func:`figure`)."""
+    setup, field_errors, unknown = _resolved(params)
+    return _state(setup, analyze_setup(setup), field_errors, unknown), setup
+
+
+def sensitivity_choice(sensitivity_key: str | None) -> str:
+    """The input the sensitivity figure varies: ``sensitivity_key`` if it is sweepable, else
+    the default."""
+    return sensitivity_key if sensitivity_key in sweeps.SWEEPS else sweeps.DEFAULT_KEY
+
+
+def suggestion_dicts(analysis: Analysis) -> list[dict]:
+    """:func:`evaluate`'s ``suggestions``."""
+    return [s.to_dict() for s in suggestions.suggest(analysis)]
+
+
+def figure(analysis: Analysis, name: str, sensitivity_key: str | None = None) -> dict:
+    """One of :func:`evaluate`'s ``figures`` alone (``name`` in :data:`CHARTS`), equal to it."""
+    if name == "sensitivity":
+        return figures.sensitivity(analysis, sensitivity_choice(sensitivity_key))
+    drawn = {"hit_vs_memory": figures.hit_vs_memory, "tornado": figures.tornado, "heatmap": figures.heatmap}
+    if name not in drawn:
+        raise ScenarioError("chart", name, "must be one of " + ", ".join(CHARTS))
+    return drawn[name](analysis)

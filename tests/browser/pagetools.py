@@ -148,3 +148,21 @@ def serious_axe_violations(page) -> list:
             nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
     }""")
     return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+
+
+def chart_state(page, name: str) -> str:
+    """``stale`` or ``drawn``: whether chart ``name`` shows the last edit (charts.js)."""
+    return page.get_attribute(f"#chart-{name}", "data-state")
+
+
+def draw_every_chart(page) -> None:
+    """Scroll each chart into view and wait until it is drawn for the last edit (charts are
+    drawn only when near the viewport); back to the top afterwards."""
+    for name in CHARTS:
+        page.locator(f"#chart-{name}").scroll_into_view_if_needed()
+        page.wait_for_function("(n) => document.getElementById('chart-' + n).dataset.state === 'drawn'"
+                               " && document.querySelector('#chart-' + n + ' .main-svg')", arg=name)
+    page.evaluate("window.scrollTo(0, 0)")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pagetools import SUB_PATH, Site, new_context, set_field, value, wait_ready
+from pagetools import SUB_PATH, Site, draw_every_chart, new_context, set_field, value, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -86,8 +86,7 @@ def test_works_offline_after_the_first_visit(browser, dist_copy, base):
         set_field(page, "arrival_rate", "4")
         page.wait_for_function("location.hash.includes('arrival_rate=4')")
         assert value(page, "request_rate") == pytest.approx(4 * 5)   # 5 turns on average
-        for name in ("hit_vs_memory", "heatmap"):
-            page.wait_for_selector(f"#chart-{name} .main-svg")
+        draw_every_chart(page)               # Plotly.js from the cache too
         other = context.new_page()
         other.goto(running.url + "#model=qwen3-32b&gpu=h200&num_gpus=2")
         wait_ready(other)

@@ -10,7 +10,7 @@ import json
 import math
 
 import pytest
-from pagetools import check_fits_screen, field, set_field, value, wait_ready
+from pagetools import CHARTS, check_fits_screen, draw_every_chart, field, set_field, value, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +18,6 @@ RESULT_IDS = ("token_hit_rate", "request_hit_rate", "max_token_hit_rate",
               "characteristic_time_s", "capacity_tokens", "capacity_gib", "kv_bytes_per_token",
               "kv_bytes_per_token_per_gpu", "request_rate", "hit_tokens_per_s",
               "prefill_gpu_s_saved_per_s")
-CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
 
 
 def results(page) -> dict:
@@ -42,8 +41,7 @@ def test_page_loads_computes_and_draws_every_chart(page, site):
     # the default model is a preset with a published KV size (docs/validation.md §8)
     assert value(page, "kv_bytes_per_token") == 131072
     assert page.text_content("#token_hit_rate").strip().endswith("%")
-    for name in CHARTS:
-        page.wait_for_selector(f"#chart-{name} .main-svg", timeout=10_000)
+    draw_every_chart(page)      # each is drawn when it comes near the viewport
     page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
     # PyScript's document-wide MutationObservers are stopped once Python has started
     # (loader.js): the updates below still work without them
@@ -333,8 +331,7 @@ def test_layout_fits_the_screen(shared_context, site, width, height, name):
         p.set_viewport_size({"width": width, "height": height})
         p.goto(site.url + "#model=qwen3-32b&gpu=h200&num_gpus=2")
         wait_ready(p)
-        for chart in CHARTS:
-            p.wait_for_selector(f"#chart-{chart} .main-svg", timeout=10_000)
+        draw_every_chart(p)
         check_fits_screen(p, f"page-{name}")
     finally:
         p.close()
@@ -381,7 +378,7 @@ def test_chart_toolbars_have_zoom_pan_and_reset_only(page, site):
     """Plotly.js 4 adds a "Share chart" button that uploads to Plotly Cloud unless told not to."""
     page.goto(site.url)
     wait_ready(page)
-    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    draw_every_chart(page)
     titles = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.dataset.title)")
     assert len(titles) == 3 * len(CHARTS), titles
     assert set(titles) == {"Zoom", "Pan", "Reset axes"}, titles

@@ -1,0 +1,126 @@
+"""The order of an update (issue 14): numbers at once, suggestions and charts in later tasks,
+charts only near the viewport, and a newer edit superseding an older one's chart work.
+
+No wall-clock bounds here: ``benchmarks/bench_page.py`` measures how long each part takes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pagetools import CHARTS, chart_state, wait_ready
+
+pytestmark = pytest.mark.browser
+
+# One JS task: dispatch edits, then read what is on the page before any later task has run.
+EDIT_AND_READ = """(edits) => {
+    const snapshot = () => {
+        const chart = document.getElementById('chart-hit_vs_memory');
+        const point = (chart.data || []).find((t) => t.name === 'This scenario');
+        return {hit: document.getElementById('token_hit_rate').dataset.value,
+                chart_state: chart.dataset.state, chart_hit: point ? point.y[0] : null,
+                suggestions: document.getElementById('suggestions').textContent,
+                computed: window.kvcalcCharts.counts.computed};
+    };
+    const before = snapshot();
+    for (const [key, text] of edits) {
+        const el = document.querySelector(`#scenario [name="${key}"]`);
+        el.value = text;
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+    }
+    return {before, after: snapshot()};
+}"""
+
+DRAWN_FOR_THIS_SCENARIO = """() => {
+    const chart = document.getElementById('chart-hit_vs_memory');
+    const point = (chart.data || []).find((t) => t.name === 'This scenario');
+    const hit = Number(document.getElementById('token_hit_rate').dataset.value);
+    return chart.dataset.state === 'drawn' && point && Math.abs(point.y[0] - 100 * hit) < 1e-3;
+}"""
+
+
+def computed(page) -> int:
+    return page.evaluate("window.kvcalcCharts.counts.computed")
+
+
+def open_at_top(page, url: str) -> None:
+    page.goto(url)
+    wait_ready(page)
+    # at 1280 x 900 the first chart is near the viewport: wait until it is drawn
+    page.wait_for_function(DRAWN_FOR_THIS_SCENARIO)
+
+
+def test_numbers_update_before_suggestions_and_charts(page, site):
+    open_at_top(page, site.url)
+    got = page.evaluate(EDIT_AND_READ, [["think_time_s", "600"]])
+    before, after = got["before"], got["after"]
+    # the numbers changed within the input event's task ...
+    assert after["hit"] != before["hit"]
+    # ... while the chart and the suggestions still show the previous scenario
+    assert before["chart_state"] == "drawn" and after["chart_state"] == "stale"
+    assert after["chart_hit"] == before["chart_hit"]
+    assert after["suggestions"] == before["suggestions"]
+    assert after["computed"] == before["computed"]     # no chart computed in that task
+    # later tasks bring them up to date
+    page.wait_for_function(DRAWN_FOR_THIS_SCENARIO)
+    page.wait_for_function("(old) => document.getElementById('suggestions').textContent !== old",
+                           arg=before["suggestions"])
+    assert page.get_attribute("html", "data-charts") == "drawn"
+
+
+def test_only_charts_near_the_viewport_are_computed_until_scrolled_to(page, site):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(site.url)
+    wait_ready(page)
+    page.wait_for_function("document.getElementById('suggestions').children.length > 0"
+                           " && !document.querySelector('#suggestions .placeholder')")
+    # on a phone the charts are far below the form: none is computed, before or after an edit
+    page.evaluate(EDIT_AND_READ, [["arrival_rate", "3"]])
+    page.wait_for_function("location.hash.includes('arrival_rate=3')")
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 50)))")
+    assert computed(page) == 0
+    assert [chart_state(page, n) for n in CHARTS] == ["stale"] * 4
+    assert page.locator("#charts .main-svg").count() == 0
+    # scrolled into view, the heatmap is drawn, for the current scenario
+    page.locator("#chart-heatmap").scroll_into_view_if_needed()
+    page.wait_for_function("document.getElementById('chart-heatmap').dataset.state === 'drawn'")
+    marker = page.evaluate("document.getElementById('chart-heatmap').data[1]")
+    assert marker["name"] == "This scenario"
+    assert 10 ** marker["y"][0] == pytest.approx(3.0)     # the log axis holds log10(rate)
+    assert page.locator("#chart-heatmap .main-svg").count() > 0
+    # the charts far above it stay undrawn
+    assert chart_state(page, "hit_vs_memory") == "stale"
+
+
+def test_a_newer_edit_supersedes_the_older_ones_chart_work(page, site):
+    open_at_top(page, site.url)
+    near = page.evaluate("""() => ['hit_vs_memory', 'sensitivity', 'tornado', 'heatmap']
+        .filter((n) => document.getElementById('chart-' + n).dataset.state === 'drawn')""")
+    assert "hit_vs_memory" in near
+    start = computed(page)
+    # three edits in one task: only the last one's charts are ever computed
+    got = page.evaluate(EDIT_AND_READ, [["arrival_rate", "0.5"], ["arrival_rate", "6"],
+                                        ["think_time_s", "45"]])
+    assert got["after"]["chart_state"] == "stale"
+    page.wait_for_function(DRAWN_FOR_THIS_SCENARIO)
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    assert computed(page) - start == len(near)
+    assert "arrival_rate=6" in page.evaluate("location.hash")
+
+
+def test_a_chart_setting_redraws_its_chart_only(page, site):
+    open_at_top(page, site.url)
+    page.locator("#chart-sensitivity").scroll_into_view_if_needed()
+    page.wait_for_function("['hit_vs_memory', 'sensitivity'].every((n) =>"
+                           " document.getElementById('chart-' + n).dataset.state === 'drawn')")
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    start = computed(page)
+    page.select_option("#sensitivity-key", "turns")
+    page.wait_for_function("document.getElementById('chart-sensitivity-head').textContent"
+                           ".toLowerCase().includes('turns')")
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    assert computed(page) - start == 1
+    page.check("#show-classic")
+    page.wait_for_function("""() => document.getElementById('chart-hit_vs_memory').data
+        .some((t) => t.name.toLowerCase().includes('original'))""")
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    assert computed(page) - start == 2
