@@ -16,7 +16,7 @@
 // Only textContent and attributes are set from the data: nothing is parsed as HTML.
 const CONFIG = window.kvcalcPlotConfig;   // set by loader.js, which runs first
 const SVG = "http://www.w3.org/2000/svg";
-const NAMES = ["hit_vs_memory", "sensitivity", "tornado", "heatmap"];
+const NAMES = ["hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory"];
 // "Near": within half a viewport above or below it, so that a chart is usually drawn before
 // it scrolls in.
 const NEAR_MARGIN = "50% 0px";

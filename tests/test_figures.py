@@ -155,10 +155,11 @@ def test_heatmap_figure():
     assert marker["x"] == [pytest.approx(79.19)] and marker["y"] == [1.0]
 
 
-def test_all_figures_draws_the_four_charts_of_one_analysis():
+def test_all_figures_draws_the_page_charts_of_one_analysis():
     a = _analysis(SCENARIOS["random4"])
     shared = figures.all_figures(a, "think_time_s")
-    assert list(shared) == ["hit_vs_memory", "sensitivity", "tornado", "heatmap"]
+    assert list(shared) == ["hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory"]
+    assert shared["memory"] == figures.memory_breakdown(a.setup)
     assert shared["sensitivity"] == figures.sensitivity(a, "think_time_s")
     assert shared["heatmap"] == figures.heatmap(a)
 

@@ -257,9 +257,10 @@ def memory_breakdown(setup: Setup) -> dict:
 
 
 def all_figures(analysis: Analysis, key: str = sweeps.DEFAULT_KEY) -> dict:
-    """The four figures of the page for one analysed scenario: ``hit_vs_memory``,
-    ``sensitivity`` (of ``key``), ``tornado`` and ``heatmap``."""
+    """The figures of the page for one analysed scenario: ``hit_vs_memory``, ``sensitivity``
+    (of ``key``), ``tornado``, ``heatmap`` and the GPU's ``memory`` breakdown."""
     return {"hit_vs_memory": hit_vs_memory(analysis),
             "sensitivity": sensitivity(analysis, key),
             "tornado": tornado(analysis),
-            "heatmap": heatmap(analysis)}
+            "heatmap": heatmap(analysis),
+            "memory": memory_breakdown(analysis.setup)}

@@ -228,7 +228,7 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
 # -- the same state in parts, for a page that shows the numbers first -------------------------
 
 #: The figures of :func:`evaluate`, by name, in the page's order.
-CHARTS: tuple[str, ...] = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+CHARTS: tuple[str, ...] = ("hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory")
 
 
 def evaluate_numbers(params: Mapping[str, Any]) -> tuple[dict, Setup]:
@@ -255,7 +255,8 @@ def figure(analysis: Analysis, name: str, sensitivity_key: str | None = None) ->
     """One of :func:`evaluate`'s ``figures`` alone (``name`` in :data:`CHARTS`), equal to it."""
     if name == "sensitivity":
         return figures.sensitivity(analysis, sensitivity_choice(sensitivity_key))
-    drawn = {"hit_vs_memory": figures.hit_vs_memory, "tornado": figures.tornado, "heatmap": figures.heatmap}
+    drawn = {"hit_vs_memory": figures.hit_vs_memory, "tornado": figures.tornado, "heatmap": figures.heatmap,
+             "memory": lambda a: figures.memory_breakdown(a.setup)}
     if name not in drawn:
         raise ScenarioError("chart", name, "must be one of " + ", ".join(CHARTS))
     return drawn[name](analysis)
