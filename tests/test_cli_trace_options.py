@@ -18,7 +18,7 @@ from kvcache_calculator.traces.replay import LRUCurveReplay, replay_lru_curve
 from kvcache_calculator.traces.routing import replay_fleet
 from kvcache_calculator.traces.sampling import replay_sampled
 from kvcache_calculator.traces.warmup import WarmupReplay
-from trace_helpers import BS, prefix_closed_trace
+from trace_helpers import BS, fitting_capacity, prefix_closed_trace
 
 
 def write(tmp_path, trace, name="t.jsonl", bailian=False):
@@ -144,15 +144,16 @@ def test_fleet_option_errors(tmp_path, capsys, trace):
 
 def test_explain(tmp_path, capsys, trace):
     path = write(tmp_path, trace)
-    _, out, _ = run(capsys, path, "--capacity-blocks", "10,40", "--instances", "2",
+    m = fitting_capacity(trace)     # explain's fixed-capacity replays equal the curve there
+    _, out, _ = run(capsys, path, "--capacity-blocks", f"{m},{4 * m}", "--instances", "2",
                     "--routing", "random", "--explain", "--characteristic-time-s", "30", "--json")
     data = json.loads(out)
     requests = list(read_trace(path.read_text().splitlines()))
-    for ex, cap in zip(data["explain"], (10, 40)):
+    for k, (ex, cap) in enumerate(zip(data["explain"], (m, 4 * m))):
         want = explain_gap(requests, cap, BS, 2, "random", 0, characteristic_time_s=30)
         assert ex == json.loads(json.dumps(want.to_dict()))
         assert sum(ex["overall"]["parts"].values()) == pytest.approx(1, abs=1e-12)
-        assert ex["overall"]["fleet"] == data["token_hit_rate"][0 if cap == 10 else 1]
+        assert ex["overall"]["fleet"] == data["token_hit_rate"][k]
     _, text, _ = run(capsys, path, "--capacity-blocks", "10", "--explain")
     assert "no_reuse" in text and "reuses within the characteristic time" in text
     code, _, err = run(capsys, path, "--explain", "--sample", "0.5")

@@ -19,27 +19,37 @@ from kvcache_calculator.traces.gap import (
 )
 from kvcache_calculator.traces.replay import PolicyReplay, replay_lru_curve
 from kvcache_calculator.traces.routing import replay_fleet
-from trace_helpers import BS, prefix_closed_trace, req
+from trace_helpers import BS, fitting_capacity, prefix_closed_trace, req
 
 PARTS = ("no_reuse", "capacity", "policy", "routing", "hit")
 
 
 def optimum_by_search(trace, capacity):
-    """The most prefix-hit blocks any policy can get: after each request the cache may hold
-    any set of at most ``capacity`` blocks among those it held and the request's."""
-    reqs = [r.hash_ids for r in trace]
+    """The most prefix-hit blocks any policy can get under the engine's rules: a request
+    too long for the pool (more than ``capacity - 1`` blocks) is refused; otherwise it hits
+    the cached prefix of its lookup range, and then the cache may hold any set of at most
+    ``capacity - 1`` blocks among those it held and the request's full blocks."""
+    room = capacity - 1
+
+    def shape(r):
+        full = min(len(r.hash_ids), r.input_length // BS)
+        return full, min(full, (r.input_length - 1) // BS)
 
     @lru_cache(maxsize=None)
     def best(i, cached):
-        if i == len(reqs):
+        if i == len(trace):
             return 0
-        ids = reqs[i]
+        r = trace[i]
+        if -(-r.input_length // BS) > room:
+            return best(i + 1, cached)
+        full, look = shape(r)
+        ids = r.hash_ids
         k = 0
-        while k < len(ids) and ids[k] in cached:
+        while k < look and ids[k] in cached:
             k += 1
-        pool = sorted(set(cached) | set(ids))
+        pool = sorted(set(cached) | set(ids[:full]))
         top = 0
-        for size in range(min(capacity, len(pool)) + 1):
+        for size in range(min(room, len(pool)) + 1):
             for keep in itertools.combinations(pool, size):
                 top = max(top, best(i + 1, frozenset(keep)))
         return k + top
@@ -51,7 +61,7 @@ def optimum_by_search(trace, capacity):
 def test_optimum_equals_exhaustive_search_on_tiny_prefix_closed_traces(seed):
     rng = random.Random(seed)
     trace = prefix_closed_trace(rng, rng.randint(3, 7), max_new=2, heads=2)
-    for capacity in (1, 2, 3):
+    for capacity in (2, 3, 4, 5):
         got, _ = prefix_belady_hits(trace, capacity, BS)
         assert got == optimum_by_search(trace, capacity), (seed, capacity)
 
@@ -60,7 +70,10 @@ def test_optimum_equals_exhaustive_search_on_tiny_prefix_closed_traces(seed):
 def test_optimum_is_at_least_every_online_policy_on_random_prefix_closed_traces(seed):
     rng = random.Random(1000 + seed)
     trace = prefix_closed_trace(rng, 200, max_new=rng.randint(1, 6), heads=rng.randint(1, 5))
-    caps = [1, 2, 5, 13, 40, 120]
+    # Where every request fits the pool: below, the one-pass curve and FIFO/LFU serve a
+    # too-long request in part while the engine (and the optimum) refuse it.
+    m = fitting_capacity(trace)
+    caps = [m, m + 1, m + 3, 2 * m, 5 * m, 20 * m]
     lru = replay_lru_curve(trace, caps, BS)
     others = [PolicyReplay(p, caps, BS) for p in ("fifo", "lfu")]
     for o in others:
@@ -72,18 +85,21 @@ def test_optimum_is_at_least_every_online_policy_on_random_prefix_closed_traces(
         assert tokens <= lru.infinite_token_hits
 
 
-def test_optimum_bypasses_a_block_never_used_again():
-    # Capacity 1: keeping [9] (never used again) would lose the hit on [1].
-    trace = [req([1]), req([9]), req([1])]
-    assert prefix_belady_hits(trace, 1, BS) == (1, BS)
-    assert replay_lru_curve(trace, [1], BS).block_hits == (0,)
+def test_optimum_bypasses_blocks_never_used_again():
+    # Prompts of two whole blocks: only the first can hit (the last token is recomputed).
+    # Capacity 3 holds two blocks: LRU lets [9, 10] push out block 1; the optimum keeps it.
+    trace = [req([1, 2], length=2 * BS), req([9, 10], length=2 * BS), req([1, 2], length=2 * BS)]
+    assert prefix_belady_hits(trace, 3, BS) == (1, BS)
+    assert replay_lru_curve(trace, [3], BS).block_hits == (0,)
 
 
-def test_optimum_keeps_prefixes_whole():
-    # [1, 2] then [1, 3]: with room for one block, the head (needed by both) is kept.
-    trace = [req([1, 2]), req([1, 3]), req([1, 2])]
-    per = PrefixBelady(trace, 1, BS).hits()
-    assert per == [(0, 0), (1, BS), (1, BS)]
+def test_optimum_follows_the_engine_rules():
+    # A request needing more blocks than the pool has is refused: no hit, no change.
+    trace = [req([1]), req([5, 6, 7]), req([1])]
+    assert PrefixBelady(trace, 3, BS).hits() == [(0, 0), (0, 0), (1, BS)]
+    # Only full blocks are cached: a partial block never hits.
+    trace = [req([1], length=100), req([1], length=100)]
+    assert PrefixBelady(trace, 10, BS).hits() == [(0, 0), (0, 0)]
 
 
 def test_split_sums_to_one_and_clamps():
@@ -128,13 +144,13 @@ def test_explain_parts_sum_to_one_and_match_the_replays(routing, instances):
 
 
 def test_explain_buckets_by_prompt_length():
-    trace = [req([1], length=500), req([1], length=500), req([1, 2, 3], length=1500),
-             req([1, 2, 3], length=1500)]
+    # 513 and 1537 tokens; a trace's tokens are its blocks' (at most 512 each): 512, 1536.
+    trace = [req([1]), req([1]), req([1, 2, 3]), req([1, 2, 3])]
     ex = explain_gap(trace, 10, BS, bucket_edges=(1024,))
     short, long_ = ex.buckets
     assert (short["requests"], long_["requests"]) == (2, 2)
-    assert short["ceiling"] == pytest.approx(500 / 1000)      # the second [1] hits 500 tokens
-    assert long_["ceiling"] == pytest.approx((512 + 1500) / 3000)
+    assert short["ceiling"] == pytest.approx(512 / 1024)      # the second [1] hits a block
+    assert long_["ceiling"] == pytest.approx((512 + 3 * 512) / 3072)
     assert short["input_tokens_max"] == 1024 and long_["input_tokens_max"] is None
 
 
@@ -147,17 +163,18 @@ def test_explain_warmup_counts_the_tail_only():
 
 
 def test_reuse_times_and_characteristic_time():
-    trace = [req([1, 2], t=0), req([1], t=4), req([1, 3], t=10), req([2], t=100)]
+    trace = [req([1, 2], t=0, length=2 * BS), req([1], t=4), req([1, 3], t=10, length=2 * BS),
+             req([2], t=100)]
     reuse = ReuseTimes()
     for r in trace:
         reuse.add(r)
     assert sorted(reuse.times) == [4.0, 6.0, 100.0]
     assert reuse.share_within(6) == pytest.approx(2 / 3)
     assert sum(reuse.to_dict()["counts"]) == 3
-    # One block of cache, engine order (tail first, head last): evictions at t=0 (block 2,
-    # age 0), t=10 (block 1 by 3, then 3 by 1: ages 6, 0), t=100 (1 by 2: age 90).
-    assert measure_characteristic_time_s(trace, 1) == pytest.approx((0 + 6 + 0 + 90) / 4)
-    assert measure_characteristic_time_s(trace, 100) is None
+    # Capacity 3: the null block and two blocks, touched tail first. At t=10 block 3 evicts
+    # block 2 (last used at 0: age 10); at t=100 block 2 evicts block 3 (age 90).
+    assert measure_characteristic_time_s(trace, 3, BS) == pytest.approx((10 + 90) / 2)
+    assert measure_characteristic_time_s(trace, 100, BS) is None
     ex = explain_gap(trace, 1, BS, characteristic_time_s=5.0)
     assert ex.characteristic_time_s == 5.0 and ex.characteristic_time_source == "given"
     assert ex.share_of_reuses_within_t == pytest.approx(1 / 3)

@@ -19,12 +19,13 @@ from kvcache_calculator.traces.routing import (
     replay_fleet,
 )
 from kvcache_calculator.traces.warmup import WarmupReplay
-from trace_helpers import BS, prefix_closed_trace, req
+from trace_helpers import BS, fitting_capacity, prefix_closed_trace, req
 
 
 def assignment(routing, requests, n, seed=0, capacity=None):
     """The instance of each request (``capacity``: the cache-aware router's index size)."""
-    router = CacheAwareRouter(n, capacity) if routing == "cache_aware" else Router(routing, n, seed)
+    router = (CacheAwareRouter(n, capacity, BS) if routing == "cache_aware"
+              else Router(routing, n, seed))
     return [router.route(r) for r in requests]
 
 
@@ -37,8 +38,9 @@ def test_stable_hash_is_splitmix64():
 def test_round_robin_alternates_and_counts_hits_per_instance():
     trace = [req([7]) for _ in range(4)]
     assert assignment("round_robin", trace, 2) == [0, 1, 0, 1]
-    res = replay_fleet(trace, "round_robin", 2, [1, 10], BS)
-    # Each instance sees [7], [7]: one miss then one hit.
+    res = replay_fleet(trace, "round_robin", 2, [3, 10], BS)
+    # Each instance sees [7], [7]: one miss then one hit (3 blocks: the null block, the
+    # request's full block and its last token's partial block).
     assert res.block_hits == (2, 2)
     assert res.block_hit_rate == [0.5, 0.5]
     assert [inst["requests"] for inst in res.instance_figures()] == [[2, 2], [2, 2]]
@@ -61,13 +63,13 @@ def test_prefix_routes_by_the_hash_of_the_first_block():
 
 
 def test_prefix_keeps_shared_prefixes_together():
-    # Two conversations alternate; with one block per instance, round robin misses their
-    # second turns' heads while prefix routing finds them (if the heads hash apart).
+    # Two conversations alternate; with room for one request per instance, round robin
+    # misses their second turns' heads while prefix routing finds them (the heads hash apart).
     a, b = 1, 2
     assert stable_hash64(a) % 2 != stable_hash64(b) % 2
     trace = [req([a]), req([b]), req([b]), req([a])]
-    prefix = replay_fleet(trace, "prefix", 2, [1], BS)
-    rr = replay_fleet(trace, "round_robin", 2, [1], BS)
+    prefix = replay_fleet(trace, "prefix", 2, [3], BS)
+    rr = replay_fleet(trace, "round_robin", 2, [3], BS)
     assert prefix.block_hits == (2,)
     assert rr.block_hits == (0,)
 
@@ -84,12 +86,14 @@ def test_cache_aware_known_answer():
 
 
 def test_cache_aware_sees_only_what_its_index_holds():
-    # Capacity 1 per instance: the index keeps the head block (touched last, engine), so [2]
-    # finds no cached prefix; unbounded it does; with no index, only the load counts.
-    trace = [req([1, 2]), req([2]), req([1]), req([1])]
-    assert assignment("cache_aware", trace, 2, capacity=1) == [0, 1, 0, 0]
-    assert assignment("cache_aware", trace, 2, capacity=None) == [0, 0, 0, 0]
-    assert assignment("cache_aware", trace, 2, capacity=0) == [0, 1, 0, 1]
+    # Capacity 3 per instance: the null block and room for two blocks. Instance 0 serves
+    # [1], [3], [7] and evicts 1, so the last [1] finds no cached prefix and goes to the
+    # less loaded instance; unbounded, instance 0 still holds it; with no index (too small
+    # for any request), only the load counts.
+    trace = [req([1]), req([2]), req([3]), req([5]), req([7]), req([1])]
+    assert assignment("cache_aware", trace, 2, capacity=3) == [0, 1, 0, 1, 0, 1]
+    assert assignment("cache_aware", trace, 2, capacity=None) == [0, 1, 0, 1, 0, 0]
+    assert assignment("cache_aware", trace, 2, capacity=1) == [0, 1, 0, 1, 0, 1]
 
 
 def test_session_follows_chains_to_the_first_turn():
@@ -122,9 +126,11 @@ def test_one_instance_equals_one_cache(routing, semantics):
 @pytest.mark.parametrize("routing", ["round_robin", "random", "prefix", "cache_aware"])
 def test_fleet_equals_per_instance_replays(routing):
     """The fleet's hits are the sums of plain per-capacity LRU replays of each instance's
-    requests (the partition taken from the router)."""
+    requests (the partition taken from the router), at capacities that fit every request
+    (where the fixed-capacity replay equals the one-pass curve)."""
     trace = prefix_closed_trace(random.Random(5), 400)
-    caps = [3, 15, 60]
+    m = fitting_capacity(trace)
+    caps = [m, 3 * m, 10 * m]
     res = replay_fleet(trace, routing, 3, caps, BS, seed=7)
     for k, cap in enumerate(caps):
         parts = [[], [], []]

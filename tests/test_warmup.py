@@ -19,7 +19,7 @@ from kvcache_calculator.traces.warmup import (
     curve_minus,
     warmup_requests,
 )
-from trace_helpers import BS, prefix_closed_trace
+from trace_helpers import BS, fitting_capacity, prefix_closed_trace
 
 
 def counted_by_hand(trace, policy, caps, w, semantics="engine"):
@@ -39,7 +39,8 @@ def counted_by_hand(trace, policy, caps, w, semantics="engine"):
 @pytest.mark.parametrize("w", [0, 1, 150, 299, 300, 500])
 def test_lru_curve_warmup_equals_request_by_request(semantics, w):
     trace = prefix_closed_trace(random.Random(w + 1), 300)
-    caps = [0, 1, 4, 16, 64, 256, 4096]
+    m = fitting_capacity(trace)     # where the fixed-capacity replay equals the curve
+    caps = [m, 2 * m, 8 * m, 4096]
     runner = WarmupReplay(LRUCurveReplay(BS, semantics), w)
     for i in range(0, len(trace), 37):                     # boundary inside a chunk
         runner.feed(trace[i:i + 37])
@@ -52,7 +53,7 @@ def test_lru_curve_warmup_equals_request_by_request(semantics, w):
 @pytest.mark.parametrize("policy", ["fifo", "lfu"])
 def test_policy_warmup(policy):
     trace = prefix_closed_trace(random.Random(3), 250)
-    caps = [2, 10, 50]
+    caps = [2, 10, 50, 200]
     runner = WarmupReplay(PolicyReplay(policy, caps, BS), 100)
     runner.feed(trace)
     assert runner.result().token_hits == counted_by_hand(trace, policy, caps, 100)

@@ -9,10 +9,17 @@ BS = 512
 
 
 def req(ids, t=0.0, length=None, chat=None, parent=None):
-    """A request of whole blocks (``length`` tokens when given)."""
+    """A request of ``len(ids)`` full blocks and one token more (so that every block can hit
+    under the engine's last-token rule), or of ``length`` tokens."""
     ids = tuple(ids)
-    return Request(float(t), len(ids) * BS if length is None else length, 10, ids, chat,
+    return Request(float(t), len(ids) * BS + 1 if length is None else length, 10, ids, chat,
                    parent, None if chat is None else 1, None)
+
+
+def fitting_capacity(trace) -> int:
+    """The smallest capacity that fits every request of ``trace`` in the engine's pool (its
+    blocks and the null block): where fixed-capacity replays equal the one-pass curve."""
+    return max(-(-r.input_length // BS) for r in trace) + 1
 
 
 def prefix_closed_trace(rng: random.Random, requests: int, max_new: int = 4,

@@ -617,6 +617,8 @@ def _print_explain(ex: dict) -> None:
           f"{_percent(o['lru'])}, fleet {_percent(o['fleet'])} ({_speedup(o['fleet'])})")
     for c in o["clipped"]:
         print(f"  note: {c['note']} (raw {100 * c['raw']:+.2f} points)")
+    for note in ex.get("notes", []):
+        print(f"  note: {note}")
     t = ex["characteristic_time_s"]
     if t is not None and ex["share_of_reuses_within_characteristic_time"] is not None:
         print(f"  reuses within the characteristic time T = {t:,.1f} s "

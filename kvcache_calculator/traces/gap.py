@@ -82,30 +82,43 @@ REUSE_EDGES_S = tuple(10 ** (k / 5) for k in range(-15, 31))
 
 
 class PrefixBelady:
-    """Prefix-aware Belady (MIN) with bypass, one capacity, per-request hits.
+    """Prefix-aware Belady (MIN) with bypass under the ``engine`` rules, one capacity,
+    per-request hits.
 
-    What it does, exactly. Each request hits the longest run of leading blocks that are
-    cached when it arrives (``engine`` semantics). Then every block of the request gets the
-    key ``(r', i')`` of its next use: ``r'`` the index of the next request containing it, ``i'``
-    its position there (``(inf, inf)`` if never used again). The request's blocks are offered
-    to the cache with their new keys, and while more than ``capacity_blocks`` blocks are
-    cached the one with the largest key is dropped, which may be a block just offered (a
-    bypass: never keep a block whose next use is after every cached block's).
+    The rules are those of the replay's ``engine`` semantics (vLLM's block pool): of a request
+    of ``L`` tokens and ``n`` block ids, only the ``full = min(n, L // block_size)`` full blocks
+    can be cached, only the first ``min(full, (L - 1) // block_size)`` can hit (the last token
+    is recomputed), a request needing more than ``capacity_blocks - 1`` blocks is refused (it
+    hits nothing and changes nothing: block 0 is vLLM's null block), and at most
+    ``capacity_blocks - 1`` blocks stay cached. A request hits the longest run of leading
+    blocks in its lookup range that are cached when it arrives.
+
+    What it does, exactly. For each request that is not refused, every full block gets the
+    key ``(r', i')`` of its next use: ``r'`` the next request that is not refused and has the
+    block in its lookup range, ``i'`` its position there (``(inf, inf)`` if none). The blocks
+    are offered to the cache with their new keys, and while more than ``capacity_blocks - 1``
+    blocks are cached the one with the largest key is dropped, which may be a block just
+    offered (a bypass: never keep a block whose next use is after every cached block's). It
+    is an ideal: vLLM's pool must hold a request's blocks while it runs, so it cannot bypass,
+    and its partial last block takes a slot; the optimum has neither constraint.
 
     Why it is optimal for block hits on prefix-closed traces. Call a trace prefix-closed when
     a block id implies its whole prefix (equal ids have equal predecessors and positions:
     true of Mooncake and Bailian prefix hashes; the public traces were checked). Serialise
-    each request into its blocks in order. Then (1) a parent's key is always below its
-    child's (every request holding the child holds the parent, earlier in it), so the cached
-    set stays closed under prefixes, so a request's cached blocks are exactly its hit prefix,
-    and the serial sequence's hits equal the prefix hits counted here; (2) on the serial
-    sequence this is Belady's MIN with bypass, which maximises hits among all policies that
-    may cache any block at its reference (Belady 1966; Mattson et al. 1970); (3) LRU under
-    ``engine`` semantics is such a policy with no more serial hits than prefix hits. Hence
-    this count >= LRU's block hits on prefix-closed traces. Token hits weight the last block
-    of a prompt by its real tokens, which MIN does not optimise, and traces that are not
-    prefix-closed break (1): there it is a heuristic, and :func:`split_gap` clamps it.
-    ``tests/test_gap.py`` checks ``>= LRU`` on random prefix-closed traces.
+    each request into its full blocks in order, those in the lookup range being the
+    references that count. Then (1) a parent's key is always below its child's (every
+    request whose lookup range holds the child holds the parent, earlier in it), so the
+    cached set stays closed under prefixes, so a request's cached blocks are exactly its hit
+    prefix, and the serial sequence's hits equal the prefix hits counted here; (2) on the
+    serial sequence this is Belady's MIN with bypass, which maximises hits among all policies
+    that may cache any block at its reference (Belady 1966; Mattson et al. 1970); (3) LRU,
+    FIFO and LFU under ``engine`` semantics are such policies (a cache of at most
+    ``capacity_blocks - 1`` blocks taken from what it held and the request's full blocks)
+    with no more serial hits than prefix hits. Hence this count >= their block hits on
+    prefix-closed traces. Hit blocks are full, so token hits are ``block_size`` per block
+    hit. On traces that are not prefix-closed (1) fails: there it is a heuristic, and
+    :func:`split_gap` clamps it. ``tests/test_gap.py`` checks it against an exhaustive
+    search on small traces and ``>=`` LRU, FIFO and LFU on random ones.
     """
 
     def __init__(self, requests: Sequence, capacity_blocks: int, block_size: int):
@@ -121,44 +134,52 @@ class PrefixBelady:
         reqs = self.requests
         n = len(reqs)
         bs = self.block_size
+        room = self.capacity_blocks - 1            # block 0 is the null block
         width = max((len(r.hash_ids) for r in reqs), default=0) + 1
         never = math.inf
-        # Backward pass: the key of each block's next use after each request.
+        # (full blocks, lookup range) of each request, or None when it is refused.
+        shape = []
+        for r in reqs:
+            length = r.input_length
+            if -(-length // bs) > room:
+                shape.append(None)
+                continue
+            full = min(len(r.hash_ids), length // bs)
+            shape.append((full, max(0, min(full, (length - 1) // bs))))
+        # Backward pass: the key of each full block's next use after each request.
         nxt: dict = {}
         keys = [None] * n
         for r in range(n - 1, -1, -1):
+            if shape[r] is None:
+                continue
+            full, look = shape[r]
             ids = reqs[r].hash_ids
-            keys[r] = [nxt.get(b, never) for b in ids]
-            for i in range(len(ids) - 1, -1, -1):
+            keys[r] = [nxt.get(b, never) for b in ids[:full]]
+            for i in range(look - 1, -1, -1):
                 nxt[ids[i]] = r * width + i
         del nxt
-        cap = self.capacity_blocks
         cached: dict = {}
         heap: list = []
         out = []
         for r in range(n):
-            req = reqs[r]
-            ids = req.hash_ids
-            m = len(ids)
-            k = 0
-            while k < m and ids[k] in cached:
-                k += 1
-            if k == 0:
+            if shape[r] is None:
                 out.append((0, 0))
-            else:
-                out.append((k, k * bs if k < m else
-                            (m - 1) * bs + last_block_tokens(req.input_length, m, bs)))
-            if cap <= 0:
                 continue
+            full, look = shape[r]
+            ids = reqs[r].hash_ids
+            k = 0
+            while k < look and ids[k] in cached:
+                k += 1
+            out.append((k, k * bs))
             for b, key in zip(ids, keys[r]):
                 cached[b] = key
                 heapq.heappush(heap, (-key, b))
             keys[r] = None
-            while len(cached) > cap:
+            while len(cached) > room:
                 negkey, victim = heapq.heappop(heap)
                 if cached.get(victim) == -negkey:
                     del cached[victim]
-            if len(heap) > 4 * cap + 1024:
+            if len(heap) > 4 * max(room, 0) + 1024:
                 heap = [(-v, blk) for blk, v in cached.items()]
                 heapq.heapify(heap)
         return out
@@ -214,21 +235,29 @@ class ReuseTimes:
 
 
 def measure_characteristic_time_s(requests: Iterable[Request], capacity_blocks: int,
-                          semantics: str = "engine") -> float | None:
+                                  block_size: int, semantics: str = "engine") -> float | None:
     """The measured characteristic time of an LRU cache of ``capacity_blocks`` blocks on
     this trace: the mean age (time since last use) of the blocks it evicts, which Che's
-    approximation takes as a constant ``T``. ``None`` when nothing is evicted."""
+    approximation takes as a constant ``T``. ``None`` when nothing is evicted. Under
+    ``engine`` semantics the cache holds ``capacity_blocks - 1`` blocks (the null block) and
+    only full blocks, as the replay's."""
     cache: OrderedDict = OrderedDict()
     engine = semantics == "engine"
+    room = capacity_blocks - 1 if engine else capacity_blocks
     total = 0.0
     evicted = 0
     for r in requests:
         t = r.timestamp_s
-        for b in (reversed(r.hash_ids) if engine else r.hash_ids):
+        ids = r.hash_ids
+        if engine:
+            if -(-r.input_length // block_size) > room:
+                continue                     # refused: the cache is unchanged
+            ids = ids[:min(len(ids), r.input_length // block_size)][::-1]
+        for b in ids:
             if b in cache:
                 cache.move_to_end(b)
             cache[b] = t
-            if len(cache) > capacity_blocks:
+            if len(cache) > room:
                 _, last = cache.popitem(last=False)
                 total += t - last
                 evicted += 1
@@ -281,6 +310,7 @@ class GapResult:
     characteristic_time_s: float | None
     characteristic_time_source: str
     share_of_reuses_within_t: float | None
+    notes: tuple = ()
 
     def to_dict(self) -> dict:
         """Plain JSON types."""
@@ -296,6 +326,7 @@ class GapResult:
             "characteristic_time_s": self.characteristic_time_s,
             "characteristic_time_source": self.characteristic_time_source,
             "share_of_reuses_within_characteristic_time": self.share_of_reuses_within_t,
+            "notes": list(self.notes),
         }
 
 
@@ -353,14 +384,16 @@ def fleet_request_hits(requests: Iterable[Request], capacities_blocks: Sequence[
                        seed: int = 0, semantics: str = "engine") -> RequestHits:
     """LRU token hits of every request with ``instances`` caches of each capacity under
     ``routing`` (one instance: a single cache). Each instance's hits come from
-    :class:`~kvcache_calculator.traces.replay.PolicyReplay` fed request by request, so they
-    equal the fleet replay of :mod:`kvcache_calculator.traces.routing` and follow the
-    replay's semantics. ``ceiling`` is of a single unbounded cache."""
+    :class:`~kvcache_calculator.traces.replay.PolicyReplay` fed request by request (under
+    ``engine`` semantics vLLM's block pool itself), so they follow the replay's semantics and
+    equal the fleet replay of :mod:`kvcache_calculator.traces.routing` (one-pass curves)
+    wherever every request fits an instance's pool; below that the pool refuses a too-long
+    request while the curve serves it in part. ``ceiling`` is of a single unbounded cache."""
     check_instances(instances)
     caps = tuple(capacities_blocks)
     if routing == "cache_aware":
         # The choice depends on the caches, so each capacity routes on its own.
-        sims = [(make_router(routing, instances, seed, c, semantics), (k,),
+        sims = [(make_router(routing, instances, seed, c, block_size, semantics), (k,),
                  [PolicyReplay("lru", [c], block_size, semantics) for _ in range(instances)])
                 for k, c in enumerate(caps)]
     else:
@@ -484,13 +517,20 @@ def explain_gap(requests: Sequence[Request], capacity_blocks: int, block_size: i
         entry["input_tokens_max"] = edges[b] if b < len(edges) else None
         buckets.append(entry)
     if characteristic_time_s is None:
-        t_char = measure_characteristic_time_s(requests, pooled, semantics)
+        t_char = measure_characteristic_time_s(requests, pooled, block_size, semantics)
         source = (f"measured: mean age at eviction of an LRU cache of {pooled} blocks "
                   "on this trace")
     else:
         t_char = float(characteristic_time_s)
         source = "given"
     share = reuse.share_within(t_char) if t_char is not None and reuse.reuses else None
+    notes = []
+    longest = max((-(-r.input_length // block_size) for r in requests), default=0)
+    if semantics == "engine" and capacity_blocks - 1 < longest:
+        notes.append(f"the longest request needs {longest} blocks, more than the "
+                     f"{capacity_blocks - 1} an instance's pool holds besides its null block: "
+                     "here the fixed-capacity replays refuse it, as vLLM does, while the one-pass "
+                     "curve of the replay table serves it in part, so the two may differ")
     return GapResult(capacity_blocks, instances, routing, seed, semantics, block_size,
                      min(warmup_requests, len(requests)), overall, tuple(buckets),
-                     reuse.to_dict(), t_char, source, share)
+                     reuse.to_dict(), t_char, source, share, tuple(notes))

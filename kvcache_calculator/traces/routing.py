@@ -20,10 +20,10 @@ Routings (reproducible: the same trace, ``N`` and seed give the same assignment)
 - ``cache_aware``: to the instance holding the longest cached prefix of the request, ties
   broken by the fewest requests routed so far, then the lowest index (the idea of SGLang's
   and Dynamo's cache-aware routers). The router keeps its own view of each instance's cache,
-  an LRU index of ``capacity_blocks`` blocks updated as the engine touches blocks (tail first
-  under ``engine`` semantics, in order under ``independent``), as SGLang's router keeps an
-  approximate radix tree per worker; the hits are then counted by the replay of each
-  instance's requests, so the counts follow the replay's semantics.
+  an LRU index of each cache updated as the engine touches blocks (:class:`CacheAwareRouter`
+  says which), as SGLang's router keeps an approximate radix tree per worker; the hits are
+  then counted by the replay of each instance's requests, so the counts follow the replay's
+  semantics exactly.
 
 The first four do not depend on cache state, so one pass with one exact LRU curve per
 instance (:class:`~kvcache_calculator.traces.replay.LRUCurveReplay`) gives the fleet's hits
@@ -44,7 +44,7 @@ from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.traces.hashing import stable_hash64
 from kvcache_calculator.traces.readers import Request
 from kvcache_calculator.traces.replay import LRUCurveReplay
-from kvcache_calculator.traces.sampling import SampledReplay, kept_ids, sample_threshold
+from kvcache_calculator.traces.sampling import SampledReplay, sample_request, sample_threshold
 from kvcache_calculator.traces.warmup import subtract
 
 __all__ = [
@@ -128,19 +128,31 @@ class Router:
 
 
 class CacheAwareRouter:
-    """``cache_aware`` routing over per-instance LRU indexes of ``capacity_blocks`` blocks
-    (``None``: unbounded). ``route(request)`` picks the instance and records the request's
-    blocks in that instance's index."""
+    """``cache_aware`` routing over per-instance LRU indexes of caches of ``capacity_blocks``
+    blocks (``None``: unbounded). ``route(request)`` picks the instance and records the
+    request's blocks in that instance's index.
+
+    The index follows the replay's rules for what a cache holds: under ``engine`` semantics
+    (vLLM's pool) ``capacity_blocks - 1`` blocks (block 0 is the null block), only a
+    request's full blocks (``input_length // block_size`` of them), touched tail first, and no
+    change for a request too long for the pool; under ``independent`` every block, in order,
+    ``capacity_blocks`` of them. The cached prefix that decides is counted over all of the
+    request's ids.
+    """
 
     routing = "cache_aware"
 
-    def __init__(self, instances: int, capacity_blocks: int | None, semantics: str = "engine"):
+    def __init__(self, instances: int, capacity_blocks: int | None, block_size: int,
+                 semantics: str = "engine"):
         self.instances = check_instances(instances)
         if capacity_blocks is not None and (isinstance(capacity_blocks, bool)
                                             or not isinstance(capacity_blocks, int)
                                             or capacity_blocks < 0):
             raise ScenarioError("capacity_blocks", capacity_blocks, "must be an integer >= 0 (blocks)")
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ScenarioError("block_size", block_size, "must be an integer >= 1 (tokens per block)")
         self.capacity_blocks = capacity_blocks
+        self.block_size = block_size
         self.engine = semantics == "engine"
         self._index = [OrderedDict() for _ in range(instances)]
         self.routed = [0] * instances
@@ -165,24 +177,33 @@ class CacheAwareRouter:
             if best_key is None or key < best_key:
                 best, best_key = j, key
         self.routed[best] += 1
-        cap = self.capacity_blocks
-        if cap != 0 and ids:
-            index = self._index[best]
-            for b in (reversed(ids) if self.engine else ids):
-                if b in index:
-                    index.move_to_end(b)
-                else:
-                    index[b] = None
-                    if cap is not None and len(index) > cap:
-                        index.popitem(last=False)
+        room = self.capacity_blocks
+        touches = ids
+        if self.engine:
+            bs, length = self.block_size, request.input_length
+            if room is not None:
+                room -= 1
+                if -(-length // bs) > room:
+                    return best              # refused by the pool: its cache is unchanged
+            touches = ids[:min(len(ids), length // bs)][::-1]
+        if room == 0 or not touches:
+            return best
+        index = self._index[best]
+        for b in touches:
+            if b in index:
+                index.move_to_end(b)
+            else:
+                index[b] = None
+                if room is not None and len(index) > room:
+                    index.popitem(last=False)
         return best
 
 
 def make_router(routing: str, instances: int, seed: int = 0, capacity_blocks: int | None = None,
-                semantics: str = "engine"):
-    """The router for ``routing`` (``capacity_blocks`` is the index size of ``cache_aware``)."""
+                block_size: int = 512, semantics: str = "engine"):
+    """The router for ``routing`` (``cache_aware`` indexes caches of ``capacity_blocks``)."""
     if _check_routing(routing) == "cache_aware":
-        return CacheAwareRouter(instances, capacity_blocks, semantics)
+        return CacheAwareRouter(instances, capacity_blocks, block_size, semantics)
     return Router(routing, instances, seed)
 
 
@@ -429,7 +450,7 @@ class CacheAwareReplay:
         # Sampled: the router's index holds the sample's blocks, sized floor(R * C).
         sized = [c if sample_rate is None else int(sample_rate * c + 1e-9)
                  for c in self.capacities_blocks]
-        self._sims = [(CacheAwareRouter(instances, size, semantics),
+        self._sims = [(CacheAwareRouter(instances, size, block_size, semantics),
                        [_instance_runner(block_size, semantics, sample_rate)
                         for _ in range(instances)])
                       for size in sized + [None]]
@@ -439,10 +460,11 @@ class CacheAwareReplay:
         batch = list(requests)
         view = batch
         if self.sample_rate is not None:
-            # The router sees only the sampled blocks (its index is the sample's size).
+            # The router sees the sampled requests (its index is the sample's size); one
+            # with no sampled block has nothing cached anywhere.
             th = sample_threshold(self.sample_rate)
-            view = [dataclasses.replace(r, hash_ids=tuple(kept_ids(r.hash_ids, th)))
-                    for r in batch]
+            view = [sample_request(r, th, self.block_size)
+                    or dataclasses.replace(r, hash_ids=(), input_length=0) for r in batch]
         for router, runners in self._sims:
             parts = [[] for _ in runners]
             for r, v in zip(batch, view):
