@@ -15,7 +15,7 @@ def test_evaluate_default_has_results_figures_and_suggestions():
     out = evaluate({})
     assert out["fragment"] == "" and out["field_errors"] == {} and out["unknown_keys"] == []
     assert set(RESULT_KEYS) <= set(out["results"])
-    assert set(out["figures"]) == {"hit_vs_memory", "sensitivity", "tornado", "heatmap"}
+    assert set(out["figures"]) == {"hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory"}
     for fig in out["figures"].values():
         assert fig["data"] and "layout" in fig
     assert out["sensitivity_key"] == "arrival_rate" and "turns" in out["sensitivity_keys"]
