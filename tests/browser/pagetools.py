@@ -150,7 +150,7 @@ def serious_axe_violations(page) -> list:
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
-CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap")
+CHARTS = ("hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory")
 
 
 def chart_state(page, name: str) -> str:
