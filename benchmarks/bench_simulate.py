@@ -2,8 +2,10 @@
 
 Run from the project root: ``python benchmarks/bench_simulate.py`` (``--quick`` for fewer
 conversations). The target (the simulation issue) is at least 100,000 requests/s on the
-default scenario with one instance and 16-token blocks, LRU. Also printed, side by side from
-the same run: the per-block engine on the same scenario (what a one-operation-per-block
+default scenario with one instance and 16-token blocks, LRU, running requests holding their
+KV (an end event per request). Also printed, side by side from the same run: requests served
+instantly (``in_flight=False``, the simulator before running requests were modelled), the
+per-block engine on the same scenario (what a one-operation-per-block
 simulator costs), FIFO and LFU (per-block engine), random routing over 4 instances and an
 offload tier. Process time (``time.process_time``) is measured, so other jobs on the machine
 matter less.
@@ -26,11 +28,12 @@ from kvcache_calculator.sim.simulate import Simulation  # noqa: E402
 TARGET = 100_000
 
 
-def measure(scenario: Scenario, conversations: int, engine: str = "auto", repeat: int = 3) -> tuple[float, int, float]:
+def measure(scenario: Scenario, conversations: int, engine: str = "auto", repeat: int = 3,
+            in_flight: bool = True) -> tuple[float, int, float]:
     """Best of ``repeat`` runs: (requests/s of process time, requests simulated, token hit rate)."""
     best = 0.0
     for _ in range(repeat):
-        sim = Simulation(scenario, conversations=conversations, seed=1, engine=engine)
+        sim = Simulation(scenario, conversations=conversations, seed=1, engine=engine, in_flight=in_flight)
         start = time.process_time()
         sim.run()
         elapsed = time.process_time() - start
@@ -50,6 +53,7 @@ def main() -> int:
           f"turns {default.turns:g}, think {default.think_time_s:g} s")
     rows = [
         ("default, LRU segments (target)", default, n, "segments"),
+        ("default, LRU segments, instant", default, n, "segments"),
         ("default, LRU per block", default, max(200, n // 20), "blocks"),
         ("default, FIFO per block", default.replace(policy="fifo"), max(200, n // 20), "auto"),
         ("default, LFU per block", default.replace(policy="lfu"), max(200, n // 20), "auto"),
@@ -60,7 +64,7 @@ def main() -> int:
     results = {}
     for label, scenario, conversations, engine in rows:
         rate, requests, thr = measure(scenario, conversations, engine, repeat=1 if engine == "blocks" or
-                                      scenario.policy != "lru" else 3)
+                                      scenario.policy != "lru" else 3, in_flight="instant" not in label)
         results[label] = rate
         print(f"{label:<34} {requests:>9,} {rate:>11,.0f} {100 * thr:>8.2f}%")
     fast = results["default, LRU segments (target)"]

@@ -11,6 +11,14 @@ instances, geometric/fixed turns and exponential/fixed think times, with cache s
 92 % of the infinite-cache ceiling to "everything fits"; plus 8 scenarios with an offload
 tier. Token counts, turns, think times, system prompts and block sizes are drawn from small
 menus. Every simulation measures about 60,000 requests after five mean lifetimes of warm-up.
+Both sides model the KV held by running requests (the model subtracts it from the cache, the
+simulator pins each request's blocks for its service time), with the default service times.
+
+The in-flight grid (:func:`in_flight_grid`, 16 scenarios) is where running requests hold a
+large share of a small pool: 5 or 10 requests/s per instance, 300- or 600-token outputs, pools
+sized so that the model's in-flight KV is 25 % or 50 % of them, session routing on one
+instance or random routing over two; 250,000 measured requests each. It is run against the model with and without its
+in-flight term (``--in-flight`` prints only that table).
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kvcache_calculator.analytic.model import (  # noqa: E402
-    analyze_setup, build_terms, capacity_for_hit_rate, occupancy,
+    analyze_setup, build_terms, capacity_for_hit_rate, in_flight_for, occupancy, with_service,
 )
+from kvcache_calculator.present.report import LONG_SERVICE  # noqa: E402
 from kvcache_calculator.setup.resolve import Setup, resolve  # noqa: E402
 from kvcache_calculator.scenario import ROUTINGS, Scenario  # noqa: E402
 from kvcache_calculator.sim.simulate import simulate  # noqa: E402
@@ -50,7 +59,9 @@ REGIMES = {
     "offload tier": "GPU tier plus a 3x larger offload tier (total token hit rate)",
     "fixed gaps near T": "fixed think time, T within 35 % of a step (a multiple of it; sticky: of it)",
     "tiny cache": "cache of fewer than 20 prompts (the model's large-cache assumption fails)",
+    "long service, spread turns": "routing spreads turns and requests run 30 % of the think time or more",
 }
+
 
 
 #: The regimes where the model is documented to meet the 1-point target.
@@ -83,6 +94,9 @@ class Row:
     seconds: float
 
     mean_prompt_tokens: float
+    analytic_without: float | None = None    # the model without the in-flight term
+    in_flight_share: float = 0.0             # the model's in-flight KV / capacity
+    service_s: float = 0.0                   # the model's (and the simulator's) service time
 
     @property
     def error_pt(self) -> float:
@@ -134,19 +148,23 @@ def grid(seed: int = GRID_SEED) -> list[Case]:
         s = Scenario.from_dict(values)
         level = LEVELS[i % len(LEVELS)] if not offload else (0.15, 0.35, 0.55, 0.75)[i % 4]
         B = s.block_size
+        # the cache is sized beside the KV its running requests hold
+        held = analyze_setup(_setup(s, EVERYTHING_TOKENS)).in_flight_tokens
         if level == "tiny":
-            tokens = 2 * _mean_prompt(s)
+            tokens = 2 * _mean_prompt(s) + held
         elif level == "all":
             tokens = EVERYTHING_TOKENS
         elif s.think_dist == "fixed":
             # with fixed gaps the hit rate is a step function of T: choose T, not a target
             level = T_LEVELS[LEVELS.index(level) - 1]
-            tokens = occupancy(build_terms(_setup(s, B)), level * s.think_time_s)
-            tokens = max(tokens, 2 * _mean_prompt(s))
+            setup = _setup(s, B)
+            terms = with_service(build_terms(setup), in_flight_for(setup, build_terms(setup)).service_s)
+            tokens = occupancy(terms, level * s.think_time_s) + held
+            tokens = max(tokens, 2 * _mean_prompt(s) + held)
         else:
             ceiling = analyze_setup(_setup(s, EVERYTHING_TOKENS)).max_token_hit_rate
             tokens, _ = capacity_for_hit_rate(_setup(s, B), level * ceiling)
-            tokens = max(tokens or 0.0, 2 * _mean_prompt(s))
+            tokens = max(tokens or 0.0, 2 * _mean_prompt(s) + held)
         capacity = max(B, math.ceil(tokens / B) * B)
         offload_tokens = 3 * capacity if offload else 0
         name = (f"#{i} {routing}x{instances} turns={turns}({turns_dist[:3]}) think={think:g}s({think_dist[:3]}) "
@@ -172,34 +190,83 @@ def near_step(scenario: Scenario, T: float | None) -> bool:
 
 
 def regime(case: Case, characteristic_time_s: float | None,
-           offload_characteristic_time_s: float | None, mean_prompt_tokens: float) -> str:
+           offload_characteristic_time_s: float | None, mean_prompt_tokens: float,
+           in_flight_tokens: float = 0.0, service_s: float = 0.0) -> str:
     """Which regime of :data:`REGIMES` a case belongs to (the tier that decides: offload
-    when there is one)."""
+    when there is one; the cache left beside the running requests' KV decides whether it is
+    tiny)."""
     s = case.scenario
     T, capacity = characteristic_time_s, case.capacity_tokens
     if case.offload_tokens:
         T, capacity = offload_characteristic_time_s, case.offload_tokens
     if T is None or case.level == "all":
         return "everything fits"
-    if capacity < 20 * mean_prompt_tokens:          # as report.model_notes
+    if capacity - in_flight_tokens < 20 * mean_prompt_tokens:          # as report.model_notes
         return "tiny cache"
     if near_step(s, T):
         return "fixed gaps near T"
+    sticky = s.routing == "session" or s.instances == 1
+    if not sticky and service_s >= LONG_SERVICE * s.think_time_s:
+        return "long service, spread turns"
     return "offload tier" if case.offload_tokens else "general"
 
 
-def compare(case: Case, seed: int = SIM_SEED) -> Row:
-    """Run the model and the simulator on one case."""
+def compare(case: Case, seed: int = SIM_SEED, in_flight: bool = True, requests: int = TARGET_REQUESTS) -> Row:
+    """Run the model and the simulator on one case (about ``requests`` measured);
+    ``in_flight=False`` leaves out the KV held by running requests on both sides."""
     s = case.scenario
     start = time.process_time()
-    a = analyze_setup(_setup(s, case.capacity_tokens, case.offload_tokens))
-    conversations = max(2_000, int(TARGET_REQUESTS / s.turns))
+    setup = _setup(s, case.capacity_tokens, case.offload_tokens)
+    a = analyze_setup(setup, in_flight)
+    without = analyze_setup(setup, False).token_hit_rate if in_flight else a.token_hit_rate
+    conversations = max(2_000, int(requests / s.turns))
     r = simulate(s, capacity_tokens=case.capacity_tokens, offload_tokens=case.offload_tokens,
-                 conversations=conversations, seed=seed)
+                 conversations=conversations, seed=seed, in_flight=in_flight)
     half = (r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2
-    return Row(case, regime(case, a.characteristic_time_s, a.offload_characteristic_time_s, a.mean_prompt_tokens),
+    return Row(case, regime(case, a.characteristic_time_s, a.offload_characteristic_time_s, a.mean_prompt_tokens,
+                            a.in_flight_tokens, a.service_s),
                a.token_hit_rate, r.token_hit_rate, half, a.request_hit_rate, r.request_hit_rate,
-               a.characteristic_time_s, time.process_time() - start, a.mean_prompt_tokens)
+               a.characteristic_time_s, time.process_time() - start, a.mean_prompt_tokens, without,
+               a.in_flight_share, a.service_s)
+
+
+#: The in-flight grid's shares of the pool held by running requests (the model's).
+IN_FLIGHT_SHARES = (0.25, 0.5)
+#: Measured requests per in-flight scenario: their errors are a few tenths of a point, so
+#: the simulation noise must be smaller (with 60,000 it is up to 1.5 points, seen over seeds).
+IN_FLIGHT_REQUESTS = 250_000
+
+
+def in_flight_grid() -> list[Case]:
+    """Scenarios where running requests hold a large share of a small pool (module docstring):
+    llama-3.1-8b on an H100 (decode 125 tokens/s per sequence, time to first token 0.07-0.2 s,
+    both derived), 5 turns of 200 input tokens after a 1,000-token system prompt, 30 s think
+    times; the pool (``capacity_tokens``, as ``kv_cache_tokens`` would give it) sized from the
+    model's in-flight KV."""
+    cases = []
+    for routing, instances in (("session", 1), ("random", 2)):
+        for per_instance in (1.0, 2.0):
+            for output in (300, 600):
+                s = Scenario.from_dict(dict(
+                    routing=routing, instances=instances, arrival_rate=per_instance * instances, turns=5,
+                    think_time_s=30.0, input_tokens=200, output_tokens=output, system_prompt_tokens=1000))
+                held = analyze_setup(_setup(s, EVERYTHING_TOKENS)).in_flight_tokens
+                for share in IN_FLIGHT_SHARES:
+                    capacity = math.ceil(held / share / s.block_size) * s.block_size
+                    name = (f"in-flight {share:.0%} {routing}x{instances} {5 * per_instance:g} req/s/instance "
+                            f"out={output} cap={capacity}")
+                    cases.append(Case(name, s, capacity, 0, share))
+    return cases
+
+
+def in_flight_stats(rows: list[Row]) -> dict:
+    """Mean and worst |error| (pt) of the token hit rate with and without the model's
+    in-flight term, against the simulator holding running requests' blocks."""
+    without = [100 * abs(r.analytic_without - r.simulated) for r in rows]
+    return {"cases": len(rows), "mean_pt": sum(abs(r.error_pt) for r in rows) / len(rows),
+            "worst_pt": max(abs(r.error_pt) for r in rows),
+            "without_mean_pt": sum(without) / len(rows), "without_worst_pt": max(without),
+            "share_min": min(r.in_flight_share for r in rows), "share_max": max(r.in_flight_share for r in rows)}
 
 
 def summarize(rows: list[Row]) -> dict[str, dict]:
@@ -239,28 +306,55 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def in_flight_table(rows: list[Row]) -> str:
+    """The in-flight grid's agreement, with and without the model's in-flight term."""
+    st = in_flight_stats(rows)
+    return "\n".join([
+        "| in-flight grid | scenarios | share of the pool | mean error | worst |",
+        "|---|---:|---:|---:|---:|",
+        f"| model with the in-flight term | {st['cases']} | {st['share_min']:.0%}-{st['share_max']:.0%} | "
+        f"{st['mean_pt']:.2f} | {st['worst_pt']:.2f} |",
+        f"| model without it | {st['cases']} | | {st['without_mean_pt']:.2f} | {st['without_worst_pt']:.2f} |",
+    ])
+
+
+def _print_row(r: Row) -> None:
+    T = "-" if r.characteristic_time_s is None else f"{r.characteristic_time_s:.3g}"
+    print(f"{r.regime:<18} ana {100 * r.analytic:6.2f} sim {100 * r.simulated:6.2f} "
+          f"+-{100 * r.ci_half:4.2f} err {r.error_pt:+6.2f} req.err {r.request_error_pt:+6.2f} "
+          f"without {100 * (r.analytic_without - r.simulated):+6.2f} share {r.in_flight_share:.2f} "
+          f"svc/think {r.service_s / r.case.scenario.think_time_s:.2f} "
+          f"T={T:<8} {r.seconds:4.1f}s  {r.case.name}", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--details", action="store_true", help="print every scenario")
+    parser.add_argument("--in-flight", action="store_true", help="only the in-flight grid")
     args = parser.parse_args()
+    flight = []
+    for case in in_flight_grid():
+        flight.append(compare(case, requests=IN_FLIGHT_REQUESTS))
+        if args.details:
+            _print_row(flight[-1])
+    if args.in_flight:
+        print(in_flight_table(flight))
+        return 0
     rows = []
     for case in grid():
         rows.append(compare(case))
         if args.details:
-            r = rows[-1]
-            T = "-" if r.characteristic_time_s is None else f"{r.characteristic_time_s:.3g}"
-            print(f"{r.regime:<18} ana {100 * r.analytic:6.2f} sim {100 * r.simulated:6.2f} "
-                  f"+-{100 * r.ci_half:4.2f} err {r.error_pt:+6.2f} req.err {r.request_error_pt:+6.2f} "
-                  f"T={T:<8} {r.seconds:4.1f}s  {case.name}",
-                  file=sys.stderr)
+            _print_row(rows[-1])
     print(markdown_table(rows))
+    print()
+    print(in_flight_table(flight))
     print()
     print("Worst case per regime (analytic vs simulated token hit rate, 95 % CI of the simulation):")
     for name, st in summarize(rows).items():
         r = st["worst"]
         print(f"- {name}: {100 * r.analytic:.2f} % vs {100 * r.simulated:.2f} % +- {100 * r.ci_half:.2f} "
               f"({r.error_pt:+.2f} pt): {r.case.name}")
-    print(f"\n{len(rows)} scenarios, {sum(r.seconds for r in rows):.0f} s of CPU")
+    print(f"\n{len(rows) + len(flight)} scenarios, {sum(r.seconds for r in rows + flight):.0f} s of CPU")
     return 0
 
 

@@ -38,8 +38,10 @@ class Field:
     ``effect`` says how a change of the key reaches the analytic hit rate, which decides how a
     sweep evaluates it: ``scalar`` (a rate or count the model's sums over turns do not
     depend on), ``capacity`` (only the capacity), ``kv_bytes`` (the KV bytes per token: the
-    capacity, and the sums too when a model holds per-sequence state) or ``solve`` (anything
-    else: the model is solved again).
+    capacity, and the sums too when a model holds per-sequence state), ``in_flight`` (only
+    the KV held by running requests, through the service time) or ``solve`` (anything else:
+    the model is solved again). The sweeps recompute the in-flight KV of every variant,
+    whatever its keys (the arrival rate, the model and the GPU move it too).
     """
 
     key: str
@@ -57,7 +59,7 @@ class Field:
     resolves: str = ""              # model | gpu | "" (see the class docstring)
     layers: bool = False
     attention: tuple[str, ...] = ()  # gqa | mla; empty: every kind
-    effect: str = "solve"           # scalar | capacity | kv_bytes | solve
+    effect: str = "solve"           # scalar | capacity | kv_bytes | in_flight | solve
 
     def allowed(self) -> str:
         """A sentence saying what values are allowed."""
@@ -395,16 +397,17 @@ FIELDS: tuple[Field, ...] = (
            _W, "int", 0, 10_000_000),
     _field("num_system_prompts", "Distinct system prompts", "prompts",
            "How many different system prompts share the traffic.", _W, "int", 1, 1_000_000, effect="scalar"),
-    _field("mfu", "Prefill MFU", "fraction", "Model FLOPs utilisation of prefill, for the compute saved.",
-           _W, "float", 0, 1, exclusive_min=True),
+    _field("mfu", "Prefill MFU", "fraction",
+           "Model FLOPs utilisation of prefill, for the compute saved and the derived time to first token.",
+           _W, "float", 0, 1, exclusive_min=True, effect="in_flight"),
     _field("target_hit_rate", "Target token hit rate", "fraction", "Target for the memory solver.",
            _W, "float", 0, 1, exclusive_min=True),
     _field("decode_tokens_per_s", "Decode speed", "tokens/s per sequence",
            "How fast one running request generates; empty to derive it from the GPU's memory bandwidth.",
-           _S, "float", 0, 1e6, exclusive_min=True),
+           _S, "float", 0, 1e6, exclusive_min=True, effect="in_flight"),
     _field("ttft_s", "Time to first token", "s",
            "Measured time to first token; empty to derive it from the prompt and the GPU's compute.",
-           _S, "float", 0, 1e5, exclusive_min=True),
+           _S, "float", 0, 1e5, exclusive_min=True, effect="in_flight"),
 )
 
 FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
@@ -438,6 +441,8 @@ SCALAR_KEYS = _keys(lambda f: f.effect == "scalar")
 CAPACITY_ONLY_KEYS = _keys(lambda f: f.effect == "capacity")
 #: Keys whose change moves the KV bytes per token.
 KV_BYTES_KEYS = _keys(lambda f: f.effect == "kv_bytes")
+#: Keys whose change only moves the KV held by running requests (their service time).
+IN_FLIGHT_KEYS = _keys(lambda f: f.effect == "in_flight")
 
 
 def format_value(value: Any) -> str:

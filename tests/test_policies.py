@@ -215,7 +215,8 @@ def test_simulator_and_replay_agree_on_a_simulated_run(policy, engine):
                             "output_tokens": 21, "system_prompt_tokens": 70, "block_size": 8,
                             "num_system_prompts": 2, "instances": 2, "routing": "random",
                             "policy": policy})
-    sim = Simulation(s, capacity_tokens=600, conversations=60, seed=2, engine=engine, record=True)
+    # replay serves each request instantly: so does this simulation
+    sim = Simulation(s, capacity_tokens=600, conversations=60, seed=2, engine=engine, record=True, in_flight=False)
     sim.run()
     B, S, D = s.block_size, s.system_prompt_tokens, s.input_tokens + s.output_tokens
     ns = S // B

@@ -175,8 +175,10 @@ def test_key_sets_are_derived_from_the_fields():
     assert set(sc.SIZING_KEYS) >= set(sc.MODEL_KEYS + sc.GPU_KEYS + sc.CAPACITY_ONLY_KEYS + sc.KV_BYTES_KEYS)
     assert not set(sc.SCALAR_KEYS) & set(sc.SIZING_KEYS)
     for f in FIELDS:
-        assert f.effect in ("scalar", "capacity", "kv_bytes", "solve"), f.key
+        assert f.effect in ("scalar", "capacity", "kv_bytes", "in_flight", "solve"), f.key
         assert f.resolves in ("", "model", "gpu") and set(f.attention) <= {"gqa", "mla"}, f.key
         assert f.optional == (f.default is None), f.key
         assert list(sc.KEYS).index(f.key) == [g.key for g in FIELDS].index(f.key)
     assert by["arrival_rate"].effect == "scalar" and by["block_size"].effect == "solve"
+    assert set(sc.IN_FLIGHT_KEYS) == {"mfu", "decode_tokens_per_s", "ttft_s"}
+    assert not set(sc.IN_FLIGHT_KEYS) & set(sc.SIZING_KEYS)     # they never change the capacity

@@ -10,6 +10,7 @@ import pytest
 
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.sim.policies import SegmentLRU, make_cache
 from kvcache_calculator.sim.simulate import (
     Simulation, SimulationResult, batch_means_interval, simulate, t_quantile_975,
 )
@@ -22,9 +23,12 @@ def small(**changes) -> Scenario:
     return Scenario.from_dict({**SMALL, **changes})
 
 
-def records(scenario, capacity_tokens, offload_tokens=0, engine="segments", seed=3, conversations=60):
+def records(scenario, capacity_tokens, offload_tokens=0, engine="segments", seed=3, conversations=60,
+            in_flight=False):
+    """A run's request records and result; requests served instantly unless ``in_flight``
+    (the per-block references below serve them so)."""
     sim = Simulation(scenario, capacity_tokens=capacity_tokens, offload_tokens=offload_tokens,
-                     conversations=conversations, seed=seed, engine=engine, record=True)
+                     conversations=conversations, seed=seed, engine=engine, record=True, in_flight=in_flight)
     sim.run()
     return sim.records, sim.result()
 
@@ -141,9 +145,14 @@ def test_everything_fits_reaches_the_ceiling(routing):
 
 
 def test_nothing_fits_hits_nothing():
-    result = simulate(small(), capacity_tokens=0, conversations=200, seed=1)
+    result = simulate(small(), capacity_tokens=0, conversations=200, seed=1, in_flight=False)
     assert result.token_hit_rate == result.request_hit_rate == 0.0
     assert result.token_hit_rate_ci == (0.0, 0.0)
+    # Running requests run even beyond the pool (the simulator does not queue them): only
+    # the shared prompt they pin is ever hit, never a history.
+    recs, held = records(small(), 0, conversations=200, seed=1, in_flight=True)
+    assert held.token_hit_rate > 0
+    assert all(r[5] <= 70 // 8 for r in recs) and any(r[5] for r in recs)
 
 
 def test_token_accounting_fixed_turns():
@@ -213,7 +222,7 @@ def test_routings_spread_the_load():
     """Seed 8: least_loaded and round_robin balance prompt tokens across instances."""
     for routing in ("least_loaded", "round_robin", "random", "session"):
         s = small(instances=4, routing=routing)
-        sim = Simulation(s, capacity_tokens=500, conversations=400, seed=8)
+        sim = Simulation(s, capacity_tokens=500, conversations=400, seed=8, in_flight=False)
         sim.run()
         loads = sim._loads
         spread = (max(loads) - min(loads)) / (sum(loads) / 4)
@@ -233,7 +242,7 @@ def test_non_sticky_routing_loses_hits():
 def test_run_length_and_warmup():
     """Warm-up is ceil(rate * 5 * turns * think); arrivals go on until the end."""
     s = small()
-    result = simulate(s, capacity_tokens=500, conversations=200, seed=1)
+    result = simulate(s, capacity_tokens=500, conversations=200, seed=1, in_flight=False)
     assert result.warmup_s == 5 * 4 * 20
     assert result.warmup_conversations == math.ceil(0.5 * 400)
     # 400 conversations at 0.5/s take ~800 s, then the last ones finish (Poisson: +-15 %)
@@ -461,3 +470,188 @@ def test_confidence_intervals_cover_the_mean_of_replications():
     halves = statistics.mean((r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2 for r in runs)
     assert covered >= 16
     assert halves <= 2 * 1.96 * sd
+
+
+# -- running requests hold their blocks ------------------------------------------------------
+
+
+def test_instant_service_keeps_the_results_before_running_requests_were_modelled():
+    """``in_flight=False`` gives the numbers the simulator gave before (recorded at the
+    commit before it modelled running requests; seed 11, 300 conversations)."""
+    for changes, kwargs, expected in [
+        ({}, dict(capacity_tokens=700, offload_tokens=900), (0.3072011170949713, 0.34967012252591895, 1.5839497153979014)),
+        ({"instances": 3, "routing": "random"}, dict(capacity_tokens=500),
+         (0.2588742841284658, 0.2931937172774869, 3.1738079843399487)),
+        ({"policy": "lfu"}, dict(capacity_tokens=800), (0.30344837617591336, 0.33176248821866167, None)),
+    ]:
+        r = simulate(small(**changes), conversations=300, seed=11, in_flight=False, **kwargs)
+        assert (r.token_hit_rate, r.request_hit_rate, r.characteristic_time_s) == expected, changes
+        assert r.service_s == 0.0 and r.in_flight_tokens == 0.0
+
+
+def reference_held(scenario, recs, capacity_tokens, service_s, output_held, offload_tokens=0):
+    """A per-block LRU with pinning (one OrderedDict and one pin count per instance), fed the
+    simulator's requests and, ``service_s`` later, their ends, in time order: at its start a
+    request hits its cached prefix, touches the blocks it holds (its prompt and
+    ``output_held`` tokens, rounded up to blocks) tail first and pins them; at its end it
+    unpins them, drops its partly filled last block, touches its final sequence's whole
+    blocks tail first. Evictions take the least recent blocks no request pins."""
+    s = scenario
+    B, S, D, IN = s.block_size, s.system_prompt_tokens, s.input_tokens + s.output_tokens, s.input_tokens
+    ns = S // B
+    caches = [OrderedDict() for _ in range(s.instances)]
+    pins = [dict() for _ in range(s.instances)]
+    offload = [OrderedDict() for _ in range(s.instances)]
+    events = sorted([(t, 1, i) for i, (t, *_r) in enumerate(recs)] + [(t + service_s, 0, i) for i, (t, *_r) in enumerate(recs)])
+
+    def blocks(cid, p, n):
+        return [("sys", p, i) for i in range(ns)] + [("conv", cid, i) for i in range(ns, n)]
+
+    def evict(od, pin, cap):
+        for block in [b for b in od if b not in pin][:max(0, len(od) - cap)]:
+            del od[block]
+
+    out = {}
+    for _t, start, i in events:
+        _t, cid, k, p, inst, _h, _o = recs[i]
+        od, pin = caches[inst], pins[inst]
+        prompt = S + (k - 1) * D + IN
+        held = blocks(cid, p, math.ceil((prompt + output_held) / B))
+        final = blocks(cid, p, (S + k * D) // B)
+        if start:
+            hit = 0
+            while hit < (prompt - 1) // B and held[hit] in od:
+                hit += 1
+            for block in reversed(held):
+                od[block] = None
+                od.move_to_end(block)
+                pin[block] = pin.get(block, 0) + 1
+            evict(od, pin, capacity_tokens // B)
+            ohit = 0
+            if offload_tokens:
+                off = offload[inst]
+                end = hit
+                while end < (prompt - 1) // B and final[end] in off:
+                    end += 1
+                ohit = end - hit
+                for block in reversed(final):
+                    off[block] = None
+                    off.move_to_end(block)
+                while len(off) > offload_tokens // B:
+                    off.popitem(last=False)
+            out[i] = (hit, ohit)
+        else:
+            for block in held:
+                pin[block] -= 1
+                if not pin[block]:
+                    del pin[block]
+            for block in set(held) - set(final):
+                if block not in pin:
+                    od.pop(block, None)
+            for block in reversed(final):
+                od[block] = None
+                od.move_to_end(block)
+            evict(od, pin, capacity_tokens // B)
+    return [out[i] for i in range(len(recs))]
+
+
+HELD_CASES = [
+    # (scenario changes, capacity tokens, offload tokens): decode at 2 tokens/s, so that a
+    # request runs about 11 s, against 20 s of think time: many overlap
+    ({}, 300, 0),
+    ({}, 900, 0),
+    ({"num_system_prompts": 3}, 700, 0),
+    ({"system_prompt_tokens": 5}, 500, 0),
+    ({"instances": 3, "routing": "random"}, 500, 0),
+    ({"turns_dist": "fixed", "think_dist": "fixed", "arrival_rate": 1}, 800, 0),
+    ({}, 400, 1200),
+    ({}, 120, 0),                             # running requests overfill the pool
+]
+
+
+@pytest.mark.parametrize("changes,capacity,offload", HELD_CASES)
+def test_running_requests_segments_blocks_and_reference_agree(changes, capacity, offload):
+    """Seed 3, 60 measured conversations, running requests holding their blocks: the segment
+    LRU, the per-block LRU and a straightforward reference give every request the same hits."""
+    scenario = small(decode_tokens_per_s=2, ttft_s=0.5, **changes)
+    seg, seg_result = records(scenario, capacity, offload, "segments", in_flight=True)
+    blk, blk_result = records(scenario, capacity, offload, "blocks", in_flight=True)
+    assert len(seg) > 100 and seg == blk
+    service = 0.5 + 21 / 2
+    assert seg_result.service_s == pytest.approx(service)
+    expected = reference_held(scenario, seg, capacity, service, 21 * 10.5 / (2 * service), offload)
+    assert [(r[5], r[6]) for r in seg] == expected
+    assert any(r[5] for r in seg)
+    a, b = seg_result.to_dict(), blk_result.to_dict()
+    for key in ("engine", "characteristic_time_s", "offload_characteristic_time_s"):
+        a.pop(key), b.pop(key)
+    assert a == b
+
+
+def test_a_running_requests_blocks_are_never_evicted():
+    """Step by step through a run where running requests hold most of a small pool (seed 5):
+    after every event every running request's blocks are cached and pinned, and the pool
+    holds no more than its capacity unless running requests alone exceed it."""
+    s = small(decode_tokens_per_s=3, ttft_s=0.2, arrival_rate=0.6)
+    for engine in ("segments", "blocks"):
+        sim = Simulation(s, capacity_tokens=400, conversations=30, seed=5, engine=engine)
+        B, S, D, IN = s.block_size, s.system_prompt_tokens, s.input_tokens + s.output_tokens, s.input_tokens
+        checked = 0
+        while not sim.run(max_requests=1):
+            # the end events of the running requests: (time, conversation, -turn, (conv, instance))
+            running = [(cid, -k, req[0][1], req[1]) for _t, cid, k, req in sim._heap if k < 0]
+            pinned_blocks = [0] * s.instances
+            for cid, k, p, inst in running:
+                held = math.ceil((S + (k - 1) * D + IN + sim._output_held) / B)
+                ids = ([(-1 - p, i) for i in range(S // B)] + [(cid, i) for i in range(held - S // B)]
+                       if engine == "segments" else
+                       sim._shared_ids[p] + [cid * (1 << 48) + i for i in range(held - S // B)])
+                cache = sim._gpu[inst]
+                assert all(b in cache and cache.pinned(b) for b in ids), (cid, k)
+                pinned_blocks[inst] += held - S // B
+                checked += 1
+            for inst, cache in enumerate(sim._gpu):
+                assert len(cache) <= max(cache.capacity_blocks, pinned_blocks[inst] + S // B * s.num_system_prompts)
+        assert checked > 100
+
+
+@pytest.mark.parametrize("policy", ["lru", "lru-segments", "fifo", "lfu"])
+def test_hold_pins_until_release(policy):
+    """A pool of 4 blocks. C runs and ends (idle, cached); A starts; B starts and needs room:
+    C is evicted, not A, though A is older than C's end. A request that does not fit beside
+    the pinned ones still runs (the pool is overcommitted) and evicts the rest."""
+    segments = policy == "lru-segments"
+    cache = SegmentLRU(4) if segments else make_cache(policy, 4)
+
+    def hold(key, n, now):
+        return cache.hold_runs(None, 0, key, n, now) if segments else cache.hold([(key, i) for i in range(n)])
+
+    def release(key, held, cached, now):
+        if segments:
+            cache.release_runs(None, 0, key, cached, now)
+        else:
+            cache.release([(key, i) for i in range(held)], [(key, i) for i in range(cached)])
+
+    assert hold("c", 2, 1.0) == 0
+    release("c", 2, 2, 2.0)
+    assert hold("a", 2, 3.0) == 0
+    assert hold("b", 2, 4.0) == 0
+    assert {b for b in [("a", 0), ("a", 1), ("b", 0), ("b", 1)]} <= set(_cached(cache))
+    assert ("c", 0) not in cache and cache.evictions == 2
+    assert hold("d", 3, 5.0) == 0                 # 7 blocks pinned in a pool of 4
+    assert len(cache) == 7 and cache.evictions == 2
+    # A ends: its partly filled last block is dropped, its other block is idle and goes at
+    # once (the pool is over its capacity); B ends: its tail goes; D ends: it fits
+    release("a", 2, 1, 6.0)
+    assert ("a", 0) not in cache and ("a", 1) not in cache and len(cache) == 5 and cache.evictions == 3
+    release("b", 2, 2, 7.0)
+    assert ("b", 0) in cache and ("b", 1) not in cache and len(cache) == 4 and cache.evictions == 4
+    release("d", 3, 3, 8.0)
+    assert len(cache) == 4 and cache.evictions == 4
+    assert hold("b", 2, 9.0) == 1                 # b's head survived
+
+
+def _cached(cache):
+    if isinstance(cache, SegmentLRU):
+        return [(key, i) for key in ("a", "b", "c", "d") for i in range(4) if (key, i) in cache]
+    return [b for b in [(key, i) for key in ("a", "b", "c", "d") for i in range(4)] if b in cache]

@@ -13,7 +13,7 @@ from kvcache_calculator.analytic.model import (
 from kvcache_calculator.analytic.table import (
     hit_rate_at_tokens, prepare, table_answers, variant_hit_and_ceiling, variant_hit_rate, variant_result,
 )
-from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
+from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, IN_FLIGHT_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
 from kvcache_calculator.setup.resolve import resolve
 
 DEFAULT = Scenario()
@@ -97,6 +97,8 @@ TABLE_VARIANTS = {
     "offload_gib": [20.0, 300.0], "num_gpus": [2, 4], "weight_dtype": ["fp8"],
     "engine": ["sglang", "manual"], "engine_version": ["0.19"], "max_num_seqs": [64], "max_num_batched_tokens": [2048],
     "cuda_graphs": ["off"],
+    # the service time only moves the KV running requests hold
+    "decode_tokens_per_s": [20.0, 1000.0], "ttft_s": [0.05, 5.0], "mfu": [0.1],
 }
 
 
@@ -196,7 +198,10 @@ def test_what_the_table_assumes_of_the_keys_holds():
                "num_kv_heads": 4, "head_dim": 64, "num_gpus": 2, "kv_dtype": "fp8",
                # the engine and its start-up knobs only move the memory left for the KV cache
                "engine": "sglang", "engine_version": "0.19", "max_num_seqs": 64, "max_num_batched_tokens": 2048,
-               "cuda_graphs": "off"}
-    assert set(changes) == set(SCALAR_KEYS + CAPACITY_ONLY_KEYS + KV_BYTES_KEYS) - {"kv_lora_rank", "qk_rope_head_dim"}
+               "cuda_graphs": "off",
+               # the service time: only the KV held by running requests
+               "decode_tokens_per_s": 30.0, "ttft_s": 2.0, "mfu": 0.2}
+    assert set(changes) == (set(SCALAR_KEYS + CAPACITY_ONLY_KEYS + KV_BYTES_KEYS + IN_FLIGHT_KEYS)
+                            - {"kv_lora_rank", "qk_rope_head_dim"})
     for key, value in changes.items():
         assert sums(custom.replace(**{key: value})) == sums(custom), key

@@ -35,6 +35,11 @@ turns is independent of ``T`` and computed once (:func:`build_terms`), so a solv
 per step: :func:`gap_sums` is the model's one loop over ``m`` (turns ago), shared by the
 occupancy, the hit counts and the sweeps' fast table (:mod:`kvcache_calculator.analytic.table`).
 
+Running requests hold KV the idle histories cannot use (:mod:`kvcache_calculator.analytic.inflight`):
+``T`` is solved on ``capacity_tokens - in_flight_tokens`` (never below 0), the cache left to
+conversations waiting for their user; the offload tier, written through, holds the running
+sequences too and gives them the same share.
+
 Setup to result: :func:`analyze_setup` takes a resolved :class:`~kvcache_calculator.setup.resolve.Setup`
 (model, GPU, capacity); :func:`analyze` resolves a scenario first.
 """
@@ -42,8 +47,10 @@ Setup to result: :func:`analyze_setup` takes a resolved :class:`~kvcache_calcula
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
+from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
+from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import sequence_kv_bytes
 from kvcache_calculator.setup.capacity import Capacity
@@ -65,15 +72,28 @@ class Traffic:
     shared_rate: float                # requests/s per instance per system prompt
     num_shared_prompts: int           # distinct system prompts
     gap_mean_s: float                 # mean think time theta
+    service_s: float = 0.0            # how long a running request pins its system prompt
 
 
-def traffic_of(scenario: Scenario, mean_turns: float, sys_hit_tokens: float) -> Traffic:
+def traffic_of(scenario: Scenario, mean_turns: float, sys_hit_tokens: float, service_s: float = 0.0) -> Traffic:
     """The :class:`Traffic` of ``scenario`` for a workload of ``mean_turns`` turns per
-    conversation and ``sys_hit_tokens`` reusable system-prompt tokens (``Sb``)."""
+    conversation, ``sys_hit_tokens`` reusable system-prompt tokens (``Sb``) and requests
+    served in ``service_s`` (kept with several system prompts only: :func:`with_service`)."""
     conv = scenario.arrival_rate / scenario.instances
     prompts = scenario.num_system_prompts
     return Traffic(conv, float(prompts * sys_hit_tokens), conv * mean_turns / prompts, prompts,
-                   scenario.think_time_s)
+                   scenario.think_time_s, service_s if prompts > 1 else 0.0)
+
+
+def with_service(terms: "Terms", service_s: float) -> "Terms":
+    """``terms`` for requests served in ``service_s`` (the window in which a running request
+    pins its system prompt, :func:`shared_prefix_hit_probability`; it changes nothing with one
+    system prompt, which then keeps 0 and the terms as they are)."""
+    if terms.traffic.num_shared_prompts <= 1:
+        service_s = 0.0
+    if terms.traffic.service_s == service_s:
+        return terms
+    return replace(terms, traffic=replace(terms.traffic, service_s=service_s))
 
 
 @dataclass(frozen=True)
@@ -341,12 +361,14 @@ def shared_prefix_hit_probability(traffic: Traffic, T: float) -> float:
     the cache holds anything else, and with ``K`` prompts a prompt survives if one of the last
     ``max(1, Lambda*T)`` requests used it (``Lambda``: requests/s per instance):
     ``1 - (1 - 1/K)^max(1, Lambda*T)``. (A continuous timer, ``1 - exp(-Lambda*T/K)``,
-    underestimated tiny caches by up to 9 points against the simulator.)
+    underestimated tiny caches by up to 9 points against the simulator.) A running request
+    pins its prompt for its service time and LRU's clock starts at its end, so the window is
+    ``T + service_s``: ``1 - (1 - 1/K)^max(1, Lambda*(T + service_s))``.
     """
     K = traffic.num_shared_prompts
     if K <= 1 or math.isinf(T):
         return 1.0
-    n = max(1.0, traffic.shared_rate * K * T)
+    n = max(1.0, traffic.shared_rate * K * (T + traffic.service_s))
     return -math.expm1(n * math.log1p(-1.0 / K))
 
 
@@ -444,6 +466,13 @@ class AnalyticResult:
     mean_prompt_tokens: float
     policy_modelled: bool                     # False: the policy is not LRU, use the simulator
     capacity: Capacity
+    in_flight_requests: float = 0.0           # requests in service per instance (Little's law)
+    in_flight_tokens: float = 0.0             # KV tokens they hold per instance, not evictable
+    in_flight_share: float = 0.0              # in_flight_tokens / capacity_tokens
+    decode_tokens_per_s_used: float = 0.0     # per sequence, the scenario's or derived
+    ttft_s_used: float = 0.0                  # the scenario's or derived
+    service_s: float = 0.0                    # ttft + output / decode speed
+    in_flight_saturated: bool = False         # arrivals beyond max_num_seqs: the engine queues
 
     def to_dict(self) -> dict:
         """Plain JSON types (the capacity nested as a dict)."""
@@ -456,9 +485,21 @@ def _finite(T: float) -> float | None:
     return None if math.isinf(T) else T
 
 
-def analyze_terms(setup: Setup, terms: Terms) -> AnalyticResult:
+def in_flight_for(setup: Setup, terms: Terms) -> InFlight:
+    """The KV held by running requests of ``setup`` per instance, for the workload of its
+    ``terms`` (:func:`~kvcache_calculator.analytic.inflight.in_flight_of`)."""
+    return in_flight_of(setup, terms.prompt_tokens / terms.mean_turns, terms.sys_hit_tokens, terms.mean_turns)
+
+
+def idle_capacity(tokens: float, held: InFlight) -> float:
+    """What a tier of ``tokens`` per instance leaves to idle histories beside the running requests."""
+    return max(0.0, tokens - held.tokens)
+
+
+def analyze_terms(setup: Setup, terms: Terms, in_flight: bool = True) -> AnalyticResult:
     """Hit rates, characteristic time and rates for ``setup`` (docs/model.md §4-§6, §9), from
-    its :func:`build_terms` (built once by a caller that needs them too)."""
+    its :func:`build_terms` (built once by a caller that needs them too). ``in_flight=False``
+    leaves out the KV held by running requests (requests served instantly, as before)."""
     scenario, capacity = setup.scenario, setup.capacity
     ceiling_tokens, ceiling_requests = hits(terms, math.inf)
     max_thr = min(1.0, ceiling_tokens / terms.prompt_tokens)
@@ -469,11 +510,13 @@ def analyze_terms(setup: Setup, terms: Terms) -> AnalyticResult:
         return AnalyticResult(False, capacity.message, 0.0, 0.0, max_thr, max_rhr, 0.0, 0.0, 0.0, None,
                               0, terms.mean_turns, request_rate, prompt_tps, 0.0,
                               terms.prompt_tokens / terms.mean_turns, scenario.policy == "lru", capacity)
-    T1 = solve_characteristic_time(terms, capacity.capacity_tokens)
+    held = in_flight_for(setup, terms) if in_flight else NO_IN_FLIGHT
+    terms = with_service(terms, held.service_s)
+    T1 = solve_characteristic_time(terms, idle_capacity(capacity.capacity_tokens, held))
     gpu_tokens, gpu_requests = hits(terms, T1)
     total_tokens, total_requests, T2 = gpu_tokens, gpu_requests, None
     if capacity.offload_tokens > capacity.capacity_tokens:
-        T2 = solve_characteristic_time(terms, capacity.offload_tokens)
+        T2 = solve_characteristic_time(terms, idle_capacity(capacity.offload_tokens, held))
         total_tokens, total_requests = hits(terms, T2)
     gpu_thr = min(1.0, gpu_tokens / terms.prompt_tokens)
     thr = min(1.0, total_tokens / terms.prompt_tokens)
@@ -487,20 +530,25 @@ def analyze_terms(setup: Setup, terms: Terms) -> AnalyticResult:
         request_rate=request_rate, prompt_tokens_per_s=prompt_tps, hit_tokens_per_s=prompt_tps * thr,
         mean_prompt_tokens=terms.prompt_tokens / terms.mean_turns,
         policy_modelled=scenario.policy == "lru", capacity=capacity,
+        in_flight_requests=held.requests, in_flight_tokens=held.tokens,
+        in_flight_share=held.tokens / capacity.capacity_tokens if capacity.capacity_tokens else 0.0,
+        decode_tokens_per_s_used=held.decode_tokens_per_s, ttft_s_used=held.ttft_s, service_s=held.service_s,
+        in_flight_saturated=held.saturated,
     )
 
 
-def analyze_setup(setup: Setup) -> AnalyticResult:
-    """Hit rates, characteristic time and rates for a resolved scenario (docs/model.md §4-§6, §9)."""
-    return analyze_terms(setup, build_terms(setup))
+def analyze_setup(setup: Setup, in_flight: bool = True) -> AnalyticResult:
+    """Hit rates, characteristic time and rates for a resolved scenario (docs/model.md §4-§6, §9);
+    ``in_flight`` as in :func:`analyze_terms`."""
+    return analyze_terms(setup, build_terms(setup), in_flight)
 
 
-def analyze(scenario: Scenario) -> AnalyticResult:
+def analyze(scenario: Scenario, in_flight: bool = True) -> AnalyticResult:
     """:func:`analyze_setup` of ``scenario`` resolved (:func:`~kvcache_calculator.setup.resolve.resolve`)."""
-    return analyze_setup(resolve(scenario))
+    return analyze_setup(resolve(scenario), in_flight)
 
 
-def hit_rate_and_ceiling(setup: Setup, tail: float = 0.0) -> tuple[float, float]:
+def hit_rate_and_ceiling(setup: Setup, tail: float = 0.0, in_flight: bool = True) -> tuple[float, float]:
     """(token hit rate, ceiling) of a resolved scenario: :func:`analyze_setup`'s two rates
     alone, the hit rate at ``T`` solved for the larger tier. ``tail`` as in :func:`gap_sums`:
     the sweeps' exact points pass a small one, which changes the rates by about 1e-12 and makes
@@ -510,21 +558,27 @@ def hit_rate_and_ceiling(setup: Setup, tail: float = 0.0) -> tuple[float, float]
     ceiling = min(1.0, hits(terms, math.inf)[0] / terms.prompt_tokens)
     if not capacity.fits:
         return 0.0, ceiling
-    T = solve_characteristic_time(terms, max(capacity.capacity_tokens, capacity.offload_tokens), tail)
+    held = in_flight_for(setup, terms) if in_flight else NO_IN_FLIGHT
+    terms = with_service(terms, held.service_s)
+    tokens = idle_capacity(max(capacity.capacity_tokens, capacity.offload_tokens), held)
+    T = solve_characteristic_time(terms, tokens, tail)
     return min(1.0, hits(terms, T, tail)[0] / terms.prompt_tokens), ceiling
 
 
-def capacity_for_hit_rate(setup: Setup, target: float) -> tuple[float | None, float]:
+def capacity_for_hit_rate(setup: Setup, target: float, in_flight: bool = True) -> tuple[float | None, float]:
     """Tokens of cache per instance for a token hit rate of ``target``, and the ceiling.
 
     Returns ``(None, ceiling)`` when the target is at or above the infinite-cache ceiling.
-    Solves on T (hit rate rises with T), then capacity = O(T).
+    Solves on T (hit rate rises with T), then capacity = O(T) plus the KV held by running
+    requests.
     """
     terms = build_terms(setup)
     ceiling = token_hit_rate_at(terms, math.inf)
     if target >= ceiling - 1e-9:
         return None, ceiling
+    held = in_flight_for(setup, terms) if in_flight else NO_IN_FLIGHT
+    terms = with_service(terms, held.service_s)
     if token_hit_rate_at(terms, T_MIN_S) >= target:
-        return occupancy(terms, T_MIN_S), ceiling   # what is hit even then: the shared prompt
+        return occupancy(terms, T_MIN_S) + held.tokens, ceiling   # what is hit even then: the shared prompt
     T = solve_increasing(lambda t: token_hit_rate_at(terms, t), target, T_MIN_S, T_MAX_S)
-    return occupancy(terms, T), ceiling
+    return occupancy(terms, T) + held.tokens, ceiling

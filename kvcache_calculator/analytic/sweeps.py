@@ -19,7 +19,7 @@ import math
 from bisect import bisect_left
 from dataclasses import asdict, dataclass
 
-from kvcache_calculator.analytic.model import capacity_for_hit_rate
+from kvcache_calculator.analytic.model import Traffic, capacity_for_hit_rate
 from kvcache_calculator.analytic.table import (
     Analysis, interpolate_curve, table_answers, variant_hit_and_ceiling, variant_hit_rate,
 )
@@ -97,9 +97,10 @@ def tokens_for_hit_rate(analysis: Analysis, rate: float) -> float | None:
         # even then, the shared prompt): the exact solver
         return capacity_for_hit_rate(analysis.setup, rate)[0]
     h0, h1, o0, o1 = hit[i - 1], hit[i], occ[i - 1], occ[i]
+    held = analysis.in_flight_tokens          # the running requests' KV comes on top
     if h1 <= h0 or o0 <= 0:
-        return o1
-    return o0 * (o1 / o0) ** ((rate - h0) / (h1 - h0))
+        return o1 + held
+    return o0 * (o1 / o0) ** ((rate - h0) / (h1 - h0)) + held
 
 
 def current_memory_gib(analysis: Analysis) -> float:
@@ -122,7 +123,7 @@ def memory_range(analysis: Analysis) -> tuple[float, float]:
     ceiling = analysis.result.max_token_hit_rate
     # memory for 99% of the ceiling, from the table at the current workload
     occ, rate = analysis.curve
-    knee = next((o for o, r in zip(occ, rate) if r >= 0.99 * ceiling), occ[-1])
+    knee = next((o for o, r in zip(occ, rate) if r >= 0.99 * ceiling), occ[-1]) + analysis.in_flight_tokens
     knee_gib = memory_for_tokens(s, cap, knee) * 1.1
     ref = max(cur, lo * 1.05, lo + 1.0)
     hi = min(max(knee_gib, 1.5 * ref), 6.0 * ref)
@@ -152,22 +153,31 @@ class MemoryCurve:
 
 def hit_vs_memory(analysis: Analysis, points: int = 100) -> MemoryCurve:
     """The token hit rate at ``points`` GPU memory sizes per GPU (table interpolation, no
-    solve per point); the current point is the exact analysis."""
+    solve per point, at the capacity left beside the running requests' KV); the current point
+    is the exact analysis."""
     s, cap = analysis.scenario, analysis.capacity
     lo, hi = memory_range(analysis)
     mems = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
     occ, rate = analysis.curve
     off = cap.offload_tokens
+    held, traffic = analysis.in_flight_tokens, analysis.terms.traffic
     toks, hit, gpu_hit = [], [], []
     for m in mems:
         t = tokens_for_memory(s, cap, m)
         toks.append(t)
-        g = interpolate_curve(t, occ, rate) if t > 0 else 0.0
+        g = _idle_rate(analysis, t - held, occ, rate, traffic) if t > 0 else 0.0
         gpu_hit.append(g)
-        hit.append(interpolate_curve(off, occ, rate) if t > 0 and off > t else g)
+        hit.append(_idle_rate(analysis, off - held, occ, rate, traffic) if t > 0 and off > t else g)
     r = analysis.result
     return MemoryCurve(tuple(mems), tuple(toks), tuple(hit), tuple(gpu_hit), current_memory_gib(analysis),
                        r.token_hit_rate, r.max_token_hit_rate, fit_memory_gib(s, cap))
+
+
+def _idle_rate(analysis: Analysis, idle_tokens: float, occ: list[float], rate: list[float],
+               traffic: Traffic) -> float:
+    """The hit rate of a curve (at ``traffic``) when ``idle_tokens`` are left to idle
+    histories (none left: the table's rate at T = 0, as the analysis)."""
+    return interpolate_curve(idle_tokens, occ, rate) if idle_tokens > 0 else analysis.table.zero_rate(traffic)
 
 
 def base_value(analysis: Analysis, key: str):
@@ -415,8 +425,11 @@ def heatmap(analysis: Analysis, rows: int = 30, cols: int = 30) -> Heatmap:
     eff = [max(t, off) if t > 0 else 0 for t in toks]
     grid = []
     for lam in lams:
-        occ, rate = analysis.table.occupancy_curve(analysis.traffic(with_updates(s, arrival_rate=lam)))
-        grid.append(tuple(interpolate_curve(t, occ, rate) if t > 0 else 0.0 for t in eff))
+        variant = with_updates(s, arrival_rate=lam)
+        held = analysis.variant_in_flight(variant)[0]     # grows with the arrival rate
+        traffic = analysis.traffic(variant)
+        occ, rate = analysis.table.occupancy_curve(traffic)
+        grid.append(tuple(_idle_rate(analysis, t - held, occ, rate, traffic) if t > 0 else 0.0 for t in eff))
     return Heatmap(tuple(mems), tuple(lams), tuple(grid), current_memory_gib(analysis), s.arrival_rate,
                    analysis.result.token_hit_rate)
 

@@ -23,6 +23,12 @@ scenario keys (:attr:`~kvcache_calculator.scenario.Field.effect`); inputs that c
 structure (turns, tokens per turn, block size, non-sticky instance count, sliding layers) are
 solved exactly by :func:`~kvcache_calculator.analytic.model.analyze_setup`.
 
+The table holds the histories' occupancy; the KV held by running requests comes on top. Every
+answer of the table is therefore taken at the capacity left to idle histories, the variant's
+capacity minus the variant's in-flight KV (:func:`~kvcache_calculator.analytic.model.in_flight_for`:
+the arrival rate, the instance count, the model, the GPU, the engine's ``max_num_seqs`` and the
+service-time keys move it), as the analysis does.
+
 :class:`Analysis` is one :class:`~kvcache_calculator.setup.resolve.Setup` analysed, with its
 terms and table: what the sweeps, the advice and the figures of one recompute share, and what
 their what-if variants (:func:`variant_hit_rate`, :func:`variant_result`) are evaluated on.
@@ -34,11 +40,15 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass
 
+from kvcache_calculator.analytic.inflight import (
+    RATE_KEYS, ServiceRates, at_rate, held_tokens, per_request, service_rates,
+)
 from kvcache_calculator.analytic.model import (
     T_MAX_S, AnalyticResult, Terms, Traffic, analyze_setup, analyze_terms, build_terms, gap_sums,
-    hit_rate_and_ceiling, hits, illinois_log_root, saturation_x, shared_prefix_hit_probability, traffic_of,
+    hit_rate_and_ceiling, hits, illinois_log_root, in_flight_for, saturation_x,
+    shared_prefix_hit_probability, traffic_of, with_service,
 )
-from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
+from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, IN_FLIGHT_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
 from kvcache_calculator.setup.architecture import ModelArch
 from kvcache_calculator.setup.capacity import Capacity
 from kvcache_calculator.setup.resolve import Setup
@@ -47,7 +57,7 @@ _POINTS_PER_DECADE = 20
 #: The loop stops where F_m falls below this past x (see :func:`gap_sums`): the table is an
 #: interpolation anyway, and the stop makes a point cost O(min(R, x + 40)) instead of O(R).
 _TAIL = 1e-13
-_TABLE_KEYS = frozenset(SCALAR_KEYS) | frozenset(CAPACITY_ONLY_KEYS)
+_TABLE_KEYS = frozenset(SCALAR_KEYS) | frozenset(CAPACITY_ONLY_KEYS) | frozenset(IN_FLIGHT_KEYS)
 _KV_BYTES_KEYS = frozenset(KV_BYTES_KEYS)
 _TRAFFIC_KEYS = frozenset(SCALAR_KEYS) | {"instances"}     # what traffic_of reads
 
@@ -84,6 +94,7 @@ class HitRateTable:
         self.g1 = tuple(g1)
         self.g2 = tuple(g2)
         self.ceiling_tokens = hits(terms, math.inf)[0]
+        self.at_zero = self.parts(0.0)
 
     def parts(self, x: float) -> tuple[float, float, float]:
         """``(a(x), G1(x), G2(x))``: the model's loop at unit gaps (no shared prefix)."""
@@ -101,14 +112,23 @@ class HitRateTable:
         return (traffic.conv_rate_per_instance * theta * a + traffic.shared_tokens * p,
                 self.terms.sys_turns * p * sys_hit + g1 - p * sys_hit * g2)
 
+    def zero_rate(self, traffic: Traffic) -> float:
+        """The hit rate when nothing is left to idle histories (running requests hold the whole
+        cache): ``T = 0``, as the analysis solves it; only the shared prefix, which running
+        requests pin, is hit."""
+        prompt = self.terms.prompt_tokens
+        return _clamp01(self.point(0.0, *self.at_zero, traffic)[1] / prompt) if prompt > 0 else 0.0
+
     def _grid_point(self, i: int, traffic: Traffic) -> tuple[float, float]:
         return self.point(self.xs[i], self.a[i], self.g1[i], self.g2[i], traffic)
 
     def token_hit_rate(self, capacity_tokens: float, traffic: Traffic) -> float:
         """Token hit rate (0-1) at ``capacity_tokens`` per instance under ``traffic``."""
         prompt = self.terms.prompt_tokens
-        if prompt <= 0 or capacity_tokens <= 0:
+        if prompt <= 0:
             return 0.0
+        if capacity_tokens <= 0:
+            return self.zero_rate(traffic)
         n = len(self.xs)
         o_lo, h_lo = self._grid_point(0, traffic)
         if capacity_tokens <= o_lo:     # as analyze: T stays at its lower bound
@@ -193,6 +213,8 @@ class Analysis:
     result: AnalyticResult
     table: HitRateTable
     curve: tuple[tuple[float, ...], tuple[float, ...]]   # occupancy_curve at the setup's traffic
+    rates: ServiceRates                                  # how fast the setup serves a request
+    request_held: tuple[float, float]                    # (held token-seconds, service_s) of a request
 
     @property
     def scenario(self) -> Scenario:
@@ -209,23 +231,49 @@ class Analysis:
         """The setup's capacity."""
         return self.setup.capacity
 
-    def traffic(self, scenario: Scenario) -> Traffic:
-        """The :class:`Traffic` of a variant ``scenario`` with this one's turn structure."""
-        return traffic_of(scenario, self.terms.mean_turns, self.terms.sys_hit_tokens)
+    def traffic(self, scenario: Scenario, service_s: float | None = None) -> Traffic:
+        """The :class:`Traffic` of a variant ``scenario`` with this one's turn structure, its
+        requests served in ``service_s`` (None: this one's)."""
+        service = self.terms.traffic.service_s if service_s is None else service_s
+        return traffic_of(scenario, self.terms.mean_turns, self.terms.sys_hit_tokens, service)
+
+    @property
+    def in_flight_tokens(self) -> float:
+        """KV tokens held by running requests per instance (0 when the model does not fit)."""
+        return self.result.in_flight_tokens
+
+    def variant_in_flight(self, scenario: Scenario, rates: ServiceRates | None = None) -> tuple[float, float]:
+        """``(tokens, service_s)`` of the running requests per instance in a variant
+        ``scenario`` with this one's turn structure (the table's variants), served at ``rates``
+        (None: this setup's), as :func:`~kvcache_calculator.analytic.model.in_flight_for`
+        gives them."""
+        terms = self.terms
+        rate = scenario.arrival_rate * terms.mean_turns / scenario.instances
+        if rates is None:            # this setup's requests at another rate: a few operations
+            held, service_s = self.request_held
+            return at_rate(rate, held, service_s, self.rates.max_num_seqs)[1], service_s
+        return held_tokens(rate, max(0.0, terms.prompt_tokens / terms.mean_turns - terms.sys_hit_tokens),
+                           scenario.output_tokens, rates, scenario.block_size)
 
 
 def prepare(setup: Setup) -> Analysis:
     """Analyse ``setup`` once: its terms, its :class:`AnalyticResult` and its hit-rate table."""
     terms = build_terms(setup)
+    terms = with_service(terms, in_flight_for(setup, terms).service_s)
     table = HitRateTable(terms)
     occ, rate = table.occupancy_curve(terms.traffic)
-    return Analysis(setup, terms, analyze_terms(setup, terms), table, (tuple(occ), tuple(rate)))
+    rates = service_rates(setup)
+    s = setup.scenario
+    held = per_request(max(0.0, terms.prompt_tokens / terms.mean_turns - terms.sys_hit_tokens), s.output_tokens,
+                       rates.ttft_s, rates.decode_tokens_per_s, s.block_size)
+    return Analysis(setup, terms, analyze_terms(setup, terms), table, (tuple(occ), tuple(rate)), rates, held)
 
 
 def table_answers(analysis: Analysis, keys) -> bool:
     """Whether changing ``keys`` keeps the model's sums over turns, so the table answers:
-    traffic scalars, capacity-only keys, the instance count under session affinity (it only
-    divides the traffic) and the KV bytes per token unless the model holds per-sequence state."""
+    traffic scalars, capacity-only and service-time keys, the instance count under session
+    affinity (it only divides the traffic) and the KV bytes per token unless the model holds
+    per-sequence state."""
     fixed_state = analysis.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     for key in keys:
         if key in _TABLE_KEYS:
@@ -248,9 +296,13 @@ def variant_hit_rate(analysis: Analysis, **changes) -> float:
     if not cap.fits:
         return 0.0
     if table_answers(analysis, changes):
-        tokens = max(cap.capacity_tokens, cap.offload_tokens)
-        same = _TRAFFIC_KEYS.isdisjoint(changes)
-        traffic = analysis.terms.traffic if same else analysis.traffic(variant.scenario)
+        # the service rates are this setup's unless the changes touch what they read
+        rates = None if RATE_KEYS.isdisjoint(changes) else service_rates(variant)
+        held, service_s = analysis.variant_in_flight(variant.scenario, rates)
+        tokens = max(0.0, max(cap.capacity_tokens, cap.offload_tokens) - held)
+        base = analysis.terms.traffic
+        same = _TRAFFIC_KEYS.isdisjoint(changes) and (base.num_shared_prompts <= 1 or service_s == base.service_s)
+        traffic = analysis.terms.traffic if same else analysis.traffic(variant.scenario, service_s)
         return analysis.table.token_hit_rate(tokens, traffic)
     return hit_rate_and_ceiling(variant, _TAIL)[0]
 
@@ -269,8 +321,9 @@ def variant_result(analysis: Analysis, **changes) -> AnalyticResult:
 
 def hit_rate_at_tokens(analysis: Analysis, capacity_tokens: float) -> float:
     """Token hit rate at ``capacity_tokens`` of GPU cache per instance, from the table (the
-    offload tier, if any and larger, serves as the second tier as in the analysis)."""
+    offload tier, if any and larger, serves as the second tier as in the analysis; the
+    running requests hold their KV in either)."""
     if capacity_tokens <= 0:
         return 0.0
-    tokens = max(capacity_tokens, analysis.capacity.offload_tokens)
-    return analysis.table.token_hit_rate(tokens, analysis.terms.traffic)
+    tokens = max(capacity_tokens, analysis.capacity.offload_tokens) - analysis.in_flight_tokens
+    return analysis.table.token_hit_rate(max(0.0, tokens), analysis.terms.traffic)

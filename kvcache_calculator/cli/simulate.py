@@ -25,7 +25,8 @@ TABLE_KEYS = (
     ("offload_characteristic_time_s", "s"), ("capacity_tokens", "tokens"),
     ("offload_tokens", "tokens"), ("request_rate", "requests/s"), ("mean_turns", "turns"),
     ("mean_prompt_tokens", "tokens"), ("prompt_tokens_per_s", "tokens/s"),
-    ("hit_tokens_per_s", "tokens/s"), ("conversations", "measured"), ("requests", "measured"),
+    ("hit_tokens_per_s", "tokens/s"), ("service_s", "s"), ("in_flight_tokens", "tokens"),
+    ("conversations", "measured"), ("requests", "measured"),
     ("warmup_conversations", "conversations"), ("simulated_time_s", "s"), ("seed", ""),
 )
 _CHUNK = 20_000          # requests between progress updates

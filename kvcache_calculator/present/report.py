@@ -58,6 +58,12 @@ RESULT_KEYS: dict[str, tuple[str, str]] = {
     "prefill_tflops_saved_per_s": ("TFLOP/s", "prefill compute saved, about 2 x active params per hit token"),
     "prefill_gpu_s_saved_per_s": ("GPU-s/s", "GPUs' worth of prefill compute saved at the MFU given"),
     "ttft_saved_s": ("s", "mean prefill time saved per request (compute-bound estimate)"),
+    "in_flight_requests": ("requests", "requests in service per instance (Little's law, at most max_num_seqs)"),
+    "in_flight_tokens": ("tokens", "KV held by running requests per instance, not evictable"),
+    "in_flight_share": ("fraction", "share of the cache held by running requests"),
+    "decode_tokens_per_s_used": ("tokens/s", "decode speed per sequence (given, or from the GPU's bandwidth)"),
+    "ttft_s_used": ("s", "time to first token (given, or from the mean prompt and the GPU's compute)"),
+    "service_s": ("s", "how long a request holds its KV: time to first token plus output / decode speed"),
     "capacity_for_target_tokens": ("tokens", "cache per instance for target_hit_rate (null: above the ceiling)"),
     "memory_for_target_gib": ("GiB", "GPU memory per GPU for target_hit_rate at gpu_mem_util (null: above the ceiling)"),
 }
@@ -121,6 +127,13 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         "prefill_gpu_s_saved_per_s": flops_per_s / peak if peak > 0 else None,
         "ttft_saved_s": (2 * arch.active_params_b * 1e9 * hit_tokens_per_request / (peak * scenario.num_gpus)
                          if peak > 0 else None),
+        "in_flight_requests": result.in_flight_requests,
+        "in_flight_tokens": result.in_flight_tokens,
+        "in_flight_share": result.in_flight_share,
+        "decode_tokens_per_s_used": result.decode_tokens_per_s_used if result.fits else None,
+        "ttft_s_used": result.ttft_s_used if result.fits else None,
+        "service_s": result.service_s if result.fits else None,
+        "in_flight_saturated": result.in_flight_saturated,
         "target_hit_rate": scenario.target_hit_rate,
         "capacity_for_target_tokens": None,
         "memory_for_target_gib": None,
@@ -133,6 +146,11 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         out["capacity_for_target_tokens"] = tokens
         out["memory_for_target_gib"] = memory_for_tokens(scenario, capacity, tokens)
     return {k: _clean(v) for k, v in out.items()}
+
+
+#: From this share of the think time, a request's service makes the routings that spread a
+#: conversation's turns a weak regime of the model (benchmarks/crossval_table.py).
+LONG_SERVICE = 0.3
 
 
 def model_notes(scenario: Scenario, res: dict) -> list[str]:
@@ -149,10 +167,29 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
         notes.append("Fixed think times close to the characteristic time T: real LRU keeps part of the "
                      "histories where the model's all-or-nothing timer keeps none or all (errors of "
                      "10 points or more seen). Check with the simulation.")
-    cap = res.get("capacity_tokens") or 0
-    if res.get("fits") and 0 < cap < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):
-        notes.append("The cache holds fewer than about 20 prompts: the large-cache approximation behind "
-                     "the model is weak here. Check with the simulation.")
+    if res.get("in_flight_saturated"):
+        seqs = res.get("in_flight_requests") or 0      # max_num_seqs when saturated
+        notes.append(f"Requests arrive faster than {seqs:,.0f} running sequences (max_num_seqs) can serve them "
+                     f"at {res.get('service_s') or 0:.3g} s each: the engine would queue them without bound. "
+                     f"The KV held by running requests is counted for {seqs:,.0f} of them.")
+    elif res.get("fits") and (res.get("in_flight_share") or 0) >= 1:
+        notes.append("The running requests alone hold the whole cache: only the shared system prompt, "
+                     "which they pin, is left to hit.")
+    # a history waits on an instance while its conversation's turns run elsewhere: the model
+    # counts think times only (tests/test_crossval.py: 2.5 points at a service of one think time)
+    service = res.get("service_s") or 0.0
+    if not sticky and service >= LONG_SERVICE * scenario.think_time_s:
+        notes.append(f"Requests run {service:.3g} s, {service / scenario.think_time_s:.0%} of the think time, "
+                     f"and {scenario.routing} routing spreads a conversation's turns over the instances: the model "
+                     "counts the time a history waits on an instance as think times only, not the turns served "
+                     "elsewhere meanwhile, and overestimates the hit rate (by 2.5 points at a service of one "
+                     "think time). Check with the simulation.")
+    # the cache idle conversations can use: the pool less what running requests hold
+    idle = (res.get("capacity_tokens") or 0) - (res.get("in_flight_tokens") or 0)
+    if res.get("fits") and 0 < idle < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):
+        held = " beside the running requests' KV" if res.get("in_flight_tokens") else ""
+        notes.append(f"The cache left{held} holds fewer than about 20 prompts: the large-cache "
+                     "approximation behind the model is weak here. Check with the simulation.")
     return notes
 
 

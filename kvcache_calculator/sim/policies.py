@@ -43,6 +43,19 @@ The two users:
   counts: for one block the pinning rule only says that the block being cached is not its
   own victim, which is what libCacheSim's LRU, FIFO and LFU do too (tested).
 
+**Running requests** (the simulator's in-flight KV): ``hold(blocks)`` serves a request as
+``access`` does but keeps its blocks pinned after the call, for as long as the request runs;
+``release(held, cached)`` ends it: its blocks are unpinned, those of ``held`` not in
+``cached`` (the partly filled last block) are dropped, ``cached`` (the whole blocks of its
+final sequence) are settled in the policy's order as at an access (LRU: most recent, tail
+first; FIFO and LFU: inserted if new, not refreshed), and the overflow is evicted. A block
+pinned by several requests (a shared system prompt) stays pinned until the last one ends.
+Pinned blocks count in the capacity but are never victims: when running requests alone hold
+more than the capacity, the cache holds them all and evicts the rest (an engine would queue
+or preempt a request instead). A cache is served either with ``access`` or with
+``hold``/``release``, not both. :class:`SegmentLRU` does the same by runs (``hold_runs``,
+``release_runs``).
+
 Lookups do not change the state: ``block in cache``; :func:`prefix_length` counts the longest
 cached run of a list of blocks.
 """
@@ -72,6 +85,7 @@ class BlockCache:
     def __init__(self, capacity_blocks: int):
         self.capacity_blocks = _check_capacity(capacity_blocks)
         self.evictions = 0
+        self._pins: dict = {}       # block -> running requests holding it (hold/release)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -102,6 +116,68 @@ class BlockCache:
 
     def _remove(self, block: Hashable) -> None:
         raise NotImplementedError
+
+    def _use(self, block: Hashable) -> None:
+        """One block of a request being served, without eviction: cached, and ordered as the
+        policy orders an access."""
+        raise NotImplementedError
+
+    def _settle(self, block: Hashable) -> None:
+        """One block of a request that ends, without eviction: cached if new, else left where
+        the policy keeps it (LRU refreshes it)."""
+        raise NotImplementedError
+
+    def pinned(self, block: Hashable) -> bool:
+        """Whether a running request holds ``block`` (:meth:`hold`)."""
+        return block in self._pins
+
+    def hold(self, blocks: Sequence[Hashable], start: int = 0) -> int:
+        """Serve a request that keeps running (see the module docstring): as :meth:`access`,
+        its blocks then stay pinned until :meth:`release`. Returns the cached run's end."""
+        n = len(blocks)
+        end = start
+        while end < n and blocks[end] in self:
+            end += 1
+        for block in reversed(blocks):
+            self._use(block)
+        pins = self._pins
+        for block in blocks:
+            pins[block] = pins.get(block, 0) + 1
+        self._evict_unpinned(len(self) - self.capacity_blocks)
+        return end
+
+    def release(self, held: Sequence[Hashable], cached: Sequence[Hashable]) -> None:
+        """End a request served by :meth:`hold` with ``held``; ``cached`` is what its final
+        sequence leaves cached (see the module docstring)."""
+        pins = self._pins
+        for block in held:
+            count = pins[block] - 1
+            if count:
+                pins[block] = count
+            else:
+                del pins[block]
+        keep = set(cached)
+        for block in held:
+            if block not in keep and block not in pins and block in self:
+                self._remove(block)         # the partly filled last block: never cached
+        for block in reversed(cached):
+            self._settle(block)
+        self._evict_unpinned(len(self) - self.capacity_blocks)
+
+    def _evict_unpinned(self, overflow: int) -> None:
+        """Evict up to ``overflow`` blocks in policy order, none of them pinned."""
+        if overflow <= 0:
+            return
+        pins = self._pins
+        chosen = []
+        for block in self.victims():
+            if block not in pins:
+                chosen.append(block)
+                if len(chosen) == overflow:
+                    break
+        for block in chosen:
+            self._remove(block)
+        self.evictions += len(chosen)
 
     def _head(self, blocks: Sequence[Hashable]) -> Sequence[Hashable]:
         """The blocks a request keeps when it is longer than the cache (its first
@@ -180,6 +256,15 @@ class LRU(BlockCache):
     def _remove(self, block: Hashable) -> None:
         del self._order[block]
 
+    def _use(self, block: Hashable) -> None:
+        order = self._order
+        if block in order:
+            order.move_to_end(block)
+        else:
+            order[block] = None
+
+    _settle = _use      # a request that ends leaves its blocks the most recent (vLLM frees them so)
+
 
 class FIFO(LRU):
     """First cached, first evicted: LRU's ordered store, except that hits do not refresh a block."""
@@ -216,6 +301,12 @@ class FIFO(LRU):
                 del order[block]
             self.evictions += overflow
         return end
+
+    def _use(self, block: Hashable) -> None:
+        if block not in self._order:
+            self._order[block] = None
+
+    _settle = _use
 
     def touch(self, block: Hashable) -> bool:
         """Serve ``[block]``; True on a hit."""
@@ -287,6 +378,17 @@ class LFU(BlockCache):
         del bucket[block]
         if not bucket:
             del self._buckets[count]
+
+    def _use(self, block: Hashable) -> None:
+        count = self._count.get(block)
+        if count is None:
+            self._insert(block)
+        else:
+            self._bump(block, count)
+
+    def _settle(self, block: Hashable) -> None:
+        if block not in self._count:
+            self._insert(block)       # a request's end is no access: counts stay
 
     def access(self, blocks: Sequence[Hashable], start: int = 0) -> int:
         """Serve one request (see :meth:`BlockCache.access`); returns the cached run's end."""
@@ -373,7 +475,7 @@ class SegmentLRU:
     """
 
     name = "lru"
-    __slots__ = ("capacity_blocks", "used_blocks", "evictions", "log", "_runs")
+    __slots__ = ("capacity_blocks", "used_blocks", "evictions", "log", "_runs", "_held")
 
     def __init__(self, capacity_blocks: int, log: EvictionLog | None = None):
         self.capacity_blocks = _check_capacity(capacity_blocks)
@@ -381,13 +483,23 @@ class SegmentLRU:
         self.evictions = 0
         self.log = log if log is not None else EvictionLog()
         self._runs: OrderedDict = OrderedDict()   # key -> (cached blocks, last touch s), least recent first
+        self._held: dict = {}                     # key -> [running requests, blocks]: pinned runs
 
     def __len__(self) -> int:
         return self.used_blocks
 
     def __contains__(self, block: tuple) -> bool:
-        entry = self._runs.get(block[0])
-        return entry is not None and 0 <= block[1] < entry[0]
+        key, i = block
+        entry = self._held.get(key)
+        if entry is not None:
+            return 0 <= i < entry[1]
+        entry = self._runs.get(key)
+        return entry is not None and 0 <= i < entry[0]
+
+    def pinned(self, block: tuple) -> bool:
+        """Whether a running request holds ``block`` (:meth:`hold_runs`)."""
+        entry = self._held.get(block[0])
+        return entry is not None and 0 <= block[1] < entry[1]
 
     def __iter__(self) -> Iterator[tuple]:
         return self.victims()
@@ -397,7 +509,10 @@ class SegmentLRU:
         return ((key, i) for key, (cached, _) in self._runs.items() for i in range(cached - 1, -1, -1))
 
     def cached_blocks(self, key: Hashable) -> int:
-        """How many blocks of run ``key`` are cached (a head prefix of the run)."""
+        """How many blocks of run ``key`` are cached (a head prefix of the run), held or not."""
+        entry = self._held.get(key)
+        if entry is not None:
+            return entry[1]
         entry = self._runs.get(key)
         return entry[0] if entry is not None else 0
 
@@ -457,6 +572,88 @@ class SegmentLRU:
                     log.blocks += cached
         self.used_blocks = used
         return end
+
+
+    def hold_runs(self, head: Hashable, head_blocks: int, tail: Hashable, tail_blocks: int,
+                  now_s: float, start: int = 0) -> int:
+        """Serve a request that keeps running, its sequence run ``head`` then ``tail_blocks``
+        of run ``tail`` (:meth:`access_runs`, returning the same); both runs stay pinned
+        until :meth:`release_runs` (the module docstring's running requests)."""
+        runs, held = self._runs, self._held
+        used = self.used_blocks
+        h = 0
+        if head_blocks:
+            entry = held.get(head)
+            if entry is not None:               # a shared prompt another running request holds
+                entry[0] += 1
+                h = entry[1]
+            else:
+                old = runs.pop(head, None)
+                h = old[0] if old else 0
+                held[head] = [1, head_blocks]
+                used += head_blocks - h
+        entry = held.get(tail)
+        if entry is not None:
+            entry[0] += 1
+            t = entry[1]
+            if tail_blocks > t:
+                used += tail_blocks - t
+                entry[1] = tail_blocks
+        else:
+            old = runs.pop(tail, None)
+            t = old[0] if old else 0
+            held[tail] = [1, tail_blocks]
+            used += tail_blocks - t
+        if start < head_blocks:
+            end = (h if h < head_blocks else head_blocks + t) if h > start else start
+        else:
+            end = head_blocks + t if head_blocks + t > start else start
+        self.used_blocks = used
+        self._evict_idle(now_s)
+        return end
+
+    def release_runs(self, head: Hashable, head_blocks: int, tail: Hashable, tail_cached: int,
+                     now_s: float) -> None:
+        """End a request served by :meth:`hold_runs`: its tail run keeps ``tail_cached``
+        blocks (the whole blocks of its final sequence) and becomes the most recent, then its
+        head run when no other running request holds it; the overflow is evicted."""
+        runs, held = self._runs, self._held
+        entry = held[tail]
+        entry[0] -= 1
+        if entry[0] == 0:
+            del held[tail]
+            self.used_blocks += tail_cached - entry[1]
+            if tail_cached > 0:
+                runs[tail] = (tail_cached, now_s)
+        if head_blocks:
+            entry = held[head]
+            entry[0] -= 1
+            if entry[0] == 0:
+                del held[head]
+                runs[head] = (entry[1], now_s)
+        self._evict_idle(now_s)
+
+    def _evict_idle(self, now_s: float) -> None:
+        """Evict the least recent runs' blocks (tails first) until the capacity holds or
+        only pinned runs are left."""
+        excess = self.used_blocks - self.capacity_blocks
+        runs = self._runs
+        if excess <= 0 or not runs:
+            return
+        log = self.log
+        pop = runs.popitem
+        while excess > 0 and runs:
+            key, (cached, touched_s) = pop(False)           # the least recent run
+            if cached > excess:                              # loses its tail only
+                runs[key] = (cached - excess, touched_s)
+                runs.move_to_end(key, False)
+                cached = excess
+            excess -= cached
+            self.used_blocks -= cached
+            self.evictions += cached
+            if log.active:
+                log.idle_block_s += cached * (now_s - touched_s)
+                log.blocks += cached
 
 
 #: Policy name (the scenario's ``policy`` key) -> per-block class.

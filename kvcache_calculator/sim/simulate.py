@@ -6,9 +6,21 @@ The workload is that of docs/model.md §4:
   for the whole run, warm-up and measurement alike;
 - a conversation has ``N`` turns (``fixed``, or ``geometric`` with mean ``turns``) and draws
   one of ``num_system_prompts`` system prompts uniformly;
-- requests are served instantly: turn ``k`` arrives, is looked up, and its whole sequence
-  (prompt and response) is cached at once; the user then thinks for a gap ``G``
-  (``exponential`` with mean ``think_time_s``, or ``fixed``) before turn ``k + 1``.
+- turn ``k`` arrives and is looked up, then runs for a service time ``ttft_s + output_tokens /
+  decode_tokens_per_s`` (the scenario's, or derived as the analytic model derives them:
+  :func:`kvcache_calculator.analytic.inflight.service_rates`), holding its KV blocks, which
+  cannot be evicted meanwhile; when it ends, its whole sequence (prompt and response) stays
+  cached, evictable, the most recent; the user then thinks for a gap ``G`` (``exponential``
+  with mean ``think_time_s``, or ``fixed``) before turn ``k + 1``.
+
+A running request holds its prompt and the output generated so far. The simulator holds, for
+the whole service, its prompt plus ``O * decode_s / (2 * service_s)`` tokens of output (the
+mean of a linear growth over the decode), rounded up to whole blocks: the same token-seconds
+as the analytic model's, at one event per request instead of one per block. It does not
+queue requests beyond ``max_num_seqs`` (a saturated engine queues without bound), and when
+running requests alone exceed the cache it lets them run with nothing idle cached (an engine
+would queue or preempt). ``in_flight=False`` serves every request instantly, holding nothing
+(the simulator before running requests were modelled; the tests of exactness use it).
 
 Token counts, with ``S`` = system prompt, ``D`` = input + output tokens, ``B`` = block size::
 
@@ -43,6 +55,10 @@ block the GPU tier caches or touches is also cached or touched there. A lookup m
 longest prefix in the GPU tier, then continues the match in the offload tier; those blocks
 are counted as offload hits and cached again in the GPU tier.
 
+The eviction policies (:mod:`kvcache_calculator.sim.policies`) pin a running request's
+blocks with ``hold``/``release`` (``hold_runs``/``release_runs`` by segments); the offload
+tier is written through at the request's arrival and holds nothing pinned.
+
 Measurement: the first ``ceil(arrival_rate * warmup_s)`` conversations are warm-up
 (default ``warmup_s = 5 * turns * think_time_s``, five mean lifetimes); the next
 ``conversations`` are measured, every request of theirs, while arrivals continue until the
@@ -62,6 +78,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from kvcache_calculator.analytic.inflight import service_rates
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.sim.policies import EvictionLog, SegmentLRU, make_cache
 from kvcache_calculator.scenario import Scenario
@@ -158,6 +175,8 @@ class SimulationResult:
     simulated_time_s: float
     batches: int
     engine: str
+    service_s: float = 0.0            # how long each request held its KV (0: served instantly)
+    in_flight_tokens: float = 0.0     # mean private KV tokens held by running requests, per instance
 
     def to_dict(self) -> dict:
         """Plain JSON types (intervals as ``[low, high]``)."""
@@ -201,13 +220,14 @@ class Simulation:
     (fast, LRU only), ``blocks`` (one cache entry per block, any policy) or ``auto``
     (segments for LRU). ``record=True`` keeps every request's outcome in :attr:`records` as
     ``(time_s, conversation, turn, system_prompt, instance, gpu_hit_blocks,
-    offload_hit_blocks)``, for tests on small cases.
+    offload_hit_blocks)``, for tests on small cases. ``in_flight=False`` serves requests
+    instantly (see the module docstring).
     """
 
     def __init__(self, scenario: Scenario, *, capacity_tokens: int | None = None,
                  offload_tokens: int | None = None, conversations: int = 20_000, seed: int = 0,
                  warmup_s: float | None = None, batches: int = 10, engine: str = "auto",
-                 record: bool = False):
+                 record: bool = False, in_flight: bool = True):
         if not isinstance(scenario, Scenario):
             raise ScenarioError("scenario", type(scenario).__name__, "must be a Scenario (use Scenario.from_dict)")
         scenario.check()
@@ -245,6 +265,9 @@ class Simulation:
         self.conversations = conversations
         self.batches = batches
         self.records: list | None = [] if record else None
+        self.in_flight = bool(in_flight)
+        self.service_s, self._output_held = _service(s) if self.in_flight else (0.0, 0.0)
+        self._held_blocks = 0             # private KV blocks held by the measured requests (each for service_s)
 
         self._rng = random.Random(seed)
         self._heap: list = []
@@ -307,7 +330,9 @@ class Simulation:
 
         Returns :attr:`done`. Calling it again resumes where it stopped, so a page can run
         the simulation in chunks without freezing. Each request goes through four steps:
-        the next event, its instance and ceiling, the caches, the accounting.
+        the next event, its instance and ceiling, the caches, the accounting. With running
+        requests modelled, the end of a request is an event of its own: its blocks are
+        released and the user's think time starts.
         """
         if self.done:
             return True
@@ -333,11 +358,31 @@ class Simulation:
         remaining = self._remaining
         done_now = 0
         t = self._now
+        hold = self.in_flight
+        service_s, output_held = self.service_s, self._output_held
+        held_sum = 0
 
         while done_now < budget and remaining:
-            # 1. The next event: a conversation's next turn, or a new conversation.
+            # 1. The next event: a conversation's next turn, the end of a running request
+            # (k < 0), or a new conversation.
             if heap and heap[0][0] < next_arrival:
                 t, cid, k, conv = heappop(heap)
+                if k < 0:
+                    conv, inst = conv
+                    k = -k
+                    n, p = conv[0], conv[1]
+                    seq_blocks = (S + k * D) // B
+                    held_blocks = -int(-(S + (k - 1) * D + IN + output_held) // B)
+                    if segments:
+                        gpu[inst].release_runs(-1 - p, ns, cid, seq_blocks - ns, t)
+                    else:
+                        first = cid * _STRIDE
+                        gpu[inst].release(shared_ids[p] + list(range(first, first + held_blocks - ns)),
+                                          shared_ids[p] + list(range(first, first + seq_blocks - ns)))
+                    if k < n:
+                        gap_s = -log(1.0 - rnd()) / inv_think if exp_gaps else think_s
+                        heappush(heap, (t + gap_s, cid, k + 1, conv))
+                    continue
             else:
                 t = next_arrival
                 cid, conv = self._new_conversation()
@@ -373,9 +418,18 @@ class Simulation:
 
             # 3. The caches: the longest prefix in the GPU tier, continued in the offload
             # tier; both then hold the sequence (write-through).
+            # A running request holds its prompt and its growing output averaged over its
+            # service (module docstring), in whole blocks, until its end event.
             ohit = 0
+            if hold:
+                held_blocks = -int(-(prompt + output_held) // B)
+                if b >= 0:
+                    held_sum += held_blocks - ns
             if segments:
-                hit = gpu[inst].access_runs(-1 - p, ns, cid, seq_blocks - ns, t)
+                if hold:
+                    hit = gpu[inst].hold_runs(-1 - p, ns, cid, held_blocks - ns, t)
+                else:
+                    hit = gpu[inst].access_runs(-1 - p, ns, cid, seq_blocks - ns, t)
                 if hit > max_blocks:
                     hit = max_blocks
                 if off is not None:
@@ -384,7 +438,10 @@ class Simulation:
                         ohit = (end if end < max_blocks else max_blocks) - hit
             else:
                 blocks = shared_ids[p] + list(range(cid * _STRIDE, cid * _STRIDE + seq_blocks - ns))
-                hit = gpu[inst].access(blocks)
+                if hold:
+                    hit = gpu[inst].hold(shared_ids[p] + list(range(cid * _STRIDE, cid * _STRIDE + held_blocks - ns)))
+                else:
+                    hit = gpu[inst].access(blocks)
                 if hit > max_blocks:
                     hit = max_blocks
                 if off is not None:
@@ -407,7 +464,9 @@ class Simulation:
                         st_grh[b] += 1
                 if k == n:
                     remaining -= 1
-            if k < n:
+            if hold:
+                heappush(heap, (t + service_s, cid, -k, (conv, inst)))
+            elif k < n:
                 # The think time: random.expovariate(inv_think) written out (a call less).
                 gap_s = -log(1.0 - rnd()) / inv_think if exp_gaps else think_s
                 heappush(heap, (t + gap_s, cid, k + 1, conv))
@@ -417,6 +476,7 @@ class Simulation:
         self._next_arrival = next_arrival
         self._remaining = remaining
         self._requests_done += done_now
+        self._held_blocks += held_sum
         return self.done
 
     def _new_conversation(self) -> tuple:
@@ -493,7 +553,23 @@ class Simulation:
             prompt_tokens=prompt_tokens, hit_tokens=sum(total), offload_hit_tokens=sum(off_hit),
             warmup_conversations=self.warmup_conversations, warmup_s=self.warmup_s,
             simulated_time_s=self._now, batches=self.batches, engine=self.engine,
+            service_s=self.service_s,
+            # Little's law over the measured conversations: they arrive at arrival_rate
+            in_flight_tokens=self._held_blocks * B * self.service_s * s.arrival_rate / self.conversations / s.instances,
         )
+
+
+def _service(scenario: Scenario) -> tuple[float, float]:
+    """A request's service time (s) and the output tokens it holds on average over it (the
+    analytic model's rates: :func:`~kvcache_calculator.analytic.inflight.service_rates`)."""
+    ttft, decode = scenario.ttft_s, scenario.decode_tokens_per_s
+    if ttft is None or decode is None:
+        rates = service_rates(resolve(scenario))
+        ttft = rates.ttft_s if ttft is None else ttft
+        decode = rates.decode_tokens_per_s if decode is None else decode
+    decode_s = scenario.output_tokens / decode
+    service = ttft + decode_s
+    return service, scenario.output_tokens * decode_s / (2 * service)
 
 
 def _capacities(scenario: Scenario, capacity_tokens: int | None,
@@ -515,7 +591,7 @@ def _capacities(scenario: Scenario, capacity_tokens: int | None,
 def simulate(scenario: Scenario, *, capacity_tokens: int | None = None,
              offload_tokens: int | None = None, conversations: int = 20_000, seed: int = 0,
              warmup_s: float | None = None, batches: int = 10,
-             engine: str = "auto") -> SimulationResult:
+             engine: str = "auto", in_flight: bool = True) -> SimulationResult:
     """Simulate ``scenario`` to the end and return its :class:`SimulationResult`.
 
     See :class:`Simulation` for the arguments; capacities are per instance, in tokens.
@@ -528,6 +604,6 @@ def simulate(scenario: Scenario, *, capacity_tokens: int | None = None,
     """
     sim = Simulation(scenario, capacity_tokens=capacity_tokens, offload_tokens=offload_tokens,
                      conversations=conversations, seed=seed, warmup_s=warmup_s,
-                     batches=batches, engine=engine)
+                     batches=batches, engine=engine, in_flight=in_flight)
     sim.run()
     return sim.result()
