@@ -18,7 +18,9 @@ measures, in headless Chromium:
 - the page's updates (issue 14), one column per condition: a 1280 x 900 desktop, a 390 x 844
   phone, and that phone with the CPU throttled 4x (the DevTools protocol's
   ``Emulation.setCPUThrottlingRate``, a mid-range phone):
-  - first number: a cold load to ``<html data-state="ready">``;
+  - first number: a cold load to ``<html data-state="ready">``, and the part of it from the
+    first line of main.py (the package's imports, then the first numbers); the runs alternate
+    between the sites;
   - numbers after an edit: from an ``input`` event on a field (at the top of the page) to the
     next frame with the new numbers, its style and layout done (the page draws suggestions
     and charts in later tasks, after that frame). Target p95: 50 ms, 200 ms at 4x;
@@ -257,19 +259,18 @@ def open_page(browser, site_url: str, viewport: dict, rate: int):
     return context, page, errors
 
 
-def first_number(browser, site_url: str, viewport: dict, rate: int, runs: int) -> list[float]:
-    """Navigation start to the first numbers (``<html data-state="ready">``), cold, ``runs``
-    times."""
-    out = []
-    for _ in range(runs):
-        context = browser.new_context(service_workers="block", viewport=viewport)
-        page = throttled_page(context, rate)
-        page.add_init_script(READY_PROBE)
-        page.goto(site_url)
-        page.wait_for_function("window.__readyAt !== undefined", timeout=300_000)
-        out.append(page.evaluate("window.__readyAt"))
-        context.close()
-    return out
+def first_number(browser, site_url: str, viewport: dict, rate: int) -> tuple[float, float]:
+    """A cold load: navigation start to the first numbers (``<html data-state="ready">``),
+    and the part of it from main.py's start (its first line) to those numbers."""
+    context = browser.new_context(service_workers="block", viewport=viewport)
+    page = throttled_page(context, rate)
+    page.add_init_script(READY_PROBE)
+    page.goto(site_url)
+    page.wait_for_function("window.__readyAt !== undefined", timeout=300_000)
+    ready, main_start = page.evaluate("""() => [window.__readyAt,
+        performance.getEntriesByName('kvcalc:main-start')[0].startTime]""")
+    context.close()
+    return ready, ready - main_start
 
 
 def edits(count: int, script: str, page) -> list[dict]:
@@ -366,12 +367,13 @@ def main(argv: list[str] | None = None) -> None:
                         _label, viewport, rate = CONDITIONS[name]
                         print(f"measuring: {name}", file=sys.stderr, flush=True)
                         firsts = {site: [] for site in sites}
-                        for _ in range(args.first_runs):
-                            for site, url in sites.items():
-                                firsts[site] += first_number(browser, url, viewport, rate, 1)
+                        for run in range(args.first_runs):
+                            for site in (list(sites) if run % 2 == 0 else list(sites)[::-1]):
+                                firsts[site].append(first_number(browser, sites[site], viewport, rate))
                         for site, url in sites.items():
                             updates[f"{name}|{site}"] = {
-                                "first_number": firsts[site],
+                                "first_number": [total for total, _ in firsts[site]],
+                                "main_py": [part for _, part in firsts[site]],
                                 **measure_condition(browser, url, viewport, rate, args.updates)}
                 lab = (measure_lab(browser, server.url, Path(tmp), args.cancels)
                        if args.only in (None, "lab") else None)
@@ -433,8 +435,9 @@ def report_updates(updates: dict) -> None:
     print(f"{'':44}" + "".join(f"{CONDITIONS[cond(c)][0]:>{width}}" for c in columns))
     if len(sites) > 1:
         print(f"{'':44}" + "".join(f"{c.split('|')[1]:>{width}}" for c in columns))
-    print(f"{'first number (cold load)':44}"
-          + "".join(f"{statistics.median(updates[c]['first_number']):>{width}.0f}" for c in columns))
+    for label, key in (("first number (cold load)", "first_number"),
+                       ("  of which main.py: imports to numbers", "main_py")):
+        print(f"{label:44}" + "".join(f"{statistics.median(updates[c][key]):>{width}.0f}" for c in columns))
     for label, key, target in (("numbers after an edit", "numbers", "numbers"),
                                ("  input event task (sync)", "sync", None),
                                ("  of which Python", "evaluate", None),
