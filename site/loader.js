@@ -23,11 +23,11 @@ window.kvcalcPlotConfig = Object.freeze({
 // to the DOM crosses into JavaScript, and an update makes about a hundred. `json` is a list of
 // [element id (":root" for <html>), what, value]; what is "text" (textContent), "hidden",
 // "items" (a list's <li> texts), "link" (the URL's fragment: the element's value shows the new
-// URL at once, the address bar after the next frame), "class:NAME" (toggled) or an
+// URL at once, the address bar when the page is idle), "class:NAME" (toggled) or an
 // attribute's name (null removes it). Only text and attribute values are set: nothing is
 // parsed as HTML.
-// history.replaceState waits on the browser process (measured: 1-5 ms, 10-20 ms with the CPU
-// throttled 4x), so it runs in its own task after the numbers are painted;
+// history.replaceState waits on the browser process (measured: 1-5 ms, 10-30 ms with the CPU
+// throttled 4x), so it runs once the page is idle (after the charts in view; within 1 s);
 // kvcalcWrite.flush() runs it at once (before the link is copied).
 let pendingUrl = null;
 function applyUrl() {
@@ -50,7 +50,10 @@ window.kvcalcWrite = (json) => {
       }));
     } else if (what === "link") {
       const url = location.href.split("#")[0] + (value ? "#" + value : "");
-      if (pendingUrl === null) requestAnimationFrame(() => setTimeout(applyUrl, 0));
+      if (pendingUrl === null) {
+        if ("requestIdleCallback" in window) requestIdleCallback(applyUrl, { timeout: 1000 });
+        else setTimeout(applyUrl, 200);
+      }
       pendingUrl = url;
       el.value = url;
     } else if (what.startsWith("class:")) {

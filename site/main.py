@@ -378,7 +378,7 @@ def sensitivity_key():
 
 
 def on_copy(event):
-    window.kvcalcWrite.flush()      # the address bar is updated a frame after an edit
+    window.kvcalcWrite.flush()      # the address bar follows an edit when the page is idle
     url = str(window.location.href)
     by_id("share-url").value = url
     status = by_id("copy-status")
