@@ -1,18 +1,18 @@
 // Charts for main.py, drawn after the numbers (issue #14). An edit draws its numbers at once
 // (main.py) and calls invalidate(): the charts it changes are marked stale and the later work
-// is scheduled, once the numbers' frame is painted, as a series of short tasks:
-//   1. the suggestions (main.py's render_suggestions), when the scenario changed;
-//   2. each stale chart near the viewport, those in view first: its data is computed by
-//      main.py's chart_json (only that chart's) in one task and drawn with Plotly.react in the
-//      next. Charts farther away stay stale, at no cost, until they scroll near (an
-//      IntersectionObserver).
+// is scheduled, once the numbers' frame is painted, as a series of short tasks, for each
+// stale item near the viewport, those in view first, then in page order:
+//   - the suggestions, when the scenario changed (main.py's render_suggestions: one task);
+//   - a chart: its data computed by main.py's chart_json (only that chart's) in one task,
+//     drawn with Plotly.react in the next (not redrawn when the data are the same).
+// Items farther away stay stale, at no cost, until they scroll near (an IntersectionObserver).
 // A newer edit starts the series again: work not yet started for an older edit is never
 // started, and a chart computed for it is dropped instead of drawn.
 // Each chart arrives as the JSON of site/page_figures.py (for_page): a Plotly figure with no
 // title, legend or colour bar, and those as plain values that are drawn here as HTML beside it.
-// State for tests and benchmarks: each .plot has data-state "stale" or "drawn"; <html
+// State for tests and benchmarks: each .plot and #suggestions has data-state "stale" or "drawn"; <html
 // data-charts> is "pending" while a chart near the viewport is stale, else "drawn";
-// kvcalcCharts.counts counts the charts computed, drawn and dropped.
+// kvcalcCharts.counts counts the charts computed, drawn and dropped, and the time spent.
 // Only textContent and attributes are set from the data: nothing is parsed as HTML.
 const CONFIG = window.kvcalcPlotConfig;   // set by loader.js, which runs first
 const SVG = "http://www.w3.org/2000/svg";
@@ -23,7 +23,8 @@ const NEAR_MARGIN = "50% 0px";
 const root = document.documentElement;
 const drawnLegends = new Map();
 const configured = new WeakSet();
-const counts = { computed: 0, drawn: 0, dropped: 0 };
+// computed/drawn/dropped charts, and the milliseconds spent computing (Python) and drawing
+const counts = { computed: 0, drawn: 0, dropped: 0, compute_ms: 0, draw_ms: 0 };
 
 // Plotly.js (1.5 MB) is preloaded by index.html but only run when the first chart is drawn,
 // so that parsing it does not compete with Python's start-up and the first numbers.
@@ -146,23 +147,35 @@ function reportError(what, err) {
 
 // ---------------------------------------------------------------------------- the schedule
 
+// What is drawn after the numbers, in page order: the suggestions (drawn by main.py in one
+// task) and the charts (computed in one task, drawn in the next).
+const SUGGESTIONS = "suggestions";
+const ITEMS = [SUGGESTIONS, ...NAMES];
 let chartSource = null;      // main.py: (name) => chart JSON for the last valid edit
 let suggestionSource = null; // main.py: () => draws the suggestions
 let version = 0;             // bumped by every invalidate()
-const wanted = new Map(NAMES.map((n) => [n, 0]));   // the version each chart must show
-const shown = new Map(NAMES.map((n) => [n, -1]));   // the version it shows
-let suggestionsWanted = false;
+const wanted = new Map(ITEMS.map((n) => [n, 0]));   // the version each item must show
+const shown = new Map(ITEMS.map((n) => [n, -1]));   // the version it shows
+const lastJson = new Map();  // each chart's last drawing: the same again is not redrawn
 let computed = null;         // {name, version, json}: computed, to be drawn in the next task
 const near = new Set();
 const inView = new Set();
 let run = 0;                 // the current series of tasks; an older series stops
 let running = false;
 
-function plot(name) { return document.getElementById("chart-" + name); }
+function element(name) {
+  return document.getElementById(name === SUGGESTIONS ? name : "chart-" + name);
+}
 function stale(name) { return shown.get(name) !== wanted.get(name); }
+function pending() { return ITEMS.some((n) => near.has(n) && stale(n)); }
 
 function markState() {
   root.dataset.charts = NAMES.some((n) => near.has(n) && stale(n)) ? "pending" : "drawn";
+}
+
+function markShown(name, v) {
+  shown.set(name, v);
+  if (!stale(name)) element(name).dataset.state = "drawn";
 }
 
 // The next task: after the next painted frame (requestAnimationFrame, then a task), or as soon
@@ -180,10 +193,10 @@ function start(waitForPaint) {
   if (waitForPaint) afterPaint(go); else nextTask(go);
 }
 
-/** The stale chart near the viewport to draw next: one just computed, then those in view,
- *  then the others in page order. */
-function nextChart() {
-  const candidates = NAMES.filter((n) => near.has(n) && stale(n));
+/** The stale item near the viewport to draw next: a chart just computed, then the items in
+ *  view, then the others, each in page order. */
+function nextItem() {
+  const candidates = ITEMS.filter((n) => near.has(n) && stale(n));
   if (computed && candidates.includes(computed.name) && computed.version === wanted.get(computed.name)) {
     return computed.name;
   }
@@ -192,13 +205,7 @@ function nextChart() {
 
 function step(id) {
   const more = () => nextTask(() => { if (id === run) step(id); });
-  if (suggestionsWanted) {
-    suggestionsWanted = false;
-    if (suggestionSource) suggestionSource();
-    more();
-    return;
-  }
-  const name = nextChart();
+  const name = nextItem();
   if (computed && (computed.name !== name || computed.version !== wanted.get(name))) {
     counts.dropped++;          // computed for an older edit, or scrolled away: not drawn
     computed = null;
@@ -208,11 +215,20 @@ function step(id) {
     markState();
     return;
   }
+  if (name === SUGGESTIONS) {
+    const v = wanted.get(name);
+    if (suggestionSource) suggestionSource();
+    markShown(name, v);
+    more();
+    return;
+  }
   if (!computed) {
+    const t0 = performance.now();
     const json = chartSource ? chartSource(name) : null;
+    counts.compute_ms += performance.now() - t0;
     counts.computed++;
     if (!json) {               // nothing to draw (an error main.py has reported)
-      shown.set(name, wanted.get(name));
+      markShown(name, wanted.get(name));
     } else {
       computed = { name, version: wanted.get(name), json };
     }
@@ -225,34 +241,40 @@ function step(id) {
   }
   const done = computed;
   computed = null;
-  shown.set(name, done.version);   // also after an error: the next edit tries again
-  plot(name).dataset.state = "drawn";
-  try {
-    draw("chart-" + name, done.json);
-    counts.drawn++;
-  } catch (err) {
-    reportError("chart chart-" + name, err);
+  markShown(name, done.version);   // also after an error: the next edit tries again
+  if (done.json !== lastJson.get(name)) {
+    lastJson.set(name, done.json);
+    try {
+      const t0 = performance.now();
+      draw("chart-" + name, done.json);
+      counts.draw_ms += performance.now() - t0;
+      counts.drawn++;
+    } catch (err) {
+      lastJson.delete(name);
+      reportError("chart chart-" + name, err);
+    }
   }
   markState();
   more();
 }
 
+function itemOf(target) {
+  return target.id === SUGGESTIONS ? SUGGESTIONS : target.id.slice("chart-".length);
+}
 const nearObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
-    const name = e.target.id.slice("chart-".length);
-    if (e.isIntersecting) near.add(name); else near.delete(name);
+    if (e.isIntersecting) near.add(itemOf(e.target)); else near.delete(itemOf(e.target));
   }
   markState();
-  if (chartSource && !running && NAMES.some((n) => near.has(n) && stale(n))) start(false);
+  if (chartSource && !running && pending()) start(false);
 }, { rootMargin: NEAR_MARGIN });
 const viewObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
-    const name = e.target.id.slice("chart-".length);
-    if (e.isIntersecting) inView.add(name); else inView.delete(name);
+    if (e.isIntersecting) inView.add(itemOf(e.target)); else inView.delete(itemOf(e.target));
   }
 });
-for (const name of NAMES) {
-  const el = plot(name);
+for (const name of ITEMS) {
+  const el = element(name);
   if (!el) continue;
   el.dataset.state = "stale";
   nearObserver.observe(el);
@@ -271,13 +293,12 @@ window.kvcalcCharts = {
    *  too when `suggestions`: draw them in later tasks, after the next painted frame. */
   invalidate(names, suggestions) {
     version++;
-    for (const name of (names ? names.split(" ") : NAMES)) {
+    for (const name of [...(names ? names.split(" ") : NAMES), ...(suggestions ? [SUGGESTIONS] : [])]) {
       if (!wanted.has(name)) continue;
       wanted.set(name, version);
-      const el = plot(name);
+      const el = element(name);
       if (el) el.dataset.state = "stale";
     }
-    if (suggestions) suggestionsWanted = true;
     markState();
     start(true);
   },

@@ -175,13 +175,27 @@ def show_link_notice(errors, unknown, warnings=()):
     notice.hidden = not (errors or unknown or warnings)
 
 
-def render_results(results):
-    for key, value in results.items():
-        el = by_id(key)
-        if el is None or el.tagName != "OUTPUT":
+def write(changes):
+    """Apply ``changes`` (``[element id, what, value]``, see loader.js) to the DOM in one call:
+    each access from Python to the DOM crosses into JavaScript, and an update makes about a
+    hundred."""
+    window.kvcalcWrite(json.dumps(changes))
+
+
+def result_changes(results, gpus):
+    """The page's result outputs (and the phone's bar) showing ``results``."""
+    changes = []
+    for key in OUTPUT_IDS:
+        if key not in results:
             continue
-        el.textContent = format_result(key, value)
-        el.setAttribute("data-value", plain_number(value))
+        value = results[key]
+        text = format_result(key, value)
+        if key == "capacity_gib" and gpus > 1 and value is not None:
+            text += f" over {gpus} GPUs"   # per instance, over its GPUs (an MLA latent is on each)
+        changes += [[key, "text", text], [key, "data-value", plain_number(value)]]
+    if "token_hit_rate" in results:
+        changes.append(["mini-value", "text", format_result("token_hit_rate", results["token_hit_rate"])])
+    return changes
 
 
 def render_list(element_id, items, make):
@@ -200,12 +214,6 @@ def suggestion_item(suggestion):
     text = document.createElement("span")
     text.textContent = " " + str(suggestion.get("text", ""))
     li.appendChild(text)
-    return li
-
-
-def note_item(note):
-    li = document.createElement("li")
-    li.textContent = str(note)
     return li
 
 
@@ -237,20 +245,16 @@ def invalidate(names=(), suggestions=False):
         charts.invalidate(" ".join(names), bool(suggestions))
 
 
-def update_link(fragment):
-    url = window.location.href.split("#", 1)[0] + ("#" + fragment if fragment else "")
-    if url != window.location.href:
-        window.history.replaceState(None, "", url)
-    by_id("share-url").value = window.location.href
-    by_id("lab-link").href = "./lab.html" + ("#" + fragment if fragment else "")
+def link_changes(fragment):
+    """The URL (replaceState), the link field and the lab's link for ``fragment``."""
+    return [["share-url", "link", fragment], ["lab-link", "href", "./lab.html" + ("#" + fragment if fragment else "")]]
 
 
-def set_stale(stale):
-    by_id("stale-note").hidden = not stale
-    by_id("results").classList.toggle("stale", bool(stale))
-    by_id("charts").classList.toggle("stale", bool(stale))
-    by_id("mini").classList.toggle("stale", bool(stale))
-    by_id("mini-stale").hidden = not stale
+def stale_changes(stale):
+    """Results and charts marked as the last valid input's (a field is invalid), or not."""
+    stale = bool(stale)
+    return [["stale-note", "hidden", not stale], ["results", "class:stale", stale],
+            ["charts", "class:stale", stale], ["mini", "class:stale", stale], ["mini-stale", "hidden", not stale]]
 
 
 def overridden_keys(scenario):
@@ -266,40 +270,30 @@ def open_overrides(scenario):
         by_id("arch-details").open = True
 
 
-def show_override_note(scenario):
+def override_changes(scenario):
     """Say when a preset's architecture is overridden (its results differ from the preset's)."""
-    note = by_id("override-note")
-    if note is None:
-        return
     changed = overridden_keys(scenario)
     if not changed:
-        note.hidden = True
-        return
+        return [["override-note", "hidden", True]]
     listed = ", ".join(f"{k} = {form_text(scenario[k])}" for k in changed)
-    note.textContent = (f"{scenario.get('model')} with its architecture overridden ({listed}): "
-                        "empty those fields to use the preset's values.")
-    note.hidden = False
+    return [["override-note", "text", f"{scenario.get('model')} with its architecture overridden ({listed}): "
+                                      "empty those fields to use the preset's values."],
+            ["override-note", "hidden", False]]
 
 
 def render(report, setup):
     """Draw one evaluation's numbers (results, fit state, notes, link) now, and leave the
     suggestions and charts of a changed scenario to later tasks (:func:`invalidate`)."""
     fits = bool(report.get("fits", True))
-    fit = by_id("fit-message")
-    fit.textContent = "" if fits else str(report.get("fit_message", ""))
-    fit.hidden = fits
-    ROOT.setAttribute("data-fits", "true" if fits else "false")
-    render_results(report.get("results", {}))
-    gpus = report.get("scenario", {}).get("num_gpus") or 1
-    capacity_gib = report.get("results", {}).get("capacity_gib")
-    if gpus > 1 and capacity_gib is not None:
-        # per instance, over its GPUs (an MLA latent is stored on every one of them)
-        by_id("capacity_gib").textContent = f"{format_result('capacity_gib', capacity_gib)} over {gpus} GPUs"
-    by_id("mini-value").textContent = by_id("token_hit_rate").textContent
-    render_list("notes", report.get("notes", []), note_item)
-    update_link(report.get("fragment", ""))
-    show_override_note(report.get("scenario", {}))
-    set_stale(False)
+    scenario = report.get("scenario", {})
+    write([["fit-message", "text", "" if fits else str(report.get("fit_message", ""))],
+           ["fit-message", "hidden", fits], [":root", "data-fits", "true" if fits else "false"],
+           ["app-error", "hidden", True],
+           *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1),
+           ["notes", "items", [str(n) for n in report.get("notes", [])]],
+           *link_changes(report.get("fragment", "")),
+           *override_changes(scenario),
+           *stale_changes(False)])
     if report.get("scenario") != CURRENT["scenario"]:
         CURRENT.update(scenario=report.get("scenario"), setup=setup, analysis=None)
         invalidate(suggestions=True)
@@ -320,13 +314,12 @@ def on_form_input(event):
     errors = report.get("field_errors", {})
     show_field_errors(errors)
     if errors:
-        set_stale(True)
         # the link keeps every edit: the valid fields, and the invalid ones as typed (a link
         # lists those in its notice and uses their defaults)
         typed = {key: form[key] for key in errors if key in form}
-        update_link("&".join(p for p in (report.get("fragment", ""), encode_fragment(typed)) if p))
+        write(stale_changes(True)
+              + link_changes("&".join(p for p in (report.get("fragment", ""), encode_fragment(typed)) if p)))
         return
-    by_id("app-error").hidden = True
     render(report, setup)
     # for benchmarks/bench_page.py: where the time of the numbers goes
     window.kvcalcTiming = window.JSON.parse(json.dumps({
@@ -385,6 +378,7 @@ def sensitivity_key():
 
 
 def on_copy(event):
+    window.kvcalcWrite.flush()      # the address bar follows an edit when the page is idle
     url = str(window.location.href)
     by_id("share-url").value = url
     status = by_id("copy-status")
@@ -521,6 +515,7 @@ try:
     from page_figures import for_page
 
     KEYS = frozenset(f.key for f in FIELDS)
+    OUTPUT_IDS = tuple(str(el.id) for el in document.querySelectorAll("output[id]"))
     ARCH_KEYS = tuple(f.key for f in FIELDS if f.group == "model" and f.key != "model")
     PRESET_IDS.update(model=tuple(MODELS), gpu=tuple(GPUS))
     start()

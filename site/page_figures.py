@@ -4,9 +4,10 @@ Page-only code (it lives in ``site/`` and is shipped beside ``main.py`` through
 ``pyscript.json``'s ``files``; the tests import it from there). It is plain Python with no
 browser import, so ``tests/test_page_figures.py`` checks it in CPython.
 
-The page redraws its four charts on every input change, and the numbers and all four charts
-must be on screen within 100 ms (issue #4). Measured in Chromium, Plotly.js 4 spends a good
-part of each redraw on things that either never change or that plain HTML draws for free:
+The page redraws each chart near the viewport after every input change (charts.js), and the
+charts in view must be on screen within 100 ms (issue #14; 400 ms on a phone's slower CPU).
+Measured in Chromium, Plotly.js 4 spends a good part of each redraw on things that either
+never change or that plain HTML draws for free:
 
 - the title and its note (a text layout pass per chart): shown as text above the chart;
 - the legend (text measurement and a margin pass): shown as an HTML list below the chart;

@@ -81,7 +81,7 @@ def test_changing_an_input_recomputes_and_updates_the_link(page, site):
     set_field(page, "think_time_s", "600")
     wait_changed(page, "token_hit_rate", before["token_hit_rate"])
     assert float(page.get_attribute("#token_hit_rate", "data-value")) < float(before["token_hit_rate"])
-    assert "think_time_s=600" in page.evaluate("location.hash")
+    page.wait_for_function("location.hash.includes('think_time_s=600')")   # when the page is idle
     assert page.input_value("#share-url").endswith(page.evaluate("location.hash"))
     # the lab opens on the same scenario
     assert page.get_attribute("#lab-link", "href") == "./lab.html" + page.evaluate("location.hash")
