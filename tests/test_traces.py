@@ -174,7 +174,10 @@ def test_fit_bailian_conversations():
 
 
 def test_fit_mooncake_is_one_turn():
-    fit = fit_scenario(read_trace([MOONCAKE_LINE, MOONCAKE_LINE.replace("1500", "3500")]), 512)
+    # two prompts that share their first three blocks and differ in the last: two
+    # conversations with one system prompt (an exact repeat would be a next turn)
+    other = MOONCAKE_LINE.replace("1500", "3500").replace("[0, 1, 2]", "[0, 1, 2, 9]")
+    fit = fit_scenario(read_trace([MOONCAKE_LINE.replace("[0, 1, 2]", "[0, 1, 2, 8]"), other]), 512)
     assert fit["turns"] == 1.0 and fit["turns_dist"] == "fixed"
     assert fit["arrival_rate"] == pytest.approx(2 / 2.0)
     assert fit["system_prompt_tokens"] == 3 * 512

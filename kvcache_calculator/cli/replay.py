@@ -63,11 +63,15 @@ from kvcache_calculator.traces.replay import (
 from kvcache_calculator.traces.readers import (
     DEFAULT_BLOCK_SIZE,
     FORMATS,
-    ScenarioFitter,
     TraceReader,
+    detect_format,
+)
+from kvcache_calculator.traces.fit import (
+    ScenarioFitter,
     analytic_token_hit_rate,
     compare_fit_to_replay,
-    detect_format,
+    fit_report,
+    model_scenario,
 )
 from kvcache_calculator.units import format_points, format_percent
 
@@ -543,16 +547,18 @@ def _print_table(out: dict) -> None:
     fit = out.get("fit")
     if fit:
         sc = fit["scenario"]
-        keys = ("arrival_rate", "turns", "think_time_s", "input_tokens", "output_tokens",
-                "system_prompt_tokens")
-        print("fitted scenario: " + " ".join(
-            f"{k}={sc[k]:.4g}" if isinstance(sc[k], float) else f"{k}={sc[k]}" for k in keys))
-        note = sc["diagnostics"].get("note")
-        if note:
-            print(f"  note: {note}")
+        print("fitted scenario (docs/model.md §10.6):")
+        for line in fit_report(sc):
+            print(f"  {line}")
+        if sc["diagnostics"].get("note"):
+            print(f"  note: {sc['diagnostics']['note']}")
+        _, left_out = model_scenario(sc)
+        if left_out:
+            print("  the model below runs without the keys this version does not have")
         for cmp in fit["analytic_vs_lru_replay"]:
             if "error" in cmp:
-                print(f"  at {cmp['capacity_tokens']:,} tokens: analytic model failed: {cmp['error']}")
+                print(f"  at {cmp['capacity_tokens']:,} tokens: the model cannot run the fitted "
+                      f"scenario: {cmp['error']}")
                 continue
             print(f"  at {cmp['capacity_tokens']:,} tokens: analytic "
                   f"{format_percent(cmp['analytic_token_hit_rate'], 2)} vs LRU replay "

@@ -1,0 +1,451 @@
+"""Fitting a scenario to a trace (docs/model.md §10.6): conversations, system prompts with
+their popularity, shared documents, the think-time distribution, turns, rates and lengths.
+
+:class:`ScenarioFitter` is fed requests as the trace streams past (the CLI's single pass, the
+lab's chunks) and returns the fitted scenario with ``result()``:
+
+- the workload keys (docs/architecture.md §3), each kept within the form's limits; a value
+  the trace gives outside them is replaced by the nearest allowed value and explained in
+  plain words in ``fit["explanations"]`` (never an error);
+- ``fit["link"]``: the fitted workload as a share link's fragment (the page's ``#key=value``
+  form), with the keys this version's form knows;
+- ``fit["diagnostics"]``: what the fit measured on the way (reuse times, think-time
+  quantiles, how conversations were inferred, the raw estimates before clamping).
+
+Conversations come from :mod:`kvcache_calculator.traces.inference` (Mooncake: inferred from
+the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
+
+- ``arrival_rate``: conversations per second of trace; ``turns``: requests per conversation,
+  ``turns_dist`` fixed when nine conversations in ten have the same count, else geometric;
+- ``think_time_s`` / ``think_dist`` / ``think_sigma``: the gaps between a request's arrival and
+  its previous turn's (which include the previous turn's queueing and generation: the
+  traces have no completion times). Fixed when their coefficient of variation is under
+  0.05; otherwise exponential or lognormal, whichever gives the gaps the higher likelihood
+  (maximum-likelihood parameters; exponential below 20 gaps; gaps of 0, from timestamps rounded to whole seconds or
+  more, are counted at half the smallest positive gap);
+- ``num_system_prompts`` / ``system_prompt_tokens`` / ``system_prompt_zipf``: the system
+  prompts found, their mean length (weighted by use) in whole blocks, and the Zipf exponent
+  of their use (maximum likelihood over the ranks);
+- ``num_documents`` / ``document_tokens`` / ``document_share`` / ``document_zipf``: the
+  documents used by two or more conversations. The model is a steady state, the trace a
+  window: a document's first use in the window cannot hit in any cache, so that use is
+  counted as the conversation's own new tokens, and ``document_share`` is the share of
+  conversations reusing a document (uses minus one per document, over conversations). The
+  raw share (every use) is in the diagnostics;
+- ``input_tokens``: new prompt tokens per request (first turn: after the system prompt and
+  document; next turn: its prompt minus the previous turn's prompt and answer);
+  ``output_tokens``: the mean ``output_length``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Iterable
+
+from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, encode_fragment
+from kvcache_calculator.traces.inference import ConversationInference
+
+__all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "clamp_to_form",
+           "model_scenario", "compare_fit_to_replay", "analytic_token_hit_rate", "fit_report",
+           "WORKLOAD_KEYS", "FALLBACK_LIMITS"]
+
+#: The keys a fit sets, in the order the report lists them.
+WORKLOAD_KEYS = ("arrival_rate", "turns", "turns_dist", "think_time_s", "think_dist",
+                 "think_sigma", "input_tokens", "output_tokens", "system_prompt_tokens",
+                 "num_system_prompts", "system_prompt_zipf", "num_documents",
+                 "document_tokens", "document_share", "document_zipf", "block_size")
+
+#: Limits of keys this version's form may not have yet (used only while ``FIELD_BY_KEY`` lacks
+#: them): (label, unit, kind, minimum, maximum, minimum excluded).
+FALLBACK_LIMITS = {
+    "num_documents": ("Shared documents", "documents", "int", 0, 1_000_000, False),
+    "document_tokens": ("Document size", "tokens", "int", 0, 10_000_000, False),
+    "document_share": ("Conversations with a document", "fraction", "float", 0, 1, False),
+    "document_zipf": ("Document popularity (Zipf)", "", "float", 0, 10, False),
+    "system_prompt_zipf": ("System prompt popularity (Zipf)", "", "float", 0, 10, False),
+    "think_sigma": ("Think-time spread (lognormal sigma)", "", "float", 0, 10, True),
+}
+
+#: Upper edges (seconds) of the reuse-time histogram: 1 ms to about 11.6 days, 10 per decade.
+_EDGES_S = tuple(10 ** (k / 10) for k in range(-30, 61))
+#: Think times with a coefficient of variation under this are fitted as fixed.
+FIXED_CV = 0.05
+#: Fewer gaps than this are too few to prefer a lognormal to an exponential.
+MIN_GAPS_FOR_SHAPE = 20
+#: Turn counts are fitted as fixed when this share of conversations has the same count.
+FIXED_TURNS_SHARE = 0.9
+
+
+def fit_zipf(counts: Iterable[int]) -> float:
+    """Maximum-likelihood Zipf exponent ``s >= 0`` of items used ``counts`` times: item of rank
+    ``r`` (by count, 1 the most used) drawn with probability ``r**-s / H(N, s)``. Returns 0
+    for fewer than two items or uses spread at least as evenly as uniform."""
+    c = sorted((int(x) for x in counts if x > 0), reverse=True)
+    n, m = len(c), sum(c)
+    if n < 2:
+        return 0.0
+    logs = [math.log(r) for r in range(1, n + 1)]
+    target = sum(ci * lr for ci, lr in zip(c, logs)) / m   # observed mean log-rank
+
+    def mean_log_rank(s: float) -> float:
+        w = [math.exp(-s * lr) for lr in logs]
+        return sum(wi * lr for wi, lr in zip(w, logs)) / sum(w)
+
+    if target >= mean_log_rank(0.0):
+        return 0.0
+    lo, hi = 0.0, 20.0
+    if target <= mean_log_rank(hi):
+        return hi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if mean_log_rank(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def fit_think_times(gaps: list) -> dict:
+    """The think-time distribution of the gaps (seconds): ``{"dist", "mean_s", "sigma", "cv",
+    "loglik_exponential", "loglik_lognormal", "zero_floor_s"}`` (see the module docstring).
+    Empty gaps give None for every number."""
+    n = len(gaps)
+    if n == 0:
+        return {"dist": None, "mean_s": None, "sigma": None, "cv": None,
+                "loglik_exponential": None, "loglik_lognormal": None, "zero_floor_s": None}
+    mean = sum(gaps) / n
+    var = sum((g - mean) ** 2 for g in gaps) / n
+    cv = math.sqrt(var) / mean if mean > 0 else 0.0
+    positive = [g for g in gaps if g > 0]
+    floor = min(positive) / 2 if positive else 1.0
+    xs = [g if g > 0 else floor for g in gaps]
+    logs = [math.log(x) for x in xs]
+    mu = sum(logs) / n
+    sigma = math.sqrt(sum((v - mu) ** 2 for v in logs) / n)
+    m_exp = sum(xs) / n
+    ll_exp = -n * math.log(m_exp) - n
+    if sigma > 0:
+        ll_ln = -sum(logs) - n * math.log(sigma) - n / 2 * math.log(2 * math.pi) - n / 2
+    else:
+        ll_ln = math.inf
+    if n >= 2 and (cv < FIXED_CV or sigma == 0):
+        dist, fitted_mean, fitted_sigma = "fixed", mean, None
+    elif n >= MIN_GAPS_FOR_SHAPE and ll_ln > ll_exp:
+        dist, fitted_mean, fitted_sigma = "lognormal", math.exp(mu + sigma ** 2 / 2), sigma
+    else:
+        dist, fitted_mean, fitted_sigma = "exponential", mean, None
+    return {"dist": dist, "mean_s": fitted_mean, "sigma": fitted_sigma, "cv": cv,
+            "loglik_exponential": ll_exp, "loglik_lognormal": None if math.isinf(ll_ln) else ll_ln,
+            "zero_floor_s": floor if len(positive) < n else None}
+
+
+def _limits(key: str) -> tuple | None:
+    field = FIELD_BY_KEY.get(key)
+    if field is not None:
+        if field.kind not in ("int", "float"):
+            return None
+        return (field.label, field.unit, field.kind, field.minimum, field.maximum,
+                field.exclusive_min)
+    return FALLBACK_LIMITS.get(key)
+
+
+def _number(x: float, unit: str) -> str:
+    text = f"{x:,.0f}" if float(x).is_integer() and abs(x) >= 1 else f"{x:,.4g}"
+    return text + (f" {unit}" if unit and unit != "fraction" else "")
+
+
+#: Why a fitted value can fall outside the form, said to the user next to the clamp.
+_WHY = {
+    ("turns", "high"): "so many turns usually means requests of different users were taken "
+                       "for one long conversation",
+    ("arrival_rate", "low"): "the trace holds very few conversations for its duration",
+    ("think_time_s", "high"): "the trace's gaps between turns are longer than the form allows",
+}
+
+
+def clamp_to_form(key: str, value):
+    """``(value used, explanation or None)``: ``value`` kept within the form's limits for
+    ``key`` (rounded for a whole-number key); the explanation says in plain words what the
+    trace gave, what is used instead and why this may happen."""
+    lim = _limits(key)
+    if lim is None or value is None:
+        return value, None
+    label, unit, kind, lo, hi, excl = lim
+    used = value
+    side = None
+    if lo is not None and (value < lo or (excl and value <= lo)):
+        side = "low"
+        used = lo if not excl else (lo + 1 if kind == "int" else max(lo * 1.000001, 1e-9))
+    elif hi is not None and value > hi:
+        side = "high"
+        used = hi
+    if kind == "int":
+        used = int(round(used))
+    if side is None:
+        return used, None
+    limit = hi if side == "high" else lo
+    text = (f"{label}: the trace gives {_number(value, unit)}, "
+            f"{'more' if side == 'high' else 'less'} than the form allows "
+            f"({'at most' if side == 'high' else 'more than' if excl else 'at least'} "
+            f"{_number(limit, unit)}); the fit uses {_number(used, unit)}")
+    why = _WHY.get((key, side))
+    return used, text + (f" ({why})." if why else ".")
+
+
+def model_scenario(fit: dict) -> tuple:
+    """``(scenario dict, notes)``: the fitted keys this version's model takes (without
+    ``diagnostics`` and the report entries); a key or a value it does not know yet is left
+    out, and each note says which, in plain words."""
+    out, notes = {}, []
+    for key, value in fit.items():
+        if key in ("diagnostics", "explanations", "link"):
+            continue
+        field = FIELD_BY_KEY.get(key)
+        if field is None:
+            notes.append(f"{key} = {value:g}" if isinstance(value, (int, float)) else key)
+            continue
+        if field.kind == "choice" and value not in field.choices:
+            notes.append(f"{key} = {value}")
+            continue
+        out[key] = value
+    return out, notes
+
+
+class ScenarioFitter:
+    """Streaming fit of a scenario to a trace (module docstring): ``feed(requests)``, then
+    ``result()``. Keeps one entry per distinct block and a few numbers per request."""
+
+    def __init__(self, block_size: int):
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ScenarioError("block_size", block_size, "must be an integer >= 1")
+        self.block_size = block_size
+        self.requests = 0
+        self.first_ts = math.inf
+        self.last_ts = -math.inf
+        self.sum_input = 0
+        self.sum_output = 0
+        self.reuse_hist = [0] * (len(_EDGES_S) + 1)
+        self.reuses = 0
+        self.reuse_within_10s = 0
+        self.reuse_within_600s = 0
+        self.block_last_ts: dict = {}
+        self.bailian = False
+        self.chat_index: dict = {}
+        self.missing_parents = 0
+        self.inference = ConversationInference()
+
+    def feed(self, requests: Iterable) -> int:
+        """Account for ``requests`` (in arrival order); returns how many were fed."""
+        last = self.block_last_ts
+        edges = _EDGES_S
+        fed = 0
+        for r in requests:
+            fed += 1
+            t = r.timestamp_s
+            self.first_ts = min(self.first_ts, t)
+            self.last_ts = max(self.last_ts, t)
+            self.sum_input += r.input_length
+            self.sum_output += r.output_length
+            for h in r.hash_ids:
+                prev = last.get(h)
+                if prev is not None:
+                    gap = t - prev
+                    self.reuses += 1
+                    self.reuse_hist[bisect.bisect_left(edges, gap)] += 1
+                    self.reuse_within_10s += gap <= 10
+                    self.reuse_within_600s += gap <= 600
+                last[h] = t
+            known = None
+            if r.chat_id is not None:
+                self.bailian = True
+                known = -1
+                if r.parent_chat_id is not None and r.parent_chat_id >= 0:
+                    known = self.chat_index.get(r.parent_chat_id, -1)
+                    self.missing_parents += known < 0
+                self.chat_index[r.chat_id] = self.requests
+            self.inference.add(r, known)
+            self.requests += 1
+        return fed
+
+    @staticmethod
+    def _quantiles(values: list) -> dict:
+        if not values:
+            return {f"p{q}": None for q in (50, 80, 90, 99)}
+        v = sorted(values)
+        return {f"p{q}": v[min(len(v) - 1, int(q / 100 * len(v)))] for q in (50, 80, 90, 99)}
+
+    def _hist_quantiles(self) -> dict:
+        out = {}
+        for q in (50, 80, 90, 99):
+            need, run, value = q / 100 * self.reuses, 0, None
+            if self.reuses:
+                for i, c in enumerate(self.reuse_hist):
+                    run += c
+                    if run >= need:
+                        value = _EDGES_S[i] if i < len(_EDGES_S) else None
+                        break
+            out[f"p{q}"] = value
+        return out
+
+    def result(self) -> dict:
+        """The fitted scenario (module docstring), plain JSON types. Raises ScenarioError if no
+        request was fed."""
+        if self.requests == 0:
+            raise ScenarioError("trace", "empty", "no requests to fit a scenario to")
+        bs = self.block_size
+        st = self.inference.structure(bs)
+        duration_s = self.last_ts - self.first_ts
+        span_s = duration_s if duration_s > 0 else 1.0    # a stated floor: all at one instant
+        conversations = len(st.turns)
+        follow = self.requests - conversations
+        # system prompts: use-weighted mean length, Zipf of their use
+        sps = st.system_prompts
+        sp_uses = sum(p.conversations for p in sps)
+        sp_blocks = (sum(p.blocks * p.conversations for p in sps) / sp_uses) if sp_uses else 0.0
+        # documents: the first use of each is the conversation's own (cold) content
+        docs = st.documents
+        reuses = [d.conversations - 1 for d in docs]
+        doc_reuses = sum(reuses)
+        doc_blocks = (sum(d.blocks * u for d, u in zip(docs, reuses)) / doc_reuses
+                      if doc_reuses else 0.0)
+        first_use_tokens = sum(d.blocks for d in docs) * bs
+        new_tokens = sum(st.new_tokens) + first_use_tokens
+        gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
+        think = fit_think_times(gaps)
+        counts: dict = {}
+        for n in st.turns:
+            counts[n] = counts.get(n, 0) + 1
+        mode, mode_n = max(counts.items(), key=lambda kv: (kv[1], -kv[0]))
+        turns = self.requests / conversations
+        fixed_turns = mode > 1 and mode_n >= FIXED_TURNS_SHARE * conversations
+        raw = {
+            "arrival_rate": conversations / span_s,
+            "turns": float(mode) if fixed_turns else turns,
+            "turns_dist": "fixed" if fixed_turns or turns == 1 else "geometric",
+            "think_time_s": think["mean_s"] if think["mean_s"] else 1.0,
+            "think_dist": think["dist"] or "exponential",
+            "input_tokens": new_tokens / self.requests,
+            "output_tokens": self.sum_output / self.requests,
+            "system_prompt_tokens": round(sp_blocks) * bs,
+            "num_system_prompts": max(1, len(sps)),
+            "system_prompt_zipf": fit_zipf(p.conversations for p in sps),
+            "num_documents": len(docs),
+            "document_tokens": round(doc_blocks) * bs,
+            "document_share": doc_reuses / conversations,
+            "document_zipf": fit_zipf(d.conversations for d in docs),
+            "block_size": bs,
+        }
+        if think["dist"] == "lognormal":
+            raw["think_sigma"] = think["sigma"]
+        scenario, explanations = {}, []
+        for key in WORKLOAD_KEYS:
+            if key not in raw:
+                continue
+            used, why = clamp_to_form(key, raw[key])
+            if key in ("input_tokens", "output_tokens"):
+                used = round(used)
+                used, why = clamp_to_form(key, used)
+            if isinstance(used, float) and used:
+                used = float(f"{used:.4g}")    # four significant digits: a readable link
+            scenario[key] = used
+            if why:
+                explanations.append({"key": key, "fitted": raw[key], "used": used, "text": why})
+        if not follow:
+            explanations.append({"key": "think_time_s", "fitted": None, "used": scenario["think_time_s"],
+                                 "text": "Think time: no request continues an earlier one, so the "
+                                         "trace says nothing about think times; 1 s is used (one-turn "
+                                         "conversations never wait, so any value gives the same hit rate)."})
+        if scenario["turns_dist"] == "fixed" and not float(scenario["turns"]).is_integer():
+            scenario["turns"] = float(round(scenario["turns"]))
+        known, pending = model_scenario(scenario)
+        link = encode_fragment({k: v for k, v in known.items()
+                                if FIELD_BY_KEY[k].default != v})
+        diagnostics = {
+            "format": "bailian" if self.bailian else "mooncake",
+            "requests": self.requests,
+            "duration_s": duration_s,
+            "request_rate": self.requests / span_s,
+            "mean_input_length": self.sum_input / self.requests,
+            "mean_output_length": self.sum_output / self.requests,
+            "mean_new_input_tokens": new_tokens / self.requests,
+            "conversations": conversations,
+            "follow_ups": follow,
+            "max_turns": max(st.turns),
+            "system_prompts": [{"blocks": p.blocks, "conversations": p.conversations} for p in sps[:20]],
+            "conversations_without_shared_system_prompt": st.uncovered_roots,
+            "documents_top": [{"blocks": d.blocks, "conversations": d.conversations}
+                              for d in sorted(docs, key=lambda d: -d.conversations)[:20]],
+            "document_uses": sum(d.conversations for d in docs),
+            "document_share_of_conversations": (sum(d.conversations for d in docs) / conversations),
+            "think_time": think,
+            "think_time_s_quantiles": self._quantiles(gaps),
+            "raw": raw,
+            "not_in_this_version": pending,
+            "reuses": self.reuses,
+            "reuse_fraction_within_10s": self.reuse_within_10s / self.reuses if self.reuses else None,
+            "reuse_fraction_within_600s": self.reuse_within_600s / self.reuses if self.reuses else None,
+            "reuse_time_s_quantiles": self._hist_quantiles(),
+            "conversation_ids": self.bailian,
+            "note": ("gaps between turns include the previous turn's generation time"
+                     + ("" if self.bailian else
+                        "; conversations, system prompts and documents are inferred from "
+                        "shared block ids (no conversation ids in this format)")),
+        }
+        if self.bailian:
+            diagnostics["follow_ups_without_parent_in_trace"] = self.missing_parents
+        return {**scenario, "explanations": explanations, "link": link, "diagnostics": diagnostics}
+
+
+def fit_scenario(requests: Iterable, block_size: int) -> dict:
+    """Fit a scenario to a trace in one call (see :class:`ScenarioFitter`)."""
+    fitter = ScenarioFitter(block_size)
+    fitter.feed(requests)
+    return fitter.result()
+
+
+def fit_report(fit: dict) -> list:
+    """The fit in plain sentences, for the CLI and the lab: the fitted keys, every value
+    kept within the form's limits, the keys this version cannot use, and the share link."""
+    d = fit["diagnostics"]
+    lines = [f"{d['conversations']:,} conversations in {d['requests']:,} requests over "
+             f"{d['duration_s']:,.0f} s"]
+    shown = []
+    for key in WORKLOAD_KEYS:
+        if key in fit:
+            v = fit[key]
+            shown.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
+    lines.append("fitted: " + " ".join(shown))
+    lines += [e["text"] for e in fit["explanations"]]
+    if d["not_in_this_version"]:
+        lines.append("not used by this version's model (fitted, left out of the link): "
+                     + ", ".join(d["not_in_this_version"]))
+    lines.append("share link: #" + fit["link"])
+    return lines
+
+
+def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
+                          capacity_tokens: float | None = None) -> dict:
+    """Run an analytic model on a fitted scenario and report its gap to a replay.
+
+    ``analytic`` takes a scenario dict (the keys :func:`model_scenario` keeps,
+    ``kv_cache_tokens`` set to ``capacity_tokens`` when given) and returns the predicted
+    token hit rate (0-1). Returns ``{"analytic_token_hit_rate", "replay_token_hit_rate",
+    "gap", "capacity_tokens"}`` with ``gap = analytic - replay`` (a fraction).
+    """
+    scenario, _ = model_scenario(fitted)
+    if capacity_tokens is not None:
+        scenario["kv_cache_tokens"] = int(capacity_tokens)
+    predicted = float(analytic(scenario))
+    return {"analytic_token_hit_rate": predicted,
+            "replay_token_hit_rate": replay_token_hit_rate,
+            "gap": predicted - replay_token_hit_rate,
+            "capacity_tokens": capacity_tokens}
+
+
+def analytic_token_hit_rate(scenario: dict) -> float:
+    """The project's analytic model (docs/model.md §5) on a scenario dict. Raises
+    ScenarioError for an invalid scenario."""
+    return analyze(Scenario.from_dict(scenario)).token_hit_rate
