@@ -94,7 +94,7 @@ def fit_zipf(counts: Iterable[int]) -> float:
         w = [math.exp(-s * lr) for lr in logs]
         return sum(wi * lr for wi, lr in zip(w, logs)) / sum(w)
 
-    if target >= mean_log_rank(0.0):
+    if target >= mean_log_rank(0.0) - 1e-12:
         return 0.0
     lo, hi = 0.0, 20.0
     if target <= mean_log_rank(hi):

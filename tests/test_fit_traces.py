@@ -1,0 +1,45 @@
+"""End to end (slow): the analytic model on the scenario fitted to a trace within 2 points of
+the exact LRU replay at 1k-100k blocks (issue target; docs/validation.md §7.3), on the
+public Mooncake traces and on generated traces with shared documents, several system
+prompts and lognormal think times. The cases are those of ``benchmarks/fit_table.py``.
+
+Skipped, with the reason, while this version's model lacks a fitted key: the gaps would be
+those of a model that ignores documents, prompt popularity and think-time spread.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_table.py"
+TARGET_POINTS = 2.0
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("fit_table", PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fit_table", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+ft = _load()
+CASES = ft.cases() if not ft.missing_keys() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(ft.missing_keys()),
+                    reason="the model does not take these fitted keys yet: "
+                           + ", ".join(ft.missing_keys()))
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_fitted_model_within_two_points_of_lru_replay(case):
+    name, requests, _, note = case
+    if requests is None:
+        pytest.skip(note)
+    m = ft.measure(requests)
+    worst = max(abs(g) for g in m["gaps_points"])
+    assert worst <= TARGET_POINTS, (name, m["gaps_points"], m["fit"]["link"])
