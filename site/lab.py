@@ -397,11 +397,11 @@ class Lab:
     def render_fit(self, rows):
         fit = self.trace.fit
         curve = self.trace.curve
-        keys = ("arrival_rate", "turns", "think_time_s", "input_tokens", "output_tokens", "system_prompt_tokens")
-        described = ", ".join(f"{k} = {fit[k]:.4g}" if isinstance(fit[k], float) else f"{k} = {fit[k]}"
-                              for k in keys)
-        note = fit["diagnostics"].get("note") or fit["diagnostics"].get("think_time_note") or ""
-        by_id("fit-text").textContent = f"Fitted: {described}." + (f" ({note}.)" if note else "")
+        # the fit's own sentences: fitted keys, values kept within the form's limits and why
+        note = fit["diagnostics"].get("note") or ""
+        by_id("fit-text").textContent = " ".join(
+            line.rstrip(".") + "." for line in fit_report(fit) if not line.startswith("share link")
+        ) + (f" ({note}.)" if note else "")
         capacities = [r["capacity_blocks"] for r in rows if r["key"] in ("current", "p50", "p90")]
         body = by_id("fit-rows")
         body.replaceChildren()
@@ -409,7 +409,7 @@ class Lab:
             tr = document.createElement("tr")
             tr.appendChild(cell("th", format_fixed(gap["capacity_tokens"]), scope="row"))
             if "error" in gap:
-                td = cell("td", gap["error"]["message"])
+                td = cell("td", "The model cannot run the fitted scenario here: " + gap["error"]["message"])
                 td.setAttribute("colspan", "3")
                 tr.appendChild(td)
             else:
@@ -524,6 +524,7 @@ try:
     from kvcache_calculator.present.lab_figures import (comparison_figure, trace_curve_figure, trace_policy_figure,
                                                         with_simulated_points)
     from kvcache_calculator.present.lab_tables import fit_gaps, fitted_fragment, simulation_rows, trace_capacities
+    from kvcache_calculator.traces.fit import fit_report
     from kvcache_calculator.present.lab_tasks import analytic_rates, comparison_tasks, memory_tasks
     from kvcache_calculator.present.report import evaluate
     from kvcache_calculator.scenario import Scenario, decode_fragment
