@@ -84,7 +84,7 @@ def cases() -> list:
             with path.open() as f:
                 out.append((name, list(read_trace(f)), None, ""))
         else:
-            out.append((name, None, None, f"{path} is absent"))
+            out.append((name, None, None, f"{path} not found (the folder is absent)"))
     for name, seed, truth in GENERATED:
         out.append((name, generate_workload(3600.0, seed, **truth), truth, f"seed {seed}"))
     return out
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     rows = []
     for name, requests, truth, note in cases():
         if requests is None:
-            print(f"skipped {name}: {note}", file=sys.stderr)
+            print(f"trace not found, skipped {name}: {note}", file=sys.stderr)
             continue
         rows.append((name, truth, measure(requests)))
     print("Fitted parameters (generated traces: the true value after the slash):\n")
