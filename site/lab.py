@@ -400,7 +400,7 @@ class Lab:
         # the fit's own sentences: fitted keys, values kept within the form's limits and why
         note = fit["diagnostics"].get("note") or ""
         by_id("fit-text").textContent = " ".join(
-            line.rstrip(".") + "." for line in fit_report(fit) if not line.startswith("share link")
+            line.rstrip(".") + "." for line in fit_report(fit) if not line.startswith("Share link")
         ) + (f" ({note}.)" if note else "")
         capacities = [r["capacity_blocks"] for r in rows if r["key"] in ("current", "p50", "p90")]
         body = by_id("fit-rows")

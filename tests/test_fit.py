@@ -122,7 +122,7 @@ def test_a_chained_trace_gives_a_valid_scenario_and_plain_explanations():
     scenario, _ = model_scenario(fit)
     Scenario.from_dict(scenario)
     report = "\n".join(fit_report(fit))
-    assert "Turns per conversation: the trace gives 1,500" in report and "share link: #" in report
+    assert "Turns per conversation: the trace gives 1,500" in report and "Share link: #" in report
 
 
 def test_share_link_is_the_page_fragment_of_the_fit(generated):

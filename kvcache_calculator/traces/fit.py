@@ -417,12 +417,12 @@ def fit_report(fit: dict) -> list:
         if key in fit:
             v = fit[key]
             shown.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
-    lines.append("fitted: " + " ".join(shown))
+    lines.append("Fitted: " + " ".join(shown))
     lines += [e["text"] for e in fit["explanations"]]
     if d["not_in_this_version"]:
-        lines.append("not used by this version's model (fitted, left out of the link): "
+        lines.append("Not used by this version's model (fitted, left out of the link): "
                      + ", ".join(d["not_in_this_version"]))
-    lines.append("share link: #" + fit["link"])
+    lines.append("Share link: #" + fit["link"])
     return lines
 
 
