@@ -9,8 +9,8 @@ The engine (:mod:`kvcache_calculator.setup.engine`, docs/engines.md) sets each t
 ``fraction`` is ``gpu_memory_utilization`` of the total CUDA reports, ``reserved`` the
 weights, the profiled activation peak, non-torch memory and (from 0.20) CUDA graphs, and
 block 0 is its null block (``null = 1``); for SGLang ``fraction`` is ``mem_fraction_static``
-of the memory free before the weights load (``offset`` the CUDA context), ``reserved`` the
-weights; ``manual`` is ``total * gpu_mem_util - weights - activation_reserve_gib``.
+of the memory free before the weights load (``offset`` the CUDA context and, with tensor
+parallelism, NCCL's buffers), ``reserved`` the weights; ``manual`` is ``total * gpu_mem_util - weights - activation_reserve_gib``.
 Tensor parallelism splits GQA heads (at least one per GPU) but replicates the MLA latent, so
 capacity is limited per GPU, not by pooled memory. GiB = 2**30 bytes throughout. The model and the GPU come resolved
 (:func:`kvcache_calculator.setup.resolve.resolve`); :func:`tokens_for_memory` and

@@ -30,9 +30,13 @@ memory) were fitted to 26 published start-up logs of vLLM 0.19 on H100 (dense, M
 quantised, tensor parallel 1-4); ``tests/data/engine_starts.json`` holds them with their sources.
 
 **SGLang** (``python/sglang/srt``: the memory settings of the server arguments and
-``profile_max_num_token``): the KV pool is ``free_before_weights * mem_fraction_static -
-weights``, where ``mem_fraction_static`` defaults to ``(total_MiB - reserved_MiB) / total_MiB``
-with a reserve that grows with the chunked-prefill size, tensor parallelism and CUDA graphs.
+``ModelRunner.profile_max_num_token``, read in 0.2.13 to 0.5.23): the pool is
+``free_after_weights - free_before_weights * (1 - mem_fraction_static)``, that is
+``free_before_weights * mem_fraction_static - weights``, where ``free_before_weights`` is
+what the distributed init leaves (the CUDA total less the CUDA context and, with tensor
+parallelism, NCCL's buffers: :func:`sglang_context_gib`) and ``mem_fraction_static``
+defaults to ``(total_MiB - reserved_MiB) / total_MiB`` with a reserve that grows with the
+chunked-prefill size, tensor parallelism and CUDA graphs.
 
 **manual**: the explicit ``activation_reserve_gib`` of the scenario, no other deduction.
 """
