@@ -199,3 +199,25 @@ def test_binary_file_is_refused_and_a_byte_order_mark_is_accepted(tmp_path, caps
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b'\xef\xbb\xbf{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1]}\n')
     assert main(["replay", str(bom), "--capacity-blocks", "1", "--json"]) == 0
+
+
+@pytest.mark.parametrize("extra, scenario", [
+    ([], {}),                                                            # published FP8, vLLM's 0.9
+    (["--engine", "sglang"], {"engine": "sglang"}),                      # SGLang's own fraction
+    (["--weight-dtype", "fp8", "--gpu-mem-util", "0.8"], {"weight_dtype": "fp8", "gpu_mem_util": 0.8}),
+])
+def test_gpu_capacity_follows_the_analyze_defaults(tmp_path, capsys, extra, scenario):
+    # DeepSeek-V3 on 8 x H200 fits only with its published FP8 weights: replay --gpu must size
+    # the cache as analyze does (the model's published checkpoint, the engine's utilisation),
+    # not at bf16 and 0.9.
+    resolve = pytest.importorskip("kvcache_calculator.setup.resolve").resolve
+    Scenario = pytest.importorskip("kvcache_calculator.scenario").Scenario
+    path = write_trace(tmp_path, MOONCAKE)
+    code, out, err = run_cli([str(path), "--model", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
+                              *extra, "--json"], capsys)
+    assert code == 0, err
+    expected = resolve(Scenario.from_dict({"model": "deepseek-v3", "gpu": "h200", "num_gpus": 8,
+                                           "block_size": 512, **scenario})).capacity
+    assert expected.fits
+    assert json.loads(out)["gpu_capacity"] == expected.message
+    assert json.loads(out)["capacity_blocks"][-1] == expected.capacity_tokens // 512

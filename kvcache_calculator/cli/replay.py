@@ -4,7 +4,8 @@
         [--policy lru|fifo|lfu|belady] [--semantics engine|independent]
         [--capacity-blocks N,N,...] [--capacity-tokens N,...]
         [--capacity-gib X,... --model ID [--kv-dtype DT]]
-        [--model ID --gpu ID [--num-gpus N] [--weight-dtype DT] [--kv-dtype DT]]
+        [--model ID --gpu ID [--num-gpus N] [--engine E] [--weight-dtype DT] [--gpu-mem-util F]
+         [--kv-dtype DT]]
         [--skip-bad-lines] [--fit] [--json]
         [--warmup F] [--sample RATE] [--instances N --routing R [--seed S]]
         [--explain [--characteristic-time-s T]]
@@ -38,6 +39,7 @@ from typing import Iterator
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import kv_bytes_per_token
+from kvcache_calculator.setup.engine import ENGINES
 from kvcache_calculator.setup.presets import get_model
 from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.traces.gap import explain_gap
@@ -104,10 +106,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="also replay at the capacity of one instance of --model on this GPU")
     p.add_argument("--num-gpus", type=int, default=1, metavar="N",
                    help="GPUs per instance (tensor parallel) for --gpu (default 1)")
-    p.add_argument("--weight-dtype", default="bf16", metavar="DT",
-                   help="weight dtype for --gpu (default bf16)")
-    p.add_argument("--gpu-mem-util", type=float, default=0.9, metavar="F",
-                   help="fraction of GPU memory the engine may use, for --gpu (default 0.9)")
+    p.add_argument("--weight-dtype", default=None, metavar="DT",
+                   help="weight dtype for --gpu (default: the model's published checkpoint, as analyze)")
+    p.add_argument("--engine", choices=ENGINES, default="vllm",
+                   help="whose memory accounting sizes the cache for --gpu (default vllm, as analyze)")
+    p.add_argument("--gpu-mem-util", type=float, default=None, metavar="F",
+                   help="fraction of GPU memory the engine may use, for --gpu (default: the engine's, "
+                        "0.9 for vLLM, SGLang's rule by GPU size)")
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed lines and report how many (default: stop at the first)")
     p.add_argument("--fit", action="store_true",
@@ -286,10 +291,12 @@ def _model_kv_bytes(model: str | None, kv_dtype: str) -> float | None:
 def _gpu_capacity_tokens(args, block_size: int) -> tuple:
     if args.model is None:
         raise ScenarioError("gpu", args.gpu, "needs --model to size the cache")
-    scenario = Scenario.from_dict({
-        "model": args.model, "gpu": args.gpu, "num_gpus": args.num_gpus,
-        "kv_dtype": args.kv_dtype, "weight_dtype": args.weight_dtype,
-        "gpu_mem_util": args.gpu_mem_util, "block_size": block_size})
+    values = {"model": args.model, "gpu": args.gpu, "num_gpus": args.num_gpus, "engine": args.engine,
+              "kv_dtype": args.kv_dtype, "weight_dtype": args.weight_dtype,
+              "gpu_mem_util": args.gpu_mem_util, "block_size": block_size}
+    # Unset options take the scenario's defaults, as analyze does (published weights, the
+    # engine's utilisation).
+    scenario = Scenario.from_dict({k: v for k, v in values.items() if v is not None})
     cap = resolve(scenario).capacity
     if not cap.fits:
         raise ScenarioError("gpu", f"{args.num_gpus} x {args.gpu}", cap.message)

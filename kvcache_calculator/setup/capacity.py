@@ -9,8 +9,8 @@ The engine (:mod:`kvcache_calculator.setup.engine`, docs/engines.md) sets each t
 ``fraction`` is ``gpu_memory_utilization`` of the total CUDA reports, ``reserved`` the
 weights, the profiled activation peak, non-torch memory and (from 0.20) CUDA graphs, and
 block 0 is its null block (``null = 1``); for SGLang ``fraction`` is ``mem_fraction_static``
-of the memory free before the weights load (``offset`` the CUDA context), ``reserved`` the
-weights; ``manual`` is ``total * gpu_mem_util - weights - activation_reserve_gib``.
+of the memory free before the weights load (``offset`` the CUDA context and, with tensor
+parallelism, NCCL's buffers), ``reserved`` the weights; ``manual`` is ``total * gpu_mem_util - weights - activation_reserve_gib``.
 Tensor parallelism splits GQA heads (at least one per GPU) but replicates the MLA latent, so
 capacity is limited per GPU, not by pooled memory. GiB = 2**30 bytes throughout. The model and the GPU come resolved
 (:func:`kvcache_calculator.setup.resolve.resolve`); :func:`tokens_for_memory` and
@@ -29,7 +29,7 @@ from kvcache_calculator.setup.architecture import (
     kv_bytes_per_token,
 )
 from kvcache_calculator.setup.engine import (
-    SGLANG_CONTEXT_GIB, EngineSettings, MemoryBreakdown, breakdown, parse_version,
+    EngineSettings, MemoryBreakdown, breakdown, parse_version,
 )
 from kvcache_calculator.setup.engine import weights_gib_per_gpu as checkpoint_gib_per_gpu
 from kvcache_calculator.setup.gpus import GPU
@@ -92,7 +92,8 @@ def weights_gib_per_gpu(arch: ModelArch, weight_dtype: str, tp: int) -> float:
     mxfp4 = weight_dtype == "fp4" and arch.weight_format == "MXFP4"
     return checkpoint_gib_per_gpu(arch.params_b, "mxfp4" if mxfp4 else weight_dtype, tp,
                                   embedding_params_b=shape.embedding_params_b, expert_params_b=shape.expert_params_b,
-                                  experts_only=mxfp4, moe_intermediate_size=shape.moe_intermediate_size)
+                                  experts_only=mxfp4, moe_intermediate_size=shape.moe_intermediate_size,
+                                  replicated_params_b=shape.replicated_params_b)
 
 
 def memory_breakdown(scenario: Scenario, arch: ModelArch, gpu: GPU, weight_dtype: str | None = None,
@@ -188,7 +189,7 @@ def compute_capacity(scenario: Scenario, arch: ModelArch, gpu: GPU) -> Capacity:
     budget = mem.kv_cache_gib
     block = scenario.block_size
     null = 1 if scenario.engine == "vllm" else 0
-    offset = (SGLANG_CONTEXT_GIB[1] if tp == 1 else SGLANG_CONTEXT_GIB["tp"]) if scenario.engine == "sglang" else 0.0
+    offset = mem.context_gib
     offload_tokens = int(scenario.offload_gib * GIB // bpt) if bpt > 0 else 0
     common = dict(kv_bytes_per_token=bpt, kv_bytes_per_token_per_gpu=bpt_gpu,
                   kv_bytes_per_sequence_fixed_per_gpu=fixed_gpu, weights_gib_per_gpu=weights,

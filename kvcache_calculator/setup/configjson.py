@@ -542,7 +542,10 @@ def model_shape(config: object) -> ModelShape | None:
     ``hidden_size`` or ``vocab_size``.
 
     ``embedding_params_b`` counts the input embedding and the output head (once when tied);
-    ``expert_params_b`` the routed experts of every MoE layer (what MXFP4 checkpoints quantise).
+    ``expert_params_b`` the routed experts of every MoE layer (what MXFP4 checkpoints quantise);
+    ``replicated_params_b`` the weights tensor parallelism does not split: each MoE layer's
+    router (experts x hidden) and each MLA layer's down-projections (hidden x (q_lora_rank +
+    kv_lora_rank + qk_rope_head_dim)).
     """
     cfg = text_config(config)
     if not isinstance(cfg.get("hidden_size"), int) or not isinstance(cfg.get("vocab_size"), int):
@@ -552,7 +555,7 @@ def model_shape(config: object) -> ModelShape | None:
     hidden, vocab = _num(cfg, "hidden_size"), _num(cfg, "vocab_size")
     has_experts = any(cfg.get(k) for k in ("n_routed_experts", "num_experts", "num_local_experts"))
     experts = top_k = moe_inter = 0
-    expert_params = 0
+    expert_params = replicated = 0
     if has_experts:
         experts = _first(cfg, ("n_routed_experts", "num_experts", "num_local_experts"))
         top_k = _first(cfg, ("num_experts_per_tok", "experts_per_token", "top_k_experts"), 1)
@@ -560,12 +563,16 @@ def model_shape(config: object) -> ModelShape | None:
         moe_layers = sum(1 for i, kind in enumerate(kinds)
                          if kind == "moe" or (kind not in ("mlp", "mamba") and _is_moe_layer(cfg, i, n)))
         expert_params = moe_layers * experts * 3 * hidden * moe_inter
+        replicated += moe_layers * experts * hidden
+    if cfg.get("kv_lora_rank") is not None:
+        latent = (cfg.get("q_lora_rank") or 0) + _num(cfg, "kv_lora_rank") + _num(cfg, "qk_rope_head_dim", 0, minimum=0)
+        replicated += sum(kind == "mla" for kind in kinds) * hidden * latent
     dense = cfg.get("dense_intermediate_size") or cfg.get("intermediate_size_mlp") or cfg.get("intermediate_size") or 0
     return ModelShape(hidden_size=hidden, vocab_size=vocab, num_layers=n,
                       intermediate_size=dense if isinstance(dense, int) else 0, num_experts=experts,
                       experts_per_token=top_k, moe_intermediate_size=moe_inter,
                       embedding_params_b=vocab * hidden * (1 if _tied(cfg) else 2) / 1e9,
-                      expert_params_b=expert_params / 1e9,
+                      expert_params_b=expert_params / 1e9, replicated_params_b=replicated / 1e9,
                       context_tokens=cfg.get("max_position_embeddings") if isinstance(
                           cfg.get("max_position_embeddings"), int) else 0,
                       num_attention_heads=cfg.get("num_attention_heads") if isinstance(

@@ -30,9 +30,13 @@ memory) were fitted to 26 published start-up logs of vLLM 0.19 on H100 (dense, M
 quantised, tensor parallel 1-4); ``tests/data/engine_starts.json`` holds them with their sources.
 
 **SGLang** (``python/sglang/srt``: the memory settings of the server arguments and
-``profile_max_num_token``): the KV pool is ``free_before_weights * mem_fraction_static -
-weights``, where ``mem_fraction_static`` defaults to ``(total_MiB - reserved_MiB) / total_MiB``
-with a reserve that grows with the chunked-prefill size, tensor parallelism and CUDA graphs.
+``ModelRunner.profile_max_num_token``, read in 0.2.13 to 0.5.23): the pool is
+``free_after_weights - free_before_weights * (1 - mem_fraction_static)``, that is
+``free_before_weights * mem_fraction_static - weights``, where ``free_before_weights`` is
+what the distributed init leaves (the CUDA total less the CUDA context and, with tensor
+parallelism, NCCL's buffers: :func:`sglang_context_gib`) and ``mem_fraction_static``
+defaults to ``(total_MiB - reserved_MiB) / total_MiB`` with a reserve that grows with the
+chunked-prefill size, tensor parallelism and CUDA graphs.
 
 **manual**: the explicit ``activation_reserve_gib`` of the scenario, no other deduction.
 """
@@ -40,6 +44,7 @@ with a reserve that grows with the chunked-prefill size, tensor parallelism and 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 from kvcache_calculator.errors import ScenarioError
@@ -60,9 +65,11 @@ SAMPLER_BYTES_PER_LOGIT = 14.0
 #: Allocator overhead and small buffers of the profiling run (fitted, vLLM 0.19).
 PROFILE_BASE_GIB = 0.1
 #: Non-torch memory that appears during vLLM's profiling run, per GPU, by (single GPU, tensor
-#: parallel): 0.19 logs show 0.24-0.27 GiB alone and 2.07-2.21 GiB with tensor parallelism
-#: (NCCL and the custom all-reduce allocate buffers at the first collective, after the memory
-#: snapshot); 0.10 logs show almost none either way (those buffers came before the snapshot).
+#: parallel over NVLink): 0.19 logs show 0.24-0.27 GiB alone and 2.07-2.21 GiB with tensor
+#: parallelism on H100 SXM (NCCL and the custom all-reduce allocate buffers at the first
+#: collective, after the memory snapshot); 0.10 logs show almost none either way (those
+#: buffers came before the snapshot). Over PCIe the collective part is
+#: :data:`COMM_GIB` ``["pcie"]`` instead (:func:`comm_gib`).
 NON_TORCH_GIB = {(0, 11): (0.25, 2.1), (0, 0): (0.05, 0.1)}
 #: CUDA-graph memory per GPU: a base plus a share per decoder layer (vLLM 0.19 logs: 0.87-1.79
 #: GiB for 28-80 layers; MoE layers capture more).
@@ -91,6 +98,9 @@ class ModelShape:
     ``activation_bytes`` the model dtype's width. ``embedding_params_b`` (embedding and output
     head) and ``expert_params_b`` (routed experts) are the parts quantised checkpoints treat
     apart; ``context_tokens`` the longest context the model supports (``max_position_embeddings``).
+    ``replicated_params_b`` are weights every tensor-parallel GPU holds whole: the MoE router
+    and MLA's down-projections (``q_a_proj``, ``kv_a_proj_with_mqa``), which vLLM's and SGLang's
+    ``deepseek_v2.py`` build as ``ReplicatedLinear``.
     """
 
     hidden_size: int
@@ -105,6 +115,7 @@ class ModelShape:
     expert_params_b: float = 0.0
     context_tokens: int = 0
     num_attention_heads: int = 0
+    replicated_params_b: float = 0.0
 
     @property
     def is_moe(self) -> bool:
@@ -155,6 +166,7 @@ class MemoryBreakdown:
     gpu_mem_util: float
     max_num_batched_tokens: int = 0
     max_num_seqs: int = 0
+    context_gib: float = 0.0
 
     @property
     def reserved_gib(self) -> float:
@@ -175,7 +187,7 @@ WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, 
 
 def weights_gib_per_gpu(params_b: float, weight_dtype: str, tp: int, *, embedding_params_b: float = 0.0,
                         expert_params_b: float = 0.0, experts_only: bool = False,
-                        moe_intermediate_size: int = 0) -> float:
+                        moe_intermediate_size: int = 0, replicated_params_b: float = 0.0) -> float:
     """The weights one GPU loads, in GiB, as a checkpoint of ``weight_dtype`` stores them.
 
     Quantised checkpoints keep the embedding and output head in bf16 (``embedding_params_b``
@@ -183,7 +195,9 @@ def weights_gib_per_gpu(params_b: float, weight_dtype: str, tp: int, *, embeddin
     ``expert_params_b`` routed experts, which vLLM loads padded to a multiple of 256 in the
     expert's intermediate dimension (gpt-oss-20b: 13.47 GiB logged, 13.45 predicted; 120b: 64.38
     and 64.9). Tensor parallelism splits every matrix ``tp`` ways (vLLM's vocabulary-parallel
-    embedding included).
+    embedding included), except the ``replicated_params_b`` every GPU holds whole (the MoE
+    router, MLA's down-projections: :class:`ModelShape`), counted at the checkpoint's width:
+    DeepSeek-R1 at TP 8 holds 0.9 GiB more per GPU than an even split.
     """
     width = WEIGHT_BYTES[weight_dtype]
     if width >= 2.0:
@@ -193,7 +207,8 @@ def weights_gib_per_gpu(params_b: float, weight_dtype: str, tp: int, *, embeddin
         total = expert_params_b * width * pad + (params_b - expert_params_b) * 2.0
     else:
         total = embedding_params_b * 2.0 + (params_b - embedding_params_b) * width
-    return total * 1e9 / GIB / tp
+    replicated = replicated_params_b * (2.0 if experts_only else width) * (tp - 1)
+    return (total + replicated) * 1e9 / GIB / tp
 
 
 def vllm_batch_defaults(total_gib: float, gpu_name: str, version: tuple[int, int]) -> tuple[int, int]:
@@ -269,8 +284,40 @@ def _prefill_graph_sizes(chunk: int) -> int:
     return len([s for s in sizes if s <= chunk])
 
 
-#: CUDA context and communicator memory that SGLang's "free before weights" excludes (GiB).
-SGLANG_CONTEXT_GIB = {1: 0.5, "tp": 1.3}
+#: The CUDA context and runtime of one GPU process, before any allocation (GiB). SGLang's
+#: "Load weight begin. avail mem" lines put it at 0.48-0.65 GiB below CUDA's total on one GPU
+#: (RTX 4090, H200, MI300X) and on PCIe-only cards at tensor parallel 4-8 (L4, A10G).
+CUDA_CONTEXT_GIB = 0.5
+#: Collective-communication buffers per GPU at tensor parallelism (GiB), by how the GPUs are
+#: linked. NCCL's memory grows with its channel count, which it raises to reach NVLink's
+#: bandwidth and keeps low over PCIe (NVIDIA/nccl#986). Measured, not derived: 1.7-2.0 GiB on
+#: H100/H800 SXM at TP 8-16 (SGLang's free memory before the weights) and 1.8-2.0 GiB on H100
+#: at TP 2-4 (vLLM 0.19's non-torch memory less its single-GPU 0.25); 0.0-0.2 GiB on L4 and
+#: A10G at TP 4-8.
+COMM_GIB = {"nvlink": 1.85, "pcie": 0.05}
+#: GPUs whose tensor-parallel peers talk over PCIe only (no NVLink or Infinity Fabric links):
+#: patterns on the GPU's name, lower case. Others (SXM/OAM parts, GH/GB superchips, NVL
+#: bridged pairs, custom GPUs) are taken as linked.
+PCIE_ONLY_GPUS = (r"\bl4\b", r"\bl40", r"\bl20\b", r"\ba10g?\b", r"\ba40\b", r"\bt4\b", r"rtx", r"geforce", r"pcie")
+
+
+def gpu_link(gpu_name: str) -> str:
+    """``"pcie"`` for a GPU whose tensor-parallel peers talk over PCIe only
+    (:data:`PCIE_ONLY_GPUS`), else ``"nvlink"`` (NVLink, NVSwitch or AMD's Infinity Fabric)."""
+    name = gpu_name.lower()
+    return "pcie" if any(re.search(p, name) for p in PCIE_ONLY_GPUS) else "nvlink"
+
+
+def comm_gib(gpu_name: str, tp: int) -> float:
+    """Collective-communication memory per GPU at tensor parallelism ``tp`` (:data:`COMM_GIB`;
+    none on one GPU)."""
+    return COMM_GIB[gpu_link(gpu_name)] if tp > 1 else 0.0
+
+
+def sglang_context_gib(gpu_name: str, tp: int) -> float:
+    """What SGLang's base, the memory free after distributed init and before the weights load,
+    lacks of CUDA's total: the CUDA context and, at tensor parallelism, NCCL's buffers."""
+    return CUDA_CONTEXT_GIB + comm_gib(gpu_name, tp)
 
 
 def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: float, gpu_name: str,
@@ -285,11 +332,11 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
     if settings.engine == "sglang":
         util = (sglang_mem_fraction_static(smi_total_mib, tp) if settings.gpu_mem_util is None
                 else settings.gpu_mem_util)
-        context = SGLANG_CONTEXT_GIB[1] if tp == 1 else SGLANG_CONTEXT_GIB["tp"]
+        context = sglang_context_gib(gpu_name, tp)
         budget = (total_gib - context) * util
         kv = budget - weights_gib
         return MemoryBreakdown("sglang", total_gib, budget, weights_gib, 0.0, 0.0, 0.0, kv,
-                               total_gib - budget, util)
+                               total_gib - budget, util, context_gib=context)
     util = 0.9 if settings.gpu_mem_util is None else settings.gpu_mem_util
     default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version)
     seqs = settings.max_num_seqs or default_seqs
@@ -298,7 +345,8 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
         raise ScenarioError("model", "", "needs hidden_size and vocab_size to size vLLM's profiling run")
     activation = activation_peak_gib(shape, tokens, seqs, tp)
     since = max(v for v in NON_TORCH_GIB if v <= settings.version)
-    non_torch = NON_TORCH_GIB[since][0 if tp == 1 else 1]
+    alone, with_tp = NON_TORCH_GIB[since]
+    non_torch = alone if tp == 1 else (with_tp if gpu_link(gpu_name) == "nvlink" else alone + COMM_GIB["pcie"])
     graphs = cuda_graph_gib(shape) if settings.cuda_graphs and settings.version >= (0, 20) else 0.0
     budget = math.ceil(total_gib * util * GIB) / GIB
     kv = budget - weights_gib - activation - non_torch - graphs
