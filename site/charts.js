@@ -125,11 +125,59 @@ function drawText(id, chart) {
   }
 }
 
+/** The chart's numbers as a table in its <details> (the text alternative of the drawing). */
+function drawTable(id, table) {
+  const box = document.getElementById(id + "-table");
+  if (!box || !table) return;
+  const el = document.createElement("table");
+  if (table.columns.length) {
+    const head = el.createTHead().insertRow();
+    for (const text of table.columns) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = text;
+      head.appendChild(th);
+    }
+    const body = el.createTBody();
+    for (const row of table.rows) {
+      const tr = body.insertRow();
+      row.forEach((text, i) => {
+        const cell = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) cell.scope = "row";
+        cell.textContent = text;
+        tr.appendChild(cell);
+      });
+    }
+  }
+  const notes = table.notes.map((text) => {
+    const p = document.createElement("p");
+    p.textContent = text;
+    return p;
+  });
+  box.replaceChildren(...(table.columns.length ? [el] : []), ...notes);
+}
+
 function draw(id, json) {
   const div = document.getElementById(id);
   if (!div) return;
   const chart = JSON.parse(json);
   drawText(id, chart);
+  drawTable(id, chart.table);
+  // A chart with nothing to show (the model does not fit; an input not set) is a sentence,
+  // not empty axes.
+  const blank = document.getElementById(id + "-blank");
+  const figure = div.closest("figure");
+  if (blank) {
+    blank.textContent = chart.blank || "";
+    blank.hidden = !chart.blank;
+  }
+  // kept in the layout (no height), so that the observers still see it come near the viewport
+  div.classList.toggle("plot-blank", Boolean(chart.blank));
+  if (figure) {
+    figure.classList.toggle("blank", Boolean(chart.blank));
+    for (const b of figure.querySelectorAll(".chart-tools button")) b.disabled = Boolean(chart.blank);
+  }
+  if (chart.blank) return;
   // The config only on the first draw: given again, Plotly.react rebuilds and compares its
   // whole default config on every call (measured: about 1.5 ms a chart).
   window.Plotly.react(div, chart.figure.data, chart.figure.layout, configured.has(div) ? undefined : CONFIG);
@@ -280,6 +328,56 @@ for (const name of ITEMS) {
   nearObserver.observe(el);
   viewObserver.observe(el);
 }
+
+// ---------------------------------------------------------------------------- announcements, downloads
+
+// The only live region of the results: the headline, read politely once typing pauses (an
+// <output> per result would be read on every keystroke).
+const ANNOUNCE_AFTER_MS = 1000;
+let announceTimer = 0;
+window.kvcalcAnnounce = (text) => {
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    const el = document.getElementById("announce");
+    if (el && el.textContent !== text) el.textContent = text;
+  }, ANNOUNCE_AFTER_MS);
+};
+
+/** Save `text` as a file named `name` (made here: nothing is sent anywhere). */
+function saveUrl(name, url) {
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+}
+window.kvcalcDownload = (name, type, text) => {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  saveUrl(name, url);
+  setTimeout(() => URL.revokeObjectURL(url), 0);
+};
+
+/** A chart as PNG or SVG, with its title and legend drawn by Plotly (on the page they are
+ *  HTML beside it). */
+async function downloadChart(name, format) {
+  const div = document.getElementById("chart-" + name);
+  if (!div || !div.data || !window.Plotly) return;
+  const head = document.getElementById("chart-" + name + "-head");
+  const title = head ? (head.dataset.text || "").trim().replace("\n", " — ") : "";
+  const layout = { ...div.layout, title: { text: title, x: 0.02, xanchor: "left", font: { size: 14 } },
+                   showlegend: true, legend: { orientation: "h", y: -0.25 },
+                   margin: { ...(div.layout.margin || {}), t: 50, b: 110 } };
+  const data = div.data.map((t) => (t.type === "heatmap" ? { ...t, showscale: true } : t));
+  const url = await window.Plotly.toImage({ data, layout }, { format, width: 900, height: 560 });
+  saveUrl(`kvcache-${name}.${format}`, url);
+}
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest(".chart-tools button[data-chart]");
+  if (!button) return;
+  downloadChart(button.dataset.chart, button.dataset.format).catch((err) => reportError("download", err));
+});
 
 window.kvcalcCharts = {
   counts,
