@@ -206,8 +206,14 @@ const wanted = new Map(ITEMS.map((n) => [n, 0]));   // the version each item mus
 const shown = new Map(ITEMS.map((n) => [n, -1]));   // the version it shows
 const lastJson = new Map();  // each chart's last drawing: the same again is not redrawn
 let computed = null;         // {name, version, json}: computed, to be drawn in the next task
-const near = new Set();
-const inView = new Set();
+// Elements near the viewport and in view, by id. An item is near when one of its elements is:
+// the suggestions also fill the "what would fit" options at the top of the results.
+const nearIds = new Set();
+const viewIds = new Set();
+const EXTRA_TARGETS = { [SUGGESTIONS]: ["fit-notice"] };
+function targets(name) { return [element(name).id, ...(EXTRA_TARGETS[name] || [])]; }
+const near = { has: (name) => targets(name).some((id) => nearIds.has(id)) };
+const inView = { has: (name) => targets(name).some((id) => viewIds.has(id)) };
 let run = 0;                 // the current series of tasks; an older series stops
 let running = false;
 
@@ -306,19 +312,16 @@ function step(id) {
   more();
 }
 
-function itemOf(target) {
-  return target.id === SUGGESTIONS ? SUGGESTIONS : target.id.slice("chart-".length);
-}
 const nearObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
-    if (e.isIntersecting) near.add(itemOf(e.target)); else near.delete(itemOf(e.target));
+    if (e.isIntersecting) nearIds.add(e.target.id); else nearIds.delete(e.target.id);
   }
   markState();
   if (chartSource && !running && pending()) start(false);
 }, { rootMargin: NEAR_MARGIN });
 const viewObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
-    if (e.isIntersecting) inView.add(itemOf(e.target)); else inView.delete(itemOf(e.target));
+    if (e.isIntersecting) viewIds.add(e.target.id); else viewIds.delete(e.target.id);
   }
 });
 for (const name of ITEMS) {
@@ -327,6 +330,10 @@ for (const name of ITEMS) {
   el.dataset.state = "stale";
   nearObserver.observe(el);
   viewObserver.observe(el);
+}
+for (const id of Object.values(EXTRA_TARGETS).flat()) {
+  const el = document.getElementById(id);
+  if (el) { nearObserver.observe(el); viewObserver.observe(el); }
 }
 
 // ---------------------------------------------------------------------------- announcements, downloads
