@@ -125,11 +125,59 @@ function drawText(id, chart) {
   }
 }
 
+/** The chart's numbers as a table in its <details> (the text alternative of the drawing). */
+function drawTable(id, table) {
+  const box = document.getElementById(id + "-table");
+  if (!box || !table) return;
+  const el = document.createElement("table");
+  if (table.columns.length) {
+    const head = el.createTHead().insertRow();
+    for (const text of table.columns) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = text;
+      head.appendChild(th);
+    }
+    const body = el.createTBody();
+    for (const row of table.rows) {
+      const tr = body.insertRow();
+      row.forEach((text, i) => {
+        const cell = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) cell.scope = "row";
+        cell.textContent = text;
+        tr.appendChild(cell);
+      });
+    }
+  }
+  const notes = table.notes.map((text) => {
+    const p = document.createElement("p");
+    p.textContent = text;
+    return p;
+  });
+  box.replaceChildren(...(table.columns.length ? [el] : []), ...notes);
+}
+
 function draw(id, json) {
   const div = document.getElementById(id);
   if (!div) return;
   const chart = JSON.parse(json);
   drawText(id, chart);
+  drawTable(id, chart.table);
+  // A chart with nothing to show (the model does not fit; an input not set) is a sentence,
+  // not empty axes.
+  const blank = document.getElementById(id + "-blank");
+  const figure = div.closest("figure");
+  if (blank) {
+    blank.textContent = chart.blank || "";
+    blank.hidden = !chart.blank;
+  }
+  // kept in the layout (no height), so that the observers still see it come near the viewport
+  div.classList.toggle("plot-blank", Boolean(chart.blank));
+  if (figure) {
+    figure.classList.toggle("blank", Boolean(chart.blank));
+    for (const b of figure.querySelectorAll(".chart-tools button")) b.disabled = Boolean(chart.blank);
+  }
+  if (chart.blank) return;
   // The config only on the first draw: given again, Plotly.react rebuilds and compares its
   // whole default config on every call (measured: about 1.5 ms a chart).
   window.Plotly.react(div, chart.figure.data, chart.figure.layout, configured.has(div) ? undefined : CONFIG);
@@ -158,8 +206,14 @@ const wanted = new Map(ITEMS.map((n) => [n, 0]));   // the version each item mus
 const shown = new Map(ITEMS.map((n) => [n, -1]));   // the version it shows
 const lastJson = new Map();  // each chart's last drawing: the same again is not redrawn
 let computed = null;         // {name, version, json}: computed, to be drawn in the next task
-const near = new Set();
-const inView = new Set();
+// Elements near the viewport and in view, by id. An item is near when one of its elements is:
+// the suggestions also fill the "what would fit" options at the top of the results.
+const nearIds = new Set();
+const viewIds = new Set();
+const EXTRA_TARGETS = { [SUGGESTIONS]: ["fit-notice"] };
+function targets(name) { return [element(name).id, ...(EXTRA_TARGETS[name] || [])]; }
+const near = { has: (name) => targets(name).some((id) => nearIds.has(id)) };
+const inView = { has: (name) => targets(name).some((id) => viewIds.has(id)) };
 let run = 0;                 // the current series of tasks; an older series stops
 let running = false;
 
@@ -258,19 +312,16 @@ function step(id) {
   more();
 }
 
-function itemOf(target) {
-  return target.id === SUGGESTIONS ? SUGGESTIONS : target.id.slice("chart-".length);
-}
 const nearObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
-    if (e.isIntersecting) near.add(itemOf(e.target)); else near.delete(itemOf(e.target));
+    if (e.isIntersecting) nearIds.add(e.target.id); else nearIds.delete(e.target.id);
   }
   markState();
   if (chartSource && !running && pending()) start(false);
 }, { rootMargin: NEAR_MARGIN });
 const viewObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
-    if (e.isIntersecting) inView.add(itemOf(e.target)); else inView.delete(itemOf(e.target));
+    if (e.isIntersecting) viewIds.add(e.target.id); else viewIds.delete(e.target.id);
   }
 });
 for (const name of ITEMS) {
@@ -280,6 +331,60 @@ for (const name of ITEMS) {
   nearObserver.observe(el);
   viewObserver.observe(el);
 }
+for (const id of Object.values(EXTRA_TARGETS).flat()) {
+  const el = document.getElementById(id);
+  if (el) { nearObserver.observe(el); viewObserver.observe(el); }
+}
+
+// ---------------------------------------------------------------------------- announcements, downloads
+
+// The only live region of the results: the headline, read politely once typing pauses (an
+// <output> per result would be read on every keystroke).
+const ANNOUNCE_AFTER_MS = 1000;
+let announceTimer = 0;
+window.kvcalcAnnounce = (text) => {
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    const el = document.getElementById("announce");
+    if (el && el.textContent !== text) el.textContent = text;
+  }, ANNOUNCE_AFTER_MS);
+};
+
+/** Save `text` as a file named `name` (made here: nothing is sent anywhere). */
+function saveUrl(name, url) {
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+}
+window.kvcalcDownload = (name, type, text) => {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  saveUrl(name, url);
+  setTimeout(() => URL.revokeObjectURL(url), 0);
+};
+
+/** A chart as PNG or SVG, with its title and legend drawn by Plotly (on the page they are
+ *  HTML beside it). */
+async function downloadChart(name, format) {
+  const div = document.getElementById("chart-" + name);
+  if (!div || !div.data || !window.Plotly) return;
+  const head = document.getElementById("chart-" + name + "-head");
+  const title = head ? (head.dataset.text || "").trim().replace("\n", " — ") : "";
+  const layout = { ...div.layout, title: { text: title, x: 0.02, xanchor: "left", font: { size: 14 } },
+                   showlegend: true, legend: { orientation: "h", y: -0.25 },
+                   margin: { ...(div.layout.margin || {}), t: 50, b: 110 } };
+  const data = div.data.map((t) => (t.type === "heatmap" ? { ...t, showscale: true } : t));
+  const url = await window.Plotly.toImage({ data, layout }, { format, width: 900, height: 560 });
+  saveUrl(`kvcache-${name}.${format}`, url);
+}
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest(".chart-tools button[data-chart]");
+  if (!button) return;
+  downloadChart(button.dataset.chart, button.dataset.format).catch((err) => reportError("download", err));
+});
 
 window.kvcalcCharts = {
   counts,

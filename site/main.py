@@ -26,7 +26,9 @@ PAGE = Page("kvcache calculator", "update")
 PRESET_IDS = {}      # "model"/"gpu" -> preset ids, for shorter field messages
 # The last valid edit: its scenario and Setup, and its Analysis (the hit-rate table the
 # suggestions and charts share) once a later task has needed it.
-CURRENT = {"scenario": None, "setup": None, "analysis": None}
+CURRENT = {"scenario": None, "setup": None, "analysis": None, "report": None, "sensitivity_keys": None}
+#: Items a link's notice lists before the rest are folded away (a 600-key link).
+NOTICE_ITEMS = 8
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -41,11 +43,16 @@ FORMATS = {
     "capacity_gib": lambda v: f"{format_fixed(v, 2)} GiB",
     "kv_bytes_per_token": lambda v: f"{format_bytes(v)} per token",
     "kv_bytes_per_token_per_gpu": lambda v: f"{format_bytes(v)} per token per GPU",
-    "request_rate": lambda v: f"{format_count(v)} requests/s",
-    "hit_tokens_per_s": lambda v: f"{format_count(v)} tokens/s",
+    "request_rate": lambda v: f"{format_count(v)} {unit_for(v, 'requests/s')}",
+    "hit_tokens_per_s": lambda v: f"{format_count(v)} {unit_for(v, 'tokens/s')}",
     "prefill_gpu_s_saved_per_s": lambda v: f"{format_count(v)} GPU·s per s",
 }
 NONE_TEXT = {"characteristic_time_s": "unbounded (everything fits)"}
+#: Results that mean nothing when the model does not fit (no KV cache at all): shown as
+#: "does not fit" (the headline) or a dash, never as a number.
+NO_FIT_TEXT = {"token_hit_rate": "Does not fit", "request_hit_rate": None, "characteristic_time_s": None,
+               "capacity_tokens": "no KV cache", "capacity_gib": None, "hit_tokens_per_s": None,
+               "prefill_gpu_s_saved_per_s": None}
 
 
 def format_result(key, value):
@@ -163,16 +170,36 @@ def show_link_notice(errors, unknown, warnings=()):
     notice = by_id("link-notice")
     items = by_id("link-notice-list")
     items.replaceChildren()
-    for message in [*warnings, *(f"{e['message']}; its default is used" for e in errors.values())]:
+    messages = [*warnings, *(f"{e['message']}; its default is used" for e in errors.values()),
+                *(f"{key}: not a known setting, ignored" if key
+                  else "a part of the link without a name (\"=…\") was ignored" for key in unknown)]
+    for message in messages[:NOTICE_ITEMS]:
         li = document.createElement("li")
         li.textContent = message
         items.appendChild(li)
-    for key in unknown:
+    if len(messages) > NOTICE_ITEMS:
+        # a long link lists the rest folded away, behind a count of what they are
+        rest = messages[NOTICE_ITEMS:]
         li = document.createElement("li")
-        li.textContent = (f"{key}: not a known setting, ignored" if key
-                          else "a part of the link without a name (\"=…\") was ignored")
+        details = document.createElement("details")
+        summary = document.createElement("summary")
+        summary.textContent = f"{len(rest):,} more: " + notice_summary(errors, unknown, warnings)
+        more = document.createElement("ul")
+        for message in rest:
+            item = document.createElement("li")
+            item.textContent = message
+            more.appendChild(item)
+        details.append(summary, more)
+        li.appendChild(details)
         items.appendChild(li)
-    notice.hidden = not (errors or unknown or warnings)
+    notice.hidden = not messages
+
+
+def notice_summary(errors, unknown, warnings):
+    """What a link's notice lists, counted: "598 unknown keys, 2 invalid values"."""
+    counts = [(len(unknown), "unknown key", "unknown keys"), (len(errors), "invalid value", "invalid values"),
+              (len(warnings), "other warning", "other warnings")]
+    return ", ".join(f"{n:,} {one if n == 1 else many}" for n, one, many in counts if n) + " in all"
 
 
 def write(changes):
@@ -182,19 +209,24 @@ def write(changes):
     window.kvcalcWrite(json.dumps(changes))
 
 
-def result_changes(results, gpus):
-    """The page's result outputs (and the phone's bar) showing ``results``."""
+def result_changes(results, gpus, fits=True):
+    """The page's result outputs (and the phone's bar) showing ``results``; when the model
+    does not fit, "does not fit" and dashes instead of the zeros that would mean nothing."""
     changes = []
     for key in OUTPUT_IDS:
         if key not in results:
             continue
         value = results[key]
+        if not fits and key in NO_FIT_TEXT:
+            changes += [[key, "text", NO_FIT_TEXT[key] or NONE], [key, "data-value", ""]]
+            continue
         text = format_result(key, value)
         if key == "capacity_gib" and gpus > 1 and value is not None:
             text += f" over {gpus} GPUs"   # per instance, over its GPUs (an MLA latent is on each)
         changes += [[key, "text", text], [key, "data-value", plain_number(value)]]
     if "token_hit_rate" in results:
-        changes.append(["mini-value", "text", format_result("token_hit_rate", results["token_hit_rate"])])
+        changes.append(["mini-value", "text", format_result("token_hit_rate", results["token_hit_rate"])
+                        if fits else NO_FIT_TEXT["token_hit_rate"]])
     return changes
 
 
@@ -214,7 +246,24 @@ def suggestion_item(suggestion):
     text = document.createElement("span")
     text.textContent = " " + str(suggestion.get("text", ""))
     li.appendChild(text)
+    actions = suggestion.get("actions") or []
+    if actions:
+        row = document.createElement("span")
+        row.className = "apply-row"
+        for action in actions:
+            row.appendChild(apply_button(action))
+        li.appendChild(row)
     return li
+
+
+def apply_button(action):
+    """A button that applies a suggestion's ``changes`` to the form (:func:`on_apply`)."""
+    button = document.createElement("button")
+    button.type = "button"
+    button.className = "apply secondary"
+    button.setAttribute("data-changes", json.dumps(action.get("changes", {})))
+    button.textContent = "Apply: " + str(action.get("label", ""))
+    return button
 
 
 def current_analysis():
@@ -228,13 +277,33 @@ def chart_json(name):
     """The drawing of chart ``name`` for the last valid edit (:func:`for_page`: title, legend
     and colour bar as HTML), computed now: charts.js asks for it when it is about to draw it."""
     name = str(name)
-    figure = chart_figure(current_analysis(), name, sensitivity_key())
-    return json.dumps(for_page(name, figure, show_classic=bool(by_id("show-classic").checked)))
+    analysis = current_analysis()
+    figure = chart_figure(analysis, name, sensitivity_key())
+    return json.dumps(for_page(name, figure, show_classic=bool(by_id("show-classic").checked),
+                               fits=bool(analysis.result.fits)))
+
+
+def current_suggestions():
+    if CURRENT.get("suggestions") is None:
+        CURRENT["suggestions"] = suggestion_dicts(current_analysis())
+    return CURRENT["suggestions"]
 
 
 def render_suggestions(_event=None):
-    """The suggestions for the last valid edit (charts.js calls this first after a change)."""
-    render_list("suggestions", suggestion_dicts(current_analysis()), suggestion_item)
+    """The suggestions for the last valid edit (charts.js calls this first after a change);
+    a model that does not fit also lists what would fit, with buttons, beside its message."""
+    listed = current_suggestions()
+    render_list("suggestions", listed, suggestion_item)
+    fit = next((s for s in listed if s.get("id") == "fit"), None)
+    options = (fit or {}).get("actions") or []
+    render_list("fit-options-list", options, lambda a: list_item(apply_button(a)))
+    by_id("fit-options").hidden = not options
+
+
+def list_item(child):
+    li = document.createElement("li")
+    li.appendChild(child)
+    return li
 
 
 def invalidate(names=(), suggestions=False):
@@ -281,22 +350,65 @@ def override_changes(scenario):
             ["override-note", "hidden", False]]
 
 
+def headline_text(report):
+    """What the polite live region says once typing pauses: the headline, or that the model
+    does not fit (charts.js waits for the pause)."""
+    if not report.get("fits", True):
+        return "Does not fit. " + str(report.get("fit_message", ""))
+    return "Token hit rate " + format_result("token_hit_rate", report.get("results", {}).get("token_hit_rate"))
+
+
+def placeholder_changes(setup):
+    """The empty architecture fields show the values the model uses (a preset's own), not "auto"."""
+    values = {} if setup.scenario.model == "custom" else architecture_values(setup)
+    return [[f"f-{key}", "placeholder", form_text(values.get(key)) or ("required" if setup.scenario.model == "custom"
+                                                                        else "not used by this model")]
+            for key in ARCH_KEYS]
+
+
+def offer_sensitivity_keys(setup):
+    """Offer in the sensitivity selector only the inputs that apply to this model; a selected
+    input that no longer applies falls back to the default (and its chart is redrawn)."""
+    keys = sensitivity_keys(setup)
+    if keys == CURRENT["sensitivity_keys"]:
+        return
+    CURRENT["sensitivity_keys"] = keys
+    select = by_id("sensitivity-key")
+    if select is None:
+        return
+    wanted = set(keys)
+    for option in select.options:
+        off = str(option.value) not in wanted
+        option.hidden = off
+        option.disabled = off
+    if str(select.value) not in wanted:
+        select.value = DEFAULT_SENSITIVITY_KEY
+        invalidate(("sensitivity",))
+
+
 def render(report, setup):
     """Draw one evaluation's numbers (results, fit state, notes, link) now, and leave the
     suggestions and charts of a changed scenario to later tasks (:func:`invalidate`)."""
     fits = bool(report.get("fits", True))
     scenario = report.get("scenario", {})
     write([["fit-message", "text", "" if fits else str(report.get("fit_message", ""))],
-           ["fit-message", "hidden", fits], [":root", "data-fits", "true" if fits else "false"],
+           ["fit-notice", "hidden", fits], [":root", "data-fits", "true" if fits else "false"],
+           ["headline-sub", "text", "of prompt tokens served from the prefix cache" if fits
+            else "on these GPUs: no memory is left for a KV cache"],
            ["app-error", "hidden", True],
-           *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1),
+           *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1, fits),
+           *placeholder_changes(setup),
            ["notes", "items", [str(n) for n in report.get("notes", [])]],
            *link_changes(report.get("fragment", "")),
            *override_changes(scenario),
            *stale_changes(False)])
+    window.kvcalcAnnounce(headline_text(report))
+    CURRENT["report"] = report
     if report.get("scenario") != CURRENT["scenario"]:
-        CURRENT.update(scenario=report.get("scenario"), setup=setup, analysis=None)
+        CURRENT.update(scenario=report.get("scenario"), setup=setup, analysis=None, suggestions=None)
+        offer_sensitivity_keys(setup)
         invalidate(suggestions=True)
+    show_measured()
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -328,6 +440,61 @@ def on_form_input(event):
     if target is not None and getattr(target, "name", "") == "model":
         write_form({k: report["scenario"].get(k) for k in ARCH_KEYS}
                    if report["scenario"].get("model") == "custom" else {})
+
+
+def on_results_click(event):
+    """A suggestion's "Apply" button: its changes go into the form, which recomputes."""
+    button = event.target.closest("button[data-changes]")
+    if missing(button):
+        return
+    changes = json.loads(str(button.getAttribute("data-changes")))
+    label = str(button.textContent).removeprefix("Apply: ")
+    write_form({k: v for k, v in changes.items() if k in KEYS})
+    on_form_input(None)
+    by_id("results-title").focus()      # the button is gone: focus stays in the results
+    by_id("copy-status").textContent = f"Applied: {label}."
+
+
+def export_text(kind):
+    """The last valid edit as a JSON or CSV document (present/report.py)."""
+    document_ = export_document(CURRENT["report"] or {}, current_suggestions())
+    if kind == "csv":
+        return export_csv(document_)
+    return json.dumps(document_, indent=2)
+
+
+def on_export(event):
+    kind = "csv" if str(event.currentTarget.id) == "export-csv" else "json"
+    model = str((CURRENT["scenario"] or {}).get("model") or "scenario")
+    window.kvcalcDownload(f"kvcache-{model}.{kind}", "text/csv" if kind == "csv" else "application/json",
+                          export_text(kind))
+
+
+def show_measured(_event=None):
+    """The prediction against the engine's measured hit rate, if one is entered."""
+    report = CURRENT["report"]
+    out = by_id("measured-result")
+    if report is None or out is None:
+        return
+    values = {key: str(by_id(f"m-{key}").value) for key in ("hits", "queries", "rate")}
+    for key in values:
+        by_id(f"m-{key}").removeAttribute("aria-invalid")
+    predicted = report.get("results", {}).get("token_hit_rate")
+    try:
+        found = measured_comparison(predicted or 0.0, hits=values["hits"], queries=values["queries"],
+                                    rate_percent=values["rate"])
+    except ScenarioError as err:
+        field_id = {"prefix_cache_hits": "m-hits", "prefix_cache_queries": "m-queries"}.get(err.key, "m-rate")
+        by_id(field_id).setAttribute("aria-invalid", "true")
+        out.className = "measured-result error"
+        out.textContent = str(err)
+        return
+    out.className = "measured-result"
+    if found and not report.get("fits", True):
+        out.textContent = "The model does not fit on these GPUs: there is no prediction to compare with."
+    else:
+        out.textContent = found.get("text", "")
+    out.setAttribute("data-gap", "" if not found else f"{found['gap_points']:.4f}")
 
 
 def apply_params(params, *, notice=True, warnings=()):
@@ -499,6 +666,10 @@ def start():
     PAGE.listen("import", "dragover", on_drag_over)
     PAGE.listen("import", "drop", on_drop)
     PAGE.listen("link-notice-close", "click", lambda e: setattr(by_id("link-notice"), "hidden", True))
+    PAGE.listen("results", "click", on_results_click)
+    PAGE.listen("export-json", "click", on_export)
+    PAGE.listen("export-csv", "click", on_export)
+    PAGE.listen("measured", "input", show_measured)
     window.addEventListener("hashchange", create_proxy(PAGE.guarded(on_hash_change)))
     ROOT.setAttribute("data-state", "ready")
     window.performance.mark("kvcalc:ready")
@@ -507,7 +678,12 @@ def start():
 try:
     from kvcache_calculator.errors import ScenarioError
     from kvcache_calculator.analytic.table import prepare
-    from kvcache_calculator.present.report import evaluate_numbers, suggestion_dicts
+    from kvcache_calculator.analytic.sweeps import DEFAULT_KEY as DEFAULT_SENSITIVITY_KEY
+    from kvcache_calculator.present.figures import unit_for
+    from kvcache_calculator.present.report import (
+        architecture_values, evaluate_numbers, export_csv, export_document, measured_comparison, sensitivity_keys,
+        suggestion_dicts,
+    )
     from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys

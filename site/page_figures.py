@@ -137,13 +137,112 @@ def _log_y_to_linear(figure: dict) -> None:
                        "tickmode": "array", "tickvals": tickvals, "ticktext": ticktext}
 
 
-def for_page(name: str, figure: dict, *, show_classic: bool = False) -> dict:
+#: Rows of a chart's data table (the text alternative under each chart): a curve's points
+#: are sampled evenly down to this, a heatmap's rows and columns each.
+TABLE_ROWS = 21
+HEATMAP_CELLS = 10
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def _sample(n: int, most: int) -> list[int]:
+    """Up to ``most`` indices of ``range(n)``, evenly spread, first and last included."""
+    if n <= most:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+
+
+def _axis_text(layout: dict, axis: str) -> str:
+    title = (layout.get(axis) or {}).get("title") or {}
+    return str(title.get("text", "") if isinstance(title, dict) else title)
+
+
+def data_table(data: list[dict], layout: dict) -> dict:
+    """A chart's numbers as a table for people who cannot see the chart (its text
+    alternative): ``{"columns", "rows", "notes"}``, every cell a string. Curves that share the
+    x values of the longest one are columns beside it (sampled to :data:`TABLE_ROWS` rows);
+    a heatmap is a matrix (sampled to :data:`HEATMAP_CELLS` a side); horizontal bars are one
+    row per category; single points and two-point lines (a constant ceiling) are ``notes``."""
+    x_title, y_title = _axis_text(layout, "xaxis"), _axis_text(layout, "yaxis")
+    notes: list[str] = []
+    heat = next((t for t in data if t.get("type") == "heatmap"), None)
+    if heat is not None:
+        xs, ys, z = heat.get("x") or [], heat.get("y") or [], heat.get("z") or []
+        cols, rows = _sample(len(xs), HEATMAP_CELLS), _sample(len(ys), HEATMAP_CELLS)
+        columns = [f"{y_title} \\ {x_title}"] + [_cell(xs[j]) for j in cols]
+        table = [[_cell(ys[i])] + [_cell(z[i][j]) for j in cols] for i in rows]
+        notes.append(f"Cells: {heat.get('name', 'value')} (%).")
+        data = [t for t in data if t is not heat]
+        return {"columns": columns, "rows": table, "notes": notes + _point_notes(data, x_title, y_title)}
+    bars = [t for t in data if t.get("type") == "bar" and t.get("orientation") == "h"]
+    if bars and all(len(t.get("y") or []) == 1 for t in bars):   # one stacked bar: its parts
+        return {"columns": ["Part", x_title], "rows": [[str(t.get("name", "")), _cell((t.get("x") or [None])[0])]
+                                                       for t in bars], "notes": notes}
+    if bars:
+        categories = list(bars[0].get("y") or [])
+        rows = [[str(c)] + [_cell((t.get("x") or [])[i]) if i < len(t.get("x") or []) else "" for t in bars]
+                for i, c in enumerate(categories)]
+        return {"columns": ["Input"] + [f"{t.get('name', '')} ({x_title})" for t in bars], "rows": rows, "notes": notes}
+    curves = [t for t in data if len(t.get("x") or []) > 2]
+    if not curves:
+        return {"columns": [], "rows": [], "notes": _point_notes(data, x_title, y_title)}
+    main = max(curves, key=lambda t: len(t.get("x") or []))
+    xs = list(main.get("x") or [])
+    joined = [t for t in curves if list(t.get("x") or []) == xs]
+    rows = [[_cell(xs[i])] + [_cell((t.get("y") or [])[i]) for t in joined] for i in _sample(len(xs), TABLE_ROWS)]
+    rest = [t for t in data if t not in joined]
+    unit = y_title[y_title.rfind("(") + 1:-1] if y_title.endswith(")") else ""
+    return {"columns": [x_title] + [f"{t.get('name', '')} ({unit})" if unit else str(t.get("name", "")) for t in joined],
+            "rows": rows, "notes": _point_notes(rest, x_title, y_title)}
+
+
+def _point_notes(data: list[dict], x_title: str, y_title: str) -> list[str]:
+    """Sentences for single points and two-point lines."""
+    notes = []
+    for t in data:
+        xs, ys = list(t.get("x") or []), list(t.get("y") or [])
+        name = str(t.get("name") or "")
+        if len(xs) == 1 and len(ys) == 1:
+            notes.append(f"{name}: {x_title} = {_cell(xs[0])}, {y_title} = {_cell(ys[0])}.")
+        elif len(ys) == 2 and ys[0] == ys[1]:
+            notes.append(f"{name}: {y_title} = {_cell(ys[0])} at every {x_title}.")
+    return notes
+
+
+#: Said instead of a chart that shows nothing (the model does not fit, an input not set).
+NOTHING_TO_SHOW = "The model does not fit on these GPUs, so the hit rate is 0 % everywhere here: see what would fit under Results."
+
+
+def blank_reason(name: str, figure: dict, note: str, fits: bool) -> str:
+    """Why chart ``name`` has nothing to show, or "": no data (its note says why), or, when
+    the model does not fit, a tornado or sensitivity curve that is 0 everywhere."""
+    data = figure.get("data") or []
+    if not data:
+        return note or "Nothing to show for this scenario."
+    if fits:
+        return ""
+    if name == "tornado" and not any(v for t in data for v in t.get("x") or []):
+        return NOTHING_TO_SHOW
+    if name == "sensitivity" and not any(v for v in (data[0].get("y") or [])):
+        return NOTHING_TO_SHOW
+    return ""
+
+
+def for_page(name: str, figure: dict, *, show_classic: bool = False, fits: bool = True) -> dict:
     """The page's drawing of the core's figure ``figure`` for chart ``name``
     (``hit_vs_memory``, ``sensitivity``, ``tornado`` or ``heatmap``; the name picks margins).
 
-    Returns ``{"figure", "title", "note", "legend", "colorbar"}``: the Plotly figure without
-    title, legend or colour bar, and those as plain values for HTML (``colorbar`` is None
-    unless the figure has a heatmap). ``figure`` itself is not changed: the layout, the axes
+    Returns ``{"figure", "title", "note", "legend", "colorbar", "table", "blank"}``: the Plotly
+    figure without title, legend or colour bar, and those as plain values for HTML
+    (``colorbar`` is None unless the figure has a heatmap); ``table`` its numbers
+    (:func:`data_table`); ``blank`` why it has nothing to show (:func:`blank_reason`, "" when
+    it has), drawn as that sentence instead of an empty chart. ``fits``: whether the model fits. ``figure`` itself is not changed: the layout, the axes
     and the traces are copied, and data arrays are replaced, never edited.
     """
     layout = copy.deepcopy(figure.get("layout") or {})
@@ -162,6 +261,8 @@ def for_page(name: str, figure: dict, *, show_classic: bool = False) -> dict:
             colorbar = {"title": bar_title, "min": trace.get("zmin", 0), "max": trace.get("zmax", 100),
                         "stops": VIRIDIS}
     legend = legend_entries(data) if layout.get("showlegend", True) is not False else []
+    table = data_table(data, layout)
+    blank = blank_reason(name, fig, note, fits)
     _log_y_to_linear(fig)
     layout.pop("title", None)
     layout.pop("height", None)
@@ -177,4 +278,5 @@ def for_page(name: str, figure: dict, *, show_classic: bool = False) -> dict:
     # a little more room under the x labels, so that the first one does not touch the y-axis'
     # "0" in the corner on a narrow screen
     layout["xaxis"]["ticklabelstandoff"] = 4
-    return {"figure": fig, "title": title, "note": note, "legend": legend, "colorbar": colorbar}
+    return {"figure": fig, "title": title, "note": note, "legend": legend, "colorbar": colorbar,
+            "table": table, "blank": blank}

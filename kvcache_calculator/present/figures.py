@@ -40,6 +40,24 @@ def _num(v: float) -> str:
     return f"{v:.3g}"
 
 
+def in_sentence(label: str) -> str:
+    """A form label inside a sentence: "Think time" -> "think time"; an acronym stays ("KV
+    cache size override", "GPU memory")."""
+    if len(label) > 1 and label[1].isupper():
+        return label
+    return label[:1].lower() + label[1:]
+
+
+def unit_for(value: float, unit: str) -> str:
+    """``unit`` after ``value``: its first word in the singular for exactly 1 ("1 instance",
+    "1 conversation/s", "1 token"), as written otherwise."""
+    head, sep, rest = unit.partition(" ")
+    word, slash, per = head.partition("/")
+    if value == 1 and len(word) > 2 and word.endswith("s") and word != "GiB":
+        return word[:-1] + slash + per + sep + rest
+    return unit
+
+
 def _axis_title(key: str) -> str:
     f = FIELD_BY_KEY[key]
     return f"{f.label} ({f.unit})" if f.unit else f.label
@@ -146,7 +164,7 @@ def sensitivity(analysis: Analysis, key: str = sweeps.DEFAULT_KEY, points: int =
     if key in sweeps.SWEEPS and sweeps.base_value(analysis, key) is None:
         # offered by the selector but empty here (e.g. kv_cache_tokens not given): say why
         label = FIELD_BY_KEY[key].label
-        return {"data": [], "layout": _layout(f"Token hit rate vs {label.lower()}", _axis_title(key),
+        return {"data": [], "layout": _layout(f"Token hit rate vs {in_sentence(label)}", _axis_title(key),
                                               "Token hit rate (%)", unset_reason(analysis.scenario, key))}
     curve = sweeps.sensitivity_curve(analysis, key, points)
     x_title = _axis_title(key)
@@ -165,7 +183,7 @@ def sensitivity(analysis: Analysis, key: str = sweeps.DEFAULT_KEY, points: int =
     xaxis = {"title": {"text": x_title}, "automargin": True}
     if curve.log_scale:
         xaxis["type"] = "log"
-    layout = _layout(f"Token hit rate vs {curve.label.lower()}", x_title, "Token hit rate (%)",
+    layout = _layout(f"Token hit rate vs {in_sentence(curve.label)}", x_title, "Token hit rate (%)",
                      _policy_note(analysis.scenario), xaxis=xaxis,
                      yaxis={"title": {"text": "Token hit rate (%)"}, "range": [0, 100], "automargin": True})
     return {"data": data, "layout": layout}
@@ -184,7 +202,7 @@ def tornado(analysis: Analysis, fraction: float = 0.2) -> dict:
         rates = [getattr(b, f"{side}_hit_rate") for b in t.bars]
         return {"type": "bar", "orientation": "h", "name": name, "y": labels,
                 "x": [round(100 * (r - base), 4) for r in rates],
-                "customdata": [[_num(v), b.unit, round(100 * r, 2)] for v, b, r in zip(vals, t.bars, rates)],
+                "customdata": [[_num(v), unit_for(v, b.unit), round(100 * r, 2)] for v, b, r in zip(vals, t.bars, rates)],
                 "marker": {"color": color}, "opacity": 0.85,
                 "hovertemplate": "%{y} = %{customdata[0]} %{customdata[1]}<br>"
                                  "token hit rate %{customdata[2]:.1f}% (%{x:+.1f} points)<extra></extra>"}
@@ -213,12 +231,12 @@ def heatmap(analysis: Analysis, rows: int = 30, cols: int = 30) -> dict:
          "y": [float(f"{v:.6g}") for v in h.arrival_rate], "z": [[_pct(v) for v in row] for row in h.token_hit_rate],
          "zmin": 0, "zmax": 100, "colorscale": "Viridis",
          "colorbar": {"title": {"text": "Hit rate (%)", "side": "right"}, "thickness": 12},
-         "hovertemplate": "%{x:.1f} GiB per GPU<br>%{y:.3g} conversations/s<br>"
+         "hovertemplate": "%{x:.1f} GiB per GPU<br>conversation arrivals: %{y:.3g} per s<br>"
                           "token hit rate %{z:.1f}%<extra></extra>"},
         {"type": "scatter", "mode": "markers", "name": "This scenario", "x": [h.current_memory_gib],
          "y": [h.current_arrival_rate], "showlegend": False,
          "marker": {"color": "#ffffff", "size": 12, "symbol": "x", "line": {"width": 2, "color": "#000"}},
-         "hovertemplate": "this scenario: %{x:.1f} GiB, %{y:.3g} conversations/s<br>"
+         "hovertemplate": "this scenario: %{x:.1f} GiB, conversation arrivals %{y:.3g} per s<br>"
                           f"token hit rate {100 * h.current_hit_rate:.1f}%<extra></extra>"},
     ]
     layout = _layout("Token hit rate: memory x traffic", x_title, y_title, _policy_note(analysis.scenario),

@@ -7,6 +7,8 @@ errors, suggestions and figures the page draws.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import Any, Mapping
 
@@ -16,10 +18,11 @@ from kvcache_calculator.analytic.model import AnalyticResult, analyze_setup, cap
 from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
-from kvcache_calculator.scenario import GPU_KEYS, MODEL_KEYS, Scenario
-from kvcache_calculator.setup.capacity import memory_for_tokens
+from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, MODEL_KEYS, Scenario
+from kvcache_calculator.setup.capacity import memory_for_tokens, smaller_weight_dtypes
 from kvcache_calculator.setup.architecture import custom_key_errors
 from kvcache_calculator.setup.capacity import GIB
+from kvcache_calculator.setup.hfconfig import arch_to_scenario
 from kvcache_calculator.setup.resolve import Setup, attention_key_errors, resolve
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
@@ -284,8 +287,162 @@ def sensitivity_choice(sensitivity_key: str | None) -> str:
 
 
 def suggestion_dicts(analysis: Analysis) -> list[dict]:
-    """:func:`evaluate`'s ``suggestions``."""
-    return [s.to_dict() for s in suggestions.suggest(analysis)]
+    """:func:`evaluate`'s ``suggestions``: each with ``actions``, the concrete changes it
+    proposes as ``[{"label", "changes": {key: value}}]`` (:func:`suggestion_actions`)."""
+    return [{**s.to_dict(), "actions": suggestion_actions(analysis, s)} for s in suggestions.suggest(analysis)]
+
+
+def _action(changes: dict) -> dict:
+    """One action: the scenario ``changes`` and a label in the form's words."""
+    parts = []
+    for key, value in changes.items():
+        field_ = FIELD_BY_KEY[key]
+        text = f"{value:,g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+        # the unit unless the label says it ("GPUs per instance = 4", not "... = 4 GPUs")
+        unit = field_.unit if field_.unit and field_.unit.split()[0].lower() not in field_.label.lower() else ""
+        parts.append(f"{field_.label} = {text}" + (f" {unit}" if unit else ""))
+    return {"label": ", ".join(parts), "changes": dict(changes)}
+
+
+def suggestion_actions(analysis: Analysis, suggestion: suggestions.Suggestion) -> list[dict]:
+    """The scenario changes ``suggestion`` proposes, each ready to apply to the form: the fp8
+    KV cache, session routing, an offload tier, or the weight format, GPUs per instance or
+    instances that make the model fit or reach the goal. Empty for advice that names no
+    concrete change (a target met, the ceiling, think times)."""
+    s, n = analysis.scenario, suggestion.numbers
+    out: list[dict] = []
+    if suggestion.id == "fp8_kv":
+        changes: dict = {"kv_dtype": "fp8"}
+        if s.kv_cache_tokens is not None and "capacity_tokens_fp8" in n:
+            changes["kv_cache_tokens"] = int(n["capacity_tokens_fp8"])
+        out.append(changes)
+    elif suggestion.id == "routing":
+        out.append({"routing": "session"})
+    elif suggestion.id == "offload" and "offload_gib" in n:
+        out.append({"offload_gib": float(n["offload_gib"])})
+    elif suggestion.id == "fit":
+        if s.kv_cache_tokens is None:
+            out += [{"weight_dtype": dtype} for dtype, _left, _published in
+                    smaller_weight_dtypes(s, analysis.arch, analysis.setup.gpu)]
+        if "num_gpus_to_fit_at_published_weights" in n:
+            out.append({"weight_dtype": analysis.arch.weight_dtype,
+                        "num_gpus": int(n["num_gpus_to_fit_at_published_weights"])})
+        if "num_gpus_to_fit" in n:
+            out.append({"num_gpus": int(n["num_gpus_to_fit"])})
+    elif suggestion.id == "add_memory":
+        if "num_gpus_for_goal" in n:
+            out.append({"num_gpus": int(n["num_gpus_for_goal"])})
+        if "instances_for_goal" in n:
+            out.append({"instances": int(n["instances_for_goal"])})
+        if "offload_gib_for_goal" in n:
+            out.append({"offload_gib": float(math.ceil(n["offload_gib_for_goal"]))})
+    return [_action(c) for c in out]
+
+
+def architecture_values(setup: Setup) -> dict:
+    """The architecture keys' values the setup's model uses (a preset's own, or the custom
+    ones): what the page shows in the empty architecture fields."""
+    return arch_to_scenario(setup.arch)
+
+
+def sensitivity_keys(setup: Setup) -> tuple[str, ...]:
+    """The inputs the sensitivity selector offers for this setup: every key of
+    :data:`~kvcache_calculator.analytic.sweeps.NUMERIC_KEYS` except the architecture keys the
+    model has no use for (MLA keys for a GQA model, head keys for an MLA one, sliding-window
+    keys without sliding layers) and the activation reserve outside engine manual."""
+    arch = architecture_values(setup)
+    return tuple(k for k in sweeps.NUMERIC_KEYS
+                 if (FIELD_BY_KEY[k].group != "model" or k in arch)
+                 and (k != "activation_reserve_gib" or setup.scenario.engine == "manual"))
+
+
+def measured_comparison(predicted: float, *, hits: str = "", queries: str = "", rate_percent: str = "") -> dict:
+    """The prediction against an engine's measurement: vLLM's ``prefix_cache_hits`` and
+    ``prefix_cache_queries`` counters (tokens, over the same window: the token hit rate is
+    their ratio, docs/model.md §1), or a measured hit rate in percent. The texts are as typed
+    (empty: not given); a bad one raises :class:`ScenarioError` naming it.
+
+    Returns ``{"measured", "predicted", "gap_points", "text"}`` (rates as 0-1 fractions,
+    ``gap_points`` measured minus predicted), or ``{}`` when nothing is given."""
+    hits, queries, rate_percent = (str(v).strip() for v in (hits, queries, rate_percent))
+    if hits or queries:
+        h = _non_negative("prefix_cache_hits", hits)
+        q = _non_negative("prefix_cache_queries", queries)
+        if q <= 0:
+            raise ScenarioError("prefix_cache_queries", queries, "must be above 0 (tokens looked up)")
+        if h > q:
+            raise ScenarioError("prefix_cache_hits", hits, f"must be at most prefix_cache_queries ({q:g})")
+        measured = h / q
+    elif rate_percent:
+        measured = _non_negative("measured_hit_rate", rate_percent) / 100
+        if measured > 1:
+            raise ScenarioError("measured_hit_rate", rate_percent, "must be a percentage from 0 to 100")
+    else:
+        return {}
+    gap = 100 * (measured - predicted)
+    head = (f"Measured {100 * measured:.1f} %, predicted {100 * predicted:.1f} %: ")
+    if abs(gap) < 2:
+        text = head + ("within 2 points. The model describes this deployment; what it predicts for a change "
+                       "(more memory, other routing) can be trusted as far as the workload stays alike.")
+    elif gap < 0:
+        text = head + (f"{-gap:.1f} points below the prediction. The engine reuses less than this workload "
+                       "implies: prompts that differ earlier than modelled (a system prompt with a date or a "
+                       "user id), longer pauses or more users than entered, turns spread over instances, or a "
+                       "smaller cache than estimated (set KV cache size override to the engine's own figure). "
+                       "Counters since start-up also count the cold start: take the difference over a window.")
+    else:
+        text = head + (f"{gap:.1f} points above the prediction. The engine reuses more than this workload "
+                       "implies: longer shared prefixes (documents, few-shot examples, retries), more turns or "
+                       "shorter pauses than entered, or a larger cache than estimated.")
+    return {"measured": measured, "predicted": predicted, "gap_points": gap, "text": text}
+
+
+def _non_negative(key: str, text: str) -> float:
+    try:
+        value = float(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ScenarioError(key, text, "must be a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ScenarioError(key, text, "must be a number of at least 0")
+    return value
+
+
+#: The columns of :func:`export_csv`.
+EXPORT_COLUMNS = ("section", "key", "value", "unit", "description")
+
+
+def export_document(report: Mapping[str, Any], suggestion_list: list[dict] | None = None) -> dict:
+    """One evaluation as a JSON document to download: the scenario (every key), the link's
+    fragment, whether it fits, the results with their units, the notes and the suggestions."""
+    results_ = report.get("results", {})
+    return {
+        "scenario": dict(report.get("scenario", {})),
+        "fragment": report.get("fragment", ""),
+        "fits": bool(report.get("fits", True)),
+        "fit_message": report.get("fit_message", ""),
+        "results": {k: results_.get(k) for k in RESULT_KEYS if k in results_},
+        "units": {k: unit for k, (unit, _d) in RESULT_KEYS.items() if k in results_},
+        "notes": list(report.get("notes", [])),
+        "suggestions": [{k: s.get(k) for k in ("id", "title", "text", "numbers", "actions") if k in s}
+                        for s in suggestion_list or []],
+    }
+
+
+def export_csv(document: Mapping[str, Any]) -> str:
+    """:func:`export_document` as CSV (:data:`EXPORT_COLUMNS`): one row per scenario key, then
+    one per result."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for key, value in document.get("scenario", {}).items():
+        field_ = FIELD_BY_KEY.get(key)
+        writer.writerow(("scenario", key, "" if value is None else value, field_.unit if field_ else "",
+                         field_.label if field_ else ""))
+    writer.writerow(("result", "fits", document.get("fits"), "", "the model fits in GPU memory"))
+    units = document.get("units", {})
+    for key, value in document.get("results", {}).items():
+        writer.writerow(("result", key, "" if value is None else value, units.get(key, ""), RESULT_KEYS[key][1]))
+    return out.getvalue()
 
 
 def figure(analysis: Analysis, name: str, sensitivity_key: str | None = None) -> dict:
