@@ -93,3 +93,26 @@ def test_keys_the_attention_kind_does_not_use_are_refused_not_ignored():
     assert switched["field_errors"] == {} and switched["results"]["kv_bytes_per_token"] == 32 * 512 * 2
     with pytest.raises(ScenarioError, match="sliding_window: got 128; does not apply"):
         analyze(Scenario.from_dict({**mla, "sliding_layers": "2", "sliding_window": "128"}))
+
+
+def test_a_bad_override_keeps_the_links_model_and_names_every_field():
+    """Issue 12, defect 1: attention=gqa on DeepSeek-V3 used to resolve to llama-3.1-8b."""
+    out = evaluate({"model": "deepseek-v3", "gpu": "h200", "num_gpus": "8", "weight_dtype": "fp8",
+                    "attention": "gqa"})
+    assert out["scenario"]["model"] == "deepseek-v3" and out["substituted"] == []
+    assert list(out["field_errors"]) == ["attention", "num_kv_heads", "head_dim"]
+    assert "deepseek-v3 is an MLA model" in out["field_errors"]["attention"]["message"]
+    assert out["results"]["kv_bytes_per_token"] == 70272          # the preset's own layers
+    assert out["link"] == "model=deepseek-v3&attention=gqa&gpu=h200&num_gpus=8&weight_dtype=fp8"
+
+
+def test_an_incomplete_custom_link_is_marked_substituted_and_kept_as_typed():
+    params = {"model": "custom", "num_layers": "32", "num_kv_heads": "8", "params_b": "8", "gpu": "h200"}
+    out = evaluate(params)
+    assert out["substituted"] == ["model"] and list(out["field_errors"]) == ["head_dim"]
+    assert out["link"] == "model=custom&num_layers=32&num_kv_heads=8&params_b=8&gpu=h200"
+    unknown = evaluate({"model": "nope", "gpu": "h200"})
+    assert unknown["substituted"] == ["model"] and unknown["link"] == "model=nope&gpu=h200"
+    # a bad GPU falls back to the default GPU, as its notice says; the link drops it
+    gpu = evaluate({"gpu": "custom", "arrival_rate": "x"})
+    assert gpu["substituted"] == ["gpu"] and gpu["link"] == ""

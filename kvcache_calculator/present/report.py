@@ -16,11 +16,11 @@ from kvcache_calculator.analytic.model import AnalyticResult, analyze_setup, cap
 from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
-from kvcache_calculator.scenario import GPU_KEYS, MODEL_KEYS, Scenario
+from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario, encode_fragment
 from kvcache_calculator.setup.capacity import memory_for_tokens
-from kvcache_calculator.setup.architecture import custom_key_errors
 from kvcache_calculator.setup.capacity import GIB
-from kvcache_calculator.setup.resolve import Setup, attention_key_errors, resolve
+from kvcache_calculator.setup.presets import MODELS
+from kvcache_calculator.setup.resolve import Setup, attention_key_errors, override_key_errors, resolve
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
 RESULT_KEYS: dict[str, tuple[str, str]] = {
@@ -194,41 +194,75 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
 
 
 #: Keys that only make sense together: an error in one drops the group (model, GPU).
-_KEY_GROUPS = (frozenset(MODEL_KEYS), frozenset(GPU_KEYS))
+_KEY_GROUPS = {"model": frozenset(MODEL_KEYS), "gpu": frozenset(GPU_KEYS)}
+_LAYER_KEYS = frozenset(LAYER_KEYS)
 
 
-def _resolved(params: Mapping[str, Any]) -> tuple[Setup, dict, list]:
-    """A link's raw pairs resolved as :func:`evaluate` says: (setup, field errors, unknown keys)."""
+def _resolved(params: Mapping[str, Any]) -> tuple[Setup, dict, list, list]:
+    """A link's raw pairs resolved as :func:`evaluate` says: (setup, field errors, unknown keys,
+    substituted groups).
+
+    A bad architecture override of a preset drops the overrides and keeps the preset (the
+    link's model, with its own layers); only a model or GPU that cannot be resolved at all (an
+    unknown id, an incomplete custom model) makes the group fall back to its defaults, and
+    that group is listed as substituted: the numbers are then not the link's model's (or GPU's).
+    """
     scenario, rejected, unknown = Scenario.from_dict_lenient(params)
     field_errors = {key: err.to_dict() for key, err in rejected.items()}
+    substituted = [name for name in _KEY_GROUPS if name in rejected]
     # name every architecture problem at once, not one per attempt below
-    arch_errors = attention_key_errors(scenario)
-    if scenario.model == "custom":
-        arch_errors += custom_key_errors(scenario.to_dict())
-    for err in arch_errors:
+    for err in attention_key_errors(scenario) + override_key_errors(scenario):
         field_errors.setdefault(err.key, err.to_dict())
     while True:
         try:
-            return resolve(scenario), field_errors, unknown
+            return resolve(scenario), field_errors, unknown, substituted
         except ScenarioError as err:
-            # drop the offending key (with the keys that only make sense together with it)
             field_errors.setdefault(err.key, err.to_dict())
-            group = next((g for g in _KEY_GROUPS if err.key in g), {err.key})
-            kept = {k: v for k, v in scenario.changed().items() if k not in group}
-            if kept == scenario.changed():
+            changed = scenario.changed()
+            if err.key in _LAYER_KEYS and scenario.model in MODELS:
+                # a preset's bad override: the preset's own layers, not another model
+                kept = {k: v for k, v in changed.items() if k not in _LAYER_KEYS}
+            else:
+                # drop the offending key with the keys that only make sense together with it
+                name = next((n for n, g in _KEY_GROUPS.items() if err.key in g), None)
+                group = _KEY_GROUPS.get(name, {err.key})
+                kept = {k: v for k, v in changed.items() if k not in group}
+                if name and name not in substituted:
+                    substituted.append(name)
+            if kept == changed:
                 raise
             scenario = Scenario.from_dict(kept)
 
 
-def _state(setup: Setup, result: AnalyticResult, field_errors: dict, unknown: list) -> dict:
+def typed_link(scenario: Scenario, params: Mapping[str, Any], field_errors: Mapping[str, Any],
+               substituted: list, every_error: bool = False) -> str:
+    """The fragment that keeps what was typed where it could not be used, so that a link never
+    silently becomes another model: the scenario's valid keys, with the invalid model keys as
+    typed and, when the model was substituted (:func:`_resolved`), the whole model group as
+    typed (``model=custom`` with a key missing stays custom). ``every_error`` keeps every
+    invalid key as typed (a form's, whose fields show them); otherwise the other invalid keys
+    take their defaults, as a link's notice says."""
+    typed = {k for k in field_errors if k in FIELD_BY_KEY and (every_error or k in _KEY_GROUPS["model"])}
+    for name in substituted:
+        if every_error or name == "model":
+            typed |= _KEY_GROUPS[name]
+    values = {k: v for k, v in scenario.changed().items() if k not in typed}
+    values.update({k: str(params[k]) for k in typed if k in params and str(params[k]).strip() != ""})
+    return encode_fragment({k: values[k] for k in KEYS if k in values})
+
+
+def _state(setup: Setup, result: AnalyticResult, params: Mapping[str, Any], field_errors: dict, unknown: list,
+           substituted: list) -> dict:
     """:func:`evaluate`'s keys that come from the analysis alone (no suggestions, no figures)."""
     scenario, arch = setup.scenario, setup.arch
     res = setup_results(setup, result)
     return {
         "scenario": scenario.to_dict(),
         "fragment": scenario.to_fragment(),
+        "link": typed_link(scenario, params, field_errors, substituted),
         "field_errors": field_errors,
         "unknown_keys": unknown,
+        "substituted": substituted,
         "fits": result.fits,
         "fit_message": result.message,
         "model": {"name": arch.name, "attention": arch.attention, "num_layers": arch.num_layers,
@@ -249,9 +283,9 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
     keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
     model or GPU is reported in ``field_errors`` and the defaults are used).
     """
-    setup, field_errors, unknown = _resolved(params)
+    setup, field_errors, unknown, substituted = _resolved(params)
     analysis = prepare(setup)
-    out = _state(setup, analysis.result, field_errors, unknown)
+    out = _state(setup, analysis.result, params, field_errors, unknown, substituted)
     # a sweepable key is honoured even where it is empty: its chart then says why (the page's
     # selector offers every key; falling back to another would plot an input nobody chose)
     key = sensitivity_choice(sensitivity_key)
@@ -273,8 +307,8 @@ def evaluate_numbers(params: Mapping[str, Any]) -> tuple[dict, Setup]:
     ``{}``): the analysis alone, without the hit-rate table the rest is computed from; and the
     resolved setup, for :func:`~kvcache_calculator.analytic.table.prepare` when the rest is
     wanted (:func:`suggestion_dicts`, :func:`figure`)."""
-    setup, field_errors, unknown = _resolved(params)
-    return _state(setup, analyze_setup(setup), field_errors, unknown), setup
+    setup, field_errors, unknown, substituted = _resolved(params)
+    return _state(setup, analyze_setup(setup), params, field_errors, unknown, substituted), setup
 
 
 def sensitivity_choice(sensitivity_key: str | None) -> str:
