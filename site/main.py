@@ -452,7 +452,7 @@ def import_text(text):
     """Fill the custom architecture from a Hugging Face config.json's text."""
     status = by_id("import-status")
     area = by_id("import-text")
-    from kvcache_calculator.setup.hfconfig import arch_to_scenario, import_config, scenario_keys_gap  # rarely
+    from kvcache_calculator.setup.hfconfig import import_scenario, scenario_keys_gap  # rarely
 
     if not str(text).strip():
         area.setAttribute("aria-invalid", "true")
@@ -460,8 +460,7 @@ def import_text(text):
         status.textContent = "Paste the text of a config.json first, or choose or drop the file."
         return
     try:
-        arch = import_config(str(text))
-        keys = arch_to_scenario(arch)
+        arch, keys = import_scenario(str(text))   # weights as its quantization_config says
     except ScenarioError as err:
         area.setAttribute("aria-invalid", "true")
         status.className = "error"
