@@ -315,6 +315,11 @@ def on_form_input(event):
     if target is not None and getattr(target, "id", "") in ("share-url", "import-text",
                                                             "import-file", "show-classic"):
         return
+    if target is not None and getattr(target, "name", "") == "gpu" and str(target.value) != "custom":
+        # an override of the memory belongs to the GPU it was entered for: another preset brings its own
+        memory = document.querySelector('#scenario [name="gpu_memory_gib"]')
+        if not missing(memory):
+            memory.value = ""
     started = time.perf_counter()
     form = read_form(KEYS)
     report, setup = evaluate_numbers(form)

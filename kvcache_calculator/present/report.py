@@ -19,7 +19,7 @@ from kvcache_calculator.present import figures
 from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario, encode_fragment
 from kvcache_calculator.setup.capacity import memory_for_tokens
 from kvcache_calculator.setup.capacity import GIB
-from kvcache_calculator.setup.presets import MODELS
+from kvcache_calculator.setup.presets import GPUS, MODELS
 from kvcache_calculator.setup.resolve import Setup, attention_key_errors, override_key_errors, resolve
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
@@ -65,7 +65,8 @@ RESULT_KEYS: dict[str, tuple[str, str]] = {
     "ttft_s_used": ("s", "time to first token (given, or from the mean prompt and the GPU's compute)"),
     "service_s": ("s", "how long a request holds its KV: time to first token plus output / decode speed"),
     "capacity_for_target_tokens": ("tokens", "cache per instance for target_hit_rate (null: above the ceiling)"),
-    "memory_for_target_gib": ("GiB", "GPU memory per GPU for target_hit_rate at gpu_mem_util (null: above the ceiling)"),
+    "memory_for_target_gib": ("GiB", "GPU memory per GPU for target_hit_rate at gpu_mem_util, with the offload tier "
+                                     "as it is (null: above the ceiling, or the capacity given as kv_cache_tokens)"),
 }
 
 
@@ -144,13 +145,69 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         block = scenario.block_size
         tokens = math.ceil(tokens / block) * block
         out["capacity_for_target_tokens"] = tokens
-        out["memory_for_target_gib"] = memory_for_tokens(scenario, capacity, tokens)
+        out["memory_for_target_gib"] = suggestions.memory_for_target_gib(scenario, capacity, tokens,
+                                                                         result.in_flight_tokens)
     return {k: _clean(v) for k, v in out.items()}
 
 
 #: From this share of the think time, a request's service makes the routings that spread a
 #: conversation's turns a weak regime of the model (benchmarks/crossval_table.py).
 LONG_SERVICE = 0.3
+
+
+#: What an engine does with a prompt longer than the model's context (``max_model_len``, by
+#: default the config's ``max_position_embeddings``): vLLM's OpenAI server refuses it with HTTP
+#: 400 ("This model's maximum context length is N tokens. However, you requested M tokens ...",
+#: ``OpenAIServing._validate_input`` in vllm/entrypoints/openai/serving_engine.py).
+ENGINE_ON_LONG_PROMPTS = ("vLLM refuses a request longer than max_model_len (HTTP 400, \"This model's maximum "
+                          "context length is ...\"), so a client must truncate or summarise the history")
+
+
+def long_prompt_share(scenario: Scenario, context_tokens: int) -> tuple[int, float] | None:
+    """The first turn whose prompt exceeds ``context_tokens`` and the share of requests at that
+    turn or later, or None when none does. The prompt of turn ``n`` is
+    ``system + n * input + (n - 1) * output`` tokens; with geometric turns of mean ``m`` a
+    conversation reaches turn ``n`` with probability ``(1 - 1/m) ** (n - 1)``, so that share is
+    the same power (docs/model.md §4)."""
+    s = scenario
+    room = context_tokens - s.system_prompt_tokens - s.input_tokens
+    first = 1 if room < 0 else 2 + math.floor(room / (s.input_tokens + s.output_tokens))
+    if s.turns_dist == "fixed":
+        turns = int(s.turns)
+        return (first, (turns - first + 1) / turns) if first <= turns else None
+    stay = 1 - 1 / s.turns
+    share = stay ** (first - 1) if first > 1 else 1.0
+    return (first, share) if share >= 1e-4 else None
+
+
+def scenario_warnings(setup: Setup) -> list[str]:
+    """What the numbers rest on that a reader may not know: overrides in effect (the capacity
+    given as ``kv_cache_tokens``, the GPU memory as ``gpu_memory_gib``), those beyond the GPU's
+    physical memory, and prompts longer than the model's context length."""
+    scenario, capacity, gpu = setup.scenario, setup.capacity, setup.gpu
+    out = []
+    preset = GPUS.get(scenario.gpu)
+    if scenario.kv_cache_tokens is not None:
+        out.append(f"Capacity from your override kv_cache_tokens = {scenario.kv_cache_tokens:,} tokens, not from "
+                   f"the model and GPU: empty that field to derive it.")
+        if capacity.kv_cache_gib_per_gpu > gpu.memory_gib:
+            out.append(f"kv_cache_tokens = {scenario.kv_cache_tokens:,} needs {capacity.kv_cache_gib_per_gpu:,.1f} GiB "
+                       f"of KV cache per GPU, more than the {gpu.memory_gib:g} GiB the whole {gpu.name} has: "
+                       "check the figure (vLLM prints \"GPU KV cache size: N tokens\" at start-up).")
+    if scenario.gpu_memory_gib is not None and preset is not None:
+        out.append(f"GPU memory from your override gpu_memory_gib = {scenario.gpu_memory_gib:g} GiB, in place of the "
+                   f"{preset.name}'s {preset.engine_memory_gib:g} GiB: empty that field to use the preset's.")
+        if scenario.gpu_memory_gib > preset.memory_gib:
+            out.append(f"gpu_memory_gib = {scenario.gpu_memory_gib:g} GiB is more than the {preset.name} has "
+                       f"({preset.memory_gib:g} GiB): these numbers describe a GPU that does not exist.")
+    context = setup.arch.shape.context_tokens if setup.arch.shape is not None else 0
+    long = long_prompt_share(scenario, context) if context else None
+    if long is not None:
+        first, share = long
+        out.append(f"From turn {first} on, prompts exceed the model's context of {context:,} tokens "
+                   f"(max_position_embeddings): {share:.1%} of requests. {ENGINE_ON_LONG_PROMPTS}; the numbers "
+                   "here count them as served.")
+    return out
 
 
 def model_notes(scenario: Scenario, res: dict) -> list[str]:
@@ -269,7 +326,7 @@ def _state(setup: Setup, result: AnalyticResult, params: Mapping[str, Any], fiel
                   "params_b": arch.params_b, "active_params_b": arch.active_params_b, "source": arch.source},
         "gpu": setup.gpu.to_dict(),
         "results": res,
-        "notes": model_notes(scenario, res),
+        "notes": scenario_warnings(setup) + model_notes(scenario, res),
         "suggestions": [],
         "figures": {},
     }

@@ -396,7 +396,8 @@ def list_models() -> list[dict]:
     (:func:`~kvcache_calculator.setup.architecture.kv_bytes_per_token`);
     ``kv_bytes_per_sequence_fixed`` the bf16 bytes a sequence holds in window-capped and
     linear-state layers at block size 16. ``weight_dtype`` / ``weight_format``: the published
-    checkpoint's weight format (:class:`~kvcache_calculator.setup.architecture.ModelArch`).
+    checkpoint's weight format (:class:`~kvcache_calculator.setup.architecture.ModelArch`);
+    ``context_tokens`` its context length (``max_position_embeddings`` of its config.json).
     """
     rows = []
     for model_id, arch in MODELS.items():
@@ -406,6 +407,7 @@ def list_models() -> list[dict]:
                      "kv_bytes_per_token": kv_bytes_per_token(arch, "bf16"),
                      "kv_bytes_per_sequence_fixed": kv_bytes_per_sequence_fixed(arch, "bf16"),
                      "weight_dtype": arch.weight_dtype, "weight_format": arch.weight_format,
+                     "context_tokens": arch.shape.context_tokens if arch.shape is not None else None,
                      "source": arch.source, "notes": arch.notes})
     return rows
 

@@ -57,3 +57,27 @@ def test_editing_attention_on_deepseek_keeps_the_model_in_the_address(page, site
     assert "model=deepseek-v3" in hash_of(page) and "llama" not in hash_of(page)
     assert page.is_visible("#stale-note")
     assert field(page, "num_kv_heads").get_attribute("aria-invalid") == "true"
+
+
+def test_memory_overrides_are_shown_and_do_not_outlive_their_gpu(page, site):
+    page.goto(site.url + "#gpu_memory_gib=200")
+    wait_ready(page)
+    notes = page.inner_text("#notes")
+    assert "gpu_memory_gib = 200 GiB" in notes and "does not exist" in notes
+    set_field(page, "gpu", "h200")
+    page.wait_for_function("!location.hash.includes('gpu_memory_gib')")
+    assert field(page, "gpu_memory_gib").input_value() == ""
+    assert "gpu_memory_gib" not in page.inner_text("#notes")
+
+
+def test_a_capacity_override_beyond_the_gpu_is_warned_about(page, site):
+    page.goto(site.url + "#kv_cache_tokens=1000000000000")
+    wait_ready(page)
+    notes = page.inner_text("#notes")
+    assert "kv_cache_tokens = 1,000,000,000,000" in notes and "more than the 79.6 GiB" in notes
+
+
+def test_a_prompt_beyond_the_context_is_warned_about(page, site):
+    page.goto(site.url + "#input_tokens=100000")
+    wait_ready(page)
+    assert "context of 131,072 tokens" in page.inner_text("#notes")
