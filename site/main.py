@@ -157,15 +157,16 @@ def field_message(error):
     return f"Enter a value. {rule}." if empty else f"{rule} (you entered {shown})."
 
 
-def show_link_notice(errors, unknown, warnings=(), kept=()):
+def show_link_notice(errors, unknown, warnings=(), kept=(), kept_means=""):
     """List a link's warnings (as they are), its rejected values (the core's errors, whose
-    defaults are used, or which the form keeps as typed for the ``kept`` keys) and its unknown
-    keys in the visible notice."""
+    defaults are used, or which the form keeps as typed for the ``kept`` keys, ``kept_means``
+    saying what the results use instead) and its unknown keys in the visible notice."""
     notice = by_id("link-notice")
     items = by_id("link-notice-list")
     items.replaceChildren()
-    for message in [*warnings, *(e["message"] + ("; kept as written, marked in the form" if key in kept
-                                                 else "; its default is used") for key, e in errors.items())]:
+    kept_text = "; kept as written, marked in the form" + kept_means
+    for message in [*warnings, *(e["message"] + (kept_text if key in kept else "; its default is used")
+                                 for key, e in errors.items())]:
         li = document.createElement("li")
         li.textContent = message
         items.appendChild(li)
@@ -356,7 +357,9 @@ def apply_params(params, *, notice=True, warnings=()):
     write_form({**report.get("scenario", {}), **{k: params.get(k) for k in typed}})
     show_field_errors({k: e for k, e in errors.items() if k in typed})
     if notice:
-        show_link_notice(errors, report.get("unknown_keys", []), warnings, typed)
+        means = ("" if "model" in substituted
+                 else f"; the results use {report.get('scenario', {}).get('model')}'s own architecture")
+        show_link_notice(errors, report.get("unknown_keys", []), warnings, typed, means)
     if "model" in substituted:
         render_unresolved(report)
     else:

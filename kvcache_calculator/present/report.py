@@ -165,7 +165,7 @@ ENGINE_ON_LONG_PROMPTS = ("vLLM refuses a request longer than max_model_len (HTT
 
 def long_prompt_share(scenario: Scenario, context_tokens: int) -> tuple[int, float] | None:
     """The first turn whose prompt exceeds ``context_tokens`` and the share of requests at that
-    turn or later, or None when none does. The prompt of turn ``n`` is
+    turn or later, or None when none does (or under 0.1 % do). The prompt of turn ``n`` is
     ``system + n * input + (n - 1) * output`` tokens; with geometric turns of mean ``m`` a
     conversation reaches turn ``n`` with probability ``(1 - 1/m) ** (n - 1)``, so that share is
     the same power (docs/model.md §4)."""
@@ -177,7 +177,7 @@ def long_prompt_share(scenario: Scenario, context_tokens: int) -> tuple[int, flo
         return (first, (turns - first + 1) / turns) if first <= turns else None
     stay = 1 - 1 / s.turns
     share = stay ** (first - 1) if first > 1 else 1.0
-    return (first, share) if share >= 1e-4 else None
+    return (first, share) if share >= 1e-3 else None
 
 
 def scenario_warnings(setup: Setup) -> list[str]:
@@ -190,9 +190,10 @@ def scenario_warnings(setup: Setup) -> list[str]:
     if scenario.kv_cache_tokens is not None:
         out.append(f"Capacity from your override kv_cache_tokens = {scenario.kv_cache_tokens:,} tokens, not from "
                    f"the model and GPU: empty that field to derive it.")
-        if capacity.kv_cache_gib_per_gpu > gpu.memory_gib:
+        physical = preset or gpu       # a memory override is not physical memory
+        if capacity.kv_cache_gib_per_gpu > physical.memory_gib:
             out.append(f"kv_cache_tokens = {scenario.kv_cache_tokens:,} needs {capacity.kv_cache_gib_per_gpu:,.1f} GiB "
-                       f"of KV cache per GPU, more than the {gpu.memory_gib:g} GiB the whole {gpu.name} has: "
+                       f"of KV cache per GPU, more than the {physical.memory_gib:g} GiB the whole {physical.name} has: "
                        "check the figure (vLLM prints \"GPU KV cache size: N tokens\" at start-up).")
     if scenario.gpu_memory_gib is not None and preset is not None:
         out.append(f"GPU memory from your override gpu_memory_gib = {scenario.gpu_memory_gib:g} GiB, in place of the "
