@@ -81,3 +81,23 @@ def test_a_prompt_beyond_the_context_is_warned_about(page, site):
     page.goto(site.url + "#input_tokens=100000")
     wait_ready(page)
     assert "context of 131,072 tokens" in page.inner_text("#notes")
+
+
+def test_import_takes_the_weight_format_and_refuses_sizes_beyond_the_form(page, site, shared_dir):
+    config = shared_dir / "hf-configs" / "deepseek-ai--DeepSeek-V3.json"
+    if not config.exists():
+        pytest.skip(f"{config} not found")
+    page.goto(site.url + "#gpu=h200&num_gpus=8")
+    wait_ready(page)
+    page.click("#import summary")
+    page.fill("#import-text", config.read_text())
+    page.click("#import-apply")
+    page.wait_for_function("location.hash.includes('model=custom')")
+    assert field(page, "weight_dtype").input_value() == "fp8"       # its quantization_config
+    assert "weight_dtype=fp8" in hash_of(page)
+    huge = config.read_text().replace('"num_hidden_layers": 61', '"num_hidden_layers": 1000000')
+    page.fill("#import-text", huge)
+    page.click("#import-apply")
+    page.wait_for_function("document.getElementById('import-status').textContent.includes('Not imported')")
+    assert "num_hidden_layers" in page.inner_text("#import-status") and "limit" in page.inner_text("#import-status")
+    assert field(page, "num_layers").input_value() == "61"
