@@ -164,13 +164,16 @@ def field_message(error):
     return f"Enter a value. {rule}." if empty else f"{rule} (you entered {shown})."
 
 
-def show_link_notice(errors, unknown, warnings=()):
+def show_link_notice(errors, unknown, warnings=(), kept=(), kept_means=""):
     """List a link's warnings (as they are), its rejected values (the core's errors, whose
-    defaults are used) and its unknown keys in the visible notice."""
+    defaults are used, or which the form keeps as typed for the ``kept`` keys, ``kept_means``
+    saying what the results use instead) and its unknown keys in the visible notice."""
     notice = by_id("link-notice")
     items = by_id("link-notice-list")
     items.replaceChildren()
-    messages = [*warnings, *(f"{e['message']}; its default is used" for e in errors.values()),
+    kept_text = "; kept as written, marked in the form" + kept_means
+    messages = [*warnings, *(e["message"] + (kept_text if key in kept else "; its default is used")
+                             for key, e in errors.items()),
                 *(f"{key}: not a known setting, ignored" if key
                   else "a part of the link without a name (\"=…\") was ignored" for key in unknown)]
     for message in messages[:NOTICE_ITEMS]:
@@ -277,6 +280,8 @@ def chart_json(name):
     """The drawing of chart ``name`` for the last valid edit (:func:`for_page`: title, legend
     and colour bar as HTML), computed now: charts.js asks for it when it is about to draw it."""
     name = str(name)
+    if CURRENT["setup"] is None:     # no valid scenario yet (render_unresolved): nothing to draw
+        return None
     analysis = current_analysis()
     figure = chart_figure(analysis, name, sensitivity_key())
     return json.dumps(for_page(name, figure, show_classic=bool(by_id("show-classic").checked),
@@ -292,6 +297,11 @@ def current_suggestions():
 def render_suggestions(_event=None):
     """The suggestions for the last valid edit (charts.js calls this first after a change);
     a model that does not fit also lists what would fit, with buttons, beside its message."""
+    if CURRENT["setup"] is None:
+        render_list("suggestions", [{"title": "No suggestions:", "text": "the model's fields need fixing first."}],
+                    suggestion_item)
+        by_id("fit-options").hidden = True
+        return
     listed = current_suggestions()
     render_list("suggestions", listed, suggestion_item)
     fit = next((s for s in listed if s.get("id") == "fit"), None)
@@ -399,7 +409,7 @@ def render(report, setup):
            *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1, fits),
            *placeholder_changes(setup),
            ["notes", "items", [str(n) for n in report.get("notes", [])]],
-           *link_changes(report.get("fragment", "")),
+           *link_changes(report.get("link", report.get("fragment", ""))),
            *override_changes(scenario),
            *stale_changes(False)])
     window.kvcalcAnnounce(headline_text(report))
@@ -419,6 +429,11 @@ def on_form_input(event):
     if target is not None and getattr(target, "id", "") in ("share-url", "import-text",
                                                             "import-file", "show-classic"):
         return
+    if target is not None and getattr(target, "name", "") == "gpu" and str(target.value) != "custom":
+        # an override of the memory belongs to the GPU it was entered for: another preset brings its own
+        memory = document.querySelector('#scenario [name="gpu_memory_gib"]')
+        if not missing(memory):
+            memory.value = ""
     started = time.perf_counter()
     form = read_form(KEYS)
     report, setup = evaluate_numbers(form)
@@ -428,9 +443,8 @@ def on_form_input(event):
     if errors:
         # the link keeps every edit: the valid fields, and the invalid ones as typed (a link
         # lists those in its notice and uses their defaults)
-        typed = {key: form[key] for key in errors if key in form}
-        write(stale_changes(True)
-              + link_changes("&".join(p for p in (report.get("fragment", ""), encode_fragment(typed)) if p)))
+        link = typed_link(setup.scenario, form, errors, report.get("substituted", []), every_error=True)
+        write(stale_changes(True) + link_changes(link))
         return
     render(report, setup)
     # for benchmarks/bench_page.py: where the time of the numbers goes
@@ -498,16 +512,41 @@ def show_measured(_event=None):
 
 
 def apply_params(params, *, notice=True, warnings=()):
-    """Evaluate link parameters: fields take the result, bad keys are listed in the notice."""
+    """Evaluate link parameters: fields take the result, bad keys are listed in the notice.
+
+    The model's fields keep what the link says even where it is invalid (marked beside each
+    field); when the model cannot be resolved at all, no numbers are shown rather than another
+    model's (:func:`render_unresolved`). Other invalid values take their defaults."""
     report, setup = evaluate_numbers(params)
     window.performance.mark("kvcalc:evaluated")
     errors = report.get("field_errors", {})
-    write_form(report.get("scenario", {}))
-    show_field_errors({})
+    substituted = report.get("substituted", [])
+    typed = {k for k in errors if k in MODEL_KEY_SET} | (MODEL_KEY_SET if "model" in substituted else set())
+    write_form({**report.get("scenario", {}), **{k: params.get(k) for k in typed}})
+    show_field_errors({k: e for k, e in errors.items() if k in typed})
     if notice:
-        show_link_notice(errors, report.get("unknown_keys", []), warnings)
-    render(report, setup)
+        means = ("" if "model" in substituted
+                 else f"; the results use {report.get('scenario', {}).get('model')}'s own architecture")
+        show_link_notice(errors, report.get("unknown_keys", []), warnings, typed, means)
+    if "model" in substituted:
+        render_unresolved(report)
+    else:
+        render(report, setup)
     open_overrides(report.get("scenario", {}))
+
+
+def render_unresolved(report):
+    """No numbers for a link whose model cannot be resolved (an unknown id, a custom model with
+    a key missing): placeholders, never another model's results, and the link as written."""
+    bad = ", ".join(k for k in report.get("field_errors", {}) if k in MODEL_KEY_SET) or "model"
+    write([*[[key, "text", NONE] for key in OUTPUT_IDS], *[[key, "data-value", ""] for key in OUTPUT_IDS],
+           ["mini-value", "text", NONE],
+           ["fit-message", "text", f"No results: the link's model cannot be used until its fields are "
+                                   f"fixed ({bad}, marked above). Nothing else is shown in its place."],
+           ["fit-message", "hidden", False], ["app-error", "hidden", True], ["notes", "items", []],
+           *link_changes(report.get("link", "")), ["override-note", "hidden", True],
+           ["results", "class:stale", True], ["charts", "class:stale", True], ["mini", "class:stale", True]])
+    CURRENT.update(scenario=None, setup=None, analysis=None)
 
 
 def link_params():
@@ -589,7 +628,7 @@ def import_text(text):
     """Fill the custom architecture from a Hugging Face config.json's text."""
     status = by_id("import-status")
     area = by_id("import-text")
-    from kvcache_calculator.setup.hfconfig import arch_to_scenario, import_config, scenario_keys_gap  # rarely
+    from kvcache_calculator.setup.hfconfig import import_scenario, scenario_keys_gap  # rarely
 
     if not str(text).strip():
         area.setAttribute("aria-invalid", "true")
@@ -597,8 +636,7 @@ def import_text(text):
         status.textContent = "Paste the text of a config.json first, or choose or drop the file."
         return
     try:
-        arch = import_config(str(text))
-        keys = arch_to_scenario(arch)
+        arch, keys = import_scenario(str(text))   # weights as its quantization_config says
     except ScenarioError as err:
         area.setAttribute("aria-invalid", "true")
         status.className = "error"
@@ -682,17 +720,18 @@ try:
     from kvcache_calculator.present.figures import unit_for
     from kvcache_calculator.present.report import (
         architecture_values, evaluate_numbers, export_csv, export_document, measured_comparison, sensitivity_keys,
-        suggestion_dicts,
+        suggestion_dicts, typed_link,
     )
     from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS
-    from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys
+    from kvcache_calculator.scenario import FIELDS, MODEL_KEYS, decode_fragment, repeated_keys
     from kvcache_calculator.units import NONE, format_bytes, format_count, format_duration, format_fixed, format_percent
     from page_figures import for_page
 
     KEYS = frozenset(f.key for f in FIELDS)
     OUTPUT_IDS = tuple(str(el.id) for el in document.querySelectorAll("output[id]"))
     ARCH_KEYS = tuple(f.key for f in FIELDS if f.group == "model" and f.key != "model")
+    MODEL_KEY_SET = frozenset(MODEL_KEYS)
     PRESET_IDS.update(model=tuple(MODELS), gpu=tuple(GPUS))
     start()
 except Exception as boot_error:  # noqa: BLE001 (shown as a sentence, logged in full)

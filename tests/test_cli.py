@@ -67,3 +67,22 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert 0 < json.loads(proc.stdout)["results"]["token_hit_rate"] < 1
+
+
+def test_common_gpu_names_are_accepted_and_typos_get_the_nearest_id(capsys):
+    """Issue 12, defect 15: gpu=h100 (the usual name) was refused."""
+    code, out, _ = run(capsys, "analyze", "gpu=h100", "--json")
+    assert code == 0 and json.loads(out)["scenario"]["gpu"] == "h100-sxm"
+    for alias, gpu in (("H100 SXM5", "h100-sxm"), ("a100", "a100-80gb"), ("4090", "rtx-4090"), ("MI300", "mi300x")):
+        code, out, _ = run(capsys, "analyze", f"gpu={alias}", "--json")
+        assert code == 0 and json.loads(out)["scenario"]["gpu"] == gpu, alias
+    code, _, err = run(capsys, "analyze", "gpu=h10")
+    assert code == 2 and "did you mean h100-sxm" in err
+    code, _, err = run(capsys, "analyze", "model=qwen3-8", "num_gpus=1")
+    assert code == 2 and "did you mean qwen3-8b" in err
+
+
+def test_analyze_says_which_model_and_gpu_it_used(capsys):
+    code, out, _ = run(capsys, "analyze", "gpu=h100", "num_gpus=2")
+    assert code == 0
+    assert out.splitlines()[0] == "Model: Llama-3.1-8B (llama-3.1-8b); GPU: H100 SXM 80GB (h100-sxm), 2 per instance"

@@ -221,3 +221,18 @@ def test_gpu_capacity_follows_the_analyze_defaults(tmp_path, capsys, extra, scen
     assert expected.fits
     assert json.loads(out)["gpu_capacity"] == expected.message
     assert json.loads(out)["capacity_blocks"][-1] == expected.capacity_tokens // 512
+
+
+def test_replay_takes_the_scenario_form_as_analyze_does(tmp_path, capsys):
+    """Issue 12, defect 15: replay took only --model/--gpu flags while analyze takes model=."""
+    path = write_trace(tmp_path, MOONCAKE)
+    flags = run_cli([str(path), "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--num-gpus", "2", "--json"], capsys)
+    words = run_cli([str(path), "model=llama-3.1-8b", "gpu=h100", "num_gpus=2", "--json"], capsys)
+    assert flags[0] == words[0] == 0
+    assert json.loads(words[1])["capacity_blocks"] == json.loads(flags[1])["capacity_blocks"]
+    code, _, err = run_cli([str(path), "arrival_rate=2"], capsys)
+    assert code == 2 and "arrival_rate" in err and "not used by replay" in err
+    code, _, err = run_cli([str(path), "model=qwen3-8b", "--model", "llama-3.1-8b"], capsys)
+    assert code == 2 and "contradicts --model" in err
+    code, _, err = run_cli([str(path), "num_gpus=0", "model=llama-3.1-8b"], capsys)
+    assert code == 2 and "num_gpus" in err

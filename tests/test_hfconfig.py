@@ -16,7 +16,9 @@ from kvcache_calculator.setup.architecture import (
 )
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.configjson import count_params, text_config
-from kvcache_calculator.setup.hfconfig import arch_to_scenario, import_config, scenario_keys_gap
+from kvcache_calculator.setup.hfconfig import arch_to_scenario, import_config, import_scenario, scenario_keys_gap
+from kvcache_calculator.present.report import results
+from kvcache_calculator.scenario import Scenario
 
 HF_CONFIGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "hf-configs"
 FILES = sorted(HF_CONFIGS.glob("*.json")) if HF_CONFIGS.is_dir() else []
@@ -374,3 +376,32 @@ def test_scenario_keys_gap_without_a_matching_preset():
     said = scenario_keys_gap(import_config(config))
     assert said.startswith("The scenario keys describe this architecture only approximately")
     assert "preset" not in said
+
+
+@pytest.mark.parametrize("name, dtype", [("deepseek-ai--DeepSeek-V3.json", "fp8"),
+                                         ("openai--gpt-oss-120b.json", "fp4"),
+                                         ("moonshotai--Kimi-K2.5.json", "int4"),
+                                         ("Qwen--Qwen3-8B.json", "bf16")])
+def test_import_gives_the_weight_format_its_quantization_config_says(name, dtype):
+    """Issue 12, defect 3: the page's import used to leave weight_dtype out (bf16 weights)."""
+    path = HF_CONFIGS / name
+    if not path.exists():
+        pytest.skip(f"{name} is not in the reference folder")
+    _arch, keys = import_scenario(path.read_text())
+    assert keys["weight_dtype"] == dtype
+    scenario = Scenario.from_dict({"model": "custom", "gpu": "h200", "num_gpus": 8, **keys})
+    assert results(scenario)["weight_dtype_used"] == dtype
+
+
+@pytest.mark.parametrize("field, value", [("num_hidden_layers", 1_000_000), ("num_hidden_layers", 1e9),
+                                          ("num_key_value_heads", 5000), ("head_dim", 100_000)])
+def test_import_applies_the_forms_limits_before_building_anything(field, value):
+    """Issue 12, defect 4: a million layers used to take the page 45 s, a billion a MemoryError."""
+    config = {"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+              "hidden_size": 4096, "intermediate_size": 14336, "vocab_size": 128256, field: value}
+    with pytest.raises(ScenarioError) as err:
+        import_scenario(json.dumps(config))
+    assert err.value.key == field and "limit" in str(err.value)
+    long_list = {**config, field: 32, "layer_types": ["full_attention"] * 5000}
+    with pytest.raises(ScenarioError, match="layer_types"):
+        import_scenario(long_list)

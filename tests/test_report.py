@@ -93,3 +93,55 @@ def test_keys_the_attention_kind_does_not_use_are_refused_not_ignored():
     assert switched["field_errors"] == {} and switched["results"]["kv_bytes_per_token"] == 32 * 512 * 2
     with pytest.raises(ScenarioError, match="sliding_window: got 128; does not apply"):
         analyze(Scenario.from_dict({**mla, "sliding_layers": "2", "sliding_window": "128"}))
+
+
+def test_a_bad_override_keeps_the_links_model_and_names_every_field():
+    """Issue 12, defect 1: attention=gqa on DeepSeek-V3 used to resolve to llama-3.1-8b."""
+    out = evaluate({"model": "deepseek-v3", "gpu": "h200", "num_gpus": "8", "weight_dtype": "fp8",
+                    "attention": "gqa"})
+    assert out["scenario"]["model"] == "deepseek-v3" and out["substituted"] == []
+    assert list(out["field_errors"]) == ["attention", "num_kv_heads", "head_dim"]
+    assert "deepseek-v3 is an MLA model" in out["field_errors"]["attention"]["message"]
+    assert out["results"]["kv_bytes_per_token"] == 70272          # the preset's own layers
+    assert out["link"] == "model=deepseek-v3&attention=gqa&gpu=h200&num_gpus=8&weight_dtype=fp8"
+
+
+def test_an_incomplete_custom_link_is_marked_substituted_and_kept_as_typed():
+    params = {"model": "custom", "num_layers": "32", "num_kv_heads": "8", "params_b": "8", "gpu": "h200"}
+    out = evaluate(params)
+    assert out["substituted"] == ["model"] and list(out["field_errors"]) == ["head_dim"]
+    assert out["link"] == "model=custom&num_layers=32&num_kv_heads=8&params_b=8&gpu=h200"
+    unknown = evaluate({"model": "nope", "gpu": "h200"})
+    assert unknown["substituted"] == ["model"] and unknown["link"] == "model=nope&gpu=h200"
+    # a bad GPU falls back to the default GPU, as its notice says; the link drops it
+    gpu = evaluate({"gpu": "custom", "arrival_rate": "x"})
+    assert gpu["substituted"] == ["gpu"] and gpu["link"] == ""
+
+
+def test_overrides_are_said_and_those_beyond_the_gpu_are_warned_about():
+    """Issue 12, defect 5: kv_cache_tokens=1e12 gave a 122-million-GiB cache silently, and
+    gpu_memory_gib=200 on an H100 SXM 80GB showed 164 GiB of KV with no note."""
+    huge = evaluate({"kv_cache_tokens": "1000000000000"})["notes"]
+    assert any(n.startswith("Capacity from your override kv_cache_tokens = 1,000,000,000,000") for n in huge)
+    assert any("more than the 79.6 GiB the whole H100 SXM 80GB has" in n for n in huge)
+    real = evaluate({"kv_cache_tokens": "400000"})["notes"]
+    assert len([n for n in real if "kv_cache_tokens" in n]) == 1          # said, not warned about
+    memory = evaluate({"gpu_memory_gib": "200"})["notes"]
+    assert any("gpu_memory_gib = 200 GiB, in place of the H100 SXM 80GB's 79.19 GiB" in n for n in memory)
+    assert any("a GPU that does not exist" in n for n in memory)
+    assert not any("does not exist" in n for n in evaluate({"gpu_memory_gib": "70"})["notes"])
+    assert not any("override" in n for n in evaluate({"gpu": "custom", "gpu_memory_gib": "200"})["notes"])
+
+
+@pytest.mark.parametrize("params, turn, share", [({"input_tokens": "100000"}, 2, 0.8),
+                                                 ({"turns": "1000", "turns_dist": "fixed"}, 162, 0.839),
+                                                 ({"turns": "50"}, 162, 0.98 ** 161)])
+def test_prompts_longer_than_the_models_context_are_warned_about(params, turn, share):
+    """Issue 12, defect 8: 250k-800k-token prompts on Llama-3.1-8B (131,072 tokens) were silent."""
+    notes = evaluate(params)["notes"]
+    said = [n for n in notes if "context of 131,072 tokens" in n]
+    assert len(said) == 1 and f"From turn {turn} on" in said[0] and "vLLM refuses" in said[0]
+    assert f"{share:.1%} of requests" in said[0]
+    assert not any("context of" in n for n in evaluate({})["notes"])
+    # a model with a shorter context: Qwen3-8B's 40,960 tokens
+    assert any("context of 40,960 tokens" in n for n in evaluate({"model": "qwen3-8b", "input_tokens": "50000"})["notes"])

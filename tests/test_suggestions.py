@@ -16,6 +16,7 @@ from kvcache_calculator.analytic.model import analyze
 from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.scenario import Scenario, with_updates
 from kvcache_calculator.setup.resolve import resolve
+from kvcache_calculator.present.report import results
 
 
 def _suggest(s: Scenario) -> list[Suggestion]:
@@ -309,3 +310,41 @@ def test_with_the_engines_capacity_more_cache_is_said_in_tokens():
     text = found["add_memory"].text
     assert "an engine capacity of 883,067 tokens per instance (kv_cache_tokens)" in text
     assert "GiB of GPU memory per GPU" not in text
+
+
+@pytest.mark.parametrize("changes", [{"kv_cache_tokens": 900_000}, {"kv_cache_tokens": 10**12},
+                                     {"offload_gib": 200, "target_hit_rate": 0.5},
+                                     {"offload_gib": 500, "arrival_rate": 3}, {}, {"gpu": "h200"}])
+def test_memory_for_the_target_agrees_with_the_hit_rate_in_every_mode(changes):
+    """Issue 12, defect 6: with kv_cache_tokens=900000 the target "needed 130.6 GiB per GPU" while
+    9.2 GiB "could go to something else" on a 79.6 GiB GPU; with an offload tier a met target
+    needed more memory than the GPU has."""
+    s = Scenario().replace(**changes)
+    setup = resolve(s)
+    res = results(s)
+    items = _by_id(_suggest(s))
+    if s.kv_cache_tokens is not None:
+        # the engine's own capacity: no GPU memory is inferred from it, anywhere
+        assert res["memory_for_target_gib"] is None
+        assert all("GiB" not in x.text for x in items.values() if x.id in ("target_met", "memory_not_limit"))
+    elif res["token_hit_rate"] >= s.target_hit_rate:
+        assert res["memory_for_target_gib"] <= setup.gpu.engine_memory_gib + 1e-9
+    if "target_met" in items and "gpu_memory_gib_for_target" in items["target_met"].numbers:
+        assert items["target_met"].numbers["gpu_memory_gib_for_target"] == pytest.approx(
+            res["memory_for_target_gib"], rel=0.02)
+
+
+def test_routing_is_blamed_when_routing_sets_the_ceiling():
+    """Issue 12, defect 7: with random routing over 3 instances the suggestions said the
+    conversations set the ceiling, while session routing raises it to about 93 %."""
+    s = Scenario().replace(instances=3, routing="random", turns=7, arrival_rate=0.1)
+    check_consistent(s, _suggest(s))
+    items = _by_id(_suggest(s))
+    text = items["memory_not_limit"].text
+    assert "set by random routing" in text and "set by the conversations" not in text
+    assert items["memory_not_limit"].numbers["ceiling_session"] > 0.9
+    unreachable = _by_id(_suggest(s.replace(target_hit_rate=0.85)))["target_unreachable"].text
+    assert "Session routing raises the ceiling" in unreachable
+    # with session routing the conversations are the cause, as before
+    sticky = _by_id(_suggest(s.replace(routing="session", arrival_rate=0.02)))
+    assert "set by the conversations" in sticky["memory_not_limit"].text

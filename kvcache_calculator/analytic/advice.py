@@ -176,12 +176,17 @@ def _memory_advice(analysis: Analysis, hit: float, ceiling: float, target: float
     goal = min(target, ceiling - GOAL_BELOW_CEILING)
     cur_mem = current_memory_gib(analysis)
     if target >= ceiling - 1e-9:
+        why = ("the first prompt of every conversation misses (except the shared system prompt), so no amount "
+               "of memory reaches it. Shorten the gap with more turns per conversation or a longer shared prefix.")
+        session_ceiling = (None if analysis.setup.sticky
+                           else variant_result(analysis, routing="session").max_token_hit_rate)
+        if session_ceiling is not None and session_ceiling - ceiling >= MIN_GAIN:
+            why = (f"with {s.routing.replace('_', '-')} routing a turn that lands on another instance than the last "
+                   f"misses its history, so no amount of memory reaches it. Session routing raises the ceiling "
+                   f"to {_p(session_ceiling)}.")
         out.append(_make("target_unreachable", "warning", "The target is above the ceiling",
                          f"The target of {_p(target)} is above {_p(ceiling)}, the hit rate of an infinite cache: "
-                         f"the first prompt of every conversation misses (except the shared system prompt), "
-                         f"so no amount of memory reaches it. Shorten the gap with more turns per conversation "
-                         f"or a longer shared prefix.",
-                         target_hit_rate=target, ceiling=ceiling, token_hit_rate=hit))
+                         + why, target_hit_rate=target, ceiling=ceiling, token_hit_rate=hit))
     memory_limited = hit < goal and goal > 0
     if memory_limited:
         need_tokens = tokens_for_hit_rate(analysis, goal)
@@ -224,16 +229,22 @@ def _memory_advice(analysis: Analysis, hit: float, ceiling: float, target: float
     if hit >= target and target < ceiling:
         need_tokens = tokens_for_hit_rate(analysis, target)
         if need_tokens is not None:
-            need_mem = memory_for_tokens(s, cap, min(need_tokens, cap.capacity_tokens))
-            spare = max(0.0, cur_mem - need_mem)
-            out.append(_make("target_met", "info", "The target is met",
-                             f"The token hit rate of {_p(hit)} meets the {_p(target)} target. The target needs "
-                             f"about {int(math.ceil(need_tokens)):,} tokens of cache per instance, "
-                             f"{_gib(need_mem)} of GPU memory per GPU: {_gib(spare)} per GPU could go to "
-                             "something else (e.g. a lower gpu_mem_util or a smaller GPU).",
-                             target_hit_rate=target, token_hit_rate=hit,
-                             capacity_tokens_for_target=int(math.ceil(need_tokens)),
-                             gpu_memory_gib_for_target=need_mem, spare_gib_per_gpu=spare))
+            need = int(math.ceil(need_tokens))
+            numbers = dict(target_hit_rate=target, token_hit_rate=hit, capacity_tokens_for_target=need)
+            text = (f"The token hit rate of {_p(hit)} meets the {_p(target)} target. The target needs about "
+                    f"{need:,} tokens of cache per instance")
+            need_mem = memory_for_target_gib(s, cap, need_tokens, analysis.in_flight_tokens)
+            if need_mem is None:
+                # the engine's own capacity: say it in tokens, not in a GPU memory inferred from it
+                text += (f"; the engine's capacity (kv_cache_tokens) is {cap.capacity_tokens:,}, "
+                         f"{max(0, cap.capacity_tokens - need):,} more than that.")
+            else:
+                spare = max(0.0, cur_mem - need_mem)
+                numbers.update(gpu_memory_gib_for_target=need_mem, spare_gib_per_gpu=spare)
+                held = " (the offload tier holds the rest)" if cap.offload_tokens >= need_tokens else ""
+                text += (f", {_gib(need_mem)} of GPU memory per GPU{held}: {_gib(spare)} per GPU could go to "
+                         "something else (e.g. a lower gpu_mem_util or a smaller GPU).")
+            out.append(_make("target_met", "info", "The target is met", text, **numbers))
     if not memory_limited and ceiling - hit <= CEILING_GAP:
         numbers = dict(token_hit_rate=hit, ceiling=ceiling, gap_points=100 * (ceiling - hit),
                        mean_turns=analysis.result.mean_turns)
@@ -241,17 +252,49 @@ def _memory_advice(analysis: Analysis, hit: float, ceiling: float, target: float
         extra_text = ""
         if keep > 0 and cap.offload_tokens == 0:
             tokens = tokens_for_hit_rate(analysis, keep)
-            if tokens is not None and tokens < cap.capacity_tokens:
-                mem = memory_for_tokens(s, cap, tokens)
+            mem = None if tokens is None else memory_for_target_gib(s, cap, tokens)
+            if tokens is not None and tokens < cap.capacity_tokens and mem is None:
+                numbers.update(capacity_tokens_one_point_lower=int(math.ceil(tokens)))
+                extra_text = (f" {int(math.ceil(tokens)):,} tokens of cache per instance would still give "
+                              f"{_p(keep)} (one point less).")
+            elif tokens is not None and tokens < cap.capacity_tokens:
                 numbers.update(gpu_memory_gib_one_point_lower=mem, spare_gib_per_gpu=max(0.0, cur_mem - mem))
                 extra_text = (f" {_gib(mem)} per GPU would still give {_p(keep)} "
                               f"(one point less).")
+        turns = analysis.result.mean_turns
+        cause = (f"The ceiling is set by the conversations: with {turns:.3g} turn{'' if turns == 1 else 's'} "
+                 "on average, first prompts miss.")
+        if not analysis.setup.sticky:
+            # a turn served by another instance than the last misses its history: routing, not
+            # the conversations, sets this ceiling when session routing would lift it
+            session = variant_result(analysis, routing="session")
+            if session.max_token_hit_rate - ceiling >= MIN_GAIN:
+                numbers.update(ceiling_session=session.max_token_hit_rate,
+                               token_hit_rate_session=session.token_hit_rate)
+                cause = (f"The ceiling is set by {s.routing.replace('_', '-')} routing: a turn that lands on "
+                         f"another of the {s.instances} instances than the last misses its history. Session "
+                         f"routing would raise the ceiling to {_p(session.max_token_hit_rate)} and the hit rate "
+                         f"to {_p(session.token_hit_rate)}.")
         out.append(_make("memory_not_limit", "info", "The ceiling, not memory, is the limit",
                          f"The token hit rate {_p(hit)} is within {100 * (ceiling - hit):.1f} points of the "
-                         f"{_p(ceiling)} an infinite cache would give. The ceiling is set by the conversations: "
-                         f"with {analysis.result.mean_turns:.3g} turn{'' if analysis.result.mean_turns == 1 else 's'} on average, first prompts miss. More memory, "
+                         f"{_p(ceiling)} an infinite cache would give. {cause} More memory, "
                          f"fp8 KV or offloading would add little." + extra_text, **numbers))
     return out, memory_limited
+
+
+def memory_for_target_gib(scenario, capacity, need_tokens: float, in_flight_tokens: float = 0.0) -> float | None:
+    """GPU memory per GPU (GiB) at which the cache still gives the hit rate ``need_tokens`` of
+    cache per instance give, the engine's other terms held: None when the capacity is the
+    engine's own figure (``kv_cache_tokens``: no GPU memory follows from it). An offload tier,
+    written through, serves every hit of the larger of its capacity and the GPU's, so once it
+    holds ``need_tokens`` the GPU needs room only for the running requests' KV."""
+    if capacity.derived_from == "kv_cache_tokens":
+        return None
+    block = scenario.block_size
+    gpu_tokens = need_tokens
+    if capacity.offload_tokens >= need_tokens:
+        gpu_tokens = max(block, math.ceil(in_flight_tokens / block) * block)
+    return memory_for_tokens(scenario, capacity, min(gpu_tokens, need_tokens))
 
 
 def _instances_for(analysis: Analysis, goal: float) -> int | None:

@@ -18,9 +18,10 @@ from typing import Sequence
 
 from kvcache_calculator.cli import replay, simulate, summarize
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results
+from kvcache_calculator.present.report import RESULT_KEYS, model_notes, results, scenario_warnings
 from kvcache_calculator.scenario import FIELDS, Scenario, parse_assignments
 from kvcache_calculator.setup import presets
+from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.units import NONE_ASCII, format_number, format_percent
 
 EXIT_BAD_INPUT = 2
@@ -46,18 +47,32 @@ def print_table(rows: Sequence[tuple[str, str, str]], out=None) -> None:
 
 
 def scenario_from_args(assignments: Sequence[str]) -> Scenario:
-    """Parse ``KEY=VALUE`` words into a validated scenario."""
-    return Scenario.from_dict(parse_assignments(assignments))
+    """Parse ``KEY=VALUE`` words into a validated scenario; a common GPU name (``gpu=h100``)
+    is taken as its preset id (:func:`~kvcache_calculator.setup.presets.canonical_gpu`)."""
+    data = parse_assignments(assignments)
+    if "gpu" in data:
+        data["gpu"] = presets.canonical_gpu(data["gpu"])
+    return Scenario.from_dict(data)
+
+
+def used_line(scenario: Scenario) -> str:
+    """Which model and GPU a command used, by name and id, e.g. ``Model: Llama-3.1-8B
+    (llama-3.1-8b); GPU: H100 SXM 80GB (h100-sxm), 1 per instance``."""
+    setup = resolve(scenario)
+    gpus = scenario.num_gpus
+    return (f"Model: {setup.arch.name} ({scenario.model}); GPU: {setup.gpu.name} ({scenario.gpu}), "
+            f"{gpus} per instance" + (f", {scenario.instances} instances" if scenario.instances > 1 else ""))
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``analyze``: the flat results of a scenario as a table or JSON."""
     scenario = scenario_from_args(args.assignments)
     res = results(scenario)
-    notes = model_notes(scenario, res)
+    notes = scenario_warnings(resolve(scenario)) + model_notes(scenario, res)
     if args.json:
         print(json.dumps({"scenario": scenario.to_dict(), "results": res, "notes": notes}, indent=2))
         return 0
+    print(used_line(scenario))
     if not res["fits"]:
         print(res["message"])
     rows = [(k, format_result(k, res[k]), "" if RESULT_KEYS[k][0] == "fraction" else RESULT_KEYS[k][0])

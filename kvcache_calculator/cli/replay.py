@@ -1,6 +1,6 @@
 """The ``kvcache-calc replay`` subcommand: replay a request trace against a block cache.
 
-    kvcache-calc replay TRACE.jsonl [--format auto|mooncake|bailian] [--block-size N]
+    kvcache-calc replay TRACE.jsonl [KEY=VALUE...] [--format auto|mooncake|bailian] [--block-size N]
         [--policy lru|fifo|lfu|belady] [--semantics engine|independent]
         [--capacity-blocks N,N,...] [--capacity-tokens N,...]
         [--capacity-gib X,... --model ID [--kv-dtype DT]]
@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.scenario import Scenario
+from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, parse_assignments, parse_value
 from kvcache_calculator.setup.architecture import kv_bytes_per_token
 from kvcache_calculator.setup.engine import ENGINES
-from kvcache_calculator.setup.presets import get_model
+from kvcache_calculator.setup.presets import canonical_gpu, get_model
 from kvcache_calculator.setup.resolve import resolve
 from kvcache_calculator.traces.gap import explain_gap
 from kvcache_calculator.traces.gz import is_gzip, read_binary_lines
@@ -81,6 +81,36 @@ EXIT_BAD_INPUT = 2
 _CHUNK_REQUESTS = 2000
 
 
+#: The scenario keys replay takes in the scenario form (``model=llama-3.1-8b gpu=h100``), each
+#: the same as the option of the same name (``--model``, ``--num-gpus`` ...).
+SCENARIO_OPTIONS = ("model", "gpu", "num_gpus", "kv_dtype", "weight_dtype", "gpu_mem_util", "block_size",
+                    "instances", "routing", "policy")
+
+
+def apply_assignments(args: argparse.Namespace) -> None:
+    """Set the options given in the scenario form (``args.assignments``), checked as analyze
+    checks them (routing and policy against replay's own choices); a key given both ways with
+    two values, or a key replay does not use, raises :class:`ScenarioError` naming it."""
+    words = parse_assignments(getattr(args, "assignments", None) or [])
+    defaults = {"kv_dtype": "bf16", "weight_dtype": "bf16", "gpu_mem_util": 0.9, "num_gpus": 1, "instances": 1,
+                "policy": "lru"}
+    for key, raw in words.items():
+        if key not in SCENARIO_OPTIONS:
+            raise ScenarioError(key, raw, "is not used by replay; it takes " + ", ".join(SCENARIO_OPTIONS)
+                                + " in the scenario form")
+        choices = {"routing": ROUTINGS, "policy": POLICIES}.get(key)
+        if choices is not None:
+            value = raw.strip().lower()
+            if value not in choices:
+                raise ScenarioError(key, raw, "must be one of " + ", ".join(choices) + " for replay")
+        else:
+            value = parse_value(FIELD_BY_KEY[key], canonical_gpu(raw) if key == "gpu" else raw)
+        given = getattr(args, key)
+        if given is not None and given != defaults.get(key) and given != value:
+            raise ScenarioError(key, raw, f"contradicts --{key.replace('_', '-')} {given}: give one")
+        setattr(args, key, value)
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``replay`` subcommand to an argparse subparsers object."""
     p = subparsers.add_parser(
@@ -88,6 +118,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Block-level replay of a request trace: hit rates at given capacities "
                     "and the infinite-cache ceiling.")
     p.add_argument("trace", metavar="TRACE.jsonl", help="trace file, JSON lines ('-' for stdin)")
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
+                   help="the scenario form, as analyze takes it: " + ", ".join(SCENARIO_OPTIONS)
+                   + " (each the same as its --option)")
     p.add_argument("--format", choices=("auto",) + FORMATS, default="auto",
                    help="trace format (default: detected from the first line)")
     p.add_argument("--block-size", type=int, default=None, metavar="N",
@@ -375,6 +408,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    apply_assignments(args)
+    if args.gpu:
+        args.gpu = canonical_gpu(args.gpu)
     source = _TraceSource(args.trace)
     fmt = args.format if args.format != "auto" else detect_format(source.head())
     block_size = args.block_size if args.block_size is not None else DEFAULT_BLOCK_SIZE[fmt]

@@ -18,12 +18,12 @@ from kvcache_calculator.analytic.model import AnalyticResult, analyze_setup, cap
 from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
-from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, MODEL_KEYS, Scenario
-from kvcache_calculator.setup.capacity import memory_for_tokens, smaller_weight_dtypes
+from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario, encode_fragment
 from kvcache_calculator.setup.architecture import custom_key_errors
-from kvcache_calculator.setup.capacity import GIB
+from kvcache_calculator.setup.capacity import GIB, memory_for_tokens, smaller_weight_dtypes
 from kvcache_calculator.setup.hfconfig import arch_to_scenario
-from kvcache_calculator.setup.resolve import Setup, attention_key_errors, resolve
+from kvcache_calculator.setup.presets import GPUS, MODELS
+from kvcache_calculator.setup.resolve import Setup, attention_key_errors, override_key_errors, resolve
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
 RESULT_KEYS: dict[str, tuple[str, str]] = {
@@ -68,7 +68,8 @@ RESULT_KEYS: dict[str, tuple[str, str]] = {
     "ttft_s_used": ("s", "time to first token (given, or from the mean prompt and the GPU's compute)"),
     "service_s": ("s", "how long a request holds its KV: time to first token plus output / decode speed"),
     "capacity_for_target_tokens": ("tokens", "cache per instance for target_hit_rate (null: above the ceiling)"),
-    "memory_for_target_gib": ("GiB", "GPU memory per GPU for target_hit_rate at gpu_mem_util (null: above the ceiling)"),
+    "memory_for_target_gib": ("GiB", "GPU memory per GPU for target_hit_rate at gpu_mem_util, with the offload tier "
+                                     "as it is (null: above the ceiling, or the capacity given as kv_cache_tokens)"),
 }
 
 
@@ -147,13 +148,70 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         block = scenario.block_size
         tokens = math.ceil(tokens / block) * block
         out["capacity_for_target_tokens"] = tokens
-        out["memory_for_target_gib"] = memory_for_tokens(scenario, capacity, tokens)
+        out["memory_for_target_gib"] = suggestions.memory_for_target_gib(scenario, capacity, tokens,
+                                                                         result.in_flight_tokens)
     return {k: _clean(v) for k, v in out.items()}
 
 
 #: From this share of the think time, a request's service makes the routings that spread a
 #: conversation's turns a weak regime of the model (benchmarks/crossval_table.py).
 LONG_SERVICE = 0.3
+
+
+#: What an engine does with a prompt longer than the model's context (``max_model_len``, by
+#: default the config's ``max_position_embeddings``): vLLM's OpenAI server refuses it with HTTP
+#: 400 ("This model's maximum context length is N tokens. However, you requested M tokens ...",
+#: ``OpenAIServing._validate_input`` in vllm/entrypoints/openai/serving_engine.py).
+ENGINE_ON_LONG_PROMPTS = ("vLLM refuses a request longer than max_model_len (HTTP 400, \"This model's maximum "
+                          "context length is ...\"), so a client must truncate or summarise the history")
+
+
+def long_prompt_share(scenario: Scenario, context_tokens: int) -> tuple[int, float] | None:
+    """The first turn whose prompt exceeds ``context_tokens`` and the share of requests at that
+    turn or later, or None when none does (or under 0.1 % do). The prompt of turn ``n`` is
+    ``system + n * input + (n - 1) * output`` tokens; with geometric turns of mean ``m`` a
+    conversation reaches turn ``n`` with probability ``(1 - 1/m) ** (n - 1)``, so that share is
+    the same power (docs/model.md §4)."""
+    s = scenario
+    room = context_tokens - s.system_prompt_tokens - s.input_tokens
+    first = 1 if room < 0 else 2 + math.floor(room / (s.input_tokens + s.output_tokens))
+    if s.turns_dist == "fixed":
+        turns = int(s.turns)
+        return (first, (turns - first + 1) / turns) if first <= turns else None
+    stay = 1 - 1 / s.turns
+    share = stay ** (first - 1) if first > 1 else 1.0
+    return (first, share) if share >= 1e-3 else None
+
+
+def scenario_warnings(setup: Setup) -> list[str]:
+    """What the numbers rest on that a reader may not know: overrides in effect (the capacity
+    given as ``kv_cache_tokens``, the GPU memory as ``gpu_memory_gib``), those beyond the GPU's
+    physical memory, and prompts longer than the model's context length."""
+    scenario, capacity, gpu = setup.scenario, setup.capacity, setup.gpu
+    out = []
+    preset = GPUS.get(scenario.gpu)
+    if scenario.kv_cache_tokens is not None:
+        out.append(f"Capacity from your override kv_cache_tokens = {scenario.kv_cache_tokens:,} tokens, not from "
+                   f"the model and GPU: empty that field to derive it.")
+        physical = preset or gpu       # a memory override is not physical memory
+        if capacity.kv_cache_gib_per_gpu > physical.memory_gib:
+            out.append(f"kv_cache_tokens = {scenario.kv_cache_tokens:,} needs {capacity.kv_cache_gib_per_gpu:,.1f} GiB "
+                       f"of KV cache per GPU, more than the {physical.memory_gib:g} GiB the whole {physical.name} has: "
+                       "check the figure (vLLM prints \"GPU KV cache size: N tokens\" at start-up).")
+    if scenario.gpu_memory_gib is not None and preset is not None:
+        out.append(f"GPU memory from your override gpu_memory_gib = {scenario.gpu_memory_gib:g} GiB, in place of the "
+                   f"{preset.name}'s {preset.engine_memory_gib:g} GiB: empty that field to use the preset's.")
+        if scenario.gpu_memory_gib > preset.memory_gib:
+            out.append(f"gpu_memory_gib = {scenario.gpu_memory_gib:g} GiB is more than the {preset.name} has "
+                       f"({preset.memory_gib:g} GiB): these numbers describe a GPU that does not exist.")
+    context = setup.arch.shape.context_tokens if setup.arch.shape is not None else 0
+    long = long_prompt_share(scenario, context) if context else None
+    if long is not None:
+        first, share = long
+        out.append(f"From turn {first} on, prompts exceed the model's context of {context:,} tokens "
+                   f"(max_position_embeddings): {share:.1%} of requests. {ENGINE_ON_LONG_PROMPTS}; the numbers "
+                   "here count them as served.")
+    return out
 
 
 def model_notes(scenario: Scenario, res: dict) -> list[str]:
@@ -197,48 +255,82 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
 
 
 #: Keys that only make sense together: an error in one drops the group (model, GPU).
-_KEY_GROUPS = (frozenset(MODEL_KEYS), frozenset(GPU_KEYS))
+_KEY_GROUPS = {"model": frozenset(MODEL_KEYS), "gpu": frozenset(GPU_KEYS)}
+_LAYER_KEYS = frozenset(LAYER_KEYS)
 
 
-def _resolved(params: Mapping[str, Any]) -> tuple[Setup, dict, list]:
-    """A link's raw pairs resolved as :func:`evaluate` says: (setup, field errors, unknown keys)."""
+def _resolved(params: Mapping[str, Any]) -> tuple[Setup, dict, list, list]:
+    """A link's raw pairs resolved as :func:`evaluate` says: (setup, field errors, unknown keys,
+    substituted groups).
+
+    A bad architecture override of a preset drops the overrides and keeps the preset (the
+    link's model, with its own layers); only a model or GPU that cannot be resolved at all (an
+    unknown id, an incomplete custom model) makes the group fall back to its defaults, and
+    that group is listed as substituted: the numbers are then not the link's model's (or GPU's).
+    """
     scenario, rejected, unknown = Scenario.from_dict_lenient(params)
     field_errors = {key: err.to_dict() for key, err in rejected.items()}
+    substituted = [name for name in _KEY_GROUPS if name in rejected]
     # name every architecture problem at once, not one per attempt below
-    arch_errors = attention_key_errors(scenario)
-    if scenario.model == "custom":
-        arch_errors += custom_key_errors(scenario.to_dict())
-    for err in arch_errors:
+    for err in attention_key_errors(scenario) + override_key_errors(scenario):
         field_errors.setdefault(err.key, err.to_dict())
     while True:
         try:
-            return resolve(scenario), field_errors, unknown
+            return resolve(scenario), field_errors, unknown, substituted
         except ScenarioError as err:
-            # drop the offending key (with the keys that only make sense together with it)
             field_errors.setdefault(err.key, err.to_dict())
-            group = next((g for g in _KEY_GROUPS if err.key in g), {err.key})
-            kept = {k: v for k, v in scenario.changed().items() if k not in group}
-            if kept == scenario.changed():
+            changed = scenario.changed()
+            if err.key in _LAYER_KEYS and scenario.model in MODELS:
+                # a preset's bad override: the preset's own layers, not another model
+                kept = {k: v for k, v in changed.items() if k not in _LAYER_KEYS}
+            else:
+                # drop the offending key with the keys that only make sense together with it
+                name = next((n for n, g in _KEY_GROUPS.items() if err.key in g), None)
+                group = _KEY_GROUPS.get(name, {err.key})
+                kept = {k: v for k, v in changed.items() if k not in group}
+                if name and name not in substituted:
+                    substituted.append(name)
+            if kept == changed:
                 raise
             scenario = Scenario.from_dict(kept)
 
 
-def _state(setup: Setup, result: AnalyticResult, field_errors: dict, unknown: list) -> dict:
+def typed_link(scenario: Scenario, params: Mapping[str, Any], field_errors: Mapping[str, Any],
+               substituted: list, every_error: bool = False) -> str:
+    """The fragment that keeps what was typed where it could not be used, so that a link never
+    silently becomes another model: the scenario's valid keys, with the invalid model keys as
+    typed and, when the model was substituted (:func:`_resolved`), the whole model group as
+    typed (``model=custom`` with a key missing stays custom). ``every_error`` keeps every
+    invalid key as typed (a form's, whose fields show them); otherwise the other invalid keys
+    take their defaults, as a link's notice says."""
+    typed = {k for k in field_errors if k in FIELD_BY_KEY and (every_error or k in _KEY_GROUPS["model"])}
+    for name in substituted:
+        if every_error or name == "model":
+            typed |= _KEY_GROUPS[name]
+    values = {k: v for k, v in scenario.changed().items() if k not in typed}
+    values.update({k: str(params[k]) for k in typed if k in params and str(params[k]).strip() != ""})
+    return encode_fragment({k: values[k] for k in KEYS if k in values})
+
+
+def _state(setup: Setup, result: AnalyticResult, params: Mapping[str, Any], field_errors: dict, unknown: list,
+           substituted: list) -> dict:
     """:func:`evaluate`'s keys that come from the analysis alone (no suggestions, no figures)."""
     scenario, arch = setup.scenario, setup.arch
     res = setup_results(setup, result)
     return {
         "scenario": scenario.to_dict(),
         "fragment": scenario.to_fragment(),
+        "link": typed_link(scenario, params, field_errors, substituted),
         "field_errors": field_errors,
         "unknown_keys": unknown,
+        "substituted": substituted,
         "fits": result.fits,
         "fit_message": result.message,
         "model": {"name": arch.name, "attention": arch.attention, "num_layers": arch.num_layers,
                   "params_b": arch.params_b, "active_params_b": arch.active_params_b, "source": arch.source},
         "gpu": setup.gpu.to_dict(),
         "results": res,
-        "notes": model_notes(scenario, res),
+        "notes": scenario_warnings(setup) + model_notes(scenario, res),
         "suggestions": [],
         "figures": {},
     }
@@ -252,9 +344,9 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
     keys in ``unknown_keys``. Never raises :class:`ScenarioError` (a failure to resolve the
     model or GPU is reported in ``field_errors`` and the defaults are used).
     """
-    setup, field_errors, unknown = _resolved(params)
+    setup, field_errors, unknown, substituted = _resolved(params)
     analysis = prepare(setup)
-    out = _state(setup, analysis.result, field_errors, unknown)
+    out = _state(setup, analysis.result, params, field_errors, unknown, substituted)
     # a sweepable key is honoured even where it is empty: its chart then says why (the page's
     # selector offers every key; falling back to another would plot an input nobody chose)
     key = sensitivity_choice(sensitivity_key)
@@ -276,8 +368,8 @@ def evaluate_numbers(params: Mapping[str, Any]) -> tuple[dict, Setup]:
     ``{}``): the analysis alone, without the hit-rate table the rest is computed from; and the
     resolved setup, for :func:`~kvcache_calculator.analytic.table.prepare` when the rest is
     wanted (:func:`suggestion_dicts`, :func:`figure`)."""
-    setup, field_errors, unknown = _resolved(params)
-    return _state(setup, analyze_setup(setup), field_errors, unknown), setup
+    setup, field_errors, unknown, substituted = _resolved(params)
+    return _state(setup, analyze_setup(setup), params, field_errors, unknown, substituted), setup
 
 
 def sensitivity_choice(sensitivity_key: str | None) -> str:

@@ -10,12 +10,42 @@ has the exact figures, if there is one).
 
 from __future__ import annotations
 
+from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.scenario import FIELD_BY_KEY, format_value, parse_value
 from kvcache_calculator.setup.architecture import (
     LayerGroup, ModelArch, arch_from_keys, kv_bytes_per_sequence_fixed, kv_bytes_per_token,
 )
 from kvcache_calculator.setup.configjson import count_params, layer_groups, model_shape, text_config, weight_format
 from kvcache_calculator.setup.presets import MODELS
 from kvcache_calculator.units import format_bytes
+
+
+#: config.json fields that size a scenario key, with that key: each is held to the key's limit
+#: before anything is built from it (a million layers would keep the page busy for a minute,
+#: a billion exhaust its memory).
+_LIMITED_FIELDS = {"num_hidden_layers": "num_layers", "num_key_value_heads": "num_kv_heads",
+                   "head_dim": "head_dim", "kv_lora_rank": "kv_lora_rank",
+                   "qk_rope_head_dim": "qk_rope_head_dim", "sliding_window": "sliding_window"}
+#: Per-layer lists and patterns, held to the layer limit for the same reason.
+_LAYER_LISTS = ("layer_types", "hybrid_override_pattern", "hybrid_layer_pattern", "indexer_types",
+                "moe_layer_freq", "mlp_only_layers")
+
+
+def check_limits(cfg: dict) -> None:
+    """Raise :class:`ScenarioError` naming the config field when a size in ``cfg`` exceeds the
+    limit the page's form sets for its scenario key (``num_hidden_layers`` above 1000 ...)."""
+    for name, key in _LIMITED_FIELDS.items():
+        value = cfg.get(name)
+        limit = FIELD_BY_KEY[key].maximum
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+            raise ScenarioError(name, value, f"is above the calculator's limit of {format_value(limit)} "
+                                             f"{FIELD_BY_KEY[key].unit} (its {key} field)")
+    most = FIELD_BY_KEY["num_layers"].maximum
+    for name in _LAYER_LISTS:
+        value = cfg.get(name)
+        if isinstance(value, (list, str)) and len(value) > most:
+            raise ScenarioError(name, f"{len(value)} entries", f"describes more layers than the calculator's "
+                                                              f"limit of {format_value(most)}")
 
 
 def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
@@ -28,6 +58,7 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     that is missing, malformed or unsupported; bad JSON raises it with key ``config``.
     """
     cfg = text_config(text_or_dict)
+    check_limits(cfg)
     groups, notes = layer_groups(cfg)
     total_b, active_b = count_params(cfg)
     arch_names = cfg.get("architectures") or []
@@ -38,6 +69,19 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
         notes.append(f"weights {weight_name or weight_dtype} (weight_dtype {weight_dtype}, from {read_from})")
     return ModelArch(name, groups, round(total_b, 3), round(active_b, 3), source, "; ".join(notes),
                      weight_dtype, weight_name, model_shape(cfg))
+
+
+def import_scenario(text_or_dict: object) -> tuple[ModelArch, dict]:
+    """A config.json imported as the page's form takes it: the architecture and its scenario
+    keys, ``weight_dtype`` included (the format its ``quantization_config`` says: FP8 for
+    DeepSeek-V3, MXFP4 as fp4 for gpt-oss, INT4 for Kimi-K2.5), each key checked against the
+    form's limits. Raises :class:`ScenarioError` naming the field otherwise."""
+    arch = import_config(text_or_dict)
+    keys = arch_to_scenario(arch, weight_dtype=True)
+    for key, value in keys.items():
+        if value is not None:
+            parse_value(FIELD_BY_KEY[key], value)
+    return arch, keys
 
 
 def arch_to_scenario(arch: ModelArch, *, weight_dtype: bool = False) -> dict:
@@ -108,4 +152,4 @@ def scenario_keys_gap(arch: ModelArch) -> str | None:
     return text
 
 
-__all__ = ["import_config", "arch_to_scenario", "scenario_keys_gap"]
+__all__ = ["check_limits", "import_config", "import_scenario", "arch_to_scenario", "scenario_keys_gap"]

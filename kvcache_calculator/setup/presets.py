@@ -14,6 +14,7 @@ reserved for an architecture given key by key. Unknown ids raise
 
 from __future__ import annotations
 
+import difflib
 from types import MappingProxyType
 
 from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_sequence_fixed, kv_bytes_per_token
@@ -332,8 +333,44 @@ GPUS = MappingProxyType({g.id: g for g in (
 )})
 
 
-def _unknown(key: str, value: object, known) -> ScenarioError:
-    return ScenarioError(key, value, "must be one of " + ", ".join(known) + " (or custom)")
+#: The names engineers commonly give the GPU presets (``h100`` is the SXM part, ``a100`` the
+#: 80 GB one, as clouds and papers mostly mean them) -> preset id. Keys are as
+#: :func:`canonical_gpu` normalises them.
+GPU_ALIASES = MappingProxyType({
+    "h100": "h100-sxm", "h100-80gb": "h100-sxm", "h100-sxm5": "h100-sxm", "h100sxm": "h100-sxm",
+    "h100-sxm-80gb": "h100-sxm", "h100pcie": "h100-pcie", "h100-pcie-80gb": "h100-pcie",
+    "h100nvl": "h100-nvl", "h100-nvl-94gb": "h100-nvl", "h200-141gb": "h200", "h200-sxm": "h200",
+    "h800-sxm": "h800", "h20-96gb": "h20", "b200-180gb": "b200", "b300-288gb": "b300",
+    "gb200-nvl72": "gb200", "a100": "a100-80gb", "a100-80g": "a100-80gb", "a100-sxm": "a100-80gb",
+    "a100-sxm4-80gb": "a100-80gb", "a100-40g": "a100-40gb", "a100-sxm4-40gb": "a100-40gb",
+    "l40s-48gb": "l40s", "l4-24gb": "l4", "a10g-24gb": "a10g", "l20-48gb": "l20",
+    "4090": "rtx-4090", "rtx4090": "rtx-4090", "geforce-rtx-4090": "rtx-4090",
+    "mi300": "mi300x", "mi325": "mi325x", "mi355": "mi355x",
+})
+
+
+def canonical_gpu(name: str) -> str:
+    """The GPU preset id ``name`` stands for: a preset id itself, a common alias
+    (:data:`GPU_ALIASES`, matched in lower case with spaces and underscores as hyphens), or
+    ``name`` unchanged when it is neither (so that its own error names it)."""
+    text = str(name).strip().lower().replace("_", "-").replace(" ", "-")
+    if text in GPUS or text == "custom":
+        return text
+    return GPU_ALIASES.get(text, str(name))
+
+
+def nearest_ids(value: object, known, aliases=None) -> list[str]:
+    """Up to three ids of ``known`` close to ``value`` (a typo's likely meaning), best first;
+    ``aliases`` (name -> id) are matched too and give their id."""
+    names = {**{k: k for k in known}, **(aliases or {})}
+    close = difflib.get_close_matches(str(value).strip().lower(), list(names), n=6, cutoff=0.6)
+    return list(dict.fromkeys(names[c] for c in close))[:3]
+
+
+def _unknown(key: str, value: object, known, aliases=None) -> ScenarioError:
+    near = nearest_ids(value, known, aliases)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return ScenarioError(key, value, "must be one of " + ", ".join(known) + " (or custom)" + hint)
 
 
 def get_model(model_id: str) -> ModelArch:
@@ -349,7 +386,7 @@ def get_gpu(gpu_id: str) -> GPU:
     try:
         return GPUS[gpu_id]
     except (KeyError, TypeError):
-        raise _unknown("gpu", gpu_id, GPUS) from None
+        raise _unknown("gpu", gpu_id, GPUS, GPU_ALIASES) from None
 
 
 def list_models() -> list[dict]:
@@ -359,7 +396,8 @@ def list_models() -> list[dict]:
     (:func:`~kvcache_calculator.setup.architecture.kv_bytes_per_token`);
     ``kv_bytes_per_sequence_fixed`` the bf16 bytes a sequence holds in window-capped and
     linear-state layers at block size 16. ``weight_dtype`` / ``weight_format``: the published
-    checkpoint's weight format (:class:`~kvcache_calculator.setup.architecture.ModelArch`).
+    checkpoint's weight format (:class:`~kvcache_calculator.setup.architecture.ModelArch`);
+    ``context_tokens`` its context length (``max_position_embeddings`` of its config.json).
     """
     rows = []
     for model_id, arch in MODELS.items():
@@ -369,6 +407,7 @@ def list_models() -> list[dict]:
                      "kv_bytes_per_token": kv_bytes_per_token(arch, "bf16"),
                      "kv_bytes_per_sequence_fixed": kv_bytes_per_sequence_fixed(arch, "bf16"),
                      "weight_dtype": arch.weight_dtype, "weight_format": arch.weight_format,
+                     "context_tokens": arch.shape.context_tokens if arch.shape is not None else None,
                      "source": arch.source, "notes": arch.notes})
     return rows
 
@@ -378,5 +417,5 @@ def list_gpus() -> list[dict]:
     return [gpu.to_dict() for gpu in GPUS.values()]
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_GPU", "MODELS", "GPUS", "HF_CONFIG_FILES", "MODEL_CONFIGS",
-           "get_model", "get_gpu", "list_models", "list_gpus"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_GPU", "MODELS", "GPUS", "GPU_ALIASES", "HF_CONFIG_FILES", "MODEL_CONFIGS",
+           "canonical_gpu", "get_model", "get_gpu", "list_models", "list_gpus", "nearest_ids"]

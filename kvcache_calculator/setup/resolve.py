@@ -17,7 +17,7 @@ from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import (
     GPU_KEYS, GQA_ONLY_KEYS, LAYER_KEYS, MLA_ONLY_KEYS, MODEL_KEYS, SIZING_KEYS, Scenario, with_updates,
 )
-from kvcache_calculator.setup.architecture import ModelArch, arch_from_keys
+from kvcache_calculator.setup.architecture import ModelArch, arch_from_keys, custom_key_errors
 from kvcache_calculator.setup.capacity import Capacity, compute_capacity
 from kvcache_calculator.setup.gpus import GPU
 from kvcache_calculator.setup.hfconfig import arch_to_scenario
@@ -73,11 +73,38 @@ def attention_key_errors(scenario: Scenario) -> list[ScenarioError]:
             for key in (GQA_ONLY_KEYS if attention == "mla" else MLA_ONLY_KEYS) if key in given]
 
 
+def override_key_errors(scenario: Scenario) -> list[ScenarioError]:
+    """Every key a model's architecture lacks: for ``model=custom`` the required keys left
+    empty; for a preset whose attention kind is overridden (``attention=gqa`` on DeepSeek-V3),
+    ``attention`` itself and each key the new kind needs that the preset cannot supply (an
+    MLA preset has no KV heads). Empty when the model can be built."""
+    if scenario.model == "custom":
+        return custom_key_errors(scenario.to_dict())
+    base = MODELS.get(scenario.model)
+    overrides = {k: v for k in LAYER_KEYS if (v := getattr(scenario, k)) is not None}
+    if base is None or not overrides:
+        return []
+    own = arch_to_scenario(base)
+    missing = [e for e in custom_key_errors({**own, **overrides, "params_b": base.params_b}) if e.value == ""]
+    if not missing:
+        return []
+    kind = scenario.attention or own["attention"]
+    own_kind = {"mla": "an MLA", "gqa": "a GQA"}[own["attention"]]
+    why = f"is required when attention is {kind} on {scenario.model} ({own_kind} preset)"
+    errors = [ScenarioError(e.key, "", why) for e in missing]
+    if scenario.attention and scenario.attention != own["attention"]:
+        keys = " and ".join(e.key for e in missing)
+        errors.insert(0, ScenarioError("attention", scenario.attention,
+                                       f"{scenario.model} is {own_kind} model: attention="
+                                       f"{kind} needs {keys} as well, or leave attention empty"))
+    return errors
+
+
 def resolve_model(scenario: Scenario) -> ModelArch:
     """The scenario's model: a preset, with any architecture keys overriding it, or custom."""
     overrides = {k: v for k in LAYER_KEYS if (v := getattr(scenario, k)) is not None}
     params = {k: v for k in ("params_b", "active_params_b") if (v := getattr(scenario, k)) is not None}
-    errors = attention_key_errors(scenario)
+    errors = attention_key_errors(scenario) or override_key_errors(scenario)
     if errors:
         raise errors[0]
     if scenario.model == "custom":
