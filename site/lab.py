@@ -582,7 +582,7 @@ class Lab:
                 by_id("job-status").textContent = "Cancelled."
                 self.finish("cancelled")
                 return
-            gap = job.result
+            gap = job.result.to_dict()
             job = StepsJob(routing_steps(requests, capacity, bs, ROUTINGS_REPLAYED, warm),
                            routing_passes(ROUTINGS_REPLAYED) * len(requests))
             if not await self.drive(job, "Replaying the routings", started):
@@ -594,7 +594,7 @@ class Lab:
             self.finish("error")
             return
         gap["requested_capacity_blocks"] = capacity
-        self.show_gap(gap.to_dict() if hasattr(gap, "to_dict") else gap, job.result, "Replayed on your file.")
+        self.show_gap(gap, job.result, "Replayed on your file.")
         by_id("job-status").textContent = f"Split the gap and replayed the routings in {time.perf_counter() - started:.1f} s."
         self.finish("done")
 

@@ -38,17 +38,20 @@ def test_built_in_trace_waterfall_and_routing(page, site, width, height, name):
     info = page.locator("#trace-info")
     assert int(info.get_attribute("data-requests")) == curve.requests
     assert float(info.get_attribute("data-ceiling")) == curve.infinite_token_hit_rate
-    # the table's current configuration: 1,024,000 tokens = 2,000 blocks of 512
+    # the table's current configuration: the scenario's capacity per instance in blocks of 512
+    # (about 1,024,000 tokens: the calculator keeps room for the requests in flight)
     current = page.locator("#trace-rows tr[data-key=current]")
-    assert int(current.get_attribute("data-capacity-blocks")) == 2000
-    assert float(current.get_attribute("data-token-hit-rate")) == curve.token_hit_rate(2000)
-    gap = summary_gap(SUMMARY, 0.0, 2000)
+    blocks = int(current.get_attribute("data-capacity-blocks"))
+    assert 1900 <= blocks <= 2000
+    assert page.input_value("#gap-capacity") == str(blocks)
+    assert float(current.get_attribute("data-token-hit-rate")) == curve.token_hit_rate(blocks)
+    gap = summary_gap(SUMMARY, 0.0, blocks)
     div = page.locator("#chart-gap")
     for key, val in gap["overall"]["parts"].items():
         assert float(div.get_attribute("data-" + key.replace("_", "-"))) == pytest.approx(val, abs=1e-12)
     assert page.locator("#gap-rows tr").count() >= 2
     rates = json.loads(page.get_attribute("#chart-routing", "data-rates"))
-    assert rates == pytest.approx(summary_routing(SUMMARY, 0.0, 2000)["token_hit_rate"])
+    assert rates == pytest.approx(summary_routing(SUMMARY, 0.0, blocks)["token_hit_rate"])
     page.wait_for_selector("#chart-routing .main-svg")
     page.wait_for_selector("#chart-reuse .main-svg")
     check_fits_screen(page, f"lab-real-{name}")
@@ -61,7 +64,8 @@ def test_warmup_and_fleet_change_the_split(page, site):
     choose(page)
     page.select_option("#gap-instances", "4")
     page.select_option("#gap-routing", "random")
-    want = summary_gap(SUMMARY, 0.0, 10000, 4, "random")["overall"]["parts"]
+    blocks = int(page.input_value("#gap-capacity"))
+    want = summary_gap(SUMMARY, 0.0, blocks, 4, "random")["overall"]["parts"]
     div = page.locator("#chart-gap")
     page.wait_for_function("Number(document.querySelector('#chart-gap').dataset.routing) > 0")
     assert float(div.get_attribute("data-routing")) == pytest.approx(want["routing"], abs=1e-12)
