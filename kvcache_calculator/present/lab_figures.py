@@ -263,7 +263,7 @@ def gap_waterfall_figure(gap: dict) -> dict:
         bases.append(top)
     heights.append(_percent(parts["hit"]))
     bases.append(0.0)
-    text = ["100"] + [f"−{h:.1f}" for h in heights[1:-1]] + [f"{heights[-1]:.1f}"]
+    text = ["100"] + [f"−{h:.1f}" if h >= 0.05 else "0.0" for h in heights[1:-1]] + [f"{heights[-1]:.1f}"]
     colours = [_GREY] + [_CEILING] * len(GAP_PARTS) + [_LINE]
     speed = ideal_speedup(parts["hit"])
     data = [{"type": "bar", "name": "Points of token hit rate", "x": labels,
@@ -273,10 +273,12 @@ def gap_waterfall_figure(gap: dict) -> dict:
              "hovertemplate": "%{x}: %{text} points<extra></extra>"}]
     where = (f"{gap['instances']} × {gap['capacity_blocks']:,} blocks, {gap['routing'].replace('_', ' ')}"
              if gap["instances"] > 1 else f"one cache of {gap['capacity_blocks']:,} blocks")
-    title = f"Why the hit rate is {format_percent(parts['hit'])}: {where}"
+    title = f"Hit rate {format_percent(parts['hit'])}"
     if speed is not None:
         title += f" (ideal prefill speedup {speed:.2f}x)"
+    title += f"<br><span style='font-size:12px'>{where}</span>"
     layout = _layout(title, 90)
+    layout["margin"]["t"] = 64
     layout.update({"showlegend": False, "xaxis": {"type": "category", "automargin": True},
                    "yaxis": {"title": {"text": "Points of token hit rate"}, "range": [0, 108],
                              "automargin": False}})
@@ -308,9 +310,8 @@ def reuse_time_figure(gap: dict) -> dict:
         note = f"T = {format_duration(t_char)}"
         if share is not None:
             note += f": {format_percent(share)} of reuses within T"
-        layout["annotations"] = [{"x": 0.99, "xref": "paper", "xanchor": "right", "y": 1.0, "yref": "paper",
-                                  "text": note, "showarrow": False, "font": {"color": _CURRENT}}]
-        layout["title"]["text"] = f"{title}; {note}"
+        layout["title"]["text"] = f"{title}<br><span style='font-size:12px;color:{_CURRENT}'>{note}</span>"
+        layout["margin"]["t"] = 64
     return {"data": data, "layout": layout}
 
 
