@@ -276,6 +276,8 @@ def build(dist: Path = DIST) -> Path:
     for src in sorted(SITE.iterdir()):
         if src.is_file() and src.name not in ("index.html", "sw.js") and not src.name.startswith("."):
             _copy(src, dist / src.name)
+    for src in sorted((SITE / "traces").glob("*.json")):   # the lab's built-in trace summaries
+        _copy(src, dist / "traces" / src.name)
     models, gpus = presets.list_models(), presets.list_gpus()
     page = (SITE / "index.html").read_text(encoding="utf-8")
     page = page.replace("<!--FORM-->", render_form(FIELDS, models, gpus))

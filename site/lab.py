@@ -22,6 +22,11 @@ PAGE = Page("kvcache lab", "action")
 BUDGET_S = 0.025             # work per turn of the event loop (the browser gets control back after)
 SLICE_BYTES = 2 ** 20        # bytes read from an uploaded file at a time
 MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
+SAMPLE_ABOVE_BYTES = 100 * 2 ** 20        # a larger upload is replayed on a sample (SHARDS)
+SAMPLE_ABOVE_GZ_BYTES = 20 * 2 ** 20      # the same for a gzip file (about 5x smaller)
+SAMPLE_RATE = 0.01
+KEEP_BELOW_BYTES = 60 * 2 ** 20           # the gap split and routing need the requests in memory
+ROUTINGS_REPLAYED = ("round_robin", "random", "prefix", "cache_aware")
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -85,8 +90,13 @@ class Lab:
         self.running = False
         self.cancel = False
         self.trace_file = None
-        self.trace = None          # the finished TraceJob
+        self.trace = None          # the finished TraceJob of an upload
         self.trace_skip = False
+        self.summaries = {}        # built-in trace name -> its summary (fetched once)
+        self.summary = None        # the chosen built-in trace's summary
+        self.curve = None          # the curve shown: LRUCurve, or SampledCurve for a sample
+        self.trace_name = ""
+        self.replay_rate = None    # requests/s of the last upload's first pass
 
     # -- the scenario ------------------------------------------------------------------
     def load_scenario(self):
@@ -126,14 +136,15 @@ class Lab:
         self.render_sim_table(None)
         draw("chart-sim-memory", self.figure)
         by_id("policy-capacity").value = str(self.current_capacity_blocks() or "")
-        if self.trace is not None:
+        by_id("gap-capacity").value = str(self.current_capacity_blocks() or "")
+        if self.curve is not None:
             PAGE.start_task(self.render_trace())
 
     def current_capacity_blocks(self):
-        if self.trace is None or self.trace.curve is None:
+        if self.curve is None:
             return None
         return capacity_blocks_from_tokens(self.report["results"]["capacity_tokens"] or 0,
-                                           self.trace.curve.block_size)
+                                           self.curve.block_size)
 
     # -- the simulation table --------------------------------------------------------------
     def render_sim_table(self, simulated):
@@ -166,9 +177,11 @@ class Lab:
     def set_running(self, running, name=""):
         self.running = running
         self.cancel = False
-        for button in ("simulate", "compare", "compare-policies"):
-            by_id(button).disabled = running or (button == "compare-policies" and self.trace is None)
+        for button in ("simulate", "compare", "compare-policies", "explain"):
+            by_id(button).disabled = running or (button == "compare-policies" and self.trace is None) \
+                or (button == "explain" and self.curve is None)
         by_id("trace-file").disabled = running
+        by_id("trace-choice").disabled = running
         by_id("cancel").hidden = not running
         if running:
             by_id("job").hidden = False
@@ -315,18 +328,40 @@ class Lab:
 
         return await self.drive(job, label, started, before_step)
 
+    def clear_trace(self):
+        """Forget the trace shown: an error must not leave another trace's results on screen."""
+        self.trace = self.curve = self.summary = None
+        self.trace_name = ""
+        by_id("trace-info").textContent = ""
+        for body in ("trace-rows", "fit-rows", "gap-rows"):
+            by_id(body).replaceChildren()
+        by_id("fit-text").textContent = "A scenario is fitted to the trace once it is replayed."
+        by_id("use-workload").hidden = True
+        by_id("gap-note").textContent = ""
+        draw("chart-trace-curve", placeholder("Choose a trace or drop a trace file", log_x=True))
+        draw("chart-gap", placeholder("Choose a trace", ("bar",)))
+        draw("chart-reuse", placeholder("Choose a trace", ("bar",), log_x=True))
+        draw("chart-routing", placeholder("Choose a trace"))
+        ROOT.setAttribute("data-trace", "")
+
     async def replay_file(self, file):
         if self.running or missing(file):
             return
         show_error("trace-error", "")
         self.trace_skip = bool(by_id("skip-bad").checked)
-        job = TraceJob(int(file.size), skip_bad_lines=self.trace_skip)
+        size = int(file.size)
+        name = str(file.name)
+        gz = name.lower().endswith(".gz")
+        rate = SAMPLE_RATE if size > (SAMPLE_ABOVE_GZ_BYTES if gz else SAMPLE_ABOVE_BYTES) else None
+        keep = rate is None and size <= KEEP_BELOW_BYTES
+        job = TraceJob(size, skip_bad_lines=self.trace_skip, sample_rate=rate, keep_requests=keep)
         self.set_running(True, "trace")
         started = time.perf_counter()
-        name = str(file.name)
+        label = f"Replaying {name}" + (f" on a {rate:.0%} sample (approximate)" if rate else "")
         try:
-            finished = await self.read_into(job, file, f"Replaying {name}", started)
+            finished = await self.read_into(job, file, label, started)
         except ScenarioError as err:
+            self.clear_trace()
             show_error("trace-error", f"{name} was not read: {err}. "
                        + ("" if self.trace_skip or err.line is None or err.key == "file" else
                           "Tick “Skip malformed lines” to replay the rest of the file."))
@@ -337,36 +372,107 @@ class Lab:
             self.finish("cancelled")
             return
         elapsed = time.perf_counter() - started
+        self.summary = None
         self.trace_file = file
         self.trace = job
-        rate = int(file.size) / max(elapsed, 1e-9) / 2 ** 20
-        ROOT.setAttribute("data-replay-rate", f"{rate:.3f}")
+        self.curve = job.curve
+        self.trace_name = name
+        self.replay_rate = job.requests / max(elapsed, 1e-9)
+        choice = by_id("trace-choice")
+        choice.options.item(choice.options.length - 1).disabled = False
+        choice.value = "upload"
+        ROOT.setAttribute("data-replay-rate", f"{size / max(elapsed, 1e-9) / 2 ** 20:.3f}")
         ROOT.setAttribute("data-replay-s", f"{elapsed:.3f}")
         by_id("policy-capacity").value = str(self.current_capacity_blocks())
+        by_id("gap-capacity").value = str(self.current_capacity_blocks())
         await self.render_trace(elapsed)
+        self.show_gap_offer()
         by_id("job-status").textContent = f"Replayed {job.requests:,} requests in {elapsed:.1f} s."
         self.finish("done")
 
+    async def choose_builtin(self, name):
+        """Show a built-in trace from its summary: curve, table, gap split and routing at once."""
+        if self.running:
+            return
+        show_error("trace-error", "")
+        if not name or name == "upload":
+            return
+        try:
+            if name not in self.summaries:
+                response = await window.fetch(f"./traces/{name}.json")
+                if not response.ok:
+                    raise ScenarioError("trace", name, f"its summary could not be loaded (HTTP {response.status})")
+                self.summaries[name] = json.loads(str(await response.text()))
+            summary = self.summaries[name]
+            curve = summary_curve(summary, self.warmup())
+        except ScenarioError as err:
+            self.clear_trace()
+            show_error("trace-error", str(err))
+            return
+        self.trace = None
+        self.summary = summary
+        self.curve = curve
+        self.trace_name = name
+        by_id("gap-capacity").value = str(self.current_capacity_blocks())
+        by_id("policy-capacity").value = str(self.current_capacity_blocks())
+        routing = by_id("gap-routing")
+        offered = set(summary["views"][0]["routing"])
+        for k in range(routing.options.length):
+            option = routing.options.item(k)
+            option.disabled = option.value not in offered
+        await self.render_trace()
+        self.explain_builtin()
+        ROOT.setAttribute("data-trace", name)
+
+    def warmup(self):
+        return float(by_id("warmup").value)
+
+    async def change_warmup(self):
+        if self.summary is not None:
+            await self.choose_builtin(self.trace_name)
+        elif self.trace is not None:
+            self.show_gap_offer()
+
     async def render_trace(self, elapsed=None):
-        job = self.trace
-        curve = job.curve
+        curve = self.curve
         res = self.report["results"]
         kv = res.get("kv_bytes_per_token")
-        skipped = job.reader.skipped_lines
-        info = (f"{self.trace_file.name}: {job.format} format, {curve.requests:,} requests, "
-                f"{curve.total_blocks:,} block references, {curve.distinct_blocks:,} distinct blocks "
-                f"of {curve.block_size} tokens. Ceiling (infinite cache): {format_percent(curve.infinite_token_hit_rate)} "
-                f"of tokens, {format_percent(curve.infinite_block_hit_rate)} of blocks.")
-        if skipped:
-            info += f" Skipped {skipped:,} malformed lines (first: {job.reader.first_error})."
-        if elapsed is not None:
-            info += f" Read in {elapsed:.1f} s."
+        approximate = getattr(curve, "approximate", False)
+        if self.summary is not None:
+            prov = self.summary["provenance"]
+            info = (f"{self.summary['name']} (built-in, from its summary; {prov['licence'].split(' (')[0]}): "
+                    f"{curve.requests:,} requests counted"
+                    + (f" after a warm-up of {self.summary_view()['warmup_requests']:,}" if self.warmup() else "")
+                    + f", {curve.total_blocks:,} block references, {curve.distinct_blocks:,} distinct blocks of "
+                    f"{curve.block_size} tokens.")
+        else:
+            job = self.trace
+            info = (f"{self.trace_name}: {job.format} format, {curve.requests:,} requests, "
+                    f"{curve.total_blocks:,} block references, {curve.distinct_blocks:,} distinct blocks "
+                    f"of {curve.block_size} tokens.")
+            if approximate:
+                info += (f" Approximate: replayed on a {curve.rate:.0%} sample of the blocks (SHARDS); "
+                         f"unreliable below {curve.min_reliable_capacity_blocks:,} blocks.")
+            skipped = job.reader.skipped_lines
+            if skipped:
+                info += f" Skipped {skipped:,} malformed lines (first: {job.reader.first_error})."
+            order = job.order
+            if order.out_of_order:
+                info += (f" Warning: {order.out_of_order:,} requests have a timestamp earlier than the one "
+                         f"before (first: request {order.first_request:,}, up to "
+                         f"{format_duration(order.largest_step_back_s)} back); the replay takes file order.")
+            if elapsed is not None:
+                info += f" Read in {elapsed:.1f} s."
+        info += (f" Ceiling (infinite cache): {format_percent(curve.infinite_token_hit_rate)} of tokens, "
+                 f"{format_percent(curve.infinite_block_hit_rate)} of blocks.")
         el = by_id("trace-info")
         el.textContent = info
         el.setAttribute("data-requests", str(curve.requests))
-        el.setAttribute("data-skipped", str(skipped))
+        el.setAttribute("data-skipped", str(0 if self.trace is None else self.trace.reader.skipped_lines))
+        el.setAttribute("data-out-of-order", str(0 if self.trace is None else self.trace.order.out_of_order))
         el.setAttribute("data-block-size", str(curve.block_size))
         el.setAttribute("data-ceiling", plain(curve.infinite_token_hit_rate))
+        el.setAttribute("data-approximate", "true" if approximate else "false")
         self.draw_curve()
         await asyncio.sleep(0)                 # tables and the fit in a task of their own
         rows = trace_capacities(curve, kv, res.get("capacity_tokens"))
@@ -382,17 +488,137 @@ class Lab:
             tr.appendChild(cell("td", format_fixed(row["capacity_gib"], 2)))
             tr.appendChild(cell("td", format_percent(row["token_hit_rate"])))
             tr.appendChild(cell("td", format_percent(row["block_hit_rate"])))
+            tr.appendChild(cell("td", "—" if row["ideal_speedup"] is None else f"{row['ideal_speedup']:.2f}x"))
             body.appendChild(tr)
-        self.render_fit(rows)
-        by_id("compare-policies").disabled = self.running
+        if self.trace is not None:
+            self.render_fit(rows)
+        else:
+            by_id("fit-rows").replaceChildren()
+            by_id("fit-text").textContent = "A scenario is fitted to an uploaded trace once it is replayed."
+            by_id("use-workload").hidden = True
+        by_id("compare-policies").disabled = self.running or self.trace is None
+        by_id("explain").disabled = self.running
+
+    def summary_view(self):
+        return summary_view(self.summary, self.warmup())
 
     def draw_curve(self):
-        if self.trace is None:
+        if self.curve is None:
             return
         res = self.report["results"]
         draw("chart-trace-curve", trace_curve_figure(
-            self.trace.curve, str(by_id("curve-unit").value), kv_bytes_per_token=res.get("kv_bytes_per_token"),
+            self.curve, str(by_id("curve-unit").value), kv_bytes_per_token=res.get("kv_bytes_per_token"),
             model_name=self.report["model"]["name"], current_capacity_tokens=res.get("capacity_tokens")))
+
+    # -- why is it low, routing ----------------------------------------------------------------
+    def gap_settings(self):
+        """(capacity blocks per instance, instances, routing), or None after showing why not."""
+        raw = str(by_id("gap-capacity").value).strip().replace(",", "").replace("_", "")
+        if not raw.isdigit() or int(raw) < 1:
+            by_id("gap-capacity").setAttribute("aria-invalid", "true")
+            show_error("trace-error", f"Capacity per instance (blocks): got {raw!r}; must be a whole number of blocks >= 1")
+            return None
+        by_id("gap-capacity").removeAttribute("aria-invalid")
+        show_error("trace-error", "")
+        return int(raw), int(by_id("gap-instances").value), str(by_id("gap-routing").value)
+
+    def explain_builtin(self):
+        settings = self.gap_settings()
+        if settings is None or self.summary is None:
+            return
+        capacity, instances, routing = settings
+        try:
+            gap = summary_gap(self.summary, self.warmup(), capacity, instances, routing)
+            routes = summary_routing(self.summary, self.warmup(), capacity)
+        except ScenarioError as err:
+            show_error("trace-error", str(err))
+            return
+        note = ""
+        if gap["capacity_blocks"] != capacity:
+            note = (f"From the built-in summary, at {gap['capacity_blocks']:,} blocks per instance: the point of its "
+                    f"grid nearest the {capacity:,} asked.")
+        self.show_gap(gap, routes, note)
+
+    def passes_estimate(self, instances):
+        return explain_gap_passes(instances, None) + routing_passes(ROUTINGS_REPLAYED)
+
+    def show_gap_offer(self):
+        """Before a costly replay: say what it would take."""
+        job = self.trace
+        if job is None or job.requests_kept is None:
+            by_id("explain").disabled = True
+            by_id("explain-help").textContent = (
+                "The gap split and the routing chart need the whole trace in memory: this file is too large "
+                f"(above {KEEP_BELOW_BYTES // 2 ** 20} MB); use the CLI: kvcache-calc replay TRACE --explain.")
+            return
+        settings = self.gap_settings()
+        instances = settings[1] if settings else 1
+        seconds = self.passes_estimate(instances) * job.requests / max(self.replay_rate or 1.0, 1.0) * 1.5
+        by_id("explain").disabled = self.running
+        by_id("explain-help").textContent = (
+            f"Replays your file {self.passes_estimate(instances)} more times: about {format_duration(max(1.0, seconds))} "
+            "(estimated from the first replay). The page stays usable; Cancel stops it.")
+        by_id("explain").setAttribute("data-estimate-s", f"{seconds:.2f}")
+
+    async def explain(self, event=None):
+        if self.summary is not None:
+            self.explain_builtin()
+            return
+        if self.running or self.trace is None or self.trace.requests_kept is None:
+            return
+        settings = self.gap_settings()
+        if settings is None:
+            return
+        capacity, instances, routing = settings
+        requests = self.trace.requests_kept
+        bs = self.curve.block_size
+        warm = warmup_requests(self.warmup(), len(requests))
+        steps = explain_gap_steps(requests, capacity, bs, instances, routing, 0, "engine", warm)
+        job = StepsJob(steps, explain_gap_passes(instances, None) * len(requests))
+        self.set_running(True, "explain")
+        started = time.perf_counter()
+        try:
+            if not await self.drive(job, "Splitting the gap", started):
+                by_id("job-status").textContent = "Cancelled."
+                self.finish("cancelled")
+                return
+            gap = job.result.to_dict()
+            job = StepsJob(routing_steps(requests, capacity, bs, ROUTINGS_REPLAYED, warm),
+                           routing_passes(ROUTINGS_REPLAYED) * len(requests))
+            if not await self.drive(job, "Replaying the routings", started):
+                by_id("job-status").textContent = "Cancelled."
+                self.finish("cancelled")
+                return
+        except ScenarioError as err:
+            show_error("trace-error", str(err))
+            self.finish("error")
+            return
+        gap["requested_capacity_blocks"] = capacity
+        self.show_gap(gap, job.result, "Replayed on your file.")
+        by_id("job-status").textContent = f"Split the gap and replayed the routings in {time.perf_counter() - started:.1f} s."
+        self.finish("done")
+
+    def show_gap(self, gap, routes, note):
+        by_id("gap-note").textContent = note
+        draw("chart-gap", gap_waterfall_figure(gap))
+        draw("chart-reuse", reuse_time_figure(gap))
+        draw("chart-routing", routing_figure(routes))
+        div = by_id("chart-gap")
+        for key, value in gap["overall"]["parts"].items():
+            div.setAttribute("data-" + key.replace("_", "-"), plain(value))
+        div.setAttribute("data-capacity-blocks", str(gap["capacity_blocks"]))
+        rdiv = by_id("chart-routing")
+        rdiv.setAttribute("data-rates", json.dumps(routes["token_hit_rate"]))
+        body = by_id("gap-rows")
+        body.replaceChildren()
+        for row in gap_rows(gap):
+            tr = document.createElement("tr")
+            tr.appendChild(cell("th", row["label"], scope="row"))
+            tr.appendChild(cell("td", format_fixed(row["requests"])))
+            for key in ("no_reuse", "capacity", "policy", "routing", "hit"):
+                tr.appendChild(cell("td", f"{row[key]:.1f}" + (" (clamped)" if key in row["clipped"] else "")))
+            tr.appendChild(cell("td", "—" if row["speedup"] is None else f"{row['speedup']:.2f}x"))
+            body.appendChild(tr)
 
     def render_fit(self, rows):
         fit = self.trace.fit
@@ -478,7 +704,12 @@ def replay_first(lab, files):
 
 
 def on_file(lab):
-    return lambda event: replay_first(lab, event.target.files)
+    def handler(event):
+        files = event.target.files
+        task = replay_first(lab, files)
+        event.target.value = ""        # the same file chosen again is a new change
+        return task
+    return handler
 
 
 def on_drop(lab):
@@ -500,7 +731,7 @@ def start():
     lab = Lab()
     lab.load_scenario()
     draw("chart-compare", placeholder("Press “Compare policies and routings”", ("bar", "scatter")))
-    draw("chart-trace-curve", placeholder("Choose or drop a trace file", log_x=True))
+    lab.clear_trace()
     draw("chart-trace-policies", placeholder("Replay a trace, then compare the policies", ("bar",)))
     PAGE.listen("simulate", "click", lambda e: lab.simulate())
     PAGE.listen("compare", "click", lambda e: lab.compare())
@@ -511,19 +742,36 @@ def start():
     PAGE.listen("drop-zone", "drop", on_drop(lab))
     PAGE.listen("curve-unit", "change", lambda e: lab.draw_curve())
     PAGE.listen("compare-policies", "click", lambda e: lab.compare_policies())
+    PAGE.listen("trace-choice", "change", lambda e: lab.choose_builtin(str(e.target.value)))
+    PAGE.listen("warmup", "change", lambda e: lab.change_warmup())
+    PAGE.listen("explain", "click", lambda e: lab.explain())
+    for control in ("gap-capacity", "gap-instances", "gap-routing"):
+        PAGE.listen(control, "change", lambda e: lab.explain_builtin() if lab.summary is not None
+                    else lab.show_gap_offer())
     window.addEventListener("hashchange", create_proxy(PAGE.guarded(
         lambda e: None if lab.running else lab.load_scenario())))
     lab.set_running(False)
+    chosen = str(window.location.search or "")
+    if "trace=" in chosen:
+        name = chosen.split("trace=", 1)[1].split("&", 1)[0]
+        by_id("trace-choice").value = name
+        PAGE.start_task(lab.choose_builtin(name))
     ROOT.setAttribute("data-job", "idle")
     ROOT.setAttribute("data-state", "ready")
 
 
 try:
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.present.jobs import PolicyJob, SimulationJob, TraceJob, run_for
-    from kvcache_calculator.present.lab_figures import (comparison_figure, trace_curve_figure, trace_policy_figure,
+    from kvcache_calculator.present.jobs import PolicyJob, SimulationJob, StepsJob, TraceJob, run_for
+    from kvcache_calculator.present.real_traffic import (routing_passes, routing_steps, summary_curve, summary_gap,
+                                                         summary_routing, summary_view)
+    from kvcache_calculator.traces.gap import explain_gap_passes, explain_gap_steps
+    from kvcache_calculator.traces.warmup import warmup_requests
+    from kvcache_calculator.present.lab_figures import (comparison_figure, gap_waterfall_figure, reuse_time_figure,
+                                                        routing_figure, trace_curve_figure, trace_policy_figure,
                                                         with_simulated_points)
-    from kvcache_calculator.present.lab_tables import fit_gaps, fitted_fragment, simulation_rows, trace_capacities
+    from kvcache_calculator.present.lab_tables import (fit_gaps, fitted_fragment, gap_rows, simulation_rows,
+                                                       trace_capacities)
     from kvcache_calculator.traces.fit import fit_report
     from kvcache_calculator.present.lab_tasks import analytic_rates, comparison_tasks, memory_tasks
     from kvcache_calculator.present.report import evaluate

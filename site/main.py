@@ -326,7 +326,9 @@ def invalidate(names=(), suggestions=False):
 
 def link_changes(fragment):
     """The URL (replaceState), the link field and the lab's link for ``fragment``."""
-    return [["share-url", "link", fragment], ["lab-link", "href", "./lab.html" + ("#" + fragment if fragment else "")]]
+    tail = "#" + fragment if fragment else ""
+    return [["share-url", "link", fragment], ["lab-link", "href", "./lab.html" + tail],
+            ["lab-traffic-link", "href", "./lab.html?trace=mooncake_conversation_trace" + tail]]
 
 
 def stale_changes(stale):

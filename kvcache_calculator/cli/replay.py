@@ -587,6 +587,10 @@ def _print_table(out: dict) -> None:
               f"{lru['capacity_blocks_for_90pct_of_ceiling']:,} / "
               f"{lru['capacity_blocks_for_99pct_of_ceiling']:,} / "
               f"{lru['capacity_blocks_for_ceiling']:,} blocks")
+        print("LRU capacity for 50 / 90 / 99 % of the token-hit ceiling (as the lab's table): "
+              f"{lru['capacity_blocks_for_50pct_of_token_ceiling']:,} / "
+              f"{lru['capacity_blocks_for_90pct_of_token_ceiling']:,} / "
+              f"{lru['capacity_blocks_for_99pct_of_token_ceiling']:,} blocks")
     fit = out.get("fit")
     if fit:
         sc = fit["scenario"]

@@ -18,6 +18,9 @@ Jobs:
   :class:`kvcache_calculator.traces.readers.TraceReader` and feeds the one-pass LRU curve
   (:class:`kvcache_calculator.traces.replay.LRUCurveReplay`) and the scenario fit
   (:class:`kvcache_calculator.traces.readers.ScenarioFitter`).
+- :class:`StepsJob` runs a generator of steps (the gap split of
+  :func:`~kvcache_calculator.traces.gap.explain_gap_steps`, the routing table of
+  :func:`~kvcache_calculator.present.real_traffic.routing_steps`) a few thousand steps at a time.
 - :class:`PolicyJob` is the second pass: FIFO and LFU (:class:`~kvcache_calculator.traces.replay.PolicyReplay`)
   and Belady's MIN at one capacity (the resumable :class:`~kvcache_calculator.traces.replay.BeladySteps`,
   against it hit for hit by the tests).
@@ -33,8 +36,9 @@ from typing import Callable, Sequence
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.sim.simulate import Simulation
-from kvcache_calculator.traces.lines import LineFeed
+from kvcache_calculator.traces.gz import LineDecoder
 from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, ScenarioFitter, TraceReader
+from kvcache_calculator.traces.sampling import SampledReplay, check_rate
 from kvcache_calculator.traces.replay import (
     BeladySteps,
     LRUCurve,
@@ -43,7 +47,7 @@ from kvcache_calculator.traces.replay import (
     last_block_tokens,
 )
 
-__all__ = ["run_for", "SimTask", "SimulationJob", "TraceJob", "PolicyJob"]
+__all__ = ["run_for", "SimTask", "SimulationJob", "TraceJob", "PolicyJob", "StepsJob", "TimestampOrder"]
 
 
 def run_for(job, budget_s: float, clock: Callable[[], float]) -> bool:
@@ -172,11 +176,12 @@ class _LinesJob:
         self.total_bytes = total_bytes
         self.block_size = block_size
         self.reader = TraceReader(format, skip_bad_lines=skip_bad_lines)
-        self.lines_in = LineFeed()
+        self.lines_in = LineDecoder()        # plain or gzip, told apart by the first bytes
         self.units = 64
         self.input_closed = False
         self._lines: deque = deque()
-        self._chars = 0
+        self._received = 0
+        self._parsed = 0
         self._runners: list | None = None
 
     @property
@@ -191,11 +196,15 @@ class _LinesJob:
 
     def add_bytes(self, data: bytes) -> None:
         """Queue the next slice of the file (refuses binary data at once)."""
-        self._lines.extend(self.lines_in.feed(data))
+        lines = self.lines_in.feed(data)
+        self._received += len(lines)
+        self._lines.extend(lines)
 
     def close_input(self) -> None:
         """The whole file has been added (refuses an empty file)."""
-        self._lines.extend(self.lines_in.close())
+        lines = self.lines_in.close()
+        self._received += len(lines)
+        self._lines.extend(lines)
         self.input_closed = True
 
     def _make_runners(self, block_size: int) -> list:
@@ -205,7 +214,7 @@ class _LinesJob:
         """Parse and feed up to ``units`` queued lines."""
         lines = self._lines
         batch = [lines.popleft() for _ in range(min(units, len(lines)))]
-        self._chars += sum(len(t) + 1 for t in batch)
+        self._parsed += len(batch)
         requests = list(self.reader.parse(batch))
         if requests and self._runners is None:
             if self.block_size is None:
@@ -217,20 +226,66 @@ class _LinesJob:
 
     @property
     def read_fraction(self) -> float:
-        """Share of the file parsed so far (characters over bytes: exact for ASCII JSON)."""
+        """Share of the file parsed so far: the bytes read (compressed, for a gzip file)
+        times the share of their lines parsed."""
         if not self.total_bytes:
             return 1.0 if self.input_closed and not self._lines else 0.0
-        return min(1.0, self._chars / self.total_bytes)
+        parsed = self._parsed / self._received if self._received else 0.0
+        return min(1.0, self.lines_in.bytes_in / self.total_bytes * parsed)
 
     def _no_requests(self) -> ScenarioError:
+        if not self.reader.skipped_lines:
+            return ScenarioError("file", "no request record", "the file holds only blank lines; "
+                                 "expected JSON lines (Mooncake or Bailian format)")
         first = self.reader.first_error
         more = f" (first: {first})" if first is not None else ""
         return ScenarioError("trace", f"{self.reader.skipped_lines:,} bad lines skipped",
                              "the file holds no valid request" + more)
 
 
+class TimestampOrder:
+    """Counts requests whose timestamp is earlier than the one before (a trace should be in
+    arrival order; the replay takes file order): ``out_of_order``, ``first_request`` (1-based)."""
+
+    def __init__(self):
+        self.out_of_order = 0
+        self.first_request: int | None = None
+        self.largest_step_back_s = 0.0
+        self._last = None
+        self._seen = 0
+
+    def feed(self, requests) -> int:
+        """Check ``requests`` (in file order); returns how many."""
+        last = self._last
+        for r in requests:
+            self._seen += 1
+            t = r.timestamp_s
+            if last is not None and t < last:
+                self.out_of_order += 1
+                self.largest_step_back_s = max(self.largest_step_back_s, last - t)
+                if self.first_request is None:
+                    self.first_request = self._seen
+            last = t if last is None else max(last, t)
+        self._last = last
+        return len(requests)
+
+
+class _Keep:
+    def __init__(self, store: list):
+        self.store = store
+
+    def feed(self, requests) -> int:
+        self.store.extend(requests)
+        return len(requests)
+
+
 class TraceJob(_LinesJob):
     """Pass one over an uploaded trace: the exact LRU curve and the fitted scenario.
+
+    With ``sample_rate`` the curve is the SHARDS estimate
+    (:class:`~kvcache_calculator.traces.sampling.SampledReplay`, approximate); with
+    ``keep_requests`` the requests are kept in :attr:`requests_kept` (for the gap split and the
+    routing chart, which need the whole trace); :attr:`order` counts timestamps out of order.
 
     ``add_bytes`` each slice, ``close_input`` after the last, ``step`` until :attr:`done`
     (one unit = one line); then :attr:`curve` (:class:`~kvcache_calculator.traces.replay.LRUCurve`)
@@ -241,15 +296,22 @@ class TraceJob(_LinesJob):
 
     def __init__(self, total_bytes: int | None = None, *, format: str | None = None,
                  block_size: int | None = None, skip_bad_lines: bool = False,
-                 semantics: str = "engine"):
+                 semantics: str = "engine", sample_rate: float | None = None,
+                 keep_requests: bool = False):
         super().__init__(total_bytes, format, block_size, skip_bad_lines)
         self.semantics = semantics
+        self.sample_rate = None if sample_rate is None else check_rate(sample_rate)
+        self.requests_kept: list | None = [] if keep_requests else None
+        self.order = TimestampOrder()
         self.curve: LRUCurve | None = None
         self.fit: dict | None = None
         self.done = False
 
     def _make_runners(self, block_size: int) -> list:
-        return [LRUCurveReplay(block_size, self.semantics), ScenarioFitter(block_size)]
+        curve = (LRUCurveReplay(block_size, self.semantics) if self.sample_rate is None
+                 else SampledReplay(block_size, self.sample_rate, self.semantics))
+        extra = [] if self.requests_kept is None else [_Keep(self.requests_kept)]
+        return [curve, ScenarioFitter(block_size), self.order, *extra]
 
     @property
     def requests(self) -> int:
@@ -277,6 +339,37 @@ class TraceJob(_LinesJob):
         else:
             fitter = self._runners[1]
             self.fit = fitter.result()
+            self.done = True
+        return self.done
+
+
+class StepsJob:
+    """A generator of steps (``yield`` between small pieces of work, ``return`` the result) as
+    a job: ``step(units)`` advances it ``units`` steps; ``total_steps`` (an estimate) gives the
+    progress; :attr:`result` once :attr:`done`."""
+
+    def __init__(self, steps, total_steps: int):
+        self._steps = steps
+        self.total_steps = max(1, total_steps)
+        self.count = 0
+        self.units = 256
+        self.done = False
+        self.result = None
+
+    @property
+    def progress(self) -> float:
+        """0-1: steps taken over the estimate."""
+        return 1.0 if self.done else min(0.999, self.count / self.total_steps)
+
+    def step(self, units: int) -> bool:
+        """Advance up to ``units`` steps; returns :attr:`done`."""
+        steps = self._steps
+        try:
+            for _ in range(max(1, units)):
+                next(steps)
+            self.count += max(1, units)
+        except StopIteration as stop:
+            self.result = stop.value
             self.done = True
         return self.done
 

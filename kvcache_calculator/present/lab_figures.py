@@ -1,6 +1,7 @@
 """The lab page's figures as plain Plotly dicts, like :mod:`kvcache_calculator.present.figures`
-(scatter and bar traces only): simulated points on the calculator's memory curve, the policy
-and routing comparison, and a replayed trace's LRU curve and policy comparison.
+(scatter and bar traces): simulated points on the calculator's memory curve, the
+policy and routing comparison, a trace's LRU curve and policy comparison, and for real traffic
+the gap split as a waterfall, the reuse-time histogram and hit rate against instances.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from kvcache_calculator.present.jobs import SimTask
 from kvcache_calculator.present.lab_tables import trace_capacities
 from kvcache_calculator.sim.simulate import SimulationResult
 from kvcache_calculator.traces.replay import GIB, LRUCurve
-from kvcache_calculator.units import format_percent
+from kvcache_calculator.present.real_traffic import ideal_speedup
+from kvcache_calculator.units import format_duration, format_percent
 
 __all__ = ["with_simulated_points", "comparison_figure", "trace_curve_figure", "trace_policy_figure",
-           "TRACE_POLICIES", "CURVE_UNITS"]
+           "gap_waterfall_figure", "reuse_time_figure", "routing_figure", "TRACE_POLICIES",
+           "CURVE_UNITS", "GAP_PARTS"]
+
+#: The parts of the gap split in waterfall order: (key, label).
+GAP_PARTS = (("no_reuse", "No reuse"), ("capacity", "Capacity"), ("policy", "Policy"),
+             ("routing", "Routing"))
 
 TRACE_POLICIES = ("lru", "fifo", "lfu", "belady")
 CURVE_UNITS = ("blocks", "tokens", "gib")
@@ -189,8 +196,12 @@ def trace_curve_figure(curve: LRUCurve, unit: str = "blocks", *, kv_bytes_per_to
                      "marker": {"color": _CURRENT, "size": [0, 11], "symbol": "diamond"},
                      "hovertemplate": f"current capacity: {current['capacity_blocks']:,} blocks"
                                       "<br>token hit rate %{y:.1f}%<extra></extra>"})
+    approximate = getattr(curve, "approximate", False)
+    if approximate:
+        data[0]["name"] = f"Token hit rate (sampled replay at rate {curve.rate:g}, approximate)"
     layout = {
-        "title": {"text": "Trace: exact LRU hit rate vs cache capacity", "font": {"size": 15},
+        "title": {"text": ("Trace: LRU hit rate vs cache capacity (sampled, approximate)" if approximate
+                           else "Trace: exact LRU hit rate vs cache capacity"), "font": {"size": 15},
                   "x": 0.02, "xanchor": "left"},
         "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": 150},
         "xaxis": {"title": {"text": _UNIT_TITLES[unit].format(bs=bs, model=model_name or "this model")},
@@ -227,4 +238,104 @@ def trace_policy_figure(results: dict) -> dict:
     }
     if order:
         _mark_ceiling(layout, results[order[0]].infinite_token_hit_rate, "token ceiling")
+    return {"data": data, "layout": layout}
+
+
+def _layout(title: str, bottom: int = 80) -> dict:
+    return {"title": {"text": title, "font": {"size": 15}, "x": 0.02, "xanchor": "left"},
+            "autosize": True, "margin": {"l": 56, "r": 16, "t": 48, "b": bottom},
+            "font": {"size": 12}, "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}}
+
+
+def gap_waterfall_figure(gap: dict) -> dict:
+    """The split of the gap (:func:`kvcache_calculator.traces.gap.explain_gap` or
+    :func:`kvcache_calculator.present.real_traffic.summary_gap`) as a waterfall in points of
+    token hit rate: 100 % of prompt tokens, minus each cause, down to the hit rate (floating
+    bars: each cause's bar spans what it takes away)."""
+    parts = gap["overall"]["parts"]
+    labels = ["All prompt tokens"] + [label for _, label in GAP_PARTS] + ["Hit rate"]
+    # Plotly's waterfall trace is not in the page's cartesian bundle: bars with a base draw it.
+    heights, bases, top = [100.0], [0.0], 100.0
+    for key, _ in GAP_PARTS:
+        h = _percent(parts[key])
+        top -= h
+        heights.append(h)
+        bases.append(top)
+    heights.append(_percent(parts["hit"]))
+    bases.append(0.0)
+    text = ["100"] + [f"−{h:.1f}" if h >= 0.05 else "0.0" for h in heights[1:-1]] + [f"{heights[-1]:.1f}"]
+    colours = [_GREY] + [_CEILING] * len(GAP_PARTS) + [_LINE]
+    speed = ideal_speedup(parts["hit"])
+    data = [{"type": "bar", "name": "Points of token hit rate", "x": labels,
+             "y": [round(h, 4) for h in heights], "base": [round(b, 4) for b in bases],
+             "text": text, "textposition": "outside", "cliponaxis": False,
+             "marker": {"color": colours},
+             "hovertemplate": "%{x}: %{text} points<extra></extra>"}]
+    where = (f"{gap['instances']} × {gap['capacity_blocks']:,} blocks, {gap['routing'].replace('_', ' ')}"
+             if gap["instances"] > 1 else f"one cache of {gap['capacity_blocks']:,} blocks")
+    title = f"Hit rate {format_percent(parts['hit'])}"
+    if speed is not None:
+        title += f" (ideal prefill speedup {speed:.2f}x)"
+    title += f"<br><span style='font-size:12px'>{where}</span>"
+    layout = _layout(title, 90)
+    layout["margin"]["t"] = 64
+    layout.update({"showlegend": False, "xaxis": {"type": "category", "automargin": True},
+                   "yaxis": {"title": {"text": "Points of token hit rate"}, "range": [0, 108],
+                             "automargin": False}})
+    return {"data": data, "layout": layout}
+
+
+def reuse_time_figure(gap: dict) -> dict:
+    """The reuse-time histogram of a gap split (share of reuses per bin, log time axis) with
+    the characteristic time ``T`` marked and the share of reuses within it."""
+    hist = gap["reuse_time_histogram"]
+    edges, counts = hist["upper_edges_s"], hist["counts"]
+    total = sum(counts) or 1
+    centres = [edges[0] / 10 ** 0.1] + [(edges[k - 1] * edges[k]) ** 0.5 for k in range(1, len(edges))]
+    centres.append(edges[-1] * 10 ** 0.1)
+    keep = [k for k, c in enumerate(counts) if c]
+    data = [{"type": "bar", "name": "Reuses", "x": [round(centres[k], 6) for k in keep],
+             "y": [round(100 * counts[k] / total, 4) for k in keep], "marker": {"color": _LINE},
+             "hovertemplate": "around %{x:.3g} s: %{y:.1f}% of reuses<extra></extra>"}]
+    t_char = gap.get("characteristic_time_s")
+    share = gap.get("share_of_reuses_within_characteristic_time")
+    title = "Time between a block's uses"
+    layout = _layout(title, 80)
+    layout.update({"showlegend": False, "bargap": 0.05,
+                   "xaxis": {"title": {"text": "Reuse time (s, log scale)"}, "type": "log", "automargin": False},
+                   "yaxis": {"title": {"text": "Share of reuses (%)"}, "automargin": False}})
+    if t_char is not None and t_char > 0:
+        layout["shapes"] = [{"type": "line", "xref": "x", "yref": "paper", "x0": t_char, "x1": t_char,
+                             "y0": 0, "y1": 1, "line": {"color": _CURRENT, "width": 2, "dash": "dash"}}]
+        note = f"T = {format_duration(t_char)}"
+        if share is not None:
+            note += f": {format_percent(share)} of reuses within T"
+        layout["title"]["text"] = f"{title}<br><span style='font-size:12px;color:{_CURRENT}'>{note}</span>"
+        layout["margin"]["t"] = 64
+    return {"data": data, "layout": layout}
+
+
+_ROUTING_COLOURS = {"round_robin": _LINE, "random": _GREY, "prefix": _SIM, "cache_aware": _CURRENT,
+                    "session": "#9467bd"}
+
+
+def routing_figure(routing: dict) -> dict:
+    """Fleet token hit rate (%) against instances (1, 2, 4, 8), one line per routing, at a
+    capacity per instance (:func:`kvcache_calculator.present.real_traffic.summary_routing`)."""
+    n = routing["instances"]
+    data = []
+    for name, rates in routing["token_hit_rate"].items():
+        data.append({"type": "scatter", "mode": "lines+markers", "name": name.replace("_", " "),
+                     "x": n, "y": [round(_percent(r), 4) for r in rates],
+                     "customdata": [round(ideal_speedup(r) or 0, 3) for r in rates],
+                     "line": {"color": _ROUTING_COLOURS.get(name, _LINE), "width": 2},
+                     "hovertemplate": name.replace("_", " ")
+                     + ", %{x} instances: %{y:.1f}% (ideal prefill speedup %{customdata:.2f}x)<extra></extra>"})
+    cap = routing["capacity_blocks"]
+    layout = _layout(f"Hit rate against instances, {cap:,} blocks per instance", 110)
+    layout.update({"xaxis": {"title": {"text": "Instances (each with its own cache)"}, "type": "log",
+                             "tickvals": n, "ticktext": [str(v) for v in n], "automargin": False},
+                   "yaxis": {"title": {"text": "Token hit rate, fleet (%)"}, "rangemode": "tozero",
+                             "automargin": False},
+                   "legend": {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"}})
     return {"data": data, "layout": layout}

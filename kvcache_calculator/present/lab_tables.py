@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.present.real_traffic import ideal_speedup
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.sim.simulate import SimulationResult
 from kvcache_calculator.traces.readers import analytic_token_hit_rate, compare_fit_to_replay
@@ -17,7 +18,7 @@ from kvcache_calculator.traces.replay import GIB, LRUCurve, capacity_blocks_from
 from kvcache_calculator.units import NONE, format_duration, format_percent, format_points
 
 __all__ = ["SIMULATION_ROWS", "OFFLOAD_ROWS", "simulation_rows", "trace_capacities", "fit_gaps",
-           "fitted_fragment"]
+           "fitted_fragment", "gap_rows"]
 
 
 #: The analytic results the lab compares with the simulation: (result key, row label).
@@ -73,13 +74,15 @@ def simulation_rows(analytic: dict, simulated: SimulationResult | None) -> list:
 def trace_capacities(curve: LRUCurve, kv_bytes_per_token: float | None,
                      current_capacity_tokens: int | None) -> list:
     """Rows for the page's table: the capacities reaching 50, 90, 99 and 100 % of the
-    token-hit ceiling (exact, from the one-pass curve) and the current configuration's
-    capacity, each in blocks, tokens and GiB with its token and block hit rates."""
+    token-hit ceiling (exact, from the one-pass curve; the smallest capacity reaching the share,
+    as the CLI's ``capacity_blocks_for_50pct_of_token_ceiling``) and the current
+    configuration's capacity, each in blocks, tokens and GiB with its token and block hit rates
+    and the ideal prefill speedup ``1 / (1 - token hit rate)``."""
     bs = curve.block_size
     rows = []
     for pct in (50, 90, 99, 100):
         blocks = curve.capacity_for_ceiling if pct == 100 else curve.capacity_for_fraction(pct / 100, "token")
-        rows.append((f"{pct} % of the ceiling", f"p{pct}", blocks))
+        rows.append((f"{pct} % of the token-hit ceiling", f"p{pct}", blocks))
     if current_capacity_tokens is not None:
         rows.append(("current configuration", "current",
                      capacity_blocks_from_tokens(current_capacity_tokens, bs)))
@@ -91,6 +94,7 @@ def trace_capacities(curve: LRUCurve, kv_bytes_per_token: float | None,
                              else blocks * bs * kv_bytes_per_token / GIB),
             "token_hit_rate": curve.token_hit_rate(blocks),
             "block_hit_rate": curve.block_hit_rate(blocks),
+            "ideal_speedup": ideal_speedup(curve.token_hit_rate(blocks)),
         })
     return out
 
@@ -118,4 +122,26 @@ def fit_gaps(fit: dict, curve: LRUCurve, capacities_blocks: Sequence[int]) -> li
             row = {"capacity_tokens": tokens, "error": err.to_dict()}
         row["capacity_blocks"] = blocks
         out.append(row)
+    return out
+
+
+def _bucket_label(entry: dict) -> str:
+    low, high = entry["input_tokens_min"], entry["input_tokens_max"]
+    return f"prompts of {low:,} tokens or more" if high is None else f"prompts of {low:,}–{high - 1:,} tokens"
+
+
+def gap_rows(gap: dict) -> list:
+    """The gap split as table rows: the whole trace, then each prompt-length bucket with
+    requests; each row ``label``, ``requests``, the parts in points (``no_reuse``,
+    ``capacity``, ``policy``, ``routing``, ``hit``; they add up to 100), ``speedup`` (ideal
+    prefill speedup of the hit rate) and ``clipped`` (the parts a clamp set to 0)."""
+    out = []
+    for label, entry in [("whole trace", gap["overall"])] + [(_bucket_label(b), b) for b in gap["buckets"]]:
+        if not entry["requests"]:
+            continue
+        parts = entry["parts"]
+        out.append({"label": label, "requests": entry["requests"],
+                    **{k: 100 * parts[k] for k in ("no_reuse", "capacity", "policy", "routing", "hit")},
+                    "speedup": ideal_speedup(parts["hit"]),
+                    "clipped": [c["part"] for c in entry["clipped"]]})
     return out

@@ -34,6 +34,10 @@ which LRU evicts a block, Che's approximation) is about the share an LRU cache o
 can hit.
 
 Warm-up: requests before ``warmup_requests`` are replayed but not counted.
+
+:func:`explain_gap_steps` is :func:`explain_gap` in steps (a generator yielding once per request
+of each pass, for a page that must not freeze); :func:`drain` runs such a generator to its
+result.
 """
 
 from __future__ import annotations
@@ -63,12 +67,16 @@ __all__ = [
     "bucket_of",
     "RequestHits",
     "fleet_request_hits",
+    "fleet_request_hits_steps",
     "fleet_bucket_hits",
     "optimum_request_hits",
     "optimum_bucket_hits",
     "sum_by_bucket",
     "GapResult",
+    "drain",
     "explain_gap",
+    "explain_gap_steps",
+    "explain_gap_passes",
 ]
 
 #: Upper edges (tokens, exclusive) of the prompt-length buckets; the last bucket is open.
@@ -131,6 +139,11 @@ class PrefixBelady:
 
     def hits(self) -> list:
         """``(block_hits, token_hits)`` of each request, in order."""
+        return drain(self.steps())
+
+    def steps(self):
+        """:meth:`hits` in steps: yields once per request of each of its two passes (a page
+        runs it a few thousand requests at a time), returns the list."""
         reqs = self.requests
         n = len(reqs)
         bs = self.block_size
@@ -157,6 +170,7 @@ class PrefixBelady:
             keys[r] = [nxt.get(b, never) for b in ids[:full]]
             for i in range(look - 1, -1, -1):
                 nxt[ids[i]] = r * width + i
+            yield
         del nxt
         cached: dict = {}
         heap: list = []
@@ -182,6 +196,7 @@ class PrefixBelady:
             if len(heap) > 4 * max(room, 0) + 1024:
                 heap = [(-v, blk) for blk, v in cached.items()]
                 heapq.heapify(heap)
+            yield
         return out
 
 
@@ -241,6 +256,10 @@ def measure_characteristic_time_s(requests: Iterable[Request], capacity_blocks: 
     approximation takes as a constant ``T``. ``None`` when nothing is evicted. Under
     ``engine`` semantics the cache holds ``capacity_blocks - 1`` blocks (the null block) and
     only full blocks, as the replay's."""
+    return drain(_characteristic_time_steps(requests, capacity_blocks, block_size, semantics))
+
+
+def _characteristic_time_steps(requests, capacity_blocks, block_size, semantics):
     cache: OrderedDict = OrderedDict()
     engine = semantics == "engine"
     room = capacity_blocks - 1 if engine else capacity_blocks
@@ -251,6 +270,7 @@ def measure_characteristic_time_s(requests: Iterable[Request], capacity_blocks: 
         ids = r.hash_ids
         if engine:
             if -(-r.input_length // block_size) > room:
+                yield
                 continue                     # refused: the cache is unchanged
             ids = ids[:min(len(ids), r.input_length // block_size)][::-1]
         for b in ids:
@@ -261,6 +281,7 @@ def measure_characteristic_time_s(requests: Iterable[Request], capacity_blocks: 
                 _, last = cache.popitem(last=False)
                 total += t - last
                 evicted += 1
+        yield
     return total / evicted if evicted else None
 
 
@@ -389,6 +410,13 @@ def fleet_request_hits(requests: Iterable[Request], capacities_blocks: Sequence[
     equal the fleet replay of :mod:`kvcache_calculator.traces.routing` (one-pass curves)
     wherever every request fits an instance's pool; below that the pool refuses a too-long
     request while the curve serves it in part. ``ceiling`` is of a single unbounded cache."""
+    return drain(fleet_request_hits_steps(requests, capacities_blocks, block_size, instances,
+                                          routing, seed, semantics))
+
+
+def fleet_request_hits_steps(requests, capacities_blocks, block_size, instances=1,
+                             routing="round_robin", seed=0, semantics="engine"):
+    """:func:`fleet_request_hits` in steps: yields once per request, returns the RequestHits."""
     check_instances(instances)
     caps = tuple(capacities_blocks)
     if routing == "cache_aware":
@@ -421,6 +449,7 @@ def fleet_request_hits(requests: Iterable[Request], capacities_blocks: Sequence[
             for pos, k in enumerate(ks):
                 hits[k].append(now[pos] - before[pos])
             prev[s][j] = list(now)
+        yield
     return RequestHits(caps, tokens, ceiling, tuple(hits))
 
 
@@ -475,11 +504,36 @@ def _summarise(tokens: int, hits: dict, requests: int) -> dict:
             "clipped": clipped}
 
 
+def drain(steps):
+    """Run a generator of steps (``yield`` between pieces of work) to its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def explain_gap(requests: Sequence[Request], capacity_blocks: int, block_size: int,
                 instances: int = 1, routing: str = "round_robin", seed: int = 0,
                 semantics: str = "engine", warmup_requests: int = 0,
                 characteristic_time_s: float | None = None,
                 bucket_edges: Sequence[int] = PROMPT_BUCKET_EDGES) -> GapResult:
+    """Split the gap of ``requests`` (see :func:`explain_gap_steps`, which this runs)."""
+    return drain(explain_gap_steps(requests, capacity_blocks, block_size, instances, routing,
+                                   seed, semantics, warmup_requests, characteristic_time_s,
+                                   bucket_edges))
+
+
+def explain_gap_passes(instances: int, characteristic_time_s: float | None) -> int:
+    """How many passes over the requests :func:`explain_gap_steps` makes (for progress)."""
+    return 2 + (instances > 1) + 2 + (characteristic_time_s is None)
+
+
+def explain_gap_steps(requests: Sequence[Request], capacity_blocks: int, block_size: int,
+                      instances: int = 1, routing: str = "round_robin", seed: int = 0,
+                      semantics: str = "engine", warmup_requests: int = 0,
+                      characteristic_time_s: float | None = None,
+                      bucket_edges: Sequence[int] = PROMPT_BUCKET_EDGES):
     """Split the gap of ``requests`` (a list: the optimum is offline) at ``capacity_blocks``
     per instance over ``instances`` instances under ``routing`` (see the module docstring).
 
@@ -494,17 +548,21 @@ def explain_gap(requests: Sequence[Request], capacity_blocks: int, block_size: i
     requests = list(requests)
     pooled = capacity_blocks * instances
     edges = tuple(bucket_edges)
-    single = fleet_bucket_hits(requests, [pooled], block_size, 1, "round_robin", 0, semantics,
-                               warmup_requests, edges)
+    single = (yield from fleet_request_hits_steps(requests, [pooled], block_size, 1,
+                                                  "round_robin", 0, semantics)
+              ).by_bucket(requests, warmup_requests, edges)
     if instances == 1:
         fleet = single
     else:
-        fleet = fleet_bucket_hits(requests, [capacity_blocks], block_size, instances, routing,
-                                  seed, semantics, warmup_requests, edges)
-    optimum = optimum_bucket_hits(requests, [pooled], block_size, warmup_requests, edges)[0]
+        fleet = (yield from fleet_request_hits_steps(requests, [capacity_blocks], block_size,
+                                                     instances, routing, seed, semantics)
+                 ).by_bucket(requests, warmup_requests, edges)
+    optimum_hits = yield from PrefixBelady(requests, pooled, block_size).steps()
+    optimum = sum_by_bucket(requests, [[t for _, t in optimum_hits]], warmup_requests, edges)[0]
     reuse = ReuseTimes()
     for i, req in enumerate(requests):
         reuse.add(req, i >= warmup_requests)
+        yield
     per_bucket = [{"ceiling": single.ceiling[b], "optimum": optimum[b], "lru": single.hits[0][b],
                    "fleet": fleet.hits[0][b]} for b in range(len(edges) + 1)]
     total_hits = {k: sum(h[k] for h in per_bucket) for k in _PARTS}
@@ -517,7 +575,7 @@ def explain_gap(requests: Sequence[Request], capacity_blocks: int, block_size: i
         entry["input_tokens_max"] = edges[b] if b < len(edges) else None
         buckets.append(entry)
     if characteristic_time_s is None:
-        t_char = measure_characteristic_time_s(requests, pooled, block_size, semantics)
+        t_char = yield from _characteristic_time_steps(requests, pooled, block_size, semantics)
         source = (f"measured: mean age at eviction of an LRU cache of {pooled} blocks "
                   "on this trace")
     else:

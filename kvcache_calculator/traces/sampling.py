@@ -245,6 +245,15 @@ class SampledCurve:
         i = bisect.bisect_left([hits(c) for c in caps], fraction * ceiling - 1e-9 * ceiling)
         return caps[min(i, len(caps) - 1)]
 
+    def points(self, max_points: int = 200) -> list:
+        """Up to ``max_points`` ``(capacity_blocks, block_hit_rate, token_hit_rate)`` estimates,
+        log-spaced up to :attr:`capacity_for_ceiling` (as ``LRUCurve.points``)."""
+        top = self.capacity_for_ceiling
+        if top < 1:
+            return []
+        caps = sorted({max(1, round(top ** (k / (max_points - 1)))) for k in range(max_points)})
+        return [(c, self.block_hit_rate(c), self.token_hit_rate(c)) for c in caps]
+
     def at(self, capacities_blocks: Sequence[int]) -> ReplayResult:
         """The estimate at fixed capacities as a ReplayResult (policy ``lru``, float hits)."""
         caps = tuple(capacities_blocks)

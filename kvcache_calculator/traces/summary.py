@@ -23,7 +23,15 @@ fraction in ``warmups`` (0 and 0.5: the page offers both), a *view*:
   offline optimum (:class:`~kvcache_calculator.traces.gap.PrefixBelady`), and the block and
   token hit rates of LRU, FIFO and the optimum;
 - ``routing``: for each routing and ``instances`` in 2, 4, 8, fleet token hits per bucket at
-  each grid capacity (per instance) (:func:`~kvcache_calculator.traces.gap.fleet_bucket_hits`).
+  each grid capacity (per instance) (:func:`~kvcache_calculator.traces.gap.fleet_bucket_hits`);
+- ``pooled``: the offline optimum's token hits per bucket of one cache holding the memory of
+  ``instances`` caches of each grid capacity (``n * C`` blocks, ``n`` in 2, 4, 8), which the gap
+  split of a fleet compares with (:func:`~kvcache_calculator.traces.gap.explain_gap`), and the
+  LRU token hits per bucket of that pooled cache.
+
+Beside the views, ``characteristic_time_s`` holds the measured characteristic time of an LRU
+cache (:func:`~kvcache_calculator.traces.gap.measure_characteristic_time_s`, over the whole
+trace) at every grid and pooled capacity.
 
 With these the page draws the curve at any capacity, and the gap split
 (:mod:`kvcache_calculator.traces.gap`) at any grid capacity, instance count and routing.
@@ -42,6 +50,7 @@ from kvcache_calculator.traces.gap import (
     PROMPT_BUCKET_EDGES,
     ReuseTimes,
     fleet_request_hits,
+    measure_characteristic_time_s,
     optimum_request_hits,
     sum_by_bucket,
 )
@@ -61,7 +70,7 @@ __all__ = [
     "summarize",
 ]
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 WARMUPS = (0.0, 0.5)
 ROUTING_INSTANCES = (2, 4, 8)
 _POINTS = 120
@@ -159,10 +168,11 @@ def _rates(hits: Sequence, total: int) -> list:
     return [h / total if total else 0.0 for h in hits]
 
 
-def _view(requests: list, warmup: float, block_size: int, grid: list, single, optimum: tuple,
+def _view(requests: list, warmup: float, block_size: int, grid: list, single, optimum: dict,
           fleets: dict, edges: tuple) -> dict:
-    """One warm-up view; ``single``, ``optimum`` and ``fleets`` are per-request hits (the same
-    for every warm-up: only what is counted changes)."""
+    """One warm-up view; ``single``, ``optimum`` (capacity -> per-request hits, grid and
+    pooled capacities) and ``fleets`` are per-request hits (the same for every warm-up: only
+    what is counted changes)."""
     w = warmup_requests(warmup, len(requests))
     runner = WarmupReplay(LRUCurveReplay(block_size, "engine"), w)
     fifo = WarmupReplay(PolicyReplay("fifo", grid, block_size, "engine"), w)
@@ -174,7 +184,11 @@ def _view(requests: list, warmup: float, block_size: int, grid: list, single, op
     curve = runner.result()
     fifo_res = fifo.result()
     buckets = single.by_bucket(requests, w, edges)
-    opt = sum_by_bucket(requests, optimum, w, edges)
+    lru_at = dict(zip(single.capacity_blocks, buckets.hits))
+    opt = sum_by_bucket(requests, [optimum[c] for c in grid], w, edges)
+    pooled_opt = [[list(row) for row in sum_by_bucket(requests, [optimum[n * c] for c in grid], w,
+                                                      edges)] for n in ROUTING_INSTANCES]
+    pooled_lru = [[list(lru_at[n * c]) for c in grid] for n in ROUTING_INSTANCES]
     top = max(1, curve.capacity_for_ceiling)
     caps = sorted({max(1, round(top ** (k / (_POINTS - 1)))) for k in range(_POINTS)})
     total_t = curve.total_tokens
@@ -201,7 +215,7 @@ def _view(requests: list, warmup: float, block_size: int, grid: list, single, op
                            "ceiling_token_hits": list(buckets.ceiling)},
         "grid": {
             "capacity_blocks": grid,
-            "lru_bucket_token_hits": [list(row) for row in buckets.hits],
+            "lru_bucket_token_hits": [list(lru_at[c]) for c in grid],
             "optimum_bucket_token_hits": [list(row) for row in opt],
             "lru": {"block_hit_rate": [curve.block_hit_rate(c) for c in grid],
                     "token_hit_rate": [curve.token_hit_rate(c) for c in grid]},
@@ -210,6 +224,8 @@ def _view(requests: list, warmup: float, block_size: int, grid: list, single, op
             "optimum": {"token_hit_rate": _rates([sum(row) for row in opt], total_t)},
         },
         "routing": routing,
+        "pooled": {"instances": list(ROUTING_INSTANCES), "optimum_bucket_token_hits": pooled_opt,
+                   "lru_bucket_token_hits": pooled_lru},
     }
 
 
@@ -234,8 +250,9 @@ def summarize(requests: Iterable[Request], *, name: str, block_size: int, trace_
         routings.append("session")
     times = [r.timestamp_s for r in requests]
     edges = tuple(bucket_edges)
-    single = fleet_request_hits(requests, grid, block_size)
-    optimum = optimum_request_hits(requests, grid, block_size)
+    all_caps = sorted({n * c for n in (1, *ROUTING_INSTANCES) for c in grid})
+    single = fleet_request_hits(requests, all_caps, block_size)
+    optimum = dict(zip(all_caps, optimum_request_hits(requests, all_caps, block_size)))
     fleets = {name: [fleet_request_hits(requests, grid, block_size, n, name)
                      for n in ROUTING_INSTANCES] for name in routings}
     return {
@@ -249,6 +266,9 @@ def summarize(requests: Iterable[Request], *, name: str, block_size: int, trace_
         "bucket_edges_tokens": list(bucket_edges),
         "views": [_view(requests, w, block_size, grid, single, optimum, fleets, edges)
                   for w in warmups],
+        "characteristic_time_s": {
+            "capacity_blocks": all_caps,
+            "seconds": [measure_characteristic_time_s(requests, c, block_size) for c in all_caps]},
         "notes": ("LRU, FIFO and the optimum use engine semantics (longest cached prefix); "
                   "the optimum is the prefix-aware Belady with bypass of traces/gap.py; "
                   "routing capacities are per instance; rates are 0-1 fractions; "
