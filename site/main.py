@@ -31,44 +31,6 @@ CURRENT = {"scenario": None, "setup": None, "analysis": None}
 
 # ---------------------------------------------------------------------------- formatting
 
-# the format_* functions come from kvcache_calculator.units, imported with the core below
-FORMATS = {
-    "token_hit_rate": lambda v: format_percent(v),
-    "request_hit_rate": lambda v: format_percent(v),
-    "max_token_hit_rate": lambda v: format_percent(v),
-    "characteristic_time_s": lambda v: format_duration(v),
-    "capacity_tokens": lambda v: f"{format_fixed(v)} tokens",
-    "capacity_gib": lambda v: f"{format_fixed(v, 2)} GiB",
-    "kv_bytes_per_token": lambda v: f"{format_bytes(v)} per token",
-    "kv_bytes_per_token_per_gpu": lambda v: f"{format_bytes(v)} per token per GPU",
-    "request_rate": lambda v: f"{format_count(v)} requests/s",
-    "hit_tokens_per_s": lambda v: f"{format_count(v)} tokens/s",
-    "prefill_gpu_s_saved_per_s": lambda v: f"{format_count(v)} GPU·s per s",
-}
-NONE_TEXT = {"characteristic_time_s": "unbounded (everything fits)"}
-
-
-def format_result(key, value):
-    """The text shown for one result (the plain number goes to ``data-value``)."""
-    if value is None:
-        return NONE_TEXT.get(key, NONE)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if value != value:  # NaN
-        return NONE
-    if value == float("inf"):
-        return "unbounded"
-    formatter = FORMATS.get(key, format_count)
-    return formatter(value)
-
-
-def plain_number(value):
-    """``data-value``: the number in the CLI's unit, or empty when there is none."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def form_text(value):
     """A scenario value as it is written in a form field."""
     if value is None:
@@ -182,22 +144,6 @@ def write(changes):
     window.kvcalcWrite(json.dumps(changes))
 
 
-def result_changes(results, gpus):
-    """The page's result outputs (and the phone's bar) showing ``results``."""
-    changes = []
-    for key in OUTPUT_IDS:
-        if key not in results:
-            continue
-        value = results[key]
-        text = format_result(key, value)
-        if key == "capacity_gib" and gpus > 1 and value is not None:
-            text += f" over {gpus} GPUs"   # per instance, over its GPUs (an MLA latent is on each)
-        changes += [[key, "text", text], [key, "data-value", plain_number(value)]]
-    if "token_hit_rate" in results:
-        changes.append(["mini-value", "text", format_result("token_hit_rate", results["token_hit_rate"])])
-    return changes
-
-
 def render_list(element_id, items, make):
     target = by_id(element_id)
     target.replaceChildren()
@@ -284,13 +230,9 @@ def override_changes(scenario):
 def render(report, setup):
     """Draw one evaluation's numbers (results, fit state, notes, link) now, and leave the
     suggestions and charts of a changed scenario to later tasks (:func:`invalidate`)."""
-    fits = bool(report.get("fits", True))
     scenario = report.get("scenario", {})
-    write([["fit-message", "text", "" if fits else str(report.get("fit_message", ""))],
-           ["fit-message", "hidden", fits], [":root", "data-fits", "true" if fits else "false"],
-           ["app-error", "hidden", True],
-           *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1),
-           ["notes", "items", [str(n) for n in report.get("notes", [])]],
+    write([*number_changes(report, OUTPUT_IDS),   # the same as build.py's prerendered numbers
+           ["app-error", "hidden", True], [":root", "data-numbers", "python"],
            *link_changes(report.get("fragment", "")),
            *override_changes(scenario),
            *stale_changes(False)])
@@ -511,7 +453,7 @@ try:
     from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, decode_fragment, encode_fragment, repeated_keys
-    from kvcache_calculator.units import NONE, format_bytes, format_count, format_duration, format_fixed, format_percent
+    from kvcache_calculator.present.page_numbers import number_changes
     from page_figures import for_page
 
     KEYS = frozenset(f.key for f in FIELDS)
