@@ -57,6 +57,7 @@ PYSCRIPT_CHUNKS = {"core", "deprecations-manager", "donkey", "error", "py-editor
                    "py-terminal"}
 PLOTLY_PACKAGE = "plotly.js-cartesian-dist-min"
 PLOTLY_FILE = "plotly-cartesian.min.js"
+HTML_PAGES = ("index.html", "lab.html")
 
 MIME_TYPES = {
     ".wasm": "application/wasm",
@@ -383,18 +384,21 @@ def build(dist: Path = DIST) -> Path:
     page = page.replace("<!--FORM-->", render_form(FIELDS, models, gpus))
     page = page.replace("<!--SENSITIVITY_OPTIONS-->", render_sensitivity_options(FIELDS))
     page, prerendered = prerender(page, models, gpus)
-    page = html_with(page, [[":root", "data-build", "BUILD_VERSION"]])   # for the update notice
     repo_url = project_url()
     page = page.replace('href="REPORT_URL"', f'href="{_text(repo_url + "/issues/new" if repo_url else "./README.md")}"')
     page = page.replace('href="README_URL"', f'href="{_text(repo_url + "#readme" if repo_url else "./README.md")}"')
     if (ROOT / "README.md").exists():
         _copy(ROOT / "README.md", dist / "README.md")
+    # the runtime's files, whose bytes measure the loading progress's first stage (loader.js)
     sizes = {name: (dist / "vendor" / "pyodide" / name).stat().st_size for name in PYODIDE_FILES}
-    sizes[f"{PACKAGE}.zip"] = (dist / f"{PACKAGE}.zip").stat().st_size
-    sizes[PLOTLY_FILE] = (dist / "vendor" / "plotly" / PLOTLY_FILE).stat().st_size
     loader = (dist / "loader.js").read_text(encoding="utf-8")
     (dist / "loader.js").write_text(loader.replace("__SIZES__", json.dumps(sizes)), encoding="utf-8")
     (dist / "index.html").write_text(page, encoding="utf-8")
+    # both pages say which build they are, for the new-version notice (loader.js)
+    for name in HTML_PAGES:
+        html_page = (dist / name).read_text(encoding="utf-8")
+        (dist / name).write_text(html_with(html_page, [[":root", "data-build", "BUILD_VERSION"]]),
+                                 encoding="utf-8")
     (dist / ".nojekyll").write_text("")
     version, files = _digest(dist)
     files = [f for f in files if f != ".nojekyll"]
@@ -403,8 +407,9 @@ def build(dist: Path = DIST) -> Path:
         "__FILES__", json.dumps(["./"] + [f"./{f}" for f in files],
                                 indent=1))
     (dist / "sw.js").write_text(sw, encoding="utf-8")
-    page = (dist / "index.html").read_text(encoding="utf-8")
-    (dist / "index.html").write_text(page.replace("BUILD_VERSION", version), encoding="utf-8")
+    for name in HTML_PAGES:
+        html_page = (dist / name).read_text(encoding="utf-8")
+        (dist / name).write_text(html_page.replace("BUILD_VERSION", version), encoding="utf-8")
     (dist / "version.txt").write_text(version + "\n")
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
     print(f"built {dist.relative_to(ROOT) if dist.is_relative_to(ROOT) else dist}/ "
