@@ -21,6 +21,7 @@ import html
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))   # the core is read from this checkout, installed or not
 
+sys.path.insert(1, str(ROOT / "site"))   # page_figures.py: the page's drawing of the charts
+
 from kvcache_calculator.analytic import sweeps  # noqa: E402 (after the path above)
-from kvcache_calculator.scenario import FIELDS  # noqa: E402
+from kvcache_calculator.analytic.table import prepare  # noqa: E402
+from kvcache_calculator.present import report  # noqa: E402
+from kvcache_calculator.present.page_numbers import number_changes, placeholder_changes  # noqa: E402
+from kvcache_calculator.scenario import FIELDS, encode_fragment  # noqa: E402
 from kvcache_calculator.setup import presets  # noqa: E402
+from page_figures import for_page  # noqa: E402
 
 SITE = ROOT / "site"
 DIST = ROOT / "dist"
@@ -50,6 +57,7 @@ PYSCRIPT_CHUNKS = {"core", "deprecations-manager", "donkey", "error", "py-editor
                    "py-terminal"}
 PLOTLY_PACKAGE = "plotly.js-cartesian-dist-min"
 PLOTLY_FILE = "plotly-cartesian.min.js"
+HTML_PAGES = ("index.html", "lab.html")
 
 MIME_TYPES = {
     ".wasm": "application/wasm",
@@ -206,6 +214,101 @@ def render_sensitivity_options(fields) -> str:
                    f'{_text(labels[k])}</option>' for k in sweeps.NUMERIC_KEYS)
 
 
+# ---------------------------------------------------------------------------- prerender
+
+#: A link the page offers besides the presets: the README's example of a share link.
+EXAMPLE_LINKS = ({"model": "qwen3-32b", "gpu": "h200", "num_gpus": "2"},)
+#: What a suggestion or chart not prerendered for the scenario shows until Python computes it.
+PENDING_SUGGESTIONS = "Computed once Python has loaded."
+
+
+def preset_links(models, gpus) -> list[dict]:
+    """The links whose numbers are prerendered: the default page, each model and GPU preset
+    (``#model=<id>``, ``#gpu=<id>``) and :data:`EXAMPLE_LINKS`."""
+    return ([{}] + [{"model": m["id"]} for m in models] + [{"gpu": g["id"]} for g in gpus]
+            + [dict(link) for link in EXAMPLE_LINKS])
+
+
+def _start_tag(page: str, element_id: str) -> re.Match:
+    pattern = r"<html\b[^>]*>" if element_id == ":root" else rf'<(\w+)\b[^>]*\bid="{re.escape(element_id)}"[^>]*>'
+    found = re.search(pattern, page)
+    if found is None:
+        raise ValueError(f"the page has no element #{element_id} to prerender")
+    return found
+
+
+def html_with(page: str, changes: list) -> str:
+    """``page`` with ``changes`` (``[id, what, value]``, as loader.js's ``kvcalcWrite`` applies
+    them in the browser) written into its markup: "text" and "items" replace the content of an
+    element without children of its own kind, "hidden" and attributes edit its start tag."""
+    for element_id, what, value in changes:
+        tag = _start_tag(page, element_id)
+        if what in ("text", "items"):
+            close = page.index(f"</{tag.group(1)}>", tag.end())
+            inner = (_text(value) if what == "text"
+                     else "".join(f"<li>{_text(item)}</li>" for item in value))
+            page = page[:tag.end()] + inner + page[close:]
+            continue
+        name = "hidden" if what == "hidden" else what
+        start = re.sub(rf'\s{re.escape(name)}(="[^"]*")?(?=[\s>])', "", tag.group(0))
+        if what == "hidden" and not value:
+            new = start
+        else:
+            attribute = f" {name}" if what == "hidden" else f' {name}="{_text(value)}"'
+            new = start[:-1] + attribute + ">"
+        page = page[:tag.start()] + new + page[tag.end():]
+    return page
+
+
+def suggestions_html(items: list[dict]) -> str:
+    """The suggestions as main.py draws them (a title, then the text)."""
+    return "".join(f'<li data-id="{_text(s.get("id", ""))}"><strong>{_text(s.get("title", ""))}</strong>'
+                   f'<span> {_text(s.get("text", ""))}</span></li>' for s in items)
+
+
+def prerender(page: str, models, gpus) -> tuple[str, dict]:
+    """The default scenario's numbers, suggestions and charts in the page, and a table of the
+    numbers of every preset link (``<script type="application/json" id="prerender-data">``,
+    read by site/prerender.js before Python has loaded); and the sizes of what was added."""
+    output_ids = re.findall(r'<output\b[^>]*\bid="([^"]+)"', page)
+    fields: list = []       # the distinct [id, what] of every change, indexed by the rows
+    rows: dict[str, list] = {}
+    links: dict[str, str] = {}   # a link's fragment as written -> its row's key
+    for params in preset_links(models, gpus):
+        numbers, setup = report.evaluate_numbers(params)
+        if numbers["field_errors"] or numbers["unknown_keys"]:
+            raise ValueError(f"the preset link {params} is not valid: {numbers['field_errors']}")
+        key = numbers["fragment"]
+        if key not in rows:
+            row = []
+            for element_id, what, value in number_changes(numbers, output_ids):
+                if [element_id, what] not in fields:
+                    fields.append([element_id, what])
+                row.append([fields.index([element_id, what]), value])
+            rows[key] = row
+        links[key] = links[encode_fragment(params)] = key
+        if not params:
+            default, analysis = numbers, prepare(setup)
+    charts = {name: json.dumps(for_page(name, report.figure(analysis, name), show_classic=False))
+              for name in report.CHARTS}
+    changes = number_changes(default, output_ids)
+    page = html_with(page, [*changes, [":root", "data-numbers", "checking"]])
+    tag = _start_tag(page, "suggestions")
+    close = page.index("</ol>", tag.end())
+    page = page[:tag.end()] + suggestions_html(report.suggestion_dicts(analysis)) + page[close:]
+    data = {"fields": fields, "rows": rows, "links": links,
+            "placeholder": [*placeholder_changes(output_ids), ["suggestions", "items", [PENDING_SUGGESTIONS]]],
+            "charts": charts, "sensitivity_key": sweeps.DEFAULT_KEY}
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    blob = f'<script type="application/json" id="prerender-data">{text}</script>\n'
+    page = page.replace("</body>", blob + "</body>")
+    table = len(json.dumps([fields, rows, links], separators=(",", ":"), ensure_ascii=False).encode())
+    sizes = {"links": len(links), "table_bytes": table,
+             "charts_bytes": len(json.dumps(charts, separators=(",", ":")).encode()),
+             "data_bytes": len(blob.encode())}
+    return page, sizes
+
+
 # ---------------------------------------------------------------------------- build
 
 def project_url() -> str:
@@ -282,17 +385,22 @@ def build(dist: Path = DIST) -> Path:
     page = (SITE / "index.html").read_text(encoding="utf-8")
     page = page.replace("<!--FORM-->", render_form(FIELDS, models, gpus))
     page = page.replace("<!--SENSITIVITY_OPTIONS-->", render_sensitivity_options(FIELDS))
+    page, prerendered = prerender(page, models, gpus)
     repo_url = project_url()
     page = page.replace('href="REPORT_URL"', f'href="{_text(repo_url + "/issues/new" if repo_url else "./README.md")}"')
     page = page.replace('href="README_URL"', f'href="{_text(repo_url + "#readme" if repo_url else "./README.md")}"')
     if (ROOT / "README.md").exists():
         _copy(ROOT / "README.md", dist / "README.md")
+    # the runtime's files, whose bytes measure the loading progress's first stage (loader.js)
     sizes = {name: (dist / "vendor" / "pyodide" / name).stat().st_size for name in PYODIDE_FILES}
-    sizes[f"{PACKAGE}.zip"] = (dist / f"{PACKAGE}.zip").stat().st_size
-    sizes[PLOTLY_FILE] = (dist / "vendor" / "plotly" / PLOTLY_FILE).stat().st_size
     loader = (dist / "loader.js").read_text(encoding="utf-8")
     (dist / "loader.js").write_text(loader.replace("__SIZES__", json.dumps(sizes)), encoding="utf-8")
     (dist / "index.html").write_text(page, encoding="utf-8")
+    # both pages say which build they are, for the new-version notice (loader.js)
+    for name in HTML_PAGES:
+        html_page = (dist / name).read_text(encoding="utf-8")
+        (dist / name).write_text(html_with(html_page, [[":root", "data-build", "BUILD_VERSION"]]),
+                                 encoding="utf-8")
     (dist / ".nojekyll").write_text("")
     version, files = _digest(dist)
     files = [f for f in files if f != ".nojekyll"]
@@ -301,12 +409,16 @@ def build(dist: Path = DIST) -> Path:
         "__FILES__", json.dumps(["./"] + [f"./{f}" for f in files],
                                 indent=1))
     (dist / "sw.js").write_text(sw, encoding="utf-8")
-    page = (dist / "index.html").read_text(encoding="utf-8")
-    (dist / "index.html").write_text(page.replace("BUILD_VERSION", version), encoding="utf-8")
+    for name in HTML_PAGES:
+        html_page = (dist / name).read_text(encoding="utf-8")
+        (dist / name).write_text(html_page.replace("BUILD_VERSION", version), encoding="utf-8")
     (dist / "version.txt").write_text(version + "\n")
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
     print(f"built {dist.relative_to(ROOT) if dist.is_relative_to(ROOT) else dist}/ "
-          f"({len(files) + 1} files, {size / 2**20:.1f} MiB, version {version})", flush=True)
+          f"({len(files) + 1} files, {size / 2**20:.1f} MiB, version {version}); prerendered: the "
+          f"default page's numbers, suggestions and charts ({prerendered['charts_bytes'] / 1024:.1f} KiB "
+          f"of chart data) and the numbers of {prerendered['links']} links "
+          f"({prerendered['table_bytes'] / 1024:.1f} KiB)", flush=True)
     return dist
 
 

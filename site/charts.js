@@ -386,6 +386,8 @@ document.addEventListener("click", (event) => {
   downloadChart(button.dataset.chart, button.dataset.format).catch((err) => reportError("download", err));
 });
 
+let connected = false;        // chartSource is main.py's (else the build's, or none)
+
 window.kvcalcCharts = {
   counts,
   /** main.py's callbacks: chart(name) returns a chart's JSON (page_figures.for_page) for the
@@ -393,6 +395,36 @@ window.kvcalcCharts = {
   connect(chart, suggestions) {
     chartSource = chart;
     suggestionSource = suggestions;
+    connected = true;
+  },
+  /** Before Python has started (site/prerender.js): draw the charts from the build's JSON,
+   *  chart(name) (null: not drawn). main.py's equal JSON later is not drawn again. */
+  prerendered(chart) {
+    if (connected) return;
+    chartSource = chart;
+    this.invalidate("", false);
+  },
+  /** Before Python has started: the charts drawn are not the scenario's any more (an edit,
+   *  another link): remove them until main.py draws the scenario's. */
+  forget() {
+    if (connected) return;
+    chartSource = null;
+    run++;
+    running = false;
+    computed = null;
+    for (const name of NAMES) {
+      const div = element(name);
+      if (div && window.Plotly && lastJson.has(name)) window.Plotly.purge(div);
+      lastJson.delete(name);
+      drawnLegends.delete("chart-" + name);
+      const head = document.getElementById(`chart-${name}-head`);
+      if (head) { head.replaceChildren(); delete head.dataset.text; }
+      const legend = document.getElementById(`chart-${name}-legend`);
+      if (legend) { legend.replaceChildren(); legend.hidden = true; }
+      shown.set(name, -1);
+      if (div) div.dataset.state = "stale";
+    }
+    markState();
   },
   /** Charts `names` (space-separated; all when empty) are out of date, and the suggestions
    *  too when `suggestions`: draw them in later tasks, after the next painted frame. */

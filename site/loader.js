@@ -1,11 +1,6 @@
-// Loading progress before Python is ready, touched-field tracking, and the service worker.
-// Plain module script: no Python needed, runs as soon as the HTML is parsed.
+// Loading progress before Python is ready, touched-field tracking, the service worker and its
+// new-version notice. Plain module script: no Python needed, runs as soon as the HTML is parsed.
 const SIZES = __SIZES__;  // bytes of the runtime files, filled in by build.py
-const STAGES = [
-  ["pyodide.asm.wasm", "Downloading the Python runtime…"],
-  ["python_stdlib.zip", "Downloading Python's standard library…"],
-  ["kvcache_calculator.zip", "Starting Python…"],
-];
 const root = document.documentElement;
 
 // The Plotly.js config of both pages' charts (charts.js and lab.py): zoom, pan and reset only.
@@ -84,32 +79,90 @@ function stopDocumentObservers() {
   for (const o of documentObservers.splice(0)) o.disconnect();
   root.dataset.observers = "stopped";
 }
+// ---------------------------------------------------------------------------- progress
+// The real stages of a start, each seen as it happens (issue 12), not bytes alone:
+//   download  the runtime's files (Resource Timing: the bytes of the files done);
+//   compile   Pyodide's WebAssembly, from WebAssembly.instantiate(Streaming) to its module
+//             (wrapped below; this script runs before Pyodide's);
+//   python    the interpreter's start and the page's own files (PyScript's py:progress
+//             events "Loaded Pyodide", then "Loaded files");
+//   import    the calculator's modules (from "Loaded files"; main.py's performance marks
+//             kvcalc:main-start and kvcalc:imported, seen after the fact), then the first
+//             result (<html data-state="ready">). main.py imports and computes in one task,
+//             so the bar cannot move during it: it shows this stage while it runs.
+// Each stage owns a share of the bar, sized from its typical part of a start on the measuring
+// machine (benchmarks/bench_page.py); within a stage the bar moves with the bytes (download)
+// or with the time spent against that stage's typical time, never past the stage's end.
+const STAGES = {
+  download: { step: 1, from: 0, to: 30, typical_s: 0.6, text: "downloading the Python runtime" },
+  compile: { step: 2, from: 30, to: 45, typical_s: 0.6, text: "compiling the Python runtime" },
+  python: { step: 3, from: 45, to: 70, typical_s: 1.0, text: "starting Python" },
+  import: { step: 4, from: 70, to: 95, typical_s: 0.8, text: "loading the calculator" },
+  result: { step: 5, from: 95, to: 99, typical_s: 0.2, text: "computing the first result" },
+};
+const STEPS = Object.keys(STAGES).length;
 const started = performance.now();
 const done = new Set();
 const total = Object.values(SIZES).reduce((a, b) => a + b, 0) || 1;
+let stage = "download";
+let stageStarted = started;
+root.dataset.loadStage = stage;
+
+function enter(name) {
+  if (STAGES[name].step <= STAGES[stage].step) return;   // stages only move forward
+  stage = name;
+  stageStarted = performance.now();
+  root.dataset.loadStage = name;
+  update();
+}
+
+for (const method of ["instantiateStreaming", "instantiate"]) {
+  const original = WebAssembly[method];
+  if (typeof original !== "function") continue;
+  WebAssembly[method] = function (...args) {
+    enter("compile");
+    const result = original.apply(this, args);
+    Promise.resolve(result).then(() => enter("python"), () => {});
+    return result;
+  };
+}
+addEventListener("py:progress", (event) => {
+  if (event.detail === "Loaded Pyodide") enter("python");
+  // the page's files are in: main.py's imports come next, in one task that blocks painting,
+  // so the stage is shown now
+  if (event.detail === "Loaded files") enter("import");
+});
+function onMark(name) {
+  if (name === "kvcalc:main-start") enter("import");
+  if (name === "kvcalc:imported") enter("result");
+}
 
 function bar() { return document.getElementById("load-progress"); }
 function text() { return document.getElementById("load-text"); }
 
 function update() {
   if (root.dataset.state !== "loading") return;
-  let loaded = 0;
-  for (const name of done) loaded += SIZES[name] || 0;
-  const fraction = Math.min(0.95, loaded / total);
+  const s = STAGES[stage];
+  let within = 1 - Math.exp(-(performance.now() - stageStarted) / 1000 / s.typical_s);
+  if (stage === "download") {
+    let loaded = 0;
+    for (const name of done) loaded += SIZES[name] || 0;
+    within = Math.max(loaded / total, Math.min(within, 0.5));
+  }
+  const percent = Math.round(s.from + (s.to - s.from) * Math.min(within, 0.95));
   const b = bar();
-  if (b) b.value = Math.round(fraction * 100);
-  let message = "Loading the page…";
-  if (done.has("pyodide.mjs")) message = STAGES[0][1];
-  if (done.has("pyodide.asm.wasm")) message = STAGES[1][1];
-  if (done.has("pyodide.asm.wasm") && done.has("python_stdlib.zip")) message = "Starting Python…";
-  if (done.has("kvcache_calculator.zip")) message = "Loading the calculator…";
+  if (b) b.value = percent;
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   const t = text();
-  if (t) t.textContent = `${message} (${Math.round(fraction * 100)}%, ${seconds} s)`;
+  if (t) t.textContent = `Starting the calculator, step ${s.step} of ${STEPS}: ${s.text}… (${percent} %, ${seconds} s)`;
 }
 
 function record(entries) {
   for (const entry of entries) {
+    if (entry.entryType === "mark") {
+      onMark(entry.name);
+      continue;
+    }
     const name = entry.name.split("?")[0].split("/").pop();
     if (name in SIZES) done.add(name);
   }
@@ -117,10 +170,11 @@ function record(entries) {
 }
 
 if ("PerformanceObserver" in window) {
-  try {
-    new PerformanceObserver((list) => record(list.getEntries()))
-      .observe({ type: "resource", buffered: true });
-  } catch (_) { /* old browsers: the static text stays */ }
+  for (const type of ["resource", "mark"]) {
+    try {
+      new PerformanceObserver((list) => record(list.getEntries())).observe({ type, buffered: true });
+    } catch (_) { /* old browsers: the static text stays */ }
+  }
 }
 const timer = setInterval(() => {
   if (root.dataset.state !== "loading") { clearInterval(timer); return; }
@@ -135,10 +189,62 @@ document.addEventListener("input", (event) => {
 }, true);
 
 // Offline support: a service worker caches the built files once the page is ready, so the
-// first visit's downloads are not slowed down by it.
+// first visit's downloads are not slowed down by it. A page served from an older build's cache
+// learns of a new deploy when the new worker has cached every file and taken control of it
+// (sw.js: skipWaiting, clients.claim): it asks the worker for its version and, when that is
+// not this page's build (<html data-build>), offers to reload (issue 12: the old build must not
+// show silently).
+function showUpdateNotice() {
+  if (document.getElementById("update-notice")) return;
+  const box = document.createElement("div");
+  box.id = "update-notice";
+  box.className = "notice";
+  box.setAttribute("role", "status");
+  const p = document.createElement("p");
+  const strong = document.createElement("strong");
+  strong.textContent = "A new version of this page is ready.";
+  p.append(strong, " Reload to use it; the scenario in the link is kept. ");
+  const reload = document.createElement("button");
+  reload.type = "button";
+  reload.id = "update-reload";
+  reload.textContent = "Reload";
+  reload.addEventListener("click", () => {
+    if (window.kvcalcWrite) window.kvcalcWrite.flush();   // the address bar has the last edit
+    location.reload();
+  });
+  const later = document.createElement("button");
+  later.type = "button";
+  later.className = "secondary";
+  later.textContent = "Later";
+  later.addEventListener("click", () => box.remove());
+  p.append(reload, " ", later);
+  box.append(p);
+  const header = document.querySelector("header.top");
+  if (header) header.after(box); else document.body.prepend(box);
+  root.dataset.update = "ready";
+}
+function checkVersion(worker) {
+  if (!worker || !root.dataset.build) return;
+  const channel = new MessageChannel();
+  channel.port1.onmessage = (event) => {
+    const version = event.data && event.data.version;
+    if (version && version !== root.dataset.build) showUpdateNotice();
+  };
+  worker.postMessage({ type: "version" }, [channel.port2]);
+}
+const workers = "serviceWorker" in navigator && window.isSecureContext ? navigator.serviceWorker : null;
+if (workers) {
+  workers.addEventListener("controllerchange", () => checkVersion(workers.controller));
+}
 function registerServiceWorker() {
-  if (!("serviceWorker" in navigator) || !window.isSecureContext) return;
-  navigator.serviceWorker.register("./sw.js", { scope: "./" }).catch((err) => {
+  if (!workers) return;
+  workers.register("./sw.js", { scope: "./" }).then((registration) => {
+    checkVersion(workers.controller);   // a new worker may have taken over while loading
+    // a tab left open: look for a new deploy when it is shown again
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") registration.update().catch(() => {});
+    });
+  }).catch((err) => {
     console.warn("service worker not registered:", err && err.message);
   });
 }

@@ -33,49 +33,6 @@ NOTICE_ITEMS = 8
 
 # ---------------------------------------------------------------------------- formatting
 
-# the format_* functions come from kvcache_calculator.units, imported with the core below
-FORMATS = {
-    "token_hit_rate": lambda v: format_percent(v),
-    "request_hit_rate": lambda v: format_percent(v),
-    "max_token_hit_rate": lambda v: format_percent(v),
-    "characteristic_time_s": lambda v: format_duration(v),
-    "capacity_tokens": lambda v: f"{format_fixed(v)} tokens",
-    "capacity_gib": lambda v: f"{format_fixed(v, 2)} GiB",
-    "kv_bytes_per_token": lambda v: f"{format_bytes(v)} per token",
-    "kv_bytes_per_token_per_gpu": lambda v: f"{format_bytes(v)} per token per GPU",
-    "request_rate": lambda v: f"{format_count(v)} {unit_for(v, 'requests/s')}",
-    "hit_tokens_per_s": lambda v: f"{format_count(v)} {unit_for(v, 'tokens/s')}",
-    "prefill_gpu_s_saved_per_s": lambda v: f"{format_count(v)} GPU·s per s",
-}
-NONE_TEXT = {"characteristic_time_s": "unbounded (everything fits)"}
-#: Results that mean nothing when the model does not fit (no KV cache at all): shown as
-#: "does not fit" (the headline) or a dash, never as a number.
-NO_FIT_TEXT = {"token_hit_rate": "Does not fit", "request_hit_rate": None, "characteristic_time_s": None,
-               "capacity_tokens": "no KV cache", "capacity_gib": None, "hit_tokens_per_s": None,
-               "prefill_gpu_s_saved_per_s": None}
-
-
-def format_result(key, value):
-    """The text shown for one result (the plain number goes to ``data-value``)."""
-    if value is None:
-        return NONE_TEXT.get(key, NONE)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if value != value:  # NaN
-        return NONE
-    if value == float("inf"):
-        return "unbounded"
-    formatter = FORMATS.get(key, format_count)
-    return formatter(value)
-
-
-def plain_number(value):
-    """``data-value``: the number in the CLI's unit, or empty when there is none."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def form_text(value):
     """A scenario value as it is written in a form field."""
     if value is None:
@@ -210,27 +167,6 @@ def write(changes):
     each access from Python to the DOM crosses into JavaScript, and an update makes about a
     hundred."""
     window.kvcalcWrite(json.dumps(changes))
-
-
-def result_changes(results, gpus, fits=True):
-    """The page's result outputs (and the phone's bar) showing ``results``; when the model
-    does not fit, "does not fit" and dashes instead of the zeros that would mean nothing."""
-    changes = []
-    for key in OUTPUT_IDS:
-        if key not in results:
-            continue
-        value = results[key]
-        if not fits and key in NO_FIT_TEXT:
-            changes += [[key, "text", NO_FIT_TEXT[key] or NONE], [key, "data-value", ""]]
-            continue
-        text = format_result(key, value)
-        if key == "capacity_gib" and gpus > 1 and value is not None:
-            text += f" over {gpus} GPUs"   # per instance, over its GPUs (an MLA latent is on each)
-        changes += [[key, "text", text], [key, "data-value", plain_number(value)]]
-    if "token_hit_rate" in results:
-        changes.append(["mini-value", "text", format_result("token_hit_rate", results["token_hit_rate"])
-                        if fits else NO_FIT_TEXT["token_hit_rate"]])
-    return changes
 
 
 def render_list(element_id, items, make):
@@ -370,7 +306,7 @@ def headline_text(report):
     return "Token hit rate " + format_result("token_hit_rate", report.get("results", {}).get("token_hit_rate"))
 
 
-def placeholder_changes(setup):
+def architecture_placeholders(setup):
     """The empty architecture fields show the values the model uses (a preset's own), not "auto"."""
     values = {} if setup.scenario.model == "custom" else architecture_values(setup)
     return [[f"f-{key}", "placeholder", form_text(values.get(key)) or ("required" if setup.scenario.model == "custom"
@@ -401,16 +337,10 @@ def offer_sensitivity_keys(setup):
 def render(report, setup):
     """Draw one evaluation's numbers (results, fit state, notes, link) now, and leave the
     suggestions and charts of a changed scenario to later tasks (:func:`invalidate`)."""
-    fits = bool(report.get("fits", True))
     scenario = report.get("scenario", {})
-    write([["fit-message", "text", "" if fits else str(report.get("fit_message", ""))],
-           ["fit-notice", "hidden", fits], [":root", "data-fits", "true" if fits else "false"],
-           ["headline-sub", "text", "of prompt tokens served from the prefix cache" if fits
-            else "on these GPUs: no memory is left for a KV cache"],
-           ["app-error", "hidden", True],
-           *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1, fits),
-           *placeholder_changes(setup),
-           ["notes", "items", [str(n) for n in report.get("notes", [])]],
+    write([*number_changes(report, OUTPUT_IDS),   # the same as build.py's prerendered numbers
+           ["app-error", "hidden", True], [":root", "data-numbers", "python"],
+           *architecture_placeholders(setup),
            *link_changes(report.get("link", report.get("fragment", ""))),
            *override_changes(scenario),
            *stale_changes(False)])
@@ -545,7 +475,7 @@ def render_unresolved(report):
            ["mini-value", "text", NONE],
            ["fit-message", "text", f"No results: the link's model cannot be used until its fields are "
                                    f"fixed ({bad}, marked above). Nothing else is shown in its place."],
-           ["fit-message", "hidden", False], ["app-error", "hidden", True], ["notes", "items", []],
+           ["fit-notice", "hidden", False], ["app-error", "hidden", True], ["notes", "items", []],
            *link_changes(report.get("link", "")), ["override-note", "hidden", True],
            ["results", "class:stale", True], ["charts", "class:stale", True], ["mini", "class:stale", True]])
     CURRENT.update(scenario=None, setup=None, analysis=None)
@@ -719,7 +649,6 @@ try:
     from kvcache_calculator.errors import ScenarioError
     from kvcache_calculator.analytic.table import prepare
     from kvcache_calculator.analytic.sweeps import DEFAULT_KEY as DEFAULT_SENSITIVITY_KEY
-    from kvcache_calculator.present.figures import unit_for
     from kvcache_calculator.present.report import (
         architecture_values, evaluate_numbers, export_csv, export_document, measured_comparison, sensitivity_keys,
         suggestion_dicts, typed_link,
@@ -727,7 +656,8 @@ try:
     from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, MODEL_KEYS, decode_fragment, repeated_keys
-    from kvcache_calculator.units import NONE, format_bytes, format_count, format_duration, format_fixed, format_percent
+    from kvcache_calculator.present.page_numbers import format_result, number_changes
+    from kvcache_calculator.units import NONE
     from page_figures import for_page
 
     KEYS = frozenset(f.key for f in FIELDS)

@@ -1,5 +1,7 @@
 // Service worker: serve the built site from a versioned cache so it works offline.
 // build.py fills in VERSION (a hash of every built file) and FILES (every file but this one).
+// A new build installs beside the old one, takes over at once and deletes the old cache; the
+// pages it takes over show a notice with a reload button (loader.js).
 const VERSION = "__VERSION__";
 const FILES = __FILES__;
 const SCOPE = new URL(self.registration.scope).pathname;
@@ -21,6 +23,14 @@ self.addEventListener("activate", (event) => {
     }
     await self.clients.claim();
   })());
+});
+
+// The page asks which build this worker serves, to offer a reload after a new deploy
+// (loader.js); the answer goes to the port it sends.
+self.addEventListener("message", (event) => {
+  if (event.data && event.data.type === "version" && event.ports[0]) {
+    event.ports[0].postMessage({ version: VERSION });
+  }
 });
 
 self.addEventListener("fetch", (event) => {

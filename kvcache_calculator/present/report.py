@@ -19,8 +19,7 @@ from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
 from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario, encode_fragment
-from kvcache_calculator.setup.architecture import custom_key_errors
-from kvcache_calculator.setup.capacity import GIB, memory_for_tokens, smaller_weight_dtypes
+from kvcache_calculator.setup.capacity import smaller_weight_dtypes
 from kvcache_calculator.setup.hfconfig import arch_to_scenario
 from kvcache_calculator.setup.presets import GPUS, MODELS
 from kvcache_calculator.setup.resolve import Setup, attention_key_errors, override_key_errors, resolve
