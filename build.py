@@ -261,9 +261,15 @@ def html_with(page: str, changes: list) -> str:
 
 
 def suggestions_html(items: list[dict]) -> str:
-    """The suggestions as main.py draws them (a title, then the text)."""
+    """The suggestions as main.py draws them (a title, the text, and an "Apply" button for
+    each change a suggestion proposes: site/main.py's suggestion_item)."""
+    def actions(s: dict) -> str:
+        buttons = "".join(f'<button type="button" class="apply secondary" '
+                          f'data-changes="{_text(json.dumps(a.get("changes", {})))}">'
+                          f'Apply: {_text(a.get("label", ""))}</button>' for a in s.get("actions") or [])
+        return f'<span class="apply-row">{buttons}</span>' if buttons else ""
     return "".join(f'<li data-id="{_text(s.get("id", ""))}"><strong>{_text(s.get("title", ""))}</strong>'
-                   f'<span> {_text(s.get("text", ""))}</span></li>' for s in items)
+                   f'<span> {_text(s.get("text", ""))}</span>{actions(s)}</li>' for s in items)
 
 
 def prerender(page: str, models, gpus) -> tuple[str, dict]:
