@@ -192,7 +192,8 @@ def test_what_the_table_assumes_of_the_keys_holds():
 
     custom = Scenario.from_dict({"model": "custom", "num_layers": 32, "num_kv_heads": 8, "head_dim": 128,
                                  "params_b": 8.0, "routing": "random", "instances": 3})
-    changes = {"arrival_rate": 3.0, "think_time_s": 9.0, "num_system_prompts": 4, "gpu_memory_gib": 120.0,
+    changes = {"arrival_rate": 3.0, "think_time_s": 9.0, "num_system_prompts": 4, "system_prompt_zipf": 1.0,
+               "gpu_memory_gib": 120.0,
                "gpu_mem_util": 0.7, "activation_reserve_gib": 3.0, "params_b": 4.0, "active_params_b": 2.0,
                "weight_dtype": "fp8", "kv_cache_tokens": 90000, "offload_gib": 40.0, "num_layers": 16,
                "num_kv_heads": 4, "head_dim": 64, "num_gpus": 2, "kv_dtype": "fp8",
