@@ -107,7 +107,9 @@ def test_table_variants_agree_with_exact_analysis(scenario):
     """Inputs answered from the table agree with a full analysis within 0.1 point."""
     a = prepare(resolve(scenario))
     for key, values in TABLE_VARIANTS.items():
-        assert table_answers(a, (key,)), key
+        # a fixed-gap table is smoothed at its own conversations per instance and think time
+        assert table_answers(a, (key,)) == (scenario.think_dist != "fixed" or key not in (
+            "arrival_rate", "think_time_s")), key
         for v in values:
             fast = variant_hit_rate(a, **{key: v})
             exact = variant_result(a, **{key: v}).token_hit_rate

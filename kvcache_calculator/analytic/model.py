@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, replace
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
 from kvcache_calculator.analytic.popularity import (
-    Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, product_groups, zipf_groups,
+    Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
 )
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import sequence_kv_bytes
@@ -161,6 +161,8 @@ class Terms:
     first_turn_doc: bool = False      # a first turn with a document reuses >= 1 block
     turn_last: float = 0.0            # D with c_j = 1: sum_j E[(1-q)^(N-j); N >= j]
     turn_tail: tuple[float, ...] = ()  # sum_{r >= k} w_r Ss_r, k = 1..R+1
+    square_sums: tuple[float, ...] = ()  # fixed gaps: Cs_r with c_j^2 (the occupancy's variance)
+    square_last: float = 0.0          # fixed gaps: D with c_j^2
 
     @property
     def shared_prefix_tokens(self) -> float:
@@ -218,6 +220,8 @@ class _Sums:
     cost_last: float
     turn_last: float
     request_hit_turns: float
+    square_sums: tuple[float, ...] = ()
+    square_last: float = 0.0
 
 
 def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
@@ -244,12 +248,57 @@ def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
         plain.q, plain.mean_turns, mix(plain.prompt_tokens, with_doc.prompt_tokens), plain.Sb,
         tuple(map(mix, plain.hit_sums, with_doc.hit_sums)), plain.turn_sums,
         tuple(map(mix, plain.cost_sums, with_doc.cost_sums)), mix(plain.cost_last, with_doc.cost_last),
-        plain.turn_last, mix(plain.request_hit_turns, with_doc.request_hit_turns))
+        plain.turn_last, mix(plain.request_hit_turns, with_doc.request_hit_turns),
+        tuple(map(mix, plain.square_sums, with_doc.square_sums)), mix(plain.square_last, with_doc.square_last))
     return _terms(scenario, mixed, doc_tokens=float(with_doc.Sb - plain.Sb), doc_share=share,
                   first_turn_doc=with_doc.Sb >= B)
 
 
 def _sums(setup: Setup, S: int, closed_form: bool) -> _Sums:
+    """The sums over turns of conversations whose shared prefix is ``S`` tokens (with fixed
+    gaps, also those of ``c_j^2`` that set the occupancy's variance, :func:`fixed_gap_hit_probabilities`)."""
+    sums = _first_moments(setup, S, closed_form)
+    if setup.scenario.think_dist != "fixed":
+        return sums
+    return replace(sums, **_square_sums(setup, S, sums.q, len(sums.cost_sums)))
+
+
+def _copy_costs(setup: Setup, S: int, K: int) -> list[float]:
+    """``c_j``, j = 0..K (``c_0 = 0``): the private cached tokens of the copy left by turn j,
+    with the per-sequence fixed state of sliding-window and linear layers in token equivalents."""
+    scenario, capacity = setup.scenario, setup.capacity
+    B, step = scenario.block_size, scenario.input_tokens + scenario.output_tokens
+    Sb = (S // B) * B
+    has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
+    c = [0.0] * (K + 1)
+    for j in range(1, K + 1):
+        c[j] = float(((S + j * step) // B) * B - Sb)
+        if has_fixed:
+            total = sequence_kv_bytes(setup.arch, S + j * step, scenario.kv_dtype, scenario.num_gpus, B)
+            c[j] += total / capacity.kv_bytes_per_token_per_gpu - (S + j * step)
+    return c
+
+
+def _square_sums(setup: Setup, S: int, q: float, R: int) -> dict:
+    """``Cs_r`` and ``D`` with ``c_j^2`` for ``c_j`` (term by term)."""
+    scenario = setup.scenario
+    surv = _survival(scenario)
+    K = len(surv)
+    c2 = [c * c for c in _copy_costs(setup, S, K)]
+    if scenario.turns_dist == "geometric" and K > 1:
+        p = 1.0 / scenario.turns
+        base = sum(surv[j] * c2[j] for j in range(1, K))            # sum_j S(j+1) c_j^2
+        factor = p / (1 - (1 - p) * (1 - q))
+        return {"square_sums": tuple(base * (1 - p) ** (r - 1) for r in range(1, R + 1)),
+                "square_last": factor * sum(c2[j] * surv[j - 1] for j in range(1, K + 1))}
+    prefix = [0.0] * (K + 1)
+    for j in range(1, K + 1):
+        prefix[j] = prefix[j - 1] + c2[j]
+    return {"square_sums": tuple(prefix[max(0, K - r)] for r in range(1, R + 1)),
+            "square_last": sum(c2[j] * (1 - q) ** (K - j) for j in range(1, K + 1))}
+
+
+def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
     """The sums over turns of conversations whose shared prefix is ``S`` tokens."""
     scenario, capacity, arch = setup.scenario, setup.capacity, setup.arch
     In, Out, B = scenario.input_tokens, scenario.output_tokens, scenario.block_size
@@ -370,6 +419,7 @@ def _terms(scenario: Scenario, sums: _Sums, doc_tokens: float = 0.0, doc_share: 
         gap_sigma=scenario.think_sigma if scenario.think_dist == "lognormal" else 0.0,
         doc_tokens=doc_tokens, doc_share=doc_share, first_turn_doc=first_turn_doc,
         turn_last=sums.turn_last, turn_tail=_tail(weights, sums.turn_sums) if doc_share else (),
+        square_sums=sums.square_sums, square_last=sums.square_last,
     )
 
 
@@ -387,7 +437,7 @@ def saturation_x(R: int, sigma: float = 0.0) -> float:
 
 
 def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: float = 0.0,
-             hit_sums: bool = True) -> tuple[float, float, float, float]:
+             hit_sums: bool = True, fixed_f: tuple[float, ...] | None = None) -> tuple[float, float, float, float]:
     """The model's one loop over ``m`` (turns ago) at characteristic time ``T`` for gaps of
     mean ``theta`` seconds: ``(A, H, G2, F_1)`` with ``w_m = q(1-q)^(m-1)``::
 
@@ -410,13 +460,16 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     beyond ``x = R + 12 sqrt(R) + 50``, where every ``F_m`` (m <= R) is 1 to within 1e-30,
     takes ``F_m = 1`` and ``M_m = m theta``: within about ``tail`` relative, in
     O(min(R, x + 40)) steps with no exponentials past that point, for the sweeps.
+
+    ``fixed_f`` (fixed gaps only): the ``F_m`` to use instead of the step ``1[m theta < T]``
+    (:func:`fixed_gap_hit_probabilities`).
     """
     R = len(terms.cost_sums)
     w, cs, hs, ts, cost_tail = terms.weights, terms.cost_sums, terms.hit_sums, terms.turn_sums, terms.cost_tail
     A = 0.0
     H = terms.sys_turns * sys_part if hit_sums else 0.0
     G2 = 0.0
-    if math.isinf(T) or (tail and T > theta * saturation_x(R, terms.gap_sigma)):
+    if math.isinf(T) or (tail and fixed_f is None and T > theta * saturation_x(R, terms.gap_sigma)):
         for m in range(R):
             wm = w[m]
             A += wm * ((m + 1) * theta) * cs[m]
@@ -428,17 +481,17 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     if terms.gap_kind == "fixed":
         for m in range(R):
             span = (m + 1) * theta
-            fm = 1.0 if span < T else 0.0
+            fm = (1.0 if span < T else 0.0) if fixed_f is None else fixed_f[m]
             wm = w[m]
             A += wm * min(span, T) * cs[m]
             if hit_sums:
                 wf = wm * fm
                 H += wf * (hs[m] - sys_part * ts[m])
                 G2 += wf * ts[m]
-            if tail and fm == 0.0:
+            if tail and span >= T and fm <= tail:
                 A += T * cost_tail[m + 1]
                 break
-        return A + T * terms.cost_last, H, G2, 1.0 if theta < T else 0.0
+        return A + T * terms.cost_last, H, G2, (1.0 if theta < T else 0.0) if fixed_f is None else fixed_f[0]
     if terms.gap_kind == "lognormal":
         return _lognormal_sums(terms, T, theta, sys_part, tail, hit_sums, H)
     x = T / theta
@@ -592,11 +645,60 @@ def occupancy(terms: Terms, T: float, tail: float = 0.0) -> float:
     return traffic.conv_rate_per_instance * total + shared
 
 
+#: Beyond this many standard deviations a smoothed step is taken as 0 or 1.
+_STEP_Z = 8.0
+
+
+def fixed_gap_hit_probabilities(terms: Terms, T: float, theta: float, conv_rate: float) -> tuple[float, ...] | None:
+    """``F_m`` for fixed gaps of ``theta`` seconds at characteristic time ``T``, the step
+    ``1[m theta < T]`` smoothed by the occupancy's fluctuation (docs/model.md §12.4).
+
+    The cache holds the histories of the conversations present, a Poisson number, so its
+    occupancy at a given ``T`` fluctuates about the mean ``O(T)`` with variance
+    ``conv_rate * A2(T)`` (Campbell's theorem: ``A2`` is ``A`` of :func:`gap_sums` with
+    ``c_j^2``), and LRU's actual age limit moves with it. A copy idle ``m theta`` survives
+    when the occupancy of the copies younger than it fits, ``O(m theta) + noise < C = O(T)``:
+    ``F_m = Phi((O(T) - O(m theta)) / sd)``. With exponential gaps the step is already smooth.
+    None when there is no fluctuation (or ``T`` is infinite): the step itself.
+    """
+    if math.isinf(T) or not terms.square_sums or T <= 0:
+        return None
+    theta_terms = replace(terms, cost_sums=terms.square_sums, cost_last=terms.square_last,
+                          cost_tail=_tail(list(terms.weights), terms.square_sums))
+    var = conv_rate * gap_sums(theta_terms, T, theta, hit_sums=False)[0]
+    if var <= 0:
+        return None
+    sd = math.sqrt(var)
+    R = len(terms.cost_sums)
+
+    def histories(t: float) -> float:
+        return conv_rate * gap_sums(terms, t, theta, hit_sums=False)[0]
+
+    at_T = histories(T)
+    f = [0.0] * R
+    below = min(R, int(T / theta))          # spans m theta < T: m = 1..below
+    for m in range(below, 0, -1):
+        z = (at_T - histories(m * theta)) / sd
+        if z > _STEP_Z:
+            f[:m] = [1.0] * m
+            break
+        f[m - 1] = normal_cdf(z)
+    for m in range(below + 1, R + 1):
+        z = (at_T - histories(m * theta)) / sd
+        if z < -_STEP_Z:
+            break
+        f[m - 1] = normal_cdf(z)
+    return tuple(f)
+
+
 def hits(terms: Terms, T: float, tail: float = 0.0) -> tuple[float, float]:
     """(expected hit tokens, expected request hits) per conversation at characteristic time T;
     ``tail`` as in :func:`gap_sums`."""
     _, part, first = shared_content(terms, terms.traffic, T, document_window(terms, T, tail))
-    _, tokens, _, f1 = gap_sums(terms, T, terms.traffic.gap_mean_s, part, tail)
+    traffic = terms.traffic
+    fixed_f = (fixed_gap_hit_probabilities(terms, T, traffic.gap_mean_s, traffic.conv_rate_per_instance)
+               if terms.gap_kind == "fixed" else None)
+    _, tokens, _, f1 = gap_sums(terms, T, terms.traffic.gap_mean_s, part, tail, fixed_f=fixed_f)
     return tokens, terms.q * f1 * terms.request_hit_turns + first
 
 

@@ -45,7 +45,7 @@ from kvcache_calculator.analytic.inflight import (
 )
 from kvcache_calculator.analytic.model import (
     T_MAX_S, AnalyticResult, Terms, Traffic, analyze_setup, analyze_terms, build_terms, gap_sums,
-    document_window, hit_rate_and_ceiling, hits, illinois_log_root, in_flight_for, saturation_x,
+    document_window, fixed_gap_hit_probabilities, hit_rate_and_ceiling, hits, illinois_log_root, in_flight_for, saturation_x,
     shared_content, shared_prefix_hit_probability, traffic_of, with_service,
 )
 from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, IN_FLIGHT_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
@@ -57,9 +57,17 @@ _POINTS_PER_DECADE = 20
 #: The loop stops where F_m falls below this past x (see :func:`gap_sums`): the table is an
 #: interpolation anyway, and the stop makes a point cost O(min(R, x + 40)) instead of O(R).
 _TAIL = 1e-13
+#: Fixed gaps: grid points around each step x = m of the hit function (smoothed by the
+#: occupancy's fluctuation, steep where a cache holds many conversations).
+_AROUND_STEP_COARSE = tuple(sorted({1 + s * d for s in (-1, 1)
+                                    for d in (1e-9, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)}))
+_AROUND_STEP = tuple(sorted({1 + s * d for s in (-1, 1)
+                             for d in (1e-9, 0.005, *(k / 100 for k in range(1, 16)), 0.175, 0.2, 0.25, 0.3)}))
 _TABLE_KEYS = frozenset(SCALAR_KEYS) | frozenset(CAPACITY_ONLY_KEYS) | frozenset(IN_FLIGHT_KEYS)
 _KV_BYTES_KEYS = frozenset(KV_BYTES_KEYS)
 _TRAFFIC_KEYS = frozenset(SCALAR_KEYS) | {"instances"}     # what traffic_of reads
+#: What sets a fixed-gap table's smoothing (conversations per instance times the think time).
+_SPREAD_KEYS = frozenset(("arrival_rate", "think_time_s", "instances"))
 
 
 class HitRateTable:
@@ -78,10 +86,11 @@ class HitRateTable:
         n = int(math.ceil(math.log10(x_hi / x_lo) * _POINTS_PER_DECADE))
         xs = [x_lo * (x_hi / x_lo) ** (i / n) for i in range(n + 1)]
         if terms.gap_kind == "fixed":
-            # the fixed-gap model jumps at x = m: grid points on both sides of each jump that
-            # matters (weight q(1-q)^(m-1) above 0.2%; smaller steps are interpolated)
-            xs += [m * f for m in range(1, min(R, 200) + 1) for f in (1 - 1e-9, 1 + 1e-9)
-                   if x_lo < m < x_hi and terms.weights[m - 1] > 2e-3]
+            # the fixed-gap model steps up at x = m: grid points around each step that matters
+            # (weight q(1-q)^(m-1) above 0.2%; smaller steps are interpolated)
+            xs += [m * f for m in range(1, min(R, 200) + 1) if terms.weights[m - 1] > 2e-3
+                   for f in (_AROUND_STEP if terms.weights[m - 1] > 0.05 else _AROUND_STEP_COARSE)
+                   if x_lo < m * f < x_hi]
             xs.sort()
         self.terms = terms
         # past x_sat every F_m (m <= R) is 1 to within 1e-30 and M_m = m, so a(x) grows as x*D
@@ -109,7 +118,12 @@ class HitRateTable:
             a, g1, g2, u = self.at_sat
             grow = x - self.x_sat
             return a + grow * self.terms.cost_last, g1, g2, u + grow * self.terms.turn_last if u else 0.0
-        return gap_sums(self.terms, x, 1.0, 0.0, _TAIL)[:3] + (self._window(x),)
+        fixed_f = None
+        if self.terms.gap_kind == "fixed":       # smoothed at this table's traffic (table_answers)
+            traffic = self.terms.traffic
+            kappa = traffic.conv_rate_per_instance * traffic.gap_mean_s
+            fixed_f = fixed_gap_hit_probabilities(self.terms, x, 1.0, kappa)
+        return gap_sums(self.terms, x, 1.0, 0.0, _TAIL, fixed_f=fixed_f)[:3] + (self._window(x),)
 
     def point(self, x: float, a: float, g1: float, g2: float, traffic: Traffic, u: float = 0.0) -> tuple[float, float]:
         """(occupancy tokens per instance, hit tokens per conversation) at ``T = theta * x``
@@ -294,9 +308,14 @@ def table_answers(analysis: Analysis, keys) -> bool:
     """Whether changing ``keys`` keeps the model's sums over turns, so the table answers:
     traffic scalars, capacity-only and service-time keys, the instance count under session
     affinity (it only divides the traffic) and the KV bytes per token unless the model holds
-    per-sequence state."""
+    per-sequence state. With fixed gaps the table is smoothed at its own traffic
+    (:func:`~kvcache_calculator.analytic.model.fixed_gap_hit_probabilities`), so a change of the
+    conversations per instance or of the think time is solved exactly."""
     fixed_state = analysis.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
+    fixed_gaps = analysis.terms.gap_kind == "fixed"
     for key in keys:
+        if fixed_gaps and key in _SPREAD_KEYS:
+            return False
         if key in _TABLE_KEYS:
             continue
         if key == "instances" and analysis.scenario.routing == "session":
