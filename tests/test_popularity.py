@@ -107,12 +107,13 @@ def test_system_prompt_popularity_equals_a_sum_over_prompts():
 
 
 def test_document_cache_equals_a_sum_over_pairs():
-    """Each (prompt, document) pair is cached with ``1 - exp(-doc_rate * pi * window)``."""
-    s = _scenario(num_system_prompts=3, system_prompt_zipf=1.0, num_documents=50, document_zipf=0.9,
+    """Each (prompt, document) pair is cached with ``1 - exp(-doc_rate * pi * window)`` (120
+    pairs: kept one by one)."""
+    s = _scenario(num_system_prompts=3, system_prompt_zipf=1.0, num_documents=40, document_zipf=0.9,
                   document_share=0.6)
     traffic = traffic_of(s, 5.0, 1984.0, doc_tokens=2000.0)
     sys_w = [i ** -1.0 for i in range(1, 4)]
-    doc_w = [i ** -0.9 for i in range(1, 51)]
+    doc_w = [i ** -0.9 for i in range(1, 41)]
     pis = [a / sum(sys_w) * b / sum(doc_w) for a in sys_w for b in doc_w]
     for window in (0.5, 30.0, 900.0):
         kept = [-math.expm1(-2 * 0.6 * pi * window) for pi in pis]

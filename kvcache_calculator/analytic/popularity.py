@@ -31,6 +31,11 @@ EXACT_RANKS = 64
 #: Largest ratio of the first to the last member's probability within a group.
 GROUP_RATIO = 1.02
 
+#: Pairs of a system prompt and a document kept one by one up to this many, else binned ...
+MAX_PAIRS = 128
+#: ... in bins of this ratio of probabilities (a Che-type sum moves by under 1e-3 relative).
+PAIR_RATIO = 1.05
+
 Groups = tuple[tuple[float, float], ...]
 
 
@@ -68,12 +73,12 @@ def zipf_groups(n: int, alpha: float) -> Groups:
 
 def product_groups(first: Groups, second: Groups) -> Groups:
     """Groups of the pairs (one object of each population, chosen independently): each pair's
-    probability is the product; pairs are merged in bins of :data:`GROUP_RATIO` in probability
-    (count-weighted mean) when there would be more than 4,000 of them."""
+    probability is the product; pairs are merged in bins of :data:`PAIR_RATIO` in probability
+    (count-weighted mean) when there would be more than :data:`MAX_PAIRS` of them."""
     pairs = [(c1 * c2, p1 * p2) for c1, p1 in first for c2, p2 in second]
-    if len(pairs) <= 4000:
+    if len(pairs) <= MAX_PAIRS:
         return tuple(pairs)
-    width = math.log(GROUP_RATIO)
+    width = math.log(PAIR_RATIO)
     bins: dict[int, list[float]] = {}
     for count, p in pairs:
         entry = bins.setdefault(math.floor(math.log(p) / width), [0.0, 0.0])
