@@ -300,21 +300,15 @@ def _square_sums(setup: Setup, S: int, q: float, R: int) -> dict:
 
 def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
     """The sums over turns of conversations whose shared prefix is ``S`` tokens."""
-    scenario, capacity, arch = setup.scenario, setup.capacity, setup.arch
+    scenario = setup.scenario
     In, Out, B = scenario.input_tokens, scenario.output_tokens, scenario.block_size
     step = In + Out
     sticky = setup.sticky
     I = scenario.instances
     q = 1.0 if sticky else 1.0 / I
     Sb = (S // B) * B
-    # per-sequence fixed state (sliding windows, linear state), in token equivalents
-    bpt_gpu = capacity.kv_bytes_per_token_per_gpu
-    has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
-
-    def fixed_cost(tokens: float) -> float:
-        total = sequence_kv_bytes(arch, tokens, scenario.kv_dtype, scenario.num_gpus, B)
-        return total / bpt_gpu - tokens
-
+    # per-sequence fixed state (sliding windows, linear state) is summed term by term
+    has_fixed = setup.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     geometric = scenario.turns_dist == "geometric" and scenario.turns > 1
     if geometric and closed_form and not has_fixed:
         p = 1.0 / scenario.turns
@@ -331,14 +325,9 @@ def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
                      factor * base_c / (1 - p), factor * sums["mean_turns"], sums["request_hit_turns"])
     surv = _survival(scenario)
     K = len(surv)
-    h = [0.0] * (K + 1)      # h[j]: tokens a later turn hits on the copy left by turn j
-    c = [0.0] * (K + 1)      # c[j]: private cached tokens of that copy
-    for j in range(1, K + 1):
-        cached = ((S + j * step) // B) * B
-        h[j] = float(cached)
-        c[j] = float(cached - Sb)
-        if has_fixed:
-            c[j] += fixed_cost(S + j * step)
+    # h[j]: tokens a later turn hits on the copy left by turn j; c[j]: its private cached tokens
+    h = [0.0] + [float(((S + j * step) // B) * B) for j in range(1, K + 1)]
+    c = _copy_costs(setup, S, K)
     surv_ext = surv + [0.0]  # S(K+1) = 0 (truncated)
 
     def sv(k: int) -> float:
