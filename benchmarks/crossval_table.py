@@ -163,9 +163,10 @@ SHARED_CASES = 32
 
 
 def _shared_case(i: int, rng: random.Random) -> Case:
-    """Grid case ``i`` (72 and on): documents in two cases of three, Zipf system prompts in
-    one of two, lognormal gaps in one of two (sigma 0.5 to 1.5), every routing at 1-4
-    instances, capacities as for the rest of the grid."""
+    """Grid case ``i`` (72 and on), in turn: lognormal gaps (sigma 0.5 to 1.5); shared
+    documents (with lognormal gaps half of the time); system prompts of Zipf popularity (with
+    documents half of the time). Every routing at 1-4 instances, capacities as for the rest
+    of the grid."""
     routing = ROUTINGS[i % 4]
     instances = (1, 2, 4)[(i // 4) % 3]
     turns = rng.choice((2, 3, 5, 8))
@@ -178,13 +179,16 @@ def _shared_case(i: int, rng: random.Random) -> Case:
         input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
         system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice((16, 16, 32)),
     )
-    if i % 2 == 0:
+    kind = i % 3                 # 0: lognormal gaps; 1: documents; 2: popular system prompts
+    lognormal = kind == 0 or (kind == 1 and rng.random() < 0.5)
+    documents = kind == 1 or (kind == 2 and rng.random() < 0.5)
+    if lognormal:
         values.update(think_dist="lognormal", think_sigma=rng.choice((0.5, 1.0, 1.5)))
-    if i % 3 != 2:
+    if documents:
         values.update(num_documents=rng.choice((10, 100, 1000)), document_tokens=rng.choice((500, 2000, 6000)),
                       document_share=rng.choice((0.3, 0.7, 1.0)), document_zipf=rng.choice((0.0, 0.8, 1.2)))
-    if i % 2 == 1 or i % 3 == 2:
-        values.update(num_system_prompts=rng.choice((4, 20)), system_prompt_zipf=rng.choice((0.0, 0.8, 1.5)))
+    if kind == 2:
+        values.update(num_system_prompts=rng.choice((4, 20)), system_prompt_zipf=rng.choice((0.8, 1.5)))
     # no "everything fits" level: a simulation's finite run has not yet used every rare
     # document once, which a steady state has (the first use of each is a miss)
     level = (0.15, 0.35, 0.55, 0.75, 0.92, "tiny", 0.25)[i % 7]
