@@ -210,7 +210,7 @@ _APPLIES = {
     "document_tokens": lambda s: s.num_documents > 0 and s.document_share > 0,
     "document_share": lambda s: s.num_documents > 0,
     "document_zipf": lambda s: s.num_documents > 1 and s.document_share > 0,
-    "num_documents": lambda s: s.document_share > 0,
+    "num_documents": lambda s: s.num_documents > 0 and s.document_share > 0,
     "think_sigma": lambda s: s.think_dist == "lognormal",
 }
 
