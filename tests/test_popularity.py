@@ -55,7 +55,7 @@ def test_sum_of_lognormals_keeps_mean_and_variance():
 @pytest.mark.parametrize("n,alpha", [(1, 1.0), (10, 0.0), (50, 1.2), (3000, 0.8), (100_000, 1.0), (100_000, 2.5)])
 def test_zipf_groups_equal_term_by_term_sums(n, alpha):
     """Groups sum to probability 1 and count n; a Che-type sum over them matches the sum over
-    every rank (rel. 1e-4)."""
+    every rank (rel. 5e-4)."""
     groups = zipf_groups(n, alpha)
     assert sum(c for c, _ in groups) == pytest.approx(n)
     assert sum(c * p for c, p in groups) == pytest.approx(1.0, rel=1e-12)
@@ -64,7 +64,7 @@ def test_zipf_groups_equal_term_by_term_sums(n, alpha):
     for scale in (1.0, 10.0 * n, 1000.0 * n):
         exact = sum(-math.expm1(-scale * w / total) for w in weights)
         grouped = sum(c * -math.expm1(-scale * p) for c, p in groups)
-        assert grouped == pytest.approx(exact, rel=1e-4), scale
+        assert grouped == pytest.approx(exact, rel=5e-4), scale
     if alpha > 0 and n > 1000:
         assert len(groups) < n / 10
 
@@ -87,7 +87,8 @@ def _scenario(**changes) -> Scenario:
 
 def test_system_prompt_popularity_equals_a_sum_over_prompts():
     """Zipf prompts: the mean survival over requests and the prompts cached equal the sums
-    over every prompt of ``1 - (1 - pi_k)^n``; exponent 0 is the equal-use formula."""
+    over every prompt of ``1 - (1 - pi_k)^n`` (ranks past 16 grouped: rel. 5e-4); exponent 0 is
+    the equal-use formula."""
     for K, alpha in ((7, 1.3), (40, 0.6)):
         s = _scenario(num_system_prompts=K, system_prompt_zipf=alpha)
         traffic = traffic_of(s, 5.0, 1984.0)
@@ -97,8 +98,8 @@ def test_system_prompt_popularity_equals_a_sum_over_prompts():
             n = max(1.0, traffic.shared_rate * K * T)
             kept = [1 - (1 - pi) ** n for pi in pis]
             p, cached = system_prompt_cache(traffic, T)
-            assert p == pytest.approx(sum(pi * k for pi, k in zip(pis, kept)), rel=1e-12)
-            assert cached == pytest.approx(sum(kept), rel=1e-12)
+            assert p == pytest.approx(sum(pi * k for pi, k in zip(pis, kept)), rel=5e-4)
+            assert cached == pytest.approx(sum(kept), rel=5e-4)
     equal = traffic_of(_scenario(num_system_prompts=9), 5.0, 1984.0)
     assert equal.sys_groups == ()
     p, cached = system_prompt_cache(equal, 2.0)
@@ -108,7 +109,7 @@ def test_system_prompt_popularity_equals_a_sum_over_prompts():
 
 def test_document_cache_equals_a_sum_over_pairs():
     """Each (prompt, document) pair is cached with ``1 - exp(-doc_rate * pi * window)`` (120
-    pairs: kept one by one)."""
+    pairs: kept one by one; documents past rank 16 grouped, rel. 5e-4)."""
     s = _scenario(num_system_prompts=3, system_prompt_zipf=1.0, num_documents=40, document_zipf=0.9,
                   document_share=0.6)
     traffic = traffic_of(s, 5.0, 1984.0, doc_tokens=2000.0)
@@ -118,8 +119,8 @@ def test_document_cache_equals_a_sum_over_pairs():
     for window in (0.5, 30.0, 900.0):
         kept = [-math.expm1(-2 * 0.6 * pi * window) for pi in pis]
         p, cached = document_cache(traffic, window)
-        assert p == pytest.approx(sum(pi * k for pi, k in zip(pis, kept)), rel=1e-12)
-        assert cached == pytest.approx(sum(kept), rel=1e-12)
+        assert p == pytest.approx(sum(pi * k for pi, k in zip(pis, kept)), rel=5e-4)
+        assert cached == pytest.approx(sum(kept), rel=5e-4)
 
 
 @pytest.mark.parametrize("changes", [{}, {"turns_dist": "fixed", "turns": 4}, {"think_dist": "lognormal"}])

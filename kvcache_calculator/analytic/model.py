@@ -163,6 +163,8 @@ class Terms:
     turn_tail: tuple[float, ...] = ()  # sum_{r >= k} w_r Ss_r, k = 1..R+1
     square_sums: tuple[float, ...] = ()  # fixed gaps: Cs_r with c_j^2 (the occupancy's variance)
     square_last: float = 0.0          # fixed gaps: D with c_j^2
+    ramps: tuple[tuple[float, ...], ...] = ()  # fixed gaps: prefix sums of w_r r Cs_r and of w_r r Cs2_r,
+    square_tail: tuple[float, ...] = ()        # and the tail of w_r Cs2_r (fixed_gap_hit_probabilities)
 
     @property
     def shared_prefix_tokens(self) -> float:
@@ -409,7 +411,17 @@ def _terms(scenario: Scenario, sums: _Sums, doc_tokens: float = 0.0, doc_share: 
         doc_tokens=doc_tokens, doc_share=doc_share, first_turn_doc=first_turn_doc,
         turn_last=sums.turn_last, turn_tail=_tail(weights, sums.turn_sums) if doc_share else (),
         square_sums=sums.square_sums, square_last=sums.square_last,
+        ramps=(_ramp(weights, sums.cost_sums), _ramp(weights, sums.square_sums)) if sums.square_sums else (),
+        square_tail=_tail(weights, sums.square_sums) if sums.square_sums else (),
     )
+
+
+def _ramp(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
+    """``sum_{r <= m} w_r r sums_r`` for m = 0..R."""
+    ramp = [0.0] * (len(sums) + 1)
+    for r in range(len(sums)):
+        ramp[r + 1] = ramp[r] + weights[r] * (r + 1) * sums[r]
+    return tuple(ramp)
 
 
 def saturation_x(R: int, sigma: float = 0.0) -> float:
@@ -652,28 +664,36 @@ def fixed_gap_hit_probabilities(terms: Terms, T: float, theta: float, conv_rate:
     """
     if math.isinf(T) or not terms.square_sums or T <= 0:
         return None
-    theta_terms = replace(terms, cost_sums=terms.square_sums, cost_last=terms.square_last,
-                          cost_tail=_tail(list(terms.weights), terms.square_sums))
-    var = conv_rate * gap_sums(theta_terms, T, theta, hit_sums=False)[0]
+    # With fixed gaps M_r(t) = min(r theta, t), so A(t) = theta sum_{r <= t/theta} w_r r Cs_r
+    # + t (sum_{r > t/theta} w_r Cs_r + D): prefix sums (Terms.ramps) give it in O(1).
+    R = len(terms.cost_sums)
+    ramp, ramp2 = terms.ramps
+
+    def A(t: float, ramp: tuple, tail: tuple, last: float) -> float:
+        k = min(R, int(t / theta))
+        return theta * ramp[k] + t * (tail[k] + last)
+
+    var = conv_rate * A(T, ramp2, terms.square_tail, terms.square_last)
     if var <= 0:
         return None
     sd = math.sqrt(var)
-    R = len(terms.cost_sums)
+    tail, last = terms.cost_tail, terms.cost_last
 
-    def histories(t: float) -> float:
-        return conv_rate * gap_sums(terms, t, theta, hit_sums=False)[0]
+    def histories(m: int) -> float:
+        """conv_rate * A(m theta)."""
+        return conv_rate * (theta * ramp[m] + m * theta * (tail[m] + last))
 
-    at_T = histories(T)
+    at_T = conv_rate * A(T, ramp, tail, last)
     f = [0.0] * R
     below = min(R, int(T / theta))          # spans m theta < T: m = 1..below
     for m in range(below, 0, -1):
-        z = (at_T - histories(m * theta)) / sd
+        z = (at_T - histories(m)) / sd
         if z > _STEP_Z:
             f[:m] = [1.0] * m
             break
         f[m - 1] = normal_cdf(z)
     for m in range(below + 1, R + 1):
-        z = (at_T - histories(m * theta)) / sd
+        z = (at_T - histories(m)) / sd
         if z < -_STEP_Z:
             break
         f[m - 1] = normal_cdf(z)

@@ -9,7 +9,7 @@ model sums a smooth function of each object's request rate (Che's hit probabilit
 :data:`EXACT_RANKS` ranks are exact, later ranks are grouped while their probabilities stay
 within :data:`GROUP_RATIO` of each other, and a group's probability is its members' mean
 (their sum, Euler-Maclaurin's midpoint rule ``sum_{i=a..b} i^-alpha ~ integral_{a-1/2}^{b+1/2}
-x^-alpha dx``, divided by the count). A million documents take about 1,500 groups.
+x^-alpha dx``, divided by the count). A million documents take about 200 groups.
 
 Lognormal gaps with mean ``theta`` and shape ``sigma`` (``log G`` normal with standard deviation
 ``sigma`` and mean ``mu = log(theta) - sigma^2/2``) have::
@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 
 #: Ranks summed one by one before grouping starts.
-EXACT_RANKS = 64
+EXACT_RANKS = 16
 #: Largest ratio of the first to the last member's probability within a group.
-GROUP_RATIO = 1.02
+GROUP_RATIO = 1.06
 
 #: Pairs of a system prompt and a document kept one by one up to this many, else binned ...
 MAX_PAIRS = 128
@@ -41,7 +41,7 @@ Groups = tuple[tuple[float, float], ...]
 
 def _power_sum(a: float, b: float, alpha: float) -> float:
     """``sum_{i=a..b} i^-alpha`` for whole ``a <= b`` by the midpoint rule (exact enough past
-    rank 64: the relative error is about ``alpha (alpha+1) / (24 a^2)``)."""
+    rank 16: the relative error is about ``alpha (alpha+1) / (24 a^2)``)."""
     lo, hi = a - 0.5, b + 0.5
     if abs(alpha - 1.0) < 1e-12:
         return math.log(hi / lo)
