@@ -184,7 +184,8 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
                      f"and {scenario.routing} routing spreads a conversation's turns over the instances: the model "
                      "counts the time a history waits on an instance as think times only, not the turns served "
                      "elsewhere meanwhile, and overestimates the hit rate (by 2.5 points at a service of one "
-                     "think time). Check with the simulation.")
+                     "think time; by 6.5 with lognormal think times, whose many short pauses make it "
+                     "worse). Check with the simulation.")
     # the cache idle conversations can use: the pool less what running requests hold
     idle = (res.get("capacity_tokens") or 0) - (res.get("in_flight_tokens") or 0)
     if res.get("fits") and 0 < idle < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):
