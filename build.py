@@ -123,6 +123,7 @@ GROUP_TITLES = {
     "hardware": "Hardware",
     "serving": "Serving",
     "workload": "Workload",
+    "shared": "Shared content",
 }
 
 

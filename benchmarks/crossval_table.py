@@ -48,13 +48,15 @@ GRID_SEED = 2026
 SIM_SEED = 7
 LEVELS = ("tiny", 0.15, 0.35, 0.55, 0.75, 0.92, "all")   # capacity levels (exponential gaps)
 T_LEVELS = (0.3, 0.8, 1.3, 2.5, 4.5)     # fixed gaps: T / think_time_s, away from and near the steps
-TARGET_REQUESTS = 60_000
+TARGET_REQUESTS = 150_000
 MAX_WARMUP_CONVERSATIONS = 6_000
 EVERYTHING_TOKENS = 10 ** 10
 
 #: Regimes, in table order, with a line saying what they are.
 REGIMES = {
     "general": "LRU, exponential or fixed gaps away from T, cache of 20+ prompts",
+    "shared content": "as general, with shared documents or system prompts of Zipf popularity",
+    "lognormal gaps": "as general, with lognormal think times (sigma 0.5-1.5)",
     "everything fits": "no evictions: both give the ceiling",
     "offload tier": "GPU tier plus a 3x larger offload tier (total token hit rate)",
     "fixed gaps near T": "fixed think time, T within 35 % of a step (a multiple of it; sticky: of it)",
@@ -65,7 +67,7 @@ REGIMES = {
 
 
 #: The regimes where the model is documented to meet the 1-point target.
-MODELLED = ("general", "everything fits", "offload tier")
+MODELLED = ("general", "shared content", "lognormal gaps", "everything fits", "offload tier")
 
 
 @dataclass(frozen=True)
@@ -117,14 +119,19 @@ def _setup(scenario: Scenario, capacity_tokens: int, offload_tokens: int = 0) ->
 
 
 def _mean_prompt(s: Scenario) -> float:
-    return s.system_prompt_tokens + (s.turns - 1) * (s.input_tokens + s.output_tokens) / 2 + s.input_tokens
+    doc = s.document_share * s.document_tokens if s.num_documents else 0
+    return s.system_prompt_tokens + doc + (s.turns - 1) * (s.input_tokens + s.output_tokens) / 2 + s.input_tokens
 
 
 def grid(seed: int = GRID_SEED) -> list[Case]:
-    """The seeded cross-validation grid (72 cases)."""
+    """The seeded cross-validation grid (72 cases, then :data:`SHARED_CASES` with shared
+    content and lognormal think times)."""
     rng = random.Random(seed)
     cases = []
-    for i in range(72):
+    for i in range(72 + SHARED_CASES):
+        if i >= 72:
+            cases.append(_shared_case(i, rng))
+            continue
         offload = i >= 64
         routing = ROUTINGS[i % 4]
         instances = (1, 2, 4, 8)[(i // 4) % 4]
@@ -147,32 +154,84 @@ def grid(seed: int = GRID_SEED) -> list[Case]:
         )
         s = Scenario.from_dict(values)
         level = LEVELS[i % len(LEVELS)] if not offload else (0.15, 0.35, 0.55, 0.75)[i % 4]
-        B = s.block_size
-        # the cache is sized beside the KV its running requests hold
-        held = analyze_setup(_setup(s, EVERYTHING_TOKENS)).in_flight_tokens
-        if level == "tiny":
-            tokens = 2 * _mean_prompt(s) + held
-        elif level == "all":
-            tokens = EVERYTHING_TOKENS
-        elif s.think_dist == "fixed":
-            # with fixed gaps the hit rate is a step function of T: choose T, not a target
-            level = T_LEVELS[LEVELS.index(level) - 1]
-            setup = _setup(s, B)
-            terms = with_service(build_terms(setup), in_flight_for(setup, build_terms(setup)).service_s)
-            tokens = occupancy(terms, level * s.think_time_s) + held
-            tokens = max(tokens, 2 * _mean_prompt(s) + held)
-        else:
-            ceiling = analyze_setup(_setup(s, EVERYTHING_TOKENS)).max_token_hit_rate
-            tokens, _ = capacity_for_hit_rate(_setup(s, B), level * ceiling)
-            tokens = max(tokens or 0.0, 2 * _mean_prompt(s) + held)
-        capacity = max(B, math.ceil(tokens / B) * B)
-        offload_tokens = 3 * capacity if offload else 0
-        name = (f"#{i} {routing}x{instances} turns={turns}({turns_dist[:3]}) think={think:g}s({think_dist[:3]}) "
-                f"rate={values['arrival_rate']:g} in/out={values['input_tokens']}/{values['output_tokens']} "
-                f"sys={values['system_prompt_tokens']}x{values['num_system_prompts']} B={B} "
-                f"cap={capacity}" + (f" offload={offload_tokens}" if offload else ""))
-        cases.append(Case(name, s, capacity, offload_tokens, level))
+        cases.append(_case(i, s, level, offload))
     return cases
+
+
+#: Cases of the grid with shared documents, popular system prompts and lognormal think times.
+SHARED_CASES = 32
+
+
+def _shared_case(i: int, rng: random.Random) -> Case:
+    """Grid case ``i`` (72 and on), in turn: lognormal gaps (sigma 0.5 to 1.5); shared
+    documents (with lognormal gaps half of the time); system prompts of Zipf popularity (with
+    documents half of the time). Every routing at 1-4 instances, capacities as for the rest
+    of the grid."""
+    routing = ROUTINGS[i % 4]
+    instances = (1, 2, 4)[(i // 4) % 3]
+    turns = rng.choice((2, 3, 5, 8))
+    think = rng.choice((5.0, 30.0, 120.0))
+    rate = rng.choice((0.5, 2.0, 5.0)) * instances
+    rate = min(rate, MAX_WARMUP_CONVERSATIONS / (5 * turns * think))
+    values = dict(
+        instances=instances, routing=routing, turns=turns, turns_dist=rng.choice(("geometric", "fixed")),
+        think_time_s=think, arrival_rate=round(rate, 4),
+        input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
+        system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice((16, 16, 32)),
+    )
+    kind = i % 3                 # 0: lognormal gaps; 1: documents; 2: popular system prompts
+    lognormal = kind == 0 or (kind == 1 and rng.random() < 0.5)
+    documents = kind == 1 or (kind == 2 and rng.random() < 0.5)
+    if lognormal:
+        values.update(think_dist="lognormal", think_sigma=rng.choice((0.5, 1.0, 1.5)))
+    if documents:
+        values.update(num_documents=rng.choice((10, 100, 1000)), document_tokens=rng.choice((500, 2000, 6000)),
+                      document_share=rng.choice((0.3, 0.7, 1.0)), document_zipf=rng.choice((0.0, 0.8, 1.2)))
+    if kind == 2:
+        values.update(num_system_prompts=rng.choice((4, 20)), system_prompt_zipf=rng.choice((0.8, 1.5)))
+    # no "everything fits" level: a simulation's finite run has not yet used every rare
+    # document once, which a steady state has (the first use of each is a miss)
+    level = (0.15, 0.35, 0.55, 0.75, 0.92, "tiny", 0.25)[i % 7]
+    return _case(i, Scenario.from_dict(values), level, False)
+
+
+def _case(i: int, s: Scenario, level, offload: bool) -> Case:
+    """Grid case ``i``: ``s`` with the capacity of ``level`` (and a 3x offload tier)."""
+    B = s.block_size
+    routing, instances, turns, think = s.routing, s.instances, s.turns, s.think_time_s
+    turns_dist, think_dist = s.turns_dist, s.think_dist
+    # the cache is sized beside the KV its running requests hold
+    held = analyze_setup(_setup(s, EVERYTHING_TOKENS)).in_flight_tokens
+    if level == "tiny":
+        tokens = 2 * _mean_prompt(s) + held
+    elif level == "all":
+        tokens = EVERYTHING_TOKENS
+    elif s.think_dist == "fixed":
+        # with fixed gaps the hit rate is a step function of T: choose T, not a target
+        level = T_LEVELS[LEVELS.index(level) - 1]
+        setup = _setup(s, B)
+        terms = with_service(build_terms(setup), in_flight_for(setup, build_terms(setup)).service_s)
+        tokens = occupancy(terms, level * s.think_time_s) + held
+        tokens = max(tokens, 2 * _mean_prompt(s) + held)
+    else:
+        ceiling = analyze_setup(_setup(s, EVERYTHING_TOKENS)).max_token_hit_rate
+        tokens, _ = capacity_for_hit_rate(_setup(s, B), level * ceiling)
+        tokens = max(tokens or 0.0, 2 * _mean_prompt(s) + held)
+    capacity = max(B, math.ceil(tokens / B) * B)
+    offload_tokens = 3 * capacity if offload else 0
+    shared = ""
+    if s.num_documents:
+        shared += (f" docs={s.num_documents}x{s.document_tokens}@{s.document_share:g}"
+                   f"(zipf {s.document_zipf:g})")
+    if s.system_prompt_zipf:
+        shared += f" sys-zipf={s.system_prompt_zipf:g}"
+    if think_dist == "lognormal":
+        shared += f" sigma={s.think_sigma:g}"
+    name = (f"#{i} {routing}x{instances} turns={turns:g}({turns_dist[:3]}) think={think:g}s({think_dist[:3]}) "
+            f"rate={s.arrival_rate:g} in/out={s.input_tokens}/{s.output_tokens} "
+            f"sys={s.system_prompt_tokens}x{s.num_system_prompts} B={B} "
+            f"cap={capacity}" + (f" offload={offload_tokens}" if offload else "") + shared)
+    return Case(name, s, capacity, offload_tokens, level)
 
 
 def near_step(scenario: Scenario, T: float | None) -> bool:
@@ -208,7 +267,11 @@ def regime(case: Case, characteristic_time_s: float | None,
     sticky = s.routing == "session" or s.instances == 1
     if not sticky and service_s >= LONG_SERVICE * s.think_time_s:
         return "long service, spread turns"
-    return "offload tier" if case.offload_tokens else "general"
+    if case.offload_tokens:
+        return "offload tier"
+    if s.num_documents or s.system_prompt_zipf:
+        return "shared content"
+    return "lognormal gaps" if s.think_dist == "lognormal" else "general"
 
 
 def compare(case: Case, seed: int = SIM_SEED, in_flight: bool = True, requests: int = TARGET_REQUESTS) -> Row:

@@ -23,6 +23,7 @@ ENGINES = ("vllm", "sglang", "manual")
 #: The vLLM releases whose memory accounting the calculator follows (docs/engines.md §2).
 ENGINE_VERSIONS = tuple(f"0.{minor}" for minor in range(9, 34))
 POLICIES = ("lru", "fifo", "lfu")
+THINK_DISTS = ("exponential", "fixed", "lognormal")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Field:
     """How one scenario key is labelled, checked and shown, and what it feeds.
 
     ``group`` is where the page shows the key and what it describes: ``model`` and
-    ``hardware`` keys size the cache (the setup reads them); ``serving`` and ``workload`` keys
+    ``hardware`` keys size the cache (the setup reads them); ``serving``, ``workload`` and
+    ``shared`` keys (content shared across conversations: system-prompt popularity, documents)
     describe the traffic and never change the capacity. ``resolves`` names the preset lookup
     the key takes part in (``model``: the model id, its layers and parameter counts; ``gpu``:
     the GPU id and its memory), ``layers`` marks the keys that describe (or override) a
@@ -48,7 +50,7 @@ class Field:
     label: str
     unit: str
     help: str
-    group: str                      # model | hardware | serving | workload
+    group: str                      # model | hardware | serving | workload | shared
     kind: str                       # int | float | choice | text
     default: Any
     minimum: float | None = None
@@ -186,10 +188,16 @@ class Scenario:
     turns_dist: str = "geometric"
     think_time_s: float = 60.0
     think_dist: str = "exponential"
+    think_sigma: float = 1.0
     input_tokens: int = 500
     output_tokens: int = 300
     system_prompt_tokens: int = 2000
     num_system_prompts: int = 1
+    system_prompt_zipf: float = 0.0
+    num_documents: int = 0
+    document_tokens: int = 2000
+    document_share: float = 0.5
+    document_zipf: float = 1.0
     mfu: float = 0.4
     target_hit_rate: float = 0.7
     decode_tokens_per_s: float | None = None
@@ -295,6 +303,7 @@ _M = "model"
 _H = "hardware"
 _S = "serving"
 _W = "workload"
+_SH = "shared"
 _DEFAULTS = {f.name: f.default for f in fields(Scenario)}
 
 
@@ -388,8 +397,12 @@ FIELDS: tuple[Field, ...] = (
            choices=("geometric", "fixed")),
     _field("think_time_s", "Think time", "s", "Mean gap between a response and the user's next message.",
            _W, "float", 0, 1e7, exclusive_min=True, effect="scalar"),
-    _field("think_dist", "Think-time distribution", "", "exponential or fixed gaps.", _W, "choice",
-           choices=("exponential", "fixed")),
+    _field("think_dist", "Think-time distribution", "",
+           "exponential, fixed, or lognormal gaps (a long tail, as measured traces show).", _W, "choice",
+           choices=THINK_DISTS),
+    _field("think_sigma", "Think-time spread", "lognormal sigma",
+           "With lognormal gaps: the shape sigma of log(gap); the mean stays the think time.",
+           _W, "float", 0.05, 4),
     _field("input_tokens", "Input tokens per turn", "tokens", "New user tokens per turn.", _W, "int", 1, 10_000_000),
     _field("output_tokens", "Output tokens per turn", "tokens", "Response tokens per turn.", _W, "int",
            0, 10_000_000),
@@ -397,6 +410,19 @@ FIELDS: tuple[Field, ...] = (
            _W, "int", 0, 10_000_000),
     _field("num_system_prompts", "Distinct system prompts", "prompts",
            "How many different system prompts share the traffic.", _W, "int", 1, 1_000_000, effect="scalar"),
+    _field("system_prompt_zipf", "System-prompt popularity", "Zipf exponent",
+           "How unevenly conversations pick the system prompts: 0 uses them equally, 1 is Zipf "
+           "(the k-th most used 1/k as often as the first).", _SH, "float", 0, 4, effect="scalar"),
+    _field("num_documents", "Shared documents", "documents",
+           "Distinct documents (tool definitions, RAG passages) that conversations include after "
+           "the system prompt; 0 for none.", _SH, "int", 0, 1_000_000),
+    _field("document_tokens", "Document size", "tokens", "Tokens of each shared document.", _SH, "int",
+           1, 10_000_000),
+    _field("document_share", "Conversations with a document", "fraction",
+           "Share of conversations that include one document (picked at their start; every turn "
+           "repeats it).", _SH, "float", 0, 1),
+    _field("document_zipf", "Document popularity", "Zipf exponent",
+           "How unevenly conversations pick documents: 0 is uniform, 1 is Zipf.", _SH, "float", 0, 4),
     _field("mfu", "Prefill MFU", "fraction",
            "Model FLOPs utilisation of prefill, for the compute saved and the derived time to first token.",
            _W, "float", 0, 1, exclusive_min=True, effect="in_flight"),

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from kvcache_calculator.analytic.model import (
-    analyze, analyze_setup, build_terms, capacity_for_hit_rate, hits, occupancy, solve_characteristic_time,
-    token_hit_rate_at,
+    analyze, analyze_setup, build_terms, capacity_for_hit_rate, fixed_gap_hit_probabilities, gap_sums, hits,
+    occupancy, solve_characteristic_time, token_hit_rate_at,
 )
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.resolve import resolve
@@ -172,13 +172,21 @@ def test_solver_handles_extremes():
     assert 0 < t1 < t2
 
 
-def test_fixed_gaps_are_all_or_nothing():
+def test_fixed_gaps_step_is_smoothed_by_the_occupancys_fluctuation():
+    """With fixed gaps the history is found when T exceeds the think time, a step that the
+    occupancy's fluctuation smooths (docs/model.md §12.4): the hit rate rises through it,
+    half-way about where O(T) = O(theta), and is the step's own value far from it."""
     s = scen(think_dist="fixed", turns_dist="fixed", turns=3, think_time_s=60)
     terms = build_terms(resolve(s))
-    below = token_hit_rate_at(terms, 59.9)
-    above = token_hit_rate_at(terms, 60.1)
-    assert above > below
-    assert token_hit_rate_at(terms, 30) == pytest.approx(below)
+    rates = [token_hit_rate_at(terms, t) for t in (10, 30, 55, 59.9, 60.1, 65, 120, 600)]
+    assert rates == sorted(rates)
+    step_below = gap_sums(terms, 30, 60, terms.sys_hit_tokens)[1] / terms.prompt_tokens
+    step_above = gap_sums(terms, 600, 60, terms.sys_hit_tokens)[1] / terms.prompt_tokens
+    assert rates[0] == pytest.approx(step_below, abs=1e-6)
+    assert rates[-1] == pytest.approx(step_above, abs=1e-6)
+    assert step_below < rates[3] < rates[4] < step_above
+    f = fixed_gap_hit_probabilities(terms, 60.0, 60.0, terms.traffic.conv_rate_per_instance)
+    assert f[0] == pytest.approx(0.5)            # O(T) = O(theta) at T = theta
 
 
 def test_geometric_closed_forms_equal_term_by_term_sums():

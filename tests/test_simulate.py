@@ -655,3 +655,57 @@ def _cached(cache):
     if isinstance(cache, SegmentLRU):
         return [(key, i) for key in ("a", "b", "c", "d") for i in range(4) if (key, i) in cache]
     return [b for b in [(key, i) for key in ("a", "b", "c", "d") for i in range(4)] if b in cache]
+
+
+DOCUMENT_CASES = [
+    # (scenario changes, capacity tokens, offload tokens, running requests hold their KV)
+    ({"num_documents": 3, "document_tokens": 30, "document_share": 0.6}, 600, 0, False),
+    ({"num_documents": 3, "document_tokens": 30, "document_share": 0.6}, 600, 0, True),
+    ({"num_documents": 5, "document_tokens": 45, "document_share": 1.0, "document_zipf": 0.0}, 900, 0, True),
+    ({"num_documents": 4, "document_tokens": 12, "num_system_prompts": 3, "system_prompt_zipf": 1.0}, 500, 0, True),
+    ({"num_documents": 4, "document_tokens": 30, "system_prompt_tokens": 0}, 400, 0, True),
+    ({"num_documents": 3, "document_tokens": 30, "instances": 3, "routing": "random"}, 500, 0, True),
+    ({"num_documents": 3, "document_tokens": 30}, 300, 1200, False),
+    ({"num_documents": 6, "document_tokens": 30, "think_dist": "lognormal", "think_sigma": 1.2}, 700, 0, True),
+]
+
+
+@pytest.mark.parametrize("changes,capacity,offload,held", DOCUMENT_CASES)
+def test_documents_segments_equal_per_block(changes, capacity, offload, held):
+    """Seed 3, 60 measured conversations with shared documents (docs/model.md §12): the
+    segment LRU (system prompt, document and history runs) and the per-block LRU give every
+    request the same hits, and documents are hit across conversations."""
+    scenario = small(decode_tokens_per_s=2, ttft_s=0.5, **changes)
+    seg, seg_result = records(scenario, capacity, offload, "segments", in_flight=held)
+    blk, blk_result = records(scenario, capacity, offload, "blocks", in_flight=held)
+    assert len(seg) > 100 and seg == blk
+    assert seg_result.token_hit_rate == blk_result.token_hit_rate
+    assert 0 < seg_result.token_hit_rate < seg_result.max_token_hit_rate <= 1
+
+
+def test_document_and_prompt_popularity_and_lognormal_gaps_are_drawn_as_specified():
+    """Seed 11: documents in their share of conversations with Zipf popularity, system prompts
+    likewise, lognormal think times with the scenario's mean (tolerances: 4 standard errors)."""
+    s = small(num_documents=5, document_zipf=1.0, document_share=0.4, num_system_prompts=4,
+              system_prompt_zipf=2.0, think_dist="lognormal", think_sigma=0.8)
+    sim = Simulation(s, capacity_tokens=10_000, conversations=4000, seed=11, in_flight=False)
+    convs = [sim._new_conversation()[1] for _ in range(20_000)]
+    n = len(convs)
+    with_doc = [c[5] for c in convs if c[5] is not None]
+    assert len(with_doc) / n == pytest.approx(0.4, abs=4 * math.sqrt(0.24 / n))
+    harmonic = sum(1 / i for i in range(1, 6))
+    for d in range(5):
+        share = 1 / (d + 1) / harmonic
+        assert with_doc.count(d) / len(with_doc) == pytest.approx(share, abs=4 * math.sqrt(share / len(with_doc)))
+    weights = [i ** -2.0 for i in range(1, 5)]
+    for p in range(4):
+        share = weights[p] / sum(weights)
+        assert [c[1] for c in convs].count(p) / n == pytest.approx(share, abs=4 * math.sqrt(share / n))
+    sim = Simulation(s, capacity_tokens=10_000, conversations=3000, seed=11, record=True, in_flight=False)
+    sim.run()
+    times: dict = {}
+    for t, cid, k, *_ in sim.records:
+        times.setdefault(cid, []).append(t)
+    gaps = [b - a for ts in times.values() for a, b in zip(ts, ts[1:])]
+    sd = 20 * math.sqrt(math.expm1(0.8 ** 2))
+    assert sum(gaps) / len(gaps) == pytest.approx(20, abs=4 * sd / math.sqrt(len(gaps)))

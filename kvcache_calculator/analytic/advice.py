@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from kvcache_calculator.analytic.model import document_cache, document_window, fixed_gap_hit_probabilities
+from kvcache_calculator.analytic.popularity import lognormal_cdf_and_partial
 from kvcache_calculator.analytic.sweeps import current_memory_gib, tokens_for_hit_rate
 from kvcache_calculator.analytic.table import Analysis, variant_hit_rate, variant_result
 from kvcache_calculator.setup.architecture import (
@@ -406,16 +408,20 @@ def _think_time(analysis: Analysis, memory_limited: bool) -> list[Suggestion]:
                       "The cache holds every conversation for good: the characteristic time is unbounded.",
                       think_time_s=theta)]
     if s.think_dist == "fixed":
-        kept = 1.0 if theta < T else 0.0
+        smoothed = fixed_gap_hit_probabilities(analysis.terms, T, theta, analysis.terms.traffic.conv_rate_per_instance)
+        kept = smoothed[0] if smoothed else 1.0 if theta < T else 0.0
+    elif s.think_dist == "lognormal":
+        kept = lognormal_cdf_and_partial(T, theta, s.think_sigma)[0]
     else:
         kept = -math.expm1(-T / theta)
     numbers = dict(characteristic_time_s=T, think_time_s=theta, ratio=T / theta, history_kept_fraction=kept)
     how = " More cache per instance raises T." if memory_limited else ""
     if s.think_dist == "fixed" and abs(T - theta) <= 0.25 * theta:
         return [_make("think_time", "warning", "Fixed think time close to T: check with the simulator",
-                      f"T = {T:.3g} s is within 25% of the fixed think time of {theta:.3g} s, the analytic "
-                      "model's weak spot (real LRU keeps part of the histories there; errors of about 5 "
-                      "points were seen). Run the simulation for this scenario." + how, **numbers)]
+                      f"T = {T:.3g} s is within 25% of the fixed think time of {theta:.3g} s, where the "
+                      "hit rate changes steeply with how many conversations the cache happens to hold (the "
+                      "model approximates it; errors of up to about 1.6 points were seen). Run the "
+                      "simulation for this scenario." + how, **numbers)]
     if T < theta:
         return [_make("think_time", "warning", f"T = {T:.3g} s, shorter than the think time",
                       f"A conversation idle longer than T = {T:.3g} s loses its cache, and users pause "
@@ -423,6 +429,23 @@ def _think_time(analysis: Analysis, memory_limited: bool) -> list[Suggestion]:
     return [_make("think_time", "info", f"T = {T:.3g} s, {T / theta:.2g}x the think time",
                   f"A conversation idle longer than T = {T:.3g} s loses its cache; with a mean pause of "
                   f"{theta:.3g} s, {_p(kept)} of histories survive a pause.", **numbers)]
+
+
+def _documents(analysis: Analysis) -> list[Suggestion]:
+    """How often a conversation finds its shared document cached (docs/model.md §12)."""
+    terms, r = analysis.terms, analysis.result
+    if not terms.doc_share or r.characteristic_time_s is None:
+        return []
+    T = r.characteristic_time_s
+    found, cached = document_cache(terms.traffic, document_window(terms, T))
+    s = analysis.scenario
+    pairs = s.num_documents * s.num_system_prompts
+    return [_make("documents", "info", f"Shared documents: {_p(found)} found cached",
+                  f"A conversation that has lost its own history still finds its document cached "
+                  f"{_p(found)} of the time; about {cached:,.0f} of the {pairs:,} (system prompt, document) "
+                  f"pairs are cached at a time. A document used less often than once every "
+                  f"T = {T:.3g} s, counting every conversation that uses it, is mostly recomputed.",
+                  document_found_fraction=found, documents_cached=cached, characteristic_time_s=T)]
 
 
 def suggest(analysis: Analysis) -> list[Suggestion]:
@@ -446,4 +469,4 @@ def suggest(analysis: Analysis) -> list[Suggestion]:
         actions += _offload(analysis, hit, ceiling)
     actions.sort(key=lambda x: -x.numbers.get("gain_points", 0.0))
     ordered = [m for m in memory if m.severity == "action"] + actions + [m for m in memory if m.severity != "action"]
-    return ordered + _think_time(analysis, memory_limited) + out
+    return ordered + _think_time(analysis, memory_limited) + _documents(analysis) + out

@@ -134,10 +134,13 @@ def default_ttft_s(prompt_tokens: float, active_params_b: float, num_gpus: int, 
 def mean_request_prompt_tokens(scenario: Scenario) -> float:
     """Mean prompt tokens over all requests of the scenario's workload: ``S + In + D (n - 1)``
     for geometric turns of mean ``n`` (``E[N(N-1)/2] / E[N] = n - 1``), ``S + In + D (n - 1)
-    / 2`` for ``n`` turns each (``D`` = input + output tokens)."""
+    / 2`` for ``n`` turns each (``D`` = input + output tokens); ``S`` includes the shared
+    documents' tokens in their share of conversations (docs/model.md §12)."""
     n = scenario.turns
     per_turn = scenario.input_tokens + scenario.output_tokens
     first = scenario.system_prompt_tokens + scenario.input_tokens
+    if scenario.num_documents > 0:
+        first += scenario.document_share * scenario.document_tokens
     if scenario.turns_dist == "fixed":
         return first + per_turn * (n - 1) / 2
     return first + per_turn * (n - 1)
@@ -149,6 +152,7 @@ def mean_request_prompt_tokens(scenario: Scenario) -> float:
 RATE_KEYS = frozenset(MODEL_KEYS) | frozenset(GPU_KEYS) | {
     "num_gpus", "weight_dtype", "engine", "engine_version", "max_num_seqs", "ttft_s", "decode_tokens_per_s",
     "mfu", "turns", "turns_dist", "input_tokens", "output_tokens", "system_prompt_tokens",
+    "num_documents", "document_share", "document_tokens",
 }
 
 

@@ -46,11 +46,15 @@ Setup to result: :func:`analyze_setup` takes a resolved :class:`~kvcache_calcula
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, replace
 
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
+from kvcache_calculator.analytic.popularity import (
+    Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
+)
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import sequence_kv_bytes
 from kvcache_calculator.setup.capacity import Capacity
@@ -72,24 +76,56 @@ class Traffic:
     shared_rate: float                # requests/s per instance per system prompt
     num_shared_prompts: int           # distinct system prompts
     gap_mean_s: float                 # mean think time theta
-    service_s: float = 0.0            # how long a running request pins its system prompt
+    service_s: float = 0.0            # how long a running request pins its shared prefix
+    sys_groups: Groups = ()           # popularity groups of the system prompts; (): equal use
+    doc_tokens: float = 0.0           # a document's shared tokens (docs/model.md §12)
+    doc_rate: float = 0.0             # conversations/s per instance that include a document
+    doc_groups: Groups = ()           # (count, probability) of (system prompt, document) pairs
+
+    @property
+    def pins(self) -> bool:
+        """Whether a running request's pinning of shared content matters (several system
+        prompts, or documents): else the service time is kept at 0."""
+        return self.num_shared_prompts > 1 or self.doc_rate > 0
 
 
-def traffic_of(scenario: Scenario, mean_turns: float, sys_hit_tokens: float, service_s: float = 0.0) -> Traffic:
+def _documents_on(scenario: Scenario) -> bool:
+    return scenario.num_documents > 0 and scenario.document_share > 0
+
+
+@functools.lru_cache(maxsize=64)
+def _popularity(prompts: int, prompt_zipf: float, documents: int, document_zipf: float) -> tuple[Groups, Groups]:
+    """The system prompts' popularity groups (``()`` for equal use) and the groups of the
+    (system prompt, document) pairs a conversation with a document uses (cached: pure)."""
+    sys_groups = zipf_groups(prompts, prompt_zipf) if prompt_zipf > 0 and prompts > 1 else ()
+    if documents <= 0:
+        return sys_groups, ()
+    return sys_groups, product_groups(sys_groups or zipf_groups(prompts, 0.0), zipf_groups(documents, document_zipf))
+
+
+def traffic_of(scenario: Scenario, mean_turns: float, sys_hit_tokens: float, service_s: float = 0.0,
+               doc_tokens: float = 0.0) -> Traffic:
     """The :class:`Traffic` of ``scenario`` for a workload of ``mean_turns`` turns per
-    conversation, ``sys_hit_tokens`` reusable system-prompt tokens (``Sb``) and requests
-    served in ``service_s`` (kept with several system prompts only: :func:`with_service`)."""
+    conversation, ``sys_hit_tokens`` reusable system-prompt tokens (``Sb``), documents of
+    ``doc_tokens`` shared tokens and requests served in ``service_s`` (kept only when shared
+    content is pinned: :func:`with_service`)."""
     conv = scenario.arrival_rate / scenario.instances
     prompts = scenario.num_system_prompts
+    docs = _documents_on(scenario)
+    sys_groups, doc_groups = _popularity(prompts, scenario.system_prompt_zipf,
+                                         scenario.num_documents if docs else 0, scenario.document_zipf)
+    doc_rate = conv * scenario.document_share if docs else 0.0
     return Traffic(conv, float(prompts * sys_hit_tokens), conv * mean_turns / prompts, prompts,
-                   scenario.think_time_s, service_s if prompts > 1 else 0.0)
+                   scenario.think_time_s, service_s if prompts > 1 or doc_rate > 0 else 0.0,
+                   sys_groups, float(doc_tokens) if docs else 0.0, doc_rate, doc_groups)
 
 
 def with_service(terms: "Terms", service_s: float) -> "Terms":
     """``terms`` for requests served in ``service_s`` (the window in which a running request
-    pins its system prompt, :func:`shared_prefix_hit_probability`; it changes nothing with one
-    system prompt, which then keeps 0 and the terms as they are)."""
-    if terms.traffic.num_shared_prompts <= 1:
+    pins its system prompt and document, :func:`shared_prefix_hit_probability`; it changes
+    nothing with one system prompt and no documents, which then keep 0 and the terms as they
+    are)."""
+    if not terms.traffic.pins:
         service_s = 0.0
     if terms.traffic.service_s == service_s:
         return terms
@@ -99,7 +135,9 @@ def with_service(terms: "Terms", service_s: float) -> "Terms":
 @dataclass(frozen=True)
 class Terms:
     """The T-independent sums of the model for one workload (token units), and the weights
-    the loop over ``m`` (turns ago) runs on."""
+    the loop over ``m`` (turns ago) runs on. With documents (docs/model.md §12) the sums are
+    the mixture of the conversations without a document and those with one, in their shares:
+    every sum is linear in the conversations, and both kinds share ``S(k)`` and ``Ss_m``."""
 
     q: float                          # probability a turn lands on a given instance (1: sticky)
     mean_turns: float
@@ -110,13 +148,29 @@ class Terms:
     turn_sums: tuple[float, ...]      # Ss_m = sum_j S(j+m), m = 1..R
     cost_sums: tuple[float, ...]      # Cs_r = sum_j c_j S(j+r), r = 1..R
     cost_last: float                  # D = sum_j c_j E[(1-q)^(N-j); N >= j]
-    gap_kind: str                     # exponential | fixed
+    gap_kind: str                     # exponential | fixed | lognormal
     request_hit_turns: float          # sum_k S(k+1) over turns whose history is >= 1 block
     first_turn_sys: bool              # the first turn's reusable prefix is >= 1 block
     traffic: Traffic
     weights: tuple[float, ...]        # w_m = q(1-q)^(m-1), m = 1..R (by repeated products)
     log_m: tuple[float, ...]          # log m, m = 1..R (the Poisson recursion)
     cost_tail: tuple[float, ...]      # sum_{r >= k} w_r Cs_r, k = 1..R+1 (the loop's early stop)
+    gap_sigma: float = 0.0            # lognormal shape sigma (lognormal gaps only)
+    doc_tokens: float = 0.0           # a document's shared tokens, Sb' - Sb (0: no documents)
+    doc_share: float = 0.0            # share of conversations with a document
+    first_turn_doc: bool = False      # a first turn with a document reuses >= 1 block
+    turn_last: float = 0.0            # D with c_j = 1: sum_j E[(1-q)^(N-j); N >= j]
+    turn_tail: tuple[float, ...] = ()  # sum_{r >= k} w_r Ss_r, k = 1..R+1
+    square_sums: tuple[float, ...] = ()  # fixed gaps: Cs_r with c_j^2 (the occupancy's variance)
+    square_last: float = 0.0          # fixed gaps: D with c_j^2
+    ramps: tuple[tuple[float, ...], ...] = ()  # fixed gaps: prefix sums of w_r r Cs_r and of w_r r Cs2_r,
+    square_tail: tuple[float, ...] = ()        # and the tail of w_r Cs2_r (fixed_gap_hit_probabilities)
+
+    @property
+    def shared_prefix_tokens(self) -> float:
+        """Shared tokens of a request's prompt on average (system prompt and document): held
+        once however many running requests use them, so not in the in-flight KV."""
+        return self.sys_hit_tokens + self.doc_share * self.doc_tokens
 
 
 def _survival(scenario: Scenario) -> list[float]:
@@ -154,28 +208,109 @@ def _geometric_sums(S: int, In: int, step: int, B: int, p: float) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _Sums:
+    """The sums over turns of one kind of conversation (a shared prefix of ``S`` tokens)."""
+
+    q: float
+    mean_turns: float
+    prompt_tokens: float
+    Sb: int
+    hit_sums: tuple[float, ...]
+    turn_sums: tuple[float, ...]
+    cost_sums: tuple[float, ...]
+    cost_last: float
+    turn_last: float
+    request_hit_turns: float
+    square_sums: tuple[float, ...] = ()
+    square_last: float = 0.0
+
+
 def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
     """Precompute the model's sums for ``setup`` (see the module docstring).
 
     ``closed_form=False`` sums term by term (truncated where ``P(N >= k) < 1e-12``), the
     reference the closed forms are tested against; models with per-sequence fixed state
-    (sliding windows, linear attention) always sum term by term.
+    (sliding windows, linear attention) always sum term by term. With documents
+    (docs/model.md §12) the conversations that include one are summed with the document in
+    their shared prefix, and the two kinds mixed in their shares.
     """
-    scenario, capacity, arch = setup.scenario, setup.capacity, setup.arch
-    S, In, Out, B = scenario.system_prompt_tokens, scenario.input_tokens, scenario.output_tokens, scenario.block_size
+    scenario = setup.scenario
+    S, B = scenario.system_prompt_tokens, scenario.block_size
+    plain = _sums(setup, S, closed_form)
+    if not _documents_on(scenario):
+        return _terms(scenario, plain)
+    share = scenario.document_share
+    with_doc = _sums(setup, S + scenario.document_tokens, closed_form)
+
+    def mix(a: float, b: float) -> float:
+        return (1 - share) * a + share * b
+
+    mixed = _Sums(
+        plain.q, plain.mean_turns, mix(plain.prompt_tokens, with_doc.prompt_tokens), plain.Sb,
+        tuple(map(mix, plain.hit_sums, with_doc.hit_sums)), plain.turn_sums,
+        tuple(map(mix, plain.cost_sums, with_doc.cost_sums)), mix(plain.cost_last, with_doc.cost_last),
+        plain.turn_last, mix(plain.request_hit_turns, with_doc.request_hit_turns),
+        tuple(map(mix, plain.square_sums, with_doc.square_sums)), mix(plain.square_last, with_doc.square_last))
+    return _terms(scenario, mixed, doc_tokens=float(with_doc.Sb - plain.Sb), doc_share=share,
+                  first_turn_doc=with_doc.Sb >= B)
+
+
+def _sums(setup: Setup, S: int, closed_form: bool) -> _Sums:
+    """The sums over turns of conversations whose shared prefix is ``S`` tokens (with fixed
+    gaps, also those of ``c_j^2`` that set the occupancy's variance, :func:`fixed_gap_hit_probabilities`)."""
+    sums = _first_moments(setup, S, closed_form)
+    if setup.scenario.think_dist != "fixed":
+        return sums
+    return replace(sums, **_square_sums(setup, S, sums.q, len(sums.cost_sums)))
+
+
+def _copy_costs(setup: Setup, S: int, K: int) -> list[float]:
+    """``c_j``, j = 0..K (``c_0 = 0``): the private cached tokens of the copy left by turn j,
+    with the per-sequence fixed state of sliding-window and linear layers in token equivalents."""
+    scenario, capacity = setup.scenario, setup.capacity
+    B, step = scenario.block_size, scenario.input_tokens + scenario.output_tokens
+    Sb = (S // B) * B
+    has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
+    c = [0.0] * (K + 1)
+    for j in range(1, K + 1):
+        c[j] = float(((S + j * step) // B) * B - Sb)
+        if has_fixed:
+            total = sequence_kv_bytes(setup.arch, S + j * step, scenario.kv_dtype, scenario.num_gpus, B)
+            c[j] += total / capacity.kv_bytes_per_token_per_gpu - (S + j * step)
+    return c
+
+
+def _square_sums(setup: Setup, S: int, q: float, R: int) -> dict:
+    """``Cs_r`` and ``D`` with ``c_j^2`` for ``c_j`` (term by term)."""
+    scenario = setup.scenario
+    surv = _survival(scenario)
+    K = len(surv)
+    c2 = [c * c for c in _copy_costs(setup, S, K)]
+    if scenario.turns_dist == "geometric" and K > 1:
+        p = 1.0 / scenario.turns
+        base = sum(surv[j] * c2[j] for j in range(1, K))            # sum_j S(j+1) c_j^2
+        factor = p / (1 - (1 - p) * (1 - q))
+        return {"square_sums": tuple(base * (1 - p) ** (r - 1) for r in range(1, R + 1)),
+                "square_last": factor * sum(c2[j] * surv[j - 1] for j in range(1, K + 1))}
+    prefix = [0.0] * (K + 1)
+    for j in range(1, K + 1):
+        prefix[j] = prefix[j - 1] + c2[j]
+    return {"square_sums": tuple(prefix[max(0, K - r)] for r in range(1, R + 1)),
+            "square_last": sum(c2[j] * (1 - q) ** (K - j) for j in range(1, K + 1))}
+
+
+def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
+    """The sums over turns of conversations whose shared prefix is ``S`` tokens."""
+    scenario = setup.scenario
+    In, Out, B = scenario.input_tokens, scenario.output_tokens, scenario.block_size
     step = In + Out
     sticky = setup.sticky
     I = scenario.instances
     q = 1.0 if sticky else 1.0 / I
     Sb = (S // B) * B
-    # per-sequence fixed state (sliding windows, linear state), in token equivalents
-    bpt_gpu = capacity.kv_bytes_per_token_per_gpu
-    has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
-
-    def fixed_cost(tokens: float) -> float:
-        total = sequence_kv_bytes(arch, tokens, scenario.kv_dtype, scenario.num_gpus, B)
-        return total / bpt_gpu - tokens
-
+    # per-sequence fixed state (sliding windows, linear state) is summed term by term
+    has_fixed = setup.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     geometric = scenario.turns_dist == "geometric" and scenario.turns > 1
     if geometric and closed_form and not has_fixed:
         p = 1.0 / scenario.turns
@@ -187,19 +322,14 @@ def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
         factor = p / (1 - (1 - p) * (1 - q))
         # every sum over m is its first term times (1-p)^(m-1)
         f = [(1 - p) ** m for m in range(R)]
-        return _terms(scenario, q, sums["mean_turns"], sums["prompt_tokens"], Sb,
-                      tuple(base_h * x for x in f), tuple(base_s * x for x in f), tuple(base_c * x for x in f),
-                      factor * base_c / (1 - p), sums["request_hit_turns"])
+        return _Sums(q, sums["mean_turns"], sums["prompt_tokens"], Sb,
+                     tuple(base_h * x for x in f), tuple(base_s * x for x in f), tuple(base_c * x for x in f),
+                     factor * base_c / (1 - p), factor * sums["mean_turns"], sums["request_hit_turns"])
     surv = _survival(scenario)
     K = len(surv)
-    h = [0.0] * (K + 1)      # h[j]: tokens a later turn hits on the copy left by turn j
-    c = [0.0] * (K + 1)      # c[j]: private cached tokens of that copy
-    for j in range(1, K + 1):
-        cached = ((S + j * step) // B) * B
-        h[j] = float(cached)
-        c[j] = float(cached - Sb)
-        if has_fixed:
-            c[j] += fixed_cost(S + j * step)
+    # h[j]: tokens a later turn hits on the copy left by turn j; c[j]: its private cached tokens
+    h = [0.0] + [float(((S + j * step) // B) * B) for j in range(1, K + 1)]
+    c = _copy_costs(setup, S, K)
     surv_ext = surv + [0.0]  # S(K+1) = 0 (truncated)
 
     def sv(k: int) -> float:
@@ -242,42 +372,73 @@ def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
         p = 1.0 / scenario.turns
         factor = p / (1 - (1 - p) * (1 - q))
         cost_last = factor * sum(c[j] * surv[j - 1] for j in range(1, K + 1))
+        turn_last = factor * mean_turns
     else:
         cost_last = sum(c[j] * (1 - q) ** (K - j) for j in range(1, K + 1))
-    return _terms(scenario, q, mean_turns, prompt_tokens, Sb, tuple(hit_sums), tuple(turn_sums),
-                  tuple(cost_sums), cost_last, sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B))
+        turn_last = sum((1 - q) ** (K - j) for j in range(1, K + 1))
+    return _Sums(q, mean_turns, prompt_tokens, Sb, tuple(hit_sums), tuple(turn_sums), tuple(cost_sums),
+                 cost_last, turn_last, sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B))
 
 
-def _terms(scenario: Scenario, q: float, mean_turns: float, prompt_tokens: float, Sb: int,
-           hit_sums: tuple[float, ...], turn_sums: tuple[float, ...], cost_sums: tuple[float, ...],
-           cost_last: float, request_hit_turns: float) -> Terms:
+def _tail(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
+    """``sum_{r >= k} w_r sums_r`` for k = 1..R+1."""
+    R = len(sums)
+    tail = [0.0] * (R + 1)
+    for r in range(R - 1, -1, -1):
+        tail[r] = tail[r + 1] + weights[r] * sums[r]
+    return tuple(tail)
+
+
+def _terms(scenario: Scenario, sums: _Sums, doc_tokens: float = 0.0, doc_share: float = 0.0,
+           first_turn_doc: bool = False) -> Terms:
     """The :class:`Terms` of the sums, with the traffic scalars and the loop's weights."""
-    R = len(cost_sums)
+    R = len(sums.cost_sums)
+    q = sums.q
     weights = []
     w = q
     for _ in range(R):      # repeated products, as the model has always weighted the sums
         weights.append(w)
         w *= (1 - q)
-    tail = [0.0] * (R + 1)
-    for r in range(R - 1, -1, -1):
-        tail[r] = tail[r + 1] + weights[r] * cost_sums[r]
     return Terms(
-        q=q, mean_turns=mean_turns, prompt_tokens=prompt_tokens, sys_hit_tokens=float(Sb), sys_turns=mean_turns,
-        hit_sums=hit_sums, turn_sums=turn_sums, cost_sums=cost_sums, cost_last=cost_last,
-        gap_kind=scenario.think_dist, request_hit_turns=request_hit_turns, first_turn_sys=Sb >= scenario.block_size,
-        traffic=traffic_of(scenario, mean_turns, float(Sb)), weights=tuple(weights),
-        log_m=tuple(math.log(m) for m in range(1, R + 1)), cost_tail=tuple(tail),
+        q=q, mean_turns=sums.mean_turns, prompt_tokens=sums.prompt_tokens, sys_hit_tokens=float(sums.Sb),
+        sys_turns=sums.mean_turns, hit_sums=sums.hit_sums, turn_sums=sums.turn_sums, cost_sums=sums.cost_sums,
+        cost_last=sums.cost_last, gap_kind=scenario.think_dist, request_hit_turns=sums.request_hit_turns,
+        first_turn_sys=sums.Sb >= scenario.block_size,
+        traffic=traffic_of(scenario, sums.mean_turns, float(sums.Sb), doc_tokens=doc_tokens),
+        weights=tuple(weights), log_m=tuple(math.log(m) for m in range(1, R + 1)),
+        cost_tail=_tail(weights, sums.cost_sums),
+        gap_sigma=scenario.think_sigma if scenario.think_dist == "lognormal" else 0.0,
+        doc_tokens=doc_tokens, doc_share=doc_share, first_turn_doc=first_turn_doc,
+        turn_last=sums.turn_last, turn_tail=_tail(weights, sums.turn_sums) if doc_share else (),
+        square_sums=sums.square_sums, square_last=sums.square_last,
+        ramps=(_ramp(weights, sums.cost_sums), _ramp(weights, sums.square_sums)) if sums.square_sums else (),
+        square_tail=_tail(weights, sums.square_sums) if sums.square_sums else (),
     )
 
 
-def saturation_x(R: int) -> float:
+def _ramp(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
+    """``sum_{r <= m} w_r r sums_r`` for m = 0..R."""
+    ramp = [0.0] * (len(sums) + 1)
+    for r in range(len(sums)):
+        ramp[r + 1] = ramp[r] + weights[r] * (r + 1) * sums[r]
+    return tuple(ramp)
+
+
+def saturation_x(R: int, sigma: float = 0.0) -> float:
     """``x = T/theta`` past which the sum of any m <= R exponential gaps is below ``T`` but
-    with probability under 1e-30 (R + 12 sqrt(R) + 50 standard deviations and more)."""
-    return R + 12.0 * math.sqrt(R) + 50.0
+    with probability under 1e-30 (R + 12 sqrt(R) + 50 standard deviations and more); for
+    lognormal gaps of shape ``sigma > 0``, where ``log x`` is 12 of the sum's standard
+    deviations above its mean for m = 1 and m = R (:mod:`~kvcache_calculator.analytic.popularity`)."""
+    x = R + 12.0 * math.sqrt(R) + 50.0
+    if sigma > 0:
+        for m in (1, R):
+            sm = lognormal_sigma_of_sum(sigma, m)
+            x = max(x, m * math.exp(12.0 * sm - 0.5 * sm * sm))
+    return x
 
 
 def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: float = 0.0,
-             hit_sums: bool = True) -> tuple[float, float, float, float]:
+             hit_sums: bool = True, fixed_f: tuple[float, ...] | None = None) -> tuple[float, float, float, float]:
     """The model's one loop over ``m`` (turns ago) at characteristic time ``T`` for gaps of
     mean ``theta`` seconds: ``(A, H, G2, F_1)`` with ``w_m = q(1-q)^(m-1)``::
 
@@ -288,7 +449,9 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
 
     ``F_m(T) = P(sum of m gaps < T)`` and ``M_m(T) = E[min(sum of m gaps, T)]``. Exponential
     gaps: the sum of m gaps is Erlang; with ``x = T/theta``, ``F_m = P(Poisson(x) >= m)`` and
-    ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum is ``m*theta`` exactly.
+    ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum is ``m*theta`` exactly. Lognormal
+    gaps: closed forms for one gap, a lognormal of the same mean and variance for m gaps
+    (:func:`~kvcache_calculator.analytic.popularity.lognormal_cdf_and_partial`).
     ``sys_part`` is the system-prompt tokens a turn hits (``p(T) * Sb``): with 0, ``H`` is
     ``sum_m w_m F_m Hs_m``. ``hit_sums=False`` leaves ``H`` and ``G2`` out (0.0): an
     occupancy needs ``A`` alone, at half the cost of a step.
@@ -298,13 +461,16 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     beyond ``x = R + 12 sqrt(R) + 50``, where every ``F_m`` (m <= R) is 1 to within 1e-30,
     takes ``F_m = 1`` and ``M_m = m theta``: within about ``tail`` relative, in
     O(min(R, x + 40)) steps with no exponentials past that point, for the sweeps.
+
+    ``fixed_f`` (fixed gaps only): the ``F_m`` to use instead of the step ``1[m theta < T]``
+    (:func:`fixed_gap_hit_probabilities`).
     """
     R = len(terms.cost_sums)
     w, cs, hs, ts, cost_tail = terms.weights, terms.cost_sums, terms.hit_sums, terms.turn_sums, terms.cost_tail
     A = 0.0
     H = terms.sys_turns * sys_part if hit_sums else 0.0
     G2 = 0.0
-    if math.isinf(T) or (tail and T > theta * saturation_x(R)):
+    if math.isinf(T) or (tail and fixed_f is None and T > theta * saturation_x(R, terms.gap_sigma)):
         for m in range(R):
             wm = w[m]
             A += wm * ((m + 1) * theta) * cs[m]
@@ -316,17 +482,19 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     if terms.gap_kind == "fixed":
         for m in range(R):
             span = (m + 1) * theta
-            fm = 1.0 if span < T else 0.0
+            fm = (1.0 if span < T else 0.0) if fixed_f is None else fixed_f[m]
             wm = w[m]
             A += wm * min(span, T) * cs[m]
             if hit_sums:
                 wf = wm * fm
                 H += wf * (hs[m] - sys_part * ts[m])
                 G2 += wf * ts[m]
-            if tail and fm == 0.0:
+            if tail and span >= T and fm <= tail:
                 A += T * cost_tail[m + 1]
                 break
-        return A + T * terms.cost_last, H, G2, 1.0 if theta < T else 0.0
+        return A + T * terms.cost_last, H, G2, (1.0 if theta < T else 0.0) if fixed_f is None else fixed_f[0]
+    if terms.gap_kind == "lognormal":
+        return _lognormal_sums(terms, T, theta, sys_part, tail, hit_sums, H)
     x = T / theta
     if x == 0:
         return A + T * terms.cost_last, H, G2, 0.0
@@ -353,8 +521,32 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     return A + T * terms.cost_last, H, G2, f1
 
 
-def shared_prefix_hit_probability(traffic: Traffic, T: float) -> float:
-    """Probability that a system prompt is still cached when a request needs it.
+def _lognormal_sums(terms: Terms, T: float, theta: float, sys_part: float, tail: float, hit_sums: bool,
+                    H: float) -> tuple[float, float, float, float]:
+    """:func:`gap_sums` for lognormal gaps (the same loop, ``F_m`` and ``M_m`` in closed form)."""
+    w, cs, hs, ts, cost_tail = terms.weights, terms.cost_sums, terms.hit_sums, terms.turn_sums, terms.cost_tail
+    sigma = terms.gap_sigma
+    A = G2 = f1 = 0.0
+    x = T / theta
+    for m in range(len(cs)):
+        fm, mm = lognormal_cdf_and_partial(T, (m + 1) * theta, lognormal_sigma_of_sum(sigma, m + 1))
+        if m == 0:
+            f1 = fm
+        wm = w[m]
+        A += wm * mm * cs[m]
+        if hit_sums:
+            wf = wm * fm
+            H += wf * (hs[m] - sys_part * ts[m])
+            G2 += wf * ts[m]
+        if tail and fm < tail and m + 1 > x:
+            A += mm * cost_tail[m + 1]
+            break
+    return A + T * terms.cost_last, H, G2, f1
+
+
+def system_prompt_cache(traffic: Traffic, T: float) -> tuple[float, float]:
+    """``(p, cached)``: the probability that a request finds its system prompt still cached,
+    averaged over requests, and the mean number of system prompts cached.
 
     Every request touches its system prompt last (it is the head of the sequence), and LRU
     evicts only when something is inserted. So with one system prompt it is never evicted while
@@ -363,13 +555,84 @@ def shared_prefix_hit_probability(traffic: Traffic, T: float) -> float:
     ``1 - (1 - 1/K)^max(1, Lambda*T)``. (A continuous timer, ``1 - exp(-Lambda*T/K)``,
     underestimated tiny caches by up to 9 points against the simulator.) A running request
     pins its prompt for its service time and LRU's clock starts at its end, so the window is
-    ``T + service_s``: ``1 - (1 - 1/K)^max(1, Lambda*(T + service_s))``.
+    ``T + service_s``: ``1 - (1 - 1/K)^max(1, Lambda*(T + service_s))``. Prompts of unequal
+    popularity ``pi_k`` (docs/model.md §12) survive with ``1 - (1 - pi_k)^max(1, Lambda*(T + service_s))``
+    each; ``p = sum_k pi_k (...)``, ``cached = sum_k (...)``.
     """
     K = traffic.num_shared_prompts
     if K <= 1 or math.isinf(T):
-        return 1.0
+        return 1.0, float(K)
     n = max(1.0, traffic.shared_rate * K * (T + traffic.service_s))
-    return -math.expm1(n * math.log1p(-1.0 / K))
+    if not traffic.sys_groups:
+        p = -math.expm1(n * math.log1p(-1.0 / K))
+        return p, K * p
+    mean = cached = 0.0
+    for count, prob in traffic.sys_groups:
+        kept = -math.expm1(n * math.log1p(-prob)) if prob < 1.0 else 1.0
+        mean += count * prob * kept
+        cached += count * kept
+    return mean, cached
+
+
+def shared_prefix_hit_probability(traffic: Traffic, T: float) -> float:
+    """Probability that a system prompt is still cached when a request needs it, averaged over
+    requests (:func:`system_prompt_cache`)."""
+    return system_prompt_cache(traffic, T)[0]
+
+
+def document_cache(traffic: Traffic, window_s: float) -> tuple[float, float]:
+    """``(p, cached)`` for documents: the probability that a conversation's document is cached
+    when it needs it and its own history is not, averaged over those conversations, and the
+    mean number of (system prompt, document) pairs cached (docs/model.md §12).
+
+    Che's approximation with the conversations as clusters of requests: a pair chosen with
+    probability ``pi`` by conversations arriving at ``doc_rate`` per second is cached when one
+    of them touched it within ``T``, which the other conversations miss with probability
+    ``exp(-doc_rate * pi * window_s)``, ``window_s`` being a conversation's expected total time
+    within ``T`` of one of its requests (:func:`document_window`).
+    """
+    if math.isinf(window_s):
+        return 1.0, sum(count for count, _ in traffic.doc_groups)
+    mean = cached = 0.0
+    rate = traffic.doc_rate * window_s
+    for count, prob in traffic.doc_groups:
+        kept = -math.expm1(-rate * prob)
+        mean += count * prob * kept
+        cached += count * kept
+    return mean, cached
+
+
+def document_window(terms: Terms, T: float, tail: float = 0.0) -> float:
+    """A conversation's expected time (s, summed over instances) within ``T`` after one of its
+    requests ended plus its requests' service: ``sum_r w_r M_r(T) Ss_r + T D_1 + E[N]
+    service_s``, the occupancy of a one-token copy per turn (:func:`gap_sums` with ``c_j = 1``);
+    0 without documents."""
+    if not terms.doc_share:
+        return 0.0
+    unit = replace(terms, cost_sums=terms.turn_sums, cost_last=terms.turn_last, cost_tail=terms.turn_tail)
+    traffic = terms.traffic
+    return gap_sums(unit, T, traffic.gap_mean_s, 0.0, tail, hit_sums=False)[0] + terms.mean_turns * traffic.service_s
+
+
+def shared_content(terms: Terms, traffic: Traffic, T: float, window_s: float) -> tuple[float, float, float]:
+    """``(tokens cached, tokens hit, request hits)`` of the shared content at ``T``: the
+    system prompts' and documents' cached tokens per instance; the shared tokens a turn whose
+    history is lost still hits, averaged over conversations (``sys_part`` of :func:`gap_sums`);
+    a first turn's chance to be a request hit (its whole shared prefix cached). ``traffic``
+    is ``terms.traffic`` or a variant's (the sweeps' table)."""
+    Sb = terms.sys_hit_tokens
+    p_sys, prompts = system_prompt_cache(traffic, T) if traffic.shared_tokens or terms.first_turn_sys else (1.0, 0.0)
+    tokens = traffic.shared_tokens * p_sys if not traffic.sys_groups else Sb * prompts
+    share = terms.doc_share
+    part = p_sys * Sb
+    first = (1.0 - share) * p_sys if terms.first_turn_sys else 0.0
+    if share:
+        p_doc, docs = document_cache(traffic, window_s)
+        tokens += terms.doc_tokens * docs
+        part += share * p_doc * terms.doc_tokens
+        if terms.first_turn_doc:
+            first += share * p_doc
+    return tokens, part, first
 
 
 def occupancy(terms: Terms, T: float, tail: float = 0.0) -> float:
@@ -377,19 +640,75 @@ def occupancy(terms: Terms, T: float, tail: float = 0.0) -> float:
     ``tail`` as in :func:`gap_sums`."""
     traffic = terms.traffic
     total = gap_sums(terms, T, traffic.gap_mean_s, 0.0, tail, hit_sums=False)[0]
-    shared = traffic.shared_tokens * shared_prefix_hit_probability(traffic, T) if traffic.shared_tokens else 0.0
+    if not traffic.shared_tokens and not terms.doc_share:
+        return traffic.conv_rate_per_instance * total
+    shared = shared_content(terms, traffic, T, document_window(terms, T, tail))[0]
     return traffic.conv_rate_per_instance * total + shared
+
+
+#: Beyond this many standard deviations a smoothed step is taken as 0 or 1.
+_STEP_Z = 8.0
+
+
+def fixed_gap_hit_probabilities(terms: Terms, T: float, theta: float, conv_rate: float) -> tuple[float, ...] | None:
+    """``F_m`` for fixed gaps of ``theta`` seconds at characteristic time ``T``, the step
+    ``1[m theta < T]`` smoothed by the occupancy's fluctuation (docs/model.md §12.4).
+
+    The cache holds the histories of the conversations present, a Poisson number, so its
+    occupancy at a given ``T`` fluctuates about the mean ``O(T)`` with variance
+    ``conv_rate * A2(T)`` (Campbell's theorem: ``A2`` is ``A`` of :func:`gap_sums` with
+    ``c_j^2``), and LRU's actual age limit moves with it. A copy idle ``m theta`` survives
+    when the occupancy of the copies younger than it fits, ``O(m theta) + noise < C = O(T)``:
+    ``F_m = Phi((O(T) - O(m theta)) / sd)``. With exponential gaps the step is already smooth.
+    None when there is no fluctuation (or ``T`` is infinite): the step itself.
+    """
+    if math.isinf(T) or not terms.square_sums or T <= 0:
+        return None
+    # With fixed gaps M_r(t) = min(r theta, t), so A(t) = theta sum_{r <= t/theta} w_r r Cs_r
+    # + t (sum_{r > t/theta} w_r Cs_r + D): prefix sums (Terms.ramps) give it in O(1).
+    R = len(terms.cost_sums)
+    ramp, ramp2 = terms.ramps
+
+    def A(t: float, ramp: tuple, tail: tuple, last: float) -> float:
+        k = min(R, int(t / theta))
+        return theta * ramp[k] + t * (tail[k] + last)
+
+    var = conv_rate * A(T, ramp2, terms.square_tail, terms.square_last)
+    if var <= 0:
+        return None
+    sd = math.sqrt(var)
+    tail, last = terms.cost_tail, terms.cost_last
+
+    def histories(m: int) -> float:
+        """conv_rate * A(m theta)."""
+        return conv_rate * (theta * ramp[m] + m * theta * (tail[m] + last))
+
+    at_T = conv_rate * A(T, ramp, tail, last)
+    f = [0.0] * R
+    below = min(R, int(T / theta))          # spans m theta < T: m = 1..below
+    for m in range(below, 0, -1):
+        z = (at_T - histories(m)) / sd
+        if z > _STEP_Z:
+            f[:m] = [1.0] * m
+            break
+        f[m - 1] = normal_cdf(z)
+    for m in range(below + 1, R + 1):
+        z = (at_T - histories(m)) / sd
+        if z < -_STEP_Z:
+            break
+        f[m - 1] = normal_cdf(z)
+    return tuple(f)
 
 
 def hits(terms: Terms, T: float, tail: float = 0.0) -> tuple[float, float]:
     """(expected hit tokens, expected request hits) per conversation at characteristic time T;
     ``tail`` as in :func:`gap_sums`."""
-    p_sys = shared_prefix_hit_probability(terms.traffic, T)
-    _, tokens, _, f1 = gap_sums(terms, T, terms.traffic.gap_mean_s, p_sys * terms.sys_hit_tokens, tail)
-    requests = terms.q * f1 * terms.request_hit_turns
-    if terms.first_turn_sys:
-        requests += p_sys
-    return tokens, requests
+    _, part, first = shared_content(terms, terms.traffic, T, document_window(terms, T, tail))
+    traffic = terms.traffic
+    fixed_f = (fixed_gap_hit_probabilities(terms, T, traffic.gap_mean_s, traffic.conv_rate_per_instance)
+               if terms.gap_kind == "fixed" else None)
+    _, tokens, _, f1 = gap_sums(terms, T, terms.traffic.gap_mean_s, part, tail, fixed_f=fixed_f)
+    return tokens, terms.q * f1 * terms.request_hit_turns + first
 
 
 def illinois_log_root(f, log_target: float, x0: float, x1: float) -> float:
@@ -488,7 +807,7 @@ def _finite(T: float) -> float | None:
 def in_flight_for(setup: Setup, terms: Terms) -> InFlight:
     """The KV held by running requests of ``setup`` per instance, for the workload of its
     ``terms`` (:func:`~kvcache_calculator.analytic.inflight.in_flight_of`)."""
-    return in_flight_of(setup, terms.prompt_tokens / terms.mean_turns, terms.sys_hit_tokens, terms.mean_turns)
+    return in_flight_of(setup, terms.prompt_tokens / terms.mean_turns, terms.shared_prefix_tokens, terms.mean_turns)
 
 
 def idle_capacity(tokens: float, held: InFlight) -> float:

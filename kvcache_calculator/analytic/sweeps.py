@@ -51,6 +51,12 @@ SWEEPS: dict[str, SweepSpec] = {s.key: s for s in (
     SweepSpec("output_tokens", 0.1, 10.0, True, True),
     SweepSpec("system_prompt_tokens", 0.0, 4.0, False, False, floor_hi=8000.0),
     SweepSpec("num_system_prompts", 1.0, 10.0, False, True, floor_hi=100.0),
+    SweepSpec("system_prompt_zipf", 0.0, 2.0, False, False, floor_hi=2.0),
+    SweepSpec("num_documents", 1.0, 10.0, False, True, floor_hi=10_000.0),
+    SweepSpec("document_tokens", 0.1, 10.0, True, True),
+    SweepSpec("document_share", 0.0, 1.0, False, False),
+    SweepSpec("document_zipf", 0.0, 2.0, False, False, floor_hi=2.0),
+    SweepSpec("think_sigma", 0.25, 3.0, True, True),
     SweepSpec("gpu_memory_gib", 0.0, 4.0, False, False),
     SweepSpec("gpu_mem_util", 0.5, 0.98, False, False),
     SweepSpec("activation_reserve_gib", 0.0, 4.0, False, False, floor_hi=8.0),
@@ -193,7 +199,20 @@ def base_value(analysis: Analysis, key: str):
         return analysis.arch.params_b
     if key == "activation_reserve_gib" and analysis.scenario.engine != "manual":
         return None     # vLLM and SGLang size their own reserve: the key changes nothing there
+    if key in _APPLIES and not _APPLIES[key](analysis.scenario):
+        return None     # e.g. a document's size without documents: the key changes nothing
     return getattr(analysis.scenario, key)
+
+
+#: Keys that change the hit rate only under a condition on the scenario.
+_APPLIES = {
+    "system_prompt_zipf": lambda s: s.num_system_prompts > 1,
+    "document_tokens": lambda s: s.num_documents > 0 and s.document_share > 0,
+    "document_share": lambda s: s.num_documents > 0,
+    "document_zipf": lambda s: s.num_documents > 1 and s.document_share > 0,
+    "num_documents": lambda s: s.num_documents > 0 and s.document_share > 0,
+    "think_sigma": lambda s: s.think_dist == "lognormal",
+}
 
 
 def _field_bounds(key: str) -> tuple[float, float]:
@@ -242,7 +261,8 @@ def sweep_values(analysis: Analysis, key: str, points: int = 100) -> list:
             lo, hi = 0.0, spec.floor_hi or 1.0
     else:
         lo = spec.lo
-        hi = max(spec.floor_hi, base * spec.hi) if key not in ("gpu_mem_util", "sliding_layers") else spec.hi
+        hi = (max(spec.floor_hi, base * spec.hi) if key not in ("gpu_mem_util", "sliding_layers", "document_share")
+              else spec.hi)
         if key == "sliding_layers":
             hi = s.num_layers or base
         if key in ("system_prompt_tokens", "activation_reserve_gib", "offload_gib"):

@@ -38,15 +38,15 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kvcache_calculator.analytic.inflight import (
     RATE_KEYS, ServiceRates, at_rate, held_tokens, per_request, service_rates,
 )
 from kvcache_calculator.analytic.model import (
     T_MAX_S, AnalyticResult, Terms, Traffic, analyze_setup, analyze_terms, build_terms, gap_sums,
-    hit_rate_and_ceiling, hits, illinois_log_root, in_flight_for, saturation_x,
-    shared_prefix_hit_probability, traffic_of, with_service,
+    document_window, fixed_gap_hit_probabilities, hit_rate_and_ceiling, hits, illinois_log_root, in_flight_for, saturation_x,
+    shared_content, shared_prefix_hit_probability, traffic_of, with_service,
 )
 from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, IN_FLIGHT_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
 from kvcache_calculator.setup.architecture import ModelArch
@@ -57,9 +57,17 @@ _POINTS_PER_DECADE = 20
 #: The loop stops where F_m falls below this past x (see :func:`gap_sums`): the table is an
 #: interpolation anyway, and the stop makes a point cost O(min(R, x + 40)) instead of O(R).
 _TAIL = 1e-13
+#: Fixed gaps: grid points around each step x = m of the hit function (smoothed by the
+#: occupancy's fluctuation, steep where a cache holds many conversations).
+_AROUND_STEP_COARSE = tuple(sorted({1 + s * d for s in (-1, 1)
+                                    for d in (1e-9, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)}))
+_AROUND_STEP = tuple(sorted({1 + s * d for s in (-1, 1)
+                             for d in (1e-9, 0.005, *(k / 100 for k in range(1, 16)), 0.175, 0.2, 0.25, 0.3)}))
 _TABLE_KEYS = frozenset(SCALAR_KEYS) | frozenset(CAPACITY_ONLY_KEYS) | frozenset(IN_FLIGHT_KEYS)
 _KV_BYTES_KEYS = frozenset(KV_BYTES_KEYS)
 _TRAFFIC_KEYS = frozenset(SCALAR_KEYS) | {"instances"}     # what traffic_of reads
+#: What sets a fixed-gap table's smoothing (conversations per instance times the think time).
+_SPREAD_KEYS = frozenset(("arrival_rate", "think_time_s", "instances"))
 
 
 class HitRateTable:
@@ -78,49 +86,72 @@ class HitRateTable:
         n = int(math.ceil(math.log10(x_hi / x_lo) * _POINTS_PER_DECADE))
         xs = [x_lo * (x_hi / x_lo) ** (i / n) for i in range(n + 1)]
         if terms.gap_kind == "fixed":
-            # the fixed-gap model jumps at x = m: grid points on both sides of each jump that
-            # matters (weight q(1-q)^(m-1) above 0.2%; smaller steps are interpolated)
-            xs += [m * f for m in range(1, min(R, 200) + 1) for f in (1 - 1e-9, 1 + 1e-9)
-                   if x_lo < m < x_hi and terms.weights[m - 1] > 2e-3]
+            # the fixed-gap model steps up at x = m: grid points around each step that matters
+            # (weight q(1-q)^(m-1) above 0.2%; smaller steps are interpolated)
+            xs += [m * f for m in range(1, min(R, 200) + 1) if terms.weights[m - 1] > 2e-3
+                   for f in (_AROUND_STEP if terms.weights[m - 1] > 0.05 else _AROUND_STEP_COARSE)
+                   if x_lo < m * f < x_hi]
             xs.sort()
         self.terms = terms
         # past x_sat every F_m (m <= R) is 1 to within 1e-30 and M_m = m, so a(x) grows as x*D
         # and G1, G2 are constant: one evaluation there serves every larger x
-        self.x_sat = saturation_x(R)
-        self.at_sat = gap_sums(terms, self.x_sat, 1.0, 0.0, _TAIL)[:3]
-        a, g1, g2 = zip(*(self.parts(x) for x in xs))
+        self.x_sat = saturation_x(R, terms.gap_sigma)
+        # with documents, u(x): a conversation's window at unit gaps (document_window)
+        self.unit = replace(terms, traffic=replace(terms.traffic, service_s=0.0, gap_mean_s=1.0))
+        self.at_sat = gap_sums(terms, self.x_sat, 1.0, 0.0, _TAIL)[:3] + (self._window(self.x_sat),)
+        a, g1, g2, u = zip(*(self.parts(x) for x in xs))
         self.xs = tuple(xs)
         self.a = tuple(a)
         self.g1 = tuple(g1)
         self.g2 = tuple(g2)
+        self.u = tuple(u)
         self.ceiling_tokens = hits(terms, math.inf)[0]
         self.at_zero = self.parts(0.0)
 
-    def parts(self, x: float) -> tuple[float, float, float]:
-        """``(a(x), G1(x), G2(x))``: the model's loop at unit gaps (no shared prefix)."""
-        if x > self.x_sat:
-            a, g1, g2 = self.at_sat
-            return a + (x - self.x_sat) * self.terms.cost_last, g1, g2
-        return gap_sums(self.terms, x, 1.0, 0.0, _TAIL)[:3]
+    def _window(self, x: float) -> float:
+        return document_window(self.unit, x, _TAIL) if self.terms.doc_share else 0.0
 
-    def point(self, x: float, a: float, g1: float, g2: float, traffic: Traffic) -> tuple[float, float]:
+    def parts(self, x: float) -> tuple[float, float, float, float]:
+        """``(a(x), G1(x), G2(x), u(x))``: the model's loop at unit gaps (no shared prefix);
+        ``u`` is a conversation's window for documents at unit gaps, 0 without them."""
+        if x > self.x_sat:
+            a, g1, g2, u = self.at_sat
+            grow = x - self.x_sat
+            return a + grow * self.terms.cost_last, g1, g2, u + grow * self.terms.turn_last if u else 0.0
+        fixed_f = None
+        if self.terms.gap_kind == "fixed":       # smoothed at this table's traffic (table_answers)
+            traffic = self.terms.traffic
+            kappa = traffic.conv_rate_per_instance * traffic.gap_mean_s
+            fixed_f = fixed_gap_hit_probabilities(self.terms, x, 1.0, kappa)
+        return gap_sums(self.terms, x, 1.0, 0.0, _TAIL, fixed_f=fixed_f)[:3] + (self._window(x),)
+
+    def point(self, x: float, a: float, g1: float, g2: float, traffic: Traffic, u: float = 0.0) -> tuple[float, float]:
         """(occupancy tokens per instance, hit tokens per conversation) at ``T = theta * x``
         from the parts at ``x`` (the module docstring's two equations)."""
         theta = traffic.gap_mean_s
+        terms = self.terms
+        if terms.doc_share or traffic.sys_groups:
+            window = theta * u + terms.mean_turns * traffic.service_s
+            shared, part, _ = shared_content(terms, traffic, theta * x, window)
+            return traffic.conv_rate_per_instance * theta * a + shared, terms.sys_turns * part + g1 - part * g2
         p = shared_prefix_hit_probability(traffic, theta * x)
-        sys_hit = self.terms.sys_hit_tokens
+        sys_hit = terms.sys_hit_tokens
         return (traffic.conv_rate_per_instance * theta * a + traffic.shared_tokens * p,
-                self.terms.sys_turns * p * sys_hit + g1 - p * sys_hit * g2)
+                terms.sys_turns * p * sys_hit + g1 - p * sys_hit * g2)
 
     def zero_rate(self, traffic: Traffic) -> float:
         """The hit rate when nothing is left to idle histories (running requests hold the whole
         cache): ``T = 0``, as the analysis solves it; only the shared prefix, which running
         requests pin, is hit."""
         prompt = self.terms.prompt_tokens
-        return _clamp01(self.point(0.0, *self.at_zero, traffic)[1] / prompt) if prompt > 0 else 0.0
+        return _clamp01(self._at(0.0, self.at_zero, traffic)[1] / prompt) if prompt > 0 else 0.0
+
+    def _at(self, x: float, parts: tuple[float, float, float, float], traffic: Traffic) -> tuple[float, float]:
+        a, g1, g2, u = parts
+        return self.point(x, a, g1, g2, traffic, u)
 
     def _grid_point(self, i: int, traffic: Traffic) -> tuple[float, float]:
-        return self.point(self.xs[i], self.a[i], self.g1[i], self.g2[i], traffic)
+        return self.point(self.xs[i], self.a[i], self.g1[i], self.g2[i], traffic, self.u[i])
 
     def token_hit_rate(self, capacity_tokens: float, traffic: Traffic) -> float:
         """Token hit rate (0-1) at ``capacity_tokens`` per instance under ``traffic``."""
@@ -140,11 +171,11 @@ class HitRateTable:
 
             def occ(log_x: float) -> float:
                 x = math.exp(log_x)
-                return self.point(x, *self.parts(x), traffic)[0]
+                return self._at(x, self.parts(x), traffic)[0]
             if hi_x <= lo_x or occ(hi_x) <= capacity_tokens:
                 return _clamp01(self.ceiling_tokens / prompt)
             x = math.exp(illinois_log_root(occ, math.log(capacity_tokens), lo_x, hi_x))
-            return _clamp01(self.point(x, *self.parts(x), traffic)[1] / prompt)
+            return _clamp01(self._at(x, self.parts(x), traffic)[1] / prompt)
         lo, hi = 0, n - 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -160,6 +191,10 @@ class HitRateTable:
         # point()'s arithmetic, inlined (tests/test_table.py holds them equal): the heatmap
         # calls this once per row, and a call per point made it a third slower
         prompt = self.terms.prompt_tokens or 1.0
+        if self.terms.doc_share or traffic.sys_groups:
+            points = [self.point(x, a, g1, g2, traffic, u)
+                      for x, a, g1, g2, u in zip(self.xs, self.a, self.g1, self.g2, self.u)]
+            return [o for o, _ in points], [_clamp01(h / prompt) for _, h in points]
         theta, conv, shared = traffic.gap_mean_s, traffic.conv_rate_per_instance, traffic.shared_tokens
         sys_turns, sys_hit = self.terms.sys_turns, self.terms.sys_hit_tokens
         probability = shared_prefix_hit_probability
@@ -235,7 +270,7 @@ class Analysis:
         """The :class:`Traffic` of a variant ``scenario`` with this one's turn structure, its
         requests served in ``service_s`` (None: this one's)."""
         service = self.terms.traffic.service_s if service_s is None else service_s
-        return traffic_of(scenario, self.terms.mean_turns, self.terms.sys_hit_tokens, service)
+        return traffic_of(scenario, self.terms.mean_turns, self.terms.sys_hit_tokens, service, self.terms.doc_tokens)
 
     @property
     def in_flight_tokens(self) -> float:
@@ -252,7 +287,7 @@ class Analysis:
         if rates is None:            # this setup's requests at another rate: a few operations
             held, service_s = self.request_held
             return at_rate(rate, held, service_s, self.rates.max_num_seqs)[1], service_s
-        return held_tokens(rate, max(0.0, terms.prompt_tokens / terms.mean_turns - terms.sys_hit_tokens),
+        return held_tokens(rate, max(0.0, terms.prompt_tokens / terms.mean_turns - terms.shared_prefix_tokens),
                            scenario.output_tokens, rates, scenario.block_size)
 
 
@@ -264,7 +299,7 @@ def prepare(setup: Setup) -> Analysis:
     occ, rate = table.occupancy_curve(terms.traffic)
     rates = service_rates(setup)
     s = setup.scenario
-    held = per_request(max(0.0, terms.prompt_tokens / terms.mean_turns - terms.sys_hit_tokens), s.output_tokens,
+    held = per_request(max(0.0, terms.prompt_tokens / terms.mean_turns - terms.shared_prefix_tokens), s.output_tokens,
                        rates.ttft_s, rates.decode_tokens_per_s, s.block_size)
     return Analysis(setup, terms, analyze_terms(setup, terms), table, (tuple(occ), tuple(rate)), rates, held)
 
@@ -273,9 +308,14 @@ def table_answers(analysis: Analysis, keys) -> bool:
     """Whether changing ``keys`` keeps the model's sums over turns, so the table answers:
     traffic scalars, capacity-only and service-time keys, the instance count under session
     affinity (it only divides the traffic) and the KV bytes per token unless the model holds
-    per-sequence state."""
+    per-sequence state. With fixed gaps the table is smoothed at its own traffic
+    (:func:`~kvcache_calculator.analytic.model.fixed_gap_hit_probabilities`), so a change of the
+    conversations per instance or of the think time is solved exactly."""
     fixed_state = analysis.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
+    fixed_gaps = analysis.terms.gap_kind == "fixed"
     for key in keys:
+        if fixed_gaps and key in _SPREAD_KEYS:
+            return False
         if key in _TABLE_KEYS:
             continue
         if key == "instances" and analysis.scenario.routing == "session":
@@ -301,7 +341,7 @@ def variant_hit_rate(analysis: Analysis, **changes) -> float:
         held, service_s = analysis.variant_in_flight(variant.scenario, rates)
         tokens = max(0.0, max(cap.capacity_tokens, cap.offload_tokens) - held)
         base = analysis.terms.traffic
-        same = _TRAFFIC_KEYS.isdisjoint(changes) and (base.num_shared_prompts <= 1 or service_s == base.service_s)
+        same = _TRAFFIC_KEYS.isdisjoint(changes) and (not base.pins or service_s == base.service_s)
         traffic = analysis.terms.traffic if same else analysis.traffic(variant.scenario, service_s)
         return analysis.table.token_hit_rate(tokens, traffic)
     return hit_rate_and_ceiling(variant, _TAIL)[0]

@@ -224,9 +224,10 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
     x = None if T is None else T / scenario.think_time_s
     # the model's hit rate steps at T = think time (non-sticky routings: at every multiple)
     if scenario.think_dist == "fixed" and x is not None and (0.5 < x < 2 if sticky else x > 0.5):
-        notes.append("Fixed think times close to the characteristic time T: real LRU keeps part of the "
-                     "histories where the model's all-or-nothing timer keeps none or all (errors of "
-                     "10 points or more seen). Check with the simulation.")
+        notes.append("Fixed think times close to the characteristic time T: the hit rate changes steeply "
+                     "here, with how many conversations the cache happens to hold, which the model "
+                     "approximates (within 1.6 points of the simulation in its cross-validation grid, "
+                     "where the simulation itself swings by several points). Check with the simulation.")
     if res.get("in_flight_saturated"):
         seqs = res.get("in_flight_requests") or 0      # max_num_seqs when saturated
         notes.append(f"Requests arrive faster than {seqs:,.0f} running sequences (max_num_seqs) can serve them "
@@ -243,7 +244,8 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
                      f"and {scenario.routing} routing spreads a conversation's turns over the instances: the model "
                      "counts the time a history waits on an instance as think times only, not the turns served "
                      "elsewhere meanwhile, and overestimates the hit rate (by 2.5 points at a service of one "
-                     "think time). Check with the simulation.")
+                     "think time; by 6.5 with lognormal think times, whose many short pauses make it "
+                     "worse). Check with the simulation.")
     # the cache idle conversations can use: the pool less what running requests hold
     idle = (res.get("capacity_tokens") or 0) - (res.get("in_flight_tokens") or 0)
     if res.get("fits") and 0 < idle < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):

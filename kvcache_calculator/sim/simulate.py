@@ -70,6 +70,7 @@ Randomness comes only from ``random.Random(seed)``, so a seed reproduces a run e
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import itertools
@@ -304,6 +305,12 @@ class Simulation:
             shared = s.system_prompt_tokens // s.block_size
             self._shared_ids = [[-(p * _STRIDE + i) - 1 for i in range(shared)]
                                 for p in range(s.num_system_prompts)]
+        # Zipf popularity (docs/model.md §12): cumulative weights, drawn by bisection
+        self._prompt_cdf = (list(itertools.accumulate(i ** -s.system_prompt_zipf
+                                                      for i in range(1, s.num_system_prompts + 1)))
+                            if s.system_prompt_zipf > 0 and s.num_system_prompts > 1 else None)
+        self._document_cdf = (list(itertools.accumulate(i ** -s.document_zipf for i in range(1, s.num_documents + 1)))
+                              if s.num_documents > 0 and s.document_share > 0 else None)
         self._expected_requests = (self._measure_to + s.arrival_rate * 2 * s.turns * s.think_time_s) * s.turns
 
     # -- progress --------------------------------------------------------------------------
@@ -344,6 +351,11 @@ class Simulation:
         heap, heappush, heappop = self._heap, heapq.heappush, heapq.heappop
         rnd, log = self._rng.random, math.log
         exp_gaps, think_s = s.think_dist == "exponential", s.think_time_s
+        lognormal, lognormvariate = s.think_dist == "lognormal", self._rng.lognormvariate
+        sigma = s.think_sigma
+        mu = math.log(think_s) - 0.5 * sigma * sigma      # the mean of the gap is think_s
+        S_doc = S + s.document_tokens
+        ns_doc = S_doc // B
         inv_think = 1.0 / think_s
         session = self._routing == "session"
         route = self._route
@@ -370,17 +382,21 @@ class Simulation:
                 if k < 0:
                     conv, inst = conv
                     k = -k
-                    n, p = conv[0], conv[1]
-                    seq_blocks = (S + k * D) // B
-                    held_blocks = -int(-(S + (k - 1) * D + IN + output_held) // B)
-                    if segments:
+                    n, p, d = conv[0], conv[1], conv[5]
+                    Sc, nsc = (S, ns) if d is None else (S_doc, ns_doc)
+                    seq_blocks = (Sc + k * D) // B
+                    held_blocks = -int(-(Sc + (k - 1) * D + IN + output_held) // B)
+                    if d is not None:
+                        self._release_with_document(gpu[inst], p, d, cid, held_blocks, seq_blocks, t)
+                    elif segments:
                         gpu[inst].release_runs(-1 - p, ns, cid, seq_blocks - ns, t)
                     else:
                         first = cid * _STRIDE
                         gpu[inst].release(shared_ids[p] + list(range(first, first + held_blocks - ns)),
                                           shared_ids[p] + list(range(first, first + seq_blocks - ns)))
                     if k < n:
-                        gap_s = -log(1.0 - rnd()) / inv_think if exp_gaps else think_s
+                        gap_s = (-log(1.0 - rnd()) / inv_think if exp_gaps else
+                                 think_s if not lognormal else lognormvariate(mu, sigma))
                         heappush(heap, (t + gap_s, cid, k + 1, conv))
                     continue
             else:
@@ -388,8 +404,9 @@ class Simulation:
                 cid, conv = self._new_conversation()
                 next_arrival = self._next_arrival
                 k = 1
-            n, p, inst, visits, b = conv
-            base = S + (k - 1) * D             # tokens before the new user message
+            n, p, inst, visits, b, d = conv
+            Sc, nsc = (S, ns) if d is None else (S_doc, ns_doc)
+            base = Sc + (k - 1) * D             # tokens before the new user message
             prompt = base + IN
             max_blocks = (prompt - 1) // B
             reuse = base // B
@@ -403,18 +420,25 @@ class Simulation:
                 inst = route()
             loads[inst] += prompt
             seen_i = seen[inst]
-            if p in seen_i or ns == 0:
+            if d is not None and (p, d) not in seen_i:
+                # the document's first use here: only the system prompt, if seen, was cached
+                ceil_blocks = ns if p in seen_i else 0
+                seen_i.add(p)
+                seen_i.add((p, d))
+                if ceil_blocks > max_blocks:
+                    ceil_blocks = max_blocks
+            elif p in seen_i or ns == 0:
                 if session:
                     ceil_blocks = reuse
                 else:
-                    ceil_blocks = ns + visits.get(inst, 0)
+                    ceil_blocks = nsc + visits.get(inst, 0)
                     if ceil_blocks > max_blocks:
                         ceil_blocks = max_blocks
             else:
                 seen_i.add(p)
                 ceil_blocks = 0
             if not session:
-                visits[inst] = seq_blocks - ns
+                visits[inst] = seq_blocks - nsc
 
             # 3. The caches: the longest prefix in the GPU tier, continued in the offload
             # tier; both then hold the sequence (write-through).
@@ -424,8 +448,11 @@ class Simulation:
             if hold:
                 held_blocks = -int(-(prompt + output_held) // B)
                 if b >= 0:
-                    held_sum += held_blocks - ns
-            if segments:
+                    held_sum += held_blocks - nsc
+            if d is not None:
+                hit, ohit = self._serve_with_document(inst, p, d, cid, held_blocks if hold else 0, seq_blocks,
+                                                      max_blocks, t)
+            elif segments:
                 if hold:
                     hit = gpu[inst].hold_runs(-1 - p, ns, cid, held_blocks - ns, t)
                 else:
@@ -468,7 +495,8 @@ class Simulation:
                 heappush(heap, (t + service_s, cid, -k, (conv, inst)))
             elif k < n:
                 # The think time: random.expovariate(inv_think) written out (a call less).
-                gap_s = -log(1.0 - rnd()) / inv_think if exp_gaps else think_s
+                gap_s = (-log(1.0 - rnd()) / inv_think if exp_gaps else
+                         think_s if not lognormal else lognormvariate(mu, sigma))
                 heappush(heap, (t + gap_s, cid, k + 1, conv))
             done_now += 1
 
@@ -481,7 +509,8 @@ class Simulation:
 
     def _new_conversation(self) -> tuple:
         """A conversation arriving now: its id and ``(turns, system prompt, instance,
-        visits, batch)``, the batch being -1 for a conversation not measured.
+        visits, batch, document)``, the batch being -1 for a conversation not measured and the
+        document None for a conversation without one.
 
         Draws the next arrival time, starts or stops the eviction logs when the measured
         conversations begin or end, and counts a measured conversation's requests and
@@ -493,7 +522,13 @@ class Simulation:
         self._arrived += 1
         self._next_arrival += rng.expovariate(s.arrival_rate)
         n = self._fixed_turns or 1 + int(math.log(1.0 - rng.random()) / self._log_q)
-        p = int(rng.random() * s.num_system_prompts) if s.num_system_prompts > 1 else 0
+        if self._prompt_cdf:
+            p = bisect.bisect_right(self._prompt_cdf, rng.random() * self._prompt_cdf[-1])
+        else:
+            p = int(rng.random() * s.num_system_prompts) if s.num_system_prompts > 1 else 0
+        d = None
+        if self._document_cdf and rng.random() < s.document_share:
+            d = bisect.bisect_right(self._document_cdf, rng.random() * self._document_cdf[-1])
         session = self._routing == "session"
         inst = rng.randrange(s.instances) if session and s.instances > 1 else 0
         if cid == self._measure_from or cid == self._measure_to:
@@ -502,13 +537,82 @@ class Simulation:
         if 0 <= b < self.conversations:
             b = b * self.batches // self.conversations
             # the sum of P_k = S + (k - 1) * D + input_tokens over the turns k = 1..n
-            first_prompt = s.system_prompt_tokens + s.input_tokens
+            first_prompt = s.system_prompt_tokens + s.input_tokens + (0 if d is None else s.document_tokens)
             per_turn = s.input_tokens + s.output_tokens
             self._stats.requests[b] += n
             self._stats.prompt_tokens[b] += n * first_prompt + per_turn * n * (n - 1) // 2
         else:
             b = -1
-        return cid, (n, p, inst, None if session else {}, b)
+        return cid, (n, p, inst, None if session else {}, b, d)
+
+    def _document_runs(self, p: int, d: int, cid: int, private_blocks: int) -> tuple:
+        """The runs of a sequence with a document: ``(key, blocks)`` of its system prompt, of
+        the (system prompt, document) pair (the blocks after the prompt's up to the document's
+        end: a prefix cache keys a block by everything before it) and its private history."""
+        s = self.scenario
+        B = s.block_size
+        ns = s.system_prompt_tokens // B
+        nd = (s.system_prompt_tokens + s.document_tokens) // B - ns
+        return (-1 - p, ns), ((p, d), nd), (cid, private_blocks)
+
+    def _document_blocks(self, p: int, d: int, cid: int, private_blocks: int) -> list:
+        """The block ids of :meth:`_document_runs` for the per-block caches."""
+        (_, ns), (pair, nd), _ = self._document_runs(p, d, cid, 0)
+        first = cid * _STRIDE
+        return self._shared_ids[p] + [(p, d, i) for i in range(nd)] + list(range(first, first + private_blocks))
+
+    def _serve_with_document(self, inst: int, p: int, d: int, cid: int, held_blocks: int, seq_blocks: int,
+                             max_blocks: int, now_s: float) -> tuple[int, int]:
+        """Serve a request of a conversation with a document: ``(gpu hit blocks, offload hit
+        blocks)``. The hit is looked up before anything is touched; then the history, the
+        document and the system prompt are touched in that order (tail first), held while the
+        request runs when ``held_blocks`` > 0 (its prompt and output so far, in blocks)."""
+        gpu = self._gpu[inst]
+        runs = self._document_runs(p, d, cid, 0)
+        shared = runs[0][1] + runs[1][1]
+        if self.engine == "segments":
+            hit = min(_chain_end(gpu, runs, 0), max_blocks)
+            (sys_key, ns), (pair, nd), _ = runs
+            if held_blocks:
+                if ns:
+                    gpu.hold_runs(sys_key, ns, ("pin", p), 0, now_s)
+                gpu.hold_runs(pair, nd, cid, held_blocks - shared, now_s)
+            else:
+                gpu.access_runs(pair, nd, cid, seq_blocks - shared, now_s)
+                if ns:
+                    gpu.access_runs(sys_key, ns, ("pin", p), 0, now_s)
+        else:
+            blocks = self._document_blocks(p, d, cid, (held_blocks or seq_blocks) - shared)
+            hit = min(gpu.hold(blocks) if held_blocks else gpu.access(blocks), max_blocks)
+        ohit = 0
+        if self._off is not None:
+            off = self._off[inst]
+            if self.engine == "segments":
+                end = _chain_end(off, runs, hit)
+                (sys_key, ns), (pair, nd), _ = runs
+                off.access_runs(pair, nd, cid, seq_blocks - shared, now_s)
+                if ns:
+                    off.access_runs(sys_key, ns, ("pin", p), 0, now_s)
+            else:
+                end = off.access(self._document_blocks(p, d, cid, seq_blocks - shared), hit)
+            if hit < max_blocks:
+                ohit = min(end, max_blocks) - hit
+        return hit, ohit
+
+    def _release_with_document(self, gpu, p: int, d: int, cid: int, held_blocks: int, seq_blocks: int,
+                               now_s: float) -> None:
+        """End a request of :meth:`_serve_with_document`: its history keeps ``seq_blocks`` of
+        its sequence, then the document and the system prompt become the most recent."""
+        runs = self._document_runs(p, d, cid, 0)
+        (sys_key, ns), (pair, nd), _ = runs
+        shared = ns + nd
+        if self.engine == "segments":
+            gpu.release_runs(pair, nd, cid, seq_blocks - shared, now_s)
+            if ns:
+                gpu.release_runs(sys_key, ns, ("pin", p), 0, now_s)
+        else:
+            gpu.release(self._document_blocks(p, d, cid, held_blocks - shared),
+                        self._document_blocks(p, d, cid, seq_blocks - shared))
 
     def _least_loaded(self) -> int:
         """The instance that has received the fewest prompt tokens (ties: the lowest index)."""
@@ -557,6 +661,27 @@ class Simulation:
             # Little's law over the measured conversations: they arrive at arrival_rate
             in_flight_tokens=self._held_blocks * B * self.service_s * s.arrival_rate / self.conversations / s.instances,
         )
+
+
+def _chain_end(cache: SegmentLRU, runs: tuple, start: int) -> int:
+    """The end of the run of cached blocks beginning at block ``start`` of a sequence made of
+    ``runs`` (``(key, blocks)``, the last one open-ended), without touching anything: each
+    run's cached blocks are a head prefix of it, and a run is continued into the next only
+    when it is cached whole."""
+    pos = 0
+    last = len(runs) - 1
+    for i, (key, length) in enumerate(runs):
+        if i < last and start >= pos + length:
+            pos += length
+            continue
+        cached = cache.cached_blocks(key)
+        if start >= pos + cached:
+            return start
+        if i == last or cached < length:
+            return pos + cached
+        pos += length
+        start = pos
+    return start
 
 
 def _service(scenario: Scenario) -> tuple[float, float]:

@@ -94,13 +94,15 @@ def test_share_link_round_trip_restores_fields_and_results(page, site, shared_co
     page.goto(site.url)
     wait_ready(page)
     for key, text in (("model", "qwen3-8b"), ("arrival_rate", "3.5"), ("turns", "8"),
-                      ("think_dist", "fixed"), ("num_gpus", "2"), ("system_prompt_tokens", "1000")):
+                      ("think_dist", "fixed"), ("num_gpus", "2"), ("system_prompt_tokens", "1000"),
+                      ("num_documents", "40"), ("document_zipf", "1.3"), ("think_sigma", "1.5")):
         old = page.get_attribute("#token_hit_rate", "data-value")
         set_field(page, key, text)
         page.wait_for_function("(k) => location.hash.includes(k + '=')", arg=key)
     link = page.input_value("#share-url")
     form = {k: field(page, k).input_value() for k in
-            ("model", "arrival_rate", "turns", "think_dist", "num_gpus", "system_prompt_tokens", "gpu")}
+            ("model", "arrival_rate", "turns", "think_dist", "num_gpus", "system_prompt_tokens", "gpu",
+             "num_documents", "document_zipf", "think_sigma")}
     shown = results(page)
     other = shared_context[0].new_page()
     try:

@@ -1,0 +1,111 @@
+"""Popularity of shared objects (system prompts, documents) and lognormal gaps, in closed form
+(docs/model.md §12).
+
+A population of ``n`` objects with Zipf popularity of exponent ``alpha`` (object ``i`` is
+chosen with probability ``i^-alpha / H(n, alpha)``; ``alpha = 0`` is uniform) is described by
+*groups* ``(count, probability)``: ``count`` objects each chosen with ``probability``. The
+model sums a smooth function of each object's request rate (Che's hit probability
+``1 - exp(-rate * T)``), so objects of nearly equal rate can share a group: the first
+:data:`EXACT_RANKS` ranks are exact, later ranks are grouped while their probabilities stay
+within :data:`GROUP_RATIO` of each other, and a group's probability is its members' mean
+(their sum, Euler-Maclaurin's midpoint rule ``sum_{i=a..b} i^-alpha ~ integral_{a-1/2}^{b+1/2}
+x^-alpha dx``, divided by the count). A million documents take about 200 groups.
+
+Lognormal gaps with mean ``theta`` and shape ``sigma`` (``log G`` normal with standard deviation
+``sigma`` and mean ``mu = log(theta) - sigma^2/2``) have::
+
+    P(G < T)        = Phi(z),          z = (log T - mu) / sigma
+    E[min(G, T)]    = theta * Phi(z - sigma) + T * (1 - Phi(z))
+
+(the second from ``E[G; G < T] = theta * Phi(z - sigma)``, the lognormal's partial mean). A sum
+of ``m`` independent gaps is taken as lognormal with the same mean and variance (Fenton 1960):
+``sigma_m^2 = log(1 + (exp(sigma^2) - 1) / m)``, mean ``m theta``.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Ranks summed one by one before grouping starts.
+EXACT_RANKS = 16
+#: Largest ratio of the first to the last member's probability within a group.
+GROUP_RATIO = 1.06
+
+#: Pairs of a system prompt and a document kept one by one up to this many, else binned ...
+MAX_PAIRS = 128
+#: ... in bins of this ratio of probabilities (a Che-type sum moves by under 1e-3 relative).
+PAIR_RATIO = 1.05
+
+Groups = tuple[tuple[float, float], ...]
+
+
+def _power_sum(a: float, b: float, alpha: float) -> float:
+    """``sum_{i=a..b} i^-alpha`` for whole ``a <= b`` by the midpoint rule (exact enough past
+    rank 16: the relative error is about ``alpha (alpha+1) / (24 a^2)``)."""
+    lo, hi = a - 0.5, b + 0.5
+    if abs(alpha - 1.0) < 1e-12:
+        return math.log(hi / lo)
+    e = 1.0 - alpha
+    return (hi ** e - lo ** e) / e
+
+
+def zipf_groups(n: int, alpha: float) -> Groups:
+    """The groups ``(count, probability)`` of ``n`` objects with Zipf popularity ``alpha``
+    (module docstring); their probabilities times counts sum to 1. ``alpha = 0``: one group."""
+    if n <= 0:
+        return ()
+    if alpha == 0.0:
+        return ((float(n), 1.0 / n),)
+    raw: list[tuple[float, float]] = []        # (count, sum of i^-alpha)
+    exact = min(n, EXACT_RANKS)
+    for i in range(1, exact + 1):
+        raw.append((1.0, i ** -alpha))
+    a = exact + 1
+    # ranks a..b have probabilities within GROUP_RATIO when (b/a)^alpha <= GROUP_RATIO
+    step = GROUP_RATIO ** (1.0 / alpha)
+    while a <= n:
+        b = min(n, max(a, int(a * step)))
+        raw.append((float(b - a + 1), _power_sum(a, b, alpha)))
+        a = b + 1
+    total = sum(s for _, s in raw)
+    return tuple((count, s / total / count) for count, s in raw)
+
+
+def product_groups(first: Groups, second: Groups) -> Groups:
+    """Groups of the pairs (one object of each population, chosen independently): each pair's
+    probability is the product; pairs are merged in bins of :data:`PAIR_RATIO` in probability
+    (count-weighted mean) when there would be more than :data:`MAX_PAIRS` of them."""
+    pairs = [(c1 * c2, p1 * p2) for c1, p1 in first for c2, p2 in second]
+    if len(pairs) <= MAX_PAIRS:
+        return tuple(pairs)
+    width = math.log(PAIR_RATIO)
+    bins: dict[int, list[float]] = {}
+    for count, p in pairs:
+        entry = bins.setdefault(math.floor(math.log(p) / width), [0.0, 0.0])
+        entry[0] += count
+        entry[1] += count * p
+    return tuple((c, s / c) for c, s in (bins[k] for k in sorted(bins, reverse=True)))
+
+
+def normal_cdf(z: float) -> float:
+    """Phi(z), accurate in both tails (``erfc``)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def lognormal_sigma_of_sum(sigma: float, m: int) -> float:
+    """Shape of the lognormal matched to the sum of ``m`` lognormal gaps of shape ``sigma``
+    (Fenton-Wilkinson: same mean and variance)."""
+    if m == 1:
+        return sigma
+    return math.sqrt(math.log1p(math.expm1(sigma * sigma) / m))
+
+
+def lognormal_cdf_and_partial(T: float, mean: float, sigma: float) -> tuple[float, float]:
+    """``(P(G < T), E[min(G, T)])`` for a lognormal ``G`` of ``mean`` and shape ``sigma``."""
+    if T <= 0.0:
+        return 0.0, 0.0
+    if math.isinf(T):
+        return 1.0, mean
+    z = (math.log(T / mean) + 0.5 * sigma * sigma) / sigma
+    F = normal_cdf(z)
+    return F, mean * normal_cdf(z - sigma) + T * normal_cdf(-z)
