@@ -340,6 +340,9 @@ class ScenarioFitter:
         }
         if think["dist"] == "lognormal":
             raw["think_sigma"] = think["sigma"]
+        if not docs:   # no shared documents: their size, share and popularity mean nothing
+            for key in ("document_tokens", "document_share", "document_zipf"):
+                raw.pop(key)
         scenario, explanations = {}, []
         for key in WORKLOAD_KEYS:
             if key not in raw:
