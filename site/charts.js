@@ -6,6 +6,11 @@
 //   - a chart: its data computed by main.py's chart_json (only that chart's) in one task,
 //     drawn with Plotly.react in the next (not redrawn when the data are the same).
 // Items farther away stay stale, at no cost, until they scroll near (an IntersectionObserver).
+// Items near but not in view wait while the user types (until QUIET_MS after the last edit):
+// a chart's Plotly.js redraw is one task of 15-25 ms, 60-100 ms with the CPU throttled 4x, and
+// one between two keys makes the next key wait for it (issue 14: no task over 50 ms while
+// typing). Items in view never wait. Before Python has started, the build's charts
+// (prerendered) are drawn in idle time (requestIdleCallback), so that Python's start comes first.
 // A newer edit starts the series again: work not yet started for an older edit is never
 // started, and a chart computed for it is dropped instead of drawn.
 // Each chart arrives as the JSON of site/page_figures.py (for_page): a Plotly figure with no
@@ -20,6 +25,8 @@ const NAMES = ["hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory"];
 // "Near": within half a viewport above or below it, so that a chart is usually drawn before
 // it scrolls in.
 const NEAR_MARGIN = "50% 0px";
+// Typing: edits less than this apart (a slow typist's keys are 200-300 ms apart).
+const QUIET_MS = 400;
 const root = document.documentElement;
 const drawnLegends = new Map();
 const configured = new WeakSet();
@@ -216,6 +223,8 @@ const near = { has: (name) => targets(name).some((id) => nearIds.has(id)) };
 const inView = { has: (name) => targets(name).some((id) => viewIds.has(id)) };
 let run = 0;                 // the current series of tasks; an older series stops
 let running = false;
+let lastEdit = -Infinity;    // performance.now() of the last edit's invalidate()
+let connected = false;       // chartSource is main.py's (else the build's, or none)
 
 function element(name) {
   return document.getElementById(name === SUGGESTIONS ? name : "chart-" + name);
@@ -239,18 +248,28 @@ let queued = null;
 channel.port1.onmessage = () => { const f = queued; queued = null; if (f) f(); };
 function nextTask(f) { queued = f; channel.port2.postMessage(null); }
 function afterPaint(f) { requestAnimationFrame(() => setTimeout(f, 0)); }
+// Before Python is ready, in idle time: Pyodide's start runs first.
+function whenIdle(f) {
+  if ("requestIdleCallback" in window) requestIdleCallback(f, { timeout: 2000 }); else setTimeout(f, 50);
+}
 
 function start(waitForPaint) {
   const id = ++run;
   running = true;
   const go = () => { if (id === run) step(id); };
-  if (waitForPaint) afterPaint(go); else nextTask(go);
+  if (!connected) afterPaint(() => whenIdle(go));
+  else if (waitForPaint) afterPaint(go); else nextTask(go);
+}
+
+/** Items near the viewport but not in view wait (see the top of this file). */
+function waiting(name) {
+  return connected && !inView.has(name) && performance.now() - lastEdit < QUIET_MS;
 }
 
 /** The stale item near the viewport to draw next: a chart just computed, then the items in
  *  view, then the others, each in page order. */
 function nextItem() {
-  const candidates = ITEMS.filter((n) => near.has(n) && stale(n));
+  const candidates = ITEMS.filter((n) => near.has(n) && stale(n) && !waiting(n));
   if (computed && candidates.includes(computed.name) && computed.version === wanted.get(computed.name)) {
     return computed.name;
   }
@@ -258,7 +277,8 @@ function nextItem() {
 }
 
 function step(id) {
-  const more = () => nextTask(() => { if (id === run) step(id); });
+  const go = () => { if (id === run) step(id); };
+  const more = () => (connected ? nextTask(go) : whenIdle(go));
   const name = nextItem();
   if (computed && (computed.name !== name || computed.version !== wanted.get(name))) {
     counts.dropped++;          // computed for an older edit, or scrolled away: not drawn
@@ -267,6 +287,8 @@ function step(id) {
   if (!name) {
     running = false;
     markState();
+    // near items left waiting for the typing to pause
+    if (connected && pending()) setTimeout(go, Math.max(0, lastEdit + QUIET_MS - performance.now()));
     return;
   }
   if (name === SUGGESTIONS) {
@@ -323,6 +345,7 @@ const viewObserver = new IntersectionObserver((entries) => {
   for (const e of entries) {
     if (e.isIntersecting) viewIds.add(e.target.id); else viewIds.delete(e.target.id);
   }
+  if (chartSource && !running && pending()) start(false);   // in view: drawn without waiting
 });
 for (const name of ITEMS) {
   const el = element(name);
@@ -386,8 +409,6 @@ document.addEventListener("click", (event) => {
   downloadChart(button.dataset.chart, button.dataset.format).catch((err) => reportError("download", err));
 });
 
-let connected = false;        // chartSource is main.py's (else the build's, or none)
-
 window.kvcalcCharts = {
   counts,
   /** main.py's callbacks: chart(name) returns a chart's JSON (page_figures.for_page) for the
@@ -430,6 +451,7 @@ window.kvcalcCharts = {
    *  too when `suggestions`: draw them in later tasks, after the next painted frame. */
   invalidate(names, suggestions) {
     version++;
+    if (connected) lastEdit = performance.now();
     for (const name of [...(names ? names.split(" ") : NAMES), ...(suggestions ? [SUGGESTIONS] : [])]) {
       if (!wanted.has(name)) continue;
       wanted.set(name, version);

@@ -21,14 +21,24 @@ window.kvcalcPlotConfig = Object.freeze({
 // URL at once, the address bar when the page is idle), "class:NAME" (toggled) or an
 // attribute's name (null removes it). Only text and attribute values are set: nothing is
 // parsed as HTML.
-// history.replaceState waits on the browser process (measured: 1-5 ms, 10-30 ms with the CPU
-// throttled 4x), so it runs once the page is idle (after the charts in view; within 1 s);
-// kvcalcWrite.flush() runs it at once (before the link is copied).
+// history.replaceState waits on the browser process (measured: 1-5 ms; 10-110 ms with the CPU
+// throttled 4x, a task of its own that lands between two keys), so it runs once edits pause:
+// URL_QUIET_MS after the last one, when the page is idle. kvcalcWrite.flush() runs it at once
+// (before the link is copied, a reload); leaving the page runs it too.
+const URL_QUIET_MS = 1000;
 let pendingUrl = null;
+let urlTimer = 0;
 function applyUrl() {
+  clearTimeout(urlTimer);
   if (pendingUrl !== null && pendingUrl !== location.href) history.replaceState(null, "", pendingUrl);
   pendingUrl = null;
 }
+function applyUrlWhenIdle() {
+  if ("requestIdleCallback" in window) requestIdleCallback(applyUrl, { timeout: 1000 });
+  else applyUrl();
+}
+window.addEventListener("pagehide", applyUrl);
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") applyUrl(); });
 window.kvcalcWrite = (json) => {
   for (const [id, what, value] of JSON.parse(json)) {
     const el = id === ":root" ? root : document.getElementById(id);
@@ -45,10 +55,8 @@ window.kvcalcWrite = (json) => {
       }));
     } else if (what === "link") {
       const url = location.href.split("#")[0] + (value ? "#" + value : "");
-      if (pendingUrl === null) {
-        if ("requestIdleCallback" in window) requestIdleCallback(applyUrl, { timeout: 1000 });
-        else setTimeout(applyUrl, 200);
-      }
+      clearTimeout(urlTimer);   // a later edit restarts the wait: no history call while typing
+      urlTimer = setTimeout(applyUrlWhenIdle, URL_QUIET_MS);
       pendingUrl = url;
       el.value = url;
     } else if (what.startsWith("class:")) {
