@@ -28,7 +28,7 @@ accepts, such as ids beyond 2**53). The job has the interface of
 
 from __future__ import annotations
 
-from collections import deque
+from collections import deque, namedtuple
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,7 +37,7 @@ from kvcache_calculator.present.jobs import TimestampOrder
 from kvcache_calculator.traces.fit import ScenarioFitter
 from kvcache_calculator.traces.gz import gzip_error
 from kvcache_calculator.traces.lines import binary_file_error, empty_file_error, long_line_error
-from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, Request, TraceReader
+from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, TraceReader
 from kvcache_calculator.traces.sampling import (
     SampledCurve,
     SampledReplay,
@@ -46,12 +46,16 @@ from kvcache_calculator.traces.sampling import (
     split_params,
 )
 
-__all__ = ["HEAD_LINES", "BATCH_LINES", "Batch", "SampledUploadJob", "worker_error"]
+__all__ = ["HEAD_LINES", "BATCH_LINES", "SampledRequest", "Batch", "SampledUploadJob", "worker_error"]
 
 #: Lines at the start of the file that Python reads itself (the scenario fit reads them).
 HEAD_LINES = 20_000
 #: Lines per batch the worker sends.
 BATCH_LINES = 65_536
+
+#: A sampled request as the LRU replay reads it (lighter than a Request: the tail of a large
+#: file has millions).
+SampledRequest = namedtuple("SampledRequest", "input_length hash_ids")
 
 
 @dataclass
@@ -115,11 +119,13 @@ class SampledUploadJob:
         self._replay: SampledReplay | None = None
         self._fitter: ScenarioFitter | None = None
         self._bytes_done = 0
-        self._pos = 0          # the next record of the batch in front: raw lines and requests
+        self._started = False  # the batch in front: counted, and where its replay stands
         self._raw_k = 0
         self._meta_i = 0
         self._ids_at = 0
         self._pending: list = []
+        self._meta: list = []
+        self._ids: list = []
 
     def worker_message(self) -> dict:
         """What the worker needs besides the file (``site/trace-sampler.js``)."""
@@ -131,6 +137,11 @@ class SampledUploadJob:
     def pending_batches(self) -> int:
         """Batches received and not replayed yet."""
         return len(self._batches)
+
+    @property
+    def waiting(self) -> bool:
+        """True while there is nothing to replay until the worker sends more."""
+        return not self._batches and not self.input_closed and self._error is None
 
     def add_batch(self, batch: Batch) -> None:
         """Queue the worker's next batch."""
@@ -190,6 +201,8 @@ class SampledUploadJob:
                 self._fitter.feed(requests)
 
     def _start(self, batch: Batch) -> None:
+        self._meta = [int(x) for x in batch.meta]
+        self._ids = [int(x) for x in batch.ids]
         if batch.format and self.reader.format and batch.format != self.reader.format:
             raise ScenarioError("trace", batch.format, f"the file's first record is in the "
                                 f"{self.reader.format} format; a file holds one format")
@@ -209,15 +222,17 @@ class SampledUploadJob:
         budget = max(1, units)
         while budget > 0 and self._batches:
             batch = self._batches[0]
-            if self._pos == 0:
+            if not self._started:
                 self._start(batch)
+                self._started = True
             budget -= self._records(batch, budget)
             if self._meta_i * 4 >= len(batch.meta) and self._raw_k >= len(batch.raw):
                 self._flush()
                 self._batches.popleft()
                 self._bytes_done = batch.bytes_in
                 self.batches_done += 1
-                self._pos = self._raw_k = self._meta_i = self._ids_at = 0
+                self._raw_k = self._meta_i = self._ids_at = 0
+                self._started = False
         self._flush()
         if self._batches or not self.input_closed or budget <= 0:
             return False
@@ -225,30 +240,32 @@ class SampledUploadJob:
 
     def _records(self, batch: Batch, budget: int) -> int:
         """Replay up to ``budget`` records of ``batch`` from where it stopped; returns how many."""
-        meta, ids, raw, at = batch.meta, batch.ids, batch.raw, batch.raw_at
+        raw, at = batch.raw, batch.raw_at
+        meta, ids = self._meta, self._ids
         n_requests = len(meta) // 4
-        bs = self._replay.block_size if self._replay is not None else None
         done = 0
         while done < budget:
-            i = self._meta_i
-            k = self._raw_k
+            i, k = self._meta_i, self._raw_k
             if k < len(raw) and at[k] <= i:
                 self._raw(raw[k], int(batch.raw_line[k]))
                 self._raw_k += 1
-            elif i < n_requests:
-                if bs is None:
-                    bs = self._runner(self.format).block_size
-                length, blocks, kept, last = meta[4 * i:4 * i + 4]
-                j = self._ids_at
-                self._pending.append(Request(
-                    0.0, sampled_input_length(int(length), int(blocks), int(kept), bool(last), bs),
-                    0, tuple(int(b) for b in ids[j:j + int(kept)])))
-                self._ids_at = j + int(kept)
-                self._meta_i = i + 1
-            else:
+                done += 1
+                continue
+            end = min(n_requests, i + budget - done, at[k] if k < len(raw) else n_requests)
+            if end <= i:
                 break
-            done += 1
-            self._pos += 1
+            bs = self._runner(self.format).block_size
+            pending = self._pending
+            j = self._ids_at
+            for q in range(4 * i, 4 * end, 4):
+                kept = meta[q + 2]
+                pending.append(SampledRequest(
+                    sampled_input_length(meta[q], meta[q + 1], kept, meta[q + 3], bs),
+                    tuple(ids[j:j + kept])))
+                j += kept
+            self._ids_at = j
+            self._meta_i = end
+            done += end - i
         return max(done, 1)
 
     def _finish(self) -> bool:
