@@ -344,6 +344,8 @@ class Lab:
                 job.add_batch(batch_from_js(data.batch))
             elif not missing(getattr(data, "done", None)):
                 job.close(json.loads(window.JSON.stringify(data.done)))      # JS null -> None
+                ROOT.setAttribute("data-reader-s", f"{time.perf_counter() - started:.3f}")
+                ROOT.setAttribute("data-reader-waited-s", str(data.done.waitedS))
             elif not missing(getattr(data, "error", None)):
                 job.fail(json.loads(window.JSON.stringify(data.error)))
 
