@@ -24,6 +24,7 @@ The issue's target is 10 million requests within 2 minutes and 1 GiB.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -65,6 +66,19 @@ def vm_hwm_mib(pid: int) -> tuple:
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
 
 
+def thread_cpu(pid: int, seen: dict) -> None:
+    """Record in ``seen`` (thread id -> (name, CPU seconds)) the CPU time of each thread of
+    ``pid`` so far (a thread that ends keeps its last reading)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen[task.name] = (name, (int(fields[11]) + int(fields[12])) / tick)
+
+
 def run_page(path: Path, rate: float) -> dict:
     from playwright.sync_api import sync_playwright
     dist = build.build(Path(tempfile.mkdtemp()) / "dist")
@@ -82,12 +96,18 @@ def run_page(path: Path, rate: float) -> dict:
             infos = cdp.send("SystemInfo.getProcessInfo")["processInfo"]
             renderers = [i["id"] for i in infos if i["type"] == "renderer"]
             before = {pid: vm_hwm_mib(pid)[0] for pid in renderers}
+            cpu_before: dict = {}
+            for pid in renderers:
+                thread_cpu(pid, cpu_before)
+            cpu: dict = {}
             heap = [0.0]
             started = time.perf_counter()
             page.set_input_files("#trace-file", str(path))
             page.wait_for_function("document.documentElement.dataset.job === 'running'")
             while page.evaluate("document.documentElement.dataset.job") == "running":
                 heap.append(page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20)
+                for pid in renderers:
+                    thread_cpu(pid, cpu)
                 time.sleep(1.0)
             wall = time.perf_counter() - started
             state = page.evaluate("document.documentElement.dataset.job")
@@ -103,6 +123,8 @@ def run_page(path: Path, rate: float) -> dict:
                 "renderer_before_mib": max(before.values()),
                 "renderer_peak_mib": max(v[1] for v in peaks.values()),
                 "main_heap_peak_mib": max(heap),
+                "cpu_s": {name: sum(s - cpu_before.get(tid, (name, 0.0))[1] for tid, (n, s) in cpu.items() if n == name)
+                          for name in {n for n, _ in cpu.values()}},
                 "points": page.evaluate("""() => {
                     const d = document.getElementById('chart-trace-curve').data
                       .find(t => t.name.startsWith('Token hit rate'));
@@ -136,6 +158,8 @@ def main() -> None:
     print(f"memory: renderer process peak {page['renderer_peak_mib']:,.0f} MiB resident "
           f"(before the upload {page['renderer_before_mib']:,.0f} MiB); main-thread JS heap peak "
           f"{page['main_heap_peak_mib']:,.0f} MiB")
+    busy = sorted(((s, n) for n, s in page["cpu_s"].items() if s >= 0.5), reverse=True)
+    print("CPU seconds by renderer thread: " + ", ".join(f"{n} {s:.1f}" for s, n in busy))
     print(page["info"])
     if args.exact:
         t0 = time.perf_counter()
