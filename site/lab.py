@@ -3,14 +3,18 @@
 Long work runs on the main thread in cooperative steps (``kvcache_calculator.present.jobs``): each
 turn of :func:`drive` works for at most :data:`BUDGET_S` (adapting the step size), then
 awaits ``asyncio.sleep(0)``, which hands control back to the browser (input, painting, the
-cancel button). No SharedArrayBuffer, no worker: the page works the same with and without
-cross-origin isolation, so on GitHub Pages too. Uploaded files are read with the File API in
-:data:`SLICE_BYTES` slices. Nothing read from a link or a file is inserted as HTML.
+cancel button). No SharedArrayBuffer: the page works the same with and without cross-origin
+isolation, so on GitHub Pages too. Uploaded files are read with the File API in
+:data:`SLICE_BYTES` slices; a file sampled (above the sizes below, or any file with
+``?sample=RATE`` in the address) is read by a Web Worker instead (``trace-sampler.js``: it
+parses and samples in JavaScript and hands Python only the sampled requests,
+``kvcache_calculator.present.upload_sample``). Nothing read from a link or a file is inserted as HTML.
 """
 
 import asyncio
 import json
 import time
+from array import array
 
 from pyscript import document, window
 from pyscript.ffi import create_proxy
@@ -328,6 +332,50 @@ class Lab:
 
         return await self.drive(job, label, started, before_step)
 
+    async def read_with_worker(self, job, file, label, started):
+        """Have the Web Worker (trace-sampler.js) read and sample ``file`` into ``job`` (a
+        SampledUploadJob) while stepping it; each batch replayed is acknowledged, so the
+        worker stays at most a few batches ahead."""
+        worker = window.Worker.new("./trace-sampler.js")
+
+        def on_message(event):
+            data = event.data
+            if not missing(getattr(data, "batch", None)):
+                job.add_batch(batch_from_js(data.batch))
+            elif not missing(getattr(data, "done", None)):
+                job.close(json.loads(window.JSON.stringify(data.done)))      # JS null -> None
+                ROOT.setAttribute("data-reader-s", f"{time.perf_counter() - started:.3f}")
+                ROOT.setAttribute("data-reader-waited-s", str(data.done.waitedS))
+            elif not missing(getattr(data, "error", None)):
+                job.fail(json.loads(window.JSON.stringify(data.error)))
+
+        def on_error(event):
+            job.fail({"kind": "internal", "detail": str(getattr(event, "message", "") or "the reader stopped")})
+
+        handlers = [create_proxy(on_message), create_proxy(on_error)]
+        worker.onmessage, worker.onerror = handlers
+        message = window.JSON.parse(json.dumps(job.worker_message()))
+        message.file = file
+        worker.postMessage(message)
+        acked = 0
+        ack = window.JSON.parse('{"ack": 1}')
+
+        async def before_step():
+            nonlocal acked
+            while acked < job.batches_done:
+                worker.postMessage(ack)
+                acked += 1
+            while job.waiting and not self.cancel:      # the worker is reading: leave it the CPU
+                await asyncio.sleep(0.01)
+            return False
+
+        try:
+            return await self.drive(job, label, started, before_step)
+        finally:
+            worker.terminate()
+            for handler in handlers:
+                handler.destroy()
+
     def clear_trace(self):
         """Forget the trace shown: an error must not leave another trace's results on screen."""
         self.trace = self.curve = self.summary = None
@@ -352,14 +400,24 @@ class Lab:
         size = int(file.size)
         name = str(file.name)
         gz = name.lower().endswith(".gz")
-        rate = SAMPLE_RATE if size > (SAMPLE_ABOVE_GZ_BYTES if gz else SAMPLE_ABOVE_BYTES) else None
+        rate = forced_sample_rate()
+        if rate is None and size > (SAMPLE_ABOVE_GZ_BYTES if gz else SAMPLE_ABOVE_BYTES):
+            rate = SAMPLE_RATE
         keep = rate is None and size <= KEEP_BELOW_BYTES
-        job = TraceJob(size, skip_bad_lines=self.trace_skip, sample_rate=rate, keep_requests=keep)
+        worker = rate is not None and not missing(getattr(window, "Worker", None))
+        if worker:
+            job = SampledUploadJob(size, rate, skip_bad_lines=self.trace_skip)
+        else:
+            job = TraceJob(size, skip_bad_lines=self.trace_skip, sample_rate=rate, keep_requests=keep)
         self.set_running(True, "trace")
         started = time.perf_counter()
-        label = f"Replaying {name}" + (f" on a {rate:.0%} sample (approximate)" if rate else "")
+        label = f"Replaying {name}" + (f" on a {rate:.2g} sample of its blocks (approximate)" if rate else "")
+        ROOT.setAttribute("data-reader", "worker" if worker else "python")
         try:
-            finished = await self.read_into(job, file, label, started)
+            if worker:
+                finished = await self.read_with_worker(job, file, label, started)
+            else:
+                finished = await self.read_into(job, file, label, started)
         except ScenarioError as err:
             self.clear_trace()
             show_error("trace-error", f"{name} was not read: {err}. "
@@ -688,6 +746,26 @@ class Lab:
 
 # ---------------------------------------------------------------------------- wiring
 
+def forced_sample_rate():
+    """The rate of ``?sample=RATE`` in the address (every upload then sampled), or None."""
+    query = str(window.location.search or "")
+    if "sample=" not in query:
+        return None
+    raw = query.split("sample=", 1)[1].split("&", 1)[0]
+    try:
+        return check_rate(float(raw))
+    except (ValueError, ScenarioError):
+        return None
+
+
+def batch_from_js(data):
+    """A worker batch (typed arrays and arrays) as Python types."""
+    return Batch(list(data.raw.to_py()), list(data.rawLine.to_py()), list(data.rawAt.to_py()),
+                 array("d", data.meta.to_bytes()), array("d", data.ids.to_bytes()), int(data.requests),
+                 int(data.blocks), int(data.tokens), int(data.bytesIn),
+                 None if missing(data.format) else str(data.format))
+
+
 def on_cancel(lab):
     def handler(event):
         if lab.running:
@@ -763,6 +841,8 @@ def start():
 try:
     from kvcache_calculator.errors import ScenarioError
     from kvcache_calculator.present.jobs import PolicyJob, SimulationJob, StepsJob, TraceJob, run_for
+    from kvcache_calculator.present.upload_sample import Batch, SampledUploadJob
+    from kvcache_calculator.traces.sampling import check_rate
     from kvcache_calculator.present.real_traffic import (routing_passes, routing_steps, summary_curve, summary_gap,
                                                          summary_routing, summary_view)
     from kvcache_calculator.traces.gap import explain_gap_passes, explain_gap_steps

@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterable, Iterator
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.traces.lines import LineFeed
 
-__all__ = ["GZIP_MAGIC", "is_gzip", "open_binary", "read_binary_lines", "LineDecoder",
+__all__ = ["GZIP_MAGIC", "is_gzip", "gzip_error", "open_binary", "read_binary_lines", "LineDecoder",
            "decode_lines"]
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -27,6 +27,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 def is_gzip(head: bytes) -> bool:
     """Whether ``head`` (the first bytes of a file) starts a gzip stream."""
     return head[:2] == GZIP_MAGIC
+
+
+def gzip_error(detail: str) -> ScenarioError:
+    """The refusal of a damaged gzip stream (``detail``: the decompressor's words)."""
+    return ScenarioError("file", "gzip", f"is not a valid gzip stream ({detail})")
 
 
 def open_binary(path: str) -> BinaryIO:
@@ -86,7 +91,7 @@ class LineDecoder:
             try:
                 out.append(self._zlib.decompress(data))
             except zlib.error as exc:
-                raise ScenarioError("file", "gzip", f"is not a valid gzip stream ({exc})") from None
+                raise gzip_error(str(exc)) from None
             data = b""
             if self._zlib.eof:
                 # Another member may follow (``cat a.gz b.gz``); trailing zero padding ends it.

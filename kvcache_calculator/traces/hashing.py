@@ -10,10 +10,12 @@ for independent uses (sampling and routing must not pick correlated subsets).
 
 from __future__ import annotations
 
-__all__ = ["MASK64", "stable_hash64"]
+__all__ = ["MASK64", "GAMMA64", "stable_hash64"]
 
 MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
+#: SplitMix64's increment (the golden ratio times 2**64), added before the finaliser.
+GAMMA64 = 0x9E3779B97F4A7C15
+_GOLDEN = GAMMA64
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
 

@@ -13,10 +13,29 @@ import codecs
 
 from kvcache_calculator.errors import ScenarioError
 
-__all__ = ["LineFeed", "MAX_LINE_CHARS"]
+__all__ = ["LineFeed", "MAX_LINE_CHARS", "binary_file_error", "long_line_error", "empty_file_error"]
 
 #: A line longer than this is not a trace record (a Bailian request of 128k tokens is ~80 kB).
 MAX_LINE_CHARS = 8 * 2 ** 20
+
+
+def binary_file_error(offset: int, line: int) -> ScenarioError:
+    """The refusal of a binary file (a NUL byte or invalid UTF-8 at byte ``offset``)."""
+    return ScenarioError("file", f"byte {offset:,}", "this is a binary file, not a JSON-lines "
+                         "text trace (Mooncake or Bailian .jsonl)", line=line)
+
+
+def long_line_error(line: int) -> ScenarioError:
+    """The refusal of a line longer than :data:`MAX_LINE_CHARS`."""
+    return ScenarioError("file", f"a line of over {MAX_LINE_CHARS // 2 ** 20} MiB",
+                         "each line must be one JSON request record; this is not a "
+                         "JSON-lines trace", line=line)
+
+
+def empty_file_error() -> ScenarioError:
+    """The refusal of an empty file."""
+    return ScenarioError("file", "an empty file", "expected JSON lines (Mooncake or "
+                         "Bailian format)")
 
 
 class LineFeed:
@@ -37,8 +56,7 @@ class LineFeed:
         self.closed = False
 
     def _binary(self, offset: int) -> ScenarioError:
-        return ScenarioError("file", f"byte {offset:,}", "this is a binary file, not a JSON-lines "
-                             "text trace (Mooncake or Bailian .jsonl)", line=self.lines_out + 1)
+        return binary_file_error(offset, self.lines_out + 1)
 
     def feed(self, data: bytes) -> list:
         """Decode ``data`` (the next slice) and return the lines it completes."""
@@ -63,9 +81,7 @@ class LineFeed:
         parts = (self._rest + text).split("\n")
         self._rest = parts.pop()
         if len(self._rest) > MAX_LINE_CHARS:
-            raise ScenarioError("file", f"a line of over {MAX_LINE_CHARS // 2 ** 20} MiB",
-                                "each line must be one JSON request record; this is not a "
-                                "JSON-lines trace", line=self.lines_out + len(parts) + 1)
+            raise long_line_error(self.lines_out + len(parts) + 1)
         self.lines_out += len(parts)
         return parts
 
@@ -80,8 +96,7 @@ class LineFeed:
             raise self._binary(self.bytes_in) from None
         out = self._split(tail)
         if self.bytes_in == 0:
-            raise ScenarioError("file", "an empty file", "expected JSON lines (Mooncake or "
-                                "Bailian format)")
+            raise empty_file_error()
         if self._rest:
             out.append(self._rest)
             self._rest = ""

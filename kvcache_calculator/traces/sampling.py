@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.traces.hashing import MASK64
+from kvcache_calculator.traces.hashing import GAMMA64, MASK64
 from kvcache_calculator.traces.readers import Request
 from kvcache_calculator.traces.replay import (
     LRUCurve,
@@ -62,7 +62,9 @@ __all__ = [
     "SAMPLE_SALT",
     "check_rate",
     "sample_threshold",
+    "split_params",
     "kept_ids",
+    "sampled_input_length",
     "sample_request",
     "sample_requests",
     "SampledCurve",
@@ -86,10 +88,23 @@ def sample_threshold(rate: float) -> int:
     return min(1 << 64, math.floor(check_rate(rate) * (1 << 64)))
 
 
+def split_params(rate: float, salt: int = SAMPLE_SALT) -> dict:
+    """The selection of ``rate`` in 32-bit halves, for the page's JavaScript reader
+    (``site/trace-sampler.js``): ``thresholdHi``/``thresholdLo`` of :func:`sample_threshold`
+    (``keepAll`` when it is ``2**64``) and ``saltHi``/``saltLo`` of ``GAMMA64 + salt`` mod
+    ``2**64``, the number the hash adds to an id first."""
+    threshold = sample_threshold(rate)
+    keep_all = threshold >= 1 << 64
+    threshold = min(threshold, MASK64)
+    g = (GAMMA64 + salt) & MASK64
+    return {"thresholdHi": threshold >> 32, "thresholdLo": threshold & 0xFFFFFFFF,
+            "keepAll": keep_all, "saltHi": g >> 32, "saltLo": g & 0xFFFFFFFF}
+
+
 def kept_ids(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> list:
     """The ids of ``ids`` whose ``stable_hash64`` (with ``salt``) is below ``threshold``."""
     # stable_hash64 written out: this loop runs once per block reference of the trace.
-    g, m1, m2, mask = 0x9E3779B97F4A7C15 + salt, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, MASK64
+    g, m1, m2, mask = GAMMA64 + salt, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, MASK64
     out = []
     for b in ids:
         z = (b + g) & mask
@@ -98,6 +113,18 @@ def kept_ids(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> lis
         if z ^ (z >> 31) < threshold:
             out.append(b)
     return out
+
+
+def sampled_input_length(input_length: int, blocks: int, kept: int, last_kept: bool,
+                         block_size: int) -> int:
+    """``input_length`` of a sampled request that keeps ``kept`` of its ``blocks`` blocks
+    (``last_kept``: its real last block among them), as the module docstring says; a
+    request that keeps every block is unchanged."""
+    if kept == blocks:
+        return input_length
+    if last_kept:
+        return (kept - 1) * block_size + last_block_tokens(input_length, blocks, block_size)
+    return kept * block_size + 1
 
 
 def sample_request(request: Request, threshold: int, block_size: int,
@@ -111,11 +138,8 @@ def sample_request(request: Request, threshold: int, block_size: int,
         return None
     if len(keep) == n:
         return request
-    if keep[-1] == ids[-1]:
-        length = (len(keep) - 1) * block_size + last_block_tokens(request.input_length, n,
-                                                                    block_size)
-    else:
-        length = len(keep) * block_size + 1
+    length = sampled_input_length(request.input_length, n, len(keep), keep[-1] == ids[-1],
+                                  block_size)
     return dataclasses.replace(request, input_length=length, hash_ids=tuple(keep))
 
 
@@ -325,6 +349,16 @@ class SampledReplay:
         self._runner.feed(kept)
         self.requests += fed
         return fed
+
+    def feed_sampled(self, sampled: Sequence[Request], requests: int, blocks: int,
+                     tokens: int) -> None:
+        """Replay requests sampled elsewhere (the page's JavaScript reader, with this
+        selection): ``sampled`` in order, standing for ``requests`` requests of the full trace
+        with ``blocks`` block references and ``tokens`` tokens."""
+        self._runner.feed(sampled)
+        self.requests += requests
+        self.total_blocks += blocks
+        self.total_tokens += tokens
 
     def result(self) -> SampledCurve:
         """The estimate from everything fed so far."""
