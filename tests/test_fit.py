@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from kvcache_calculator.analytic.model import analyze
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
 from kvcache_calculator.traces.fit import (
     clamp_to_form,
@@ -17,6 +18,7 @@ from kvcache_calculator.traces.fit import (
     fit_think_times,
     fit_zipf,
     model_scenario,
+    replay_view,
 )
 from kvcache_calculator.traces.readers import read_trace
 from kvcache_calculator.traces.synthetic import generate_requests, generate_workload, mooncake_lines
@@ -145,3 +147,12 @@ def test_generator_is_seeded_and_writes_mooncake_lines():
     assert [r.hash_ids for r in back] == [r.hash_ids for r in a]
     with pytest.raises(Exception, match="document_share"):
         generate_workload(10.0, document_share=2.0)
+
+
+def test_replay_view_folds_answers_into_prompts_and_drops_service_time():
+    # a trace's block ids cover prompts only: the answer comes back as new prompt tokens
+    view = replay_view({"input_tokens": 800, "output_tokens": 300, "arrival_rate": 2.0})
+    assert view["input_tokens"] == 1100 and view["output_tokens"] == 0
+    assert view["arrival_rate"] == 2.0
+    scenario = Scenario.from_dict({**view, "kv_cache_tokens": 500_000})
+    assert analyze(scenario).in_flight_share < 1e-3   # replayed requests take no time

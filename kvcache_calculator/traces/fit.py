@@ -49,7 +49,7 @@ from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, encode_fragment
 from kvcache_calculator.traces.inference import ConversationInference
 
 __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "clamp_to_form",
-           "model_scenario", "compare_fit_to_replay", "analytic_token_hit_rate", "fit_report",
+           "model_scenario", "replay_view", "compare_fit_to_replay", "analytic_token_hit_rate", "fit_report",
            "WORKLOAD_KEYS", "FALLBACK_LIMITS"]
 
 #: The keys a fit sets, in the order the report lists them.
@@ -429,6 +429,25 @@ def fit_report(fit: dict) -> list:
     return lines
 
 
+#: A replay's requests take no time: no running request holds KV the histories cannot use.
+REPLAY_SERVICE = {"ttft_s": 1e-6, "decode_tokens_per_s": 1e6}
+
+
+def replay_view(scenario: dict) -> dict:
+    """The scenario as a trace replay sees it (docs/model.md §10.6), for comparing the model
+    with a replay: a trace's block ids cover prompts only, so no turn can reuse the KV of the
+    previous turn's answer (its tokens come back as new prompt tokens: ``output_tokens`` is
+    folded into ``input_tokens``), and a replayed request takes no time (no KV held by
+    running requests, :data:`REPLAY_SERVICE`). The fitted scenario itself, and its link,
+    keep the answers and service times of a real engine."""
+    out = dict(scenario)
+    out["input_tokens"] = out.get("input_tokens", FIELD_BY_KEY["input_tokens"].default) \
+        + out.get("output_tokens", FIELD_BY_KEY["output_tokens"].default)
+    out["output_tokens"] = 0
+    out.update(REPLAY_SERVICE)
+    return out
+
+
 def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
                           capacity_tokens: float | None = None) -> dict:
     """Run an analytic model on a fitted scenario and report its gap to a replay.
@@ -438,7 +457,7 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
     token hit rate (0-1). Returns ``{"analytic_token_hit_rate", "replay_token_hit_rate",
     "gap", "capacity_tokens"}`` with ``gap = analytic - replay`` (a fraction).
     """
-    scenario, _ = model_scenario(fitted)
+    scenario = replay_view(model_scenario(fitted)[0])
     if capacity_tokens is not None:
         scenario["kv_cache_tokens"] = int(capacity_tokens)
     predicted = float(analytic(scenario))
