@@ -27,11 +27,14 @@ the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
   prompts found, their mean length (weighted by use) in whole blocks, and the Zipf exponent
   of their use (maximum likelihood over the ranks);
 - ``num_documents`` / ``document_tokens`` / ``document_share`` / ``document_zipf``: the
-  documents used by two or more conversations. The model is a steady state, the trace a
-  window: a document's first use in the window cannot hit in any cache, so that use is
-  counted as the conversation's own new tokens, and ``document_share`` is the share of
-  conversations reusing a document (uses minus one per document, over conversations). The
-  raw share (every use) is in the diagnostics;
+  documents used by two or more conversations. A prefix hash includes the system prompt
+  before it, so the runs found are (system prompt, document) pairs; the model forms the
+  pairs of ``num_system_prompts`` prompts and ``num_documents`` documents itself, so
+  ``num_documents`` is the runs found over the prompts found (at least 1; the runs are in
+  the diagnostics). ``document_share`` is the share of conversations using one (every use:
+  leaving first uses out, as a steady state would, put the model further below the replay
+  on generated traces, docs/validation.md §7.3). A document's first use in the window is
+  still counted as the conversation's own new tokens;
 - ``input_tokens``: new prompt tokens per request (first turn: after the system prompt and
   document; next turn: its prompt minus the previous turn's prompt and answer);
   ``output_tokens``: the mean ``output_length``.
@@ -332,9 +335,11 @@ class ScenarioFitter:
             "system_prompt_tokens": round(sp_blocks) * bs,
             "num_system_prompts": max(1, len(sps)),
             "system_prompt_zipf": fit_zipf(p.conversations for p in sps),
-            "num_documents": len(docs),
+            # a prefix hash includes the system prompt before it, so a document used behind
+            # K prompts shows as up to K runs; the model forms the K x D pairs itself
+            "num_documents": max(1, round(len(docs) / max(1, len(sps)))) if docs else 0,
             "document_tokens": round(doc_blocks) * bs,
-            "document_share": doc_reuses / conversations,
+            "document_share": sum(d.conversations for d in docs) / conversations,
             "document_zipf": fit_zipf(d.conversations for d in docs),
             "block_size": bs,
         }
@@ -381,6 +386,7 @@ class ScenarioFitter:
             "conversations_without_shared_system_prompt": st.uncovered_roots,
             "documents_top": [{"blocks": d.blocks, "conversations": d.conversations}
                               for d in sorted(docs, key=lambda d: -d.conversations)[:20]],
+            "document_runs": len(docs),
             "document_uses": sum(d.conversations for d in docs),
             "document_share_of_conversations": (sum(d.conversations for d in docs) / conversations),
             "think_time": think,
