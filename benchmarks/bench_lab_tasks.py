@@ -9,7 +9,7 @@ watching (every task over 50 ms, with its duration), on the lab page:
 
 - a costly simulation: FIFO on 4 instances with random routing, 20,000 measured conversations
   (the case of the issue: 562 s, one 4.4 s task). It runs for ``--seconds``, then Cancel is
-  pressed: printed are the longest task, the tasks over 200 ms, the estimate the page showed
+  pressed (``--repeat`` times per site, the sites taking turns): printed are the longest task, the tasks over 200 ms, the estimate the page showed
   before its work began (``<html data-sim-estimate-s>``), the progress bar's samples (one a
   second; they must not go down) and how long Cancel took;
 - a short simulation run to its end (the default scenario, 1,000 conversations): the estimate
@@ -65,17 +65,24 @@ def costly_simulation(page, url: str, seconds: float) -> dict:
     open_lab(page, url + "#" + COSTLY)
     page.select_option("#sim-conversations", "20000")
     page.evaluate(WATCH_LONG_TASKS)
+    t0 = time.perf_counter()
     page.click("#simulate")
     page.wait_for_function("document.documentElement.dataset.job === 'running'")
-    samples = progress_samples(page, seconds)
+    # this page's estimate waits for "Run it" on a long run (a page without one just runs)
+    page.wait_for_function("document.documentElement.dataset.simConfirm === 'waiting' || "
+                           "document.getElementById('job-progress').value > 0", timeout=60_000)
     estimate = estimate_shown(page)
+    shown_after = time.perf_counter() - t0 if estimate is not None else None
+    if page.evaluate("document.documentElement.dataset.simConfirm") == "waiting":
+        page.click("#job-go")
+    samples = progress_samples(page, seconds)
     status = page.inner_text("#job-status")
     t0 = time.perf_counter()
     page.click("#cancel")
     page.wait_for_function("document.documentElement.dataset.job !== 'running'", timeout=60_000)
     cancel_s = time.perf_counter() - t0
     tasks = page.evaluate("window.__longTasks")
-    return {"tasks": tasks, "samples": samples, "estimate_s": estimate, "status": status,
+    return {"tasks": tasks, "samples": samples, "estimate_s": estimate, "shown_after": shown_after, "status": status,
             "cancel_s": cancel_s, "state": page.evaluate("document.documentElement.dataset.job")}
 
 
@@ -91,18 +98,20 @@ def finished_job(page, start) -> dict:
             "estimate_s": estimate_shown(page)}
 
 
-def measure(browser, site: Path, trace: Path, seconds: float) -> dict:
+def measure(browser, site: Path, trace: Path | None, seconds: float) -> dict:
+    """One costly simulation, then (with ``trace``) the short simulation and the replay."""
     server = build.start_server(site)
     context = browser.new_context(service_workers="block", viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
         url = server.url + "lab.html"
         out = {"costly": costly_simulation(page, url, seconds)}
-        open_lab(page, url)
-        page.select_option("#sim-conversations", "1000")
-        out["short"] = finished_job(page, lambda: page.click("#simulate"))
-        open_lab(page, url)
-        out["replay"] = finished_job(page, lambda: page.set_input_files("#trace-file", str(trace)))
+        if trace is not None:
+            open_lab(page, url)
+            page.select_option("#sim-conversations", "1000")
+            out["short"] = finished_job(page, lambda: page.click("#simulate"))
+            open_lab(page, url)
+            out["replay"] = finished_job(page, lambda: page.set_input_files("#trace-file", str(trace)))
     finally:
         context.close()
         server.shutdown()
@@ -117,22 +126,24 @@ def line(label: str, got: dict) -> str:
     return f"  {label:34} longest {longest:7.0f} ms, {over:3d} over {LONG_TASK_TARGET_MS} ms ({ok})"
 
 
-def report(name: str, got: dict, seconds: float) -> None:
+def report(name: str, runs: list, seconds: float) -> None:
     print(f"\n{name}")
-    costly = got["costly"]
-    print(line(f"FIFO x4 random, 20,000 conv., {seconds:.0f} s", costly))
-    samples = costly["samples"]
-    monotone = all(b >= a for a, b in zip(samples, samples[1:]))
-    est = costly["estimate_s"]
-    print(f"    estimate shown before the work: {'none' if est is None else f'{est:,.0f} s'}; progress "
-          f"{samples[0] / 10:.1f} % -> {samples[-1] / 10:.1f} % ({'never down' if monotone else 'WENT DOWN'}); "
-          f"cancel took {costly['cancel_s'] * 1000:.0f} ms, state {costly['state']}")
-    print(f"    status when cancelled: {costly['status']}")
-    short = got["short"]
+    for n, got in enumerate(runs, 1):
+        costly = got["costly"]
+        print(line(f"FIFO x4 random, 20,000 conv., {seconds:.0f} s (run {n})", costly))
+        samples = costly["samples"]
+        monotone = all(b >= a for a, b in zip(samples, samples[1:]))
+        est = costly["estimate_s"]
+        shown = "none" if est is None else f"{est:,.0f} s, shown {costly['shown_after']:.1f} s after the click"
+        print(f"    estimate before the run: {shown}; progress {samples[0] / 10:.2f} % -> {samples[-1] / 10:.2f} % "
+              f"({'never down' if monotone else 'WENT DOWN'}); cancel took {costly['cancel_s'] * 1000:.0f} ms, "
+              f"state {costly['state']}")
+        print(f"    status when cancelled: {costly['status']}")
+    short = runs[0]["short"]
     print(line("default scenario, 1,000 conv.", short))
     est = short["estimate_s"]
     print(f"    took {short['seconds']:.1f} s; estimated {'none' if est is None else f'{est:.1f} s'}")
-    replay = got["replay"]
+    replay = runs[0]["replay"]
     print(line("replay of the generated trace", replay) + f", {replay['seconds']:.1f} s, {replay['state']}")
 
 
@@ -141,6 +152,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the costly simulation runs (s)")
     parser.add_argument("--mb", type=float, default=50.0, help="size of the generated trace (MB, default 50)")
     parser.add_argument("--baseline", type=Path, help="another built site (its dist/) measured the same way")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="costly simulations per site, the sites taking turns (default 2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -154,17 +167,18 @@ def main() -> None:
 
         sites = [("this checkout", dist)] + ([("baseline " + str(args.baseline), args.baseline)]
                                              if args.baseline else [])
-        results = {}
+        results: dict = {name: [] for name, _ in sites}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=system_chromium() or p.chromium.executable_path,
                                         args=CHROMIUM_ARGS)
             try:
-                for name, site in sites:
-                    results[name] = measure(browser, site, trace, args.seconds)
+                for n in range(args.repeat):          # the sites take turns: both see the same load
+                    for name, site in sites:
+                        results[name].append(measure(browser, site, trace if n == 0 else None, args.seconds))
             finally:
                 browser.close()
-    for name, got in results.items():
-        report(name, got, args.seconds)
+    for name, runs in results.items():
+        report(name, runs, args.seconds)
     print(f"\ntarget: no task over {LONG_TASK_TARGET_MS} ms")
 
 

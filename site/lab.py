@@ -263,6 +263,7 @@ class Lab:
                 if self.cancel:
                     return False
         job.focus = None
+        by_id("job-progress").value = 1000 * job.progress     # the first slices' work is kept
         left = pace.seconds_left() or 0.0
         total = time.perf_counter() - started + left
         ROOT.setAttribute("data-sim-estimate-s", f"{total:.2f}")

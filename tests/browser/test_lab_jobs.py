@@ -29,14 +29,19 @@ def progress(page) -> float:
     return page.evaluate("document.getElementById('job-progress').value")
 
 
-@pytest.mark.parametrize("width,height,name", VIEWPORTS)
-def test_a_costly_simulation_shows_its_estimate_before_it_runs(page, site, width, height, name):
+def start_costly(page, site, width, height) -> None:
+    """Press Simulate on the costly scenario; a first slice is timed, then the run waits with
+    its estimate: Run it, or Cancel."""
     page.set_viewport_size({"width": width, "height": height})
     open_lab(page, site, COSTLY)
     page.select_option("#sim-conversations", "20000")
     page.click("#simulate")
-    # a first slice is timed, then the run waits with its estimate: Run it, or Cancel
     page.wait_for_function("document.documentElement.dataset.simConfirm === 'waiting'", timeout=60_000)
+
+
+@pytest.mark.parametrize("width,height,name", VIEWPORTS)
+def test_a_costly_simulation_shows_its_estimate_before_it_runs(page, site, width, height, name):
+    start_costly(page, site, width, height)
     estimate = float(page.evaluate("document.documentElement.dataset.simEstimateS"))
     assert estimate > 60
     status = page.inner_text("#job-status")
@@ -58,11 +63,7 @@ def test_a_costly_simulation_shows_its_estimate_before_it_runs(page, site, width
 
 @pytest.mark.parametrize("width,height,name", VIEWPORTS)
 def test_a_long_run_moves_forward_with_the_time_left_and_cancels(page, site, width, height, name):
-    page.set_viewport_size({"width": width, "height": height})
-    open_lab(page, site, COSTLY)
-    page.select_option("#sim-conversations", "20000")
-    page.click("#simulate")
-    page.wait_for_function("document.documentElement.dataset.simConfirm === 'waiting'", timeout=60_000)
+    start_costly(page, site, width, height)
     page.click("#job-go")
     page.wait_for_function("document.documentElement.dataset.simConfirm === undefined")
     page.wait_for_function("document.getElementById('job-status').textContent.includes('left')",
@@ -75,8 +76,7 @@ def test_a_long_run_moves_forward_with_the_time_left_and_cancels(page, site, wid
     assert samples[-1] > samples[0], samples            # it advances, not only at the end
     status = page.inner_text("#job-status")
     assert "requests" in status and "left" in status and "%" in status, status
-    if name == "desktop":
-        page.locator("#job").screenshot(path=str(SHOTS / f"progress-{name}.png"))
+    page.locator("#job").screenshot(path=str(SHOTS / f"progress-{name}.png"))
     page.click("#cancel")
     page.wait_for_function("document.documentElement.dataset.job !== 'running'")
     assert job_state(page) == "cancelled"
