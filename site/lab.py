@@ -24,6 +24,8 @@ from pagekit import Page, by_id, missing   # site/pagekit.py, shipped by pyscrip
 ROOT = document.documentElement
 PAGE = Page("kvcache lab", "action")
 BUDGET_S = 0.025             # work per turn of the event loop (the browser gets control back after)
+PROBE_S = 0.3                # a simulation's first slice of each kind of run, timed for the estimate
+CONFIRM_ABOVE_S = 60.0       # a simulation estimated to take longer waits for "Run it" (or Cancel)
 SLICE_BYTES = 2 ** 20        # bytes read from an uploaded file at a time
 MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
 SAMPLE_ABOVE_BYTES = 100 * 2 ** 20        # a larger upload is replayed on a sample (SHARDS)
@@ -93,6 +95,7 @@ class Lab:
         self.figure = None
         self.running = False
         self.cancel = False
+        self.go = False            # "Run it" pressed on a long simulation's estimate
         self.trace_file = None
         self.trace = None          # the finished TraceJob of an upload
         self.trace_skip = False
@@ -119,10 +122,11 @@ class Lab:
         self.figure = report["figures"]["hit_vs_memory"]
         fragment = report["fragment"]
         res = report["results"]
-        text = (f"{report['model']['name']} on {self.scenario.num_gpus} × {self.scenario.gpu}, "
-                f"{self.scenario.instances} instance(s); {format_fixed(res['capacity_tokens'])} tokens of cache per "
-                f"instance; {self.scenario.arrival_rate:g} conversations/s of {self.scenario.turns:g} turns, "
-                f"think time {self.scenario.think_time_s:g} s. ")
+        sc = self.scenario
+        text = (f"{report['model']['name']} on {sc.num_gpus} × {sc.gpu}, "
+                f"{sc.instances} {unit_for(sc.instances, 'instances')}; {format_fixed(res['capacity_tokens'])} "
+                f"tokens of cache per instance; {sc.arrival_rate:g} {unit_for(sc.arrival_rate, 'conversations/s')} "
+                f"of {sc.turns:g} {unit_for(sc.turns, 'turns')}, think time {sc.think_time_s:g} s. ")
         text += f"Link keys: {fragment}" if fragment else "All keys at their defaults."
         by_id("scenario-text").textContent = text
         items = by_id("link-problems")
@@ -187,11 +191,13 @@ class Lab:
         by_id("trace-file").disabled = running
         by_id("trace-choice").disabled = running
         by_id("cancel").hidden = not running
+        by_id("job-go").hidden = True
         if running:
             by_id("job").hidden = False
             ROOT.setAttribute("data-job", "running")
             ROOT.setAttribute("data-job-name", name)
             by_id("job-progress").value = 0
+            ROOT.removeAttribute("data-sim-estimate-s")
 
     def finish(self, state):
         self.set_running(False)
@@ -226,6 +232,70 @@ class Lab:
                 return False
 
     # -- simulation ----------------------------------------------------------------------
+    async def sim_turn(self, job, pace):
+        """One turn of BUDGET_S on ``job``, timed into ``pace`` (if any), then back to the browser."""
+        index = job.running_index
+        before = job.progress
+        t0 = time.perf_counter()
+        run_for(job, BUDGET_S, time.perf_counter)
+        if pace is not None:
+            # cost units of the turn (progress weighs tasks by their cost), all to the task it began
+            pace.record(index, time.perf_counter() - t0, (job.progress - before) * job.total_cost)
+        await asyncio.sleep(0)
+
+    def show_sim_progress(self, label, job, pace):
+        fraction = job.progress
+        by_id("job-progress").value = 1000 * fraction      # not rounded: the bar moves smoothly
+        text = f"{label}: {format_percent(fraction, 1)} ({job.requests:,} requests)"
+        left = pace.seconds_left()
+        if left is not None:
+            text += f", about {format_duration(max(1.0, left))} left"
+        by_id("job-status").textContent = text
+
+    async def drive_simulation(self, job, label, started):
+        """Time a first slice of each kind of run (:meth:`SimulationJob.probes`), show the
+        estimate of the whole job (a long one waits for "Run it" or Cancel), then run it to
+        the end in turns of BUDGET_S, showing the progress and the time left. False if cancelled."""
+        pace = SimulationPace(job)
+        by_id("job-status").textContent = f"{label}: timing a first slice to estimate how long it takes…"
+        for index in job.probes():
+            job.focus = index
+            await self.sim_turn(job, None)         # not timed: it sets the simulation up
+            until = time.perf_counter() + PROBE_S
+            while not job.finished(index) and time.perf_counter() < until:
+                await self.sim_turn(job, pace)
+                if self.cancel:
+                    return False
+        job.focus = None
+        by_id("job-progress").value = 1000 * job.progress     # the first slices' work is kept
+        left = pace.seconds_left() or 0.0
+        total = time.perf_counter() - started + left
+        ROOT.setAttribute("data-sim-estimate-s", f"{total:.2f}")
+        if left > CONFIRM_ABOVE_S:
+            by_id("job-status").textContent = (
+                f"This run would take about {format_duration(total)} in this browser (timed on a first slice "
+                "of each kind of run); the page stays usable meanwhile.")
+            go = by_id("job-go")
+            go.hidden = False
+            ROOT.setAttribute("data-sim-confirm", "waiting")
+            self.go = False
+            while not self.go and not self.cancel:
+                await asyncio.sleep(0.05)
+            go.hidden = True
+            ROOT.removeAttribute("data-sim-confirm")
+            if self.cancel:
+                return False
+        last_shown = 0.0
+        while not job.done:
+            await self.sim_turn(job, pace)
+            if self.cancel:
+                return False
+            now = time.perf_counter()
+            if now - last_shown > 0.25:
+                self.show_sim_progress(label, job, pace)
+                last_shown = now
+        return True
+
     def sim_settings(self):
         """(conversations, seed) from the controls, or None after showing why not."""
         show_error("sim-error", "")
@@ -255,7 +325,7 @@ class Lab:
         self.set_running(True, kind)
         started = time.perf_counter()
         try:
-            finished = await self.drive(job, label, started)
+            finished = await self.drive_simulation(job, label, started)
         except ScenarioError as err:
             show_error("sim-error", str(err))
             self.finish("error")
@@ -774,6 +844,12 @@ def on_cancel(lab):
     return handler
 
 
+def on_go(lab):
+    def handler(event):
+        lab.go = True
+    return handler
+
+
 def replay_first(lab, files):
     """Replay the first of a FileList (from the file input or a drop), if any."""
     if missing(files) or not files.length:
@@ -814,6 +890,7 @@ def start():
     PAGE.listen("simulate", "click", lambda e: lab.simulate())
     PAGE.listen("compare", "click", lambda e: lab.compare())
     PAGE.listen("cancel", "click", on_cancel(lab))
+    PAGE.listen("job-go", "click", on_go(lab))
     PAGE.listen("trace-file", "change", on_file(lab))
     PAGE.listen("drop-zone", "dragover", on_drag(True))
     PAGE.listen("drop-zone", "dragleave", on_drag(False))
@@ -840,7 +917,8 @@ def start():
 
 try:
     from kvcache_calculator.errors import ScenarioError
-    from kvcache_calculator.present.jobs import PolicyJob, SimulationJob, StepsJob, TraceJob, run_for
+    from kvcache_calculator.present.figures import unit_for
+    from kvcache_calculator.present.jobs import PolicyJob, SimulationJob, SimulationPace, StepsJob, TraceJob, run_for
     from kvcache_calculator.present.upload_sample import Batch, SampledUploadJob
     from kvcache_calculator.traces.sampling import check_rate
     from kvcache_calculator.present.real_traffic import (routing_passes, routing_steps, summary_curve, summary_gap,

@@ -13,6 +13,7 @@ import sys
 import time
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.present.figures import unit_for
 from kvcache_calculator.scenario import Scenario, parse_assignments
 from kvcache_calculator.sim.simulate import Simulation
 from kvcache_calculator.units import NONE_ASCII, format_number, format_percent
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
             value += f"  [{format_percent(ci[0], 2, unit='')}, {format_percent(ci[1], 2, unit='')}]"
         rows.append((key, value, unit))
     width = max(len(r[0]) for r in rows)
-    print(f"simulation: {scenario.policy}, {scenario.instances} instance(s), routing {scenario.routing}; "
+    print(f"simulation: {scenario.policy}, {scenario.instances} {unit_for(scenario.instances, 'instances')}, "
+          f"routing {scenario.routing}; "
           f"95 % confidence intervals in brackets")
     for key, value, unit in rows:
         print(f"{key:<{width}}  {value}  {unit}".rstrip())

@@ -47,7 +47,7 @@ from kvcache_calculator.traces.replay import (
     last_block_tokens,
 )
 
-__all__ = ["run_for", "SimTask", "SimulationJob", "TraceJob", "PolicyJob", "StepsJob", "TimestampOrder"]
+__all__ = ["run_for", "SimTask", "SimulationJob", "SimulationPace", "TraceJob", "PolicyJob", "StepsJob", "TimestampOrder"]
 
 
 def run_for(job, budget_s: float, clock: Callable[[], float]) -> bool:
@@ -92,23 +92,49 @@ class SimTask:
         return Simulation(self.scenario, capacity_tokens=self.capacity_tokens,
                           conversations=self.conversations, seed=self.seed)
 
-    def cost(self) -> float:
-        """Relative cost estimate: expected requests, times the blocks touched per request
-        for the per-block engine (the segment engine touches one entry per request)."""
+    @property
+    def kind(self) -> str:
+        """What sets the speed per request: ``segments`` (the LRU engine) or the per-block
+        engine's policy (``fifo``, ``lfu``)."""
+        return "segments" if self.scenario.policy == "lru" else self.scenario.policy
+
+    def expected_requests(self) -> float:
+        """Requests the simulation will run, warm-up included (an estimate): the warm-up and
+        measured conversations, plus those arriving until the longest measured one ends (its
+        turns: the expected maximum of ``conversations`` geometric draws), times the mean turns."""
         s = self.scenario
         warmup = math.ceil(s.arrival_rate * 5.0 * s.turns * s.think_time_s)
-        requests = (warmup + self.conversations + s.arrival_rate * 2 * s.turns * s.think_time_s) * s.turns
+        if s.turns_dist == "fixed" or s.turns <= 1:
+            longest = s.turns
+        else:
+            longest = 1 + math.log(self.conversations) / -math.log(1.0 - 1.0 / s.turns)
+        tail = s.arrival_rate * longest * s.think_time_s
+        return (warmup + self.conversations + tail) * s.turns
+
+    def cost(self) -> float:
+        """Relative cost estimate: expected requests, times the prompt blocks of a mean
+        request for the per-block engine (the segment engine touches one entry per request).
+        Comparable between tasks of one :attr:`kind` only; :class:`SimulationPace` measures
+        each kind's speed."""
+        requests = self.expected_requests()
+        s = self.scenario
         if s.policy == "lru":
             return requests
-        blocks = (s.system_prompt_tokens + s.turns * (s.input_tokens + s.output_tokens)) / s.block_size
-        return requests * max(1.0, blocks / 6)
+        earlier = s.turns - 1 if s.turns_dist != "fixed" else (s.turns - 1) / 2   # mean k - 1 of a request
+        blocks = (s.system_prompt_tokens + s.input_tokens + earlier * (s.input_tokens + s.output_tokens)) / s.block_size
+        return requests * max(1.0, blocks)
 
 
 class SimulationJob:
-    """Runs :class:`SimTask` s one after the other in resumable steps (``step(units)`` runs
-    at most ``units`` requests). ``results`` maps task names to
+    """Runs :class:`SimTask` s in resumable steps (``step(units)`` runs at most ``units``
+    requests), one after the other. ``results`` maps task names to
     :class:`~kvcache_calculator.sim.simulate.SimulationResult`; a task whose scenario cannot be
-    simulated gets its :class:`ScenarioError` in ``errors`` instead."""
+    simulated gets its :class:`ScenarioError` in ``errors`` instead.
+
+    :attr:`focus` (a task index) makes the steps run that task instead of the next one in
+    order: the page runs a short first slice of each :meth:`probes` task so as to time every
+    kind of task before the long run (:class:`SimulationPace`); the work is kept.
+    """
 
     def __init__(self, tasks: Sequence[SimTask]):
         self.tasks = list(tasks)
@@ -116,53 +142,173 @@ class SimulationJob:
         self.results: dict = {}
         self.errors: dict = {}
         self.requests = 0
+        self.focus: int | None = None
         self._costs = [t.cost() for t in self.tasks]
         self._total = sum(self._costs) or 1.0
         self._index = 0
-        self._sim: Simulation | None = None
+        self._sims: dict = {}          # task index -> its Simulation, while it runs
 
     @property
     def done(self) -> bool:
         """True when every task has a result or an error."""
         return self._index >= len(self.tasks)
 
+    def finished(self, index: int) -> bool:
+        """Whether task ``index`` has its result or error."""
+        name = self.tasks[index].name
+        return name in self.results or name in self.errors
+
+    @property
+    def total_cost(self) -> float:
+        """The estimated cost of every task together (units of :meth:`SimTask.cost`)."""
+        return self._total
+
+    def cost(self, index: int) -> float:
+        """The estimated cost of task ``index`` (:meth:`SimTask.cost`)."""
+        return self._costs[index]
+
+    def work_done(self, index: int) -> float:
+        """Cost units (:meth:`SimTask.cost`) of task ``index`` done: its cost times the share
+        of its expected requests simulated (at most 99 % until it ends)."""
+        if self.finished(index):
+            return self._costs[index]
+        sim = self._sims.get(index)
+        if sim is None:
+            return 0.0
+        share = sim.requests_done / max(1.0, self.tasks[index].expected_requests())
+        return self._costs[index] * min(0.99, share)
+
+    def work_left(self, index: int) -> float:
+        """Cost units of task ``index`` not done yet."""
+        return self._costs[index] - self.work_done(index)
+
     @property
     def progress(self) -> float:
-        """Estimated 0-1 share of the work done (tasks weighted by :meth:`SimTask.cost`)."""
+        """Estimated 0-1 share of the work done (tasks weighted by :meth:`SimTask.cost`);
+        it never goes down."""
         if self.done:
             return 1.0
-        done = sum(self._costs[: self._index])
-        if self._sim is not None:
-            done += self._costs[self._index] * self._sim.progress
-        return min(0.999, done / self._total)
+        done = sum(self.work_done(i) for i in range(self._index, len(self.tasks)))
+        return min(0.999, (sum(self._costs[: self._index]) + done) / self._total)
 
     @property
     def current(self) -> SimTask | None:
         """The task running now."""
         return None if self.done else self.tasks[self._index]
 
+    @property
+    def running_index(self) -> int | None:
+        """The index of the task the next step runs."""
+        if self.focus is not None and not self.finished(self.focus):
+            return self.focus
+        return None if self.done else self._index
+
+    def probes(self) -> list:
+        """The first task of each :attr:`SimTask.kind`, by index: one slice of each times
+        every kind of the job."""
+        first: dict = {}
+        for i, task in enumerate(self.tasks):
+            first.setdefault(task.kind, i)
+        return sorted(first.values())
+
     def step(self, units: int) -> bool:
-        """Simulate up to ``units`` requests of the current task; returns :attr:`done`."""
-        if self.done:
+        """Simulate up to ``units`` requests of the task :attr:`running_index`; returns :attr:`done`."""
+        index = self.running_index
+        if index is None:
             return True
-        task = self.tasks[self._index]
+        task = self.tasks[index]
         try:
-            if self._sim is None:
-                self._sim = task.make()
-            before = self._sim.requests_done
-            finished = self._sim.run(max(1, units))
-            self.requests += self._sim.requests_done - before
+            sim = self._sims.get(index)
+            if sim is None:
+                sim = self._sims[index] = task.make()
+            before = sim.requests_done
+            finished = sim.run(max(1, units))
+            self.requests += sim.requests_done - before
             if finished:
-                self.results[task.name] = self._sim.result()
+                self.results[task.name] = sim.result()
         except ScenarioError as err:
             self.errors[task.name] = err
             finished = True
         if finished:
             # the next task may cost far more per request (another engine): start small again
-            self._sim = None
-            self._index += 1
+            self._sims.pop(index, None)
+            while not self.done and self.finished(self._index):
+                self._index += 1
             self.units = 20
         return self.done
+
+
+#: How much slower per cost unit a per-block simulation runs once its caches are full than in
+#: its first second (evictions start once the cache is full; measured on FIFO and LFU runs:
+#: 1.6-3x): a task's probe times its start only.
+FULL_CACHE_SLOWDOWN = {"segments": 1.0, "fifo": 2.0, "lfu": 2.0}
+
+
+class SimulationPace:
+    """Seconds per cost unit of each task kind, from timed slices, and the time left.
+
+    The page times every slice it runs (:meth:`record`, with the index of the task the slice
+    ran and the cost units it did). A kind's pace is that of its last finished task when
+    there is one (whole tasks: the most faithful), else of its running task's recent slices
+    (about the last ``window_s`` seconds), else its probe's times :data:`FULL_CACHE_SLOWDOWN`.
+    """
+
+    def __init__(self, job: SimulationJob, window_s: float = 10.0):
+        self.job = job
+        self.window_s = window_s
+        self._slices: dict = {}        # task index -> [(seconds, units)] of its slices
+        self._whole: dict = {}         # kind -> seconds per unit of a finished task
+
+    def record(self, index: int, seconds: float, units: float) -> None:
+        """A slice of ``seconds`` did ``units`` cost units of task ``index``."""
+        self._slices.setdefault(index, []).append((seconds, units))
+        if self.job.finished(index):
+            spent = sum(s for s, _ in self._slices[index])
+            if spent > 0 and self.job.tasks[index].name in self.job.results:
+                self._whole[self.job.tasks[index].kind] = spent / max(1e-12, self.job.cost(index))
+
+    def _recent(self, index: int) -> float | None:
+        """Seconds per unit of task ``index`` over its last ``window_s`` seconds of slices."""
+        seconds = units = 0.0
+        for s, u in reversed(self._slices.get(index, [])):
+            seconds += s
+            units += u
+            if seconds >= self.window_s:
+                break
+        return seconds / units if units > 0 else None
+
+    def pace(self, kind: str) -> float | None:
+        """Seconds per cost unit of ``kind`` (None: not timed yet)."""
+        if kind in self._whole:
+            return self._whole[kind]
+        job = self.job
+        for i, task in enumerate(job.tasks):
+            if task.kind == kind and i in self._slices and not job.finished(i):
+                recent = self._recent(i)
+                if recent is not None:
+                    seconds = sum(s for s, _ in self._slices[i])
+                    # a task timed in its first second only runs with caches not yet full
+                    return recent * (1.0 if seconds >= self.window_s else FULL_CACHE_SLOWDOWN.get(kind, 2.0))
+        return None
+
+    def seconds_left(self) -> float | None:
+        """Estimated seconds until the job is done (None while some kind is not timed)."""
+        job = self.job
+        total = 0.0
+        for i, task in enumerate(job.tasks):
+            if job.finished(i):
+                continue
+            left = job.work_left(i)
+            recent = self._recent(i) if i in self._slices else None
+            spent = sum(s for s, _ in self._slices.get(i, []))
+            if recent is not None and spent >= self.window_s:
+                total += left * recent          # its caches are full by now: its own recent pace
+                continue
+            pace = self.pace(task.kind)
+            if pace is None:
+                return None
+            total += left * pace
+        return total
 
 
 class _LinesJob:
