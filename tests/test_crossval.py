@@ -26,10 +26,6 @@ model is several points off.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from kvcache_calculator.analytic.inflight import in_flight
@@ -37,18 +33,11 @@ from kvcache_calculator.analytic.model import analyze_setup
 from kvcache_calculator.scenario import ROUTINGS
 from kvcache_calculator.sim.simulate import simulate
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "crossval_table.py"
+from benchmark_modules import load_benchmark
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("crossval_table", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("crossval_table", module)
-    spec.loader.exec_module(module)
-    return module
 
-
-cv = _load()
+cv = load_benchmark("crossval_table")
 
 TARGET_MEAN_PT = 0.3
 MODELLED_WORST_PT = 1.5

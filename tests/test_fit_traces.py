@@ -13,13 +13,10 @@ those of a model that ignores documents, prompt popularity and think-time spread
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_table.py"
+from benchmark_modules import load_benchmark
+
 TARGET_POINTS = 2.0
 MARGIN = 0.5
 #: Worst measured gap per case, points (benchmarks/fit_table.py, this version).
@@ -32,15 +29,7 @@ MEASURED_WORST = {
 }
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("fit_table", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fit_table", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-ft = _load()
+ft = load_benchmark("fit_table")
 CASES = ft.cases() if not ft.missing_keys() else []
 
 
