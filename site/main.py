@@ -471,11 +471,10 @@ def render_unresolved(report):
     """No numbers for a link whose model cannot be resolved (an unknown id, a custom model with
     a key missing): placeholders, never another model's results, and the link as written."""
     bad = ", ".join(k for k in report.get("field_errors", {}) if k in MODEL_KEY_SET) or "model"
-    write([*[[key, "text", NONE] for key in OUTPUT_IDS], *[[key, "data-value", ""] for key in OUTPUT_IDS],
-           ["mini-value", "text", NONE],
+    write([*placeholder_changes(OUTPUT_IDS),   # the numbers, the phone's bar and the notes emptied
            ["fit-message", "text", f"No results: the link's model cannot be used until its fields are "
                                    f"fixed ({bad}, marked above). Nothing else is shown in its place."],
-           ["fit-notice", "hidden", False], ["app-error", "hidden", True], ["notes", "items", []],
+           ["fit-notice", "hidden", False], ["app-error", "hidden", True],
            *link_changes(report.get("link", "")), ["override-note", "hidden", True],
            ["results", "class:stale", True], ["charts", "class:stale", True], ["mini", "class:stale", True]])
     CURRENT.update(scenario=None, setup=None, analysis=None)
@@ -656,8 +655,7 @@ try:
     from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, MODEL_KEYS, decode_fragment, repeated_keys
-    from kvcache_calculator.present.page_numbers import format_result, number_changes
-    from kvcache_calculator.units import NONE
+    from kvcache_calculator.present.page_numbers import format_result, number_changes, placeholder_changes
     from page_figures import for_page
 
     KEYS = frozenset(f.key for f in FIELDS)
