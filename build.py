@@ -261,6 +261,23 @@ def html_with(page: str, changes: list) -> str:
     return page
 
 
+def render_chart_parts(match: re.Match) -> str:
+    """The parts every chart's figure has (``<!--CHART name plot-classes-->`` in index.html):
+    its head, plot, legend, blank note, download buttons and its numbers as a table; the ids
+    are those charts.js and main.py address."""
+    indent, name, plot_class = match.group(1), match.group(2), match.group(3)
+    download = "".join(f'<button type="button" class="secondary" data-chart="{name}" data-format="{fmt}">'
+                       f'{fmt.upper()}</button>' for fmt in ("png", "svg"))
+    return "\n".join(indent + line for line in (
+        f'<p id="chart-{name}-head" class="chart-head"></p>',
+        f'<div id="chart-{name}" class="{plot_class}"></div>',
+        f'<ul id="chart-{name}-legend" class="chart-legend" aria-label="Legend" hidden></ul>',
+        f'<p id="chart-{name}-blank" class="chart-blank" hidden></p>',
+        f'<div class="chart-tools" role="group" aria-label="Download this chart">{download}</div>',
+        f'<details class="chart-data" id="chart-{name}-data"><summary>The chart\'s numbers</summary>'
+        f'<div id="chart-{name}-table" class="chart-table"></div></details>'))
+
+
 def suggestions_html(items: list[dict]) -> str:
     """The suggestions as main.py draws them (a title, the text, and an "Apply" button for
     each change a suggestion proposes: site/main.py's suggestion_item)."""
@@ -392,6 +409,7 @@ def build(dist: Path = DIST) -> Path:
     page = (SITE / "index.html").read_text(encoding="utf-8")
     page = page.replace("<!--FORM-->", render_form(FIELDS, models, gpus))
     page = page.replace("<!--SENSITIVITY_OPTIONS-->", render_sensitivity_options(FIELDS))
+    page = re.sub(r"^( *)<!--CHART (\w+) ([\w -]+)-->$", render_chart_parts, page, flags=re.M)
     page, prerendered = prerender(page, models, gpus)
     repo_url = project_url()
     page = page.replace('href="REPORT_URL"', f'href="{_text(repo_url + "/issues/new" if repo_url else "./README.md")}"')
