@@ -142,8 +142,9 @@ def partial_prefix_trace(raw, block_size=4):
     """Requests whose ids are prefix-chained (distinct ids per position) and whose prompts end
     in a partial block: the traces vLLM's block pool and the one-pass curve agree on exactly."""
     out = []
+    number = {}  # each distinct prefix gets its own id: no hash collisions, no PYTHONHASHSEED
     for i, (ids, length) in enumerate(raw):
-        chain = tuple(hash(("chain", tuple(ids[:j + 1]))) & 0xFFFF for j in range(len(ids)))
+        chain = tuple(number.setdefault(tuple(ids[:j + 1]), len(number)) for j in range(len(ids)))
         n = len(chain)
         tokens = (n - 1) * block_size + 1 + length % (block_size - 1) if n else 0
         out.append(Request(float(i), tokens, 1, chain))
