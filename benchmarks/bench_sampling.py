@@ -7,9 +7,12 @@ Run from the project root:
     python benchmarks/bench_sampling.py --memory 10000000   # peak memory of the sampled replay alone
 
 For each size, one pass generates the trace (``traces/synthetic.py``, seed 1) and feeds every
-chunk to the exact one-pass LRU replay and to the sampled one, timing each separately; then
-it prints the token hit rate of both at a range of capacities and the largest error, over all
-capacities and over those where the sample holds at least 100 blocks (``R * C >= 100``).
+chunk to the exact one-pass LRU replay, to the sampled one with its rate ladder (the default:
+rates R..16R, each capacity estimated at the lowest rate whose sample holds 100 blocks there)
+and to the sampled one at the main rate alone (``max_rate=R``, as before the ladder), timing
+each separately; then it prints the token hit rate of all three at a range of capacities
+with the rate used, and the largest errors, over all capacities and over those the ladder
+holds reliable (``C >= 100 / 16R``) and where the main rate's sample holds 100 blocks.
 The shared Mooncake traces (``../shared/traces/``, skipped with a message when absent) are
 measured at rates 0.1 and 0.01. ``--memory N`` runs the sampled replay alone on ``N``
 generated requests in a child process and prints its peak resident memory.
@@ -43,51 +46,54 @@ def log_grid(top: int, points: int = 200) -> list:
     return sorted({max(1, round(top ** (k / (points - 1)))) for k in range(points)})
 
 
-def compare(exact, sampled, rate: float, label: str, t_exact: float | None, t_sampled: float,
-            refs: int) -> None:
-    """Print both curves at CAPACITIES and the largest errors (points of token hit rate)."""
+def compare(exact, sampled, plain, rate: float, label: str, times: dict, refs: int) -> None:
+    """Print the curves at CAPACITIES (exact, the ladder's estimate and the main rate's alone)
+    and the largest errors (points of token hit rate)."""
     caps = [c for c in CAPACITIES if c <= 3 * exact.capacity_for_ceiling] or list(CAPACITIES[:3])
     print(f"\n{label}: {exact.requests:,} requests, {refs:,} block references, "
-          f"{exact.distinct_blocks:,} distinct blocks; rate {rate:g}")
-    speed = f"exact {t_exact:.1f} s ({refs / t_exact / 1e6:.2f} M refs/s)" if t_exact else "exact -"
-    print(f"  time: {speed}; sampled {t_sampled:.1f} s ({refs / t_sampled / 1e6:.2f} M refs/s)"
-          + (f"; speedup {t_exact / t_sampled:.1f}x" if t_exact else ""))
-    print("  capacity_blocks  exact %  sampled %  error (points)")
+          f"{exact.distinct_blocks:,} distinct blocks; rate {rate:g}, ladder "
+          + ", ".join(f"{r:g}" for r in sampled.rates))
+    t_exact = times.get("exact")
+    print("  time: " + "; ".join(f"{k} {t:.1f} s ({refs / t / 1e6:.2f} M refs/s)"
+                                 for k, t in times.items() if t)
+          + f"; ladder / main rate alone {times['ladder'] / times['main rate'] :.2f}x"
+          + (f"; exact / ladder {t_exact / times['ladder']:.1f}x" if t_exact else ""))
+    print("  capacity_blocks  exact %  ladder %  error  rate   main-rate-only %  error")
     for c in caps:
-        e, s = exact.token_hit_rate(c), sampled.token_hit_rate(c)
-        print(f"  {c:>15,}  {100 * e:7.2f}  {100 * s:9.2f}  {100 * (s - e):+7.2f}")
+        e, s, p = exact.token_hit_rate(c), sampled.token_hit_rate(c), plain.token_hit_rate(c)
+        print(f"  {c:>15,}  {100 * e:7.2f}  {100 * s:8.2f}  {100 * (s - e):+6.2f}  "
+              f"{sampled.rate_at(c):<5g}  {100 * p:16.2f}  {100 * (p - e):+6.2f}")
     e, s = exact.infinite_token_hit_rate, sampled.infinite_token_hit_rate
-    print(f"  {'infinite':>15}  {100 * e:7.2f}  {100 * s:9.2f}  {100 * (s - e):+7.2f}")
+    print(f"  {'infinite':>15}  {100 * e:7.2f}  {100 * s:8.2f}  {100 * (s - e):+6.2f}")
     grid = log_grid(max(2, exact.capacity_for_ceiling))
-    errs = [(abs(sampled.token_hit_rate(c) - exact.token_hit_rate(c)), c) for c in grid]
-    worst, at = max(errs)
-    big = [(err, c) for err, c in errs if rate * c >= 100]
-    print(f"  largest error over {len(grid)} log-spaced capacities: {100 * worst:.2f} points "
-          f"(at {at:,} blocks)")
-    if big:
-        worst_big, at_big = max(big)
-        print(f"  largest error where R*C >= 100 (C >= {math.ceil(100 / rate):,}): "
-              f"{100 * worst_big:.2f} points (at {at_big:,} blocks)")
+    for name, curve in (("ladder", sampled), ("main rate alone", plain)):
+        errs = [(abs(curve.token_hit_rate(c) - exact.token_hit_rate(c)), c) for c in grid]
+        worst, at = max(errs)
+        line = (f"  {name}: largest error over {len(grid)} log-spaced capacities "
+                f"{100 * worst:.2f} points (at {at:,} blocks)")
+        for lo in (sampled.min_reliable_capacity_blocks, math.ceil(100 / rate)):
+            big = [(err, c) for err, c in errs if c >= lo]
+            if big:
+                w, a = max(big)
+                line += f"; C >= {lo:,}: {100 * w:.2f} (at {a:,})"
+        print(line)
 
 
 def generated(requests: int, rate: float, exact: bool) -> None:
     """One pass over ``requests`` generated requests, feeding both replays."""
-    ex = LRUCurveReplay(512) if exact else None
-    sm = SampledReplay(512, rate)
-    t_ex = t_sm = 0.0
+    runners = {"exact": LRUCurveReplay(512) if exact else None,
+               "ladder": SampledReplay(512, rate), "main rate": SampledReplay(512, rate, max_rate=rate)}
+    times = dict.fromkeys(runners, 0.0)
     refs = 0
     chunk = []
     t0 = time.perf_counter()
 
     def feed(batch):
-        nonlocal t_ex, t_sm
-        if ex is not None:
-            t = time.perf_counter()
-            ex.feed(batch)
-            t_ex += time.perf_counter() - t
-        t = time.perf_counter()
-        sm.feed(batch)
-        t_sm += time.perf_counter() - t
+        for k, run in runners.items():
+            if run is not None:
+                t = time.perf_counter()
+                run.feed(batch)
+                times[k] += time.perf_counter() - t
 
     for r in generate_requests(requests, 1):
         chunk.append(r)
@@ -97,18 +103,23 @@ def generated(requests: int, rate: float, exact: bool) -> None:
             chunk = []
     if chunk:
         feed(chunk)
-    t = time.perf_counter()
-    sampled = sm.result()
-    t_sm += time.perf_counter() - t
+    curves = {}
+    for k, run in runners.items():
+        if run is not None:
+            t = time.perf_counter()
+            curves[k] = run.result()
+            times[k] += time.perf_counter() - t
     total = time.perf_counter() - t0
-    if ex is None:
-        print(f"\ngenerated {requests:,}: sampled only, {t_sm:.1f} s "
-              f"({refs / t_sm / 1e6:.2f} M refs/s), ceiling {100 * sampled.infinite_token_hit_rate:.2f} %")
+    if not exact:
+        print(f"\ngenerated {requests:,}: sampled only, ladder {times['ladder']:.1f} s "
+              f"({refs / times['ladder'] / 1e6:.2f} M refs/s), main rate alone "
+              f"{times['main rate']:.1f} s ({times['ladder'] / times['main rate']:.2f}x); "
+              f"ceiling {100 * curves['ladder'].infinite_token_hit_rate:.2f} %; token hit rate "
+              + ", ".join(f"{100 * curves['ladder'].token_hit_rate(c):.2f} % at {c:,} "
+                          f"(rate {curves['ladder'].rate_at(c):g})" for c in CAPACITIES[:5]))
         return
-    t = time.perf_counter()
-    exact = ex.result()
-    t_ex += time.perf_counter() - t
-    compare(exact, sampled, rate, f"generated {requests:,}", t_ex, t_sm, refs)
+    compare(curves["exact"], curves["ladder"], curves["main rate"], rate,
+            f"generated {requests:,}", times, refs)
     print(f"  (wall time with generation: {total:.0f} s)")
 
 
@@ -128,11 +139,15 @@ def shared(rates) -> None:
         exact = ex.result()
         t_ex = time.perf_counter() - t
         for rate in rates:
-            t = time.perf_counter()
-            sm = SampledReplay(512, rate)
-            sm.feed(reqs)
-            sampled = sm.result()
-            compare(exact, sampled, rate, name, t_ex, time.perf_counter() - t, refs)
+            times = {"exact": t_ex}
+            curves = {}
+            for k, top in (("ladder", None), ("main rate", rate)):
+                t = time.perf_counter()
+                sm = SampledReplay(512, rate, max_rate=top)
+                sm.feed(reqs)
+                curves[k] = sm.result()
+                times[k] = time.perf_counter() - t
+            compare(exact, curves["ladder"], curves["main rate"], rate, name, times, refs)
 
 
 def memory(requests: int, rate: float) -> None:

@@ -579,8 +579,13 @@ class Lab:
                     f"{curve.total_blocks:,} block references, {curve.distinct_blocks:,} distinct blocks "
                     f"of {curve.block_size} tokens.")
             if approximate:
-                info += (f" Approximate: replayed on a {curve.rate:.0%} sample of the blocks (SHARDS); "
-                         f"unreliable below {curve.min_reliable_capacity_blocks:,} blocks.")
+                bands = curve.rate_bands()
+                info += (f" Approximate: replayed on a {100 * curve.rate:.3g}% sample of the blocks (SHARDS)"
+                         + "".join(f", {100 * b['rate']:.3g}% below {prev['min_capacity_blocks']:,} blocks"
+                                   for prev, b in zip(bands, bands[1:]))
+                         + f"; unreliable below {curve.min_reliable_capacity_blocks:,} blocks"
+                         + (" (the higher rate was dropped: the worker could not read every line)"
+                            if getattr(job, "levels_dropped", False) else "") + ".")
             skipped = job.reader.skipped_lines
             if skipped:
                 info += f" Skipped {skipped:,} malformed lines (first: {job.reader.first_error})."
@@ -833,7 +838,7 @@ def batch_from_js(data):
     return Batch(list(data.raw.to_py()), list(data.rawLine.to_py()), list(data.rawAt.to_py()),
                  array("d", data.meta.to_bytes()), array("d", data.ids.to_bytes()), int(data.requests),
                  int(data.blocks), int(data.tokens), int(data.bytesIn),
-                 None if missing(data.format) else str(data.format))
+                 None if missing(data.format) else str(data.format), list(data.rawParsed.to_py()))
 
 
 def on_cancel(lab):

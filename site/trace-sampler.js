@@ -5,6 +5,12 @@
 // the hash_ids text so that only integer literals pass), and applies the SHARDS selection of
 // kvcache_calculator/traces/sampling.py: block id b is kept iff SplitMix64(b + salt) is below
 // floor(rate * 2**64), computed here in 32-bit halves (threshold and salt come from Python).
+// With `levels` (the higher rates of the sampling ladder: thresholds and depths from Python)
+// this reader also replays the sample at each higher rate itself (LevelReplay below, the
+// engine semantics of traces/replay.py, exact up to `depth` sampled blocks) over every request
+// it parses, head included, and reports their histograms at the end; Python reads the small
+// capacities from them (traces/sampling.py: level_curve), and drops them if Python accepted a
+// line this reader did not parse.
 // Python gets only the sampled requests, in batches of typed arrays, and replays them with its
 // own LRU replay; tests/test_trace_sampler.py checks that the selection and the counts are
 // Python's exactly.
@@ -83,6 +89,119 @@ function scanIds(line, start, ids) {
   }
 }
 
+// One higher rate of the ladder: LRU stack distances up to `depth` blocks under the `engine`
+// semantics of kvcache_calculator/traces/replay.py (LRUCurveReplay, vLLM 0.23 and later: a
+// request's hit prefix, full blocks only, the hit cap, the blocks without a hash waiting at
+// the free queue's head, a recomputed last block keeping its old copy's slot). Times: each
+// touch takes the next one; a block's distance is the number of live times after its own
+// (counted in a Fenwick tree), plus 1. When the times run out they are renumbered, keeping
+// the `depth` most recent live ones (deeper blocks cannot hit a cache of `depth` blocks).
+class LevelReplay {
+  constructor(blockSize, depth) {
+    this.bs = blockSize;
+    this.depth = depth;
+    this.size = 4 * depth + 64;
+    this.timeOf = new Map();        // block id -> its time
+    this.idAt = new Float64Array(this.size);   // time -> block id (NaN: an old copy)
+    this.live = new Uint8Array(this.size);
+    this.tree = new Int32Array(this.size + 1);
+    this.now = 0;
+    this.liveCount = 0;
+    this.unhashed = 0;
+    this.hb = new Float64Array(depth + 1);     // hits by distance index, up to `depth`
+    this.ht = new Float64Array(depth + 1);
+    this.requests = 0;
+    this.blocks = 0;
+    this.tokens = 0;
+  }
+
+  add(t, v) {
+    this.live[t] = v > 0 ? 1 : 0;
+    this.liveCount += v;
+    for (let i = t + 1; i <= this.size; i += i & -i) this.tree[i] += v;
+  }
+
+  // live times before t
+  before(t) {
+    let s = 0;
+    for (let i = t; i > 0; i -= i & -i) s += this.tree[i];
+    return s;
+  }
+
+  renumber() {
+    const keep = [];
+    for (let t = this.now - 1; t >= 0 && keep.length < this.depth; t--) {
+      if (this.live[t]) keep.push(this.idAt[t]);
+    }
+    this.timeOf.clear();
+    this.live.fill(0);
+    this.tree.fill(0);
+    this.liveCount = 0;
+    this.now = 0;
+    for (let k = keep.length - 1; k >= 0; k--) {
+      const b = keep[k];
+      if (b === b) this.timeOf.set(b, this.now);     // not NaN
+      this.idAt[this.now] = b;
+      this.add(this.now, 1);
+      this.now += 1;
+    }
+  }
+
+  touch(b) {
+    if (this.now >= this.size) this.renumber();
+    this.timeOf.set(b, this.now);
+    this.idAt[this.now] = b;
+    this.add(this.now, 1);
+    this.now += 1;
+  }
+
+  feed(inputLength, ids) {
+    const bs = this.bs, n = ids.length, hb = this.hb, ht = this.ht, depth = this.depth;
+    const timeOf = this.timeOf;
+    this.requests += 1;
+    this.blocks += n;
+    this.tokens += (n - 1) * bs + Math.min(bs, Math.max(0, inputLength - (n - 1) * bs));
+    const full = Math.min(n, Math.floor(inputLength / bs));
+    const lookups = Math.max(0, Math.min(full, Math.floor((inputLength - 1) / bs)));
+    let m = 0;
+    for (let j = 0; j < lookups; j++) {
+      const p = timeOf.get(ids[j]);
+      if (p === undefined) break;
+      const r = this.liveCount - this.before(p + 1) + 1;
+      if (r > m) m = r;
+      const k = m + 1 + this.unhashed;
+      if (k > depth) break;            // deeper hits count for no capacity read here
+      hb[k] += 1;
+      ht[k] += bs;
+    }
+    const needed = Math.ceil(inputLength / bs);
+    const plain = Math.max(0, needed - full);
+    this.unhashed = Math.max(0, this.unhashed - (needed - lookups)) + plain;
+    const dup = full && lookups < full && timeOf.has(ids[full - 1]) ? full - 1 : -1;
+    for (let i = full - 1; i >= 0; i--) {
+      const b = ids[i];
+      const p = timeOf.get(b);
+      if (p !== undefined) {
+        if (i !== dup) this.add(p, -1);
+        else this.idAt[p] = NaN;        // the old copy keeps its slot
+      }
+      this.touch(b);
+    }
+  }
+
+  summary() {
+    return { hb: Array.from(this.hb), ht: Array.from(this.ht), requests: this.requests,
+             blocks: this.blocks, tokens: this.tokens, distinct: this.timeOf.size };
+  }
+}
+
+// input_length of a sampled request (traces/sampling.py: sampled_input_length).
+function sampledInputLength(input, blocks, kept, lastKept, bs) {
+  if (kept === blocks) return input;
+  if (lastKept) return (kept - 1) * bs + Math.min(bs, Math.max(0, input - (blocks - 1) * bs));
+  return kept * bs + 1;
+}
+
 function isInt(v, min) {
   return typeof v === "number" && Number.isInteger(v) && v >= min;
 }
@@ -97,6 +216,11 @@ class Sampler {
     this.keepAll = !!opts.keepAll;
     this.ghi = opts.saltHi >>> 0;
     this.glo = opts.saltLo >>> 0;
+    // the ladder's higher rates: [hi, lo, keepAll, depth], their replays once the format is known
+    this.levelOpts = (opts.levels || []).map(
+      (l) => [l.thresholdHi >>> 0, l.thresholdLo >>> 0, !!l.keepAll, l.depth | 0]);
+    this.levels = null;
+    this.levelIds = this.levelOpts.map(() => []);
     this.headLines = opts.headLines | 0;
     this.blockSizes = opts.blockSizes;
     this.format = null;
@@ -121,6 +245,7 @@ class Sampler {
     this.raw = [];          // lines for Python
     this.rawLine = [];      // their 1-based line numbers
     this.rawAt = [];        // how many sampled requests of this batch come before each
+    this.rawParsed = [];    // 1 when this reader parsed the line (and replayed it at the higher rates)
     this.meta = [];         // per sampled request: input_length, blocks, kept blocks, last kept (0/1)
     this.ids = [];          // the kept ids, request after request
     this.batchRequests = 0;
@@ -135,7 +260,8 @@ class Sampler {
     return h[0] < this.thi || (h[0] === this.thi && h[1] < this.tlo);
   }
 
-  toPython(line) {
+  toPython(line, parsed) {
+    this.rawParsed.push(parsed ? 1 : 0);
     this.raw.push(line);
     this.rawLine.push(this.lines);
     this.rawAt.push(this.meta.length >> 2);
@@ -188,8 +314,11 @@ class Sampler {
     const head = this.lines <= this.headLines;
     if (!head && /^[ \t\r]*$/.test(line)) return;    // blank: Python skips it too
     const r = this.parse(line);
-    if (r !== null) this.order(r.ts);
-    if (head || r === null) { this.toPython(line); return; }
+    if (r !== null) {
+      this.order(r.ts);
+      if (this.levelOpts.length && r.ids.length) this.replayLevels(r);
+    }
+    if (head || r === null) { this.toPython(line, r !== null); return; }
     const ids = r.ids, n = ids.length, bs = this.blockSize;
     this.requests += 1;
     this.batchRequests += 1;
@@ -208,10 +337,32 @@ class Sampler {
     if (k) this.meta.push(r.input, n, k, lastKept);
   }
 
+  // Replay the request at each higher rate of the ladder (its blocks under that threshold).
+  replayLevels(r) {
+    if (this.levels === null) {
+      this.levels = this.levelOpts.map((l) => new LevelReplay(this.blockSize, l[3]));
+    }
+    const ids = r.ids, n = ids.length, opts = this.levelOpts, kept = this.levelIds;
+    for (let i = 0; i < kept.length; i++) kept[i].length = 0;
+    for (let j = 0; j < n; j++) {
+      const h = splitmix64(Math.floor(ids[j] / TWO32) >>> 0, ids[j] >>> 0, this.ghi, this.glo, this.h);
+      for (let i = 0; i < opts.length; i++) {
+        const l = opts[i];
+        if (l[2] || h[0] < l[0] || (h[0] === l[0] && h[1] < l[1])) kept[i].push(j);
+      }
+    }
+    for (let i = 0; i < opts.length; i++) {
+      const k = kept[i].length;
+      if (!k) continue;
+      const sub = k === n ? ids : kept[i].map((j) => ids[j]);
+      this.levels[i].feed(sampledInputLength(r.input, n, k, kept[i][k - 1] === n - 1, this.blockSize), sub);
+    }
+  }
+
   // The batch so far, as the message's payload (and a fresh one begun).
   takeBatch() {
     const b = {
-      raw: this.raw, rawLine: this.rawLine, rawAt: this.rawAt,
+      raw: this.raw, rawLine: this.rawLine, rawAt: this.rawAt, rawParsed: this.rawParsed,
       meta: Float64Array.from(this.meta), ids: Float64Array.from(this.ids),
       requests: this.batchRequests, blocks: this.batchBlocks, tokens: this.batchTokens,
       lines: this.batchLines, format: this.format,
@@ -228,6 +379,7 @@ class Sampler {
       totalBlocks: this.totalBlocks, totalTokens: this.totalTokens,
       validRequests: this.valid, outOfOrder: this.outOfOrder, firstRequest: this.firstRequest,
       largestStepBackS: this.largestStepBack,
+      levels: (this.levels || []).map((l) => l.summary()),
     };
   }
 }
@@ -307,7 +459,7 @@ async function run(msg, post, waitForAck) {
 }
 
 if (typeof module !== "undefined" && module.exports) {
-  module.exports = { splitmix64, scanIds, Sampler, lineSplitter };
+  module.exports = { splitmix64, scanIds, Sampler, lineSplitter, LevelReplay };
 } else if (typeof self !== "undefined" && typeof self.postMessage === "function"
            && typeof document === "undefined") {
   let credits = MAX_IN_FLIGHT;

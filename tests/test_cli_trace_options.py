@@ -98,6 +98,9 @@ def test_sample(tmp_path, capsys, trace):
     want = replay_sampled(trace, 0.5, BS)
     assert data["approximate"] is True and data["sample_rate"] == 0.5
     assert data["token_hit_rate"] == [want.token_hit_rate(20), want.token_hit_rate(200)]
+    # 20 blocks: the 0.5 sample holds 10, under 100: rate 1 (the ladder's top) estimates it
+    assert data["sample_rates"] == [0.5, 1.0] and data["sample_rate_by_capacity"] == [1.0, 0.5]
+    assert data["sample_min_reliable_capacity_blocks"] == 100
     _, out, _ = run(capsys, path, "--capacity-blocks", "20,200", "--sample", "1", "--json")
     exact = replay_lru_curve(trace, [20, 200], BS)
     assert json.loads(out)["token_hit_rate"] == exact.token_hit_rate

@@ -11,14 +11,23 @@ import pytest
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.traces.hashing import stable_hash64
 from kvcache_calculator.traces.readers import read_trace
-from kvcache_calculator.traces.replay import LRUCurveReplay, replay_lru_curve
+from kvcache_calculator.traces.replay import (
+    LRUCurveReplay,
+    PolicyReplay,
+    last_block_tokens,
+    replay_lru_curve,
+)
 from kvcache_calculator.traces.routing import replay_fleet
 from kvcache_calculator.traces.sampling import (
+    SAMPLE_FLOOR,
     SAMPLE_SALT,
     SampledReplay,
     kept_ids,
+    ladder_rates,
+    rate_for_capacity,
     replay_sampled,
     sample_request,
+    sample_requests,
     sample_threshold,
 )
 from kvcache_calculator.traces.synthetic import generate_requests
@@ -75,7 +84,7 @@ def test_rate_one_is_exact(semantics):
 
 def test_capacity_is_scaled_by_the_rate():
     trace = prefix_closed_trace(random.Random(4), 400)
-    approx = replay_sampled(trace, 0.25, BS)
+    approx = replay_sampled(trace, 0.25, BS, max_rate=0.25)     # no ladder: the main rate only
     for cap in (4, 10, 41, 100):
         c = math.floor(0.25 * cap)
         want = min(approx.total_blocks,
@@ -175,3 +184,67 @@ def test_generator_rejects_bad_parameters():
     with pytest.raises(ScenarioError) as err:
         list(generate_requests(10, mean_turns=0.5))
     assert err.value.key == "mean_turns"
+
+
+def test_rate_ladder_and_rate_per_capacity():
+    """The ladder is R and 16R (at most 1); a capacity is estimated at the lowest rate whose
+    sample holds SAMPLE_FLOOR (100) blocks there, else at the highest."""
+    assert ladder_rates(0.01) == pytest.approx((0.01, 0.16))
+    assert ladder_rates(0.1) == pytest.approx((0.1, 1.0))
+    assert ladder_rates(0.5) == pytest.approx((0.5, 1.0))
+    assert ladder_rates(0.001, 0.1) == pytest.approx((0.001, 0.016, 0.1))
+    assert ladder_rates(0.01, 0.01) == (0.01,) and ladder_rates(1.0) == (1.0,)
+    rates = ladder_rates(0.01)
+    assert SAMPLE_FLOOR == 100
+    for cap, want in ((100_000, 0.01), (10_000, 0.01), (9_999, 0.16), (1_000, 0.16),
+                      (625, 0.16), (10, 0.16)):
+        assert rate_for_capacity(rates, cap) == pytest.approx(want), cap
+    curve = replay_sampled(prefix_closed_trace(random.Random(8), 300), 0.01, BS)
+    assert curve.rates == pytest.approx(rates)
+    assert curve.min_reliable_capacity_blocks == 625          # ceil(100 / 0.16)
+    bands = curve.to_dict()["sample_rate_bands"]
+    assert [b["min_capacity_blocks"] for b in bands] == [10_000, 0]
+
+
+def test_small_capacities_are_a_plain_lru_on_the_higher_rates_sample():
+    """Below the main rate's floor, the estimate is SHARDS_adj at the ladder's rate r(C): the
+    hits of a fixed-capacity LRU (PolicyReplay, engine semantics) of floor(r * C) blocks fed
+    the blocks kept at r, scaled by 1 / r. The ladder's replay keeps only its most recent
+    blocks (16 * floor + 2 to 2x that) and still equals it."""
+    trace = list(generate_requests(3_000, 5))
+    rate = 0.02
+    approx = replay_sampled(trace, rate, 512)
+    assert approx.rates == pytest.approx((0.02, 0.32))
+    checked = set()
+    for cap in (400, 1_000, 1_500, 2_500, 3_000, 4_000, 6_000, 9_000):
+        r = approx.rate_at(cap)
+        c = math.floor(r * cap + 1e-9)
+        sample = list(sample_requests(trace, r, 512))
+        lru = PolicyReplay("lru", [c], 512)
+        lru.feed(sample)
+        got = lru.result()
+        adjust_b = r * approx.total_blocks - sum(len(s.hash_ids) for s in sample)
+        want_b = min(approx.total_blocks, max(0.0, (got.block_hits[0] + adjust_b) / r))
+        assert approx.block_hits(cap) == pytest.approx(want_b, rel=1e-12), cap
+        exact_tokens = sum(last_block_tokens(s.input_length, len(s.hash_ids), 512)
+                           + 512 * (len(s.hash_ids) - 1) for s in sample)
+        want_t = min(approx.total_tokens,
+                     max(0.0, (got.token_hits[0] + r * approx.total_tokens - exact_tokens) / r))
+        assert approx.token_hits(cap) == pytest.approx(want_t, rel=1e-12), cap
+        checked.add(r)
+    assert len(checked) == 2        # the main rate and the ladder's
+
+
+def test_forget_beyond_keeps_the_curve_up_to_its_depth():
+    trace = prefix_closed_trace(random.Random(9), 2_000)
+    full = LRUCurveReplay(BS)
+    small = LRUCurveReplay(BS)
+    for i in range(0, len(trace), 100):
+        full.feed(trace[i:i + 100])
+        small.feed(trace[i:i + 100])
+        small.forget_beyond(12)
+    a, b = full.result(), small.result()
+    assert b.distinct_blocks <= 12 + 100 * 5 and a.distinct_blocks > b.distinct_blocks
+    for cap in range(13):
+        assert (a.block_hits(cap), a.token_hits(cap)) == (b.block_hits(cap), b.token_hits(cap))
+    assert b.block_hits(40) < a.block_hits(40)

@@ -20,6 +20,7 @@ from kvcache_calculator.traces.replay import LRUCurveReplay
 from kvcache_calculator.traces.sampling import (
     SAMPLE_SALT,
     kept_ids,
+    ladder_rates,
     replay_sampled,
     sample_threshold,
     split_params,
@@ -46,7 +47,7 @@ def job_from(result: dict, job: SampledUploadJob) -> SampledUploadJob:
     """Feed the node reader's batches to ``job`` as the page does, and run it to the end."""
     for b in result["batches"]:
         job.add_batch(Batch(b["raw"], b["rawLine"], b["rawAt"], b["meta"], b["ids"],
-                            b["requests"], b["blocks"], b["tokens"], 0, b["format"]))
+                            b["requests"], b["blocks"], b["tokens"], 0, b["format"], b["rawParsed"]))
     job.close(result["summary"])
     while not job.step(97):      # an odd step size: batches are cut anywhere
         pass
@@ -119,7 +120,11 @@ def test_js_selection_and_curve_are_pythons(tmp_path, rate):
     assert sorted(n for n in raw if n > 200) == python_only and len(python_only) == 5
     # the whole curve is the CLI's --sample replay, the counts too
     job = job_from(result, job)
-    want = replay_sampled(TraceReader(None, skip_bad_lines=True).parse(lines), rate, 512)
+    # (the line with an id beyond 2**53 is Python's alone: the worker's replay of the
+    # ladder's higher rate missed it, so the curve keeps the main rate only, and says so)
+    want = replay_sampled(TraceReader(None, skip_bad_lines=True).parse(lines), rate, 512,
+                          max_rate=rate)
+    assert job.levels_dropped and job.curve.rates == (rate,)
     assert job.curve.to_dict() == want.to_dict()
     assert job.curve.sample.to_dict() == want.sample.to_dict()
     assert job.reader.skipped_lines == 4 and job.requests == want.requests
@@ -132,6 +137,26 @@ def test_js_selection_and_curve_are_pythons(tmp_path, rate):
     assert job.order.out_of_order > 0
     assert job.fit["diagnostics"]["fitted_on_head_requests"] == 198
     assert "first 198 requests" in job.fit["diagnostics"]["note"]
+
+
+@pytest.mark.parametrize("rate, requests, seed", [(0.01, 6000, 2), (0.05, 3000, 4),
+                                                  (0.1, 2500, 6)])
+def test_js_ladder_is_pythons(tmp_path, rate, requests, seed):
+    """The worker's replay of the ladder's higher rate (16R, head lines included) gives the
+    CLI's ``replay --sample`` estimate at every capacity, the small ones included."""
+    lines = mooncake_lines(generate_requests(requests, seed))
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    job = SampledUploadJob(None, rate, head_lines=300)
+    job = job_from(run_sampler(path, {**job.worker_message(), "batchLines": 500}), job)
+    want = replay_sampled(TraceReader().parse(lines), rate, 512)
+    assert not job.levels_dropped and job.curve.rates == want.rates == ladder_rates(rate)
+    caps = sorted({max(1, round(1.07 ** k)) for k in range(170)})
+    assert {want.rate_at(c) for c in caps} == set(want.rates)
+    assert [job.curve.token_hits(c) for c in caps] == [want.token_hits(c) for c in caps]
+    assert [job.curve.block_hits(c) for c in caps] == [want.block_hits(c) for c in caps]
+    assert job.curve.to_dict() == want.to_dict()
+    assert want.levels[0].sample.block_hits(10 ** 6) > 0
 
 
 def test_rate_one_is_the_exact_curve(tmp_path):
@@ -170,7 +195,7 @@ def test_errors_stop_with_the_readers_words(tmp_path):
     job = SampledUploadJob(None, 0.1, head_lines=1)
     for b in run_sampler(path, job.worker_message())["batches"]:
         job.add_batch(Batch(b["raw"], b["rawLine"], b["rawAt"], b["meta"], b["ids"],
-                            b["requests"], b["blocks"], b["tokens"], 0, b["format"]))
+                            b["requests"], b["blocks"], b["tokens"], 0, b["format"], b["rawParsed"]))
     with pytest.raises(ScenarioError, match="line 1: input_length"):
         job.step(10)
     job = SampledUploadJob(None, 0.1)

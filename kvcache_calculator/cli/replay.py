@@ -50,7 +50,13 @@ from kvcache_calculator.traces.routing import (
     FleetCurveReplay,
     check_instances,
 )
-from kvcache_calculator.traces.sampling import SampledReplay, check_rate
+from kvcache_calculator.traces.sampling import (
+    SAMPLE_FLOOR,
+    SampledReplay,
+    check_rate,
+    ladder_rates,
+    rate_for_capacity,
+)
 from kvcache_calculator.traces.warmup import BeladyWarmupReplay, WarmupReplay, warmup_requests
 from kvcache_calculator.traces.replay import (
     GIB,
@@ -509,7 +515,11 @@ def _run(args: argparse.Namespace) -> int:
     if opts.sample is not None:
         out["sample_rate"] = opts.sample
         out["approximate"] = True
-        out["sample_min_reliable_capacity_blocks"] = math.ceil(100 / opts.sample - 1e-9)
+        rates = ladder_rates(opts.sample)
+        out["sample_rates"] = list(rates)
+        out["sample_rate_by_capacity"] = [rate_for_capacity(rates, c)
+                                          for c in out["capacity_blocks"]]
+        out["sample_min_reliable_capacity_blocks"] = math.ceil(SAMPLE_FLOOR / rates[-1] - 1e-9)
     if reader.first_error is not None:
         out["first_skipped_line_error"] = str(reader.first_error)
     if kv_bytes is not None:
@@ -628,11 +638,16 @@ def _print_trace_options(out: dict) -> None:
               "trace) fill the cache and are not counted")
     if out.get("approximate"):
         print(f"approximate: SHARDS sample of rate {out['sample_rate']:g} "
-              "(blocks whose hash is under the rate; capacities scaled)")
+              "(blocks whose hash is under the rate; capacities scaled)"
+              + (", higher where it holds under 100 blocks: rate "
+                 + ", ".join(f"{r:g} at {c:,}" for c, r in zip(out["capacity_blocks"],
+                                                              out["sample_rate_by_capacity"]))
+                 if any(r != out["sample_rate"] for r in out["sample_rate_by_capacity"]) else ""))
         low = [c for c in out["capacity_blocks"] if c < out["sample_min_reliable_capacity_blocks"]]
         if low:
             print(f"  unreliable below {out['sample_min_reliable_capacity_blocks']:,} blocks "
-                  f"(the sample holds under 100 blocks there): use a higher --sample rate for "
+                  f"(the highest rate's sample holds under 100 blocks there): use a higher "
+                  f"--sample rate for "
                   + ", ".join(f"{c:,}" for c in low))
     print("speedup: ideal prefill speedup 1 / (1 - token hit rate)")
     if "per_instance" in out:

@@ -18,6 +18,16 @@ selection of :mod:`kvcache_calculator.traces.sampling` (block id ``b`` kept iff
   block references, tokens) they feed
   :meth:`~kvcache_calculator.traces.sampling.SampledReplay.feed_sampled`.
 
+The small capacities (under ``100 / R`` blocks) are estimated at the ladder's higher rate
+(:func:`~kvcache_calculator.traces.sampling.ladder_rates`, 16R): under ``engine`` semantics
+the worker replays that sample itself, over every request it parses (head included; exact up
+to :func:`~kvcache_calculator.traces.sampling.ladder_depths` sampled blocks), and sends its
+histograms with its final counts; they become the curve's levels
+(:func:`~kvcache_calculator.traces.sampling.level_curve`), as ``replay --sample`` computes
+them. ``raw_parsed[k]`` says whether the worker parsed raw line ``k``: when Python accepts a
+line the worker did not parse (an id beyond 2**53...), the worker's replay missed a request,
+and the curve keeps the main rate alone (:attr:`SampledUploadJob.levels_dropped`).
+
 The scenario fit reads the head's requests only (a fit of ten million requests would take
 longer than the replay); its note says so. Timestamps out of order are counted by the worker
 over the requests it accepted (every valid request unless the file holds lines only Python
@@ -28,7 +38,8 @@ accepts, such as ids beyond 2**53). The job has the interface of
 
 from __future__ import annotations
 
-from collections import deque, namedtuple
+import dataclasses
+from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -41,21 +52,22 @@ from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, TraceReader
 from kvcache_calculator.traces.sampling import (
     SampledCurve,
     SampledReplay,
+    SampledRequest,
     check_rate,
+    ladder_depths,
+    ladder_rates,
+    level_curve,
     sampled_input_length,
     split_params,
 )
 
-__all__ = ["HEAD_LINES", "BATCH_LINES", "SampledRequest", "Batch", "SampledUploadJob", "worker_error"]
+__all__ = ["HEAD_LINES", "BATCH_LINES", "Batch", "SampledUploadJob", "worker_error"]
 
 #: Lines at the start of the file that Python reads itself (the scenario fit reads them).
 HEAD_LINES = 20_000
 #: Lines per batch the worker sends.
 BATCH_LINES = 65_536
 
-#: A sampled request as the LRU replay reads it (lighter than a Request: the tail of a large
-#: file has millions).
-SampledRequest = namedtuple("SampledRequest", "input_length hash_ids")
 
 
 @dataclass
@@ -72,6 +84,7 @@ class Batch:
     tokens: int
     bytes_in: int = 0
     format: str | None = None
+    raw_parsed: Sequence[int] = ()
 
 
 def worker_error(error: dict) -> ScenarioError:
@@ -103,6 +116,10 @@ class SampledUploadJob:
         self.total_bytes = total_bytes
         self.rate = check_rate(rate)
         self.semantics = semantics
+        # the ladder's higher rates, replayed by the worker (engine semantics only)
+        self.rates = ladder_rates(rate) if semantics == "engine" else (self.rate,)
+        self.levels_dropped = False
+        self._levels: list = []
         self.head_lines = head_lines
         self.reader = TraceReader(None, skip_bad_lines=skip_bad_lines)
         self.order = TimestampOrder()
@@ -129,7 +146,9 @@ class SampledUploadJob:
 
     def worker_message(self) -> dict:
         """What the worker needs besides the file (``site/trace-sampler.js``)."""
-        return {**split_params(self.rate), "headLines": self.head_lines,
+        levels = [{**split_params(r), "depth": d}
+                  for r, d in zip(self.rates[1:], ladder_depths(self.rates)[1:])]
+        return {**split_params(self.rate), "levels": levels, "headLines": self.head_lines,
                 "blockSizes": dict(DEFAULT_BLOCK_SIZE), "batchLines": BATCH_LINES}
 
     # -- input -------------------------------------------------------------------------
@@ -155,6 +174,7 @@ class SampledUploadJob:
         first = summary.get("firstRequest")
         self.order.first_request = None if first is None else int(first)
         self.order.largest_step_back_s = float(summary.get("largestStepBackS") or 0.0)
+        self._levels = list(summary.get("levels") or [])
 
     def fail(self, error: dict) -> None:
         """The worker stopped on ``error``: the next step raises it."""
@@ -181,18 +201,20 @@ class SampledUploadJob:
     def _runner(self, fmt: str | None) -> SampledReplay:
         if self._replay is None:
             bs = DEFAULT_BLOCK_SIZE[fmt or "mooncake"]
-            self._replay = SampledReplay(bs, self.rate, self.semantics)
+            self._replay = SampledReplay(bs, self.rate, self.semantics, max_rate=self.rate)
             self._fitter = ScenarioFitter(bs)
         return self._replay
 
     def _flush(self) -> None:
         if self._pending:
-            self._replay.feed_sampled(self._pending, 0, 0, 0)
+            self._replay.feed_sampled([self._pending], 0, 0, 0)
             self._pending = []
 
-    def _raw(self, text: str, number: int) -> None:
+    def _raw(self, text: str, number: int, parsed: bool) -> None:
         self.reader.line_number = number - 1
         requests = list(self.reader.parse([text]))
+        if requests and not parsed:
+            self.levels_dropped = True
         if requests:
             replay = self._runner(self.reader.format)
             self._flush()
@@ -247,7 +269,8 @@ class SampledUploadJob:
         while done < budget:
             i, k = self._meta_i, self._raw_k
             if k < len(raw) and at[k] <= i:
-                self._raw(raw[k], int(batch.raw_line[k]))
+                self._raw(raw[k], int(batch.raw_line[k]),
+                          bool(batch.raw_parsed[k]) if len(batch.raw_parsed) > k else False)
                 self._raw_k += 1
                 done += 1
                 continue
@@ -268,6 +291,18 @@ class SampledUploadJob:
             done += end - i
         return max(done, 1)
 
+    def _with_levels(self, curve: SampledCurve) -> SampledCurve:
+        """``curve`` (the main rate) with the worker's replays of the higher rates."""
+        if self.levels_dropped or len(self._levels) != len(self.rates) - 1:
+            return curve
+        levels = tuple(
+            dataclasses.replace(curve, sample=level_curve(
+                self.semantics, curve.block_size, [int(x) for x in lv["hb"]],
+                [int(x) for x in lv["ht"]], int(lv["requests"]), int(lv["blocks"]),
+                int(lv["tokens"]), int(lv["distinct"])), rate=rate)
+            for rate, lv in zip(self.rates[1:], self._levels))
+        return dataclasses.replace(curve, levels=levels)
+
     def _finish(self) -> bool:
         if self._replay is None or self.requests == 0:
             if self.reader.skipped_lines:
@@ -276,7 +311,7 @@ class SampledUploadJob:
             raise ScenarioError("file", "no request record", "the file holds only blank lines; "
                                 "expected JSON lines (Mooncake or Bailian format)")
         if self.curve is None:
-            self.curve = self._replay.result()
+            self.curve = self._with_levels(self._replay.result())
             return False
         if not self._fitter.requests:
             raise ScenarioError("trace", f"the first {self.head_lines:,} lines",

@@ -361,6 +361,15 @@ class LRUCurveReplay:
         self._now = len(order)
         self._reset_counts(max(self._MIN_SIZE, 2 * len(order) + needed))
 
+    def forget_beyond(self, depth: int) -> None:
+        """Once more than ``2 * depth`` blocks are held, forget all but the ``depth`` most
+        recently used (a later use of a forgotten one is a miss): the curve stays exact at
+        capacities up to ``depth`` blocks, with at most ``2 * depth`` blocks of state (the
+        sampled replay's small-capacity rates use it)."""
+        last = self._last
+        if len(last) > 2 * depth:
+            self._last = dict(sorted(last.items(), key=lambda kv: kv[1])[-depth:])
+
     def feed(self, requests: Iterable[Request]) -> int:
         """Replay ``requests`` in order; returns how many were fed."""
         bs = self.block_size

@@ -44,6 +44,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -60,6 +61,15 @@ from kvcache_calculator.traces.warmup import curve_minus
 
 __all__ = [
     "SAMPLE_SALT",
+    "SAMPLE_FLOOR",
+    "SampledRequest",
+    "MAX_RATE_FACTOR",
+    "LADDER_STEP",
+    "kept_with_hashes",
+    "ladder_rates",
+    "rate_for_capacity",
+    "ladder_depths",
+    "level_curve",
     "check_rate",
     "sample_threshold",
     "split_params",
@@ -72,8 +82,19 @@ __all__ = [
     "replay_sampled",
 ]
 
+#: A sampled request as the LRU replay reads it (lighter than a Request).
+SampledRequest = namedtuple("SampledRequest", "input_length hash_ids")
+
 #: Salt of the sampling hash: independent of the routing hash (salt 0).
 SAMPLE_SALT = 0x5348_4152_4453   # "SHARDS"
+#: Sampled blocks a capacity's estimate needs: below ``floor(R * C) = SAMPLE_FLOOR`` the next
+#: rate of the ladder estimates it (measured in ``benchmarks/bench_sampling.py``).
+SAMPLE_FLOOR = 100
+#: The ladder's highest rate over the main one.
+MAX_RATE_FACTOR = 16
+#: The ratio of two rates of the ladder: 16, so the ladder is R and 16R (a finer ladder,
+#: R, 2R, 4R..., measured no better and costs one more replay per rate).
+LADDER_STEP = 16
 
 
 def check_rate(rate) -> float:
@@ -113,6 +134,70 @@ def kept_ids(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> lis
         if z ^ (z >> 31) < threshold:
             out.append(b)
     return out
+
+
+def kept_with_hashes(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> list:
+    """``(id, hash)`` of the ids of ``ids`` whose ``stable_hash64`` is below ``threshold``: the
+    hash says at which rates of a ladder the id is kept too."""
+    g, m1, m2, mask = GAMMA64 + salt, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, MASK64
+    out = []
+    for b in ids:
+        z = (b + g) & mask
+        z = ((z ^ (z >> 30)) * m1) & mask
+        z = ((z ^ (z >> 27)) * m2) & mask
+        z ^= z >> 31
+        if z < threshold:
+            out.append((b, z))
+    return out
+
+
+def ladder_rates(rate: float, max_rate: float | None = None) -> tuple:
+    """The rates of the adaptive sample: ``rate``, then :data:`LADDER_STEP` times the one
+    before, up to ``max_rate`` (default :data:`MAX_RATE_FACTOR` times ``rate``, at most 1),
+    which is the last."""
+    rate = check_rate(rate)
+    top = min(1.0, rate * MAX_RATE_FACTOR if max_rate is None else check_rate(max_rate))
+    rates = [rate]
+    while rates[-1] < top:
+        rates.append(min(top, rates[-1] * LADDER_STEP))
+    return tuple(rates)
+
+
+def ladder_depths(rates: Sequence[float], floor: int = SAMPLE_FLOOR) -> tuple:
+    """Sampled blocks each rate of the ladder must replay exactly: 0 (all) for the main rate;
+    for a higher one, ``floor`` times its ratio to the rate below, plus 2 (it estimates the
+    capacities where the rate below holds under ``floor`` blocks)."""
+    return (0,) + tuple(math.ceil(floor * hi / lo) + 2 for lo, hi in zip(rates, rates[1:]))
+
+
+def level_curve(semantics: str, block_size: int, hist_blocks: Sequence[int],
+                hist_tokens: Sequence[int], requests: int, blocks: int, tokens: int,
+                distinct: int) -> LRUCurve:
+    """The :class:`LRUCurve` of a sample given its histograms of hits by distance (index ``d``:
+    the hits of a cache of ``d`` blocks and not of ``d - 1``), as the page's worker replays a
+    higher rate of the ladder (``site/trace-sampler.js``), exact up to ``len - 1`` blocks."""
+    distances, cb, ct = [], [], []
+    sb = st = 0
+    for d, (nb, nt) in enumerate(zip(hist_blocks, hist_tokens)):
+        if nb:
+            sb += nb
+            st += nt
+            distances.append(d)
+            cb.append(sb)
+            ct.append(st)
+    return LRUCurve(semantics, block_size, requests, blocks, tokens, distinct, tuple(distances),
+                    tuple(cb), tuple(ct))
+
+
+def rate_for_capacity(rates: Sequence[float], capacity_blocks: int,
+                      floor: int = SAMPLE_FLOOR) -> float:
+    """The rate of the ladder ``rates`` (ascending) that estimates ``capacity_blocks``: the
+    lowest whose sample holds ``floor`` blocks at that capacity (``floor(r * C) >= floor``),
+    else the highest."""
+    for r in rates:
+        if math.floor(r * capacity_blocks + 1e-9) >= floor:
+            return r
+    return rates[-1]
 
 
 def sampled_input_length(input_length: int, blocks: int, kept: int, last_kept: bool,
@@ -167,8 +252,33 @@ class SampledCurve:
     requests: int
     total_blocks: int
     total_tokens: int
+    #: The estimates at the ladder's higher rates (16R), whose samples are replayed only up to
+    #: the capacities they estimate: each estimates the capacities where the rates below it hold
+    #: fewer than ``floor`` sampled blocks (:func:`rate_for_capacity`).
+    levels: tuple = ()
+    floor: int = SAMPLE_FLOOR
 
     approximate = True
+
+    @property
+    def rates(self) -> tuple:
+        """The ladder's rates, ascending: :attr:`rate` first."""
+        return (self.rate,) + tuple(level.rate for level in self.levels)
+
+    def rate_at(self, capacity_blocks: int) -> float:
+        """The rate whose sample estimates ``capacity_blocks``."""
+        return rate_for_capacity(self.rates, capacity_blocks, self.floor)
+
+    def _curve_at(self, capacity_blocks: int) -> "SampledCurve":
+        rate = self.rate_at(capacity_blocks)
+        return next((lv for lv in self.levels if lv.rate == rate), self)
+
+    def rate_bands(self) -> list:
+        """``{"rate", "min_capacity_blocks"}`` per rate of the ladder: each estimates the
+        capacities from its minimum up to the next lower rate's."""
+        rates = self.rates
+        return [{"rate": r, "min_capacity_blocks":
+                 0 if r == rates[-1] else math.ceil(self.floor / r - 1e-9)} for r in rates]
 
     @property
     def semantics(self) -> str:
@@ -197,8 +307,9 @@ class SampledCurve:
 
     @property
     def min_reliable_capacity_blocks(self) -> int:
-        """The smallest capacity whose sample holds 100 blocks: ``ceil(100 / R)``."""
-        return math.ceil(100 / self.rate - 1e-9)
+        """The smallest capacity whose sample (at the ladder's highest rate) holds ``floor``
+        blocks: ``ceil(floor / R_max)``."""
+        return math.ceil(self.floor / self.rates[-1] - 1e-9)
 
     def sample_capacity(self, capacity_blocks: int) -> int:
         """The sample's capacity standing for ``capacity_blocks``: ``floor(R * C)``."""
@@ -211,11 +322,17 @@ class SampledCurve:
 
     def block_hits(self, capacity_blocks: int) -> float:
         """Estimated block hits of an LRU cache of ``capacity_blocks`` blocks."""
+        level = self._curve_at(capacity_blocks)
+        if level is not self:
+            return level.block_hits(capacity_blocks)
         c = self.sample_capacity(capacity_blocks)
         return self._scale(self.sample.block_hits(c), self.adjust_blocks, self.total_blocks, c)
 
     def token_hits(self, capacity_blocks: int) -> float:
         """Estimated token hits of an LRU cache of ``capacity_blocks`` blocks."""
+        level = self._curve_at(capacity_blocks)
+        if level is not self:
+            return level.token_hits(capacity_blocks)
         c = self.sample_capacity(capacity_blocks)
         return self._scale(self.sample.token_hits(c), self.adjust_tokens, self.total_tokens, c)
 
@@ -292,7 +409,9 @@ class SampledCurve:
         return SampledCurve(curve_minus(self.sample, before.sample), self.rate,
                             self.requests - before.requests,
                             self.total_blocks - before.total_blocks,
-                            self.total_tokens - before.total_tokens)
+                            self.total_tokens - before.total_tokens,
+                            tuple(a.minus(b) for a, b in zip(self.levels, before.levels)),
+                            self.floor)
 
     def to_dict(self) -> dict:
         """A summary in plain JSON types, as ``LRUCurve.to_dict`` plus the sampling figures."""
@@ -309,6 +428,8 @@ class SampledCurve:
             out[f"capacity_blocks_for_{pct}pct_of_token_ceiling"] = \
                 self.capacity_for_fraction(pct / 100, "token")
         out.update({"approximate": True, "sample_rate": self.rate,
+                    "sample_rates": list(self.rates), "sample_floor_blocks": self.floor,
+                    "sample_rate_bands": self.rate_bands(),
                     "min_reliable_capacity_blocks": self.min_reliable_capacity_blocks,
                     "sampled_requests": self.sample.requests,
                     "sampled_block_references": self.sample.total_blocks,
@@ -319,56 +440,101 @@ class SampledCurve:
 class SampledReplay:
     """Incremental SHARDS replay: ``feed(requests)`` (the full trace), then ``result()`` for
     the :class:`SampledCurve`. At ``rate`` 1 every block is kept and the estimate equals the
-    exact curve."""
+    exact curve.
+
+    Besides the sample at ``rate`` (replayed whole), the samples at the ladder's higher rates
+    (:func:`ladder_rates`, up to ``max_rate``) are replayed with only their most recently used
+    blocks kept, ``floor`` times the ratio to the rate below plus 2 (exact up to that many
+    sampled blocks): they estimate the small capacities. Each block is hashed once; its hash says at which rates it is kept (the
+    thresholds are nested)."""
 
     def __init__(self, block_size: int, rate: float, semantics: str = "engine",
-                 salt: int = SAMPLE_SALT):
+                 salt: int = SAMPLE_SALT, max_rate: float | None = None,
+                 floor: int = SAMPLE_FLOOR):
         self.rate = check_rate(rate)
-        self.threshold = sample_threshold(rate)
+        self.rates = ladder_rates(rate, max_rate)
+        self.thresholds = tuple(sample_threshold(r) for r in self.rates)
+        self.threshold = self.thresholds[0]
+        self.floor = floor
+        self.depths = ladder_depths(self.rates, floor)
         self.salt = salt & MASK64
         self.block_size = block_size
-        self._runner = LRUCurveReplay(block_size, semantics)
+        self._runners = [LRUCurveReplay(block_size, semantics) for _ in self.rates]
         self.requests = 0
         self.total_blocks = 0
         self.total_tokens = 0
 
+    def split(self, request: Request) -> list:
+        """``request`` sampled at each rate of the ladder (``None`` where no block is kept): the
+        request itself where every block is kept, else a :data:`SampledRequest`."""
+        ids = request.hash_ids
+        n = len(ids)
+        kept = kept_with_hashes(ids, self.thresholds[-1], self.salt)
+        if not kept:
+            return [None] * len(self.thresholds)
+        low = min(z for _, z in kept)
+        out = []
+        for th in self.thresholds:
+            if low >= th:
+                out.append(None)
+                continue
+            keep = [b for b, z in kept if z < th]
+            if len(keep) == n:
+                out.append(request)
+            else:
+                out.append(SampledRequest(sampled_input_length(
+                    request.input_length, n, len(keep), keep[-1] == ids[-1], self.block_size),
+                    tuple(keep)))
+        return out
+
     def feed(self, requests: Iterable[Request]) -> int:
-        """Count ``requests`` exactly and replay their sample; returns how many were fed."""
-        bs, th, salt = self.block_size, self.threshold, self.salt
-        kept = []
+        """Count ``requests`` exactly and replay their samples; returns how many were fed."""
+        bs = self.block_size
+        parts = [[] for _ in self.rates]
         fed = 0
+        split = self.split
         for r in requests:
             fed += 1
             n = len(r.hash_ids)
-            if n:
-                self.total_blocks += n
-                self.total_tokens += (n - 1) * bs + last_block_tokens(r.input_length, n, bs)
-            s = sample_request(r, th, bs, salt)
-            if s is not None:
-                kept.append(s)
-        self._runner.feed(kept)
+            if not n:
+                continue
+            self.total_blocks += n
+            self.total_tokens += (n - 1) * bs + last_block_tokens(r.input_length, n, bs)
+            for part, s in zip(parts, split(r)):
+                if s is not None:
+                    part.append(s)
+        self.feed_sampled(parts, 0, 0, 0)
         self.requests += fed
         return fed
 
-    def feed_sampled(self, sampled: Sequence[Request], requests: int, blocks: int,
+    def feed_sampled(self, sampled: Sequence[Sequence[Request]], requests: int, blocks: int,
                      tokens: int) -> None:
         """Replay requests sampled elsewhere (the page's JavaScript reader, with this
-        selection): ``sampled`` in order, standing for ``requests`` requests of the full trace
-        with ``blocks`` block references and ``tokens`` tokens."""
-        self._runner.feed(sampled)
+        selection): ``sampled[i]`` the requests sampled at ``rates[i]``, in order, standing for
+        ``requests`` requests of the full trace with ``blocks`` block references and
+        ``tokens`` tokens."""
+        for i, (runner, part) in enumerate(zip(self._runners, sampled)):
+            if part:
+                runner.feed(part)
+                if i:
+                    runner.forget_beyond(self.depths[i])
         self.requests += requests
         self.total_blocks += blocks
         self.total_tokens += tokens
 
     def result(self) -> SampledCurve:
         """The estimate from everything fed so far."""
-        return SampledCurve(self._runner.result(), self.rate, self.requests, self.total_blocks,
-                            self.total_tokens)
+        def curve(runner, rate, levels=()):
+            return SampledCurve(runner.result(), rate, self.requests, self.total_blocks,
+                                self.total_tokens, levels, self.floor)
+        levels = tuple(curve(run, r) for run, r in zip(self._runners[1:], self.rates[1:]))
+        return curve(self._runners[0], self.rate, levels)
 
 
 def replay_sampled(requests: Iterable[Request], rate: float, block_size: int = 512,
-                   semantics: str = "engine", salt: int = SAMPLE_SALT) -> SampledCurve:
+                   semantics: str = "engine", salt: int = SAMPLE_SALT,
+                   max_rate: float | None = None) -> SampledCurve:
     """SHARDS replay of ``requests`` in one call."""
-    runner = SampledReplay(block_size, rate, semantics, salt)
+    runner = SampledReplay(block_size, rate, semantics, salt, max_rate)
     runner.feed(requests)
     return runner.result()
