@@ -15,12 +15,16 @@ with the rate used, and the largest errors, over all capacities and over those t
 holds reliable (``C >= 100 / 16R``) and where the main rate's sample holds 100 blocks.
 The shared Mooncake traces (``../shared/traces/``, skipped with a message when absent) are
 measured at rates 0.1 and 0.01. ``--memory N`` runs the sampled replay alone on ``N``
-generated requests in a child process and prints its peak resident memory.
+generated requests in a child process and prints its peak resident memory. ``--worker FILE``
+times the page's reader (``site/trace-sampler.js`` in node, ``tests/js/run_sampler.js``) on a
+trace file with the ladder's higher rate and without it, side by side (the page's worker
+replays that rate itself; Python's share of the page is unchanged).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import resource
 import subprocess
@@ -172,6 +176,24 @@ def memory(requests: int, rate: float) -> None:
           f"{time.perf_counter() - t:.0f} s with generation")
 
 
+def worker(path: str, rate: float, repeats: int = 2) -> None:
+    """The page's reader in node on ``path``, with and without the ladder's replay."""
+    from kvcache_calculator.present.upload_sample import SampledUploadJob
+    msg = SampledUploadJob(None, rate).worker_message()
+    times: dict = {}
+    for _ in range(repeats):
+        for name, m in (("main rate alone", {**msg, "levels": []}), ("ladder", msg)):
+            out = subprocess.run(["node", str(ROOT / "tests" / "js" / "run_sampler.js"), path,
+                                  json.dumps(m), "--timing"], capture_output=True, text=True,
+                                 check=True)
+            data = json.loads(out.stdout)
+            times.setdefault(name, []).append((data["seconds"], data["rssMiB"]))
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\nworker (node) on {path}, rate {rate:g}, best of {repeats}: "
+          + "; ".join(f"{k} {t:.1f} s (RSS {m:.0f} MiB)" for k, (t, m) in best.items())
+          + f"; ladder / main rate alone {best['ladder'][0] / best['main rate alone'][0]:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="100000,1000000",
@@ -182,6 +204,8 @@ def main() -> None:
     p.add_argument("--memory", type=int, default=0, metavar="N",
                    help="also measure peak memory of the sampled replay on N requests")
     p.add_argument("--no-shared", action="store_true", help="skip the shared traces")
+    p.add_argument("--worker", default=None, metavar="FILE",
+                   help="time the page's reader in node on FILE, with and without the ladder")
     args = p.parse_args()
     print(f"python {sys.version.split()[0]}")
     if not args.no_shared:
@@ -190,6 +214,8 @@ def main() -> None:
         generated(n, args.rate, not args.sampled_only)
     if args.memory:
         memory(args.memory, args.rate)
+    if args.worker:
+        worker(args.worker, args.rate)
     print(f"\npeak RSS of this process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 

@@ -9,7 +9,7 @@
 // this reader also replays the sample at each higher rate itself (LevelReplay below, the
 // engine semantics of traces/replay.py, exact up to `depth` sampled blocks) over every request
 // it parses, head included, and reports their histograms at the end; Python reads the small
-// capacities from them (traces/sampling.py: level_curve), and drops them if Python accepted a
+// capacities from them (traces/replay.py: curve_from_histograms), and drops them if Python accepted a
 // line this reader did not parse.
 // Python gets only the sampled requests, in batches of typed arrays, and replays them with its
 // own LRU replay; tests/test_trace_sampler.py checks that the selection and the counts are
@@ -221,6 +221,8 @@ class Sampler {
       (l) => [l.thresholdHi >>> 0, l.thresholdLo >>> 0, !!l.keepAll, l.depth | 0]);
     this.levels = null;
     this.levelIds = this.levelOpts.map(() => []);
+    this.hashHi = [];          // the hashes of the line's ids, when replayLevels computed them
+    this.hashLo = [];
     this.headLines = opts.headLines | 0;
     this.blockSizes = opts.blockSizes;
     this.format = null;
@@ -327,8 +329,10 @@ class Sampler {
     this.batchBlocks += n;
     this.batchTokens += (n - 1) * bs + lastTokens;
     let k = 0, lastKept = 0;
+    const hashed = this.levelOpts.length > 0, hh = this.hashHi, hl = this.hashLo;
     for (let j = 0; j < n; j++) {
-      if (this.kept(ids[j])) {
+      if (hashed ? this.keepAll || hh[j] < this.thi || (hh[j] === this.thi && hl[j] < this.tlo)
+          : this.kept(ids[j])) {
         this.ids.push(ids[j]);
         k += 1;
         if (j === n - 1) lastKept = 1;
@@ -343,9 +347,13 @@ class Sampler {
       this.levels = this.levelOpts.map((l) => new LevelReplay(this.blockSize, l[3]));
     }
     const ids = r.ids, n = ids.length, opts = this.levelOpts, kept = this.levelIds;
+    const hh = this.hashHi, hl = this.hashLo;
+    hh.length = hl.length = 0;
     for (let i = 0; i < kept.length; i++) kept[i].length = 0;
     for (let j = 0; j < n; j++) {
       const h = splitmix64(Math.floor(ids[j] / TWO32) >>> 0, ids[j] >>> 0, this.ghi, this.glo, this.h);
+      hh.push(h[0]);             // for the main rate's selection (line)
+      hl.push(h[1]);
       for (let i = 0; i < opts.length; i++) {
         const l = opts[i];
         if (l[2] || h[0] < l[0] || (h[0] === l[0] && h[1] < l[1])) kept[i].push(j);

@@ -23,7 +23,7 @@ The small capacities (under ``100 / R`` blocks) are estimated at the ladder's hi
 the worker replays that sample itself, over every request it parses (head included; exact up
 to :func:`~kvcache_calculator.traces.sampling.ladder_depths` sampled blocks), and sends its
 histograms with its final counts; they become the curve's levels
-(:func:`~kvcache_calculator.traces.sampling.level_curve`), as ``replay --sample`` computes
+(:func:`~kvcache_calculator.traces.replay.curve_from_histograms`), as ``replay --sample`` computes
 them. ``raw_parsed[k]`` says whether the worker parsed raw line ``k``: when Python accepts a
 line the worker did not parse (an id beyond 2**53...), the worker's replay missed a request,
 and the curve keeps the main rate alone (:attr:`SampledUploadJob.levels_dropped`).
@@ -49,6 +49,7 @@ from kvcache_calculator.traces.fit import ScenarioFitter
 from kvcache_calculator.traces.gz import gzip_error
 from kvcache_calculator.traces.lines import binary_file_error, empty_file_error, long_line_error
 from kvcache_calculator.traces.readers import DEFAULT_BLOCK_SIZE, TraceReader
+from kvcache_calculator.traces.replay import curve_from_histograms
 from kvcache_calculator.traces.sampling import (
     SampledCurve,
     SampledReplay,
@@ -56,7 +57,6 @@ from kvcache_calculator.traces.sampling import (
     check_rate,
     ladder_depths,
     ladder_rates,
-    level_curve,
     sampled_input_length,
     split_params,
 )
@@ -296,10 +296,10 @@ class SampledUploadJob:
         if self.levels_dropped or len(self._levels) != len(self.rates) - 1:
             return curve
         levels = tuple(
-            dataclasses.replace(curve, sample=level_curve(
-                self.semantics, curve.block_size, [int(x) for x in lv["hb"]],
-                [int(x) for x in lv["ht"]], int(lv["requests"]), int(lv["blocks"]),
-                int(lv["tokens"]), int(lv["distinct"])), rate=rate)
+            dataclasses.replace(curve, sample=curve_from_histograms(
+                self.semantics, curve.block_size, int(lv["requests"]), int(lv["blocks"]),
+                int(lv["tokens"]), int(lv["distinct"]), [int(x) for x in lv["hb"]],
+                [int(x) for x in lv["ht"]]), rate=rate)
             for rate, lv in zip(self.rates[1:], self._levels))
         return dataclasses.replace(curve, levels=levels)
 

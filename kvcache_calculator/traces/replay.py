@@ -71,6 +71,7 @@ __all__ = [
     "GIB",
     "LRUCurve",
     "LRUCurveReplay",
+    "curve_from_histograms",
     "ReplayResult",
     "PolicyReplay",
     "BeladyReplay",
@@ -505,20 +506,30 @@ class LRUCurveReplay:
 
     def result(self) -> LRUCurve:
         """The curve of everything fed so far (feeding may continue afterwards)."""
-        distances = []
-        cb = []
-        ct = []
-        sb = st = 0
-        for d, (nb, nt) in enumerate(zip(self._hist_blocks, self._hist_tokens)):
-            if nb:
-                sb += nb
-                st += nt
-                distances.append(d)
-                cb.append(sb)
-                ct.append(st)
-        return LRUCurve(self.semantics, self.block_size, self.requests, self.total_blocks,
-                        self.total_tokens, len(self._last), tuple(distances), tuple(cb),
-                        tuple(ct))
+        return curve_from_histograms(self.semantics, self.block_size, self.requests,
+                                     self.total_blocks, self.total_tokens, len(self._last),
+                                     self._hist_blocks, self._hist_tokens)
+
+
+def curve_from_histograms(semantics: str, block_size: int, requests: int, total_blocks: int,
+                          total_tokens: int, distinct_blocks: int,
+                          hist_blocks: Sequence[int], hist_tokens: Sequence[int]) -> LRUCurve:
+    """The :class:`LRUCurve` of histograms of hits by index ``d`` (hits of a cache of ``d``
+    blocks and not of ``d - 1``), as :class:`LRUCurveReplay` counts them (and the page's
+    worker for the sampled replay's higher rate, ``site/trace-sampler.js``)."""
+    distances = []
+    cb = []
+    ct = []
+    sb = st = 0
+    for d, (nb, nt) in enumerate(zip(hist_blocks, hist_tokens)):
+        if nb:
+            sb += nb
+            st += nt
+            distances.append(d)
+            cb.append(sb)
+            ct.append(st)
+    return LRUCurve(semantics, block_size, requests, total_blocks, total_tokens,
+                    distinct_blocks, tuple(distances), tuple(cb), tuple(ct))
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,12 +31,24 @@ What is implemented, exactly:
   distance (blocks and tokens alike). Estimated hits are ``(sampled hits at floor(R*C) +
   R*N - sampled references) / R``, clamped to ``0 .. N``; at ``floor(R*C) = 0`` they are 0.
 
-Results are approximate: they carry the rate and ``approximate: true``. The error against
-exact replay is measured in ``benchmarks/bench_sampling.py`` and the tests: it is small
-where the sample holds enough blocks, and large where ``R * C`` is small (a few hot blocks,
-such as system prompts, then decide the estimate), hence
-:attr:`SampledCurve.min_reliable_capacity_blocks` = ``ceil(100 / R)``: below it, use a higher
-rate.
+- *Rate per capacity* (the ladder): the error is small where the sample holds enough blocks
+  and large where ``R * C`` is small (a few hot blocks, such as system prompts, then decide
+  the estimate: -16 points at ``R * C = 10`` on a generated trace). So a second sample, at
+  ``16 R`` (:func:`ladder_rates`, at most 1), estimates every capacity where ``floor(R * C)
+  < 100`` (:data:`SAMPLE_FLOOR`; :func:`rate_for_capacity`). The thresholds are nested (a
+  block kept at ``R`` is kept at ``16 R``), so each block is hashed once. That sample is read
+  only at ``floor(16 R * C) < 1,600`` blocks, so its replay keeps only its most recent
+  ``1,602`` to ``3,204`` blocks (:meth:`LRUCurveReplay.forget_beyond`, exact up to there):
+  its memory is bounded, its time is one LRU step per block it keeps. Floor 100 and a
+  single step of 16 were chosen by measurement (``benchmarks/bench_sampling.py``; a floor of
+  50 left 2 points of error at 1,300 blocks, and rates 2R, 4R, 8R in between did no better
+  and cost one replay each).
+
+Results are approximate: they carry the rates, the rate used at each capacity and
+``approximate: true``. The error against exact replay is measured in
+``benchmarks/bench_sampling.py`` and the tests;
+:attr:`SampledCurve.min_reliable_capacity_blocks` = ``ceil(100 / 16R)``: below it, use a
+higher rate.
 """
 
 from __future__ import annotations
@@ -69,7 +81,6 @@ __all__ = [
     "ladder_rates",
     "rate_for_capacity",
     "ladder_depths",
-    "level_curve",
     "check_rate",
     "sample_threshold",
     "split_params",
@@ -124,21 +135,13 @@ def split_params(rate: float, salt: int = SAMPLE_SALT) -> dict:
 
 def kept_ids(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> list:
     """The ids of ``ids`` whose ``stable_hash64`` (with ``salt``) is below ``threshold``."""
-    # stable_hash64 written out: this loop runs once per block reference of the trace.
-    g, m1, m2, mask = GAMMA64 + salt, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, MASK64
-    out = []
-    for b in ids:
-        z = (b + g) & mask
-        z = ((z ^ (z >> 30)) * m1) & mask
-        z = ((z ^ (z >> 27)) * m2) & mask
-        if z ^ (z >> 31) < threshold:
-            out.append(b)
-    return out
+    return [b for b, _ in kept_with_hashes(ids, threshold, salt)]
 
 
 def kept_with_hashes(ids: Sequence[int], threshold: int, salt: int = SAMPLE_SALT) -> list:
     """``(id, hash)`` of the ids of ``ids`` whose ``stable_hash64`` is below ``threshold``: the
     hash says at which rates of a ladder the id is kept too."""
+    # stable_hash64 written out: this loop runs once per block reference of the trace.
     g, m1, m2, mask = GAMMA64 + salt, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, MASK64
     out = []
     for b in ids:
@@ -168,25 +171,6 @@ def ladder_depths(rates: Sequence[float], floor: int = SAMPLE_FLOOR) -> tuple:
     for a higher one, ``floor`` times its ratio to the rate below, plus 2 (it estimates the
     capacities where the rate below holds under ``floor`` blocks)."""
     return (0,) + tuple(math.ceil(floor * hi / lo) + 2 for lo, hi in zip(rates, rates[1:]))
-
-
-def level_curve(semantics: str, block_size: int, hist_blocks: Sequence[int],
-                hist_tokens: Sequence[int], requests: int, blocks: int, tokens: int,
-                distinct: int) -> LRUCurve:
-    """The :class:`LRUCurve` of a sample given its histograms of hits by distance (index ``d``:
-    the hits of a cache of ``d`` blocks and not of ``d - 1``), as the page's worker replays a
-    higher rate of the ladder (``site/trace-sampler.js``), exact up to ``len - 1`` blocks."""
-    distances, cb, ct = [], [], []
-    sb = st = 0
-    for d, (nb, nt) in enumerate(zip(hist_blocks, hist_tokens)):
-        if nb:
-            sb += nb
-            st += nt
-            distances.append(d)
-            cb.append(sb)
-            ct.append(st)
-    return LRUCurve(semantics, block_size, requests, blocks, tokens, distinct, tuple(distances),
-                    tuple(cb), tuple(ct))
 
 
 def rate_for_capacity(rates: Sequence[float], capacity_blocks: int,
