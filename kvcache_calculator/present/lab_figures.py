@@ -198,7 +198,10 @@ def trace_curve_figure(curve: LRUCurve, unit: str = "blocks", *, kv_bytes_per_to
                                       "<br>token hit rate %{y:.1f}%<extra></extra>"})
     approximate = getattr(curve, "approximate", False)
     if approximate:
-        data[0]["name"] = f"Token hit rate (sampled replay at rate {curve.rate:g}, approximate)"
+        rates = getattr(curve, "rates", (curve.rate,))
+        data[0]["name"] = ("Token hit rate (sampled replay at rate "
+                           + " / ".join(f"{r:g}" for r in rates)
+                           + (" by capacity" if len(rates) > 1 else "") + ", approximate)")
     layout = {
         "title": {"text": ("Trace: LRU hit rate vs cache capacity (sampled, approximate)" if approximate
                            else "Trace: exact LRU hit rate vs cache capacity"), "font": {"size": 15},
