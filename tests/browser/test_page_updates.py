@@ -7,7 +7,7 @@ No wall-clock bounds here: ``benchmarks/bench_page.py`` measures how long each p
 from __future__ import annotations
 
 import pytest
-from pagetools import CHARTS, chart_state, wait_ready
+from pagetools import CHARTS, chart_state, draw_every_chart, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -131,3 +131,26 @@ def test_a_chart_setting_redraws_its_chart_only(page, site):
         .some((t) => t.name.toLowerCase().includes('original'))""")
     page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
     assert computed(page) - start == 2
+
+
+def test_plotly_array_attributes_kept_per_trace_type_are_plotlys_own(page, site):
+    """charts.js keeps Plotly.js's findArrayAttributes per trace type and array-valued paths:
+    for every trace of every chart, before and after an edit, it answers as Plotly.js does."""
+    page.goto(site.url)
+    wait_ready(page)
+    compare = """() => {
+        const find = Plotly.PlotSchema.findArrayAttributes;
+        const traces = [...document.querySelectorAll('#charts .plot')].flatMap((d) => d._fullData || []);
+        return {memoized: find.memoized === true, traces: traces.length,
+                differ: traces.filter((t) => JSON.stringify(find(t)) !== JSON.stringify(find.original(t)))
+                              .map((t) => t.name)};
+    }"""
+    for edit in (None, ["model", "qwen3-32b"]):
+        if edit:
+            page.fill(f'#scenario [name="{edit[0]}"]', edit[1])
+        page.check("#show-classic")            # the classic curve's trace too
+        draw_every_chart(page)
+        got = page.evaluate(compare)
+        assert got["memoized"] and got["traces"] >= 10
+        assert got["differ"] == []
+        page.uncheck("#show-classic")
