@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, replace
 
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
+from kvcache_calculator.analytic.lengths import remainder_settles, sum_remainder
 from kvcache_calculator.analytic.popularity import (
     Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
 )
@@ -185,17 +186,73 @@ def _survival(scenario: Scenario) -> list[float]:
     return [(1 - p) ** (k - 1) for k in range(1, kmax + 1)]
 
 
-def _geometric_sums(S: int, In: int, step: int, B: int, p: float) -> dict:
+#: A random history's mean remainder is taken as ``B/2`` once within this many tokens of it.
+_SETTLED_TOKENS = 1e-9
+
+
+def _remainders(S: int, lengths: tuple[float, float], B: int):
+    """``(j, E[(S + Y_j) mod B])`` for j = 1, 2, ... until it settles at ``B/2``
+    (docs/model.md §13): ``Y_j`` the sum of j exponential lengths of each of ``lengths``
+    (new tokens and answer per turn); the last pair yielded is the settled one."""
+    settle = remainder_settles(lengths, B)
+    j = 1
+    while True:
+        # the distance to B/2 is at most (B/pi) * settle^j * zeta(2) < B * settle^j
+        if B * settle ** j < _SETTLED_TOKENS:
+            yield j, B / 2
+            return
+        yield j, sum_remainder(float(S), lengths * j, B)
+        j += 1
+
+
+def _random_mod_sum(S: int, lengths: tuple[float, float], B: int, r: float) -> float:
+    """``sum_{j>=1} r^j E[(S + Y_j) mod B]`` (:func:`_remainders`): the terms until the
+    remainder settles, then ``B/2`` times the geometric tail."""
+    total = 0.0
+    for j, rem in _remainders(S, lengths, B):
+        total += r ** j * rem
+    return total + (B / 2) * r ** (j + 1) / (1 - r) if r < 1 else total
+
+
+def _history_blocks(scenario: Scenario, S: int, K: int) -> list[float]:
+    """``h_j``, j = 0..K (``h_0 = 0``): the expected whole-block tokens of the history after
+    turn j, ``S + j*step`` tokens on average: its whole blocks with fixed lengths, its mean
+    less the mean remainder with exponential lengths (docs/model.md §13)."""
+    B, step = scenario.block_size, scenario.input_tokens + scenario.output_tokens
+    h = [0.0] * (K + 1)
+    if scenario.length_dist == "fixed":
+        for j in range(1, K + 1):
+            h[j] = float(((S + j * step) // B) * B)
+        return h
+    rem = B / 2
+    settled = 0
+    for j, rem in _remainders(S, (float(scenario.input_tokens), float(scenario.output_tokens)), B):
+        if j > K:
+            break
+        h[j] = S + j * step - rem
+        settled = j
+    for j in range(settled + 1, K + 1):
+        h[j] = S + j * step - rem
+    return h
+
+
+def _geometric_sums(S: int, In: int, step: int, B: int, p: float,
+                    random_lengths: tuple[float, float] | None = None) -> dict:
     """Closed forms of the sums over turns for geometric N (``P(N >= k) = r^(k-1)``, r = 1-p).
 
     ``h_j = B*floor((S + j*step)/B) = S + j*step - ((S + j*step) mod B)``: the linear part has
     the usual closed forms and the remainder is periodic in j with period ``B/gcd(step, B)``,
-    so ``sum_j r^j h_j`` costs O(B) instead of O(turns / p). Exact up to rounding.
+    so ``sum_j r^j h_j`` costs O(B) instead of O(turns / p). Exact up to rounding. With
+    exponential lengths (``random_lengths``: the mean new tokens and answer per turn) the
+    remainder is its mean, which settles at ``B/2`` (:func:`_random_mod_sum`).
     """
     r = 1.0 - p
-    period = B // math.gcd(step, B)
-    one_minus_r_period = -math.expm1(period * math.log1p(-p))
-    mod_sum = sum(r ** t * ((S + t * step) % B) for t in range(1, period + 1)) / one_minus_r_period
+    if random_lengths is not None:
+        mod_sum = _random_mod_sum(S, random_lengths, B, r)
+    else:
+        period = B // math.gcd(step, B)
+        one_minus_r_period = -math.expm1(period * math.log1p(-p))
+        mod_sum = sum(r ** t * ((S + t * step) % B) for t in range(1, period + 1)) / one_minus_r_period
     base_s = r / p
     base_h = S * r / p + step * r / p ** 2 - mod_sum
     first_hit = 1 if S >= B else max(1, -(-(B - S) // step))   # first j with h_j >= B
@@ -265,16 +322,19 @@ def _sums(setup: Setup, S: int, closed_form: bool) -> _Sums:
     return replace(sums, **_square_sums(setup, S, sums.q, len(sums.cost_sums)))
 
 
-def _copy_costs(setup: Setup, S: int, K: int) -> list[float]:
-    """``c_j``, j = 0..K (``c_0 = 0``): the private cached tokens of the copy left by turn j,
-    with the per-sequence fixed state of sliding-window and linear layers in token equivalents."""
+def _copy_costs(setup: Setup, S: int, K: int, h: list[float] | None = None) -> list[float]:
+    """``c_j``, j = 0..K (``c_0 = 0``): the private cached tokens of the copy left by turn j
+    (``h_j - Sb``, ``h`` from :func:`_history_blocks` unless given), with the per-sequence
+    fixed state of sliding-window and linear layers in token equivalents."""
     scenario, capacity = setup.scenario, setup.capacity
     B, step = scenario.block_size, scenario.input_tokens + scenario.output_tokens
     Sb = (S // B) * B
+    if h is None:
+        h = _history_blocks(scenario, S, K)
     has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     c = [0.0] * (K + 1)
     for j in range(1, K + 1):
-        c[j] = float(((S + j * step) // B) * B - Sb)
+        c[j] = h[j] - Sb
         if has_fixed:
             total = sequence_kv_bytes(setup.arch, S + j * step, scenario.kv_dtype, scenario.num_gpus, B)
             c[j] += total / capacity.kv_bytes_per_token_per_gpu - (S + j * step)
@@ -315,7 +375,8 @@ def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
     if geometric and closed_form and not has_fixed:
         p = 1.0 / scenario.turns
         K = min(MAX_TERMS, int(math.log(_EPS_TAIL) / math.log(1 - p)) + 2)
-        sums = _geometric_sums(S, In, In + Out, B, p)
+        sums = _geometric_sums(S, In, In + Out, B, p,
+                               None if scenario.length_dist == "fixed" else (float(In), float(Out)))
         R = 1 if sticky else max(1, min(K, int(math.log(_EPS_TAIL) / math.log(1 - q)) + 2))
         base_h, base_s = sums["base_h"], sums["base_s"]
         base_c = base_h - Sb * base_s
@@ -328,8 +389,8 @@ def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
     surv = _survival(scenario)
     K = len(surv)
     # h[j]: tokens a later turn hits on the copy left by turn j; c[j]: its private cached tokens
-    h = [0.0] + [float(((S + j * step) // B) * B) for j in range(1, K + 1)]
-    c = _copy_costs(setup, S, K)
+    h = _history_blocks(scenario, S, K)
+    c = _copy_costs(setup, S, K, h)
     surv_ext = surv + [0.0]  # S(K+1) = 0 (truncated)
 
     def sv(k: int) -> float:

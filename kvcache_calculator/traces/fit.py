@@ -37,7 +37,11 @@ the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
   still counted as the conversation's own new tokens;
 - ``input_tokens``: new prompt tokens per request (first turn: after the system prompt and
   document; next turn: its prompt minus the previous turn's prompt and answer);
-  ``output_tokens``: the mean ``output_length``.
+  ``output_tokens``: the mean ``output_length``. The diagnostics suggest ``length_dist``
+  (exponential when the new tokens of the follow-up turns have a coefficient of variation of
+  at least 0.5, an exponential's being 1; docs/model.md §13); the fitted scenario keeps the
+  default (fixed) for now, because with today's conversation inference the fitted gaps of
+  the generated fixed-turn trace grow with it (docs/validation.md §7.3).
 """
 
 from __future__ import annotations
@@ -80,6 +84,20 @@ FIXED_CV = 0.05
 MIN_GAPS_FOR_SHAPE = 20
 #: Turn counts are fitted as fixed when this share of conversations has the same count.
 FIXED_TURNS_SHARE = 0.9
+#: Lengths are fitted as exponential when the new tokens per turn vary at least this much
+#: (coefficient of variation; an exponential's is 1, fixed lengths' 0).
+RANDOM_LENGTH_CV = 0.5
+
+
+def coefficient_of_variation(values) -> float | None:
+    """Standard deviation over mean of ``values`` (population); None for none or a mean of 0."""
+    n = len(values)
+    if n == 0:
+        return None
+    mean = sum(values) / n
+    if mean <= 0:
+        return None
+    return math.sqrt(max(0.0, sum(v * v for v in values) / n - mean * mean)) / mean
 
 
 def fit_zipf(counts: Iterable[int]) -> float:
@@ -317,6 +335,10 @@ class ScenarioFitter:
         first_use_tokens = sum(d.blocks for d in docs) * bs
         new_tokens = sum(st.new_tokens) + first_use_tokens
         gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
+        # length variability from the follow-up turns (a first turn's new tokens also hold
+        # the part of a shared prefix the inference could not attribute)
+        follow_new = [n for n, p in zip(st.new_tokens, st.parent) if p >= 0] or list(st.new_tokens)
+        length_cv = coefficient_of_variation(follow_new)
         think = fit_think_times(gaps)
         counts: dict = {}
         for n in st.turns:
@@ -379,6 +401,9 @@ class ScenarioFitter:
             "mean_input_length": self.sum_input / self.requests,
             "mean_output_length": self.sum_output / self.requests,
             "mean_new_input_tokens": new_tokens / self.requests,
+            "new_tokens_cv": length_cv,
+            # not set in the fitted scenario yet: docs/validation.md §7.3
+            "length_dist_suggested": "exponential" if (length_cv or 0.0) >= RANDOM_LENGTH_CV else "fixed",
             "conversations": conversations,
             "follow_ups": follow,
             "max_turns": max(st.turns),
