@@ -466,15 +466,13 @@ REPLAY_SERVICE = {"ttft_s": 1e-6, "decode_tokens_per_s": 1e6}
 
 def replay_view(scenario: dict) -> dict:
     """The scenario as a trace replay sees it (docs/model.md §10.6), for comparing the model
-    with a replay: a trace's block ids cover prompts only, so no turn can reuse the KV of the
-    previous turn's answer (its tokens come back as new prompt tokens: ``output_tokens`` is
-    folded into ``input_tokens``), and a replayed request takes no time (no KV held by
-    running requests, :data:`REPLAY_SERVICE`). The fitted scenario itself, and its link,
-    keep the answers and service times of a real engine."""
+    with a replay: a replayed request takes no time (no KV held by running requests,
+    :data:`REPLAY_SERVICE`). A trace's block ids cover prompts only, so no turn can reuse the
+    KV of the previous turn's answer: its tokens come back as new prompt tokens of the next
+    turn. The model takes that as ``answers_cached=False`` (:func:`analytic_token_hit_rate`;
+    the answers stay in the scenario, so the prompts keep their lengths). The fitted scenario
+    itself, and its link, keep the service times of a real engine, which caches answers."""
     out = dict(scenario)
-    out["input_tokens"] = out.get("input_tokens", FIELD_BY_KEY["input_tokens"].default) \
-        + out.get("output_tokens", FIELD_BY_KEY["output_tokens"].default)
-    out["output_tokens"] = 0
     out.update(REPLAY_SERVICE)
     return out
 
@@ -483,22 +481,25 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
                           capacity_tokens: float | None = None) -> dict:
     """Run an analytic model on a fitted scenario and report its gap to a replay.
 
-    ``analytic`` takes a scenario dict (the keys :func:`model_scenario` keeps,
-    ``kv_cache_tokens`` set to ``capacity_tokens`` when given) and returns the predicted
-    token hit rate (0-1). Returns ``{"analytic_token_hit_rate", "replay_token_hit_rate",
-    "gap", "capacity_tokens"}`` with ``gap = analytic - replay`` (a fraction).
+    ``analytic`` takes a scenario dict (the keys :func:`model_scenario` keeps, as
+    :func:`replay_view` sets them, ``kv_cache_tokens`` set to ``capacity_tokens`` when given)
+    and the keyword ``answers_cached`` (False here: a replay caches prompts only), and
+    returns the predicted token hit rate (0-1). Returns ``{"analytic_token_hit_rate",
+    "replay_token_hit_rate", "gap", "capacity_tokens"}`` with ``gap = analytic - replay``
+    (a fraction).
     """
     scenario = replay_view(model_scenario(fitted)[0])
     if capacity_tokens is not None:
         scenario["kv_cache_tokens"] = int(capacity_tokens)
-    predicted = float(analytic(scenario))
+    predicted = float(analytic(scenario, answers_cached=False))
     return {"analytic_token_hit_rate": predicted,
             "replay_token_hit_rate": replay_token_hit_rate,
             "gap": predicted - replay_token_hit_rate,
             "capacity_tokens": capacity_tokens}
 
 
-def analytic_token_hit_rate(scenario: dict) -> float:
-    """The project's analytic model (docs/model.md §5) on a scenario dict. Raises
-    ScenarioError for an invalid scenario."""
-    return analyze(Scenario.from_dict(scenario)).token_hit_rate
+def analytic_token_hit_rate(scenario: dict, answers_cached: bool = True) -> float:
+    """The project's analytic model (docs/model.md §5) on a scenario dict; ``answers_cached``
+    False for a trace replay's view (:func:`replay_view`). Raises ScenarioError for an
+    invalid scenario."""
+    return analyze(Scenario.from_dict(scenario), answers_cached=answers_cached).token_hit_rate
