@@ -24,6 +24,7 @@ ENGINES = ("vllm", "sglang", "manual")
 ENGINE_VERSIONS = tuple(f"0.{minor}" for minor in range(9, 34))
 POLICIES = ("lru", "fifo", "lfu")
 THINK_DISTS = ("exponential", "fixed", "lognormal")
+LENGTH_DISTS = ("fixed", "exponential")
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class Scenario:
     think_sigma: float = 1.0
     input_tokens: int = 500
     output_tokens: int = 300
+    length_dist: str = "fixed"
     system_prompt_tokens: int = 2000
     num_system_prompts: int = 1
     system_prompt_zipf: float = 0.0
@@ -406,6 +408,10 @@ FIELDS: tuple[Field, ...] = (
     _field("input_tokens", "Input tokens per turn", "tokens", "New user tokens per turn.", _W, "int", 1, 10_000_000),
     _field("output_tokens", "Output tokens per turn", "tokens", "Response tokens per turn.", _W, "int",
            0, 10_000_000),
+    _field("length_dist", "Length distribution", "",
+           "fixed: every turn adds exactly the tokens above; exponential: random lengths of those "
+           "means, as real traffic has (a history then ends half a block into its last block on "
+           "average).", _W, "choice", choices=LENGTH_DISTS),
     _field("system_prompt_tokens", "System prompt", "tokens", "Shared prefix at the start of every prompt.",
            _W, "int", 0, 10_000_000),
     _field("num_system_prompts", "Distinct system prompts", "prompts",

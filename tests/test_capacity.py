@@ -183,7 +183,7 @@ def test_only_the_sizing_keys_change_the_capacity():
     base = Scenario.from_dict({"offload_gib": 10})
     cap = _capacity(base)
     changed = {"instances": 3, "routing": "random", "policy": "fifo", "arrival_rate": 7.0, "turns": 9.0,
-               "turns_dist": "fixed", "think_time_s": 5.0, "think_dist": "fixed", "input_tokens": 33,
+               "turns_dist": "fixed", "length_dist": "exponential", "think_time_s": 5.0, "think_dist": "fixed", "input_tokens": 33,
                "output_tokens": 44, "system_prompt_tokens": 55, "num_system_prompts": 2, "mfu": 0.2,
                "target_hit_rate": 0.3, "decode_tokens_per_s": 50.0, "ttft_s": 0.5, "think_sigma": 2.0,
                "system_prompt_zipf": 1.0, "num_documents": 30, "document_tokens": 900, "document_share": 0.9,

@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.analytic.lengths import sum_remainder
+from kvcache_calculator.analytic.model import analyze, build_terms
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
 from kvcache_calculator.traces.fit import (
     clamp_to_form,
@@ -20,7 +21,10 @@ from kvcache_calculator.traces.fit import (
     model_scenario,
     replay_view,
 )
+from kvcache_calculator.setup.resolve import resolve
+from kvcache_calculator.sim.simulate import simulate
 from kvcache_calculator.traces.readers import read_trace
+from kvcache_calculator.traces.replay import replay_lru_curve
 from kvcache_calculator.traces.synthetic import generate_requests, generate_workload, mooncake_lines
 
 # A workload with everything the fit looks for. Block size 32: first turns almost always fill
@@ -150,10 +154,63 @@ def test_generator_is_seeded_and_writes_mooncake_lines():
         generate_workload(10.0, document_share=2.0)
 
 
-def test_replay_view_folds_answers_into_prompts_and_drops_service_time():
-    # a trace's block ids cover prompts only: the answer comes back as new prompt tokens
+def test_replay_view_keeps_answers_and_drops_service_time():
     view = replay_view({"input_tokens": 800, "output_tokens": 300, "arrival_rate": 2.0})
-    assert view["input_tokens"] == 1100 and view["output_tokens"] == 0
+    assert view["input_tokens"] == 800 and view["output_tokens"] == 300
     assert view["arrival_rate"] == 2.0
     scenario = Scenario.from_dict({**view, "kv_cache_tokens": 500_000})
-    assert analyze(scenario).in_flight_share < 1e-3   # replayed requests take no time
+    assert analyze(scenario, answers_cached=False).in_flight_share < 1e-3   # replayed requests take no time
+
+
+# Three fixed turns of 1000 new tokens and a 200-token answer after a 1024-token system prompt,
+# 512-token blocks, a cache that never evicts. Prompts 2024, 3224 and 4424 tokens (9672).
+# A replay caches prompts only: turn 2 hits the 3 whole blocks of prompt 1 (1536), turn 3 the
+# 6 of prompt 2 (3072), turn 1 the system prompt (1024): 5632 / 9672. An engine that caches
+# answers holds 2224 and 3424 tokens after turns 1 and 2: 2048 + 3072 + 1024 = 6144 / 9672.
+# Folding the answer into the new tokens (1200 a turn, no answer) gave 6144 / 10272, +1.6 points.
+HAND = dict(turns=3, turns_dist="fixed", think_time_s=30.0, think_dist="fixed", input_tokens=1000,
+            output_tokens=200, system_prompt_tokens=1024, num_system_prompts=1, arrival_rate=0.2)
+
+
+def test_answers_not_cached_match_the_hand_count():
+    s = Scenario.from_dict({**replay_view(HAND), "block_size": 512, "kv_cache_tokens": 10**9})
+    assert analyze(s, answers_cached=False).token_hit_rate == pytest.approx(5632 / 9672, abs=1e-12)
+    assert analyze(s).token_hit_rate == pytest.approx(6144 / 9672, abs=1e-12)   # the engine's view
+    assert analyze(s, answers_cached=False).mean_prompt_tokens == pytest.approx(9672 / 3)
+    # the simulator (an engine: answers cached) gives the engine's count, and the folded view's
+    sim = simulate(s, conversations=2000, seed=1)
+    assert sim.token_hit_rate == pytest.approx(6144 / 9672, abs=1e-9)
+    folded = Scenario.from_dict({**replay_view(HAND), "block_size": 512, "kv_cache_tokens": 10**9,
+                                 "input_tokens": 1200, "output_tokens": 0})
+    assert simulate(folded, conversations=2000, seed=1).token_hit_rate == pytest.approx(6144 / 10272, abs=1e-9)
+    assert analyze(folded).token_hit_rate == pytest.approx(6144 / 10272, abs=1e-12)
+
+
+def test_answers_not_cached_match_the_replay_of_a_generated_trace():
+    # seed 5, ten hours: only the first conversation misses its system prompt and the last
+    # ones are cut, so the replay is within 0.01 points of the hand count
+    requests = generate_workload(36_000.0, 5, block_size=512, length_dist="fixed", **HAND)
+    rate = replay_lru_curve(requests, block_size=512).token_hit_rate(10**7)
+    assert rate == pytest.approx(5632 / 9672, abs=1e-4)
+
+
+@pytest.mark.parametrize("turns_dist", ["geometric", "fixed"])
+@pytest.mark.parametrize("length_dist", ["fixed", "exponential"])
+def test_answers_not_cached_closed_forms_match_term_by_term(turns_dist, length_dist):
+    s = Scenario.from_dict(dict(block_size=512, turns_dist=turns_dist, turns=4, input_tokens=300,
+                                output_tokens=450, system_prompt_tokens=700, length_dist=length_dist))
+    setup = resolve(s)
+    a = build_terms(setup, answers_cached=False)
+    b = build_terms(setup, closed_form=False, answers_cached=False)
+    for x, y in ((a.hit_sums[0], b.hit_sums[0]), (a.cost_sums[0], b.cost_sums[0]),
+                 (a.cost_last, b.cost_last), (a.request_hit_turns, b.request_hit_turns)):
+        assert x == pytest.approx(y, rel=1e-9)
+    assert a.prompt_tokens == pytest.approx(build_terms(setup).prompt_tokens)   # same prompts
+    if turns_dist == "fixed":
+        # h_j = whole blocks of turn j's prompt, 700 + 300 j + 450 (j - 1) tokens
+        if length_dist == "fixed":
+            h = [((700 - 450 + 750 * j) // 512) * 512 for j in (1, 2, 3)]
+        else:
+            h = [700 - 450 + 750 * j - sum_remainder(700.0, (300.0, 450.0) * (j - 1) + (300.0,), 512)
+                 for j in (1, 2, 3)]
+        assert a.hit_sums[0] == pytest.approx(sum(h), rel=1e-9)

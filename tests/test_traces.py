@@ -194,14 +194,15 @@ def test_fit_rejects_empty_and_bad_block_size():
 def test_compare_fit_to_replay_passes_capacity_and_reports_gap():
     seen = {}
 
-    def fake_analytic(scenario):
-        seen.update(scenario)
+    def fake_analytic(scenario, answers_cached=True):
+        seen.update(scenario, answers_cached=answers_cached)
         return 0.5
 
     fit = fit_scenario(read_trace(bailian_conversation_lines()), 16)
     out = compare_fit_to_replay(fit, 0.4, fake_analytic, capacity_tokens=1600)
     assert out["gap"] == pytest.approx(0.1)
     assert seen["kv_cache_tokens"] == 1600 and "diagnostics" not in seen
+    assert seen["answers_cached"] is False     # a replay caches prompts only
 
 
 def test_shared_mooncake_trace_reads_and_fits():

@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, replace
 
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
+from kvcache_calculator.analytic.lengths import remainder_settles, sum_remainder
 from kvcache_calculator.analytic.popularity import (
     Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
 )
@@ -185,20 +186,86 @@ def _survival(scenario: Scenario) -> list[float]:
     return [(1 - p) ** (k - 1) for k in range(1, kmax + 1)]
 
 
-def _geometric_sums(S: int, In: int, step: int, B: int, p: float) -> dict:
+#: A random history's mean remainder is taken as ``B/2`` once within this many tokens of it.
+_SETTLED_TOKENS = 1e-9
+
+
+def _remainders(S: int, lengths: tuple[float, float], B: int, answers_cached: bool = True):
+    """``(j, E[(S + Y_j) mod B])`` for j = 1, 2, ... until it settles at ``B/2``
+    (docs/model.md §13): ``Y_j`` the sum of j exponential lengths of each of ``lengths``
+    (new tokens and answer per turn; without the j-th answer when ``answers_cached`` is
+    False, §10.6); the last pair yielded is the settled one."""
+    settle = remainder_settles(lengths, B)
+    last = lengths if answers_cached else lengths[:1]
+    settle_last = remainder_settles(last, B)
+    j = 1
+    while True:
+        # the distance to B/2 is at most (B/pi) * settle^j * zeta(2) < B * settle^j
+        if B * (settle ** j if answers_cached else settle ** (j - 1) * settle_last) < _SETTLED_TOKENS:
+            yield j, B / 2
+            return
+        yield j, sum_remainder(float(S), lengths * (j - 1) + last, B)
+        j += 1
+
+
+def _random_mod_sum(S: int, lengths: tuple[float, float], B: int, r: float,
+                    answers_cached: bool = True) -> float:
+    """``sum_{j>=1} r^j E[(S + Y_j) mod B]`` (:func:`_remainders`): the terms until the
+    remainder settles, then ``B/2`` times the geometric tail."""
+    total = 0.0
+    for j, rem in _remainders(S, lengths, B, answers_cached):
+        total += r ** j * rem
+    return total + (B / 2) * r ** (j + 1) / (1 - r) if r < 1 else total
+
+
+def _history_blocks(scenario: Scenario, S: int, K: int, answers_cached: bool = True) -> list[float]:
+    """``h_j``, j = 0..K (``h_0 = 0``): the expected whole-block tokens of the history after
+    turn j, ``S + j*step`` tokens on average (``S + j*step - Out``, turn j's prompt, when
+    ``answers_cached`` is False: docs/model.md §10.6): its whole blocks with fixed lengths,
+    its mean less the mean remainder with exponential lengths (docs/model.md §13)."""
+    B, step = scenario.block_size, scenario.input_tokens + scenario.output_tokens
+    S_hist = S if answers_cached else S - scenario.output_tokens
+    h = [0.0] * (K + 1)
+    if scenario.length_dist == "fixed":
+        for j in range(1, K + 1):
+            h[j] = float(((S_hist + j * step) // B) * B)
+        return h
+    rem = B / 2
+    settled = 0
+    for j, rem in _remainders(S, (float(scenario.input_tokens), float(scenario.output_tokens)), B,
+                              answers_cached):
+        if j > K:
+            break
+        h[j] = S_hist + j * step - rem
+        settled = j
+    for j in range(settled + 1, K + 1):
+        h[j] = S_hist + j * step - rem
+    return h
+
+
+def _geometric_sums(S: int, In: int, step: int, B: int, p: float,
+                    random_lengths: tuple[float, float] | None = None, answer: int = 0) -> dict:
     """Closed forms of the sums over turns for geometric N (``P(N >= k) = r^(k-1)``, r = 1-p).
 
     ``h_j = B*floor((S + j*step)/B) = S + j*step - ((S + j*step) mod B)``: the linear part has
     the usual closed forms and the remainder is periodic in j with period ``B/gcd(step, B)``,
-    so ``sum_j r^j h_j`` costs O(B) instead of O(turns / p). Exact up to rounding.
+    so ``sum_j r^j h_j`` costs O(B) instead of O(turns / p). Exact up to rounding. With
+    exponential lengths (``random_lengths``: the mean new tokens and answer per turn) the
+    remainder is its mean, which settles at ``B/2`` (:func:`_random_mod_sum`). ``answer``:
+    the tokens of the last answer the history leaves out (``Out`` when answers are not
+    cached, docs/model.md §10.6; else 0): ``h_j`` is then that of ``S - answer``.
     """
     r = 1.0 - p
-    period = B // math.gcd(step, B)
-    one_minus_r_period = -math.expm1(period * math.log1p(-p))
-    mod_sum = sum(r ** t * ((S + t * step) % B) for t in range(1, period + 1)) / one_minus_r_period
+    H = S - answer                      # the history's offset: h_j = B*floor((H + j*step)/B)
+    if random_lengths is not None:
+        mod_sum = _random_mod_sum(S, random_lengths, B, r, answer == 0)
+    else:
+        period = B // math.gcd(step, B)
+        one_minus_r_period = -math.expm1(period * math.log1p(-p))
+        mod_sum = sum(r ** t * ((H + t * step) % B) for t in range(1, period + 1)) / one_minus_r_period
     base_s = r / p
-    base_h = S * r / p + step * r / p ** 2 - mod_sum
-    first_hit = 1 if S >= B else max(1, -(-(B - S) // step))   # first j with h_j >= B
+    base_h = H * r / p + step * r / p ** 2 - mod_sum
+    first_hit = 1 if H >= B else max(1, -(-(B - H) // step))   # first j with h_j >= B
     return {
         "mean_turns": 1.0 / p,
         "prompt_tokens": (S + In) / p + step * r / p ** 2,
@@ -226,22 +293,24 @@ class _Sums:
     square_last: float = 0.0
 
 
-def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
+def build_terms(setup: Setup, *, closed_form: bool = True, answers_cached: bool = True) -> Terms:
     """Precompute the model's sums for ``setup`` (see the module docstring).
 
     ``closed_form=False`` sums term by term (truncated where ``P(N >= k) < 1e-12``), the
     reference the closed forms are tested against; models with per-sequence fixed state
     (sliding windows, linear attention) always sum term by term. With documents
     (docs/model.md §12) the conversations that include one are summed with the document in
-    their shared prefix, and the two kinds mixed in their shares.
+    their shared prefix, and the two kinds mixed in their shares. ``answers_cached=False``
+    is the view of a trace replay (docs/model.md §10.6): a history's reusable part ends at
+    its last prompt, its last answer not cached.
     """
     scenario = setup.scenario
     S, B = scenario.system_prompt_tokens, scenario.block_size
-    plain = _sums(setup, S, closed_form)
+    plain = _sums(setup, S, closed_form, answers_cached)
     if not _documents_on(scenario):
         return _terms(scenario, plain)
     share = scenario.document_share
-    with_doc = _sums(setup, S + scenario.document_tokens, closed_form)
+    with_doc = _sums(setup, S + scenario.document_tokens, closed_form, answers_cached)
 
     def mix(a: float, b: float) -> float:
         return (1 - share) * a + share * b
@@ -256,37 +325,42 @@ def build_terms(setup: Setup, *, closed_form: bool = True) -> Terms:
                   first_turn_doc=with_doc.Sb >= B)
 
 
-def _sums(setup: Setup, S: int, closed_form: bool) -> _Sums:
+def _sums(setup: Setup, S: int, closed_form: bool, answers_cached: bool = True) -> _Sums:
     """The sums over turns of conversations whose shared prefix is ``S`` tokens (with fixed
     gaps, also those of ``c_j^2`` that set the occupancy's variance, :func:`fixed_gap_hit_probabilities`)."""
-    sums = _first_moments(setup, S, closed_form)
+    sums = _first_moments(setup, S, closed_form, answers_cached)
     if setup.scenario.think_dist != "fixed":
         return sums
-    return replace(sums, **_square_sums(setup, S, sums.q, len(sums.cost_sums)))
+    return replace(sums, **_square_sums(setup, S, sums.q, len(sums.cost_sums), answers_cached))
 
 
-def _copy_costs(setup: Setup, S: int, K: int) -> list[float]:
-    """``c_j``, j = 0..K (``c_0 = 0``): the private cached tokens of the copy left by turn j,
-    with the per-sequence fixed state of sliding-window and linear layers in token equivalents."""
+def _copy_costs(setup: Setup, S: int, K: int, h: list[float] | None = None,
+                answers_cached: bool = True) -> list[float]:
+    """``c_j``, j = 0..K (``c_0 = 0``): the private cached tokens of the copy left by turn j
+    (``h_j - Sb``, ``h`` from :func:`_history_blocks` unless given), with the per-sequence
+    fixed state of sliding-window and linear layers in token equivalents."""
     scenario, capacity = setup.scenario, setup.capacity
     B, step = scenario.block_size, scenario.input_tokens + scenario.output_tokens
     Sb = (S // B) * B
+    if h is None:
+        h = _history_blocks(scenario, S, K, answers_cached)
     has_fixed = capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     c = [0.0] * (K + 1)
+    held = S if answers_cached else S - scenario.output_tokens    # the history is held + j*step
     for j in range(1, K + 1):
-        c[j] = float(((S + j * step) // B) * B - Sb)
+        c[j] = h[j] - Sb
         if has_fixed:
-            total = sequence_kv_bytes(setup.arch, S + j * step, scenario.kv_dtype, scenario.num_gpus, B)
-            c[j] += total / capacity.kv_bytes_per_token_per_gpu - (S + j * step)
+            total = sequence_kv_bytes(setup.arch, held + j * step, scenario.kv_dtype, scenario.num_gpus, B)
+            c[j] += total / capacity.kv_bytes_per_token_per_gpu - (held + j * step)
     return c
 
 
-def _square_sums(setup: Setup, S: int, q: float, R: int) -> dict:
+def _square_sums(setup: Setup, S: int, q: float, R: int, answers_cached: bool = True) -> dict:
     """``Cs_r`` and ``D`` with ``c_j^2`` for ``c_j`` (term by term)."""
     scenario = setup.scenario
     surv = _survival(scenario)
     K = len(surv)
-    c2 = [c * c for c in _copy_costs(setup, S, K)]
+    c2 = [c * c for c in _copy_costs(setup, S, K, answers_cached=answers_cached)]
     if scenario.turns_dist == "geometric" and K > 1:
         p = 1.0 / scenario.turns
         base = sum(surv[j] * c2[j] for j in range(1, K))            # sum_j S(j+1) c_j^2
@@ -300,7 +374,7 @@ def _square_sums(setup: Setup, S: int, q: float, R: int) -> dict:
             "square_last": sum(c2[j] * (1 - q) ** (K - j) for j in range(1, K + 1))}
 
 
-def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
+def _first_moments(setup: Setup, S: int, closed_form: bool, answers_cached: bool = True) -> _Sums:
     """The sums over turns of conversations whose shared prefix is ``S`` tokens."""
     scenario = setup.scenario
     In, Out, B = scenario.input_tokens, scenario.output_tokens, scenario.block_size
@@ -315,7 +389,9 @@ def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
     if geometric and closed_form and not has_fixed:
         p = 1.0 / scenario.turns
         K = min(MAX_TERMS, int(math.log(_EPS_TAIL) / math.log(1 - p)) + 2)
-        sums = _geometric_sums(S, In, In + Out, B, p)
+        sums = _geometric_sums(S, In, In + Out, B, p,
+                               None if scenario.length_dist == "fixed" else (float(In), float(Out)),
+                               0 if answers_cached else Out)
         R = 1 if sticky else max(1, min(K, int(math.log(_EPS_TAIL) / math.log(1 - q)) + 2))
         base_h, base_s = sums["base_h"], sums["base_s"]
         base_c = base_h - Sb * base_s
@@ -328,8 +404,8 @@ def _first_moments(setup: Setup, S: int, closed_form: bool) -> _Sums:
     surv = _survival(scenario)
     K = len(surv)
     # h[j]: tokens a later turn hits on the copy left by turn j; c[j]: its private cached tokens
-    h = [0.0] + [float(((S + j * step) // B) * B) for j in range(1, K + 1)]
-    c = _copy_costs(setup, S, K)
+    h = _history_blocks(scenario, S, K, answers_cached)
+    c = _copy_costs(setup, S, K, h, answers_cached)
     surv_ext = surv + [0.0]  # S(K+1) = 0 (truncated)
 
     def sv(k: int) -> float:
@@ -856,15 +932,15 @@ def analyze_terms(setup: Setup, terms: Terms, in_flight: bool = True) -> Analyti
     )
 
 
-def analyze_setup(setup: Setup, in_flight: bool = True) -> AnalyticResult:
+def analyze_setup(setup: Setup, in_flight: bool = True, answers_cached: bool = True) -> AnalyticResult:
     """Hit rates, characteristic time and rates for a resolved scenario (docs/model.md §4-§6, §9);
-    ``in_flight`` as in :func:`analyze_terms`."""
-    return analyze_terms(setup, build_terms(setup), in_flight)
+    ``in_flight`` as in :func:`analyze_terms`, ``answers_cached`` as in :func:`build_terms`."""
+    return analyze_terms(setup, build_terms(setup, answers_cached=answers_cached), in_flight)
 
 
-def analyze(scenario: Scenario, in_flight: bool = True) -> AnalyticResult:
+def analyze(scenario: Scenario, in_flight: bool = True, answers_cached: bool = True) -> AnalyticResult:
     """:func:`analyze_setup` of ``scenario`` resolved (:func:`~kvcache_calculator.setup.resolve.resolve`)."""
-    return analyze_setup(resolve(scenario), in_flight)
+    return analyze_setup(resolve(scenario), in_flight, answers_cached)
 
 
 def hit_rate_and_ceiling(setup: Setup, tail: float = 0.0, in_flight: bool = True) -> tuple[float, float]:

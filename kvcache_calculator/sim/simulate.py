@@ -284,6 +284,10 @@ class Simulation:
         self._measure_to = self.warmup_conversations + conversations
         self._routing = s.routing if s.instances > 1 else "session"
         self._fixed_turns = int(s.turns) if s.turns_dist == "fixed" or s.turns == 1 else 0
+        # exponential lengths (docs/model.md §13): each conversation's token marks, drawn at
+        # its start: marks[2k-2] tokens before turn k's message, marks[2k-1] after it
+        # (the prompt), marks[2k] after its answer; removed after its last turn
+        self._marks: dict | None = {} if s.length_dist == "exponential" else None
         self._log_q = math.log(1.0 - 1.0 / s.turns) if not self._fixed_turns else 0.0
         # The instance of a request under a routing other than session, as one call.
         self._route = {"round_robin": itertools.cycle(range(s.instances)).__next__,
@@ -373,6 +377,7 @@ class Simulation:
         hold = self.in_flight
         service_s, output_held = self.service_s, self._output_held
         held_sum = 0
+        marks = self._marks
 
         while done_now < budget and remaining:
             # 1. The next event: a conversation's next turn, the end of a running request
@@ -384,8 +389,13 @@ class Simulation:
                     k = -k
                     n, p, d = conv[0], conv[1], conv[5]
                     Sc, nsc = (S, ns) if d is None else (S_doc, ns_doc)
-                    seq_blocks = (Sc + k * D) // B
-                    held_blocks = -int(-(Sc + (k - 1) * D + IN + output_held) // B)
+                    if marks is None:
+                        seq_blocks = (Sc + k * D) // B
+                        held_blocks = -int(-(Sc + (k - 1) * D + IN + output_held) // B)
+                    else:
+                        mk = marks[cid] if k < n else marks.pop(cid)
+                        seq_blocks = (Sc + mk[2 * k]) // B
+                        held_blocks = -int(-(Sc + mk[2 * k - 1] + output_held) // B)
                     if d is not None:
                         self._release_with_document(gpu[inst], p, d, cid, held_blocks, seq_blocks, t)
                     elif segments:
@@ -406,13 +416,18 @@ class Simulation:
                 k = 1
             n, p, inst, visits, b, d = conv
             Sc, nsc = (S, ns) if d is None else (S_doc, ns_doc)
-            base = Sc + (k - 1) * D             # tokens before the new user message
-            prompt = base + IN
+            if marks is None:
+                base = Sc + (k - 1) * D         # tokens before the new user message
+                prompt = base + IN
+                seq_blocks = (base + D) // B
+            else:
+                mk = marks[cid] if hold or k < n else marks.pop(cid)
+                base, prompt = Sc + mk[2 * k - 2], Sc + mk[2 * k - 1]
+                seq_blocks = (Sc + mk[2 * k]) // B
             max_blocks = (prompt - 1) // B
             reuse = base // B
             if reuse > max_blocks:
                 reuse = max_blocks
-            seq_blocks = (base + D) // B
 
             # 2. Its instance, and the infinite-cache ceiling there: the system prompt if
             # this instance has seen it, then the history left by the last visit here.
@@ -540,10 +555,26 @@ class Simulation:
             first_prompt = s.system_prompt_tokens + s.input_tokens + (0 if d is None else s.document_tokens)
             per_turn = s.input_tokens + s.output_tokens
             self._stats.requests[b] += n
-            self._stats.prompt_tokens[b] += n * first_prompt + per_turn * n * (n - 1) // 2
+            if self._marks is None:
+                self._stats.prompt_tokens[b] += n * first_prompt + per_turn * n * (n - 1) // 2
         else:
             b = -1
+        if self._marks is not None:
+            marks = self._marks[cid] = self._draw_marks(n)
+            if b >= 0:
+                shared = s.system_prompt_tokens + (0 if d is None else s.document_tokens)
+                self._stats.prompt_tokens[b] += n * shared + sum(marks[1::2])
         return cid, (n, p, inst, None if session else {}, b, d)
+
+    def _draw_marks(self, n: int) -> list:
+        """A conversation's token marks (see ``_marks``) for exponential lengths of the
+        scenario's means, whole tokens: a message of at least 1 token, an answer of at least 0."""
+        s, expo = self.scenario, self._rng.expovariate
+        marks = [0]
+        for _ in range(n):
+            marks.append(marks[-1] + max(1, round(expo(1.0 / s.input_tokens))))
+            marks.append(marks[-1] + (round(expo(1.0 / s.output_tokens)) if s.output_tokens else 0))
+        return marks
 
     def _document_runs(self, p: int, d: int, cid: int, private_blocks: int) -> tuple:
         """The runs of a sequence with a document: ``(key, blocks)`` of its system prompt, of

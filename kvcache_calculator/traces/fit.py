@@ -37,7 +37,11 @@ the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
   still counted as the conversation's own new tokens;
 - ``input_tokens``: new prompt tokens per request (first turn: after the system prompt and
   document; next turn: its prompt minus the previous turn's prompt and answer);
-  ``output_tokens``: the mean ``output_length``.
+  ``output_tokens``: the mean ``output_length``. The diagnostics suggest ``length_dist``
+  (exponential when the new tokens of the follow-up turns have a coefficient of variation of
+  at least 0.5, an exponential's being 1; docs/model.md §13); the fitted scenario keeps the
+  default (fixed) for now, because with today's conversation inference the fitted gaps of
+  the generated fixed-turn trace grow with it (docs/validation.md §7.3).
 """
 
 from __future__ import annotations
@@ -80,6 +84,20 @@ FIXED_CV = 0.05
 MIN_GAPS_FOR_SHAPE = 20
 #: Turn counts are fitted as fixed when this share of conversations has the same count.
 FIXED_TURNS_SHARE = 0.9
+#: Lengths are fitted as exponential when the new tokens per turn vary at least this much
+#: (coefficient of variation; an exponential's is 1, fixed lengths' 0).
+RANDOM_LENGTH_CV = 0.5
+
+
+def coefficient_of_variation(values) -> float | None:
+    """Standard deviation over mean of ``values`` (population); None for none or a mean of 0."""
+    n = len(values)
+    if n == 0:
+        return None
+    mean = sum(values) / n
+    if mean <= 0:
+        return None
+    return math.sqrt(max(0.0, sum(v * v for v in values) / n - mean * mean)) / mean
 
 
 def fit_zipf(counts: Iterable[int]) -> float:
@@ -317,6 +335,10 @@ class ScenarioFitter:
         first_use_tokens = sum(d.blocks for d in docs) * bs
         new_tokens = sum(st.new_tokens) + first_use_tokens
         gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
+        # length variability from the follow-up turns (a first turn's new tokens also hold
+        # the part of a shared prefix the inference could not attribute)
+        follow_new = [n for n, p in zip(st.new_tokens, st.parent) if p >= 0] or list(st.new_tokens)
+        length_cv = coefficient_of_variation(follow_new)
         think = fit_think_times(gaps)
         counts: dict = {}
         for n in st.turns:
@@ -379,6 +401,9 @@ class ScenarioFitter:
             "mean_input_length": self.sum_input / self.requests,
             "mean_output_length": self.sum_output / self.requests,
             "mean_new_input_tokens": new_tokens / self.requests,
+            "new_tokens_cv": length_cv,
+            # not set in the fitted scenario yet: docs/validation.md §7.3
+            "length_dist_suggested": "exponential" if (length_cv or 0.0) >= RANDOM_LENGTH_CV else "fixed",
             "conversations": conversations,
             "follow_ups": follow,
             "max_turns": max(st.turns),
@@ -441,15 +466,13 @@ REPLAY_SERVICE = {"ttft_s": 1e-6, "decode_tokens_per_s": 1e6}
 
 def replay_view(scenario: dict) -> dict:
     """The scenario as a trace replay sees it (docs/model.md §10.6), for comparing the model
-    with a replay: a trace's block ids cover prompts only, so no turn can reuse the KV of the
-    previous turn's answer (its tokens come back as new prompt tokens: ``output_tokens`` is
-    folded into ``input_tokens``), and a replayed request takes no time (no KV held by
-    running requests, :data:`REPLAY_SERVICE`). The fitted scenario itself, and its link,
-    keep the answers and service times of a real engine."""
+    with a replay: a replayed request takes no time (no KV held by running requests,
+    :data:`REPLAY_SERVICE`). A trace's block ids cover prompts only, so no turn can reuse the
+    KV of the previous turn's answer: its tokens come back as new prompt tokens of the next
+    turn. The model takes that as ``answers_cached=False`` (:func:`analytic_token_hit_rate`;
+    the answers stay in the scenario, so the prompts keep their lengths). The fitted scenario
+    itself, and its link, keep the service times of a real engine, which caches answers."""
     out = dict(scenario)
-    out["input_tokens"] = out.get("input_tokens", FIELD_BY_KEY["input_tokens"].default) \
-        + out.get("output_tokens", FIELD_BY_KEY["output_tokens"].default)
-    out["output_tokens"] = 0
     out.update(REPLAY_SERVICE)
     return out
 
@@ -458,22 +481,25 @@ def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
                           capacity_tokens: float | None = None) -> dict:
     """Run an analytic model on a fitted scenario and report its gap to a replay.
 
-    ``analytic`` takes a scenario dict (the keys :func:`model_scenario` keeps,
-    ``kv_cache_tokens`` set to ``capacity_tokens`` when given) and returns the predicted
-    token hit rate (0-1). Returns ``{"analytic_token_hit_rate", "replay_token_hit_rate",
-    "gap", "capacity_tokens"}`` with ``gap = analytic - replay`` (a fraction).
+    ``analytic`` takes a scenario dict (the keys :func:`model_scenario` keeps, as
+    :func:`replay_view` sets them, ``kv_cache_tokens`` set to ``capacity_tokens`` when given)
+    and the keyword ``answers_cached`` (False here: a replay caches prompts only), and
+    returns the predicted token hit rate (0-1). Returns ``{"analytic_token_hit_rate",
+    "replay_token_hit_rate", "gap", "capacity_tokens"}`` with ``gap = analytic - replay``
+    (a fraction).
     """
     scenario = replay_view(model_scenario(fitted)[0])
     if capacity_tokens is not None:
         scenario["kv_cache_tokens"] = int(capacity_tokens)
-    predicted = float(analytic(scenario))
+    predicted = float(analytic(scenario, answers_cached=False))
     return {"analytic_token_hit_rate": predicted,
             "replay_token_hit_rate": replay_token_hit_rate,
             "gap": predicted - replay_token_hit_rate,
             "capacity_tokens": capacity_tokens}
 
 
-def analytic_token_hit_rate(scenario: dict) -> float:
-    """The project's analytic model (docs/model.md §5) on a scenario dict. Raises
-    ScenarioError for an invalid scenario."""
-    return analyze(Scenario.from_dict(scenario)).token_hit_rate
+def analytic_token_hit_rate(scenario: dict, answers_cached: bool = True) -> float:
+    """The project's analytic model (docs/model.md §5) on a scenario dict; ``answers_cached``
+    False for a trace replay's view (:func:`replay_view`). Raises ScenarioError for an
+    invalid scenario."""
+    return analyze(Scenario.from_dict(scenario), answers_cached=answers_cached).token_hit_rate

@@ -120,6 +120,7 @@ def generate_requests(requests: int, seed: int = 0, *, block_size: int = 512,
 WORKLOAD_DEFAULTS = {
     "arrival_rate": 1.0, "turns": 4.0, "turns_dist": "geometric", "think_time_s": 60.0,
     "think_dist": "exponential", "think_sigma": 1.0, "input_tokens": 400, "output_tokens": 200,
+    "length_dist": "exponential",
     "system_prompt_tokens": 1024, "num_system_prompts": 1, "system_prompt_zipf": 0.0,
     "num_documents": 0, "document_tokens": 4096, "document_share": 0.0, "document_zipf": 1.0,
 }
@@ -133,8 +134,11 @@ def _zipf_sampler(rng: random.Random, n: int, s: float):
     return lambda: min(n - 1, bisect.bisect_left(cum, rng.random() * acc))
 
 
-def _length(rng: random.Random, mean: float, minimum: int) -> int:
-    """An exponential length of mean ``mean`` (tokens), rounded, at least ``minimum``."""
+def _length(rng: random.Random, mean: float, minimum: int, dist: str = "exponential") -> int:
+    """A length of mean ``mean`` (tokens): exponential, rounded, at least ``minimum``; or
+    ``mean`` itself, rounded, with ``dist`` fixed."""
+    if dist == "fixed":
+        return max(minimum, round(mean))
     return max(minimum, round(rng.expovariate(1 / mean))) if mean > 0 else minimum
 
 
@@ -153,7 +157,8 @@ def generate_workload(duration_s: float, seed: int = 0, *, block_size: int = 512
     times of mean ``think_time_s`` (exponential, fixed, or lognormal with ``think_sigma``, the
     standard deviation of the gap's logarithm). Each turn adds an exponential number of new
     tokens of mean ``input_tokens`` (at least 1) and gets an exponential answer of mean
-    ``output_tokens``, which the next turn's prompt carries. Conversations still running at
+    ``output_tokens``, which the next turn's prompt carries (``length_dist`` fixed: exactly
+    those numbers). Conversations still running at
     ``duration_s`` are cut there, as in a recorded trace.
 
     Block ids are prefix hashes, as in Mooncake traces: a block of ``block_size`` tokens has
@@ -178,6 +183,8 @@ def generate_workload(duration_s: float, seed: int = 0, *, block_size: int = 512
         raise ScenarioError("document_share", w["document_share"], "must be between 0 and 1")
     if w["think_dist"] not in ("exponential", "fixed", "lognormal"):
         raise ScenarioError("think_dist", w["think_dist"], "must be exponential, fixed or lognormal")
+    if w["length_dist"] not in ("exponential", "fixed"):
+        raise ScenarioError("length_dist", w["length_dist"], "must be exponential or fixed")
     rng = random.Random(seed)
     bs = block_size
     pick_prompt = _zipf_sampler(rng, max(1, int(w["num_system_prompts"])), w["system_prompt_zipf"])
@@ -235,7 +242,7 @@ def generate_workload(duration_s: float, seed: int = 0, *, block_size: int = 512
                     "left": turn_count()}
         else:
             break
-        prompt = conv["stream"] + _length(rng, w["input_tokens"], 1)
+        prompt = conv["stream"] + _length(rng, w["input_tokens"], 1, w["length_dist"])
         blocks = []
         for i in range(-(-prompt // bs)):
             end = (i + 1) * bs
@@ -249,7 +256,7 @@ def generate_workload(duration_s: float, seed: int = 0, *, block_size: int = 512
                 blocks.append(conv["private"][i])
             else:
                 blocks.append(new_id())
-        answer = _length(rng, w["output_tokens"], 0)
+        answer = _length(rng, w["output_tokens"], 0, w["length_dist"])
         out.append(Request(t, prompt, answer, tuple(blocks)))
         conv["stream"] = prompt + answer
         conv["left"] -= 1
