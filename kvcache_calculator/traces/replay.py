@@ -57,6 +57,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from itertools import accumulate, compress, islice
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -329,11 +330,18 @@ class LRUCurveReplay:
     #: Queries closer than this to the previous one (in access times) are counted directly.
     _NEAR = 4096
     _MIN_SHIFT = 8
+    #: Blocks (or time slots) a slice of a renumbering handles (:meth:`work`).
+    _SLICE = 4096
 
-    def __init__(self, block_size: int, semantics: str = "engine", head_reuse: bool = True):
+    def __init__(self, block_size: int, semantics: str = "engine", head_reuse: bool = True,
+                 sliced: bool = False):
         self.block_size = _check_block_size(block_size)
         self.semantics = _check_semantics(semantics)
         self.head_reuse = bool(head_reuse)
+        #: Renumber in slices through :meth:`work` (the page) rather than inside :meth:`feed`.
+        self.sliced = bool(sliced)
+        self._renumber: Iterator[None] | None = None
+        self._waiting: list = []
         self._unhashed = 0       # engine: blocks without a hash waiting at the free queue's head
         self._ghosts = 0
         self.requests = 0
@@ -355,14 +363,83 @@ class LRUCurveReplay:
 
     def _make_room(self, needed: int) -> None:
         """Renumber the live times 0..D-1 and clear the dead flags so ``needed`` more fit."""
+        for _ in self._renumber_slices(needed):
+            pass
+
+    def _renumber_slices(self, needed: int) -> Iterator[None]:
+        """:meth:`_make_room` in slices of at most :data:`_SLICE` blocks or times, yielding
+        between them. No sort: each live block goes to the slot of its time (times are
+        distinct and below ``now``), and the filled slots, read in order, are the new times.
+        Nothing may be fed until it is exhausted."""
         last = self._last
-        order = sorted(last, key=last.__getitem__)
-        self._last = {b: i for i, b in enumerate(order)}
+        step = self._SLICE
+        slots = [None] * self._now
+        items = iter(last.items())
+        while True:
+            chunk = list(islice(items, step))
+            if not chunk:
+                break
+            for b, t in chunk:
+                slots[t] = b
+            yield
+        order: list = []
+        for a in range(0, len(slots), step):
+            order += [b for b in slots[a:a + step] if b is not None]
+            yield
+        del slots
+        renumbered: dict = {}
+        for a in range(0, len(order), step):
+            renumbered.update(zip(order[a:a + step], range(a, a + step)))
+            yield
+        self._last = renumbered
         self._now = len(order)
         self._reset_counts(max(self._MIN_SIZE, 2 * len(order) + needed))
 
+    @property
+    def busy(self) -> bool:
+        """With ``sliced``: a renumbering is due or under way, or requests wait for it; call
+        :meth:`work` until False (:meth:`result` finishes the work itself)."""
+        return self._renumber is not None or bool(self._waiting)
+
+    @property
+    def renumbering(self) -> bool:
+        """A renumbering is under way (:meth:`work` does its slices)."""
+        return self._renumber is not None
+
+    def work(self, units: int) -> bool:
+        """Do up to ``units`` slices of the renumbering due (:data:`_SLICE` blocks each), or
+        replay up to ``units`` of the requests waiting for it; returns :attr:`busy`."""
+        units = max(1, units)
+        if self._renumber is not None:
+            for _ in range(units):
+                if next(self._renumber, True):
+                    self._renumber = None
+                    break
+        elif self._waiting:
+            batch = self._waiting[:units]
+            del self._waiting[:units]
+            self._replay(batch)
+        return self.busy
+
+    def _finish(self) -> None:
+        while self.busy:
+            self.work(1 << 20)
+
     def feed(self, requests: Iterable[Request]) -> int:
-        """Replay ``requests`` in order; returns how many were fed."""
+        """Replay ``requests`` in order; returns how many were fed. With ``sliced``, a
+        renumbering the feed needs is not done here: the requests from there on wait
+        (:attr:`busy`) and :meth:`work` does it in slices, then replays them."""
+        if self.busy:
+            before = len(self._waiting)
+            self._waiting.extend(requests)
+            return len(self._waiting) - before
+        before = len(self._waiting)
+        fed = self._replay(requests)
+        return fed + len(self._waiting) - before
+
+    def _replay(self, requests: Iterable[Request]) -> int:
+        """Replay ``requests`` in order; returns how many were replayed (with ``sliced``, the
+        rest from the first one needing a renumbering waits)."""
         bs = self.block_size
         engine = self.semantics == "engine"
         hb = self._hist_blocks
@@ -381,29 +458,35 @@ class LRUCurveReplay:
         SH = self._shift
         NEAR = self._NEAR
         unhashed = self._unhashed
-        for req in requests:
-            fed += 1
+        it = iter(requests)
+        for req in it:
             ids = req.hash_ids
             n = len(ids)
             if not n:
+                fed += 1
                 continue
             lastt = req.input_length - (n - 1) * bs
             if lastt > bs:
                 lastt = bs
             elif lastt < 0:
                 lastt = 0
-            total_blocks += n
-            total_tokens += (n - 1) * bs + lastt
             # engine before vLLM 0.23: blocks without a hash take a time too
             extra = 0 if not engine or self.head_reuse else max(1, -(-req.input_length // bs) - n + 1)
             if now + n + extra > size:
                 self._now, self._dead = now, dead
+                if self.sliced:
+                    self._waiting[:0] = [req, *it]
+                    self._renumber = self._renumber_slices(n + extra)
+                    break
                 self._make_room(n + extra)
                 last, flags, buckets, size, now, dead = (self._last, self._flags, self._buckets,
                                                          self._size, self._now, self._dead)
                 lget = last.get
                 count = flags.count
                 SH = self._shift
+            fed += 1
+            total_blocks += n
+            total_tokens += (n - 1) * bs + lastt
             if len(hb) <= len(last) + n + 2 + unhashed:
                 grow = len(last) + n + unhashed + 1024 - len(hb)
                 hb.extend([0] * grow)
@@ -495,21 +578,15 @@ class LRUCurveReplay:
         return fed
 
     def result(self) -> LRUCurve:
-        """The curve of everything fed so far (feeding may continue afterwards)."""
-        distances = []
-        cb = []
-        ct = []
-        sb = st = 0
-        for d, (nb, nt) in enumerate(zip(self._hist_blocks, self._hist_tokens)):
-            if nb:
-                sb += nb
-                st += nt
-                distances.append(d)
-                cb.append(sb)
-                ct.append(st)
+        """The curve of everything fed so far (feeding may continue afterwards); with
+        ``sliced``, any work still due is done first."""
+        self._finish()
+        hb = self._hist_blocks
+        # the distances seen and the running sums there, each in one pass in C
         return LRUCurve(self.semantics, self.block_size, self.requests, self.total_blocks,
-                        self.total_tokens, len(self._last), tuple(distances), tuple(cb),
-                        tuple(ct))
+                        self.total_tokens, len(self._last), tuple(compress(range(len(hb)), hb)),
+                        tuple(compress(accumulate(hb), hb)),
+                        tuple(compress(accumulate(self._hist_tokens), hb)))
 
 
 # ---------------------------------------------------------------------------------------
