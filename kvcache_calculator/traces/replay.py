@@ -87,6 +87,8 @@ __all__ = [
 POLICIES = ("lru", "fifo", "lfu", "belady")
 SEMANTICS = ("engine", "independent")
 GIB = 2 ** 30
+#: bytes.translate table: a dead-time flag (1) to 0, a live one (0) to 1.
+_LIVE = bytes.maketrans(b"\x00\x01", b"\x01\x00")
 
 
 def _check_block_size(block_size) -> int:
@@ -322,11 +324,12 @@ class LRUCurveReplay:
 
     State: one time per distinct block (a dict), a bytearray of at most
     ``max(2 * distinct_blocks + longest request, 2**16)`` dead-time flags with one total per
-    bucket of about ``sqrt`` of that many flags, and two histograms of at most
-    ``distinct_blocks + 1`` entries.
+    bucket of about ``sqrt`` of that many flags, the block of each of those times (a list,
+    so a renumbering needs no sort), and two histograms of at most ``distinct_blocks + 1``
+    entries.
 
-    A renumbering (the flags full) walks every live block: O(distinct blocks), about 0.3 s
-    at a million blocks. With ``sliced=True`` (the lab page) :meth:`feed` does not do it: the
+    A renumbering (the flags full) rebuilds the dict: O(times), in C, about 0.1 s at a
+    million blocks in CPython. With ``sliced=True`` (the lab page) :meth:`feed` does not do it: the
     request that needs it and those after it wait (:attr:`busy`) while :meth:`work` does
     it in slices of :data:`_SLICE` blocks, then replays them; the curve is the same.
     """
@@ -353,6 +356,8 @@ class LRUCurveReplay:
         self.total_blocks = 0
         self.total_tokens = 0
         self._last: dict = {}
+        self._owner: list = []   # the block given each time (_owner[t]), for renumbering
+        self._stale: list = []   # live times no block holds any more (a recomputed last block)
         self._now = 0
         self._dead = 0
         self._hist_blocks = [0] * 1024
@@ -372,31 +377,28 @@ class LRUCurveReplay:
             pass
 
     def _renumber_slices(self, needed: int) -> Iterator[None]:
-        """:meth:`_make_room` in slices of at most :data:`_SLICE` blocks or times, yielding
-        between them. No sort: each live block goes to the slot of its time (times are
-        distinct and below ``now``), and the filled slots, read in order, are the new times.
-        Nothing may be fed until it is exhausted."""
-        last = self._last
+        """:meth:`_make_room` in slices of at most :data:`_SLICE` times, yielding between
+        them. No sort: ``_owner[t]`` is the block given time ``t``, so the live times' blocks
+        in time order are those of the times neither dead nor stale (``itertools.compress``,
+        in C), and their ranks are the new times. Nothing may be fed until it is exhausted."""
+        now = self._now
         step = self._SLICE
-        slots = [None] * self._now
-        items = iter(last.items())
-        while True:
-            chunk = list(islice(items, step))
-            if not chunk:
-                break
-            for b, t in chunk:
-                slots[t] = b
-            yield
+        live = self._flags[:now].translate(_LIVE)
+        for t in self._stale:
+            live[t] = 0
+        owner = self._owner
         order: list = []
-        for a in range(0, len(slots), step):
-            order += [b for b in slots[a:a + step] if b is not None]
+        for a in range(0, now, step):
+            order += compress(owner[a:a + step], live[a:a + step])
             yield
-        del slots
+        del live
         renumbered: dict = {}
         for a in range(0, len(order), step):
             renumbered.update(zip(order[a:a + step], range(a, a + step)))
             yield
         self._last = renumbered
+        self._owner = order
+        self._stale = []
         self._now = len(order)
         self._reset_counts(max(self._MIN_SIZE, 2 * len(order) + needed))
 
@@ -454,6 +456,8 @@ class LRUCurveReplay:
         total_tokens = self.total_tokens
         last = self._last
         lget = last.get
+        owner_extend = self._owner.extend
+        stale = self._stale
         flags = self._flags
         count = flags.count
         buckets = self._buckets
@@ -487,6 +491,8 @@ class LRUCurveReplay:
                 last, flags, buckets, size, now, dead = (self._last, self._flags, self._buckets,
                                                          self._size, self._now, self._dead)
                 lget = last.get
+                owner_extend = self._owner.extend
+                stale = self._stale
                 count = flags.count
                 SH = self._shift
             fed += 1
@@ -568,14 +574,20 @@ class LRUCurveReplay:
                 for i in range(len(touches) - 1, -1, -1):
                     b = touches[i]
                     p = lget(b)
-                    if p is not None and i != dup:
-                        flags[p] = 1
-                        buckets[p >> SH] += 1
-                        dead += 1
+                    if p is not None:
+                        if i != dup:
+                            flags[p] = 1
+                            buckets[p >> SH] += 1
+                            dead += 1
+                        else:
+                            stale.append(p)
                     last[b] = now
                     now += 1
-            elif p is not None:          # the last block was a hit: it has lastt tokens
-                ht[r] += lastt - bs
+                owner_extend(reversed(touches))
+            else:
+                owner_extend(ids)        # each block took the next time, in order
+                if p is not None:        # the last block was a hit: it has lastt tokens
+                    ht[r] += lastt - bs
         self._now, self._dead, self._unhashed = now, dead, unhashed
         self.total_blocks = total_blocks
         self.total_tokens = total_tokens
