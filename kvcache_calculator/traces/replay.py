@@ -380,7 +380,8 @@ class LRUCurveReplay:
         """:meth:`_make_room` in slices of at most :data:`_SLICE` times, yielding between
         them. No sort: ``_owner[t]`` is the block given time ``t``, so the live times' blocks
         in time order are those of the times neither dead nor stale (``itertools.compress``,
-        in C), and their ranks are the new times. Nothing may be fed until it is exhausted."""
+        in C), and their ranks are the new times, written over the old ones. Nothing may be fed
+        until it is exhausted."""
         now = self._now
         step = self._SLICE
         live = self._flags[:now].translate(_LIVE)
@@ -392,11 +393,10 @@ class LRUCurveReplay:
             order += compress(owner[a:a + step], live[a:a + step])
             yield
         del live
-        renumbered: dict = {}
+        last = self._last        # the same keys: updated in place, so the dict never resizes
         for a in range(0, len(order), step):
-            renumbered.update(zip(order[a:a + step], range(a, a + step)))
+            last.update(zip(order[a:a + step], range(a, a + step)))
             yield
-        self._last = renumbered
         self._owner = order
         self._stale = []
         self._now = len(order)
