@@ -127,8 +127,9 @@ GROUP_TITLES = {
 }
 
 
-def render_field(field, models, gpus) -> str:
-    """One labelled input for a scenario field spec (label, unit, help, error slot)."""
+def render_field(field, models, gpus, placeholder: str | None = None) -> str:
+    """One labelled input for a scenario field spec (label, unit, help, error slot);
+    ``placeholder`` for an empty field (else "auto" when the field has no default)."""
     key = field.key
     fid = f"f-{key}"
     unit = field.unit
@@ -159,7 +160,9 @@ def render_field(field, models, gpus) -> str:
         control = f"<select {common}>{options}</select>"
     else:
         mode = {"int": "numeric", "float": "decimal"}.get(kind, "text")
-        placeholder = ' placeholder="auto"' if field.default is None else ""
+        if placeholder is None and field.default is None:
+            placeholder = "auto"
+        placeholder = "" if placeholder is None else f' placeholder="{_text(placeholder)}"'
         control = (f'<input {common} type="text" inputmode="{mode}" value="{_text(default)}" '
                    f'autocomplete="off" spellcheck="false"{placeholder}>')
     return (f'<div class="field" data-key="{_text(key)}">'
@@ -169,7 +172,10 @@ def render_field(field, models, gpus) -> str:
 
 
 def render_form(fields, models, gpus) -> str:
-    """The form's fieldsets, rendered at build time so the page is readable before Python."""
+    """The form's fieldsets, rendered at build time so the page is readable before Python; the
+    architecture fields' placeholders are the default preset's values, as main.py writes them."""
+    _, setup = report.evaluate_numbers({})
+    placeholders = {change[0]: change[2] for change in report.architecture_placeholders(setup)}
     groups: dict[str, list] = {}
     for field in fields:
         groups.setdefault(field.group, []).append(field)
@@ -185,7 +191,8 @@ def render_form(fields, models, gpus) -> str:
             inner += ('<details class="advanced" id="arch-details"><summary>Architecture '
                       '(for <code>custom</code>, or to override the preset; empty = from the '
                       'preset)</summary>'
-                      + "".join(render_field(f, models, gpus) for f in arch) + "</details>")
+                      + "".join(render_field(f, models, gpus, placeholders.get(f"f-{f.key}"))
+                                for f in arch) + "</details>")
         else:
             inner = "".join(render_field(f, models, gpus) for f in items)
         if group == "model":
@@ -298,6 +305,9 @@ def prerender(page: str, models, gpus) -> tuple[str, dict]:
     fields: list = []       # the distinct [id, what] of every change, indexed by the rows
     rows: dict[str, list] = {}
     links: dict[str, str] = {}   # a link's fragment as written -> its row's key
+    # the form holds the default preset's architecture placeholders; each row sets its own (a
+    # link to another model must not show the default's), the unknown links' blanks them
+    form_placeholders = report.architecture_placeholders(report.evaluate_numbers({})[1])
     for params in preset_links(models, gpus):
         numbers, setup = report.evaluate_numbers(params)
         if numbers["field_errors"] or numbers["unknown_keys"]:
@@ -305,7 +315,8 @@ def prerender(page: str, models, gpus) -> tuple[str, dict]:
         key = numbers["fragment"]
         if key not in rows:
             row = []
-            for element_id, what, value in number_changes(numbers, output_ids):
+            placeholders = report.architecture_placeholders(setup)
+            for element_id, what, value in [*number_changes(numbers, output_ids), *placeholders]:
                 if [element_id, what] not in fields:
                     fields.append([element_id, what])
                 row.append([fields.index([element_id, what]), value])
@@ -321,7 +332,8 @@ def prerender(page: str, models, gpus) -> tuple[str, dict]:
     close = page.index("</ol>", tag.end())
     page = page[:tag.end()] + suggestions_html(report.suggestion_dicts(analysis)) + page[close:]
     data = {"fields": fields, "rows": rows, "links": links,
-            "placeholder": [*placeholder_changes(output_ids), ["suggestions", "items", [PENDING_SUGGESTIONS]]],
+            "placeholder": [*placeholder_changes(output_ids), ["suggestions", "items", [PENDING_SUGGESTIONS]],
+                            *([element_id, what, ""] for element_id, what, _ in form_placeholders)],
             "charts": charts, "sensitivity_key": sweeps.DEFAULT_KEY}
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
     blob = f'<script type="application/json" id="prerender-data">{text}</script>\n'

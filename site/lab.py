@@ -12,6 +12,7 @@ parses and samples in JavaScript and hands Python only the sampled requests,
 """
 
 import asyncio
+import gc
 import json
 import time
 from array import array
@@ -26,7 +27,7 @@ PAGE = Page("kvcache lab", "action")
 BUDGET_S = 0.025             # work per turn of the event loop (the browser gets control back after)
 PROBE_S = 0.3                # a simulation's first slice of each kind of run, timed for the estimate
 CONFIRM_ABOVE_S = 60.0       # a simulation estimated to take longer waits for "Run it" (or Cancel)
-SLICE_BYTES = 2 ** 20        # bytes read from an uploaded file at a time
+SLICE_BYTES = 2 ** 18        # bytes read from an uploaded file at a time (1 MiB took 70-270 ms to split)
 MAX_PENDING_LINES = 4000     # read the next slice once fewer lines than this wait
 SAMPLE_ABOVE_BYTES = 100 * 2 ** 20        # a larger upload is replayed on a sample (SHARDS)
 SAMPLE_ABOVE_GZ_BYTES = 20 * 2 ** 20      # the same for a gzip file (about 5x smaller)
@@ -215,7 +216,21 @@ class Lab:
     async def drive(self, job, label, started, before_step=None):
         """Run ``job`` in turns of BUDGET_S, yielding to the browser between them;
         ``before_step`` (reading the next slice of a file) returns True when it did work.
-        Returns False if cancelled."""
+        Returns False if cancelled.
+
+        Python's cyclic garbage collector is paused meanwhile: its passes over the millions of
+        objects a large replay keeps alive (the curve's and the fit's dicts, the requests) took
+        up to 1.9 s in one task in Pyodide (Python 3.14's incremental collector), and a trace
+        job makes no reference cycles (reference counting frees its garbage). At the end what
+        is alive is frozen (``gc.freeze``), so later passes do not walk it again either."""
+        gc.disable()
+        try:
+            return await self._drive(job, label, started, before_step)
+        finally:
+            gc.freeze()
+            gc.enable()
+
+    async def _drive(self, job, label, started, before_step):
         last_shown = 0.0
         while True:
             if before_step is not None and await before_step():

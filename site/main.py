@@ -33,15 +33,6 @@ NOTICE_ITEMS = 8
 
 # ---------------------------------------------------------------------------- formatting
 
-def form_text(value):
-    """A scenario value as it is written in a form field."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
-
-
 # ---------------------------------------------------------------------------- the DOM
 
 def inputs():
@@ -304,14 +295,6 @@ def headline_text(report):
     if not report.get("fits", True):
         return "Does not fit. " + str(report.get("fit_message", ""))
     return "Token hit rate " + format_result("token_hit_rate", report.get("results", {}).get("token_hit_rate"))
-
-
-def architecture_placeholders(setup):
-    """The empty architecture fields show the values the model uses (a preset's own), not "auto"."""
-    values = {} if setup.scenario.model == "custom" else architecture_values(setup)
-    return [[f"f-{key}", "placeholder", form_text(values.get(key)) or ("required" if setup.scenario.model == "custom"
-                                                                        else "not used by this model")]
-            for key in ARCH_KEYS]
 
 
 def offer_sensitivity_keys(setup):
@@ -649,7 +632,7 @@ try:
     from kvcache_calculator.analytic.table import prepare
     from kvcache_calculator.analytic.sweeps import DEFAULT_KEY as DEFAULT_SENSITIVITY_KEY
     from kvcache_calculator.present.report import (
-        architecture_values, evaluate_numbers, export_csv, export_document, measured_comparison, sensitivity_keys,
+        architecture_placeholders, evaluate_numbers, form_text, export_csv, export_document, measured_comparison, sensitivity_keys,
         suggestion_dicts, typed_link,
     )
     from kvcache_calculator.present.report import figure as chart_figure

@@ -200,6 +200,33 @@ def test_trace_job_equals_the_one_call_replay_and_fit(bailian, seed, cuts):
     assert job.progress == 1.0 and job.requests == len(requests)
 
 
+def test_trace_job_renumbers_and_fits_in_small_steps_with_the_same_results():
+    """Over 2**16 block references: the curve's renumbering runs in slices between the job's
+    steps (requests waiting meanwhile), and the fit's result in steps of its own; both equal
+    the one-call replay and fit. Each kind of work keeps its own step size."""
+    rng = random.Random(5)
+    lines = []
+    for i in range(3000):
+        ids = [0, 1] + [2 + 60 * i + k for k in range(rng.randint(20, 60))]
+        lines.append(json.dumps({"timestamp": i * 100, "input_length": len(ids) * 512 - 7,
+                                 "output_length": 9, "hash_ids": ids}))
+    text = "\n".join(lines) + "\n"
+    data = text.encode()
+    job = jobs.TraceJob(len(data))
+    job.add_bytes(data)
+    job.close_input()
+    phases = []
+    while not job.done:
+        phases.append(job._phase())
+        job.step(min(job.units, 40))
+        job.units = min(job.units * 2, 40)
+    requests = list(read_trace(text.splitlines()))
+    assert {"lines", "renumber", "waiting", "fit"} <= set(phases)
+    assert phases.count("fit") > 3                     # the fit's result took several steps
+    assert job.curve == replay_lru_curve(requests, block_size=512)
+    assert job.fit == fit_scenario(requests, 512)
+
+
 def test_trace_job_names_the_bad_line_or_skips_it():
     lines = make_trace(3).splitlines()
     lines[4] = '{"timestamp": 1, "input_length": 5'

@@ -190,6 +190,52 @@ def test_one_pass_equals_direct_at_every_capacity(raw, semantics, tiny):
         assert curve.distinct_blocks == distinct
 
 
+class TinySlices(TinyTree):
+    """TinyTree renumbering in slices of two blocks."""
+
+    _SLICE = 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(trace_strategy, st.sampled_from(["engine", "independent"]), st.booleans(),
+       st.integers(1, 5), st.integers(1, 4))
+def test_sliced_renumbering_gives_the_same_curve(raw, semantics, head_reuse, chunk, units):
+    """The page's path (renumberings in slices through work(), requests waiting meanwhile,
+    fed in small chunks between work steps) gives the curve of one unsliced feed, exactly."""
+    if semantics == "engine":
+        trace = partial_prefix_trace(raw)
+    else:
+        trace = [Request(float(i), length, 1, tuple(ids)) for i, (ids, length) in enumerate(raw)]
+    whole = TinyTree(4, semantics, head_reuse)
+    whole.feed(trace)
+    sliced = TinySlices(4, semantics, head_reuse, sliced=True)
+    waited = 0
+    for k in range(0, len(trace), chunk):
+        assert sliced.feed(trace[k:k + chunk]) == len(trace[k:k + chunk])
+        while sliced.busy:
+            waited += 1
+            sliced.work(units)
+    assert sliced.result() == whole.result()
+    assert sliced.result() == replay_lru_curve(trace, None, 4, semantics) or not head_reuse
+    # result() finishes work still due, and feeding while busy only queues
+    again = TinySlices(4, semantics, head_reuse, sliced=True)
+    for k in range(0, len(trace), chunk):
+        again.feed(trace[k:k + chunk])
+    assert again.result() == whole.result()
+
+
+def test_sliced_feed_waits_for_its_renumbering():
+    trace = reqs(*([i, i + 1, i + 2] for i in range(0, 60, 3)))
+    runner = TinySlices(4, "independent", sliced=True)
+    assert runner.feed(trace) == len(trace)
+    assert runner.busy and runner.requests < len(trace)
+    steps = 0
+    while runner.work(1):
+        steps += 1
+    assert steps > 1 and runner.requests == len(trace)
+    assert runner.result() == replay_lru_curve(trace, None, 4, "independent")
+
+
 @settings(max_examples=60, deadline=None)
 @given(trace_strategy, st.sampled_from(["engine", "independent"]))
 def test_policy_replay_lru_equals_one_pass(raw, semantics):

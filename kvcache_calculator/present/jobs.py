@@ -444,6 +444,8 @@ class TraceJob(_LinesJob):
                  block_size: int | None = None, skip_bad_lines: bool = False,
                  semantics: str = "engine", sample_rate: float | None = None,
                  keep_requests: bool = False):
+        self._units = {"lines": 64, "renumber": 1, "waiting": 64, "fit": 1}
+        self._ran = "lines"
         super().__init__(total_bytes, format, block_size, skip_bad_lines)
         self.semantics = semantics
         self.sample_rate = None if sample_rate is None else check_rate(sample_rate)
@@ -451,10 +453,11 @@ class TraceJob(_LinesJob):
         self.order = TimestampOrder()
         self.curve: LRUCurve | None = None
         self.fit: dict | None = None
+        self._fit_steps = None         # the fit's result, computed in steps at the end
         self.done = False
 
     def _make_runners(self, block_size: int) -> list:
-        curve = (LRUCurveReplay(block_size, self.semantics) if self.sample_rate is None
+        curve = (LRUCurveReplay(block_size, self.semantics, sliced=True) if self.sample_rate is None
                  else SampledReplay(block_size, self.sample_rate, self.semantics))
         extra = [] if self.requests_kept is None else [_Keep(self.requests_kept)]
         return [curve, ScenarioFitter(block_size), self.order, *extra]
@@ -463,6 +466,23 @@ class TraceJob(_LinesJob):
     def requests(self) -> int:
         """Valid requests read so far."""
         return self.reader.requests_read
+
+    def _phase(self) -> str:
+        runners = self._runners
+        if runners and isinstance(runners[0], LRUCurveReplay) and runners[0].busy:
+            return "renumber" if runners[0].renumbering else "waiting"
+        return "fit" if self.curve is not None else "lines"
+
+    @property
+    def units(self) -> int:
+        """The step size :func:`run_for` adapts, one per kind of work, as their units cost very
+        differently: lines to parse, slices of the curve's renumbering and the requests waiting for it
+        (``LRUCurveReplay.work``), steps of the fit's result (``ScenarioFitter.result_steps``)."""
+        return self._units[self._phase()]
+
+    @units.setter
+    def units(self, value: int) -> None:
+        self._units[self._ran] = value       # the kind of work the last step did
 
     @property
     def progress(self) -> float:
@@ -474,6 +494,10 @@ class TraceJob(_LinesJob):
         line is replayed, read the curve, then (next step) the fit. Returns :attr:`done`."""
         if self.done:
             return True
+        self._ran = self._phase()
+        if self._ran in ("renumber", "waiting"):
+            self._runners[0].work(units)       # a renumbering of the curve's times, in slices
+            return self.done
         if self._lines or not self.input_closed:
             # the last lines and the results are separate steps: each is a long loop
             self._parse(max(1, units))
@@ -482,10 +506,15 @@ class TraceJob(_LinesJob):
             raise self._no_requests()
         if self.curve is None:
             self.curve = self._runners[0].result()
+        elif self._fit_steps is None:
+            self._fit_steps = self._runners[1].result_steps()
         else:
-            fitter = self._runners[1]
-            self.fit = fitter.result()
-            self.done = True
+            try:
+                for _ in range(max(1, units)):
+                    next(self._fit_steps)
+            except StopIteration as stop:
+                self.fit = stop.value
+                self.done = True
         return self.done
 
 

@@ -18,7 +18,8 @@ from kvcache_calculator.analytic.model import AnalyticResult, analyze_setup, cap
 from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
-from kvcache_calculator.scenario import FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario, encode_fragment
+from kvcache_calculator.scenario import (ARCH_KEYS, FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario,
+                                         encode_fragment)
 from kvcache_calculator.setup.capacity import smaller_weight_dtypes
 from kvcache_calculator.setup.hfconfig import arch_to_scenario
 from kvcache_calculator.setup.presets import GPUS, MODELS
@@ -436,6 +437,27 @@ def architecture_values(setup: Setup) -> dict:
     """The architecture keys' values the setup's model uses (a preset's own, or the custom
     ones): what the page shows in the empty architecture fields."""
     return arch_to_scenario(setup.arch)
+
+
+def form_text(value) -> str:
+    """A scenario value as a form field writes it (a whole float without its ".0")."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def architecture_placeholders(setup: Setup) -> list:
+    """The empty architecture fields' placeholders as ``[element id, "placeholder", text]``
+    changes: the values the model uses (a preset's own; :func:`architecture_values`), not
+    "auto"; "required" for a custom model, "not used by this model" for a key it has no use
+    for. The page writes them once Python runs, build.py into the static form before."""
+    custom = setup.scenario.model == "custom"
+    values = {} if custom else architecture_values(setup)
+    return [[f"f-{key}", "placeholder", form_text(values.get(key)) or ("required" if custom
+                                                                       else "not used by this model")]
+            for key in ARCH_KEYS]
 
 
 def sensitivity_keys(setup: Setup) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ from typing import Iterable
 from kvcache_calculator.analytic.model import analyze
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, encode_fragment
+from kvcache_calculator.steps import drain
 from kvcache_calculator.traces.inference import ConversationInference
 
 __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "clamp_to_form",
@@ -314,10 +315,15 @@ class ScenarioFitter:
     def result(self) -> dict:
         """The fitted scenario (module docstring), plain JSON types. Raises ScenarioError if no
         request was fed."""
+        return drain(self.result_steps())
+
+    def result_steps(self):
+        """:meth:`result` as a generator of small steps (the lab's cooperative turns; see
+        ``ConversationInference.structure_steps``) returning the fitted scenario."""
         if self.requests == 0:
             raise ScenarioError("trace", "empty", "no requests to fit a scenario to")
         bs = self.block_size
-        st = self.inference.structure(bs)
+        st = yield from self.inference.structure_steps(bs)
         duration_s = self.last_ts - self.first_ts
         span_s = duration_s if duration_s > 0 else 1.0    # a stated floor: all at one instant
         conversations = len(st.turns)
@@ -339,7 +345,9 @@ class ScenarioFitter:
         # the part of a shared prefix the inference could not attribute)
         follow_new = [n for n, p in zip(st.new_tokens, st.parent) if p >= 0] or list(st.new_tokens)
         length_cv = coefficient_of_variation(follow_new)
+        yield
         think = fit_think_times(gaps)
+        yield
         counts: dict = {}
         for n in st.turns:
             counts[n] = counts.get(n, 0) + 1

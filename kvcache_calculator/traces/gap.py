@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from kvcache_calculator.errors import ScenarioError
+from kvcache_calculator.steps import drain
 from kvcache_calculator.traces.readers import Request
 from kvcache_calculator.traces.replay import PolicyReplay, last_block_tokens
 from kvcache_calculator.traces.routing import check_instances, make_router
@@ -502,15 +503,6 @@ def _summarise(tokens: int, hits: dict, requests: int) -> dict:
     parts, clipped = split_gap(**rates)
     return {"requests": requests, "tokens": tokens, **rates, "parts": parts,
             "clipped": clipped}
-
-
-def drain(steps):
-    """Run a generator of steps (``yield`` between pieces of work) to its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
 
 
 def explain_gap(requests: Sequence[Request], capacity_blocks: int, block_size: int,

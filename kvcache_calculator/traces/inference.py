@@ -40,7 +40,9 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
-__all__ = ["SharedPrefix", "TraceStructure", "ConversationInference"]
+from kvcache_calculator.steps import drain
+
+__all__ = ["SharedPrefix", "TraceStructure", "ConversationInference", "STEP_ITEMS"]
 
 #: A child block keeps a system prompt going while it holds this share of its conversations.
 SYSTEM_PROMPT_KEEP = 0.8
@@ -50,6 +52,8 @@ DOCUMENT_KEEP = 0.5
 SYSTEM_PROMPT_COVERAGE = 0.5
 #: A next turn's prompt holds at least its parent's prompt and this share of its answer.
 ANSWER_SHARE = 0.5
+#: The resumable computations here (``*_steps``) yield after about this many items.
+STEP_ITEMS = 4096
 
 
 @dataclass
@@ -168,13 +172,24 @@ class ConversationInference:
 
     def structure(self, block_size: int) -> TraceStructure:
         """System prompts, documents and the new tokens of every request (module docstring)."""
+        return drain(self.structure_steps(block_size))
+
+    def structure_steps(self, block_size: int):
+        """:meth:`structure` as a generator that yields every :data:`STEP_ITEMS` items or so
+        (a page's cooperative steps) and returns the :class:`TraceStructure`."""
         counts = self.root_count
         best_child: dict = {}
-        for h, c in counts.items():
+        for k, (h, c) in enumerate(counts.items()):
             p = self.block_parent.get(h, -1)
             if p != -1 and c > best_child.get(p, (0, None))[0]:
                 best_child[p] = (c, h)
-        paths = [self._path(last) for last in self.root_last]
+            if not k % STEP_ITEMS:
+                yield
+        paths = []
+        for k, last in enumerate(self.root_last):
+            paths.append(self._path(last))
+            if not k % (STEP_ITEMS // 16):
+                yield
         roots = len(paths)
         starts: dict = {}
         for path in paths:
@@ -222,8 +237,12 @@ class ConversationInference:
             doc_of_root.append(d)
             i = self.root_request[conv]
             new_tokens[i] = max(0, self.inputs[i] - min(depth, len(path)) * block_size)
+            if not conv % STEP_ITEMS:
+                yield
         for i, p in enumerate(self.parent):
             if p >= 0:
                 new_tokens[i] = max(0, self.inputs[i] - self.inputs[p] - self.outputs[p])
+            if not i % STEP_ITEMS:
+                yield
         return TraceStructure(self.parent, self.gap_s, new_tokens, self.turns, system_prompts,
                               documents, sys_of_root, doc_of_root, uncovered)

@@ -185,3 +185,35 @@ def test_phone_before_python(browser, site, shared_context):
         wait_ready(page)
     finally:
         page.close()
+
+
+ARCH_PLACEHOLDERS_JS = """() => Object.fromEntries([...document.querySelectorAll('#arch-details input')]
+    .map((i) => [i.id, [i.placeholder, i.value]]))"""
+
+
+@pytest.mark.parametrize("fragment", ["", "#model=deepseek-v3"])
+def test_architecture_fields_show_the_presets_values_before_python_as_after(browser, site, fragment):
+    """Issue 12 item 13: the architecture panel's empty fields show the preset's values (not
+    "auto") before Python has loaded, the same as Python writes them; a link to another preset
+    shows its own, desktop and phone."""
+    for name, size in (("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})):
+        context = browser.new_context(viewport=size, service_workers="block")
+        page = context.new_page()
+        try:
+            held = open_held(page, site.url + fragment)
+            page.evaluate("document.getElementById('arch-details').open = true")
+            before = page.evaluate(ARCH_PLACEHOLDERS_JS)
+            assert page.evaluate("document.documentElement.dataset.state") == "loading"
+            assert before and all(value == "" for _, value in before.values()), before
+            assert not any(p in ("auto", "") for p, _ in before.values()), before
+            if not fragment:
+                assert before["f-num_layers"][0] == "32"      # Llama-3.1-8B: 32 layers
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.locator("#arch-details").screenshot(path=str(ARTIFACTS / f"arch-before-python-{name}.png"))
+            else:
+                assert before["f-num_layers"][0] == "61"      # DeepSeek-V3: 61 layers
+            held.release()
+            wait_ready(page)
+            assert page.evaluate(ARCH_PLACEHOLDERS_JS) == before
+        finally:
+            context.close()
