@@ -6,10 +6,18 @@
 //   - a chart: its data computed by main.py's chart_json (only that chart's) in one task,
 //     drawn with Plotly.react in the next (not redrawn when the data are the same).
 // Items farther away stay stale, at no cost, until they scroll near (an IntersectionObserver).
-// Items near but not in view wait while the user types (until QUIET_MS after the last edit):
-// a chart's Plotly.js redraw is one task of 15-25 ms, 60-100 ms with the CPU throttled 4x, and
-// one between two keys makes the next key wait for it (issue 14: no task over 50 ms while
-// typing). Items in view never wait. Before Python has started, the build's charts
+// Edits: the form's input events are only recorded here; main.py evaluates the form in a
+// separate task (a MessageChannel message), keystrokes that arrive before it runs coalesced
+// into one evaluation, and its numbers are written in the next animation frame
+// (kvcalcWrite.nextFrame, loader.js): the key press, the evaluation and the frame's layout are
+// three tasks, none of them long (issue 14: no task over 50 ms while typing).
+// While the user types into a text or number field (input events less than typingPauseMs
+// apart), no item is drawn, in view or not: a chart's Plotly.js redraw is one task of
+// 15-25 ms, 60-100 ms with the CPU throttled 4x, and one between two keys makes the next key
+// wait for it. The items in view are drawn once typing pauses, or at once when the field's
+// change event says the value is committed (Enter, leaving the field, its arrows); a select,
+// a checkbox or a slider is not typing. Items near but not in view also wait until QUIET_MS
+// after the last edit of any kind. Before Python has started, the build's charts
 // (prerendered) are drawn in idle time (requestIdleCallback), so that Python's start comes first.
 // A newer edit starts the series again: work not yet started for an older edit is never
 // started, and a chart computed for it is dropped instead of drawn.
@@ -25,13 +33,18 @@ const NAMES = ["hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory"];
 // "Near": within half a viewport above or below it, so that a chart is usually drawn before
 // it scrolls in.
 const NEAR_MARGIN = "50% 0px";
-// Typing: edits less than this apart (a slow typist's keys are 200-300 ms apart).
+// Items near but not in view wait this long after the last edit (a slow typist's keys are
+// 200-300 ms apart).
 const QUIET_MS = 400;
+// Typing: keys less than this apart; no item is drawn until it has passed since the last one
+// (kvcalcCharts.typingPauseMs: tests on a busy machine set a longer one).
+let typingPauseMs = 250;
 const root = document.documentElement;
 const drawnLegends = new Map();
 const configured = new WeakSet();
-// computed/drawn/dropped charts, and the milliseconds spent computing (Python) and drawing
-const counts = { computed: 0, drawn: 0, dropped: 0, compute_ms: 0, draw_ms: 0 };
+// computed/drawn/dropped charts, and the milliseconds spent computing (Python) and drawing;
+// edits evaluated (one per evaluation task) and charts drawn, by name
+const counts = { computed: 0, drawn: 0, dropped: 0, compute_ms: 0, draw_ms: 0, evaluated: 0, drawn_by_name: {} };
 
 // Plotly.js (1.5 MB) is preloaded by index.html but only run when the first chart is drawn,
 // so that parsing it does not compete with Python's start-up and the first numbers.
@@ -267,6 +280,7 @@ const inView = { has: (name) => targets(name).some((id) => viewIds.has(id)) };
 let run = 0;                 // the current series of tasks; an older series stops
 let running = false;
 let lastEdit = -Infinity;    // performance.now() of the last edit's invalidate()
+let lastKey = -Infinity;     // performance.now() of the last key typed into a field (0: committed)
 let connected = false;       // chartSource is main.py's (else the build's, or none)
 
 function element(name) {
@@ -304,9 +318,18 @@ function start(waitForPaint) {
   else if (waitForPaint) afterPaint(go); else nextTask(go);
 }
 
-/** Items near the viewport but not in view wait (see the top of this file). */
+/** While typing, every item waits; items near the viewport but not in view wait longer (see
+ *  the top of this file). */
 function waiting(name) {
-  return connected && !inView.has(name) && performance.now() - lastEdit < QUIET_MS;
+  const now = performance.now();
+  return connected && (now - lastKey < typingPauseMs || (!inView.has(name) && now - lastEdit < QUIET_MS));
+}
+
+/** When the next waiting item may be drawn. */
+function waitEnds() {
+  const now = performance.now();
+  const ends = [lastKey + typingPauseMs, lastEdit + QUIET_MS].filter((t) => t > now);
+  return ends.length ? Math.min(...ends) : now;
 }
 
 /** The stale item near the viewport to draw next: a chart just computed, then the items in
@@ -331,7 +354,7 @@ function step(id) {
     running = false;
     markState();
     // near items left waiting for the typing to pause
-    if (connected && pending()) setTimeout(go, Math.max(0, lastEdit + QUIET_MS - performance.now()));
+    if (connected && pending()) setTimeout(go, Math.max(0, waitEnds() - performance.now()));
     return;
   }
   if (name === SUGGESTIONS) {
@@ -368,6 +391,7 @@ function step(id) {
       draw("chart-" + name, done.json);
       counts.draw_ms += performance.now() - t0;
       counts.drawn++;
+      counts.drawn_by_name[name] = (counts.drawn_by_name[name] || 0) + 1;
     } catch (err) {
       lastJson.delete(name);
       reportError("chart chart-" + name, err);
@@ -400,6 +424,62 @@ for (const name of ITEMS) {
 for (const id of Object.values(EXTRA_TARGETS).flat()) {
   const el = document.getElementById(id);
   if (el) { nearObserver.observe(el); viewObserver.observe(el); }
+}
+
+// ---------------------------------------------------------------------------- edits
+
+// Fields whose input events are keys typed (the others: select, checkbox, radio, range, file).
+const NOT_TYPED = new Set(["checkbox", "radio", "range", "file", "color", "button", "submit", "reset"]);
+function isTyped(el) {
+  return el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && !NOT_TYPED.has(el.type));
+}
+// Controls inside the form that are not scenario fields (main.py handles them itself).
+const NOT_EDITS = new Set(["share-url", "import-text", "import-file", "show-classic"]);
+let editSource = null;       // main.py: (names) => evaluates the form, names the fields changed
+const editedNames = new Set();
+let editsRequested = 0;
+let editsEvaluated = 0;
+let editQueued = false;
+const editChannel = new MessageChannel();
+editChannel.port1.onmessage = () => {
+  editQueued = false;
+  const names = [...editedNames].join(" ");
+  editedNames.clear();
+  const upTo = editsRequested;
+  try {
+    counts.evaluated++;
+    editSource(names);
+  } finally {
+    // after the numbers' frame writes (kvcalcWrite.nextFrame, queued first): for tests and
+    // benchmarks/bench_page.py, <html data-edit> and a "kvcalc:numbers" event
+    requestAnimationFrame(() => {
+      editsEvaluated = upTo;
+      if (editsEvaluated === editsRequested) root.dataset.edit = "done";
+      document.dispatchEvent(new Event("kvcalc:numbers"));
+    });
+  }
+};
+
+function onEdit(event) {
+  const el = event.target;
+  if (!el || NOT_EDITS.has(el.id) || !editSource) return;
+  if (event.type === "change") {
+    // a value committed (Enter, leaving the field, a select): what waited for typing to pause
+    // is drawn now, after its numbers
+    if (lastKey !== -Infinity) {
+      lastKey = -Infinity;
+      if (!running && pending()) start(true);
+    }
+    return;
+  }
+  lastKey = isTyped(el) ? performance.now() : -Infinity;
+  if (el.name) editedNames.add(el.name);
+  editsRequested++;
+  root.dataset.edit = "pending";
+  if (!editQueued) {          // keys typed before the evaluation runs are evaluated with it
+    editQueued = true;
+    editChannel.port2.postMessage(null);
+  }
 }
 
 // ---------------------------------------------------------------------------- announcements, downloads
@@ -454,12 +534,20 @@ document.addEventListener("click", (event) => {
 
 window.kvcalcCharts = {
   counts,
+  get typingPauseMs() { return typingPauseMs; },
+  set typingPauseMs(ms) { typingPauseMs = ms; },
   /** main.py's callbacks: chart(name) returns a chart's JSON (page_figures.for_page) for the
    *  last valid edit, computed when called; suggestions() draws the suggestions. */
-  connect(chart, suggestions) {
+  connect(chart, suggestions, edit) {
     chartSource = chart;
     suggestionSource = suggestions;
     connected = true;
+    if (edit && !editSource) {
+      editSource = edit;
+      const form = document.getElementById("scenario");
+      form.addEventListener("input", onEdit);
+      form.addEventListener("change", onEdit);
+    }
   },
   /** Before Python has started (site/prerender.js): draw the charts from the build's JSON,
    *  chart(name) (null: not drawn). main.py's equal JSON later is not drawn again. */

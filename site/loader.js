@@ -69,6 +69,17 @@ window.kvcalcWrite = (json) => {
   }
 };
 window.kvcalcWrite.flush = applyUrl;
+// The same, in the next animation frame (an edit's numbers, main.py): the task that computed
+// them ends first, and the frame's style and layout follow the writes in their own task
+// (issue 14: no task over 50 ms while typing). Writes queued before the frame are applied in
+// order.
+const frameWrites = [];
+window.kvcalcWrite.nextFrame = (json) => {
+  frameWrites.push(json);
+  if (frameWrites.length === 1) {
+    requestAnimationFrame(() => { for (const queued of frameWrites.splice(0)) window.kvcalcWrite(queued); });
+  }
+};
 
 // PyScript watches the whole document for new <script type="py"> elements and py-*
 // attributes with MutationObservers (polyscript and its py-editor plugin), so every node

@@ -2,7 +2,9 @@
 
 One render path (docs/architecture.md §6): every change (typing, a link, an imported config) becomes a
 ``dict[str, str]`` of scenario keys, goes through ``kvcache_calculator.present.report.evaluate_numbers``
-(the analysis alone) and its numbers are drawn at once by :func:`render`. The rest follows in
+(the analysis alone) and its numbers are drawn by :func:`render` (an edit's in the next animation
+frame: charts.js runs :func:`on_edit` in a task after the input events, so the key press, the
+evaluation and the frame's layout are separate tasks). The rest follows in
 later tasks that charts.js schedules once those numbers are painted: the suggestions, then each
 chart near the viewport (those in view first), whose data is computed only then
 (:func:`chart_json`); a newer edit drops the older one's pending work. Nothing read from the URL,
@@ -153,11 +155,12 @@ def notice_summary(errors, unknown, warnings):
     return ", ".join(f"{n:,} {one if n == 1 else many}" for n, one, many in counts if n) + " in all"
 
 
-def write(changes):
+def write(changes, later=False):
     """Apply ``changes`` (``[element id, what, value]``, see loader.js) to the DOM in one call:
     each access from Python to the DOM crosses into JavaScript, and an update makes about a
-    hundred."""
-    window.kvcalcWrite(json.dumps(changes))
+    hundred. ``later``: in the next animation frame, so that the layout the writes cause is
+    not part of this task (an edit's numbers)."""
+    (window.kvcalcWrite.nextFrame if later else window.kvcalcWrite)(json.dumps(changes))
 
 
 def render_list(element_id, items, make):
@@ -317,16 +320,17 @@ def offer_sensitivity_keys(setup):
         invalidate(("sensitivity",))
 
 
-def render(report, setup):
-    """Draw one evaluation's numbers (results, fit state, notes, link) now, and leave the
-    suggestions and charts of a changed scenario to later tasks (:func:`invalidate`)."""
+def render(report, setup, later=False):
+    """Draw one evaluation's numbers (results, fit state, notes, link) now, or in the next
+    animation frame when ``later`` (an edit), and leave the suggestions and charts of a changed
+    scenario to later tasks (:func:`invalidate`)."""
     scenario = report.get("scenario", {})
     write([*number_changes(report, OUTPUT_IDS),   # the same as build.py's prerendered numbers
            ["app-error", "hidden", True], [":root", "data-numbers", "python"],
            *architecture_placeholders(setup),
            *link_changes(report.get("link", report.get("fragment", ""))),
            *override_changes(scenario),
-           *stale_changes(False)])
+           *stale_changes(False)], later)
     window.kvcalcAnnounce(headline_text(report))
     CURRENT["report"] = report
     if report.get("scenario") != CURRENT["scenario"]:
@@ -338,13 +342,17 @@ def render(report, setup):
 
 # ---------------------------------------------------------------------------- handlers
 
-def on_form_input(event):
-    """Recompute from the form; an invalid field keeps the last good results, marked stale."""
-    target = None if event is None else event.target
-    if target is not None and getattr(target, "id", "") in ("share-url", "import-text",
-                                                            "import-file", "show-classic"):
-        return
-    if target is not None and getattr(target, "name", "") == "gpu" and str(target.value) != "custom":
+def on_edit(names):
+    """The form's fields ``names`` (space-separated) were edited: charts.js calls this in a
+    task of its own after their input events (several keys typed before it runs are one call)."""
+    update(str(names).split())
+
+
+def update(names=()):
+    """Recompute from the form (fields ``names`` were edited); the numbers are written in the
+    next animation frame. An invalid field keeps the last good results, marked stale."""
+    gpu = document.querySelector('#scenario [name="gpu"]')
+    if "gpu" in names and not missing(gpu) and str(gpu.value) != "custom":
         # an override of the memory belongs to the GPU it was entered for: another preset brings its own
         memory = document.querySelector('#scenario [name="gpu_memory_gib"]')
         if not missing(memory):
@@ -359,14 +367,14 @@ def on_form_input(event):
         # the link keeps every edit: the valid fields, and the invalid ones as typed (a link
         # lists those in its notice and uses their defaults)
         link = typed_link(setup.scenario, form, errors, report.get("substituted", []), every_error=True)
-        write(stale_changes(True) + link_changes(link))
+        write(stale_changes(True) + link_changes(link), later=True)
         return
-    render(report, setup)
+    render(report, setup, later=True)
     # for benchmarks/bench_page.py: where the time of the numbers goes
     window.kvcalcTiming = window.JSON.parse(json.dumps({
         "evaluate_ms": (computed - started) * 1000,
         "render_ms": (time.perf_counter() - computed) * 1000}))
-    if target is not None and getattr(target, "name", "") == "model":
+    if "model" in names:
         write_form({k: report["scenario"].get(k) for k in ARCH_KEYS}
                    if report["scenario"].get("model") == "custom" else {})
 
@@ -379,7 +387,7 @@ def on_results_click(event):
     changes = json.loads(str(button.getAttribute("data-changes")))
     label = str(button.textContent).removeprefix("Apply: ")
     write_form({k: v for k, v in changes.items() if k in KEYS})
-    on_form_input(None)
+    update()
     by_id("results-title").focus()      # the button is gone: focus stays in the results
     by_id("copy-status").textContent = f"Applied: {label}."
 
@@ -566,7 +574,7 @@ def import_text(text):
     source = str(arch.source or "imported from config.json")   # "imported from config.json (X)"
     gap = scenario_keys_gap(arch)   # sliding layers with their own heads, linear state...
     status.textContent = f"{source[:1].upper()}{source[1:]}: {described}." + (f" {gap}" if gap else "")
-    on_form_input(None)
+    update()
 
 
 def on_import_click(event):
@@ -602,13 +610,14 @@ def start():
     window.performance.mark("kvcalc:imported")
     charts = getattr(window, "kvcalcCharts", None)
     if not missing(charts):
-        charts.connect(create_proxy(PAGE.guarded(chart_json)), create_proxy(PAGE.guarded(render_suggestions)))
+        # the form's edits too: charts.js schedules their evaluation (on_edit)
+        charts.connect(create_proxy(PAGE.guarded(chart_json)), create_proxy(PAGE.guarded(render_suggestions)),
+                       create_proxy(PAGE.guarded(on_edit)))
     params, warnings = link_params()
     for key, el in inputs().items():
         if el.getAttribute("data-touched") and key in KEYS:
             params[key] = str(el.value)
     apply_params(params, warnings=warnings)
-    PAGE.listen("scenario", "input", on_form_input)
     PAGE.listen("show-classic", "change", on_classic_toggle)
     PAGE.listen("sensitivity-key", "change", on_sensitivity_key)
     PAGE.listen("copy-link", "click", on_copy)

@@ -119,6 +119,13 @@ def set_field(page, key: str, text: str) -> None:
         control.select_option(text)
     else:
         control.fill(text)
+    wait_numbers(page)
+
+
+def wait_numbers(page) -> None:
+    """Wait until the last edit's numbers are written (charts.js evaluates edits in a later
+    task, and main.py writes their numbers in the next frame)."""
+    page.wait_for_function("document.documentElement.dataset.edit !== 'pending'")
 
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -161,6 +168,7 @@ def chart_state(page, name: str) -> str:
 def draw_every_chart(page) -> None:
     """Scroll each chart into view and wait until it is drawn for the last edit (charts are
     drawn only when near the viewport); back to the top afterwards."""
+    wait_numbers(page)
     for name in CHARTS:
         page.locator(f"#chart-{name}").scroll_into_view_if_needed()
         page.wait_for_function("(n) => document.getElementById('chart-' + n).dataset.state === 'drawn'"

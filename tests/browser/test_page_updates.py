@@ -7,27 +7,36 @@ No wall-clock bounds here: ``benchmarks/bench_page.py`` measures how long each p
 from __future__ import annotations
 
 import pytest
-from pagetools import CHARTS, chart_state, draw_every_chart, wait_ready
+from pagetools import CHARTS, chart_state, draw_every_chart, value, wait_ready
+
+from kvcache_calculator.present.report import evaluate_numbers
 
 pytestmark = pytest.mark.browser
 
-# One JS task: dispatch edits, then read what is on the page before any later task has run.
-EDIT_AND_READ = """(edits) => {
+# Dispatch edits in one JS task and read the page: at once (the input events' task is over),
+# then in the frame that writes their numbers (charts.js's "kvcalc:numbers" event), before any
+# later task has run.
+EDIT_AND_READ = """async (edits) => {
     const snapshot = () => {
         const chart = document.getElementById('chart-hit_vs_memory');
         const point = (chart.data || []).find((t) => t.name === 'This scenario');
         return {hit: document.getElementById('token_hit_rate').dataset.value,
                 chart_state: chart.dataset.state, chart_hit: point ? point.y[0] : null,
                 suggestions: document.getElementById('suggestions').textContent,
-                computed: window.kvcalcCharts.counts.computed};
+                computed: window.kvcalcCharts.counts.computed,
+                evaluated: window.kvcalcCharts.counts.evaluated,
+                edit: document.documentElement.dataset.edit};
     };
     const before = snapshot();
+    const numbers = new Promise((r) => document.addEventListener('kvcalc:numbers', r, {once: true}));
     for (const [key, text] of edits) {
         const el = document.querySelector(`#scenario [name="${key}"]`);
         el.value = text;
         el.dispatchEvent(new Event('input', {bubbles: true}));
     }
-    return {before, after: snapshot()};
+    const sync = snapshot();
+    await numbers;
+    return {before, sync, after: snapshot()};
 }"""
 
 DRAWN_FOR_THIS_SCENARIO = """() => {
@@ -51,10 +60,14 @@ def open_at_top(page, url: str) -> None:
 
 def test_numbers_update_before_suggestions_and_charts(page, site):
     open_at_top(page, site.url)
-    got = page.evaluate(EDIT_AND_READ, [["think_time_s", "600"]])
-    before, after = got["before"], got["after"]
-    # the numbers changed within the input event's task ...
-    assert after["hit"] != before["hit"]
+    got = page.evaluate(EDIT_AND_READ, [["think_time_s", "600"], ["turns", "5"]])
+    before, sync, after = got["before"], got["sync"], got["after"]
+    # the input events' task only records the edits: Python evaluates them in a later task
+    assert sync["hit"] == before["hit"] and sync["edit"] == "pending"
+    assert sync["evaluated"] == before["evaluated"]
+    # the numbers changed in the next frame, both edits in one evaluation ...
+    assert after["hit"] != before["hit"] and after["edit"] == "done"
+    assert after["evaluated"] == before["evaluated"] + 1
     # ... while the chart and the suggestions still show the previous scenario
     assert before["chart_state"] == "drawn" and after["chart_state"] == "stale"
     assert after["chart_hit"] == before["chart_hit"]
@@ -154,3 +167,38 @@ def test_plotly_array_attributes_kept_per_trace_type_are_plotlys_own(page, site)
         assert got["memoized"] and got["traces"] >= 10
         assert got["differ"] == []
         page.uncheck("#show-classic")
+
+
+TYPING_STATE = """() => ({counts: {...window.kvcalcCharts.counts.drawn_by_name},
+    drawn: window.kvcalcCharts.counts.drawn, evaluated: window.kvcalcCharts.counts.evaluated,
+    in_view: [...document.querySelectorAll('#charts .plot')].filter((p) => {
+        const r = p.getBoundingClientRect();
+        return r.bottom > 0 && r.top < window.innerHeight; }).map((p) => p.id.slice(6))})"""
+
+
+def test_typing_redraws_the_charts_once_after_the_pause(page, site):
+    """Keys typed into a field update the numbers; the charts in view are redrawn once, when
+    typing pauses (charts.js counts the redraws of each chart), for the final value."""
+    open_at_top(page, site.url)
+    page.locator("#chart-hit_vs_memory").scroll_into_view_if_needed()
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    # a longer pause than the page's 250 ms, so that a busy machine's key gaps stay within it
+    page.evaluate("window.kvcalcCharts.typingPauseMs = 1500")
+    start = page.evaluate(TYPING_STATE)
+    assert "hit_vs_memory" in start["in_view"]
+    page.evaluate("""() => { const el = document.querySelector('#scenario [name="arrival_rate"]');
+                             el.focus({preventScroll: true}); el.select(); }""")
+    page.keyboard.type("2.75", delay=40)
+    page.wait_for_function("document.documentElement.dataset.edit === 'done'")
+    typed = page.evaluate(TYPING_STATE)
+    assert typed["drawn"] == start["drawn"]                   # nothing redrawn while typing
+    assert start["evaluated"] < typed["evaluated"] <= start["evaluated"] + 4
+    report, _setup = evaluate_numbers({"arrival_rate": "2.75"})
+    assert value(page, "token_hit_rate") == pytest.approx(report["results"]["token_hit_rate"], abs=1e-9)
+    page.wait_for_function(DRAWN_FOR_THIS_SCENARIO)          # after the pause: the final value's
+    page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
+    end = page.evaluate(TYPING_STATE)
+    redrawn = {n: end["counts"].get(n, 0) - start["counts"].get(n, 0) for n in CHARTS}
+    assert all(redrawn[n] == 1 for n in start["in_view"]), redrawn
+    assert max(redrawn.values()) == 1, redrawn
+    assert page.evaluate("window.kvcalcCharts.counts.evaluated") == typed["evaluated"]
