@@ -169,23 +169,27 @@ def grid(seed: int = GRID_SEED) -> list[Case]:
 SHARED_CASES = 32
 
 
+def _drawn(i: int, rng: random.Random, instances: int, block_sizes: tuple[int, ...]) -> dict:
+    """The scenario values of grid case ``i`` (72 and on) drawn from the menus: routing by
+    ``i``, turns, think time, rate per instance, lengths, system prompt and block size by ``rng``."""
+    turns = rng.choice((2, 3, 5, 8))
+    think = rng.choice((5.0, 30.0, 120.0))
+    rate = rng.choice((0.5, 2.0, 5.0)) * instances
+    rate = min(rate, MAX_WARMUP_CONVERSATIONS / (5 * turns * think))
+    return dict(
+        instances=instances, routing=ROUTINGS[i % 4], turns=turns, turns_dist=rng.choice(("geometric", "fixed")),
+        think_time_s=think, arrival_rate=round(rate, 4),
+        input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
+        system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice(block_sizes),
+    )
+
+
 def _shared_case(i: int, rng: random.Random) -> Case:
     """Grid case ``i`` (72 and on), in turn: lognormal gaps (sigma 0.5 to 1.5); shared
     documents (with lognormal gaps half of the time); system prompts of Zipf popularity (with
     documents half of the time). Every routing at 1-4 instances, capacities as for the rest
     of the grid."""
-    routing = ROUTINGS[i % 4]
-    instances = (1, 2, 4)[(i // 4) % 3]
-    turns = rng.choice((2, 3, 5, 8))
-    think = rng.choice((5.0, 30.0, 120.0))
-    rate = rng.choice((0.5, 2.0, 5.0)) * instances
-    rate = min(rate, MAX_WARMUP_CONVERSATIONS / (5 * turns * think))
-    values = dict(
-        instances=instances, routing=routing, turns=turns, turns_dist=rng.choice(("geometric", "fixed")),
-        think_time_s=think, arrival_rate=round(rate, 4),
-        input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
-        system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice((16, 16, 32)),
-    )
+    values = _drawn(i, rng, (1, 2, 4)[(i // 4) % 3], (16, 16, 32))
     kind = i % 3                 # 0: lognormal gaps; 1: documents; 2: popular system prompts
     lognormal = kind == 0 or (kind == 1 and rng.random() < 0.5)
     documents = kind == 1 or (kind == 2 and rng.random() < 0.5)
@@ -212,18 +216,7 @@ def _random_length_case(i: int, rng: random.Random) -> Case:
     (where the partial last block matters most), lognormal gaps in a quarter and shared
     documents or popular system prompts in another quarter; capacities away from "tiny" and
     "all", so that every case tests the new key where the model is meant to hold."""
-    routing = ROUTINGS[i % 4]
-    instances = (1, 2, 4)[(i // 2) % 3]
-    turns = rng.choice((2, 3, 5, 8))
-    think = rng.choice((5.0, 30.0, 120.0))
-    rate = rng.choice((0.5, 2.0, 5.0)) * instances
-    rate = min(rate, MAX_WARMUP_CONVERSATIONS / (5 * turns * think))
-    values = dict(
-        instances=instances, routing=routing, turns=turns, turns_dist=rng.choice(("geometric", "fixed")),
-        think_time_s=think, arrival_rate=round(rate, 4), length_dist="exponential",
-        input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
-        system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice((16, 128, 512)),
-    )
+    values = dict(_drawn(i, rng, (1, 2, 4)[(i // 2) % 3], (16, 128, 512)), length_dist="exponential")
     kind = i % 4                 # 0, 1: plain; 2: lognormal gaps; 3: shared content
     if kind == 2:
         values.update(think_dist="lognormal", think_sigma=rng.choice((0.5, 1.0, 1.5)))
