@@ -9,8 +9,10 @@ The grid (seed 2026): 64 LRU scenarios cycling through the four routings, 1/2/4/
 instances, geometric/fixed turns and exponential/fixed think times, with cache sizes from
 "almost nothing fits" (two prompts) through capacities at which the model predicts 15 % to
 92 % of the infinite-cache ceiling to "everything fits"; plus 8 scenarios with an offload
-tier. Token counts, turns, think times, system prompts and block sizes are drawn from small
-menus. Every simulation measures about 60,000 requests after five mean lifetimes of warm-up.
+tier; then 32 with shared documents, system prompts of Zipf popularity and lognormal think
+times, and 9 with exponential message and answer lengths (``length_dist``, blocks of 16-512
+tokens, caches of at least 24 prompts). Token counts, turns, think times, system prompts and
+block sizes are drawn from small menus. Every simulation measures about 60,000 requests after five mean lifetimes of warm-up.
 Both sides model the KV held by running requests (the model subtracts it from the cache, the
 simulator pins each request's blocks for its service time), with the default service times.
 
@@ -57,6 +59,7 @@ REGIMES = {
     "general": "LRU, exponential or fixed gaps away from T, cache of 20+ prompts",
     "shared content": "as general, with shared documents or system prompts of Zipf popularity",
     "lognormal gaps": "as general, with lognormal think times (sigma 0.5-1.5)",
+    "random lengths": "as general, with exponential message and answer lengths (some shared content, lognormal gaps)",
     "everything fits": "no evictions: both give the ceiling",
     "offload tier": "GPU tier plus a 3x larger offload tier (total token hit rate)",
     "fixed gaps near T": "fixed think time, T within 35 % of a step (a multiple of it; sticky: of it)",
@@ -67,7 +70,7 @@ REGIMES = {
 
 
 #: The regimes where the model is documented to meet the 1-point target.
-MODELLED = ("general", "shared content", "lognormal gaps", "everything fits", "offload tier")
+MODELLED = ("general", "shared content", "lognormal gaps", "random lengths", "everything fits", "offload tier")
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,14 @@ def _mean_prompt(s: Scenario) -> float:
 
 def grid(seed: int = GRID_SEED) -> list[Case]:
     """The seeded cross-validation grid (72 cases, then :data:`SHARED_CASES` with shared
-    content and lognormal think times)."""
+    content and lognormal think times, then :data:`RANDOM_LENGTH_CASES` with exponential
+    lengths; each block draws after the ones before, so adding one moves no earlier case)."""
     rng = random.Random(seed)
     cases = []
-    for i in range(72 + SHARED_CASES):
+    for i in range(72 + SHARED_CASES + RANDOM_LENGTH_CASES):
+        if i >= 72 + SHARED_CASES:
+            cases.append(_random_length_case(i, rng))
+            continue
         if i >= 72:
             cases.append(_shared_case(i, rng))
             continue
@@ -162,23 +169,27 @@ def grid(seed: int = GRID_SEED) -> list[Case]:
 SHARED_CASES = 32
 
 
+def _drawn(i: int, rng: random.Random, instances: int, block_sizes: tuple[int, ...]) -> dict:
+    """The scenario values of grid case ``i`` (72 and on) drawn from the menus: routing by
+    ``i``, turns, think time, rate per instance, lengths, system prompt and block size by ``rng``."""
+    turns = rng.choice((2, 3, 5, 8))
+    think = rng.choice((5.0, 30.0, 120.0))
+    rate = rng.choice((0.5, 2.0, 5.0)) * instances
+    rate = min(rate, MAX_WARMUP_CONVERSATIONS / (5 * turns * think))
+    return dict(
+        instances=instances, routing=ROUTINGS[i % 4], turns=turns, turns_dist=rng.choice(("geometric", "fixed")),
+        think_time_s=think, arrival_rate=round(rate, 4),
+        input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
+        system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice(block_sizes),
+    )
+
+
 def _shared_case(i: int, rng: random.Random) -> Case:
     """Grid case ``i`` (72 and on), in turn: lognormal gaps (sigma 0.5 to 1.5); shared
     documents (with lognormal gaps half of the time); system prompts of Zipf popularity (with
     documents half of the time). Every routing at 1-4 instances, capacities as for the rest
     of the grid."""
-    routing = ROUTINGS[i % 4]
-    instances = (1, 2, 4)[(i // 4) % 3]
-    turns = rng.choice((2, 3, 5, 8))
-    think = rng.choice((5.0, 30.0, 120.0))
-    rate = rng.choice((0.5, 2.0, 5.0)) * instances
-    rate = min(rate, MAX_WARMUP_CONVERSATIONS / (5 * turns * think))
-    values = dict(
-        instances=instances, routing=routing, turns=turns, turns_dist=rng.choice(("geometric", "fixed")),
-        think_time_s=think, arrival_rate=round(rate, 4),
-        input_tokens=rng.choice((50, 200, 800)), output_tokens=rng.choice((20, 200, 600)),
-        system_prompt_tokens=rng.choice((0, 300, 1500)), block_size=rng.choice((16, 16, 32)),
-    )
+    values = _drawn(i, rng, (1, 2, 4)[(i // 4) % 3], (16, 16, 32))
     kind = i % 3                 # 0: lognormal gaps; 1: documents; 2: popular system prompts
     lognormal = kind == 0 or (kind == 1 and rng.random() < 0.5)
     documents = kind == 1 or (kind == 2 and rng.random() < 0.5)
@@ -195,8 +206,33 @@ def _shared_case(i: int, rng: random.Random) -> Case:
     return _case(i, Scenario.from_dict(values), level, False)
 
 
-def _case(i: int, s: Scenario, level, offload: bool) -> Case:
-    """Grid case ``i``: ``s`` with the capacity of ``level`` (and a 3x offload tier)."""
+#: Cases of the grid with exponential message and answer lengths (docs/model.md §13).
+RANDOM_LENGTH_CASES = 9
+
+
+def _random_length_case(i: int, rng: random.Random) -> Case:
+    """Grid case ``i`` (104 and on): ``length_dist=exponential``, drawn like the general
+    cases (every routing at 1-4 instances, exponential gaps), with blocks of 16-512 tokens
+    (where the partial last block matters most), lognormal gaps in a quarter and shared
+    documents or popular system prompts in another quarter; capacities away from "tiny" and
+    "all", so that every case tests the new key where the model is meant to hold."""
+    values = dict(_drawn(i, rng, (1, 2, 4)[(i // 2) % 3], (16, 128, 512)), length_dist="exponential")
+    kind = i % 4                 # 0, 1: plain; 2: lognormal gaps; 3: shared content
+    if kind == 2:
+        values.update(think_dist="lognormal", think_sigma=rng.choice((0.5, 1.0, 1.5)))
+    if kind == 3 and rng.random() < 0.5:
+        values.update(num_documents=rng.choice((10, 100)), document_tokens=rng.choice((500, 2000)),
+                      document_share=rng.choice((0.3, 0.7, 1.0)), document_zipf=rng.choice((0.0, 0.8, 1.2)))
+    elif kind == 3:
+        values.update(num_system_prompts=rng.choice((4, 20)), system_prompt_zipf=rng.choice((0.8, 1.5)),
+                      system_prompt_tokens=rng.choice((300, 1500)))
+    level = (0.15, 0.35, 0.55, 0.75, 0.92, 0.25, 0.45, 0.65)[i % 8]
+    return _case(i, Scenario.from_dict(values), level, False, floor_prompts=24)
+
+
+def _case(i: int, s: Scenario, level, offload: bool, floor_prompts: int = 2) -> Case:
+    """Grid case ``i``: ``s`` with the capacity of ``level`` (and a 3x offload tier), at
+    least ``floor_prompts`` mean prompts beside the running requests' KV."""
     B = s.block_size
     routing, instances, turns, think = s.routing, s.instances, s.turns, s.think_time_s
     turns_dist, think_dist = s.turns_dist, s.think_dist
@@ -212,11 +248,11 @@ def _case(i: int, s: Scenario, level, offload: bool) -> Case:
         setup = _setup(s, B)
         terms = with_service(build_terms(setup), in_flight_for(setup, build_terms(setup)).service_s)
         tokens = occupancy(terms, level * s.think_time_s) + held
-        tokens = max(tokens, 2 * _mean_prompt(s) + held)
+        tokens = max(tokens, floor_prompts * _mean_prompt(s) + held)
     else:
         ceiling = analyze_setup(_setup(s, EVERYTHING_TOKENS)).max_token_hit_rate
         tokens, _ = capacity_for_hit_rate(_setup(s, B), level * ceiling)
-        tokens = max(tokens or 0.0, 2 * _mean_prompt(s) + held)
+        tokens = max(tokens or 0.0, floor_prompts * _mean_prompt(s) + held)
     capacity = max(B, math.ceil(tokens / B) * B)
     offload_tokens = 3 * capacity if offload else 0
     shared = ""
@@ -227,6 +263,8 @@ def _case(i: int, s: Scenario, level, offload: bool) -> Case:
         shared += f" sys-zipf={s.system_prompt_zipf:g}"
     if think_dist == "lognormal":
         shared += f" sigma={s.think_sigma:g}"
+    if s.length_dist != "fixed":
+        shared += f" lengths={s.length_dist[:3]}"
     name = (f"#{i} {routing}x{instances} turns={turns:g}({turns_dist[:3]}) think={think:g}s({think_dist[:3]}) "
             f"rate={s.arrival_rate:g} in/out={s.input_tokens}/{s.output_tokens} "
             f"sys={s.system_prompt_tokens}x{s.num_system_prompts} B={B} "
@@ -269,6 +307,8 @@ def regime(case: Case, characteristic_time_s: float | None,
         return "long service, spread turns"
     if case.offload_tokens:
         return "offload tier"
+    if s.length_dist != "fixed":
+        return "random lengths"
     if s.num_documents or s.system_prompt_zipf:
         return "shared content"
     return "lognormal gaps" if s.think_dist == "lognormal" else "general"

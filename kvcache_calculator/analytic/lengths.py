@@ -16,6 +16,12 @@ independent exponential lengths of means ``m_i`` and a fixed offset ``s``:
 
 Lengths are continuous here (a trace's are whole tokens: the mean remainder is then about
 half a token lower, ``(B-1)/2`` against ``B/2`` for a uniform remainder).
+
+A request hits at all only if its history holds at least one whole block, so the request
+hit rate needs ``P(s + Y >= B)``: for ``Y`` the sum of an Erlang of ``k1`` lengths of mean
+``m1`` and one of ``k2`` of mean ``m2``, ``P(Y >= x) = P(A >= x) + int_0^x f_A(u) P(C >= x-u) du``
+(the Erlang tails in closed form, the integral by Simpson's rule on a smooth integrand;
+:func:`reach_probabilities`).
 """
 
 from __future__ import annotations
@@ -60,6 +66,78 @@ def sum_remainder(offset: float, means: tuple[float, ...], B: int) -> float:
         if B / math.pi * bound / n < _TOL_TOKENS:
             break
     return B / 2 - B / math.pi * total
+
+
+def erlang_tail(x: float, k: int, mean: float) -> float:
+    """``P(A >= x)`` for ``A`` the sum of ``k`` exponential lengths of mean ``mean``."""
+    if x <= 0 or k <= 0 or mean <= 0:
+        return 1.0 if x <= 0 else 0.0
+    z = x / mean
+    term, total = 1.0, 1.0
+    for i in range(1, k):
+        term *= z / i
+        total += term
+    return math.exp(-z) * total
+
+
+#: Simpson's rule intervals for :func:`reach_probabilities`' convolution: at least this many,
+#: at most :data:`_MAX_INTERVALS`, and about four per token of the shorter mean length.
+_MIN_INTERVALS = 256
+_MAX_INTERVALS = 2048
+#: Past this probability a history is taken to reach the block for every later turn.
+_REACHED = 1.0 - 1e-10
+
+
+def reach_probabilities(x: float, m1: float, m2: float, J: int, answers_cached: bool = True) -> tuple[float, ...]:
+    """``P(A_j + C_j >= x)`` for j = 1..J (shorter once it reaches 1): ``A_j`` the sum of j
+    exponential lengths of mean ``m1``, ``C_j`` of j of mean ``m2`` (j - 1 when
+    ``answers_cached`` is False); zero means are fixed lengths of 0.
+
+    ``P(A + C >= x) = P(A >= x) + int_0^x f_A(u) P(C >= x-u) du`` by Simpson's rule on one
+    grid for every j: the Erlang density and tail at each grid point grow by one term per j
+    (in logarithms, so that long sums of short lengths do not underflow)."""
+    if x <= 0:
+        return (1.0,)
+    out = []
+    if m2 <= 0 or m1 == m2 or m1 <= 0:
+        m = m1 if m1 > 0 else m2
+        for j in range(1, J + 1):
+            k = (j if m1 > 0 else 0) + ((j if answers_cached else j - 1) if m2 > 0 else 0)
+            out.append(erlang_tail(x, k, m))
+            if out[-1] >= _REACHED:
+                break
+        return tuple(out)
+    n = min(_MAX_INTERVALS, max(_MIN_INTERVALS, int(4 * x / min(m1, m2))))
+    n += n % 2
+    h = x / n
+    weights = [1.0 if i in (0, n) else (4.0 if i % 2 else 2.0) for i in range(n + 1)]
+    # log(u/m1) at u = i h and log(y/m2) at y = x - i h (None at 0)
+    log_u = [math.log(i * h / m1) if i else None for i in range(n + 1)]
+    log_y = [math.log((x - i * h) / m2) if i < n else None for i in range(n + 1)]
+    z_u = [i * h / m1 for i in range(n + 1)]
+    z_y = [(x - i * h) / m2 for i in range(n + 1)]
+    tail_c = [0.0] * (n + 1)            # P(C >= y) for y > 0 with no length yet
+    k2 = 0
+    for j in range(1, J + 1):
+        # one more answer length in C (or none yet for the first turn without answers)
+        want = j if answers_cached else j - 1
+        while k2 < want:
+            lg = math.lgamma(k2 + 1)
+            for i in range(n):
+                tail_c[i] += math.exp(k2 * log_y[i] - z_y[i] - lg) if k2 else math.exp(-z_y[i])
+            tail_c[n] = 1.0                 # y = 0
+            k2 += 1
+        if not k2:                      # C = 0: A alone
+            out.append(erlang_tail(x, j, m1))
+            continue
+        lg = math.lgamma(j)
+        total = weights[0] * (1.0 / m1 if j == 1 else 0.0) * tail_c[0]
+        for i in range(1, n + 1):
+            total += weights[i] * math.exp((j - 1) * log_u[i] - z_u[i] - lg) / m1 * tail_c[i]
+        out.append(min(1.0, erlang_tail(x, j, m1) + total * h / 3))
+        if out[-1] >= _REACHED:
+            break
+    return tuple(out)
 
 
 def remainder_settles(means_per_turn: tuple[float, ...], B: int) -> float:

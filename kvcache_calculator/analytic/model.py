@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
-from kvcache_calculator.analytic.lengths import remainder_settles, sum_remainder
+from kvcache_calculator.analytic.lengths import reach_probabilities, remainder_settles, sum_remainder
 from kvcache_calculator.analytic.popularity import (
     Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
 )
@@ -243,6 +243,21 @@ def _history_blocks(scenario: Scenario, S: int, K: int, answers_cached: bool = T
     return h
 
 
+def _reaches_block(scenario: Scenario, S: int, h: list[float], answers_cached: bool = True) -> list[float]:
+    """``P(h_j >= B)``, j = 0..K (``h`` from :func:`_history_blocks`): whether the history
+    after turn j holds a whole block, which a request needs to hit at all. With fixed lengths
+    0 or 1; with exponential ones ``P(S + Y_j >= B)`` for ``Y_j`` the turn's random history
+    (j messages, j answers or j-1 when answers are not cached; docs/model.md §13), not the
+    indicator of its mean."""
+    B = scenario.block_size
+    if scenario.length_dist == "fixed":
+        return [1.0 if j and x >= B else 0.0 for j, x in enumerate(h)]
+    K = len(h) - 1
+    reach = reach_probabilities(float(B - S), float(scenario.input_tokens), float(scenario.output_tokens), K,
+                                answers_cached)
+    return [0.0, *reach[:K]] + [1.0] * (K - len(reach))
+
+
 def _geometric_sums(S: int, In: int, step: int, B: int, p: float,
                     random_lengths: tuple[float, float] | None = None, answer: int = 0) -> dict:
     """Closed forms of the sums over turns for geometric N (``P(N >= k) = r^(k-1)``, r = 1-p).
@@ -393,6 +408,10 @@ def _first_moments(setup: Setup, S: int, closed_form: bool, answers_cached: bool
                                None if scenario.length_dist == "fixed" else (float(In), float(Out)),
                                0 if answers_cached else Out)
         R = 1 if sticky else max(1, min(K, int(math.log(_EPS_TAIL) / math.log(1 - q)) + 2))
+        if scenario.length_dist != "fixed":
+            # sum_j S(j+1) P(h_j >= B), S(j+1) = (1-p)^j, to where S falls below _EPS_TAIL
+            reach = _reaches_block(scenario, S, [0.0] * (K + 1), answers_cached)
+            sums["request_hit_turns"] = sum((1 - p) ** j * reach[j] for j in range(1, K + 1))
         base_h, base_s = sums["base_h"], sums["base_s"]
         base_c = base_h - Sb * base_s
         factor = p / (1 - (1 - p) * (1 - q))
@@ -453,7 +472,8 @@ def _first_moments(setup: Setup, S: int, closed_form: bool, answers_cached: bool
         cost_last = sum(c[j] * (1 - q) ** (K - j) for j in range(1, K + 1))
         turn_last = sum((1 - q) ** (K - j) for j in range(1, K + 1))
     return _Sums(q, mean_turns, prompt_tokens, Sb, tuple(hit_sums), tuple(turn_sums), tuple(cost_sums),
-                 cost_last, turn_last, sum(sv(j + 1) for j in range(1, K + 1) if h[j] >= B))
+                 cost_last, turn_last,
+                 sum(sv(j + 1) * x for j, x in enumerate(_reaches_block(scenario, S, h, answers_cached)) if j))
 
 
 def _tail(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
