@@ -486,7 +486,8 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
                     if not o and st.new_tokens[i] >= block_size)
     if excess and excess[len(excess) // 2] > 0:
         q = 1 - math.exp(-block_size * math.log(2) / excess[len(excess) // 2])
-        expected = q / (1 - q) * max(0.0, len(others) - c * orphans)
+        expected = (q / (1 - q) * max(0.0, len(others) - c * orphans) if q < 1
+                    else float(orphans))
     else:
         expected = float(orphans)
     # corrected only where short first messages explain most orphans (EXPLAINED_ORPHANS);
