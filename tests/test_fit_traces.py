@@ -3,9 +3,11 @@ LRU replay at 1k-100k blocks (docs/validation.md §7.3), on the public Mooncake 
 generated traces with shared documents, several system prompts and lognormal think times.
 The cases are those of ``benchmarks/fit_table.py``.
 
-The issue's target is 2 points everywhere; it is **not met yet** on four cases, so each case
-asserts its measured worst gap (validation.md §7.3) plus :data:`MARGIN` points: a regression
-fails, and a case within the target is held to it.
+The issue's target is 2 points everywhere; it is **not met yet** on the Mooncake synthetic
+trace, so each case asserts its measured worst gap (validation.md §7.3) plus :data:`MARGIN`
+points, capped at the target where the measured gap is within it: a regression fails.
+The traces and seeds are fixed, so the gaps are deterministic; the margin absorbs float
+rounding and small fit changes, not noise.
 
 Skipped, with the reason, while this version's model lacks a fitted key: the gaps would be
 those of a model that ignores documents, prompt popularity and think-time spread.
@@ -23,9 +25,9 @@ MARGIN = 0.5
 MEASURED_WORST = {
     "Mooncake conversation": 1.7,
     "Mooncake synthetic": 13.6,
-    "generated: documents, 8 prompts, lognormal": 5.2,
-    "generated: many documents, 30 prompts": 4.0,
-    "generated: fixed turns, exponential": 3.1,
+    "generated: documents, 8 prompts, lognormal": 1.3,
+    "generated: many documents, 30 prompts": 1.1,
+    "generated: fixed turns, exponential": 0.9,
 }
 
 
@@ -44,5 +46,6 @@ def test_fitted_model_within_measured_bound_of_lru_replay(case):
         pytest.skip(note)
     m = ft.measure(requests)
     worst = max(abs(g) for g in m["gaps_points"])
-    bound = max(TARGET_POINTS, MEASURED_WORST[name] + MARGIN)
+    measured = MEASURED_WORST[name]
+    bound = measured + MARGIN if measured > TARGET_POINTS else min(TARGET_POINTS, measured + MARGIN)
     assert worst <= bound, (name, m["gaps_points"], m["fit"]["link"])

@@ -85,6 +85,9 @@ FIXED_CV = 0.05
 MIN_GAPS_FOR_SHAPE = 20
 #: Turn counts are fitted as fixed when this share of conversations has the same count.
 FIXED_TURNS_SHARE = 0.9
+#: The split-conversation correction applies when first messages shorter than a block
+#: explain at least this share of the orphan first requests (:func:`split_first_turns`).
+EXPLAINED_ORPHANS = 0.5
 #: Lengths are fitted as exponential when the new tokens per turn vary at least this much
 #: (coefficient of variation; an exponential's is 1, fixed lengths' 0).
 RANDOM_LENGTH_CV = 0.5
@@ -326,20 +329,24 @@ class ScenarioFitter:
         st = yield from self.inference.structure_steps(bs)
         duration_s = self.last_ts - self.first_ts
         span_s = duration_s if duration_s > 0 else 1.0    # a stated floor: all at one instant
-        conversations = len(st.turns)
-        follow = self.requests - conversations
-        # system prompts: use-weighted mean length, Zipf of their use
+        split = split_first_turns(st, self.inference.outputs, bs)
+        roots = len(st.turns)
+        conversations = max(1.0, roots - split["false_starts"])
+        follow = self.requests - roots
+        # system prompts: use-weighted mean length, Zipf of their use (false starts taken out)
         sps = st.system_prompts
-        sp_uses = sum(p.conversations for p in sps)
-        sp_blocks = (sum(p.blocks * p.conversations for p in sps) / sp_uses) if sp_uses else 0.0
+        sp_counts = [max(1, round(p.conversations - f)) for p, f in zip(sps, split["system_prompt"])]
+        sp_uses = sum(sp_counts)
+        sp_blocks = (sum(p.blocks * c for p, c in zip(sps, sp_counts)) / sp_uses) if sp_uses else 0.0
         # documents: the first use of each is the conversation's own (cold) content
         docs = st.documents
-        reuses = [d.conversations - 1 for d in docs]
+        doc_counts = [max(1, round(d.conversations - f)) for d, f in zip(docs, split["document"])]
+        reuses = [c - 1 for c in doc_counts]
         doc_reuses = sum(reuses)
         doc_blocks = (sum(d.blocks * u for d, u in zip(docs, reuses)) / doc_reuses
                       if doc_reuses else 0.0)
         first_use_tokens = sum(d.blocks for d in docs) * bs
-        new_tokens = sum(st.new_tokens) + first_use_tokens
+        new_tokens = sum(st.new_tokens) + first_use_tokens - split["tokens"]
         gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
         # length variability from the follow-up turns (a first turn's new tokens also hold
         # the part of a shared prefix the inference could not attribute)
@@ -348,10 +355,7 @@ class ScenarioFitter:
         yield
         think = fit_think_times(gaps)
         yield
-        counts: dict = {}
-        for n in st.turns:
-            counts[n] = counts.get(n, 0) + 1
-        mode, mode_n = max(counts.items(), key=lambda kv: (kv[1], -kv[0]))
+        mode, mode_n = split["mode"]
         turns = self.requests / conversations
         fixed_turns = mode > 1 and mode_n >= FIXED_TURNS_SHARE * conversations
         raw = {
@@ -364,13 +368,13 @@ class ScenarioFitter:
             "output_tokens": self.sum_output / self.requests,
             "system_prompt_tokens": round(sp_blocks) * bs,
             "num_system_prompts": max(1, len(sps)),
-            "system_prompt_zipf": fit_zipf(p.conversations for p in sps),
+            "system_prompt_zipf": fit_zipf(sp_counts),
             # a prefix hash includes the system prompt before it, so a document used behind
             # K prompts shows as up to K runs; the model forms the K x D pairs itself
             "num_documents": max(1, round(len(docs) / max(1, len(sps)))) if docs else 0,
             "document_tokens": round(doc_blocks) * bs,
-            "document_share": sum(d.conversations for d in docs) / conversations,
-            "document_zipf": fit_zipf(d.conversations for d in docs),
+            "document_share": min(1.0, sum(doc_counts) / conversations),
+            "document_zipf": fit_zipf(doc_counts),
             "block_size": bs,
         }
         if think["dist"] == "lognormal":
@@ -413,6 +417,9 @@ class ScenarioFitter:
             # not set in the fitted scenario yet: docs/validation.md §7.3
             "length_dist_suggested": "exponential" if (length_cv or 0.0) >= RANDOM_LENGTH_CV else "fixed",
             "conversations": conversations,
+            "conversation_starts_seen": roots,
+            "split_first_turns": {k: split[k] for k in ("orphans", "continue_share",
+                                                        "explained", "false_starts")},
             "follow_ups": follow,
             "max_turns": max(st.turns),
             "system_prompts": [{"blocks": p.blocks, "conversations": p.conversations} for p in sps[:20]],
@@ -420,8 +427,8 @@ class ScenarioFitter:
             "documents_top": [{"blocks": d.blocks, "conversations": d.conversations}
                               for d in sorted(docs, key=lambda d: -d.conversations)[:20]],
             "document_runs": len(docs),
-            "document_uses": sum(d.conversations for d in docs),
-            "document_share_of_conversations": (sum(d.conversations for d in docs) / conversations),
+            "document_uses": sum(doc_counts),
+            "document_share_of_conversations": sum(doc_counts) / conversations,
             "think_time": think,
             "think_time_s_quantiles": self._quantiles(gaps),
             "raw": raw,
@@ -439,6 +446,70 @@ class ScenarioFitter:
         if self.bailian:
             diagnostics["follow_ups_without_parent_in_trace"] = self.missing_parents
         return {**scenario, "explanations": explanations, "link": link, "diagnostics": diagnostics}
+
+
+def split_first_turns(st, outputs, block_size: int) -> dict:
+    """The conversations the inference split in two, counted in aggregate (docs/model.md
+    §10.6): a first request with no whole block of its own (``st.orphan_of_root``, seen as a
+    one-request conversation) cannot be linked to its next turn, which then shows as a
+    conversation start. Such a first request continues with the share ``c`` of the other
+    conversation starts that are seen to continue, so ``F = c * O`` of the ``O`` orphans are
+    false starts. Returns ``{"orphans": O, "continue_share": c, "false_starts": F,
+    "system_prompt": [F per system prompt], "document": [F per document], "tokens": the new
+    tokens counted twice, "mode": (turn count, conversations) of the corrected mode,
+    "explained": orphans short first messages explain}``; F is 0 unless they explain at
+    least :data:`EXPLAINED_ORPHANS` of them;
+    ``outputs[i]`` is request ``i``'s answer length."""
+    turns, orphan_flags = st.turns, st.orphan_of_root
+    orphan = [o and n == 1 for o, n in zip(orphan_flags, turns)]
+    others = [n for n, o in zip(turns, orphan) if not o]
+    c = sum(n >= 2 for n in others) / len(others) if others else 0.0
+    sp_f = [0.0] * len(st.system_prompts)
+    doc_f = [0.0] * len(st.documents)
+    orphans, tokens = 0, 0.0
+    roots = [i for i, p in enumerate(st.parent) if p < 0]
+    for conv, o in enumerate(orphan):
+        if not o:
+            continue
+        orphans += 1
+        s, d, i = st.system_prompt_of_root[conv], st.document_of_root[conv], roots[conv]
+        if s >= 0:
+            sp_f[s] += c
+        if d >= 0:
+            doc_f[d] += c
+        # a false start's new tokens hold the orphan's own new tokens and its answer again
+        tokens += c * (st.new_tokens[i] + outputs[i])
+    # orphans a first message shorter than a block explains: the new tokens of the other
+    # first requests past one block, taken as exponential (median / ln 2 its mean), give the
+    # share q below one block; other orphans (a shared prompt alone) are not corrected
+    excess = sorted(st.new_tokens[i] - block_size for i, o in zip(roots, orphan)
+                    if not o and st.new_tokens[i] >= block_size)
+    if excess and excess[len(excess) // 2] > 0:
+        q = 1 - math.exp(-block_size * math.log(2) / excess[len(excess) // 2])
+        expected = (q / (1 - q) * max(0.0, len(others) - c * orphans) if q < 1
+                    else float(orphans))
+    else:
+        expected = float(orphans)
+    # corrected only where short first messages explain most orphans (EXPLAINED_ORPHANS);
+    # elsewhere (long first turns, Mooncake traces) the orphans are left as conversations
+    scale = 1.0 if orphans and expected >= EXPLAINED_ORPHANS * orphans else 0.0
+    false_starts = c * orphans * scale
+    sp_f = [f * scale for f in sp_f]
+    doc_f = [f * scale for f in doc_f]
+    tokens *= scale
+    # turn counts: the false starts leave the one-request counts; each continued a
+    # conversation seen one request short, the mode test takes them from the count below
+    hist: dict = {}
+    below: dict = {}
+    for n, o in zip(turns, orphan):
+        hist[n] = hist.get(n, 0) + 1
+        if not o:
+            below[n] = below.get(n, 0) + 1
+    hist[1] = hist.get(1, 0) - false_starts
+    best = max(((n, h + (min(false_starts, below.get(n - 1, 0)) if n > 1 else 0))
+                for n, h in hist.items()), key=lambda kv: (kv[1], -kv[0]))
+    return {"orphans": orphans, "continue_share": c, "false_starts": false_starts,
+            "system_prompt": sp_f, "document": doc_f, "tokens": tokens, "mode": best, "explained": expected}
 
 
 def fit_scenario(requests: Iterable, block_size: int) -> dict:

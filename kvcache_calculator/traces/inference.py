@@ -75,7 +75,11 @@ class TraceStructure:
     (a first turn: its prompt after the system prompt and document; a next turn: its prompt
     minus its parent's prompt and answer, at least 0); ``turns`` the requests of each
     conversation, in order of first requests; ``document_of_root`` the document index (into
-    ``documents``) of each conversation, -1 for none; ``system_prompt_of_root`` likewise.
+    ``documents``) of each conversation, -1 for none; ``system_prompt_of_root`` likewise;
+    ``orphan_of_root`` True for a conversation whose first request holds no whole block of its
+    own (every whole block is shared or was seen before), so that a next turn of it cannot be
+    linked and shows as a conversation of its own (docs/model.md §10.6, the fit corrects the
+    counts for it in aggregate).
     """
 
     parent: array
@@ -87,6 +91,7 @@ class TraceStructure:
     system_prompt_of_root: list = field(default_factory=list)
     document_of_root: list = field(default_factory=list)
     uncovered_roots: int = 0
+    orphan_of_root: list = field(default_factory=list)
 
 
 class ConversationInference:
@@ -217,8 +222,9 @@ class ConversationInference:
                 system_prompts.append(SharedPrefix(h, run(h, SYSTEM_PROMPT_KEEP), c))
         documents: list = []
         doc_index: dict = {}
-        sys_of_root, doc_of_root = [], []
+        sys_of_root, doc_of_root, orphans = [], [], []
         uncovered = 0
+        creator = self.creator
         new_tokens = array("q", [0]) * len(self.parent)
         for conv, path in enumerate(paths):
             s = sys_index.get(path[0], -1) if path else -1
@@ -237,6 +243,10 @@ class ConversationInference:
             doc_of_root.append(d)
             i = self.root_request[conv]
             new_tokens[i] = max(0, self.inputs[i] - min(depth, len(path)) * block_size)
+            # the block a next turn would be linked through: the last whole one
+            whole = len(path) if self.inputs[i] >= len(path) * block_size else len(path) - 1
+            end = path[whole - 1] if whole > 0 else -1
+            orphans.append(end == -1 or creator.get(end) != i or counts.get(end, 0) >= 2)
             if not conv % STEP_ITEMS:
                 yield
         for i, p in enumerate(self.parent):
@@ -245,4 +255,4 @@ class ConversationInference:
             if not i % STEP_ITEMS:
                 yield
         return TraceStructure(self.parent, self.gap_s, new_tokens, self.turns, system_prompts,
-                              documents, sys_of_root, doc_of_root, uncovered)
+                              documents, sys_of_root, doc_of_root, uncovered, orphans)
