@@ -28,13 +28,12 @@ the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
   of their use (maximum likelihood over the ranks);
 - ``num_documents`` / ``document_tokens`` / ``document_share`` / ``document_zipf``: the
   documents used by two or more conversations. A prefix hash includes the system prompt
-  before it, so the runs found are (system prompt, document) pairs; the model forms the
-  pairs of ``num_system_prompts`` prompts and ``num_documents`` documents itself, so
-  ``num_documents`` is the runs found over the prompts found (at least 1; the runs are in
-  the diagnostics). ``document_share`` is the share of conversations using one (every use:
-  leaving first uses out, as a steady state would, put the model further below the replay
-  on generated traces, docs/validation.md §7.3). A document's first use in the window is
-  still counted as the conversation's own new tokens;
+  before it, so the runs found are (system prompt, document) pairs used at least twice; the
+  model forms the pairs of ``num_system_prompts`` prompts and ``num_documents`` documents
+  itself. The runs found pin the document count for each Zipf exponent, and the gaps between
+  successive uses of a pair choose the exponent by likelihood
+  (:func:`document_popularity_steps`, docs/model.md §10.6). ``document_share`` is the share
+  of conversations using one (every use, the first included);
 - ``input_tokens``: new prompt tokens per request (first turn: after the system prompt and
   document; next turn: its prompt minus the previous turn's prompt and answer);
   ``output_tokens``: the mean ``output_length``. The diagnostics suggest ``length_dist``
@@ -51,12 +50,14 @@ import math
 from typing import Iterable
 
 from kvcache_calculator.analytic.model import analyze
+from kvcache_calculator.analytic.popularity import product_groups, zipf_groups
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, encode_fragment
 from kvcache_calculator.steps import drain
 from kvcache_calculator.traces.inference import ConversationInference
 
-__all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "clamp_to_form",
+__all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "repeated_pairs",
+           "documents_for_runs", "document_popularity_steps", "document_gap_loglik", "clamp_to_form",
            "model_scenario", "replay_view", "compare_fit_to_replay", "analytic_token_hit_rate", "fit_report",
            "WORKLOAD_KEYS", "FALLBACK_LIMITS"]
 
@@ -131,6 +132,145 @@ def fit_zipf(counts: Iterable[int]) -> float:
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+#: Largest document count :func:`document_popularity_steps` considers, per (system prompt,
+#: document) pair seen used at least twice (docs/model.md §10.6).
+DOCUMENTS_PER_RUN = 10
+#: Zipf exponents of the coarse grid of :func:`document_popularity_steps`, then a
+#: golden-section search within one grid step of the best to :data:`_ZIPF_TOLERANCE`.
+_DOC_ZIPFS = tuple(k / 2 for k in range(0, 7))
+_ZIPF_TOLERANCE = 0.01
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def _gap_histogram(gaps: list) -> list:
+    """``(count, lower edge, upper edge)`` of the gaps in the reuse-time bins."""
+    hist: dict = {}
+    for g in gaps:
+        i = bisect.bisect_left(_EDGES_S, g)
+        hist[i] = hist.get(i, 0) + 1
+    return [(c, _EDGES_S[i - 1] if i else 0.0, _EDGES_S[i] if i < len(_EDGES_S) else math.inf)
+            for i, c in sorted(hist.items())]
+
+
+def document_gap_loglik(hist: list, rate: float, pair_groups, window_s: float) -> float:
+    """Log-likelihood of binned gaps between successive conversations using the same
+    (system prompt, document) pair, when pairs of probability ``p`` (``pair_groups``:
+    ``(count, p)``) are used as Poisson processes of rate ``rate * p``: a gap comes from a pair
+    in proportion to its uses and is exponential of that pair's rate,
+    ``F(g) = sum count p (1 - exp(-rate p g))``, conditioned on ``g < window_s`` (a trace
+    shows no longer gap)."""
+    def cdf(g: float) -> float:
+        return sum(c * p * -math.expm1(-rate * p * g) for c, p in pair_groups)
+
+    # each distinct edge once (adjacent bins share one)
+    at = {g: cdf(g) for g in {min(e, window_s) for _, lo, hi in hist for e in (lo, hi)} | {window_s}}
+    total = at[window_s]
+    if total <= 0:
+        return -math.inf
+    ll = 0.0
+    for n, lo, hi in hist:
+        mass = (at[min(hi, window_s)] - at[min(lo, window_s)]) / total
+        ll += n * math.log(mass) if mass > 0 else -1e300
+    return ll
+
+
+def repeated_pairs(pair_groups, uses: float) -> tuple:
+    """``(expected pairs used at least twice, all uses)`` in a window where the pairs seen at
+    least twice were used ``uses`` times together: each pair of probability ``p`` is used a
+    Poisson number of times of mean ``L p``, and ``L`` (all uses, once-used pairs included,
+    which the trace cannot tell from a conversation's own content) solves
+    ``sum count L p (1 - exp(-L p)) = uses`` (Newton's method from ``L = uses``; the left side
+    is increasing and convex in ``L``)."""
+    lam = float(uses)
+    for _ in range(50):
+        f, df = -uses, 0.0
+        for c, p in pair_groups:
+            x = lam * p
+            e = math.exp(-x)
+            f += c * x * (1 - e)
+            df += c * p * (1 - e + x * e)
+        if df <= 0:
+            break
+        step = f / df
+        lam -= step
+        if abs(step) <= 1e-9 * lam:
+            break
+    lam = max(lam, float(uses))
+    seen = sum(c * (1 - math.exp(-lam * p) * (1 + lam * p)) for c, p in pair_groups)
+    return seen, lam
+
+
+def documents_for_runs(zipf: float, sys_groups, runs: int, uses: float, most: int) -> tuple:
+    """``(document count, all uses)``: the count whose pairs with the system prompts
+    (``sys_groups``), documents of Zipf popularity ``zipf``, give ``runs`` pairs used at least
+    twice when those were used ``uses`` times (:func:`repeated_pairs`; bisection over whole
+    counts, which the expected number increases), and the uses that count implies. None for
+    the count when even ``most`` documents give fewer such pairs (for a steep exponent the
+    few popular documents take most uses)."""
+    def seen(n: int) -> tuple:
+        return repeated_pairs(product_groups(sys_groups, zipf_groups(n, zipf)), uses)
+
+    lo, hi = 1, most
+    at_lo, at_hi = seen(lo), seen(hi)
+    if at_lo[0] >= runs:
+        return lo, at_lo[1]
+    if at_hi[0] < runs:
+        return None, at_hi[1]
+    while hi - lo > 1:          # seen(lo) < runs <= seen(hi)
+        mid = min(hi - 1, max(lo + 1, math.isqrt(lo * hi)))
+        at = seen(mid)
+        if at[0] < runs:
+            lo = mid
+        else:
+            hi, at_hi = mid, at
+    return hi, at_hi[1]
+
+
+def document_popularity_steps(gaps: list, sys_groups, window_s: float, runs: int, uses: float):
+    """``(num_documents, document_zipf)`` as a generator of steps (one candidate exponent per
+    step). Two pieces of evidence: the ``runs`` (system prompt, document) pairs seen used at
+    least twice in the window of ``window_s`` seconds, ``uses`` times together, pin the
+    document count for each exponent and the uses of all pairs (:func:`documents_for_runs`);
+    the gaps between successive uses of a pair then choose the exponent by likelihood
+    (:func:`document_gap_loglik` at that count and rate; gap timing alone barely separates the
+    count from the exponent): a grid over :data:`_DOC_ZIPFS`, then a golden-section search
+    within a grid step of its best. Exponents no count explains lose to any that one does.
+    ``sys_groups``: the system prompts' popularity groups."""
+    hist = _gap_histogram(gaps)
+    scores: dict = {}
+    most = DOCUMENTS_PER_RUN * runs
+
+    def score(s: float) -> tuple:
+        s = round(s, 6)
+        if s not in scores:
+            n, lam = documents_for_runs(s, sys_groups, runs, uses, most)
+            groups = product_groups(sys_groups, zipf_groups(n or most, s))
+            scores[s] = (n is not None, document_gap_loglik(hist, lam / window_s, groups, window_s),
+                         n or most, s)
+        return scores[s]
+
+    for s in _DOC_ZIPFS:
+        score(s)
+        yield
+    best = max(scores.values())[3]
+    step = _DOC_ZIPFS[1] - _DOC_ZIPFS[0]
+    a, b = max(0.0, best - step), best + step
+    c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
+    for s in (c, d):            # then one new point per step
+        score(s)
+        yield
+    while b - a > _ZIPF_TOLERANCE:
+        if score(c)[:2] >= score(d)[:2]:
+            b, d = d, c
+            c = b - _GOLDEN * (b - a)
+        else:
+            a, c = c, d
+            d = a + _GOLDEN * (b - a)
+        yield
+    _, _, n, s = max(scores.values())
+    return n, s
 
 
 def fit_think_times(gaps: list) -> dict:
@@ -338,16 +478,38 @@ class ScenarioFitter:
         sp_counts = [max(1, round(p.conversations - f)) for p, f in zip(sps, split["system_prompt"])]
         sp_uses = sum(sp_counts)
         sp_blocks = (sum(p.blocks * c for p, c in zip(sps, sp_counts)) / sp_uses) if sp_uses else 0.0
-        # documents: the first use of each is the conversation's own (cold) content
+        # documents: every use of a (prompt, document) pair seen at least twice is a document
+        # use (the model, not the window, decides whether it hits)
         docs = st.documents
         doc_counts = [max(1, round(d.conversations - f)) for d, f in zip(docs, split["document"])]
         reuses = [c - 1 for c in doc_counts]
         doc_reuses = sum(reuses)
         doc_blocks = (sum(d.blocks * u for d, u in zip(docs, reuses)) / doc_reuses
                       if doc_reuses else 0.0)
-        first_use_tokens = sum(d.blocks for d in docs) * bs
-        new_tokens = sum(st.new_tokens) + first_use_tokens - split["tokens"]
+        new_tokens = sum(st.new_tokens) - split["tokens"]
         gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
+        sp_zipf = fit_zipf(sp_counts)
+        doc_count, doc_zipf = 0, None
+        if docs:
+            starts = self.inference.t
+            last_use: dict = {}
+            doc_gaps = []
+            after_orphan: dict = {}
+            for conv, d in enumerate(st.document_of_root):
+                if d >= 0:
+                    t = starts[self.inference.root_request[conv]]
+                    # the start after a corrected orphan may be its own next turn: skip
+                    if d in last_use and not after_orphan[d]:
+                        doc_gaps.append(t - last_use[d])
+                    last_use[d] = t
+                    after_orphan[d] = split["orphan_of_conversation"][conv]
+            n_sys = max(1, len(sps))
+            sys_groups = zipf_groups(n_sys, sp_zipf if n_sys > 1 else 0.0)
+            if doc_gaps:
+                doc_count, doc_zipf = yield from document_popularity_steps(
+                    doc_gaps, sys_groups, span_s, len(docs), sum(d.conversations for d in docs))
+            else:
+                doc_count, doc_zipf = 1, 0.0
         # length variability from the follow-up turns (a first turn's new tokens also hold
         # the part of a shared prefix the inference could not attribute)
         follow_new = [n for n, p in zip(st.new_tokens, st.parent) if p >= 0] or list(st.new_tokens)
@@ -368,13 +530,13 @@ class ScenarioFitter:
             "output_tokens": self.sum_output / self.requests,
             "system_prompt_tokens": round(sp_blocks) * bs,
             "num_system_prompts": max(1, len(sps)),
-            "system_prompt_zipf": fit_zipf(sp_counts),
+            "system_prompt_zipf": sp_zipf,
             # a prefix hash includes the system prompt before it, so a document used behind
             # K prompts shows as up to K runs; the model forms the K x D pairs itself
-            "num_documents": max(1, round(len(docs) / max(1, len(sps)))) if docs else 0,
+            "num_documents": doc_count,
             "document_tokens": round(doc_blocks) * bs,
             "document_share": min(1.0, sum(doc_counts) / conversations),
-            "document_zipf": fit_zipf(doc_counts),
+            "document_zipf": doc_zipf,
             "block_size": bs,
         }
         if think["dist"] == "lognormal":
@@ -509,7 +671,8 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
     best = max(((n, h + (min(false_starts, below.get(n - 1, 0)) if n > 1 else 0))
                 for n, h in hist.items()), key=lambda kv: (kv[1], -kv[0]))
     return {"orphans": orphans, "continue_share": c, "false_starts": false_starts,
-            "system_prompt": sp_f, "document": doc_f, "tokens": tokens, "mode": best, "explained": expected}
+            "system_prompt": sp_f, "document": doc_f, "tokens": tokens, "mode": best, "explained": expected,
+            "orphan_of_conversation": orphan if scale else [False] * len(orphan)}
 
 
 def fit_scenario(requests: Iterable, block_size: int) -> dict:
