@@ -41,7 +41,6 @@ if str(ROOT) not in sys.path:
 from kvcache_calculator.analytic.model import (  # noqa: E402
     analyze_setup, build_terms, capacity_for_hit_rate, in_flight_for, occupancy, with_service,
 )
-from kvcache_calculator.present.report import LONG_SERVICE  # noqa: E402
 from kvcache_calculator.setup.resolve import Setup, resolve  # noqa: E402
 from kvcache_calculator.scenario import ROUTINGS, Scenario  # noqa: E402
 from kvcache_calculator.sim.simulate import simulate  # noqa: E402
@@ -64,7 +63,6 @@ REGIMES = {
     "offload tier": "GPU tier plus a 3x larger offload tier (total token hit rate)",
     "fixed gaps near T": "fixed think time, T within 35 % of a step (a multiple of it; sticky: of it)",
     "tiny cache": "cache of fewer than 20 prompts (the model's large-cache assumption fails)",
-    "long service, spread turns": "routing spreads turns and requests run 30 % of the think time or more",
 }
 
 
@@ -302,9 +300,6 @@ def regime(case: Case, characteristic_time_s: float | None,
         return "tiny cache"
     if near_step(s, T):
         return "fixed gaps near T"
-    sticky = s.routing == "session" or s.instances == 1
-    if not sticky and service_s >= LONG_SERVICE * s.think_time_s:
-        return "long service, spread turns"
     if case.offload_tokens:
         return "offload tier"
     if s.length_dist != "fixed":

@@ -6,7 +6,7 @@ import pytest
 
 from kvcache_calculator.analytic.model import (
     analyze, analyze_setup, build_terms, capacity_for_hit_rate, fixed_gap_hit_probabilities, gap_sums, hits,
-    occupancy, solve_characteristic_time, token_hit_rate_at,
+    occupancy, solve_characteristic_time, token_hit_rate_at, with_service,
 )
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.resolve import resolve
@@ -29,9 +29,11 @@ def erlang_min_mean(m, theta, T, steps=4000):
     return sum((1 - erlang_cdf(m, theta, (i + 0.5) * h)) * h for i in range(steps))
 
 
-def brute_force(s: Scenario, T: float, nmax: int = 400):
+def brute_force(s: Scenario, T: float, nmax: int = 400, service: float = 0.0):
     """Expected occupancy, hit tokens and prompt tokens per conversation, summed plainly over
-    N, turns and instances-ago, straight from the definitions of docs/model.md §4-§6."""
+    N, turns and instances-ago, straight from the definitions of docs/model.md §4-§6: a copy
+    left m turns ago has been idle m gaps and the ``service`` of each of the m - 1 turns
+    served elsewhere meanwhile."""
     S, In, Out, B = s.system_prompt_tokens, s.input_tokens, s.output_tokens, s.block_size
     step = In + Out
     q = 1.0 if (s.routing == "session" or s.instances == 1) else 1 / s.instances
@@ -45,11 +47,14 @@ def brute_force(s: Scenario, T: float, nmax: int = 400):
     mean_turns = sum(n * w for n, w in pN.items())
     shared_rate = s.arrival_rate / s.instances * mean_turns / s.num_system_prompts
     K = s.num_system_prompts
-    # a system prompt survives if one of the last max(1, requests in T) requests used it
-    p_sys = 1.0 if K == 1 else 1 - (1 - 1 / K) ** max(1.0, shared_rate * K * T)
+    # a system prompt survives if one of the last max(1, requests in T + service) requests used it
+    p_sys = 1.0 if K == 1 else 1 - (1 - 1 / K) ** max(1.0, shared_rate * K * (T + service))
     cached = lambda j: (S + j * step) // B * B  # noqa: E731
-    F = {m: erlang_cdf(m, theta, T) for m in range(1, 60)}
-    M = {m: erlang_min_mean(m, theta, T, 400) for m in range(1, 12)}
+    def wait(m):                               # the turns served elsewhere add to the idle time
+        return (m - 1) * service if q < 1 else 0.0
+
+    F = {m: erlang_cdf(m, theta, T - wait(m)) if T > wait(m) else 0.0 for m in range(1, 60)}
+    M = {m: wait(m) + erlang_min_mean(m, theta, T - wait(m), 400) if T > wait(m) else T for m in range(1, 12)}
     occ = hit = prompt = 0.0
     for n, w in pN.items():
         if w < 1e-13:
@@ -80,10 +85,11 @@ def brute_force(s: Scenario, T: float, nmax: int = 400):
     dict(turns=2.5, turns_dist="geometric", instances=2, routing="round_robin", num_system_prompts=3),
 ])
 @pytest.mark.parametrize("T", [5.0, 40.0, 300.0])
-def test_closed_forms_match_plain_sums(kw, T):
+@pytest.mark.parametrize("service", [0.0, 7.0])
+def test_closed_forms_match_plain_sums(kw, T, service):
     s = scen(think_time_s=30, input_tokens=300, output_tokens=200, **kw)
-    terms = build_terms(resolve(s))
-    occ, hit, prompt = brute_force(s, T)
+    terms = with_service(build_terms(resolve(s)), service)
+    occ, hit, prompt = brute_force(s, T, service=service)
     assert terms.prompt_tokens == pytest.approx(prompt, rel=1e-9)
     assert hits(terms, T)[0] == pytest.approx(hit, rel=1e-9)
     # the brute force integrates M_r numerically (midpoint rule): 1e-4 relative

@@ -12,7 +12,8 @@ from kvcache_calculator.analytic.model import (
     analyze, build_terms, document_cache, document_window, gap_sums, system_prompt_cache, traffic_of,
 )
 from kvcache_calculator.analytic.popularity import (
-    lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
+    erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups,
+    zipf_groups,
 )
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.resolve import resolve
@@ -41,6 +42,23 @@ def test_lognormal_closed_forms_equal_numeric_integration(sigma, T):
     assert M == pytest.approx(partial, rel=1e-8)
     assert lognormal_cdf_and_partial(math.inf, 1.0, sigma) == (1.0, 1.0)
     assert lognormal_cdf_and_partial(0.0, 1.0, sigma) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 40])
+@pytest.mark.parametrize("t", [0.05, 1.0, 9.0, 40.0, 120.0])
+def test_erlang_closed_forms_equal_term_by_term_sums(k, t):
+    """P(X < t) and E[min(X, t)] for the sum of k exponential gaps of mean 1.5: the Poisson
+    terms summed in full, and E[min(X, t)] = integral_0^t P(X > u) du by Simpson's rule."""
+    theta = 1.5
+
+    def survival(u: float) -> float:          # P(X > u) = P(Poisson(u/theta) <= k - 1)
+        x = u / theta
+        return sum(math.exp(-x + i * math.log(x) - math.lgamma(i + 1)) for i in range(k)) if x > 0 else 1.0
+
+    F, M = erlang_cdf_and_partial(t, k, theta)
+    assert F == pytest.approx(1 - survival(t), rel=1e-9, abs=1e-15)
+    assert M == pytest.approx(_integrate(survival, 0.0, t, 4_000), rel=1e-9)
+    assert erlang_cdf_and_partial(0.0, k, theta) == (0.0, 0.0)
 
 
 def test_sum_of_lognormals_keeps_mean_and_variance():

@@ -11,7 +11,7 @@ from kvcache_calculator.analytic.model import (
     analyze_setup, build_terms, gap_sums, hit_rate_and_ceiling, hits, occupancy,
 )
 from kvcache_calculator.analytic.table import (
-    hit_rate_at_tokens, prepare, table_answers, variant_hit_and_ceiling, variant_hit_rate, variant_result,
+    SERVICE_GAP_KEYS, hit_rate_at_tokens, prepare, table_answers, variant_hit_and_ceiling, variant_hit_rate, variant_result,
 )
 from kvcache_calculator.scenario import CAPACITY_ONLY_KEYS, IN_FLIGHT_KEYS, KV_BYTES_KEYS, SCALAR_KEYS, Scenario
 from kvcache_calculator.setup.resolve import resolve
@@ -107,9 +107,11 @@ def test_table_variants_agree_with_exact_analysis(scenario):
     """Inputs answered from the table agree with a full analysis within 0.1 point."""
     a = prepare(resolve(scenario))
     for key, values in TABLE_VARIANTS.items():
-        # a fixed-gap table is smoothed at its own conversations per instance and think time
-        assert table_answers(a, (key,)) == (scenario.think_dist != "fixed" or key not in (
-            "arrival_rate", "think_time_s")), key
+        # a fixed-gap table is smoothed at its own conversations per instance and think time;
+        # under spread turns a table holds the service time in mean gaps (model.md §6.2)
+        fixed = scenario.think_dist == "fixed" and key in ("arrival_rate", "think_time_s")
+        served_elsewhere = a.terms.service_gaps > 0 and key in SERVICE_GAP_KEYS
+        assert table_answers(a, (key,)) == (not fixed and not served_elsewhere), key
         for v in values:
             fast = variant_hit_rate(a, **{key: v})
             exact = variant_result(a, **{key: v}).token_hit_rate
@@ -126,6 +128,10 @@ def test_which_changes_the_table_answers():
     assert not table_answers(a, ("turns",)) and not table_answers(a, ("block_size",))
     assert not table_answers(a, ("attention",))
     assert not table_answers(prepare(resolve(RANDOM4)), ("instances",))       # spreads the turns
+    # ... and holds the service time in mean gaps, which these change
+    assert not table_answers(prepare(resolve(RANDOM4)), ("think_time_s",))
+    assert not table_answers(prepare(resolve(RANDOM4)), ("decode_tokens_per_s",))
+    assert table_answers(prepare(resolve(RANDOM4)), ("arrival_rate", "gpu_memory_gib"))
     sliding = prepare(resolve(Scenario.from_dict({"model": "gpt-oss-20b"})))
     assert sliding.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     assert table_answers(sliding, ("gpu_memory_gib",)) and not table_answers(sliding, ("kv_dtype",))

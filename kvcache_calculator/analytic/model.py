@@ -54,7 +54,8 @@ from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
 from kvcache_calculator.analytic.lengths import reach_probabilities, remainder_settles, sum_remainder
 from kvcache_calculator.analytic.popularity import (
-    Groups, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups, zipf_groups,
+    Groups, erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups,
+    zipf_groups,
 )
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import sequence_kv_bytes
@@ -122,15 +123,17 @@ def traffic_of(scenario: Scenario, mean_turns: float, sys_hit_tokens: float, ser
 
 
 def with_service(terms: "Terms", service_s: float) -> "Terms":
-    """``terms`` for requests served in ``service_s`` (the window in which a running request
-    pins its system prompt and document, :func:`shared_prefix_hit_probability`; it changes
-    nothing with one system prompt and no documents, which then keep 0 and the terms as they
-    are)."""
-    if not terms.traffic.pins:
-        service_s = 0.0
-    if terms.traffic.service_s == service_s:
+    """``terms`` for requests served in ``service_s``: the window in which a running request
+    pins its system prompt and document (:func:`shared_prefix_hit_probability`; kept at 0 with
+    one system prompt and no documents, where it changes nothing), and, under routings that
+    spread turns, the time each turn served elsewhere adds to a copy's idle time
+    (``Terms.service_gaps``, docs/model.md §6.2; 0 under session affinity)."""
+    pinned = service_s if terms.traffic.pins else 0.0
+    theta = terms.traffic.gap_mean_s
+    gaps = service_s / theta if terms.q < 1 and theta > 0 else 0.0
+    if terms.traffic.service_s == pinned and terms.service_gaps == gaps:
         return terms
-    return replace(terms, traffic=replace(terms.traffic, service_s=service_s))
+    return replace(terms, service_gaps=gaps, traffic=replace(terms.traffic, service_s=pinned))
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ class Terms:
     log_m: tuple[float, ...]          # log m, m = 1..R (the Poisson recursion)
     cost_tail: tuple[float, ...]      # sum_{r >= k} w_r Cs_r, k = 1..R+1 (the loop's early stop)
     gap_sigma: float = 0.0            # lognormal shape sigma (lognormal gaps only)
+    service_gaps: float = 0.0         # a request's service in mean gaps, added to a copy's idle
+                                      # time per turn served elsewhere (q < 1; with_service)
     doc_tokens: float = 0.0           # a document's shared tokens, Sb' - Sb (0: no documents)
     doc_share: float = 0.0            # share of conversations with a document
     first_turn_doc: bool = False      # a first turn with a document reuses >= 1 block
@@ -520,17 +525,18 @@ def _ramp(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(ramp)
 
 
-def saturation_x(R: int, sigma: float = 0.0) -> float:
+def saturation_x(R: int, sigma: float = 0.0, service_gaps: float = 0.0) -> float:
     """``x = T/theta`` past which the sum of any m <= R exponential gaps is below ``T`` but
     with probability under 1e-30 (R + 12 sqrt(R) + 50 standard deviations and more); for
     lognormal gaps of shape ``sigma > 0``, where ``log x`` is 12 of the sum's standard
-    deviations above its mean for m = 1 and m = R (:mod:`~kvcache_calculator.analytic.popularity`)."""
+    deviations above its mean for m = 1 and m = R (:mod:`~kvcache_calculator.analytic.popularity`);
+    plus ``R * service_gaps``, the most the turns served elsewhere add to an idle time."""
     x = R + 12.0 * math.sqrt(R) + 50.0
     if sigma > 0:
         for m in (1, R):
             sm = lognormal_sigma_of_sum(sigma, m)
             x = max(x, m * math.exp(12.0 * sm - 0.5 * sm * sm))
-    return x
+    return x + R * service_gaps
 
 
 def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: float = 0.0,
@@ -543,11 +549,15 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
         G2  = sum_m w_m F_m(T) Ss_m                        turns that find a private history
         F_1 = P(one gap < T)
 
-    ``F_m(T) = P(sum of m gaps < T)`` and ``M_m(T) = E[min(sum of m gaps, T)]``. Exponential
+    ``F_m(T) = P(idle < T)`` and ``M_m(T) = E[min(idle, T)]``, a copy's idle time being the sum
+    of m gaps plus ``(m-1) * service_gaps * theta`` for the turns served elsewhere in between
+    (``Terms.service_gaps``, docs/model.md §6.2; below, the case without it). Exponential
     gaps: the sum of m gaps is Erlang; with ``x = T/theta``, ``F_m = P(Poisson(x) >= m)`` and
     ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum is ``m*theta`` exactly. Lognormal
     gaps: closed forms for one gap, a lognormal of the same mean and variance for m gaps
-    (:func:`~kvcache_calculator.analytic.popularity.lognormal_cdf_and_partial`).
+    (:func:`~kvcache_calculator.analytic.popularity.lognormal_cdf_and_partial`). With the
+    turns served elsewhere, ``F_m(T) = P(sum < T - shift)`` and ``M_m(T) = shift + E[min(sum,
+    T - shift)]`` (Erlang: :func:`~kvcache_calculator.analytic.popularity.erlang_cdf_and_partial`).
     ``sys_part`` is the system-prompt tokens a turn hits (``p(T) * Sb``): with 0, ``H`` is
     ``sum_m w_m F_m Hs_m``. ``hit_sums=False`` leaves ``H`` and ``G2`` out (0.0): an
     occupancy needs ``A`` alone, at half the cost of a step.
@@ -566,10 +576,11 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     A = 0.0
     H = terms.sys_turns * sys_part if hit_sums else 0.0
     G2 = 0.0
-    if math.isinf(T) or (tail and fixed_f is None and T > theta * saturation_x(R, terms.gap_sigma)):
+    d = terms.service_gaps * theta     # seconds each turn served elsewhere adds to an idle time
+    if math.isinf(T) or (tail and fixed_f is None and T > theta * saturation_x(R, terms.gap_sigma, terms.service_gaps)):
         for m in range(R):
             wm = w[m]
-            A += wm * ((m + 1) * theta) * cs[m]
+            A += wm * ((m + 1) * theta + m * d) * cs[m]
             if hit_sums:
                 wf = wm * 1.0
                 H += wf * (hs[m] - sys_part * ts[m])
@@ -577,7 +588,7 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
         return A + T * terms.cost_last, H, G2, 1.0
     if terms.gap_kind == "fixed":
         for m in range(R):
-            span = (m + 1) * theta
+            span = (m + 1) * theta + m * d
             fm = (1.0 if span < T else 0.0) if fixed_f is None else fixed_f[m]
             wm = w[m]
             A += wm * min(span, T) * cs[m]
@@ -590,7 +601,12 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
                 break
         return A + T * terms.cost_last, H, G2, (1.0 if theta < T else 0.0) if fixed_f is None else fixed_f[0]
     if terms.gap_kind == "lognormal":
-        return _lognormal_sums(terms, T, theta, sys_part, tail, hit_sums, H)
+        sigma = terms.gap_sigma
+        return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H, lambda t, k: lognormal_cdf_and_partial(
+            t, k * theta, lognormal_sigma_of_sum(sigma, k)))
+    if d > 0:
+        return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H,
+                             lambda t, k: erlang_cdf_and_partial(t, k, theta))
     x = T / theta
     if x == 0:
         return A + T * terms.cost_last, H, G2, 0.0
@@ -617,15 +633,22 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     return A + T * terms.cost_last, H, G2, f1
 
 
-def _lognormal_sums(terms: Terms, T: float, theta: float, sys_part: float, tail: float, hit_sums: bool,
-                    H: float) -> tuple[float, float, float, float]:
-    """:func:`gap_sums` for lognormal gaps (the same loop, ``F_m`` and ``M_m`` in closed form)."""
+def _shifted_sums(terms: Terms, T: float, theta: float, sys_part: float, tail: float, hit_sums: bool,
+                  H: float, law) -> tuple[float, float, float, float]:
+    """:func:`gap_sums` with ``F_m`` and ``M_m`` in closed form: ``law(t, m)`` gives ``(P(X <
+    t), E[min(X, t)])`` for the sum ``X`` of m gaps (lognormal gaps; exponential ones when
+    turns served elsewhere add ``d`` seconds each to a copy's idle time, ``X + (m-1) d``).
+    Once ``(m-1) d >= T`` no older copy is hit and each stays ``T``."""
     w, cs, hs, ts, cost_tail = terms.weights, terms.cost_sums, terms.hit_sums, terms.turn_sums, terms.cost_tail
-    sigma = terms.gap_sigma
+    d = terms.service_gaps * theta
     A = G2 = f1 = 0.0
-    x = T / theta
     for m in range(len(cs)):
-        fm, mm = lognormal_cdf_and_partial(T, (m + 1) * theta, lognormal_sigma_of_sum(sigma, m + 1))
+        shift = m * d
+        if shift >= T:
+            A += T * cost_tail[m]
+            break
+        fm, mm = law(T - shift, m + 1)
+        mm += shift
         if m == 0:
             f1 = fm
         wm = w[m]
@@ -634,7 +657,7 @@ def _lognormal_sums(terms: Terms, T: float, theta: float, sys_part: float, tail:
             wf = wm * fm
             H += wf * (hs[m] - sys_part * ts[m])
             G2 += wf * ts[m]
-        if tail and fm < tail and m + 1 > x:
+        if tail and fm < tail and (m + 1) * theta + shift > T:
             A += mm * cost_tail[m + 1]
             break
     return A + T * terms.cost_last, H, G2, f1
@@ -760,14 +783,18 @@ def fixed_gap_hit_probabilities(terms: Terms, T: float, theta: float, conv_rate:
     """
     if math.isinf(T) or not terms.square_sums or T <= 0:
         return None
-    # With fixed gaps M_r(t) = min(r theta, t), so A(t) = theta sum_{r <= t/theta} w_r r Cs_r
-    # + t (sum_{r > t/theta} w_r Cs_r + D): prefix sums (Terms.ramps) give it in O(1).
+    # With fixed gaps M_r(t) = min(span_r, t), span_r = r theta + (r-1) d (d: the service each
+    # turn served elsewhere adds, Terms.service_gaps), so A(t) = sum_{r <= k} w_r span_r Cs_r
+    # + t (sum_{r > k} w_r Cs_r + D) with k = #{r: span_r <= t}: prefix sums (Terms.ramps) and
+    # tails give it in O(1).
     R = len(terms.cost_sums)
     ramp, ramp2 = terms.ramps
+    d = terms.service_gaps * theta
+    step = theta + d
 
     def A(t: float, ramp: tuple, tail: tuple, last: float) -> float:
-        k = min(R, int(t / theta))
-        return theta * ramp[k] + t * (tail[k] + last)
+        k = min(R, int((t + d) / step))
+        return step * ramp[k] - d * (tail[0] - tail[k]) + t * (tail[k] + last)
 
     var = conv_rate * A(T, ramp2, terms.square_tail, terms.square_last)
     if var <= 0:
@@ -776,12 +803,12 @@ def fixed_gap_hit_probabilities(terms: Terms, T: float, theta: float, conv_rate:
     tail, last = terms.cost_tail, terms.cost_last
 
     def histories(m: int) -> float:
-        """conv_rate * A(m theta)."""
-        return conv_rate * (theta * ramp[m] + m * theta * (tail[m] + last))
+        """conv_rate * A(span_m)."""
+        return conv_rate * (step * ramp[m] - d * (tail[0] - tail[m]) + (m * step - d) * (tail[m] + last))
 
     at_T = conv_rate * A(T, ramp, tail, last)
     f = [0.0] * R
-    below = min(R, int(T / theta))          # spans m theta < T: m = 1..below
+    below = min(R, int((T + d) / step))     # spans span_m < T: m = 1..below
     for m in range(below, 0, -1):
         z = (at_T - histories(m)) / sd
         if z > _STEP_Z:

@@ -20,6 +20,16 @@ Lognormal gaps with mean ``theta`` and shape ``sigma`` (``log G`` normal with st
 (the second from ``E[G; G < T] = theta * Phi(z - sigma)``, the lognormal's partial mean). A sum
 of ``m`` independent gaps is taken as lognormal with the same mean and variance (Fenton 1960):
 ``sigma_m^2 = log(1 + (exp(sigma^2) - 1) / m)``, mean ``m theta``.
+
+The sum ``X`` of ``k`` exponential gaps of mean ``theta`` is Erlang; with ``x = t / theta`` and
+``Pois`` a Poisson variable of mean ``x``::
+
+    P(X < t)        = P(Pois >= k)
+    E[min(X, t)]    = k theta P(Pois >= k + 1) + t P(Pois <= k - 1)
+
+(``E[X; X < t] = k theta P(Erlang(k+1) < t)``). :func:`erlang_cdf_and_partial` gives both at any
+``t``, which the model needs when a copy's idle time is the gaps plus a fixed delay
+(docs/model.md §6.2).
 """
 
 from __future__ import annotations
@@ -109,3 +119,41 @@ def lognormal_cdf_and_partial(T: float, mean: float, sigma: float) -> tuple[floa
     z = (math.log(T / mean) + 0.5 * sigma * sigma) / sigma
     F = normal_cdf(z)
     return F, mean * normal_cdf(z - sigma) + T * normal_cdf(-z)
+
+
+#: A Poisson tail sum stops where its terms fall below this share of the sum.
+_POISSON_EPS = 1e-17
+
+
+def poisson_tails(k: int, x: float) -> tuple[float, float, float]:
+    """``(P(Pois <= k - 1), P(Pois = k), P(Pois >= k + 1))`` for a Poisson variable of mean
+    ``x > 0``: the smaller tail summed from ``k`` outwards (its terms fall monotonically
+    there), the other one its complement, so each is accurate where it is small."""
+    log_pk = -x + k * math.log(x) - math.lgamma(k + 1)
+    pk = math.exp(log_pk)
+    if k <= x:                       # the lower tail is the smaller: i = k-1, k-2, ... 0
+        term, lower, i = pk, 0.0, k
+        while i > 0:
+            term *= i / x
+            lower += term
+            i -= 1
+            if term <= _POISSON_EPS * lower:
+                break
+        return lower, pk, max(0.0, 1.0 - lower - pk)
+    term, upper, i = pk, 0.0, k      # the upper tail: i = k+1, k+2, ...
+    while True:
+        i += 1
+        term *= x / i
+        upper += term
+        if term <= _POISSON_EPS * upper or term == 0.0:
+            break
+    return max(0.0, 1.0 - upper - pk), pk, upper
+
+
+def erlang_cdf_and_partial(t: float, k: int, theta: float) -> tuple[float, float]:
+    """``(P(X < t), E[min(X, t)])`` for the sum ``X`` of ``k`` exponential gaps of mean
+    ``theta`` (module docstring); ``(0, t)`` for ``t <= 0`` is left to the caller."""
+    if t <= 0.0:
+        return 0.0, 0.0
+    lower, pk, above = poisson_tails(k, t / theta)
+    return pk + above, k * theta * above + t * lower

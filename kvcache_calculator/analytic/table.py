@@ -68,6 +68,10 @@ _KV_BYTES_KEYS = frozenset(KV_BYTES_KEYS)
 _TRAFFIC_KEYS = frozenset(SCALAR_KEYS) | {"instances"}     # what traffic_of reads
 #: What sets a fixed-gap table's smoothing (conversations per instance times the think time).
 _SPREAD_KEYS = frozenset(("arrival_rate", "think_time_s", "instances"))
+#: The keys the table answers that move the service time in mean gaps (the think time, and
+#: the time to first token and decode speed: :func:`~kvcache_calculator.analytic.inflight.service_rates`).
+SERVICE_GAP_KEYS = frozenset(IN_FLIGHT_KEYS) | {"think_time_s", "active_params_b", "params_b", "weight_dtype",
+                                                 "num_gpus"}
 
 
 class HitRateTable:
@@ -88,14 +92,15 @@ class HitRateTable:
         if terms.gap_kind == "fixed":
             # the fixed-gap model steps up at x = m: grid points around each step that matters
             # (weight q(1-q)^(m-1) above 0.2%; smaller steps are interpolated)
-            xs += [m * f for m in range(1, min(R, 200) + 1) if terms.weights[m - 1] > 2e-3
+            d = terms.service_gaps          # a step is where m gaps and m-1 services span T
+            xs += [(m + (m - 1) * d) * f for m in range(1, min(R, 200) + 1) if terms.weights[m - 1] > 2e-3
                    for f in (_AROUND_STEP if terms.weights[m - 1] > 0.05 else _AROUND_STEP_COARSE)
-                   if x_lo < m * f < x_hi]
+                   if x_lo < (m + (m - 1) * d) * f < x_hi]
             xs.sort()
         self.terms = terms
         # past x_sat every F_m (m <= R) is 1 to within 1e-30 and M_m = m, so a(x) grows as x*D
         # and G1, G2 are constant: one evaluation there serves every larger x
-        self.x_sat = saturation_x(R, terms.gap_sigma)
+        self.x_sat = saturation_x(R, terms.gap_sigma, terms.service_gaps)
         # with documents, u(x): a conversation's window at unit gaps (document_window)
         self.unit = replace(terms, traffic=replace(terms.traffic, service_s=0.0, gap_mean_s=1.0))
         self.at_sat = gap_sums(terms, self.x_sat, 1.0, 0.0, _TAIL)[:3] + (self._window(self.x_sat),)
@@ -310,11 +315,16 @@ def table_answers(analysis: Analysis, keys) -> bool:
     affinity (it only divides the traffic) and the KV bytes per token unless the model holds
     per-sequence state. With fixed gaps the table is smoothed at its own traffic
     (:func:`~kvcache_calculator.analytic.model.fixed_gap_hit_probabilities`), so a change of the
-    conversations per instance or of the think time is solved exactly."""
+    conversations per instance or of the think time is solved exactly. Under routings that
+    spread turns the table holds the service time in mean gaps (``Terms.service_gaps``), so a
+    change of the think time or of what sets the service time is solved exactly too."""
     fixed_state = analysis.capacity.kv_bytes_per_sequence_fixed_per_gpu > 0
     fixed_gaps = analysis.terms.gap_kind == "fixed"
+    served_elsewhere = analysis.terms.service_gaps > 0
     for key in keys:
         if fixed_gaps and key in _SPREAD_KEYS:
+            return False
+        if served_elsewhere and key in SERVICE_GAP_KEYS:
             return False
         if key in _TABLE_KEYS:
             continue
@@ -339,6 +349,9 @@ def variant_hit_rate(analysis: Analysis, **changes) -> float:
         # the service rates are this setup's unless the changes touch what they read
         rates = None if RATE_KEYS.isdisjoint(changes) else service_rates(variant)
         held, service_s = analysis.variant_in_flight(variant.scenario, rates)
+        if analysis.terms.service_gaps and not math.isclose(
+                service_s / variant.scenario.think_time_s, analysis.terms.service_gaps, rel_tol=1e-12):
+            return hit_rate_and_ceiling(variant, _TAIL)[0]     # the table's service in gaps moved
         tokens = max(0.0, max(cap.capacity_tokens, cap.offload_tokens) - held)
         base = analysis.terms.traffic
         same = _TRAFFIC_KEYS.isdisjoint(changes) and (not base.pins or service_s == base.service_s)

@@ -153,11 +153,6 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
     return {k: _clean(v) for k, v in out.items()}
 
 
-#: From this share of the think time, a request's service makes the routings that spread a
-#: conversation's turns a weak regime of the model (benchmarks/crossval_table.py).
-LONG_SERVICE = 0.3
-
-
 #: What an engine does with a prompt longer than the model's context (``max_model_len``, by
 #: default the config's ``max_position_embeddings``): vLLM's OpenAI server refuses it with HTTP
 #: 400 ("This model's maximum context length is N tokens. However, you requested M tokens ...",
@@ -237,16 +232,6 @@ def model_notes(scenario: Scenario, res: dict) -> list[str]:
     elif res.get("fits") and (res.get("in_flight_share") or 0) >= 1:
         notes.append("The running requests alone hold the whole cache: only the shared system prompt, "
                      "which they pin, is left to hit.")
-    # a history waits on an instance while its conversation's turns run elsewhere: the model
-    # counts think times only (tests/test_crossval.py: 2.5 points at a service of one think time)
-    service = res.get("service_s") or 0.0
-    if not sticky and service >= LONG_SERVICE * scenario.think_time_s:
-        notes.append(f"Requests run {service:.3g} s, {service / scenario.think_time_s:.0%} of the think time, "
-                     f"and {scenario.routing} routing spreads a conversation's turns over the instances: the model "
-                     "counts the time a history waits on an instance as think times only, not the turns served "
-                     "elsewhere meanwhile, and overestimates the hit rate (by 2.5 points at a service of one "
-                     "think time; by 6.5 with lognormal think times, whose many short pauses make it "
-                     "worse). Check with the simulation.")
     # the cache idle conversations can use: the pool less what running requests hold
     idle = (res.get("capacity_tokens") or 0) - (res.get("in_flight_tokens") or 0)
     if res.get("fits") and 0 < idle < 20 * max(1.0, res.get("mean_prompt_tokens") or 1.0):
