@@ -43,8 +43,10 @@ const root = document.documentElement;
 const drawnLegends = new Map();
 const configured = new WeakSet();
 // computed/drawn/dropped charts, and the milliseconds spent computing (Python) and drawing;
-// edits evaluated (one per evaluation task) and charts drawn, by name
-const counts = { computed: 0, drawn: 0, dropped: 0, compute_ms: 0, draw_ms: 0, evaluated: 0, drawn_by_name: {} };
+// edits evaluated (one per evaluation task) and the milliseconds of those tasks, later parts run (<html data-later> is "pending"
+// while some are queued) and charts drawn, by name
+const counts = { computed: 0, drawn: 0, dropped: 0, compute_ms: 0, draw_ms: 0, evaluated: 0, evaluate_ms: 0, later: 0,
+                 drawn_by_name: {} };
 
 // Plotly.js (1.5 MB) is preloaded by index.html but only run when the first chart is drawn,
 // so that parsing it does not compete with Python's start-up and the first numbers.
@@ -446,10 +448,12 @@ editChannel.port1.onmessage = () => {
   const names = [...editedNames].join(" ");
   editedNames.clear();
   const upTo = editsRequested;
+  const t0 = performance.now();
   try {
     counts.evaluated++;
     editSource(names);
   } finally {
+    counts.evaluate_ms += performance.now() - t0;
     // after the numbers' frame writes (kvcalcWrite.nextFrame, queued first): for tests and
     // benchmarks/bench_page.py, <html data-edit> and a "kvcalc:numbers" event
     requestAnimationFrame(() => {
@@ -460,9 +464,38 @@ editChannel.port1.onmessage = () => {
   }
 };
 
+// An edit's parts that its numbers do not need (main.py's LATER_PARTS: the announcement, the
+// sensitivity selector, the measured comparison): queued by main.py when it has computed the
+// numbers, each run in a task of its own after the numbers' frame, and dropped by a newer edit
+// (its evaluation queues them again).
+let laterSource = null;      // main.py: (name) => updates that part for the last valid edit
+let laterParts = [];
+const laterChannel = new MessageChannel();
+laterChannel.port1.onmessage = () => {
+  const name = laterParts.shift();
+  if (name === undefined) return;
+  if (laterParts.length) laterChannel.port2.postMessage(null);
+  counts.later++;
+  try {
+    laterSource(name);
+  } finally {
+    if (!laterParts.length) root.dataset.later = "done";
+  }
+};
+function queueLater(names) {
+  const first = !laterParts.length;
+  laterParts = names.split(" ").filter(Boolean);
+  root.dataset.later = laterParts.length ? "pending" : "done";
+  if (first && laterParts.length) requestAnimationFrame(() => laterChannel.port2.postMessage(null));
+}
+
 function onEdit(event) {
   const el = event.target;
   if (!el || NOT_EDITS.has(el.id) || !editSource) return;
+  if (event.type === "input" && laterParts.length) {   // a newer edit: the older one's parts are dropped
+    laterParts = [];
+    root.dataset.later = "done";
+  }
   if (event.type === "change") {
     // a value committed (Enter, leaving the field, a select): what waited for typing to pause
     // is drawn now, after its numbers
@@ -538,9 +571,10 @@ window.kvcalcCharts = {
   set typingPauseMs(ms) { typingPauseMs = ms; },
   /** main.py's callbacks: chart(name) returns a chart's JSON (page_figures.for_page) for the
    *  last valid edit, computed when called; suggestions() draws the suggestions. */
-  connect(chart, suggestions, edit) {
+  connect(chart, suggestions, edit, later) {
     chartSource = chart;
     suggestionSource = suggestions;
+    laterSource = later;
     connected = true;
     if (edit && !editSource) {
       editSource = edit;
@@ -549,6 +583,9 @@ window.kvcalcCharts = {
       form.addEventListener("change", onEdit);
     }
   },
+  /** An edit's later parts (space-separated names for main.py's later callback): each in a
+   *  task of its own after the next frame; a newer edit drops those not run yet. */
+  later(names) { if (laterSource) queueLater(names); },
   /** Before Python has started (site/prerender.js): draw the charts from the build's JSON,
    *  chart(name) (null: not drawn). main.py's equal JSON later is not drawn again. */
   prerendered(chart) {

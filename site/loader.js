@@ -20,7 +20,8 @@ window.kvcalcPlotConfig = Object.freeze({
 // "items" (a list's <li> texts), "link" (the URL's fragment: the element's value shows the new
 // URL at once, the address bar when the page is idle), "class:NAME" (toggled) or an
 // attribute's name (null removes it). Only text and attribute values are set: nothing is
-// parsed as HTML.
+// parsed as HTML. A value the element already has is not set again (each set invalidates the
+// element's style, layout or paint for the next frame).
 // history.replaceState waits on the browser process (measured: 1-5 ms; 10-110 ms with the CPU
 // throttled 4x, a task of its own that lands between two keys), so it runs once edits pause:
 // URL_QUIET_MS after the last one, when the page is idle. kvcalcWrite.flush() runs it at once
@@ -44,10 +45,12 @@ window.kvcalcWrite = (json) => {
     const el = id === ":root" ? root : document.getElementById(id);
     if (!el) continue;
     if (what === "text") {
-      el.textContent = value;
+      if (el.textContent !== value) el.textContent = value;
     } else if (what === "hidden") {
-      el.hidden = Boolean(value);
+      if (el.hidden !== Boolean(value)) el.hidden = Boolean(value);
     } else if (what === "items") {
+      const items = el.children;
+      if (items.length === value.length && value.every((text, i) => items[i].textContent === text)) continue;
       el.replaceChildren(...value.map((text) => {
         const li = document.createElement("li");
         li.textContent = text;
@@ -63,12 +66,15 @@ window.kvcalcWrite = (json) => {
       el.classList.toggle(what.slice(6), Boolean(value));
     } else if (value === null) {
       el.removeAttribute(what);
-    } else {
+    } else if (el.getAttribute(what) !== String(value)) {
       el.setAttribute(what, String(value));
     }
   }
 };
 window.kvcalcWrite.flush = applyUrl;
+// A form's fields as one JSON string of {name: value} (main.py's read_form): one string crosses
+// into Python, where a JS object would be converted entry by entry.
+window.kvcalcFormJson = (id) => JSON.stringify(Object.fromEntries(new FormData(document.getElementById(id))));
 // The same, in the next animation frame (an edit's numbers, main.py): the task that computed
 // them ends first, and the frame's style and layout follow the writes in their own task
 // (issue 14: no task over 50 ms while typing). Writes queued before the frame are applied in

@@ -7,7 +7,9 @@ frame: charts.js runs :func:`on_edit` in a task after the input events, so the k
 evaluation and the frame's layout are separate tasks). The rest follows in
 later tasks that charts.js schedules once those numbers are painted: the suggestions, then each
 chart near the viewport (those in view first), whose data is computed only then
-(:func:`chart_json`); a newer edit drops the older one's pending work. Nothing read from the URL,
+(:func:`chart_json`), and, each in a task of its own, the parts of :data:`LATER_PARTS` (the
+announcement, the sensitivity selector, the measured comparison); a newer edit drops the
+older one's pending work. Nothing read from the URL,
 a pasted config or a file is ever inserted as HTML: text goes through ``textContent``/``value``
 only. No Python traceback reaches the page; unexpected errors are logged to the console and
 shown as one short sentence.
@@ -47,8 +49,9 @@ def inputs():
 
 
 def read_form(keys):
-    """The form as ``{key: text}`` for every scenario key it has (one call into the DOM)."""
-    data = window.Object.fromEntries(window.FormData.new(by_id("scenario"))).to_py()
+    """The form as ``{key: text}`` for every scenario key it has: one JSON string from
+    JavaScript (converting the JS object entry by entry costs more than the analysis)."""
+    data = json.loads(window.kvcalcFormJson("scenario"))
     return {key: str(text) for key, text in data.items() if key in keys}
 
 
@@ -212,6 +215,8 @@ def chart_json(name):
     name = str(name)
     if CURRENT["setup"] is None:     # no valid scenario yet (render_unresolved): nothing to draw
         return None
+    if name == "sensitivity":
+        offer_sensitivity_keys(CURRENT["setup"])    # before its later task, if that has not run
     analysis = current_analysis()
     figure = chart_figure(analysis, name, sensitivity_key())
     return json.dumps(for_page(name, figure, show_classic=bool(by_id("show-classic").checked),
@@ -323,7 +328,8 @@ def offer_sensitivity_keys(setup):
 def render(report, setup, later=False):
     """Draw one evaluation's numbers (results, fit state, notes, link) now, or in the next
     animation frame when ``later`` (an edit), and leave the suggestions and charts of a changed
-    scenario to later tasks (:func:`invalidate`)."""
+    scenario to later tasks (:func:`invalidate`). An edit's other parts, which the numbers do
+    not need (:data:`LATER_PARTS`), are each a later task too, dropped by a newer edit."""
     scenario = report.get("scenario", {})
     write([*number_changes(report, OUTPUT_IDS),   # the same as build.py's prerendered numbers
            ["app-error", "hidden", True], [":root", "data-numbers", "python"],
@@ -331,13 +337,31 @@ def render(report, setup, later=False):
            *link_changes(report.get("link", report.get("fragment", ""))),
            *override_changes(scenario),
            *stale_changes(False)], later)
-    window.kvcalcAnnounce(headline_text(report))
     CURRENT["report"] = report
     if report.get("scenario") != CURRENT["scenario"]:
         CURRENT.update(scenario=report.get("scenario"), setup=setup, analysis=None, suggestions=None)
-        offer_sensitivity_keys(setup)
         invalidate(suggestions=True)
-    show_measured()
+    if later:
+        window.kvcalcCharts.later(" ".join(LATER_PARTS))
+    else:
+        for part in LATER_PARTS.values():
+            part()
+
+
+def announce():
+    window.kvcalcAnnounce(headline_text(CURRENT["report"] or {}))
+
+
+#: What an edit updates after its numbers, each in a task of its own (charts.js ``later``):
+#: the headline for screen readers, the sensitivity selector's inputs, the measured comparison.
+LATER_PARTS = {"announce": announce, "sensitivity_keys": lambda: offer_sensitivity_keys(CURRENT["setup"]),
+               "measured": lambda: show_measured()}
+
+
+def later_part(name):
+    """charts.js runs an edit's later part ``name`` (:data:`LATER_PARTS`) in a task of its own."""
+    if CURRENT["setup"] is not None:
+        LATER_PARTS[str(name)]()
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -359,7 +383,7 @@ def update(names=()):
             memory.value = ""
     started = time.perf_counter()
     form = read_form(KEYS)
-    report, setup = evaluate_numbers(form)
+    report, setup = evaluate_numbers(form, target=False)    # the page shows no target results
     computed = time.perf_counter()
     errors = report.get("field_errors", {})
     show_field_errors(errors)
@@ -394,7 +418,12 @@ def on_results_click(event):
 
 def export_text(kind):
     """The last valid edit as a JSON or CSV document (present/report.py)."""
-    document_ = export_document(CURRENT["report"] or {}, current_suggestions())
+    report = CURRENT["report"] or {}
+    if CURRENT["setup"] is not None:     # an edit's numbers leave out the target's (update)
+        analysis = current_analysis()
+        report = {**report, "results": {**report.get("results", {}),
+                                        **target_results(CURRENT["setup"], analysis.result)}}
+    document_ = export_document(report, current_suggestions())
     if kind == "csv":
         return export_csv(document_)
     return json.dumps(document_, indent=2)
@@ -612,7 +641,7 @@ def start():
     if not missing(charts):
         # the form's edits too: charts.js schedules their evaluation (on_edit)
         charts.connect(create_proxy(PAGE.guarded(chart_json)), create_proxy(PAGE.guarded(render_suggestions)),
-                       create_proxy(PAGE.guarded(on_edit)))
+                       create_proxy(PAGE.guarded(on_edit)), create_proxy(PAGE.guarded(later_part)))
     params, warnings = link_params()
     for key, el in inputs().items():
         if el.getAttribute("data-touched") and key in KEYS:
@@ -642,7 +671,7 @@ try:
     from kvcache_calculator.analytic.sweeps import DEFAULT_KEY as DEFAULT_SENSITIVITY_KEY
     from kvcache_calculator.present.report import (
         architecture_placeholders, evaluate_numbers, form_text, export_csv, export_document, measured_comparison, sensitivity_keys,
-        suggestion_dicts, typed_link,
+        suggestion_dicts, target_results, typed_link,
     )
     from kvcache_calculator.present.report import figure as chart_figure
     from kvcache_calculator.setup.presets import GPUS, MODELS

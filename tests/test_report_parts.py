@@ -7,7 +7,7 @@ import pytest
 from kvcache_calculator.analytic.table import prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present.report import (
-    CHARTS, evaluate, evaluate_numbers, figure, sensitivity_choice, suggestion_dicts,
+    CHARTS, evaluate, evaluate_numbers, figure, sensitivity_choice, suggestion_dicts, target_results,
 )
 
 CASES = (
@@ -30,6 +30,18 @@ def test_parts_equal_evaluate(params, key):
     assert suggestion_dicts(analysis) == rest["suggestions"]
     assert {name: figure(analysis, name, key) for name in CHARTS} == rest["figures"]
     assert sensitivity_choice(key) == rest["sensitivity_key"]
+
+
+@pytest.mark.parametrize("params", CASES)
+def test_numbers_without_the_target_then_the_target_equal_evaluate(params):
+    """The page's numbers leave out the target's root search; target_results adds it back."""
+    whole = evaluate_numbers(params)[0]
+    numbers, setup = evaluate_numbers(params, target=False)
+    target = target_results(setup, prepare(setup).result)
+    assert set(target) == {"capacity_for_target_tokens", "memory_for_target_gib"}
+    assert {k: numbers["results"][k] for k in target} == dict.fromkeys(target)
+    assert {**numbers, "results": {**numbers["results"], **target}} == whole
+    assert any(v is not None for v in target.values()) or not whole["fits"]
 
 
 def test_an_unknown_chart_is_named():

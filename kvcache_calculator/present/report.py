@@ -86,8 +86,10 @@ def results(scenario: Scenario) -> dict:
     return setup_results(setup, analyze_setup(setup))
 
 
-def setup_results(setup: Setup, result: AnalyticResult) -> dict:
-    """:func:`results` of a resolved scenario and its analysis."""
+def setup_results(setup: Setup, result: AnalyticResult, target: bool = True) -> dict:
+    """:func:`results` of a resolved scenario and its analysis; ``target=False`` leaves
+    ``capacity_for_target_tokens`` and ``memory_for_target_gib`` None (their root search is a
+    third of the analysis, and the page shows neither: :func:`target_results` adds them)."""
     scenario, arch, gpu, capacity = setup.scenario, setup.arch, setup.gpu, setup.capacity
     mem = capacity.memory
     flops_per_s = 2 * arch.active_params_b * 1e9 * result.hit_tokens_per_s
@@ -143,14 +145,21 @@ def setup_results(setup: Setup, result: AnalyticResult) -> dict:
         "memory_for_target_gib": None,
         "policy_modelled": result.policy_modelled,
     }
-    tokens, _ceiling = capacity_for_hit_rate(setup, scenario.target_hit_rate)
-    if tokens is not None:
-        block = scenario.block_size
-        tokens = math.ceil(tokens / block) * block
-        out["capacity_for_target_tokens"] = tokens
-        out["memory_for_target_gib"] = suggestions.memory_for_target_gib(scenario, capacity, tokens,
-                                                                         result.in_flight_tokens)
+    if target:
+        out.update(target_results(setup, result))
     return {k: _clean(v) for k, v in out.items()}
+
+
+def target_results(setup: Setup, result: AnalyticResult) -> dict:
+    """The cache and the GPU memory per GPU that reach the scenario's ``target_hit_rate``
+    (None above the ceiling), as :func:`setup_results` gives them."""
+    scenario = setup.scenario
+    tokens, _ceiling = capacity_for_hit_rate(setup, scenario.target_hit_rate)
+    if tokens is None:
+        return {"capacity_for_target_tokens": None, "memory_for_target_gib": None}
+    tokens = math.ceil(tokens / scenario.block_size) * scenario.block_size
+    memory = suggestions.memory_for_target_gib(scenario, setup.capacity, tokens, result.in_flight_tokens)
+    return {k: _clean(v) for k, v in (("capacity_for_target_tokens", tokens), ("memory_for_target_gib", memory))}
 
 
 #: What an engine does with a prompt longer than the model's context (``max_model_len``, by
@@ -300,10 +309,10 @@ def typed_link(scenario: Scenario, params: Mapping[str, Any], field_errors: Mapp
 
 
 def _state(setup: Setup, result: AnalyticResult, params: Mapping[str, Any], field_errors: dict, unknown: list,
-           substituted: list) -> dict:
+           substituted: list, target: bool = True) -> dict:
     """:func:`evaluate`'s keys that come from the analysis alone (no suggestions, no figures)."""
     scenario, arch = setup.scenario, setup.arch
-    res = setup_results(setup, result)
+    res = setup_results(setup, result, target)
     return {
         "scenario": scenario.to_dict(),
         "fragment": scenario.to_fragment(),
@@ -350,13 +359,14 @@ def evaluate(params: Mapping[str, Any], sensitivity_key: str | None = None) -> d
 CHARTS: tuple[str, ...] = ("hit_vs_memory", "sensitivity", "tornado", "heatmap", "memory")
 
 
-def evaluate_numbers(params: Mapping[str, Any]) -> tuple[dict, Setup]:
+def evaluate_numbers(params: Mapping[str, Any], target: bool = True) -> tuple[dict, Setup]:
     """:func:`evaluate` without ``sensitivity_keys``, suggestions and figures (``[]`` and
     ``{}``): the analysis alone, without the hit-rate table the rest is computed from; and the
     resolved setup, for :func:`~kvcache_calculator.analytic.table.prepare` when the rest is
-    wanted (:func:`suggestion_dicts`, :func:`figure`)."""
+    wanted (:func:`suggestion_dicts`, :func:`figure`). ``target=False``: without the results
+    for ``target_hit_rate`` either (None; :func:`target_results`), as the page's numbers."""
     setup, field_errors, unknown, substituted = _resolved(params)
-    return _state(setup, analyze_setup(setup), params, field_errors, unknown, substituted), setup
+    return _state(setup, analyze_setup(setup), params, field_errors, unknown, substituted, target), setup
 
 
 def sensitivity_choice(sensitivity_key: str | None) -> str:

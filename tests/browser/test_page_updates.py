@@ -9,7 +9,11 @@ from __future__ import annotations
 import pytest
 from pagetools import CHARTS, chart_state, draw_every_chart, value, wait_ready
 
-from kvcache_calculator.present.report import evaluate_numbers
+from kvcache_calculator.analytic.table import prepare
+from kvcache_calculator.present.page_numbers import format_result
+from kvcache_calculator.present.report import (
+    evaluate, evaluate_numbers, measured_comparison, sensitivity_keys, suggestion_dicts,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -181,6 +185,8 @@ def test_typing_redraws_the_charts_once_after_the_pause(page, site):
     typing pauses (charts.js counts the redraws of each chart), for the final value."""
     open_at_top(page, site.url)
     page.locator("#chart-hit_vs_memory").scroll_into_view_if_needed()
+    # the IntersectionObserver reports the scroll in a later frame: then the charts it brought near
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.wait_for_function("document.documentElement.dataset.charts === 'drawn'")
     # a longer pause than the page's 250 ms, so that a busy machine's key gaps stay within it
     page.evaluate("window.kvcalcCharts.typingPauseMs = 1500")
@@ -191,7 +197,7 @@ def test_typing_redraws_the_charts_once_after_the_pause(page, site):
     page.keyboard.type("2.75", delay=40)
     page.wait_for_function("document.documentElement.dataset.edit === 'done'")
     typed = page.evaluate(TYPING_STATE)
-    assert typed["drawn"] == start["drawn"]                   # nothing redrawn while typing
+    assert typed["drawn"] == start["drawn"], (start, typed)   # nothing redrawn while typing
     assert start["evaluated"] < typed["evaluated"] <= start["evaluated"] + 4
     report, _setup = evaluate_numbers({"arrival_rate": "2.75"})
     assert value(page, "token_hit_rate") == pytest.approx(report["results"]["token_hit_rate"], abs=1e-9)
@@ -202,3 +208,67 @@ def test_typing_redraws_the_charts_once_after_the_pause(page, site):
     assert all(redrawn[n] == 1 for n in start["in_view"]), redrawn
     assert max(redrawn.values()) == 1, redrawn
     assert page.evaluate("window.kvcalcCharts.counts.evaluated") == typed["evaluated"]
+
+
+LATER_STATE = """() => ({later: window.kvcalcCharts.counts.later, evaluated: window.kvcalcCharts.counts.evaluated,
+    measured: document.getElementById('measured-result').textContent,
+    offered: [...document.getElementById('sensitivity-key').options].filter((o) => !o.hidden).map((o) => o.value),
+    suggestions: [...document.querySelectorAll('#suggestions li strong')].map((s) => s.textContent)})"""
+
+
+def test_a_typed_edits_other_parts_arrive_after_its_numbers(page, site):
+    """Typed key by key, a model's id updates the numbers first; the parts the numbers do not
+    need (the measured comparison, the sensitivity selector's inputs, the announcement, the
+    suggestions) follow, one task each (charts.js counts them), and equal the core's for
+    the final value. A newer edit drops the parts an older one has not run yet."""
+    open_at_top(page, site.url)
+    page.evaluate("window.kvcalcCharts.typingPauseMs = 1500")
+    page.evaluate("document.getElementById('measured').open = true")
+    page.fill("#m-rate", "50")          # a measured hit rate to compare with
+    page.wait_for_function("document.getElementById('measured-result').textContent !== ''")
+    start = page.evaluate(LATER_STATE)
+    page.evaluate("""() => { const el = document.querySelector('#scenario [name="model"]');
+                             el.focus({preventScroll: true}); el.select(); }""")
+    page.keyboard.type("gemma-2-9b", delay=30)     # only the last value is a known model
+    page.wait_for_function("document.documentElement.dataset.edit === 'done'"
+                           " && document.documentElement.dataset.later === 'done'")
+    report = evaluate({"model": "gemma-2-9b"})
+    numbers, setup = evaluate_numbers({"model": "gemma-2-9b"})
+    assert value(page, "token_hit_rate") == pytest.approx(report["results"]["token_hit_rate"], abs=1e-9)
+    typed = page.evaluate(LATER_STATE)
+    evaluations = typed["evaluated"] - start["evaluated"]
+    # three later parts for the valid value, none for the ids that are not models yet, and
+    # never more than three per evaluation
+    assert 3 <= typed["later"] - start["later"] <= 3 * evaluations
+    predicted = numbers["results"]["token_hit_rate"]
+    assert typed["measured"] == measured_comparison(predicted, rate_percent="50")["text"]
+    assert typed["measured"] != start["measured"]
+    assert typed["offered"] == list(sensitivity_keys(setup)) != start["offered"]
+    assert "sliding_window" in typed["offered"]        # a sliding-window model's own key
+    page.wait_for_function("(text) => document.getElementById('announce').textContent === text",
+                           arg="Token hit rate " + format_result("token_hit_rate", predicted))
+    page.locator("#suggestions").scroll_into_view_if_needed()
+    page.wait_for_function("document.getElementById('suggestions').dataset.state === 'drawn'")
+    assert page.evaluate(LATER_STATE)["suggestions"] == [s["title"] for s in suggestion_dicts(prepare(setup))]
+    assert [s["title"] for s in report["suggestions"]] == page.evaluate(LATER_STATE)["suggestions"]
+
+    # two edits, the second in the frame that writes the first one's numbers, before the first
+    # one's later parts have run: only the second one's run
+    before = page.evaluate(LATER_STATE)
+    page.evaluate("""() => new Promise((resolve) => {
+        const el = document.querySelector('#scenario [name="arrival_rate"]');
+        document.addEventListener('kvcalc:numbers', () => {
+            el.value = '7';
+            el.dispatchEvent(new Event('input', {bubbles: true}));
+            resolve();
+        }, {once: true});
+        el.value = '6';
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+    })""")
+    page.wait_for_function("document.documentElement.dataset.edit === 'done'"
+                           " && document.documentElement.dataset.later === 'done'")
+    after = page.evaluate(LATER_STATE)
+    assert after["evaluated"] - before["evaluated"] == 2
+    assert after["later"] - before["later"] == 3
+    final, _ = evaluate_numbers({"model": "gemma-2-9b", "arrival_rate": "7"})
+    assert after["measured"] == measured_comparison(final["results"]["token_hit_rate"], rate_percent="50")["text"]
