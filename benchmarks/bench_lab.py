@@ -181,6 +181,12 @@ class Browser:
         self.server.shutdown()
 
 
+def built_site(tmp: Path) -> Path:
+    """The built site: ``$KVCALC_DIST`` when it holds one, else a fresh build under ``tmp``."""
+    given = os.environ.get("KVCALC_DIST")
+    return Path(given) if given and (Path(given) / "lab.html").exists() else build.build(tmp / "dist")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=30.0, help="size of the generated trace (MB, default 30)")
@@ -191,8 +197,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        given = os.environ.get("KVCALC_DIST")
-        dist = Path(given) if given and (Path(given) / "lab.html").exists() else build.build(tmp / "dist")
+        dist = built_site(tmp)
         generated = generate_trace(tmp / "generated.jsonl", args.mb)
         traces = [(f"replay, generated {generated.stat().st_size / 1e6:.0f} MB trace", generated)]
         if SHARED_TRACE.exists():

@@ -26,7 +26,6 @@ Target: no task over 200 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import build  # noqa: E402
-from bench_lab import generate_trace  # noqa: E402
+from bench_lab import built_site, generate_trace  # noqa: E402
 from bench_page import CHROMIUM_ARGS, WATCH_LONG_TASKS, open_lab  # noqa: E402
 
 COSTLY = "policy=fifo&instances=4&routing=random"
@@ -171,8 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        given = os.environ.get("KVCALC_DIST")
-        dist = Path(given) if given and (Path(given) / "lab.html").exists() else build.build(tmp / "dist")
+        dist = built_site(tmp)
         trace = generate_trace(tmp / "generated.jsonl", args.mb)
         print(f"generated trace: {trace.stat().st_size / 1e6:.0f} MB")
         from playwright.sync_api import sync_playwright
