@@ -1,6 +1,6 @@
 """The fitted model against the exact LRU replay, on the public traces and on generated ones.
 
-Run from the project root: ``python benchmarks/fit_table.py`` prints two markdown tables
+Run from the project root: ``python benchmarks/fit_table.py`` prints markdown tables
 (docs/validation.md §7.3): the parameters fitted to each trace (``replay TRACE --fit``'s
 fit, :mod:`kvcache_calculator.traces.fit`), and the analytic model's token hit rate on the
 fitted scenario minus the exact LRU replay's, in percentage points, at 1k, 3k, 10k, 30k and
