@@ -1,10 +1,16 @@
 """The fitted model against the exact LRU replay, on the public traces and on generated ones.
 
-Run from the project root: ``python benchmarks/fit_table.py`` prints two markdown tables
+Run from the project root: ``python benchmarks/fit_table.py`` prints markdown tables
 (docs/validation.md §7.3): the parameters fitted to each trace (``replay TRACE --fit``'s
 fit, :mod:`kvcache_calculator.traces.fit`), and the analytic model's token hit rate on the
 fitted scenario minus the exact LRU replay's, in percentage points, at 1k, 3k, 10k, 30k and
 100k blocks. ``tests/test_fit_traces.py`` (slow) asserts on the same cases.
+
+The model sees each trace as its replay does (``compare_fit_to_replay``): the trace's window
+from an empty cache, so first uses of shared content miss (docs/model.md §12.5). A second gap
+table gives the steady-state model (no window term) for comparison. ``--warmup F`` replays
+with the first fraction ``F`` of the requests warming the cache uncounted (``replay
+--warmup``), and the model counts from ``F`` times the trace's duration.
 
 The gap table needs a model that takes every fitted key (shared documents, Zipf popularity
 of system prompts, lognormal think times). Where this version's scenario lacks one, the
@@ -33,6 +39,8 @@ from kvcache_calculator.traces.fit import (  # noqa: E402
 from kvcache_calculator.traces.readers import read_trace  # noqa: E402
 from kvcache_calculator.traces.replay import replay_lru_curve  # noqa: E402
 from kvcache_calculator.traces.synthetic import generate_workload  # noqa: E402
+from kvcache_calculator.traces.warmup import WarmupReplay, warmup_requests  # noqa: E402
+from kvcache_calculator.traces.replay import LRUCurveReplay  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
 CAPACITIES_BLOCKS = (1_000, 3_000, 10_000, 30_000, 100_000)
@@ -90,16 +98,25 @@ def cases() -> list:
     return out
 
 
-def measure(requests: list, block_size: int = 512) -> dict:
-    """The fit, and the model's gap to the LRU replay at :data:`CAPACITIES_BLOCKS` (points)."""
+def measure(requests: list, block_size: int = 512, warmup: float = 0.0) -> dict:
+    """The fit, and the model's gap to the LRU replay at :data:`CAPACITIES_BLOCKS` (points):
+    ``gaps_points`` with the trace's window from a cold cache, ``steady_points`` without;
+    ``warmup`` the replay's uncounted share of the requests."""
     fit = fit_scenario(requests, block_size)
-    curve = replay_lru_curve(requests, block_size=block_size)
-    gaps = []
+    if warmup:
+        runner = WarmupReplay(LRUCurveReplay(block_size), warmup_requests(warmup, len(requests)))
+        runner.feed(requests)
+        curve = runner.result()
+    else:
+        curve = replay_lru_curve(requests, block_size=block_size)
+    gaps, steady = [], []
     for c in CAPACITIES_BLOCKS:
-        cmp = compare_fit_to_replay(fit, curve.token_hit_rate(c), analytic_token_hit_rate,
-                                    capacity_tokens=c * block_size)
-        gaps.append(100 * cmp["gap"])
-    return {"fit": fit, "gaps_points": gaps,
+        for cold, out in ((True, gaps), (False, steady)):
+            cmp = compare_fit_to_replay(fit, curve.token_hit_rate(c), analytic_token_hit_rate,
+                                        capacity_tokens=c * block_size, warmup=warmup,
+                                        cold_window=cold)
+            out.append(100 * cmp["gap"])
+    return {"fit": fit, "gaps_points": gaps, "steady_points": steady,
             "replay": [curve.token_hit_rate(c) for c in CAPACITIES_BLOCKS]}
 
 
@@ -112,13 +129,17 @@ def _cell(v) -> str:
 
 
 def main(argv=None) -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warmup", type=float, default=0.0, metavar="F",
+                        help="uncounted share of each trace's requests, as replay --warmup (default 0)")
+    args = parser.parse_args(argv)
+    warmup_requests(args.warmup, 0)           # validates 0 <= F < 1
     rows = []
     for name, requests, truth, note in cases():
         if requests is None:
             print(f"trace not found, skipped {name}: {note}", file=sys.stderr)
             continue
-        rows.append((name, truth, measure(requests)))
+        rows.append((name, truth, measure(requests, warmup=args.warmup)))
     print("Fitted parameters (generated traces: the true value after the slash):\n")
     print("| trace | " + " | ".join(t for _, t in SHOWN) + " |")
     print("|---|" + "---:|" * len(SHOWN))
@@ -138,12 +159,19 @@ def main(argv=None) -> int:
               "re-run after the model takes them):\n")
     else:
         print("Model on the fitted scenario minus exact LRU replay, token hit rate, points:\n")
-    print("| trace | " + " | ".join(f"{c // 1000}k" for c in CAPACITIES_BLOCKS) + " | worst |")
-    print("|---|" + "---:|" * (len(CAPACITIES_BLOCKS) + 1))
-    for name, _, m in rows:
-        g = m["gaps_points"]
-        print(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in g)
-              + f" | {max(abs(x) for x in g):.1f} |")
+    counted = (f"the replay counts the requests after the first {args.warmup:g} of them, the "
+               f"model from {args.warmup:g} of the duration" if args.warmup else
+               "the replay counts every request")
+    for key, title in (("gaps_points", f"Model of the trace's window from an empty cache ({counted}):"),
+                       ("steady_points", "Steady-state model (no window term), for comparison:")):
+        print(title + "\n")
+        print("| trace | " + " | ".join(f"{c // 1000}k" for c in CAPACITIES_BLOCKS) + " | worst |")
+        print("|---|" + "---:|" * (len(CAPACITIES_BLOCKS) + 1))
+        for name, _, m in rows:
+            g = m[key]
+            print(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in g)
+                  + f" | {max(abs(x) for x in g):.1f} |")
+        print()
     for name, _, m in rows:
         _, left = model_scenario(m["fit"])
         if left:

@@ -117,6 +117,14 @@ def test_bailian_detected_with_16_token_blocks(tmp_path, capsys):
     assert fit["scenario"]["think_time_s"] == pytest.approx(9.0)
     cmp = fit["analytic_vs_lru_replay"][0]
     assert set(cmp) >= {"analytic_token_hit_rate", "replay_token_hit_rate", "gap"}
+    # the model sees the trace's 9 s window from an empty cache, counted from the start ...
+    assert cmp["window_s"] == pytest.approx(9.0) and cmp["observed_from_s"] == 0.0
+    assert "empty cache" in fit["models"]
+    # ... or from the warm-up's share of it
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "100", "--fit", "--warmup", "0.5", "--json"], capsys)
+    assert json.loads(out)["fit"]["analytic_vs_lru_replay"][0]["observed_from_s"] == pytest.approx(4.5)
+    code, out, _ = run_cli([str(path), "--capacity-blocks", "100", "--fit"], capsys)
+    assert "window from an empty cache" in out and "(window 9 s, counted from 0 s)" in out
 
 
 def test_bad_line_is_an_error_naming_the_line(tmp_path, capsys):

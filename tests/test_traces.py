@@ -194,8 +194,8 @@ def test_fit_rejects_empty_and_bad_block_size():
 def test_compare_fit_to_replay_passes_capacity_and_reports_gap():
     seen = {}
 
-    def fake_analytic(scenario, answers_cached=True):
-        seen.update(scenario, answers_cached=answers_cached)
+    def fake_analytic(scenario, answers_cached=True, window_s=None, observed_from_s=0.0):
+        seen.update(scenario, answers_cached=answers_cached, window_s=window_s)
         return 0.5
 
     fit = fit_scenario(read_trace(bailian_conversation_lines()), 16)
@@ -203,6 +203,7 @@ def test_compare_fit_to_replay_passes_capacity_and_reports_gap():
     assert out["gap"] == pytest.approx(0.1)
     assert seen["kv_cache_tokens"] == 1600 and "diagnostics" not in seen
     assert seen["answers_cached"] is False     # a replay caches prompts only
+    assert seen["window_s"] == fit["diagnostics"]["duration_s"]   # the trace's window, cold
 
 
 def test_shared_mooncake_trace_reads_and_fits():

@@ -55,8 +55,9 @@ from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
 from kvcache_calculator.analytic.lengths import reach_probabilities, remainder_settles, sum_remainder
 from kvcache_calculator.analytic.popularity import (
     Groups, erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups,
-    zipf_groups,
+    window_hit_probability, zipf_groups,
 )
+from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import sequence_kv_bytes
 from kvcache_calculator.setup.capacity import Capacity
@@ -721,6 +722,49 @@ def document_cache(traffic: Traffic, window_s: float) -> tuple[float, float]:
     return mean, cached
 
 
+def system_prompt_window_hit(traffic: Traffic, T: float, observed: tuple[float, float]) -> float:
+    """:func:`system_prompt_cache`'s ``p`` for requests at ``a`` to ``W`` seconds after an
+    empty cache started, ``observed = (a, W)`` (docs/model.md §12.5): a prompt of popularity
+    ``pi`` survives if one of the last ``min(Lambda t, n)`` requests used it, ``n`` as there,
+    i.e. a Poisson stream of rate ``-Lambda log(1 - pi)`` kept ``n / Lambda`` seconds."""
+    K = traffic.num_shared_prompts
+    requests = traffic.shared_rate * K
+    if K <= 1 or requests <= 0:
+        return 1.0
+    horizon = math.inf if math.isinf(T) else max(1.0, requests * (T + traffic.service_s)) / requests
+    total = 0.0
+    for count, prob in traffic.sys_groups or ((float(K), 1.0 / K),):
+        rate = -requests * math.log1p(-prob) if prob < 1.0 else math.inf
+        total += count * prob * window_hit_probability(rate, horizon, *observed)
+    return total
+
+
+def document_window_hit(traffic: Traffic, window_s: float, observed: tuple[float, float]) -> float:
+    """:func:`document_cache`'s ``p`` for conversations at ``a`` to ``W`` seconds after an
+    empty cache started, ``observed = (a, W)`` (docs/model.md §12.5): the conversations that
+    may have left a pair cached are those since the start, so its exponent
+    ``doc_rate pi window_s`` becomes ``doc_rate pi min(t, window_s)`` at time ``t``."""
+    rate = traffic.doc_rate
+    return sum(count * prob * window_hit_probability(rate * prob, window_s, *observed)
+               for count, prob in traffic.doc_groups)
+
+
+def observed_window(window_s: float | None, observed_from_s: float = 0.0) -> tuple[float, float] | None:
+    """``(a, W)`` for :func:`hits`: requests counted from ``observed_from_s`` to ``window_s``
+    seconds after an empty cache started (a replay of a trace ``window_s`` long, counted after
+    its warm-up); None for ``window_s=None`` (the steady state). Raises ScenarioError naming
+    the argument for a value that is not a time in order."""
+    if window_s is None:
+        return None
+    for key, v in (("window_s", window_s), ("observed_from_s", observed_from_s)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0:
+            raise ScenarioError(key, v, "must be a number of seconds >= 0")
+    if window_s <= observed_from_s:
+        raise ScenarioError("window_s", window_s,
+                            f"must be longer than observed_from_s ({observed_from_s:g} s)")
+    return float(observed_from_s), float(window_s)
+
+
 def document_window(terms: Terms, T: float, tail: float = 0.0) -> float:
     """A conversation's expected time (s, summed over instances) within ``T`` after one of its
     requests ended plus its requests' service: ``sum_r w_r M_r(T) Ss_r + T D_1 + E[N]
@@ -733,21 +777,28 @@ def document_window(terms: Terms, T: float, tail: float = 0.0) -> float:
     return gap_sums(unit, T, traffic.gap_mean_s, 0.0, tail, hit_sums=False)[0] + terms.mean_turns * traffic.service_s
 
 
-def shared_content(terms: Terms, traffic: Traffic, T: float, window_s: float) -> tuple[float, float, float]:
+def shared_content(terms: Terms, traffic: Traffic, T: float, window_s: float,
+                   observed: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """``(tokens cached, tokens hit, request hits)`` of the shared content at ``T``: the
     system prompts' and documents' cached tokens per instance; the shared tokens a turn whose
     history is lost still hits, averaged over conversations (``sys_part`` of :func:`gap_sums`);
     a first turn's chance to be a request hit (its whole shared prefix cached). ``traffic``
-    is ``terms.traffic`` or a variant's (the sweeps' table)."""
+    is ``terms.traffic`` or a variant's (the sweeps' table). ``observed`` ``(a, W)``: the hits
+    of requests at ``a`` to ``W`` seconds after an empty cache started (docs/model.md §12.5;
+    None: the steady state); the cached tokens stay the steady state's."""
     Sb = terms.sys_hit_tokens
     p_sys, prompts = system_prompt_cache(traffic, T) if traffic.shared_tokens or terms.first_turn_sys else (1.0, 0.0)
     tokens = traffic.shared_tokens * p_sys if not traffic.sys_groups else Sb * prompts
+    if observed is not None and p_sys < 1.0:
+        p_sys = system_prompt_window_hit(traffic, T, observed)
     share = terms.doc_share
     part = p_sys * Sb
     first = (1.0 - share) * p_sys if terms.first_turn_sys else 0.0
     if share:
         p_doc, docs = document_cache(traffic, window_s)
         tokens += terms.doc_tokens * docs
+        if observed is not None:
+            p_doc = document_window_hit(traffic, window_s, observed)
         part += share * p_doc * terms.doc_tokens
         if terms.first_turn_doc:
             first += share * p_doc
@@ -823,10 +874,12 @@ def fixed_gap_hit_probabilities(terms: Terms, T: float, theta: float, conv_rate:
     return tuple(f)
 
 
-def hits(terms: Terms, T: float, tail: float = 0.0) -> tuple[float, float]:
+def hits(terms: Terms, T: float, tail: float = 0.0,
+         observed: tuple[float, float] | None = None) -> tuple[float, float]:
     """(expected hit tokens, expected request hits) per conversation at characteristic time T;
-    ``tail`` as in :func:`gap_sums`."""
-    _, part, first = shared_content(terms, terms.traffic, T, document_window(terms, T, tail))
+    ``tail`` as in :func:`gap_sums`; ``observed`` as in :func:`shared_content` (a finite
+    window from a cold cache changes only the shared content's hits: docs/model.md §12.5)."""
+    _, part, first = shared_content(terms, terms.traffic, T, document_window(terms, T, tail), observed)
     traffic = terms.traffic
     fixed_f = (fixed_gap_hit_probabilities(terms, T, traffic.gap_mean_s, traffic.conv_rate_per_instance)
                if terms.gap_kind == "fixed" else None)
@@ -938,12 +991,15 @@ def idle_capacity(tokens: float, held: InFlight) -> float:
     return max(0.0, tokens - held.tokens)
 
 
-def analyze_terms(setup: Setup, terms: Terms, in_flight: bool = True) -> AnalyticResult:
+def analyze_terms(setup: Setup, terms: Terms, in_flight: bool = True,
+                  observed: tuple[float, float] | None = None) -> AnalyticResult:
     """Hit rates, characteristic time and rates for ``setup`` (docs/model.md §4-§6, §9), from
     its :func:`build_terms` (built once by a caller that needs them too). ``in_flight=False``
-    leaves out the KV held by running requests (requests served instantly, as before)."""
+    leaves out the KV held by running requests (requests served instantly, as before).
+    ``observed`` (:func:`observed_window`): the hit rates of a finite window from a cold
+    cache (docs/model.md §12.5); None, the steady state."""
     scenario, capacity = setup.scenario, setup.capacity
-    ceiling_tokens, ceiling_requests = hits(terms, math.inf)
+    ceiling_tokens, ceiling_requests = hits(terms, math.inf, observed=observed)
     max_thr = min(1.0, ceiling_tokens / terms.prompt_tokens)
     max_rhr = min(1.0, ceiling_requests / terms.mean_turns)
     request_rate = scenario.arrival_rate * terms.mean_turns
@@ -955,11 +1011,11 @@ def analyze_terms(setup: Setup, terms: Terms, in_flight: bool = True) -> Analyti
     held = in_flight_for(setup, terms) if in_flight else NO_IN_FLIGHT
     terms = with_service(terms, held.service_s)
     T1 = solve_characteristic_time(terms, idle_capacity(capacity.capacity_tokens, held))
-    gpu_tokens, gpu_requests = hits(terms, T1)
+    gpu_tokens, gpu_requests = hits(terms, T1, observed=observed)
     total_tokens, total_requests, T2 = gpu_tokens, gpu_requests, None
     if capacity.offload_tokens > capacity.capacity_tokens:
         T2 = solve_characteristic_time(terms, idle_capacity(capacity.offload_tokens, held))
-        total_tokens, total_requests = hits(terms, T2)
+        total_tokens, total_requests = hits(terms, T2, observed=observed)
     gpu_thr = min(1.0, gpu_tokens / terms.prompt_tokens)
     thr = min(1.0, total_tokens / terms.prompt_tokens)
     rhr = min(1.0, total_requests / terms.mean_turns)
@@ -979,15 +1035,22 @@ def analyze_terms(setup: Setup, terms: Terms, in_flight: bool = True) -> Analyti
     )
 
 
-def analyze_setup(setup: Setup, in_flight: bool = True, answers_cached: bool = True) -> AnalyticResult:
+def analyze_setup(setup: Setup, in_flight: bool = True, answers_cached: bool = True, *,
+                  window_s: float | None = None, observed_from_s: float = 0.0) -> AnalyticResult:
     """Hit rates, characteristic time and rates for a resolved scenario (docs/model.md §4-§6, §9);
-    ``in_flight`` as in :func:`analyze_terms`, ``answers_cached`` as in :func:`build_terms`."""
-    return analyze_terms(setup, build_terms(setup, answers_cached=answers_cached), in_flight)
+    ``in_flight`` as in :func:`analyze_terms`, ``answers_cached`` as in :func:`build_terms`.
+    ``window_s``: the hit rates of the requests from ``observed_from_s`` to ``window_s``
+    seconds after an empty cache started, as a replay of a trace that long sees them
+    (docs/model.md §12.5); None (the default), the steady state."""
+    observed = observed_window(window_s, observed_from_s)
+    return analyze_terms(setup, build_terms(setup, answers_cached=answers_cached), in_flight, observed)
 
 
-def analyze(scenario: Scenario, in_flight: bool = True, answers_cached: bool = True) -> AnalyticResult:
+def analyze(scenario: Scenario, in_flight: bool = True, answers_cached: bool = True, *,
+            window_s: float | None = None, observed_from_s: float = 0.0) -> AnalyticResult:
     """:func:`analyze_setup` of ``scenario`` resolved (:func:`~kvcache_calculator.setup.resolve.resolve`)."""
-    return analyze_setup(resolve(scenario), in_flight, answers_cached)
+    return analyze_setup(resolve(scenario), in_flight, answers_cached, window_s=window_s,
+                         observed_from_s=observed_from_s)
 
 
 def hit_rate_and_ceiling(setup: Setup, tail: float = 0.0, in_flight: bool = True) -> tuple[float, float]:

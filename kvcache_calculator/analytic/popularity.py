@@ -157,3 +157,45 @@ def erlang_cdf_and_partial(t: float, k: int, theta: float) -> tuple[float, float
         return 0.0, 0.0
     lower, pk, above = poisson_tails(k, t / theta)
     return pk + above, k * theta * above + t * lower
+
+
+#: Below this ``x``, ``x - 1 + exp(-x)`` is summed as its series (its three terms are exact
+#: to about 1e-17 relative there, where the direct form loses digits to cancellation).
+_RAMP_SERIES = 1e-3
+
+
+def _ramp(x: float) -> float:
+    """``x - 1 + exp(-x)`` (>= 0), accurate for small ``x``."""
+    if x < _RAMP_SERIES:
+        return x * x * (0.5 - x * (1.0 / 6.0 - x / 24.0))
+    return x + math.expm1(-x)
+
+
+def window_hit_probability(rate: float, horizon: float, start: float, end: float) -> float:
+    """Mean of ``1 - exp(-rate * min(t, horizon))`` over ``t`` uniform on ``[start, end]``
+    (docs/model.md §12.5): the chance that a use of an object requested as a Poisson stream of
+    ``rate`` per second finds it cached, for uses at times ``t`` since an empty cache started,
+    when a steady-state cache keeps it ``horizon`` seconds (Che's characteristic time).
+
+    With ``lo = min(start, horizon)``, ``hi = min(end, horizon)``, ``d = hi - lo``::
+
+        integral_start^end = (1 - e^(-rate lo)) d + e^(-rate lo) (rate d - 1 + e^(-rate d)) / rate
+                             + max(0, end - max(start, horizon)) (1 - e^(-rate horizon))
+
+    divided by ``end - start``. ``end = inf`` (or ``start >= horizon``) is the steady state
+    ``1 - exp(-rate * horizon)``; ``start = end`` the value at that instant."""
+    if rate <= 0.0:
+        return 0.0
+    if math.isinf(rate):
+        return 1.0
+    steady = -math.expm1(-rate * horizon) if not math.isinf(horizon) else 1.0
+    if math.isinf(end) or start >= horizon:
+        return steady
+    if end <= start:
+        return -math.expm1(-rate * min(start, horizon))
+    lo, hi = min(start, horizon), min(end, horizon)
+    d = hi - lo
+    total = -math.expm1(-rate * lo) * d + math.exp(-rate * lo) * _ramp(rate * d) / rate
+    if end > horizon:
+        total += (end - max(start, horizon)) * steady
+    return total / (end - start)

@@ -75,6 +75,7 @@ from kvcache_calculator.traces.readers import (
     detect_format,
 )
 from kvcache_calculator.traces.fit import (
+    REPLAY_WINDOW_NOTE,
     ScenarioFitter,
     analytic_token_hit_rate,
     compare_fit_to_replay,
@@ -537,10 +538,10 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 comparisons.append(compare_fit_to_replay(
                     fit, curve.token_hit_rate(c), analytic_token_hit_rate,
-                    capacity_tokens=c * block_size))
+                    capacity_tokens=c * block_size, warmup=opts.warmup if warm else 0.0))
             except ScenarioError as err:
                 comparisons.append({"capacity_tokens": c * block_size, "error": str(err)})
-        out["fit"] = {"scenario": fit, "analytic_vs_lru_replay": comparisons}
+        out["fit"] = {"scenario": fit, "analytic_vs_lru_replay": comparisons, "models": REPLAY_WINDOW_NOTE}
     if args.explain:
         requests: list = []
         _run_pass(source, fmt, args.skip_bad_lines, [_Collector(requests)], "reading for --explain")
@@ -612,6 +613,10 @@ def _print_table(out: dict) -> None:
         _, left_out = model_scenario(sc)
         if left_out:
             print("  the model below runs without the keys this version does not have")
+        window = next((c for c in fit["analytic_vs_lru_replay"] if "window_s" in c), None)
+        print(f"  {fit['models']}" + (
+            f" (window {window['window_s']:,.0f} s, counted from {window['observed_from_s']:,.0f} s)"
+            if window else ""))
         for cmp in fit["analytic_vs_lru_replay"]:
             if "error" in cmp:
                 print(f"  at {cmp['capacity_tokens']:,} tokens: the model cannot run the fitted "

@@ -108,7 +108,9 @@ def fitted_fragment(scenario: Scenario, fit: dict) -> str:
 
 def fit_gaps(fit: dict, curve: LRUCurve, capacities_blocks: Sequence[int]) -> list:
     """The analytic model on the fitted scenario against the exact LRU replay at each capacity
-    (``traces.compare_fit_to_replay``); a capacity the model cannot evaluate gets ``error``
+    (``traces.compare_fit_to_replay``: the model sees the trace's window from an empty cache,
+    as the replay of an uploaded trace, counted from its start, does: docs/model.md §12.5);
+    a capacity the model cannot evaluate gets ``error``
     (:meth:`ScenarioError.to_dict`) instead of the model's numbers."""
     out = []
     for blocks in capacities_blocks:

@@ -58,7 +58,8 @@ from kvcache_calculator.traces.inference import ConversationInference
 
 __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "repeated_pairs",
            "documents_for_runs", "document_popularity_steps", "document_gap_loglik", "clamp_to_form",
-           "model_scenario", "replay_view", "compare_fit_to_replay", "analytic_token_hit_rate", "fit_report",
+           "model_scenario", "replay_view", "replay_window", "REPLAY_WINDOW_NOTE", "compare_fit_to_replay",
+           "analytic_token_hit_rate", "fit_report",
            "WORKLOAD_KEYS", "FALLBACK_LIMITS"]
 
 #: The keys a fit sets, in the order the report lists them.
@@ -719,29 +720,56 @@ def replay_view(scenario: dict) -> dict:
     return out
 
 
+def replay_window(fitted: dict, warmup: float = 0.0) -> dict:
+    """The keywords that make the analytic model see a replay's window (docs/model.md §12.5):
+    ``window_s``, the fitted trace's duration, and ``observed_from_s``, where its counted
+    requests start (``warmup`` times the duration for ``replay --warmup``: arrivals at a
+    steady rate). A replay starts from an empty cache, so each shared document's and system
+    prompt's first use in the window is a miss, which the steady state counts as a hit.
+    Empty (the steady state) for a trace with no duration."""
+    duration = float(fitted.get("diagnostics", {}).get("duration_s") or 0.0)
+    if duration <= 0:
+        return {}
+    return {"window_s": duration, "observed_from_s": warmup * duration}
+
+
+#: What the comparison of a fitted model with a replay models, for the CLI and the lab.
+REPLAY_WINDOW_NOTE = ("the model is run as the replay sees the trace: its window from an "
+                      "empty cache (first uses of shared content miss), prompts only cached, "
+                      "requests taking no time; the share link is the steady state")
+
+
 def compare_fit_to_replay(fitted: dict, replay_token_hit_rate: float, analytic,
-                          capacity_tokens: float | None = None) -> dict:
+                          capacity_tokens: float | None = None, warmup: float = 0.0,
+                          cold_window: bool = True) -> dict:
     """Run an analytic model on a fitted scenario and report its gap to a replay.
 
     ``analytic`` takes a scenario dict (the keys :func:`model_scenario` keeps, as
     :func:`replay_view` sets them, ``kv_cache_tokens`` set to ``capacity_tokens`` when given)
-    and the keyword ``answers_cached`` (False here: a replay caches prompts only), and
-    returns the predicted token hit rate (0-1). Returns ``{"analytic_token_hit_rate",
-    "replay_token_hit_rate", "gap", "capacity_tokens"}`` with ``gap = analytic - replay``
-    (a fraction).
+    and the keyword ``answers_cached`` (False here: a replay caches prompts only), with
+    ``cold_window`` also :func:`replay_window`'s ``window_s`` and ``observed_from_s`` (the
+    trace's duration and, with ``warmup``, the replay's warm-up fraction, where counting
+    starts), and returns the predicted token hit rate (0-1). Returns
+    ``{"analytic_token_hit_rate", "replay_token_hit_rate", "gap", "capacity_tokens"}`` with
+    ``gap = analytic - replay`` (a fraction), and ``window_s``/``observed_from_s`` when the
+    model saw the window.
     """
     scenario = replay_view(model_scenario(fitted)[0])
     if capacity_tokens is not None:
         scenario["kv_cache_tokens"] = int(capacity_tokens)
-    predicted = float(analytic(scenario, answers_cached=False))
+    window = replay_window(fitted, warmup) if cold_window else {}
+    predicted = float(analytic(scenario, answers_cached=False, **window))
     return {"analytic_token_hit_rate": predicted,
             "replay_token_hit_rate": replay_token_hit_rate,
             "gap": predicted - replay_token_hit_rate,
-            "capacity_tokens": capacity_tokens}
+            "capacity_tokens": capacity_tokens, **window}
 
 
-def analytic_token_hit_rate(scenario: dict, answers_cached: bool = True) -> float:
+def analytic_token_hit_rate(scenario: dict, answers_cached: bool = True, window_s: float | None = None,
+                            observed_from_s: float = 0.0) -> float:
     """The project's analytic model (docs/model.md §5) on a scenario dict; ``answers_cached``
-    False for a trace replay's view (:func:`replay_view`). Raises ScenarioError for an
+    False for a trace replay's view (:func:`replay_view`), ``window_s``/``observed_from_s`` a
+    replay's window from a cold cache (:func:`replay_window`). Raises ScenarioError for an
     invalid scenario."""
-    return analyze(Scenario.from_dict(scenario), answers_cached=answers_cached).token_hit_rate
+    return analyze(Scenario.from_dict(scenario), answers_cached=answers_cached, window_s=window_s,
+                   observed_from_s=observed_from_s).token_hit_rate
