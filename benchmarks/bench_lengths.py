@@ -43,7 +43,7 @@ BEFORE = "a9a9484"
 CASES = (
     ("in/out 10/10, B=512, 5 geometric turns", dict(input_tokens=10, output_tokens=10, block_size=512), True),
     ("in/out 20/20, B=512, 5 geometric turns", dict(input_tokens=20, output_tokens=20, block_size=512), True),
-    ("in/out 50/20, B=512, 5 geometric turns, answers", dict(input_tokens=50, output_tokens=20, block_size=512), True),
+    ("in/out 50/20, B=512, 5 geometric turns", dict(input_tokens=50, output_tokens=20, block_size=512), True),
     ("in/out 200/100, B=16, 5 geometric turns", dict(input_tokens=200, output_tokens=100, block_size=16), True),
     ("in/out 5/5, B=512, 1000 fixed turns", dict(input_tokens=5, output_tokens=5, block_size=512, turns=1000,
                                                   turns_dist="fixed"), True),
@@ -113,7 +113,7 @@ def main() -> int:
         setup = resolve(Scenario.from_dict(dict(values, length_dist="exponential")))
         after, terms = _time(model.build_terms, setup, args.repeat, lengths.grouped_remainder.cache_clear)
         if not run_before:
-            print(f"| {label} | not run (minutes or more) | {1000 * after:.2f} | | |")
+            print(f"| {label} | not run (a minute or more) | {1000 * after:.2f} | | |")
             continue
         before, old_terms = _time(old.build_terms, setup, args.repeat, old.sum_remainder.cache_clear)
         print(f"| {label} | {1000 * before:.1f} | {1000 * after:.2f} | {before / after:.0f}x | "
