@@ -1,23 +1,29 @@
 """Cross-validation: the analytic LRU model against the simulator over a seeded grid.
 
 The grid (113 scenarios, grid seed 2026, simulation seed 7, about 150,000 measured requests
-each; 32 of them with shared documents, system prompts of Zipf popularity and lognormal
+each, up to 10 times more where the simulation's 95 % half-width exceeds the 1-point
+tolerance: 8 cases; 32 of them with shared documents, system prompts of Zipf popularity and lognormal
 think times, 9 with exponential message and answer lengths) and its regimes live in ``benchmarks/crossval_table.py``, which also prints the
 README table. Tolerances, in percentage points (pt) of hit rate, analytic minus simulated:
 
 - where the model is documented to hold (general LRU, shared content, lognormal gaps,
-  random lengths, everything fits, offload tier): mean absolute error <= 0.26 pt (seen:
-  0.16, margin 0.1), and every case within its regime's worst seen plus 0.5 pt
-  (``WORST_PT``; seen: general 0.30, shared content 0.79, lognormal gaps 1.04, random
-  lengths 0.60, offload tier 0.94). Simulation noise alone is up to about 0.9 pt (95 %
-  half-width) on these runs. Before a copy's wait counted the service of the turns served
+  random lengths, everything fits, offload tier): mean absolute error <= 0.25 pt (seen:
+  0.15, margin 0.1), and every case within its regime's worst seen plus 0.5 pt
+  (``WORST_PT``; seen: general 0.30, shared content 0.79, lognormal gaps 0.38, random
+  lengths 0.60, offload tier 0.94). Lognormal gaps' worst was 1.04 at 150,000 requests,
+  case #72 with a half-width of 1.83 pt: over 20 seeds its error is +0.07 +- 0.20 pt (standard
+  error; -0.07 +- 0.11 at 600,000 requests), noise rather than a bias; the grid now runs it 10 times
+  longer (1,500,000 requests): +0.38, 95 % half-width 0.84. Simulation noise alone is at
+  most 1 pt (95 % half-width) on these runs by that rule (seen: up to 1.00). Before a copy's wait counted the service of the turns served
   elsewhere (docs/model.md §6.2) these were 0.26 / 2.15, and requests running 30 % of the
   think time or more under spread turns were a weak regime of their own (2.32 / 6.46);
 - fixed think times near a step of the model (smoothed by the occupancy's fluctuation,
-  docs/model.md §12.4): mean <= 0.51 pt, worst <= 2.06 pt (seen: 0.41 / 1.56; before the
+  docs/model.md §12.4): mean <= 0.58 pt, worst <= 3.02 pt (seen: 0.48 / 2.52; 0.41 / 1.56
+  before the noisiest cases ran longer: case #44, 8 instances with session routing at a 2.6 %
+  hit rate, is -2.62 +- 0.11 pt over 8 seeds, a bias the short run hid; before the
   smoothing: 2.2 / 10.2);
-- tiny caches (fewer than 20 prompts): the documented weak spot, mean <= 0.89 pt, worst <=
-  10.66 pt (seen: 0.79 / 10.16);
+- tiny caches (fewer than 20 prompts): the documented weak spot, mean <= 0.82 pt, worst <=
+  8.99 pt (seen: 0.72 / 8.49; 0.79 / 10.16 before the noisiest cases ran longer);
 - every scenario off by more than 1.5 pt is flagged by ``report.model_notes``, so the page
   tells the user to check with the simulation.
 
@@ -31,6 +37,7 @@ model is several points off.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -46,11 +53,11 @@ from benchmark_modules import load_benchmark
 cv = load_benchmark("crossval_table")
 
 #: Bounds are the values seen (seed 7) plus a margin: 0.1 pt on means, 0.5 pt on worst cases.
-MODELLED_MEAN_PT = 0.16 + 0.1
+MODELLED_MEAN_PT = 0.15 + 0.1
 MODELLED_REQUEST_MEAN_PT = 0.19 + 0.1
 MODELLED_REQUEST_WORST_PT = 1.34 + 0.5
 #: Per-case bound of each modelled regime: its worst seen plus 0.5 pt.
-WORST_PT = {"general": 0.30 + 0.5, "shared content": 0.79 + 0.5, "lognormal gaps": 1.04 + 0.5,
+WORST_PT = {"general": 0.30 + 0.5, "shared content": 0.79 + 0.5, "lognormal gaps": 0.38 + 0.5,
             "random lengths": 0.60 + 0.5, "everything fits": 0.13 + 0.5, "offload tier": 0.94 + 0.5}
 #: Beyond this (and the simulation's half-width) a scenario must carry a note for the user.
 FLAG_PT = 1.5
@@ -175,12 +182,13 @@ def test_simulated_in_flight_kv_is_littles_law(flight_rows):
 @pytest.mark.slow
 def test_whole_grid_mean_error(rows):
     """Over all 113 scenarios, weak regimes included (almost half of the grid is deliberately
-    tiny or near a step): mean <= 0.52 pt. Seen: 0.42 (0.57 before the service of spread turns
+    tiny or near a step): mean <= 0.49 pt. Seen: 0.39 (0.57 before the service of spread turns
     counted, docs/model.md §6.2; 0.58 over the first 104; 0.60 over the
     first 72 at 60,000 requests before the fixed-gap smoothing; 1.06 before the shared-prefix
-    survival rule of ``analytic.shared_prefix_hit_probability``)."""
+    survival rule of ``analytic.shared_prefix_hit_probability``; 0.42 before the noisiest
+    cases ran longer)."""
     stats = cv._stats(rows)
-    assert stats["mean_pt"] <= 0.42 + 0.1, _report(rows)
+    assert stats["mean_pt"] <= 0.39 + 0.1, _report(rows)
 
 
 @pytest.mark.slow
@@ -192,10 +200,10 @@ def test_everything_fits_gives_the_ceiling(rows):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("regime, mean_pt, worst_pt", [
-    # seen: 0.79 / 10.16, the worst two with lognormal gaps (sigma 1.5) and requests running
+    # seen: 0.72 / 8.49, the worst two with lognormal gaps (sigma 1.5) and requests running
     # as long as the think time in a pool they half fill (the mean in-flight KV's limit)
-    ("tiny cache", 0.79 + 0.1, 10.16 + 0.5),
-    ("fixed gaps near T", 0.41 + 0.1, 1.56 + 0.5),  # seen: 0.41 / 1.56 (before the smoothing: 2.23 / 10.17)
+    ("tiny cache", 0.72 + 0.1, 8.49 + 0.5),
+    ("fixed gaps near T", 0.48 + 0.1, 2.52 + 0.5),  # seen: 0.48 / 2.52 (before the smoothing: 2.23 / 10.17)
 ])
 def test_weak_regimes_stay_within_their_documented_errors(rows, regime, mean_pt, worst_pt):
     mine = [r for r in rows if r.regime == regime]
@@ -239,3 +247,22 @@ def test_simulated_characteristic_time_tracks_the_model(rows):
         assert 1 / 1.25 < ratio < 1.25, (r.case.name, sim.characteristic_time_s, r.characteristic_time_s)
         checked += 1
     assert checked >= 5
+
+
+def test_a_noisy_simulation_runs_longer():
+    """Case #72 (lognormal gaps, session routing; seed 7) with 2,000 conversations: its 95 %
+    half-width exceeds the 1-point tolerance (``NOISE_PT``), so the row is the same seed run
+    ``min(MAX_LONGER, ceil((half-width / AIM_PT)^2))`` times longer (here 10x). (At 2,000
+    conversations the batch-means half-width itself is too low, 1.6 pt on average where 20
+    seeds give a standard deviation of 1.9 pt, a half-width of about 3.7: batches shorter than
+    a conversation's lifetime are correlated. At the grid's 150,000 requests it holds: 1.7
+    against a standard deviation of 0.9 over 20 seeds.)"""
+    case = cv.grid()[72]
+    s = case.scenario
+    short = cv.simulate(s, capacity_tokens=case.capacity_tokens, conversations=2_000, seed=cv.SIM_SEED)
+    half = 100 * (short.token_hit_rate_ci[1] - short.token_hit_rate_ci[0]) / 2
+    assert half > cv.NOISE_PT
+    row = cv.compare(case, requests=2_000)
+    assert row.longer == min(cv.MAX_LONGER, math.ceil((half / cv.AIM_PT) ** 2)) == 10
+    longer = cv.simulate(s, capacity_tokens=case.capacity_tokens, conversations=2_000 * row.longer, seed=cv.SIM_SEED)
+    assert row.simulated == longer.token_hit_rate

@@ -6,7 +6,9 @@ import random
 
 import pytest
 
-from kvcache_calculator.analytic.lengths import erlang_tail, exponential_remainder, reach_probabilities, sum_remainder
+from kvcache_calculator.analytic.lengths import (
+    erlang_tail, exponential_remainder, geometric_compound, grouped_remainder, reach_probabilities, sum_remainder,
+)
 from kvcache_calculator.analytic.model import analyze, build_terms
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import Scenario
@@ -23,8 +25,7 @@ def _erlang_remainder_by_terms(offset: float, mean: float, j: int, B: int) -> fl
         if y <= 0:
             floors += 1.0
             continue
-        x = y / mean
-        tail = math.exp(-x) * sum(x ** i / math.factorial(i) for i in range(j))
+        tail = erlang_tail(y, j, mean)
         floors += tail
         if tail < 1e-16:
             break
@@ -132,3 +133,60 @@ def test_request_hits_count_the_chance_that_a_history_fills_a_block():
     r = simulate(s, conversations=20_000, seed=7)
     assert a.request_hit_rate == pytest.approx(r.request_hit_rate, abs=0.006)
     assert a.token_hit_rate == pytest.approx(r.token_hit_rate, abs=0.006)
+
+
+#: (new tokens, answer, block, system prompt, r = 1 - 1/turns): where the term-by-term sums
+#: are slowest (tiny turns in large blocks, the form's limits: 1-token turns, 4,096-token
+#: blocks) and ordinary ones.
+_COMPOUND_GRID = [(1.0, 1.0, 4096, 0, 0.5), (1.0, 0.0, 4096, 100, 0.5), (3.0, 1.0, 4096, 0, 0.6),
+                  (1.0, 1.0, 512, 500, 0.6), (10.0, 10.0, 512, 0, 0.5), (50.0, 200.0, 512, 100, 0.7),
+                  (800.0, 300.0, 16, 7, 0.8), (300.0, 0.0, 512, 0, 0.7)]
+
+
+@pytest.mark.parametrize("m1,m2,B,S,r", _COMPOUND_GRID)
+@pytest.mark.parametrize("answers_cached", [True, False])
+def test_geometric_compound_matches_term_by_term_sums(m1, m2, B, S, r, answers_cached):
+    """``sum_j r^j E[g(Y_j)]`` as a mixture of two exponentials against the sum over j,
+    to where ``r^j B`` falls below 1e-10 tokens, of each history's remainder and of
+    ``P(S + Y_j >= B)``. Equal or zero means (``Y_j`` Erlang): exact term-by-term references
+    (Erlang tails), within 1e-9 tokens. Unequal means: each history's Fourier series
+    (:func:`grouped_remainder`), within 1e-4 tokens: the series of the first histories stops
+    at 100,000 terms before its 1e-9 bound with 1- to 3-token lengths in 4,096-token blocks."""
+    mixture = geometric_compound(m1, m2, r, answers_cached)
+    assert sum(w for w, _ in mixture) == pytest.approx(r / (1 - r), rel=1e-12)
+    erlang = m2 in (0.0, m1)
+    total, reach, j = 0.0, 0.0, 1
+    while r ** j * B > 1e-10:
+        k2 = j if answers_cached else j - 1
+        if erlang:
+            k = j + (k2 if m2 else 0)
+            total += r ** j * _erlang_remainder_by_terms(S, m1, k, B)
+            reach += r ** j * erlang_tail(B - S, k, m1)
+        else:
+            total += r ** j * grouped_remainder(float(S), ((m1, j), (m2, k2)), B)
+        j += 1
+    assert sum(w * exponential_remainder(S, mean, B) for w, mean in mixture) == pytest.approx(
+        total, abs=1e-9 if erlang else 1e-4)
+    if erlang:
+        assert sum(w * math.exp(-(B - S) / mean) for w, mean in mixture) == pytest.approx(reach, abs=1e-9)
+
+
+@pytest.mark.parametrize("values", [
+    dict(input_tokens=1, output_tokens=1, block_size=4096, turns=2),
+    dict(input_tokens=3, output_tokens=1, block_size=4096, turns=3, system_prompt_tokens=100),
+    dict(input_tokens=10, output_tokens=10, block_size=512, turns=5, routing="random", instances=4),
+    dict(input_tokens=5, output_tokens=0, block_size=512, turns=20, num_documents=10, document_tokens=300,
+         document_share=0.5),
+])
+def test_tiny_turns_in_large_blocks_match_the_reference(values):
+    """The worst inputs of the term-by-term sums (new tokens and answers of a few tokens in
+    blocks of 512-4,096) with geometric turns: the closed forms (O(1); the sums took seconds
+    or did not end, benchmarks/bench_lengths.py) against the model's term-by-term reference
+    (``closed_form=False``), every sum within 1e-8 of the prompt tokens, both views."""
+    setup = resolve(Scenario.from_dict(dict(values, length_dist="exponential")))
+    for cached in (True, False):
+        a, b = build_terms(setup, answers_cached=cached), build_terms(setup, closed_form=False, answers_cached=cached)
+        for x, y in ((a.hit_sums[0], b.hit_sums[0]), (a.cost_sums[0], b.cost_sums[0]),
+                     (a.cost_last, b.cost_last), (a.prompt_tokens, b.prompt_tokens)):
+            assert x == pytest.approx(y, abs=1e-8 * b.prompt_tokens)
+        assert a.request_hit_turns == pytest.approx(b.request_hit_turns, abs=1e-8 * b.mean_turns)

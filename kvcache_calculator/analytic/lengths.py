@@ -14,6 +14,10 @@ independent exponential lengths of means ``m_i`` and a fixed offset ``s``:
   Every factor has modulus below 1, so the series converges at least like ``1/n^3`` and the
   remainder tends to ``B/2`` as lengths are added.
 
+With geometric turns the model needs ``sum_j r^j E[g(s + Y_j)]`` only, ``Y_j`` the lengths of
+j turns: a mixture of two exponential lengths (:func:`geometric_compound`), so closed forms
+however slowly the remainder settles (docs/model.md §13).
+
 Lengths are continuous here (a trace's are whole tokens: the mean remainder is then about
 half a token lower, ``(B-1)/2`` against ``B/2`` for a uniform remainder).
 
@@ -44,28 +48,66 @@ def exponential_remainder(offset: float, mean: float, B: int) -> float:
     return s + mean - B * math.exp((s - B) / mean) / -math.expm1(-B / mean) if q < 1 else s
 
 
-@functools.lru_cache(maxsize=4096)
 def sum_remainder(offset: float, means: tuple[float, ...], B: int) -> float:
     """``E[(offset + Y) mod B]`` for ``Y`` the sum of independent exponential lengths of
     ``means`` (tokens; zeros are fixed lengths of 0), by the Fourier series (module docstring)."""
-    means = tuple(m for m in means if m > 0)
+    counts: dict[float, int] = {}
+    for m in means:
+        if m > 0:
+            counts[m] = counts.get(m, 0) + 1
+    return grouped_remainder(offset, tuple(counts.items()), B)
+
+
+@functools.lru_cache(maxsize=4096)
+def grouped_remainder(offset: float, groups: tuple[tuple[float, int], ...], B: int) -> float:
+    """:func:`sum_remainder` of ``Y`` the sum of ``count`` exponential lengths of ``mean`` for
+    each ``(mean, count)`` of ``groups`` (an Erlang per group): each Fourier term costs one
+    power per group, not one factor per length."""
+    groups = tuple((m, k) for m, k in groups if m > 0 and k > 0)
     s = offset % B
-    if not means:
+    if not groups:
         return s
-    if len(means) == 1:
-        return exponential_remainder(s, means[0], B)
+    if len(groups) == 1 and groups[0][1] == 1:
+        return exponential_remainder(s, groups[0][0], B)
     total = 0.0
     for n in range(1, _MAX_TERMS + 1):
         t = 2 * math.pi * n / B
-        phi = cmath.exp(1j * t * s)
-        bound = 1.0
-        for m in means:
-            phi /= complex(1.0, -t * m)
-            bound /= math.hypot(1.0, t * m)
+        log_phi = complex(0.0, t * s)
+        for m, k in groups:
+            log_phi -= k * cmath.log(complex(1.0, -t * m))
+        phi = cmath.exp(log_phi)          # |phi| = prod |1 - i t m|^-k: the term's bound
         total += phi.imag / n
-        if B / math.pi * bound / n < _TOL_TOKENS:
+        if B / math.pi * math.exp(log_phi.real) / n < _TOL_TOKENS:
             break
     return B / 2 - B / math.pi * total
+
+
+def geometric_compound(m1: float, m2: float, r: float, answers_cached: bool = True) -> tuple[tuple[float, float], ...]:
+    """``(weight, mean)`` pairs such that ``sum_{j>=1} r^j E[g(Y_j)] = sum weight E[g(X_mean)]``
+    for every ``g``, ``X_mean`` exponential of that mean: ``Y_j`` the sum of j exponential
+    lengths of mean ``m1 > 0`` and j of mean ``m2 >= 0`` (j - 1 when ``answers_cached`` is
+    False), ``0 < r < 1``.
+
+    The Laplace transform of the left side is ``r phi1 phi2^(1 or 0) / (1 - r phi1 phi2)``
+    with ``phi_i(u) = 1/(1 + u m_i)``: ``N(u) / D(u)`` with ``D(u) = (1 + u m1)(1 + u m2) - r
+    = m1 m2 (u + a)(u + b)``, real roots ``a, b > 0`` (its discriminant is ``(m1 - m2)^2 +
+    4 m1 m2 r``), and ``N = r`` (``r (1 + u m2)`` without the last answer). Partial fractions
+    make its measure ``alpha e^(-a y) + beta e^(-b y)``: two exponentials of means ``1/a``,
+    ``1/b``, weights ``alpha/a``, ``beta/b`` (of either sign; they sum to ``r/(1-r)``). With
+    ``m2 = 0`` one exponential: weight ``r/(1-r)``, mean ``m1/(1-r)`` (a geometric sum of
+    exponentials is exponential)."""
+    if m2 <= 0:
+        return ((r / (1 - r), m1 / (1 - r)),)
+    prod, total = m1 * m2, m1 + m2
+    b = (total + math.sqrt((m1 - m2) ** 2 + 4 * prod * r)) / (2 * prod)
+    a = (1 - r) / (prod * b)                       # a * b = (1 - r) / (m1 m2), without cancellation
+
+    def numerator(u: float) -> float:
+        return r if answers_cached else r * (1 - u * m2)
+
+    alpha = numerator(a) / (prod * (b - a))        # residue at u = -a: N(-a) / (m1 m2 (b - a))
+    beta = numerator(b) / (prod * (a - b))
+    return ((alpha / a, 1 / a), (beta / b, 1 / b))
 
 
 def erlang_tail(x: float, k: int, mean: float) -> float:

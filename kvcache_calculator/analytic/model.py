@@ -52,7 +52,9 @@ from dataclasses import asdict, dataclass, replace
 
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
-from kvcache_calculator.analytic.lengths import reach_probabilities, remainder_settles, sum_remainder
+from kvcache_calculator.analytic.lengths import (
+    exponential_remainder, geometric_compound, grouped_remainder, reach_probabilities, remainder_settles,
+)
 from kvcache_calculator.analytic.popularity import (
     Groups, erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups,
     window_hit_probability, zipf_groups,
@@ -210,18 +212,25 @@ def _remainders(S: int, lengths: tuple[float, float], B: int, answers_cached: bo
         if B * (settle ** j if answers_cached else settle ** (j - 1) * settle_last) < _SETTLED_TOKENS:
             yield j, B / 2
             return
-        yield j, sum_remainder(float(S), lengths * (j - 1) + last, B)
+        counts = (lengths[0], j), (lengths[1], j if answers_cached else j - 1)
+        yield j, grouped_remainder(float(S), counts, B)
         j += 1
 
 
 def _random_mod_sum(S: int, lengths: tuple[float, float], B: int, r: float,
                     answers_cached: bool = True) -> float:
-    """``sum_{j>=1} r^j E[(S + Y_j) mod B]`` (:func:`_remainders`): the terms until the
-    remainder settles, then ``B/2`` times the geometric tail."""
-    total = 0.0
-    for j, rem in _remainders(S, lengths, B, answers_cached):
-        total += r ** j * rem
-    return total + (B / 2) * r ** (j + 1) / (1 - r) if r < 1 else total
+    """``sum_{j>=1} r^j E[(S + Y_j) mod B]`` (``Y_j`` as in :func:`_remainders`), ``0 < r < 1``,
+    in closed form: the geometric sum over j of the random histories is a mixture of two
+    exponential lengths (:func:`~kvcache_calculator.analytic.lengths.geometric_compound`),
+    whose remainders are closed forms. Costs O(1) however slowly the remainder settles (tiny
+    lengths in large blocks took millions of terms summed one by one)."""
+    if lengths[0] <= 0:             # no new tokens: the term-by-term sum (never from the form)
+        total = 0.0
+        for j, rem in _remainders(S, lengths, B, answers_cached):
+            total += r ** j * rem
+        return total + (B / 2) * r ** (j + 1) / (1 - r)
+    return sum(w * exponential_remainder(float(S), mean, B)
+               for w, mean in geometric_compound(lengths[0], lengths[1], r, answers_cached))
 
 
 def _history_blocks(scenario: Scenario, S: int, K: int, answers_cached: bool = True) -> list[float]:
@@ -415,9 +424,12 @@ def _first_moments(setup: Setup, S: int, closed_form: bool, answers_cached: bool
                                0 if answers_cached else Out)
         R = 1 if sticky else max(1, min(K, int(math.log(_EPS_TAIL) / math.log(1 - q)) + 2))
         if scenario.length_dist != "fixed":
-            # sum_j S(j+1) P(h_j >= B), S(j+1) = (1-p)^j, to where S falls below _EPS_TAIL
-            reach = _reaches_block(scenario, S, [0.0] * (K + 1), answers_cached)
-            sums["request_hit_turns"] = sum((1 - p) ** j * reach[j] for j in range(1, K + 1))
+            # sum_j S(j+1) P(S + Y_j >= B), S(j+1) = (1-p)^j, in closed form over the
+            # geometric compound of the lengths (a mixture of two exponentials)
+            x = B - S
+            sums["request_hit_turns"] = sum(
+                w * (math.exp(-x / mean) if x > 0 else 1.0)
+                for w, mean in geometric_compound(float(In), float(Out), 1 - p, answers_cached))
         base_h, base_s = sums["base_h"], sums["base_s"]
         base_c = base_h - Sb * base_s
         factor = p / (1 - (1 - p) * (1 - q))
