@@ -789,11 +789,12 @@ def drift_warning(fit: dict) -> str | None:
             f"is {seen} % in its {len(seg)} equal spans of time, where a stationary workload "
             f"with the fitted parameters gives {model} % from the same empty cache (the "
             f"departures spread over {drift['spread_points']:.0f} points; the test flags "
-            f"{drift['threshold_points']:.0f} or more). A stationary model is expected to be off "
-            f"by several points on such a trace (on the public Mooncake synthetic trace, which "
-            f"drifts so, 5-7 points under the replay at 10k-100k blocks; fits per span of time "
-            f"did not do better), and the fitted scenario describes the trace's average, not "
-            f"its end (docs/validation.md §7.3).")
+            f"{drift['threshold_points']:.0f} or more). The fitted scenario, and its share "
+            f"link, describe the trace's average, not its end: a stationary model is expected "
+            f"to be off by several points on such a trace, and by more on a part of it (on "
+            f"the public Mooncake synthetic trace, which drifts so, up to 7 points under the "
+            f"replay of the whole trace at 1k-100k blocks and up to 21 under that of its "
+            f"second half, replay --warmup 0.5; docs/validation.md §7.3).")
 
 
 #: A replay's requests take no time: no running request holds KV the histories cannot use.
