@@ -219,6 +219,19 @@ def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
     assert page.locator("#trace-info").get_attribute("data-requests") == "12031"
 
 
+def test_drifting_shared_trace_gets_the_cli_s_drift_warning(page, site, shared_dir):
+    # the synthetic trace drifts (docs/validation.md §7.3): the fit's text says so, as the CLI's
+    path = shared_dir / "traces" / "mooncake_synthetic_trace.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not found: ../shared/traces/ is absent")
+    open_lab(page, site)
+    assert start_and_wait(page, None, action=lambda: page.set_input_files("#trace-file", str(path))) == "done"
+    text = page.locator("#fit-text").text_content()
+    warning = cli_replay(path, "--fit")["fit"]["scenario"]["diagnostics"]["drift"]
+    assert warning["drifts"]
+    assert "This trace drifts over time" in text and "describe the trace's average" in text
+
+
 def test_malformed_files_get_a_clear_message(page, site, tmp_path):
     """One page, five files in a row: after each refusal the page is ready for the next."""
     good = make_trace(tmp_path / "good.jsonl", seed=1, conversations=20)
