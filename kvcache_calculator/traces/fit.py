@@ -10,7 +10,10 @@ lab's chunks) and returns the fitted scenario with ``result()``:
 - ``fit["link"]``: the fitted workload as a share link's fragment (the page's ``#key=value``
   form), with the keys this version's form knows;
 - ``fit["diagnostics"]``: what the fit measured on the way (reuse times, think-time
-  quantiles, how conversations were inferred, the raw estimates before clamping).
+  quantiles, how conversations were inferred, the raw estimates before clamping), and
+  ``["drift"]``, the drift test (:func:`drift_test`; docs/model.md §12.5): whether the
+  trace's reuse rises or falls over time, which the stationary fit cannot follow
+  (:func:`drift_warning` says so in words, in :func:`fit_report`).
 
 Conversations come from :mod:`kvcache_calculator.traces.inference` (Mooncake: inferred from
 the block ids; Bailian: ``parent_chat_id``). How each key is fitted:

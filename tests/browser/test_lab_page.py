@@ -205,12 +205,18 @@ def test_generated_trace_curve_and_policies_match_the_cli(page, site, tmp_path):
     assert page.input_value('#scenario [name="block_size"]') == "512"
 
 
-def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
-    path = shared_dir / "traces" / "mooncake_conversation_trace.jsonl"
+def replay_shared_trace(page, site, shared_dir, name: str) -> Path:
+    """Replay ``../shared/traces/<name>`` in the lab (skip when absent); returns its path."""
+    path = shared_dir / "traces" / name
     if not path.exists():
         pytest.skip(f"{path} not found: ../shared/traces/ is absent")
     open_lab(page, site)
     assert start_and_wait(page, None, action=lambda: page.set_input_files("#trace-file", str(path))) == "done"
+    return path
+
+
+def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
+    path = replay_shared_trace(page, site, shared_dir, "mooncake_conversation_trace.jsonl")
     rows = trace_rows(page)
     keys = ("p50", "p90", "p99", "current")
     cli = cli_replay(path, "--capacity-blocks", ",".join(str(int(rows[k]["blocks"])) for k in keys))
@@ -221,14 +227,9 @@ def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
 
 def test_drifting_shared_trace_gets_the_cli_s_drift_warning(page, site, shared_dir):
     # the synthetic trace drifts (docs/validation.md §7.3): the fit's text says so, as the CLI's
-    path = shared_dir / "traces" / "mooncake_synthetic_trace.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} not found: ../shared/traces/ is absent")
-    open_lab(page, site)
-    assert start_and_wait(page, None, action=lambda: page.set_input_files("#trace-file", str(path))) == "done"
+    path = replay_shared_trace(page, site, shared_dir, "mooncake_synthetic_trace.jsonl")
     text = page.locator("#fit-text").text_content()
-    warning = cli_replay(path, "--fit")["fit"]["scenario"]["diagnostics"]["drift"]
-    assert warning["drifts"]
+    assert cli_replay(path, "--fit")["fit"]["scenario"]["diagnostics"]["drift"]["drifts"]
     assert "This trace drifts over time" in text and "describe the trace's average" in text
 
 
