@@ -16,6 +16,9 @@ The gap table needs a model that takes every fitted key (shared documents, Zipf 
 of system prompts, lognormal think times). Where this version's scenario lacks one, the
 table says which and prints the gaps of the model without them, marked as such.
 
+A last table gives the drift test of each trace (``traces/fit.py`` ``drift_test``): a trace
+whose reuse rises or falls over time, which a stationary model is expected to miss.
+
 Cases: the two public Mooncake traces (read from ``../shared/traces/`` beside the project;
 a missing file is named and skipped) and three traces of :func:`generate_workload` (seeded,
 one hour each, 512-token blocks) with shared documents, several system prompts and
@@ -172,6 +175,21 @@ def main(argv=None) -> int:
             print(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in g)
                   + f" | {max(abs(x) for x in g):.1f} |")
         print()
+    print("Drift test (docs/validation.md §7.3): share of prompt tokens seen before in each "
+          "quarter of the trace, the stationary fit's window ceiling for it, and the spread of "
+          "their differences (flagged from 20 points):\n")
+    print("| trace | seen before, % | fitted model's ceiling, % | spread, points | drifts |")
+    print("|---|---|---|---:|---|")
+    for name, _, m in rows:
+        drift = m["fit"]["diagnostics"]["drift"]
+        if drift is None:
+            print(f"| {name} | — | — | — | not tested |")
+            continue
+        seen = " / ".join(f"{100 * g['seen_share']:.1f}" for g in drift["segments"])
+        ceiling = " / ".join(f"{100 * g['model_ceiling']:.1f}" for g in drift["segments"])
+        print(f"| {name} | {seen} | {ceiling} | {drift['spread_points']:.1f} | "
+              f"{'yes' if drift['drifts'] else 'no'} |")
+    print()
     for name, _, m in rows:
         _, left = model_scenario(m["fit"])
         if left:

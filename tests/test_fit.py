@@ -4,6 +4,7 @@ within stated tolerances; clamps explained in words."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -15,7 +16,10 @@ from kvcache_calculator.analytic.popularity import product_groups, zipf_groups
 import kvcache_calculator.traces.fit as fit_module
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario
 from kvcache_calculator.traces.fit import (
+    DRIFT_POINTS,
+    DRIFT_SEGMENTS,
     clamp_to_form,
+    drift_warning,
     fit_report,
     fit_scenario,
     fit_think_times,
@@ -279,3 +283,55 @@ def test_split_conversations_corrected_on_generated_traces():
     assert fit["turns_dist"] == "geometric" and abs(fit["turns"] / 4.0 - 1) < 0.1
     assert abs(fit["arrival_rate"] / 1.035 - 1) < 0.08
     assert fit["diagnostics"]["split_first_turns"]["false_starts"] > 0
+
+
+# --- the drift test (docs/model.md §12.5, docs/validation.md §7.3) ---
+
+_STATIONARY = dict(arrival_rate=1.0, turns=2.0, think_time_s=60.0, input_tokens=800,
+                   output_tokens=300, system_prompt_tokens=1024, num_system_prompts=4,
+                   num_documents=100, document_tokens=4096, document_share=0.5, document_zipf=0.8)
+
+
+def _drifting_trace(seed: int) -> list:
+    """Two known halves of 30 minutes: little shared content, then conversations that all
+    use one of 5 long documents (ids of the second half offset so nothing is shared across)."""
+    first = generate_workload(1800.0, seed, **{**_STATIONARY, "num_documents": 2000,
+                                                "document_share": 0.05})
+    second = generate_workload(1800.0, seed + 1, **{**_STATIONARY, "num_documents": 5,
+                                                     "document_tokens": 16384,
+                                                     "document_share": 1.0})
+    offset = 1 + max(h for r in first for h in r.hash_ids)
+    return first + [dataclasses.replace(r, timestamp_s=r.timestamp_s + 1800.0,
+                                        hash_ids=tuple(h + offset for h in r.hash_ids))
+                    for r in second]
+
+
+def test_drift_test_flags_a_generated_drifting_trace_and_says_so():
+    # seed 5; two halves of known workloads: reuse rises in the second (spread 32.5 points
+    # over a threshold of 20; seeds 7 and 9 give 33.7 and 30.9)
+    fit = fit_scenario(_drifting_trace(5), 512)
+    drift = fit["diagnostics"]["drift"]
+    assert drift["drifts"] and drift["spread_points"] >= DRIFT_POINTS
+    assert len(drift["segments"]) == DRIFT_SEGMENTS
+    seen = [g["seen_share"] for g in drift["segments"]]
+    assert seen[-1] - seen[0] > 0.25       # the second half reuses more (0.62 -> 0.94)
+    warning = drift_warning(fit)
+    assert warning.startswith("This trace drifts over time")
+    assert warning in fit_report(fit)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_drift_test_passes_generated_stationary_traces(seed):
+    fit = fit_scenario(generate_workload(3600.0, seed, **_STATIONARY), 512)
+    drift = fit["diagnostics"]["drift"]
+    assert not drift["drifts"] and drift["spread_points"] < 10
+    # the model's ceiling rises with the window (first uses miss), never falls
+    ceilings = [g["model_ceiling"] for g in drift["segments"]]
+    assert ceilings == sorted(ceilings)
+    assert drift_warning(fit) is None
+    assert not any(line.startswith("This trace drifts") for line in fit_report(fit))
+
+
+def test_drift_test_needs_enough_requests_per_span():
+    fit = fit_scenario(generate_workload(60.0, 3, **_STATIONARY), 512)
+    assert fit["diagnostics"]["drift"] is None and drift_warning(fit) is None

@@ -10,7 +10,10 @@ lab's chunks) and returns the fitted scenario with ``result()``:
 - ``fit["link"]``: the fitted workload as a share link's fragment (the page's ``#key=value``
   form), with the keys this version's form knows;
 - ``fit["diagnostics"]``: what the fit measured on the way (reuse times, think-time
-  quantiles, how conversations were inferred, the raw estimates before clamping).
+  quantiles, how conversations were inferred, the raw estimates before clamping), and
+  ``["drift"]``, the drift test (:func:`drift_test`; docs/model.md §12.5): whether the
+  trace's reuse rises or falls over time, which the stationary fit cannot follow
+  (:func:`drift_warning` says so in words, in :func:`fit_report`).
 
 Conversations come from :mod:`kvcache_calculator.traces.inference` (Mooncake: inferred from
 the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
@@ -59,7 +62,8 @@ from kvcache_calculator.traces.inference import ConversationInference
 __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "repeated_pairs",
            "documents_for_runs", "document_popularity_steps", "document_gap_loglik", "clamp_to_form",
            "model_scenario", "replay_view", "replay_window", "REPLAY_WINDOW_NOTE", "compare_fit_to_replay",
-           "analytic_token_hit_rate", "fit_report",
+           "analytic_token_hit_rate", "fit_report", "drift_test", "drift_warning",
+           "DRIFT_SEGMENTS", "DRIFT_POINTS",
            "WORKLOAD_KEYS", "FALLBACK_LIMITS"]
 
 #: The keys a fit sets, in the order the report lists them.
@@ -402,6 +406,11 @@ class ScenarioFitter:
         self.chat_index: dict = {}
         self.missing_parents = 0
         self.inference = ConversationInference()
+        # per request, for the drift test: arrival, prompt tokens, tokens of its leading
+        # blocks seen before (anywhere earlier in the trace)
+        self.arrivals: list = []
+        self.prompt_tokens: list = []
+        self.seen_tokens: list = []
 
     def feed(self, requests: Iterable) -> int:
         """Account for ``requests`` (in arrival order); returns how many were fed."""
@@ -415,6 +424,14 @@ class ScenarioFitter:
             self.last_ts = max(self.last_ts, t)
             self.sum_input += r.input_length
             self.sum_output += r.output_length
+            lead = 0
+            for h in r.hash_ids:
+                if h not in last:
+                    break
+                lead += 1
+            self.arrivals.append(t)
+            self.prompt_tokens.append(r.input_length)
+            self.seen_tokens.append(min(lead * self.block_size, r.input_length))
             for h in r.hash_ids:
                 prev = last.get(h)
                 if prev is not None:
@@ -608,6 +625,8 @@ class ScenarioFitter:
         }
         if self.bailian:
             diagnostics["follow_ups_without_parent_in_trace"] = self.missing_parents
+        diagnostics["drift"] = drift_test(self.arrivals, self.prompt_tokens, self.seen_tokens,
+                                          known, duration_s)
         return {**scenario, "explanations": explanations, "link": link, "diagnostics": diagnostics}
 
 
@@ -696,11 +715,89 @@ def fit_report(fit: dict) -> list:
             shown.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
     lines.append("Fitted: " + " ".join(shown))
     lines += [e["text"] for e in fit["explanations"]]
+    warning = drift_warning(fit)
+    if warning:
+        lines.append(warning)
     if d["not_in_this_version"]:
         lines.append("Not used by this version's model (fitted, left out of the link): "
                      + ", ".join(d["not_in_this_version"]))
     lines.append("Share link: #" + fit["link"])
     return lines
+
+
+#: The drift test (docs/model.md §12.5) cuts a trace into this many equal spans of time.
+DRIFT_SEGMENTS = 4
+#: A trace is flagged as drifting when its spans' departures from the stationary model's
+#: ceiling spread over at least this many points (docs/validation.md §7.3).
+DRIFT_POINTS = 20.0
+#: Spans with fewer requests than this leave the trace untested.
+DRIFT_MIN_REQUESTS = 25
+
+
+def drift_test(arrivals, prompt_tokens, seen_tokens, scenario: dict, duration_s: float) -> dict | None:
+    """Does the trace drift over time, i.e. is a stationary model expected to miss it?
+    (docs/model.md §12.5, docs/validation.md §7.3)
+
+    The trace is cut into :data:`DRIFT_SEGMENTS` equal spans ``[a, b]`` of its duration. In
+    each, the share of prompt tokens whose leading blocks were seen before (``seen_tokens``
+    over ``prompt_tokens``, per request arriving at ``arrivals``: an infinite cache's hit
+    rate, counted as the trace goes) is set against the ceiling the fitted stationary model
+    gives for the same span from an empty cache (``scenario``, the keys the model takes; the
+    window term with ``window_s = b``, ``observed_from_s = a``). A stationary trace departs
+    from its fit by a roughly constant fit error; a trace whose reuse rises or falls over
+    time departs more and more. Returns ``{"segments": [{"from_s", "to_s", "requests",
+    "seen_share", "model_ceiling", "departure"}], "spread_points", "threshold_points",
+    "drifts"}`` (shares as fractions, the spread of the departures in points), or None when
+    a span has fewer than :data:`DRIFT_MIN_REQUESTS` requests or the model cannot run the
+    fitted scenario."""
+    if duration_s <= 0 or not arrivals:
+        return None
+    k = DRIFT_SEGMENTS
+    t0 = arrivals[0]
+    counts = [[0, 0, 0] for _ in range(k)]     # requests, prompt tokens, seen tokens
+    for t, p, s in zip(arrivals, prompt_tokens, seen_tokens):
+        c = counts[min(k - 1, int((t - t0) / duration_s * k))]
+        c[0] += 1
+        c[1] += p
+        c[2] += s
+    if any(n < DRIFT_MIN_REQUESTS or p <= 0 for n, p, _ in counts):
+        return None
+    view = Scenario.from_dict(replay_view(scenario))
+    segments = []
+    for i, (n, p, s) in enumerate(counts):
+        a, b = i * duration_s / k, (i + 1) * duration_s / k
+        try:
+            ceiling = analyze(view, answers_cached=False, window_s=b,
+                              observed_from_s=a).max_token_hit_rate
+        except ScenarioError:
+            return None
+        segments.append({"from_s": a, "to_s": b, "requests": n, "seen_share": s / p,
+                         "model_ceiling": ceiling, "departure": s / p - ceiling})
+    departures = [g["departure"] for g in segments]
+    spread = 100 * (max(departures) - min(departures))
+    return {"segments": segments, "spread_points": spread, "threshold_points": DRIFT_POINTS,
+            "drifts": spread >= DRIFT_POINTS}
+
+
+def drift_warning(fit: dict) -> str | None:
+    """The drift test's warning in words (None when the trace does not drift or was not
+    tested), for the CLI and the lab."""
+    drift = fit.get("diagnostics", {}).get("drift")
+    if not drift or not drift["drifts"]:
+        return None
+    seg = drift["segments"]
+    seen = " / ".join(f"{100 * g['seen_share']:.0f}" for g in seg)
+    model = " / ".join(f"{100 * g['model_ceiling']:.0f}" for g in seg)
+    return (f"This trace drifts over time: the share of its prompt tokens already seen before "
+            f"is {seen} % in its {len(seg)} equal spans of time, where a stationary workload "
+            f"with the fitted parameters gives {model} % from the same empty cache (the "
+            f"departures spread over {drift['spread_points']:.0f} points; the test flags "
+            f"{drift['threshold_points']:.0f} or more). The fitted scenario, and its share "
+            f"link, describe the trace's average, not its end: a stationary model is expected "
+            f"to be off by several points on such a trace, and by more on a part of it (on "
+            f"the public Mooncake synthetic trace, which drifts so, up to 7 points under the "
+            f"replay of the whole trace at 1k-100k blocks and up to 21 under that of its "
+            f"second half, replay --warmup 0.5; docs/validation.md §7.3).")
 
 
 #: A replay's requests take no time: no running request holds KV the histories cannot use.

@@ -205,18 +205,32 @@ def test_generated_trace_curve_and_policies_match_the_cli(page, site, tmp_path):
     assert page.input_value('#scenario [name="block_size"]') == "512"
 
 
-def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
-    path = shared_dir / "traces" / "mooncake_conversation_trace.jsonl"
+def replay_shared_trace(page, site, shared_dir, name: str) -> Path:
+    """Replay ``../shared/traces/<name>`` in the lab (skip when absent); returns its path."""
+    path = shared_dir / "traces" / name
     if not path.exists():
         pytest.skip(f"{path} not found: ../shared/traces/ is absent")
     open_lab(page, site)
     assert start_and_wait(page, None, action=lambda: page.set_input_files("#trace-file", str(path))) == "done"
+    return path
+
+
+def test_shared_conversation_trace_matches_the_cli(page, site, shared_dir):
+    path = replay_shared_trace(page, site, shared_dir, "mooncake_conversation_trace.jsonl")
     rows = trace_rows(page)
     keys = ("p50", "p90", "p99", "current")
     cli = cli_replay(path, "--capacity-blocks", ",".join(str(int(rows[k]["blocks"])) for k in keys))
     assert [rows[k]["token"] for k in keys] == cli["token_hit_rate"]
     assert rows["p90"]["blocks"] == cli["lru_curve"]["capacity_blocks_for_90pct_of_token_ceiling"]
     assert page.locator("#trace-info").get_attribute("data-requests") == "12031"
+
+
+def test_drifting_shared_trace_gets_the_cli_s_drift_warning(page, site, shared_dir):
+    # the synthetic trace drifts (docs/validation.md §7.3): the fit's text says so, as the CLI's
+    path = replay_shared_trace(page, site, shared_dir, "mooncake_synthetic_trace.jsonl")
+    text = page.locator("#fit-text").text_content()
+    assert cli_replay(path, "--fit")["fit"]["scenario"]["diagnostics"]["drift"]["drifts"]
+    assert "This trace drifts over time" in text and "describe the trace's average" in text
 
 
 def test_malformed_files_get_a_clear_message(page, site, tmp_path):
