@@ -34,7 +34,13 @@ measures, in headless Chromium:
     ``change``, as a select or a committed value sends them), from the ``input`` event until
     every chart in the viewport shows the edit (its ``data-state`` is "drawn"), then the next
     frame as above. Target p95: 100 ms, 400 ms at 4x;
-    and the charts in view, computed and drawn (``counts.drawn``) per edit until then;
+    and the charts in view, computed and drawn (``counts.drawn``) per edit until then. The
+    charts in view are those in the viewport as the edit lays the page out (its numbers and
+    the charts drawn first move the charts below them); the measure before this one, the
+    charts in view *before* the edit, is printed beside it: it waited for a chart pushed out
+    of view, which the page draws 400 ms later (charts.js's QUIET_MS). The edits over the
+    target are listed with where each plot was, when each one showed the edit, the long
+    animation frames and Python's garbage collections in between;
   - longest task while typing: the Long Tasks API's longest task while values are typed key
     by key (100 ms apart) into the arrival-rate field, from the first key to the last key's
     numbers; and the charts redrawn per value typed. Target: none over 50 ms.
@@ -157,32 +163,73 @@ CHARTS_JS = """async ([key, text]) => {
   const root = document.documentElement;
   const el = document.querySelector(`#scenario [name="${key}"]`);
   const counts = () => (window.kvcalcCharts && window.kvcalcCharts.counts) || {};
-  const c0 = {...counts()};
-  const plots = [...document.querySelectorAll('#charts .plot')].filter((p) => {
+  const c0 = JSON.parse(JSON.stringify(counts()));
+  const inView = () => [...document.querySelectorAll('#charts .plot')].filter((p) => {
     const r = p.getBoundingClientRect();
     return r.bottom > 0 && r.top < window.innerHeight;
   });
-  const done = () => plots.every((p) => p.dataset.state === undefined
-                                        ? root.dataset.charts !== 'pending' : p.dataset.state === 'drawn');
+  const shows = (p) => (p.dataset.state === undefined ? root.dataset.charts !== 'pending' : p.dataset.state === 'drawn');
+  const plots = inView();
+  // the charts in view as the edit lays the page out: its numbers and the charts drawn before
+  // move the charts below them (a note appears, a legend wraps), so a chart in view before
+  // the edit may be out of view after it (the page then draws it later, as any chart out of view)
+  const done = () => inView().every(shows);
+  const doneBefore = () => plots.every(shows);
+  const until = (check) => new Promise((r) => {
+    if (check()) { r(); return; }
+    const watch = new MutationObserver(() => { if (check()) { watch.disconnect(); r(); } });
+    watch.observe(root, {attributes: true, subtree: true, attributeFilter: ['data-state', 'data-charts']});
+  });
+  const frame = () => new Promise((r) => requestAnimationFrame(() => { void document.body.offsetHeight; r(); }));
+  // the breakdown of each edit (printed for the slow ones): where each plot was, when it
+  // showed the edit, the frames and Python's garbage collections in between
+  const box = () => Object.fromEntries([...document.querySelectorAll('#charts .plot')].map((p) => {
+    const r = p.getBoundingClientRect();
+    return [p.id, [Math.round(r.top), Math.round(r.bottom)]];
+  }));
+  const rects0 = box();
+  const drawnAt = {};
   const t0 = performance.now();
+  const stamp = new MutationObserver((records) => {
+    for (const m of records) {
+      if (m.target.classList && m.target.classList.contains('plot') && m.target.dataset.state === 'drawn'
+          && !(m.target.id in drawnAt)) drawnAt[m.target.id] = Math.round(performance.now() - t0);
+    }
+  });
+  stamp.observe(document.getElementById('charts'), {attributes: true, subtree: true, attributeFilter: ['data-state']});
   el.value = text;
   el.dispatchEvent(new Event('input', {bubbles: true}));
   el.dispatchEvent(new Event('change', {bubbles: true}));
   if (root.dataset.edit === 'pending') {
     await new Promise((r) => document.addEventListener('kvcalc:numbers', r, {once: true}));
   }
-  await new Promise((r) => {
-    if (done()) { r(); return; }
-    const watch = new MutationObserver(() => { if (done()) { watch.disconnect(); r(); } });
-    watch.observe(root, {attributes: true, subtree: true, attributeFilter: ['data-state', 'data-charts']});
-  });
-  await new Promise((r) => requestAnimationFrame(() => { void document.body.offsetHeight; r(); }));
+  const numbersAt = performance.now() - t0;
+  const rects1 = box();
+  await until(done);
+  await frame();
   const t1 = performance.now();
+  const after = inView().map((p) => p.id);
+  // the measure before this one: the charts that were in view before the edit
+  if (!doneBefore()) { await until(doneBefore); await frame(); }
+  const t2 = performance.now();
+  stamp.disconnect();
   const c1 = counts();
-  return {charts: t1 - t0, in_view: plots.length, computed: (c1.computed || 0) - (c0.computed || 0),
+  const byName = {};
+  for (const [k, v] of Object.entries(c1.drawn_by_name || {})) {
+    const d = v - ((c0.drawn_by_name || {})[k] || 0);
+    if (d) byName[k] = d;
+  }
+  const within = (list) => (list || []).filter((e) => e[0] + e[1] >= t0 && e[0] <= t1)
+    .map((e) => [Math.round(e[0] - t0), ...e.slice(1)]);
+  const gcLog = window.kvcalcGcLog ? JSON.parse(window.kvcalcGcLog()) : null;
+  return {charts: t1 - t0, charts_before_set: t2 - t0, in_view: after.length, computed: (c1.computed || 0) - (c0.computed || 0),
           drawn: (c1.drawn || 0) - (c0.drawn || 0),
           compute_ms: (c1.compute_ms || 0) - (c0.compute_ms || 0),
-          draw_ms: (c1.draw_ms || 0) - (c0.draw_ms || 0)};
+          draw_ms: (c1.draw_ms || 0) - (c0.draw_ms || 0),
+          detail: {in_view_before: plots.map((p) => p.id), in_view_after: after, numbers_at: Math.round(numbersAt), drawn_at: drawnAt,
+                   drawn_by_name: byName, rects_before: rects0, rects_after_numbers: rects1,
+                   viewport: window.innerHeight, frames: within(window.__frames),
+                   gc: gcLog === null ? null : within(gcLog)}};
 }"""
 
 # Wait until the page has nothing left to do for the last edit: no chart near the viewport
@@ -201,6 +248,22 @@ WATCH_TASKS_JS = """() => {
     for (const e of list.getEntries()) window.__tasks.push([e.startTime, e.duration]);
   }).observe({type: 'longtask'});
 }"""
+
+# Long animation frames (over 50 ms), with their start, duration and the scripts that ran
+# longest in them (where they come from: Python's glue runs as pyodide's, Plotly.js as its own).
+WATCH_FRAMES_JS = """() => {
+  window.__frames = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      window.__frames.push([e.startTime, Math.round(e.duration), Math.round(e.renderStart ? e.startTime + e.duration - e.renderStart : 0),
+        e.scripts.filter((s) => s.duration >= 5).map((s) => [(s.sourceURL || '').split('/').pop(),
+          s.sourceFunctionName || s.invoker, Math.round(s.duration)])]);
+    }
+  }).observe({type: 'long-animation-frame'});
+}"""
+# Asks site/main.py to log Python's garbage collections (window.kvcalcGcLog: [start, ms,
+# generation, collected]); set before the page loads, read by CHARTS_JS.
+DEBUG_GC_JS = "window.kvcalcDebugGc = true;"
 
 # Inputs cycled through for the live-update measurement (each a real change).
 EDITS = [("arrival_rate", v) for v in ("0.5", "2", "4", "8", "1")] + \
@@ -313,9 +376,11 @@ def open_page(browser, site_url: str, viewport: dict, rate: int):
     page = throttled_page(context, rate)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.add_init_script(DEBUG_GC_JS)
     page.goto(site_url)
     page.wait_for_function("document.documentElement.dataset.state === 'ready'", timeout=300_000)
     page.evaluate("document.getElementById('arch-details').open = true")
+    page.evaluate(WATCH_FRAMES_JS)
     page.evaluate(SETTLE_JS)
     return context, page, errors
 
@@ -342,7 +407,7 @@ def edits(count: int, script: str, page) -> list[dict]:
     got = []
     for i in range(count + 5):
         key, text = EDITS[i % len(EDITS)]
-        result = page.evaluate(script, [key, text])
+        result = {"edit": f"{key}={text}", **page.evaluate(script, [key, text])}
         page.evaluate(SETTLE_JS)
         if i >= 5:
             got.append(result)
@@ -394,8 +459,19 @@ def measure_condition(browser, site_url: str, viewport: dict, rate: int, updates
     page.evaluate(SETTLE_JS)
     charts = edits(updates, CHARTS_JS, page)
     out["charts"] = [r["charts"] for r in charts]
+    out["charts_before_set"] = [r["charts_before_set"] for r in charts]
     for key in ("in_view", "computed", "drawn", "compute_ms", "draw_ms"):
         out[f"charts_{key}"] = statistics.mean(r[key] for r in charts)
+    limit = TARGETS["charts"][rate != 1]
+    out["slow_edits"] = [{"edit": r["edit"], "charts": round(r["charts"]),
+                          "charts_before_set": round(r["charts_before_set"]), **r["detail"]}
+                         for r in charts if max(r["charts"], r["charts_before_set"]) > limit]
+    gcs = [r["detail"]["gc"] for r in charts if r["detail"]["gc"] is not None]
+    out["gc_per_edit"] = statistics.mean(len(g) for g in gcs) if gcs else None
+    state = page.evaluate("window.kvcalcGcState ? JSON.parse(window.kvcalcGcState()) : null")
+    # Python's collections by generation from main.py's start() to the end of the edits
+    out["gc_collections"] = None if state is None else [
+        now["collections"] - then["collections"] for now, then in zip(state["stats"], state["stats_at_start"])]
     context.close()
     if errors:
         raise SystemExit(f"page errors during updates: {errors}")
@@ -538,7 +614,8 @@ def report_updates(updates: dict) -> None:
                                ("  evaluation task (one per edit)", "task", None),
                                ("  Python: evaluate + render", "python", None),
                                ("    of which evaluate", "evaluate", None),
-                               ("charts in view after an edit", "charts", "charts")):
+                               ("charts in view after an edit", "charts", "charts"),
+                               ("  the charts in view before it (old measure)", "charts_before_set", None)):
         row = f"{label:44}" + "".join(f"{cell(c, key):>{width}}" for c in columns)
         if target:
             row += "   target p95 " + verdict(target, {c: percentile(updates[c][key], .95) for c in columns})
@@ -556,6 +633,18 @@ def report_updates(updates: dict) -> None:
         + "   target " + verdict("typing", {c: typed[c]["longest"] for c in columns}))
     print(f"{'  charts redrawn per value typed (mean)':44}" + "".join(
         f"{typed[c].get('redraws', 0):>{width}.1f}" for c in columns))
+    for c in columns:
+        slow = updates[c].get("slow_edits") or []
+        gc_rate = updates[c].get("gc_per_edit")
+        print(f"\n{c}: {len(slow)} of {len(updates[c]['charts'])} edits over the charts target by either measure"
+              + ("" if gc_rate is None else f"; Python garbage collections per timed edit (mean) {gc_rate:.2f},"
+                 f" by generation from start-up to the last edit {updates[c]['gc_collections']}"))
+        for r in slow:
+            print(f"  {r['edit']}: {r['charts']} ms ({r['charts_before_set']} ms for the charts in view before it);"
+                  f" numbers at {r['numbers_at']}; in view before {r['in_view_before']}, after {r['in_view_after']};"
+                  f" drawn at {r['drawn_at']} ({r['drawn_by_name']}); viewport {r['viewport']}")
+            print(f"    plots before {r['rects_before']}\n    after numbers {r['rects_after_numbers']}")
+            print(f"    long frames [start, ms, render ms, scripts] {r['frames']}; gc {r['gc']}")
     unchanged = {c: updates[c]["unchanged"] for c in columns if updates[c]["unchanged"]}
     if unchanged:
         print(f"note: edits that left the token hit rate unchanged: {unchanged}")

@@ -15,6 +15,7 @@ only. No Python traceback reaches the page; unexpected errors are logged to the 
 shown as one short sentence.
 """
 
+import gc
 import json
 import time
 
@@ -634,9 +635,33 @@ def on_drop(event):
         read_file_then_import(files.item(0))
 
 
+def debug_gc():
+    """For benchmarks/bench_page.py only (it sets ``window.kvcalcDebugGc`` before the page
+    loads; nothing is done otherwise): log Python's garbage collections, read as JSON by
+    ``window.kvcalcGcLog()``: ``[start, ms, generation, collected]``, times from
+    ``performance.now()``."""
+    if missing(getattr(window, "kvcalcDebugGc", None)):
+        return
+    log, started, at_start = [], [0.0], gc.get_stats()
+
+    def callback(phase, info):
+        now = window.performance.now()
+        if phase == "start":
+            started[0] = now
+        else:
+            log.append([started[0], now - started[0], info.get("generation"), info.get("collected")])
+
+    gc.callbacks.append(callback)
+    window.kvcalcGcLog = create_proxy(lambda: json.dumps(log))
+    window.kvcalcGcState = create_proxy(lambda: json.dumps({
+        "enabled": gc.isenabled(), "threshold": gc.get_threshold(), "count": gc.get_count(),
+        "stats_at_start": at_start, "stats": gc.get_stats()}))
+
+
 def start():
     """Apply the link (plus fields edited while loading), draw, wire the events."""
     window.performance.mark("kvcalc:imported")
+    debug_gc()
     charts = getattr(window, "kvcalcCharts", None)
     if not missing(charts):
         # the form's edits too: charts.js schedules their evaluation (on_edit)
