@@ -61,25 +61,305 @@ def sum_remainder(offset: float, means: tuple[float, ...], B: int) -> float:
 @functools.lru_cache(maxsize=4096)
 def grouped_remainder(offset: float, groups: tuple[tuple[float, int], ...], B: int) -> float:
     """:func:`sum_remainder` of ``Y`` the sum of ``count`` exponential lengths of ``mean`` for
-    each ``(mean, count)`` of ``groups`` (an Erlang per group): each Fourier term costs one
-    power per group, not one factor per length."""
-    groups = tuple((m, k) for m, k in groups if m > 0 and k > 0)
+    each ``(mean, count)`` of ``groups`` (an Erlang per group), by whichever of two exact
+    series costs less (:func:`direct_plan`): the sum over block boundaries
+    (:func:`direct_remainder`), fast when ``Y``'s spread is short of a block, or the Fourier
+    series (:func:`fourier_remainder`), fast when it is not. Both are within about
+    ``1e-9`` tokens (their stated truncation bounds)."""
+    merged: dict[float, int] = {}
+    for m, k in groups:
+        if m > 0 and k > 0:
+            merged[m] = merged.get(m, 0) + k
+    groups = tuple(merged.items())
     s = offset % B
     if not groups:
         return s
     if len(groups) == 1 and groups[0][1] == 1:
         return exponential_remainder(s, groups[0][0], B)
+    if fourier_terms(s, groups, B, cap=_FEW_TERMS) < _FEW_TERMS:
+        return fourier_remainder(s, groups, B)
+    plan = direct_plan(s, groups, B)
+    if plan is not None and plan[2] <= _FOURIER_COST * fourier_terms(s, groups, B, cap=plan[2] // _FOURIER_COST + 1):
+        return direct_remainder(s, groups, B, plan)
+    return fourier_remainder(s, groups, B)
+
+
+def fourier_remainder(offset: float, groups: tuple[tuple[float, int], ...], B: int) -> float:
+    """``E[(offset + Y) mod B]`` by the sawtooth's Fourier series (module docstring): each
+    term costs one power per group; stops at the first term whose bound is below
+    :data:`_TOL_TOKENS` (at most :data:`_MAX_TERMS` terms)."""
+    groups = tuple((m, k) for m, k in groups if m > 0 and k > 0)
+    s = offset % B
+    if not groups:
+        return s
     total = 0.0
+    tables = [(_log_factors(m, B), m, k) for m, k in groups]
     for n in range(1, _MAX_TERMS + 1):
         t = 2 * math.pi * n / B
         log_phi = complex(0.0, t * s)
-        for m, k in groups:
-            log_phi -= k * cmath.log(complex(1.0, -t * m))
+        for table, m, k in tables:
+            if n >= len(table) and n < _LOG_TABLE_MAX:
+                table.extend(cmath.log(complex(1.0, -2 * math.pi * i / B * m))
+                             for i in range(len(table), min(_LOG_TABLE_MAX, 2 * n)))
+            log_phi -= k * (table[n] if n < len(table) else cmath.log(complex(1.0, -t * m)))
         phi = cmath.exp(log_phi)          # |phi| = prod |1 - i t m|^-k: the term's bound
         total += phi.imag / n
         if B / math.pi * math.exp(log_phi.real) / n < _TOL_TOKENS:
             break
     return B / 2 - B / math.pi * total
+
+
+#: Entries of one :func:`_log_factors` table at most.
+_LOG_TABLE_MAX = 1 << 14
+
+
+@functools.lru_cache(maxsize=64)
+def _log_factors(mean: float, B: int) -> list[complex]:
+    """``log(1 - i t_n mean)``, ``t_n = 2 pi n / B``, for n = 0, 1, ... (extended in place by
+    :func:`fourier_remainder` as it needs more; shared by every history of those lengths)."""
+    return [0j]
+
+
+def fourier_terms(offset: float, groups: tuple[tuple[float, int], ...], B: int, cap: int = _MAX_TERMS) -> int:
+    """How many terms :func:`fourier_remainder` sums (its stopping rule, found by doubling and
+    bisection on the terms' bound, which decreases with ``n``), or ``cap`` if more."""
+    def small(n: int) -> bool:
+        t = 2 * math.pi * n / B
+        log_bound = -sum(k * 0.5 * math.log1p((t * m) ** 2) for m, k in groups)
+        return B / math.pi * math.exp(log_bound) / n < _TOL_TOKENS
+
+    cap = max(1, min(cap, _MAX_TERMS))
+    if not small(cap):
+        return cap
+    hi = 1
+    while not small(hi):
+        if hi >= cap:
+            return cap
+        hi = min(cap, 2 * hi)
+    lo = hi // 2                          # small(lo) is False (or lo = 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if small(mid) else (mid, hi)
+    return hi
+
+
+#: The direct sum's truncation (tokens): the boundaries it takes as certainly crossed or
+#: never crossed have Chernoff bounds adding up to at most this.
+_DIRECT_TOL_TOKENS = 1e-9
+#: The Fourier series is taken without costing the direct sum when it needs fewer terms.
+_FEW_TERMS = 8
+#: Relative cost of one Fourier term against one step of the direct sum's loops (CPython).
+_FOURIER_COST = 8
+#: The direct sum is not tried when Y's standard deviation exceeds this many blocks (its
+#: boundaries are then many, and the Fourier series needs a handful of terms).
+_DIRECT_SPREAD_BLOCKS = 0.5
+#: Pmf terms below this are dropped from the Poisson and negative-binomial sums.
+_PMF_TINY = 1e-18
+
+
+def _log_mgf(u: float, groups) -> float:
+    """``log E[e^(uY)]`` for ``u < 1/max(mean)``."""
+    return -sum(k * math.log1p(-u * m) for m, k in groups)
+
+
+def _chernoff(x: float, groups) -> tuple[float, float]:
+    """``(bound, u)``: ``P(Y >= x) <= bound`` for ``x > E[Y]`` (``u > 0``), ``P(Y <= x) <= bound``
+    for ``x < E[Y]`` (``u < 0``), ``bound = e^(-ux) E[e^(uY)]``. Any ``u`` of the right sign
+    gives a valid bound; this one is the optimum (one group: ``u = 1/m - k/x``; two: Newton
+    steps on the convex exponent from the gamma distribution's optimum of the same mean and
+    variance, safeguarded by bisection)."""
+    mean = sum(m * k for m, k in groups)
+    if x <= 0 or x == mean:
+        return 1.0, 0.0
+    if len(groups) == 1:
+        (m, k), = groups
+        u = 1.0 / m - k / x
+    else:
+        top = 1.0 / max(m for m, _ in groups)
+        lo, hi = (0.0, top) if x > mean else (-math.inf, 0.0)
+        var = sum(m * m * k for m, k in groups)
+        u = min(mean / var * (1 - mean / x), 0.5 * (lo + hi) if x > mean else 0.0)
+        for _ in range(20):
+            d1, d2 = -x, 0.0
+            for m, k in groups:
+                r = m / (1 - u * m)
+                d1 += k * r
+                d2 += k * r * r
+            if d1 > 0:
+                hi = u
+            else:
+                lo = u
+            nxt = u - d1 / d2
+            if not lo < nxt < hi:
+                nxt = 0.5 * (lo + hi) if math.isfinite(lo) else 2 * u - 1.0 / x
+            if abs(nxt - u) <= 1e-9 * abs(u) + 1e-300:
+                u = nxt
+                break
+            u = nxt
+    return min(1.0, math.exp(-u * x + _log_mgf(u, groups))), u
+
+
+def direct_plan(s: float, groups, B: int) -> tuple[int, int, int] | None:
+    """``(k_lo, k_hi, cost)`` for :func:`direct_remainder`, or None when it does not apply
+    (more than two groups): boundaries ``k < k_lo`` are taken as crossed, ``k > k_hi`` as
+    never crossed, the skipped probabilities' Chernoff bounds (geometric in ``k``) adding to
+    at most :data:`_DIRECT_TOL_TOKENS` / B each side; ``cost`` estimates its loop steps."""
+    if len(groups) > 2:
+        return None
+    mean = sum(m * k for m, k in groups)
+    if math.sqrt(sum(m * m * k for m, k in groups)) > _DIRECT_SPREAD_BLOCKS * B:
+        return None
+    tol = _DIRECT_TOL_TOKENS / (2 * B)
+    k_mid = max(1, math.ceil((mean + s) / B))           # the first boundary at or above the mean
+    k_hi = k_mid - 1
+    while True:
+        bound, u = _chernoff((k_hi + 1) * B - s, groups)
+        if u > 0 and bound / -math.expm1(-u * B) < tol:
+            break
+        k_hi += 1
+    k_lo = k_mid
+    while k_lo > 1:
+        bound, u = _chernoff((k_lo - 1) * B - s, groups)
+        if u < 0 and bound / -math.expm1(u * B) < tol:
+            break
+        k_lo -= 1
+    per = _tail_cost(k_hi * B - s, groups)
+    return k_lo, k_hi, max(0, k_hi - k_lo + 1) * per
+
+
+def _tail_cost(x: float, groups) -> int:
+    """About how many loop steps :func:`tail_probability` takes at ``x``."""
+    m1 = min(m for m, _ in groups)
+    width = math.sqrt(max(x, 0.0) / m1)
+    if len(groups) == 2 and groups[0][0] != groups[1][0]:
+        return int(2 * _POISSON_SPAN * width + 10 * math.sqrt(max(x, 0.0) / max(m for m, _ in groups)) + 20)
+    return int(_POISSON_SPAN * width + 10)
+
+
+def direct_remainder(s: float, groups, B: int, plan: tuple[int, int, int] | None = None) -> float:
+    """``E[(s + Y) mod B] = s + E[Y] - B sum_k P(Y >= kB - s)`` (``0 <= s < B``), the sum over
+    the block boundaries that matter (:func:`direct_plan`), each tail exact
+    (:func:`tail_probability`)."""
+    k_lo, k_hi, _ = plan or direct_plan(s, groups, B)
+    crossings = float(k_lo - 1)
+    for k in range(k_lo, k_hi + 1):
+        crossings += tail_probability(k * B - s, groups)
+    return s + sum(m * k for m, k in groups) - B * crossings
+
+
+def _poisson_cdf(n: int, lam: float) -> float:
+    """``P(Pois(lam) <= n)``, summing the pmf from ``n`` away from the mode until negligible."""
+    if n < 0:
+        return 0.0
+    if lam <= 0:
+        return 1.0
+    log_p = n * math.log(lam) - lam - math.lgamma(n + 1)
+    if n < lam:
+        term = math.exp(log_p)
+        total, i = term, n
+        while i > 0 and term > _PMF_TINY * total:
+            term *= i / lam
+            i -= 1
+            total += term
+        return total
+    term = math.exp(log_p) * lam / (n + 1)
+    total, i = 0.0, n + 1
+    while term > _PMF_TINY:
+        total += term
+        i += 1
+        term *= lam / i
+    return 1.0 - total
+
+
+#: The Poisson CDF table of :func:`_poisson_table` spans this many standard deviations
+#: either side of the mean (beyond, the CDF is within 1e-18 of 0 or 1; checked by the table's
+#: end values, computed exactly).
+_POISSON_SPAN = 10.0
+
+
+@functools.lru_cache(maxsize=512)
+def _poisson_table(lam: float) -> tuple[int, tuple[float, ...]]:
+    """``(n_lo, G)``: ``G[i] = P(Pois(lam) <= n_lo + i)`` over the CDF's rise, shared by every
+    tail at one boundary (the turns' histories differ only in how many lengths they hold)."""
+    half = _POISSON_SPAN * math.sqrt(lam) + 2
+    n_lo, n_hi = max(0, int(lam - half)), int(lam + half) + 1
+    cdf = _poisson_cdf(n_lo, lam)
+    pmf = math.exp((n_lo + 1) * math.log(lam) - lam - math.lgamma(n_lo + 2))
+    out = [cdf]
+    for n in range(n_lo + 1, n_hi + 1):
+        cdf += pmf
+        out.append(min(1.0, cdf))
+        pmf *= lam / (n + 1)
+    return n_lo, tuple(out)
+
+
+def _binomial_cdf(c: int, n: int, p: float) -> float:
+    """``P(Bin(n, p) <= c)``, summing the pmf from ``c`` away from the mode until negligible."""
+    if c < 0:
+        return 0.0
+    if c >= n:
+        return 1.0
+    log_pmf = (math.lgamma(n + 1) - math.lgamma(c + 1) - math.lgamma(n - c + 1)
+               + c * math.log(p) + (n - c) * math.log1p(-p))
+    odds = p / (1 - p)
+    term = math.exp(log_pmf)
+    if c < n * p:
+        total, i = term, c
+        while i > 0 and term > _PMF_TINY * total:
+            term *= i / ((n - i + 1) * odds)
+            i -= 1
+            total += term
+        return total
+    total, i = 0.0, c
+    while i < n:
+        term *= (n - i) / (i + 1) * odds
+        i += 1
+        total += term
+        if term < _PMF_TINY:
+            break
+    return 1.0 - total
+
+
+def tail_probability(x: float, groups) -> float:
+    """``P(Y >= x)`` exactly (to about 1e-15) for ``Y`` one or two Erlang groups.
+
+    One mean: the Erlang tail ``P(Pois(x/m) < k)``. Two means ``m1 < m2``: an exponential
+    of mean ``m2`` is a geometric number of exponentials of mean ``m1``, so the Erlang of
+    ``k2`` of them is ``k2 + M`` of mean ``m1``, ``M`` negative binomial (``k2`` successes
+    of probability ``m1/m2``); ``P(Y >= x) = sum_f P(M = f) G(k1 + k2 + f - 1)``, ``G`` the
+    CDF of ``Pois(x/m1)``: a mixture of positive terms (no cancellation). Summed where ``G``
+    rises (:func:`_poisson_table`); where it is 1 the terms add to ``P(M >= f)``, a binomial
+    CDF (:func:`_binomial_cdf`); below, ``G`` is under 1e-18."""
+    if x <= 0:
+        return 1.0
+    means = {m for m, _ in groups}
+    if len(means) == 1:
+        return _poisson_cdf(sum(k for _, k in groups) - 1, x / groups[0][0])
+    (m1, k1), (m2, k2) = sorted(groups)
+    lam, p = x / m1, m1 / m2
+    k0 = k1 + k2
+    n_lo, table = _poisson_table(lam)
+    f = max(0, n_lo - k0 + 1)                   # the first f whose G is in the table
+    f_top = n_lo + len(table) - k0 + 1          # G(k0 + f - 1) = 1 from here on
+    total = 0.0
+    mode = int((k2 - 1) * (1 - p) / p) if k2 > 1 else 0
+    # below this, M's pmf is negligible (ten standard deviations under its mode)
+    f = max(f, mode - int(_POISSON_SPAN * math.sqrt(k2 * (1 - p)) / p))
+    if f < f_top:
+        log_w = (math.lgamma(k2 + f) - math.lgamma(f + 1) - math.lgamma(k2) + k2 * math.log(p)
+                 + f * math.log1p(-p))
+        w = math.exp(log_w)
+        i = k0 + f - 1 - n_lo
+        q = 1 - p
+        while f < f_top:
+            total += w * table[i]
+            w *= (k2 + f) / (f + 1) * q
+            f += 1
+            i += 1
+            if f > mode and w < _PMF_TINY:          # the rest of M's pmf is negligible
+                return min(1.0, total)
+    # P(M >= f) = P(fewer than k2 successes in the first k2 + f - 1 trials)
+    return min(1.0, total + (_binomial_cdf(k2 - 1, k2 + f - 1, p) if f > 0 else 1.0))
 
 
 def geometric_compound(m1: float, m2: float, r: float, answers_cached: bool = True) -> tuple[tuple[float, float], ...]:
@@ -122,12 +402,10 @@ def erlang_tail(x: float, k: int, mean: float) -> float:
     return math.exp(-z) * total
 
 
-#: Simpson's rule intervals for :func:`reach_probabilities`' convolution: at least this many,
-#: at most :data:`_MAX_INTERVALS`, and about four per token of the shorter mean length.
-_MIN_INTERVALS = 256
-_MAX_INTERVALS = 2048
 #: Past this probability a history is taken to reach the block for every later turn.
 _REACHED = 1.0 - 1e-10
+#: A reach probability whose Chernoff bound is below this is taken as 0 (or 1).
+_REACH_TINY = 1e-15
 
 
 def reach_probabilities(x: float, m1: float, m2: float, J: int, answers_cached: bool = True) -> tuple[float, ...]:
@@ -135,51 +413,90 @@ def reach_probabilities(x: float, m1: float, m2: float, J: int, answers_cached: 
     exponential lengths of mean ``m1``, ``C_j`` of j of mean ``m2`` (j - 1 when
     ``answers_cached`` is False); zero means are fixed lengths of 0.
 
-    ``P(A + C >= x) = P(A >= x) + int_0^x f_A(u) P(C >= x-u) du`` by Simpson's rule on one
-    grid for every j: the Erlang density and tail at each grid point grow by one term per j
-    (in logarithms, so that long sums of short lengths do not underflow)."""
+    Each is the exact tail of :func:`tail_probability` (an Erlang, or a negative-binomial mixture of
+    Erlangs), except where a Chernoff bound puts it within :data:`_REACH_TINY` of 0 or 1
+    (Simpson's rule on the convolution, used before, returned 1 at j = 441 for ``x`` = 4096,
+    means 5 and 1, where the exact tail is 1.2e-35)."""
     if x <= 0:
         return (1.0,)
     out = []
-    if m2 <= 0 or m1 == m2 or m1 <= 0:
-        m = m1 if m1 > 0 else m2
-        for j in range(1, J + 1):
-            k = (j if m1 > 0 else 0) + ((j if answers_cached else j - 1) if m2 > 0 else 0)
-            out.append(erlang_tail(x, k, m))
-            if out[-1] >= _REACHED:
-                break
-        return tuple(out)
-    n = min(_MAX_INTERVALS, max(_MIN_INTERVALS, int(4 * x / min(m1, m2))))
-    n += n % 2
-    h = x / n
-    weights = [1.0 if i in (0, n) else (4.0 if i % 2 else 2.0) for i in range(n + 1)]
-    # log(u/m1) at u = i h and log(y/m2) at y = x - i h (None at 0)
-    log_u = [math.log(i * h / m1) if i else None for i in range(n + 1)]
-    log_y = [math.log((x - i * h) / m2) if i < n else None for i in range(n + 1)]
-    z_u = [i * h / m1 for i in range(n + 1)]
-    z_y = [(x - i * h) / m2 for i in range(n + 1)]
-    tail_c = [0.0] * (n + 1)            # P(C >= y) for y > 0 with no length yet
-    k2 = 0
     for j in range(1, J + 1):
-        # one more answer length in C (or none yet for the first turn without answers)
-        want = j if answers_cached else j - 1
-        while k2 < want:
-            lg = math.lgamma(k2 + 1)
-            for i in range(n):
-                tail_c[i] += math.exp(k2 * log_y[i] - z_y[i] - lg) if k2 else math.exp(-z_y[i])
-            tail_c[n] = 1.0                 # y = 0
-            k2 += 1
-        if not k2:                      # C = 0: A alone
-            out.append(erlang_tail(x, j, m1))
+        groups = _turn_groups(m1, m2, j, answers_cached)
+        if not groups:
+            out.append(0.0)
             continue
-        lg = math.lgamma(j)
-        total = weights[0] * (1.0 / m1 if j == 1 else 0.0) * tail_c[0]
-        for i in range(1, n + 1):
-            total += weights[i] * math.exp((j - 1) * log_u[i] - z_u[i] - lg) / m1 * tail_c[i]
-        out.append(min(1.0, erlang_tail(x, j, m1) + total * h / 3))
+        bound, u = _chernoff(x, groups)
+        out.append(0.0 if u > 0 and bound < _REACH_TINY else 1.0 if u < 0 and bound < _REACH_TINY
+                   else tail_probability(x, groups))
         if out[-1] >= _REACHED:
             break
     return tuple(out)
+
+
+def _turn_groups(m1: float, m2: float, j: int, answers_cached: bool) -> tuple[tuple[float, int], ...]:
+    """The Erlang groups of a history of ``j`` turns (``j`` messages of mean ``m1``, ``j``
+    answers of mean ``m2`` or ``j - 1`` without the last answer), equal means merged."""
+    groups = tuple((m, k) for m, k in ((m1, j), (m2, j if answers_cached else j - 1)) if m > 0 and k > 0)
+    if len(groups) == 2 and groups[0][0] == groups[1][0]:
+        return ((m1, groups[0][1] + groups[1][1]),)
+    return groups
+
+
+def renewal_count(x: float, m1: float, m2: float, answers_cached: bool = True) -> float:
+    """``sum_{j>=1} P(Y_j < x)`` (``Y_j`` as in :func:`reach_probabilities`), in closed form:
+    its Laplace transform in ``x`` is ``phi1 phi2^(0 or 1) / (u (1 - phi1 phi2))`` with
+    ``phi_i = 1/(1 + u m_i)``, i.e. ``(1 + u m2)^(0 or 1) / (u^2 (c + d u))``, ``c = m1 + m2``,
+    ``d = m1 m2``: ``x/c - (d/c^2)(1 - e^(-x c/d))``, plus ``(m2/c)(1 - e^(-x c/d))`` without
+    the last answer (``x/m1`` when ``m2 = 0``)."""
+    if x <= 0:
+        return 0.0
+    if m2 <= 0:
+        return x / m1
+    c, d = m1 + m2, m1 * m2
+    settle = -math.expm1(-x * c / d)
+    return x / c - d / c ** 2 * settle + (0.0 if answers_cached else m2 / c * settle)
+
+
+def reach_count(x: float, m1: float, m2: float, J: int, answers_cached: bool = True) -> float:
+    """``sum_{j=1..J} P(Y_j >= x)`` (``Y_j`` as in :func:`reach_probabilities`, ``m1 > 0``):
+    the expected number of a conversation's first J turns whose history reaches ``x``.
+
+    Only the turns where ``P(Y_j >= x)`` is not within :data:`_REACH_TINY` of 0 or 1 (by
+    Chernoff bounds, monotone in j: a binary search finds them) need an exact tail
+    (:func:`tail_probability`). Summed directly over those up to J, or as ``J - sum_{j<=J} P(Y_j < x)``
+    with the closed form of :func:`renewal_count` less those after J, whichever has fewer."""
+    if J <= 0:
+        return 0.0
+    if x <= 0:
+        return float(J)
+
+    def never(j: int) -> bool:           # P(Y_j >= x) < tiny
+        bound, u = _chernoff(x, _turn_groups(m1, m2, j, answers_cached))
+        return u > 0 and bound < _REACH_TINY
+
+    def surely(j: int) -> bool:          # P(Y_j < x) < tiny
+        bound, u = _chernoff(x, _turn_groups(m1, m2, j, answers_cached))
+        return u < 0 and bound < _REACH_TINY
+
+    def first(pred, lo: int) -> int:     # the smallest j >= lo with pred(j) (pred monotone)
+        hi = lo
+        while not pred(hi):
+            lo, hi = hi + 1, 2 * hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if pred(mid) else (mid + 1, hi)
+        return lo
+
+    j_lo = first(lambda j: not never(j), 1)        # P_j > tiny from here
+    j_hi = first(surely, j_lo)                     # P_j > 1 - tiny from here
+    before, after = max(0, min(J, j_hi - 1) - j_lo + 1), max(0, j_hi - 1 - max(J + 1, j_lo) + 1)
+    if before <= after:
+        band = sum(tail_probability(x, _turn_groups(m1, m2, j, answers_cached)) for j in range(j_lo, min(J, j_hi - 1) + 1))
+        return band + max(0, J - j_hi + 1)
+    # the turns after J whose history is still short of x: all of them before j_lo, the band's tails
+    short = max(0, j_lo - 1 - J) + sum(1.0 - tail_probability(x, _turn_groups(m1, m2, j, answers_cached))
+                                       for j in range(max(J + 1, j_lo), j_hi))
+    return J - (renewal_count(x, m1, m2, answers_cached) - short)
 
 
 def remainder_settles(means_per_turn: tuple[float, ...], B: int) -> float:
