@@ -76,12 +76,82 @@ def grouped_remainder(offset: float, groups: tuple[tuple[float, int], ...], B: i
         return s
     if len(groups) == 1 and groups[0][1] == 1:
         return exponential_remainder(s, groups[0][0], B)
+    plan = _cheaper_plan(s, groups, B, _FOURIER_COST)
+    return fourier_remainder(s, groups, B) if plan is None else direct_remainder(s, groups, B, plan)
+
+
+def _cheaper_plan(s: float, groups, B: int, fourier_cost: float) -> tuple[int, int, int] | None:
+    """:func:`direct_plan` if the direct sum costs less than the Fourier series (its terms,
+    :func:`fourier_terms`, each ``fourier_cost`` loop steps), else None."""
     if fourier_terms(s, groups, B, cap=_FEW_TERMS) < _FEW_TERMS:
-        return fourier_remainder(s, groups, B)
+        return None
     plan = direct_plan(s, groups, B)
-    if plan is not None and plan[2] <= _FOURIER_COST * fourier_terms(s, groups, B, cap=plan[2] // _FOURIER_COST + 1):
-        return direct_remainder(s, groups, B, plan)
-    return fourier_remainder(s, groups, B)
+    if plan is not None and plan[2] <= fourier_cost * fourier_terms(s, groups, B, cap=int(plan[2] / fourier_cost) + 1):
+        return plan
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def history_remainders(offset: float, m1: float, m2: float, B: int, J: int,
+                       answers_cached: bool = True) -> tuple[float, ...]:
+    """``E[(offset + Y_j) mod B]`` for j = 1..J (``Y_j`` as in :func:`reach_probabilities`):
+    :func:`grouped_remainder` of every history of a conversation at once. The histories
+    whose Fourier series is the cheaper sum share its terms: term n of history j is
+    ``e^(i t_n s) z_n^j`` (over the last answer's factor without it), ``z_n`` one turn's
+    factor, so each costs one complex product (about :data:`_BATCH_FOURIER_COST` direct
+    steps) instead of powers and logarithms. Each history's series stops where
+    :func:`fourier_remainder`'s does."""
+    s = offset % B
+    out = [0.0] * (J + 1)
+    fourier_js = []
+    for j in range(1, J + 1):
+        groups = _turn_groups(m1, m2, j, answers_cached)
+        if not groups:
+            out[j] = s
+        elif len(groups) == 1 and groups[0][1] == 1:
+            out[j] = exponential_remainder(s, groups[0][0], B)
+        else:
+            plan = _cheaper_plan(s, groups, B, _BATCH_FOURIER_COST)
+            if plan is None:
+                fourier_js.append(j)
+            else:
+                out[j] = direct_remainder(s, groups, B, plan)
+    if fourier_js:
+        sums = _batch_fourier(s, m1, m2, B, fourier_js, answers_cached)
+        for j, total in zip(fourier_js, sums):
+            out[j] = B / 2 - B / math.pi * total
+    return tuple(out[1:])
+
+
+def _batch_fourier(s: float, m1: float, m2: float, B: int, js: list[int], answers_cached: bool) -> list[float]:
+    """``sum_n Im(phi_j(t_n)) / n`` for each j of ``js`` (increasing), each to the first term
+    whose bound ``(B/pi) |phi_j(t_n)| / n`` is below :data:`_TOL_TOKENS`. The bound falls
+    with j, so the histories still summing at term n are a prefix of ``js``."""
+    totals = [0.0] * len(js)
+    active = len(js)
+    scale = B / math.pi
+    for n in range(1, _MAX_TERMS + 1):
+        if not active:
+            break
+        t = 2 * math.pi * n / B
+        f1 = 1 / complex(1.0, -t * m1) if m1 > 0 else 1.0
+        f2 = 1 / complex(1.0, -t * m2) if m2 > 0 else 1.0
+        z = f1 * f2
+        base = cmath.exp(complex(0.0, t * s)) * (1.0 if answers_cached else 1 / f2 if m2 > 0 else 1.0)
+        w = base * z ** js[0]
+        j_prev = js[0]
+        cut = active
+        for i in range(active):
+            j = js[i]
+            if j != j_prev:
+                w *= z if j == j_prev + 1 else z ** (j - j_prev)
+                j_prev = j
+            totals[i] += w.imag / n
+            if cut == active and scale * abs(w) / n < _TOL_TOKENS:
+                cut = i
+        # every history from ``cut`` on has a term below the bound: it stops after this term
+        active = cut
+    return totals
 
 
 def fourier_remainder(offset: float, groups: tuple[tuple[float, int], ...], B: int) -> float:
@@ -148,6 +218,8 @@ def fourier_terms(offset: float, groups: tuple[tuple[float, int], ...], B: int, 
 _DIRECT_TOL_TOKENS = 1e-9
 #: The Fourier series is taken without costing the direct sum when it needs fewer terms.
 _FEW_TERMS = 8
+#: The same, for a term of :func:`history_remainders`' shared series (one complex product).
+_BATCH_FOURIER_COST = 1.5
 #: Relative cost of one Fourier term against one step of the direct sum's loops (CPython).
 _FOURIER_COST = 8
 #: The direct sum is not tried when Y's standard deviation exceeds this many blocks (its
@@ -165,38 +237,36 @@ def _log_mgf(u: float, groups) -> float:
 def _chernoff(x: float, groups) -> tuple[float, float]:
     """``(bound, u)``: ``P(Y >= x) <= bound`` for ``x > E[Y]`` (``u > 0``), ``P(Y <= x) <= bound``
     for ``x < E[Y]`` (``u < 0``), ``bound = e^(-ux) E[e^(uY)]``. Any ``u`` of the right sign
-    gives a valid bound; this one is the optimum (one group: ``u = 1/m - k/x``; two: Newton
-    steps on the convex exponent from the gamma distribution's optimum of the same mean and
-    variance, safeguarded by bisection)."""
-    mean = sum(m * k for m, k in groups)
+    (below ``1/max(mean)``) gives a valid bound; this one is the optimum for one group
+    (``u = 1/m - k/x``), else the gamma distribution's of the same mean and variance,
+    improved by one Newton step on the convex exponent when that stays in range."""
+    mean = var = 0.0
+    top = 0.0
+    for m, k in groups:
+        mean += m * k
+        var += m * m * k
+        top = max(top, m)
     if x <= 0 or x == mean:
         return 1.0, 0.0
     if len(groups) == 1:
-        (m, k), = groups
-        u = 1.0 / m - k / x
-    else:
-        top = 1.0 / max(m for m, _ in groups)
-        lo, hi = (0.0, top) if x > mean else (-math.inf, 0.0)
-        var = sum(m * m * k for m, k in groups)
-        u = min(mean / var * (1 - mean / x), 0.5 * (lo + hi) if x > mean else 0.0)
-        for _ in range(20):
-            d1, d2 = -x, 0.0
-            for m, k in groups:
-                r = m / (1 - u * m)
-                d1 += k * r
-                d2 += k * r * r
-            if d1 > 0:
-                hi = u
-            else:
-                lo = u
-            nxt = u - d1 / d2
-            if not lo < nxt < hi:
-                nxt = 0.5 * (lo + hi) if math.isfinite(lo) else 2 * u - 1.0 / x
-            if abs(nxt - u) <= 1e-9 * abs(u) + 1e-300:
-                u = nxt
-                break
-            u = nxt
-    return min(1.0, math.exp(-u * x + _log_mgf(u, groups))), u
+        u = 1.0 / groups[0][0] - groups[0][1] / x
+        return min(1.0, math.exp(-u * x + _log_mgf(u, groups))), u
+    limit = 1.0 / top
+    u = mean / var * (1 - mean / x)
+    if u >= limit:
+        u = limit * (1 - mean / x)
+    d1, d2 = -x, 0.0
+    for m, k in groups:
+        r = m / (1 - u * m)
+        d1 += k * r
+        d2 += k * r * r
+    step = u - d1 / d2
+    best = -u * x + _log_mgf(u, groups)
+    if (step > 0) == (u > 0) and step < limit:
+        other = -step * x + _log_mgf(step, groups)
+        if other < best:
+            best, u = other, step
+    return min(1.0, math.exp(best)), u
 
 
 def direct_plan(s: float, groups, B: int) -> tuple[int, int, int] | None:
