@@ -83,12 +83,12 @@ def grouped_remainder(offset: float, groups: tuple[tuple[float, int], ...], B: i
 def _cheaper_plan(s: float, groups, B: int, fourier_cost: float) -> tuple[int, int, int] | None:
     """:func:`direct_plan` if the direct sum costs less than the Fourier series (its terms,
     :func:`fourier_terms`, each ``fourier_cost`` loop steps), else None."""
-    if fourier_terms(s, groups, B, cap=_FEW_TERMS) < _FEW_TERMS:
+    if _fourier_within(groups, B, _FEW_TERMS):
         return None
     plan = direct_plan(s, groups, B)
-    if plan is not None and plan[2] <= fourier_cost * fourier_terms(s, groups, B, cap=int(plan[2] / fourier_cost) + 1):
-        return plan
-    return None
+    if plan is None or _fourier_within(groups, B, max(1, int(plan[2] / fourier_cost))):
+        return None
+    return plan
 
 
 @functools.lru_cache(maxsize=64)
@@ -104,12 +104,18 @@ def history_remainders(offset: float, m1: float, m2: float, B: int, J: int,
     s = offset % B
     out = [0.0] * (J + 1)
     fourier_js = []
+    few_from = J + 1        # the series' terms' bound falls with j: few terms from here on
     for j in range(1, J + 1):
         groups = _turn_groups(m1, m2, j, answers_cached)
-        if not groups:
+        if j >= few_from:
+            fourier_js.append(j)
+        elif not groups:
             out[j] = s
         elif len(groups) == 1 and groups[0][1] == 1:
             out[j] = exponential_remainder(s, groups[0][0], B)
+        elif _fourier_within(groups, B, _FEW_TERMS):
+            few_from = j
+            fourier_js.append(j)
         else:
             plan = _cheaper_plan(s, groups, B, _BATCH_FOURIER_COST)
             if plan is None:
@@ -190,13 +196,19 @@ def _log_factors(mean: float, B: int) -> list[complex]:
     return [0j]
 
 
+def _fourier_within(groups, B: int, n: int) -> bool:
+    """Whether :func:`fourier_remainder` stops within ``n`` terms (its n-th term's bound is
+    below :data:`_TOL_TOKENS`; the bounds fall with n and with every length added)."""
+    t = 2 * math.pi * n / B
+    log_bound = -sum(k * 0.5 * math.log1p((t * m) ** 2) for m, k in groups)
+    return B / math.pi * math.exp(log_bound) / n < _TOL_TOKENS
+
+
 def fourier_terms(offset: float, groups: tuple[tuple[float, int], ...], B: int, cap: int = _MAX_TERMS) -> int:
     """How many terms :func:`fourier_remainder` sums (its stopping rule, found by doubling and
     bisection on the terms' bound, which decreases with ``n``), or ``cap`` if more."""
     def small(n: int) -> bool:
-        t = 2 * math.pi * n / B
-        log_bound = -sum(k * 0.5 * math.log1p((t * m) ** 2) for m, k in groups)
-        return B / math.pi * math.exp(log_bound) / n < _TOL_TOKENS
+        return _fourier_within(groups, B, n)
 
     cap = max(1, min(cap, _MAX_TERMS))
     if not small(cap):
@@ -269,32 +281,54 @@ def _chernoff(x: float, groups) -> tuple[float, float]:
     return min(1.0, math.exp(best)), u
 
 
+def _skipped_beyond(x: float, mean: float, var: float, top: float, B: int, groups) -> float:
+    """A bound on ``sum_{i>=0} P(Y >= x + iB)`` (``x > E[Y]``) or ``sum_{i>=0} P(Y <= x - iB)``
+    (``x < E[Y]``). First Bernstein's, cheap: a sum of exponential lengths is sub-gamma on the
+    right (variance ``var``, scale ``top``, the largest mean) and sub-Gaussian on the left
+    (Boucheron, Lugosi & Massart, *Concentration Inequalities*, 2013, §2.4), so
+    ``P(Y - E[Y] >= t) <= e^(-f(t))``, ``f(t) = t^2 / (2 (var + top t))``, and
+    ``P(E[Y] - Y >= t) <= e^(-t^2 / (2 var))``; ``f`` is convex, so the boundaries further
+    out add at most a geometric series of ratio ``e^(-B f'(t))``. Where that is not small,
+    the Chernoff bound (:func:`_chernoff`; with its ``u``, ratio ``e^(-|u| B)``)."""
+    t = abs(x - mean)
+    if x > mean:
+        f, slope = t * t / (2 * (var + top * t)), t * (2 * var + top * t) / (2 * (var + top * t) ** 2)
+    else:
+        f, slope = t * t / (2 * var), t / var
+    bound = math.exp(-f) / -math.expm1(-B * slope)
+    if bound < _DIRECT_TOL_TOKENS / (2 * B):
+        return bound
+    chernoff, u = _chernoff(x, groups)
+    return chernoff / -math.expm1(-abs(u) * B) if u else math.inf
+
+
 def direct_plan(s: float, groups, B: int) -> tuple[int, int, int] | None:
     """``(k_lo, k_hi, cost)`` for :func:`direct_remainder`, or None when it does not apply
-    (more than two groups): boundaries ``k < k_lo`` are taken as crossed, ``k > k_hi`` as
-    never crossed, the skipped probabilities' Chernoff bounds (geometric in ``k``) adding to
-    at most :data:`_DIRECT_TOL_TOKENS` / B each side; ``cost`` estimates its loop steps."""
+    (more than two groups, or a spread over many blocks): boundaries ``k < k_lo`` are taken
+    as crossed, ``k > k_hi`` as never crossed, the skipped probabilities' bounds
+    (:func:`_skipped_beyond`) adding to at most :data:`_DIRECT_TOL_TOKENS` / B each side;
+    ``cost`` estimates its loop steps."""
     if len(groups) > 2:
         return None
-    mean = sum(m * k for m, k in groups)
-    if math.sqrt(sum(m * m * k for m, k in groups)) > _DIRECT_SPREAD_BLOCKS * B:
+    mean = var = top = 0.0
+    for m, k in groups:
+        mean += m * k
+        var += m * m * k
+        top = max(top, m)
+    if var > (_DIRECT_SPREAD_BLOCKS * B) ** 2:
         return None
     tol = _DIRECT_TOL_TOKENS / (2 * B)
     k_mid = max(1, math.ceil((mean + s) / B))           # the first boundary at or above the mean
     k_hi = k_mid - 1
-    while True:
-        bound, u = _chernoff((k_hi + 1) * B - s, groups)
-        if u > 0 and bound / -math.expm1(-u * B) < tol:
-            break
+    while (k_hi + 1) * B - s <= mean or _skipped_beyond((k_hi + 1) * B - s, mean, var, top, B, groups) >= tol:
         k_hi += 1
     k_lo = k_mid
-    while k_lo > 1:
-        bound, u = _chernoff((k_lo - 1) * B - s, groups)
-        if u < 0 and bound / -math.expm1(u * B) < tol:
-            break
+    while k_lo > 1 and ((k_lo - 1) * B - s >= mean
+                        or _skipped_beyond((k_lo - 1) * B - s, mean, var, top, B, groups) >= tol):
         k_lo -= 1
-    per = _tail_cost(k_hi * B - s, groups)
-    return k_lo, k_hi, max(0, k_hi - k_lo + 1) * per
+    if k_hi < k_lo:
+        return k_lo, k_hi, 0
+    return k_lo, k_hi, (k_hi - k_lo + 1) * _tail_cost(k_hi * B - s, groups)
 
 
 def _tail_cost(x: float, groups) -> int:
