@@ -105,7 +105,23 @@ def history_remainders(offset: float, m1: float, m2: float, B: int, J: int,
     out = [0.0] * (J + 1)
     fourier_js = []
     few_from = J + 1        # the series' terms' bound falls with j: few terms from here on
+    tol = _DIRECT_TOL_TOKENS / (2 * B)
     for j in range(1, J + 1):
+        if j < few_from:
+            # the common case first, inline: no block boundary within the history's bulk
+            # (both nearest boundaries skipped by :func:`_skipped_beyond`'s Bernstein bounds)
+            k2 = j if answers_cached else j - 1
+            mean, var = j * m1 + k2 * m2, j * m1 * m1 + k2 * m2 * m2
+            if var > 0 and j + k2 > 1:
+                top = max(m1, m2 if k2 else 0.0)
+                k_mid = max(1, math.ceil((mean + s) / B))
+                t_up, t_down = k_mid * B - s - mean, mean - (k_mid - 1) * B + s
+                if t_up > 0 and math.exp(-t_up * t_up / (2 * (var + top * t_up))) < tol * -math.expm1(
+                        -B * t_up * (2 * var + top * t_up) / (2 * (var + top * t_up) ** 2)) and (
+                        k_mid == 1 or (t_down > 0 and math.exp(-t_down * t_down / (2 * var))
+                                       < tol * -math.expm1(-B * t_down / var))):
+                    out[j] = s + mean - B * (k_mid - 1)
+                    continue
         groups = _turn_groups(m1, m2, j, answers_cached)
         if j >= few_from:
             fourier_js.append(j)
@@ -229,7 +245,7 @@ def fourier_terms(offset: float, groups: tuple[tuple[float, int], ...], B: int, 
 #: never crossed have Chernoff bounds adding up to at most this.
 _DIRECT_TOL_TOKENS = 1e-9
 #: The Fourier series is taken without costing the direct sum when it needs fewer terms.
-_FEW_TERMS = 8
+_FEW_TERMS = 32
 #: The same, for a term of :func:`history_remainders`' shared series (one complex product).
 _BATCH_FOURIER_COST = 1.5
 #: Relative cost of one Fourier term against one step of the direct sum's loops (CPython).
