@@ -50,8 +50,9 @@ BEFORE = (TERM_BY_TERM, SERIES)
 _FIXED = dict(turns=1000, turns_dist="fixed")
 #: (label, scenario values, the earlier commits that finish it in seconds). The form's
 #: limits: input_tokens >= 1, output_tokens >= 0, block_size <= 4096, turns <= 1000. The
-#: fixed-turn cases are the slowest of a grid of new tokens 1-1,000, answers 0-300, blocks
-#: 16-4,096 and system prompts 0, 2,000 and 4,000 tokens (at the series commit and now);
+#: fixed-turn cases are the slowest of a grid of 768 inputs (new tokens 1-1,000, answers
+#: 0-300, blocks 16-4,096, system prompts 0, 2,000, 4,000 and 4,095 tokens; the default is
+#: 2,000) at the series commit and now;
 #: the sliding-window model (gemma-2-9b) sums geometric turns one by one (27,619 of them).
 CASES = (
     ("in/out 10/10, B=512, 5 geometric turns", dict(input_tokens=10, output_tokens=10, block_size=512), BEFORE),
@@ -68,6 +69,8 @@ CASES = (
      (SERIES,)),
     ("in/out 3/1, B=4096, 1000 fixed turns", dict(input_tokens=3, output_tokens=1, block_size=4096, **_FIXED),
      (SERIES,)),
+    ("in/out 3/1, B=4096, S=0, 1000 fixed turns", dict(input_tokens=3, output_tokens=1, block_size=4096,
+                                                        system_prompt_tokens=0, **_FIXED), (SERIES,)),
     ("in/out 1/3, B=4096, S=2000, 1000 fixed turns", dict(input_tokens=1, output_tokens=3, block_size=4096,
                                                            system_prompt_tokens=2000, **_FIXED), (SERIES,)),
     ("in/out 5/1, B=4096, S=4000, 1000 fixed turns", dict(input_tokens=5, output_tokens=1, block_size=4096,

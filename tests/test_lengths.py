@@ -9,8 +9,8 @@ import pytest
 from kvcache_calculator.analytic import model
 from kvcache_calculator.analytic.lengths import (
     direct_plan, direct_remainder, erlang_tail, exponential_remainder, fourier_remainder, fourier_terms,
-    geometric_compound, grouped_remainder, reach_count, reach_probabilities, renewal_count, sum_remainder,
-    tail_probability,
+    geometric_compound, grouped_remainder, history_remainders, reach_count, reach_probabilities, renewal_count,
+    sum_remainder, tail_probability,
 )
 from kvcache_calculator.analytic.model import analyze, build_terms
 from kvcache_calculator.errors import ScenarioError
@@ -324,3 +324,29 @@ def test_fixed_turns_of_tiny_lengths_match_the_series(values, monkeypatch):
                  (new.cost_last, ref.cost_last)):
         assert x == pytest.approx(y, abs=1e-7 * ref.prompt_tokens)
     assert new.request_hit_turns == pytest.approx(ref.request_hit_turns, abs=1e-9 * ref.mean_turns)
+
+
+@pytest.mark.parametrize("m1,m2,B,S", [(1.0, 1.0, 4096, 2000.0), (3.0, 1.0, 4096, 0.0), (5.0, 1.0, 4096, 4000.0),
+                                        (1.0, 3.0, 4096, 2000.0), (5.0, 5.0, 512, 2000.0), (1.0, 0.0, 1024, 0.0),
+                                        (300.0, 100.0, 512, 700.0)])
+@pytest.mark.parametrize("answers_cached", [True, False])
+def test_history_remainders_match_each_history(m1, m2, B, S, answers_cached):
+    """A conversation's 300 histories at once (the inline no-boundary case, the direct sums
+    and the shared series) against each history alone. One mean (an Erlang): the exact sum
+    over boundaries with Erlang tails, within 1e-9 tokens. Two: the closed form for one
+    length of each, else the Fourier series where it stops within N <= 100,000 terms,
+    within 1e-9 N tokens (the series' own truncation: it stops at a term below 1e-9
+    tokens, and the terms it leaves fall like n^-(2j+1), adding to at most N/2j of it)."""
+    got = history_remainders(S, m1, m2, B, 300, answers_cached)
+    for j in range(1, 301):
+        k2 = j if answers_cached else j - 1
+        groups = tuple((m, k) for m, k in ((m1, j), (m2, k2)) if m > 0 and k > 0)
+        if len({m for m, _ in groups}) == 1:
+            want, tol = _erlang_remainder_by_terms(S % B, groups[0][0], sum(k for _, k in groups), B), 1e-9
+        elif groups == ((m1, 1), (m2, 1)):
+            want, tol = _hypoexponential_remainder(S % B, m1, m2, B), 1e-9
+        elif (n := fourier_terms(S % B, groups, B)) < 100_000:
+            want, tol = fourier_remainder(S, groups, B), 1e-9 * n
+        else:
+            continue
+        assert got[j - 1] == pytest.approx(want, abs=tol), j

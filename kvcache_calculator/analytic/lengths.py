@@ -8,11 +8,25 @@ independent exponential lengths of means ``m_i`` and a fixed offset ``s``:
 
 - one length (closed form): ``E[(s + L) mod B] = s + m - B e^((s-B)/m) / (1 - e^(-B/m))`` for
   ``0 <= s < B`` (``E[floor((s + L)/B)] = sum_k P(L >= kB - s)``, a geometric series);
-- several: the sawtooth's Fourier series ``x mod B = B/2 - (B/pi) sum_n sin(2 pi n x/B)/n``
-  taken in expectation, with the characteristic function of ``Y``:
-  ``E = B/2 - (B/pi) sum_n Im(e^(i t_n s) prod_i 1/(1 - i t_n m_i)) / n``, ``t_n = 2 pi n/B``.
-  Every factor has modulus below 1, so the series converges at least like ``1/n^3`` and the
-  remainder tends to ``B/2`` as lengths are added.
+- several, by whichever of two exact series converges faster (they are each other's
+  Poisson-summation duals):
+
+  - the block boundaries: ``E = s + E[Y] - B sum_k P(Y >= kB - s)``, where only the
+    boundaries within the history's bulk need an exact tail (:func:`tail_probability`:
+    Erlang tails, or a negative-binomial mixture of them for two means), the others being
+    taken as crossed or not with Bernstein or Chernoff bounds adding to at most
+    :data:`_DIRECT_TOL_TOKENS` (:func:`direct_plan`). A handful of terms while the history's
+    spread is short of a block, and none at all when no boundary is within its bulk;
+  - the sawtooth's Fourier series ``x mod B = B/2 - (B/pi) sum_n sin(2 pi n x/B)/n`` taken in
+    expectation, with the characteristic function of ``Y``:
+    ``E = B/2 - (B/pi) sum_n Im(e^(i t_n s) prod_i 1/(1 - i t_n m_i)) / n``, ``t_n = 2 pi n/B``.
+    Every factor has modulus below 1, so the series converges at least like ``1/n^3`` and the
+    remainder tends to ``B/2`` as lengths are added; few terms once the spread is a block or
+    more, but 100,000 and more for the first turns of 1- to 3-token lengths in 4,096-token
+    blocks (its first turn's series stops at the cap about 0.03 tokens short).
+
+  :func:`grouped_remainder` picks one per history by their cost; :func:`history_remainders`
+  does every history of a conversation at once, the series' histories sharing its terms.
 
 With geometric turns the model needs ``sum_j r^j E[g(s + Y_j)]`` only, ``Y_j`` the lengths of
 j turns: a mixture of two exponential lengths (:func:`geometric_compound`), so closed forms
@@ -22,10 +36,9 @@ Lengths are continuous here (a trace's are whole tokens: the mean remainder is t
 half a token lower, ``(B-1)/2`` against ``B/2`` for a uniform remainder).
 
 A request hits at all only if its history holds at least one whole block, so the request
-hit rate needs ``P(s + Y >= B)``: for ``Y`` the sum of an Erlang of ``k1`` lengths of mean
-``m1`` and one of ``k2`` of mean ``m2``, ``P(Y >= x) = P(A >= x) + int_0^x f_A(u) P(C >= x-u) du``
-(the Erlang tails in closed form, the integral by Simpson's rule on a smooth integrand;
-:func:`reach_probabilities`).
+hit rate needs ``P(s + Y_j >= B)`` (:func:`reach_probabilities`, exact tails) and, with fixed
+turns, their sum over the turns (:func:`reach_count`: exact tails only for the turns near the
+crossing, the rest from the renewal count's closed form, :func:`renewal_count`).
 """
 
 from __future__ import annotations
@@ -511,15 +524,11 @@ def geometric_compound(m1: float, m2: float, r: float, answers_cached: bool = Tr
 
 
 def erlang_tail(x: float, k: int, mean: float) -> float:
-    """``P(A >= x)`` for ``A`` the sum of ``k`` exponential lengths of mean ``mean``."""
+    """``P(A >= x)`` for ``A`` the sum of ``k`` exponential lengths of mean ``mean``:
+    ``P(Pois(x/mean) < k)``, summed from its largest term (no overflow for long sums)."""
     if x <= 0 or k <= 0 or mean <= 0:
         return 1.0 if x <= 0 else 0.0
-    z = x / mean
-    term, total = 1.0, 1.0
-    for i in range(1, k):
-        term *= z / i
-        total += term
-    return math.exp(-z) * total
+    return _poisson_cdf(k - 1, x / mean)
 
 
 #: Past this probability a history is taken to reach the block for every later turn.
@@ -611,7 +620,8 @@ def reach_count(x: float, m1: float, m2: float, J: int, answers_cached: bool = T
     j_hi = first(surely, j_lo)                     # P_j > 1 - tiny from here
     before, after = max(0, min(J, j_hi - 1) - j_lo + 1), max(0, j_hi - 1 - max(J + 1, j_lo) + 1)
     if before <= after:
-        band = sum(tail_probability(x, _turn_groups(m1, m2, j, answers_cached)) for j in range(j_lo, min(J, j_hi - 1) + 1))
+        band = sum(tail_probability(x, _turn_groups(m1, m2, j, answers_cached))
+                   for j in range(j_lo, min(J, j_hi - 1) + 1))
         return band + max(0, J - j_hi + 1)
     # the turns after J whose history is still short of x: all of them before j_lo, the band's tails
     short = max(0, j_lo - 1 - J) + sum(1.0 - tail_probability(x, _turn_groups(m1, m2, j, answers_cached))
