@@ -6,8 +6,11 @@ import random
 
 import pytest
 
+from kvcache_calculator.analytic import model
 from kvcache_calculator.analytic.lengths import (
-    erlang_tail, exponential_remainder, geometric_compound, grouped_remainder, reach_probabilities, sum_remainder,
+    direct_plan, direct_remainder, erlang_tail, exponential_remainder, fourier_remainder, fourier_terms,
+    geometric_compound, grouped_remainder, history_remainders, reach_count, reach_probabilities, renewal_count,
+    sum_remainder, tail_probability,
 )
 from kvcache_calculator.analytic.model import analyze, build_terms
 from kvcache_calculator.errors import ScenarioError
@@ -95,7 +98,7 @@ def test_erlang_tail_matches_poisson_sum():
 
 
 def test_reach_probabilities_match_the_erlang_tail_through_the_grid():
-    # near-equal means go through the Simpson convolution; equal means are one Erlang
+    # near-equal means go through the negative-binomial mixture; equal means are one Erlang
     got = reach_probabilities(300.0, 100.0, 100.0 * (1 + 1e-9), 3)
     assert got == pytest.approx([erlang_tail(300.0, 2 * j, 100.0) for j in (1, 2, 3)], abs=1e-8)
     # without the last answer: j messages and j - 1 answers
@@ -190,3 +193,160 @@ def test_tiny_turns_in_large_blocks_match_the_reference(values):
                      (a.cost_last, b.cost_last), (a.prompt_tokens, b.prompt_tokens)):
             assert x == pytest.approx(y, abs=1e-8 * b.prompt_tokens)
         assert a.request_hit_turns == pytest.approx(b.request_hit_turns, abs=1e-8 * b.mean_turns)
+
+
+def _tail_by_quadrature(x: float, k1: int, m1: float, k2: int, m2: float, n: int = 50_000) -> float:
+    """P(A + C >= x), A Erlang(k1, m1), C Erlang(k2, m2), k1 >= 2: P(A >= x) plus
+    int_0^x f_A(u) P(C >= x - u) du by Simpson's rule on n intervals (a smooth integrand)."""
+    h = x / n
+    total = 0.0
+    for i in range(n + 1):
+        u = i * h
+        f = math.exp((k1 - 1) * math.log(u / m1) - u / m1 - math.lgamma(k1)) / m1 if u > 0 else 0.0
+        total += (1 if i in (0, n) else 4 if i % 2 else 2) * f * erlang_tail(x - u, k2, m2)
+    return erlang_tail(x, k1, m1) + total * h / 3
+
+
+def _hypoexponential_remainder(s: float, m1: float, m2: float, B: int) -> float:
+    """E[(s + L1 + L2) mod B] for two exponential lengths of unequal means, by the boundaries
+    with the closed-form tail P(L1 + L2 >= y) = (m1 e^(-y/m1) - m2 e^(-y/m2)) / (m1 - m2)."""
+    crossings, k = 0.0, 1
+    while True:
+        y = k * B - s
+        tail = (m1 * math.exp(-y / m1) - m2 * math.exp(-y / m2)) / (m1 - m2)
+        crossings += tail
+        if tail < 1e-18:
+            return s + m1 + m2 - B * crossings
+        k += 1
+
+
+@pytest.mark.parametrize("m1,m2,B,s", [(1.0, 3.0, 4096, 0.0), (3.0, 1.0, 4096, 4000.0), (1.0, 50.0, 4096, 2000.0),
+                                        (5.0, 1.0, 512, 500.0), (200.0, 100.0, 512, 100.0), (800.0, 20.0, 16, 7.0)])
+def test_first_turn_remainder_is_exact(m1, m2, B, s):
+    """Turn 1 of tiny lengths in a large block, where the Fourier series stops at its
+    100,000-term cap short of its bound: the chosen sum against the closed-form tails,
+    within 1e-9 tokens."""
+    assert grouped_remainder(s, ((m1, 1), (m2, 1)), B) == pytest.approx(
+        _hypoexponential_remainder(s, m1, m2, B), abs=1e-9)
+
+
+@pytest.mark.parametrize("x,k1,m1,k2,m2", [(4096.0, 3, 1.0, 3, 3.0), (100.0, 20, 3.0, 20, 1.0),
+                                             (400.0, 60, 1.0, 60, 3.0), (300.0, 2, 100.0, 3, 7.0),
+                                             (600.0, 100, 5.0, 100, 1.0), (900.0, 4, 1.0, 30, 50.0)])
+def test_mixture_tail_matches_quadrature(x, k1, m1, k2, m2):
+    """P(Y >= x) for two Erlang groups (the negative-binomial mixture of Erlangs) against
+    Simpson's rule on the convolution with 50,000 intervals (its own error about 6e-10 at
+    worst here), within 1e-9."""
+    assert tail_probability(x, ((m1, k1), (m2, k2))) == pytest.approx(_tail_by_quadrature(x, k1, m1, k2, m2), abs=1e-9)
+
+
+#: Worst cases of the direct and Fourier sums over block boundaries: (mean 1, mean 2, turns
+#: j, block, offset), from the form's extremes (1- to 5-token turns in 4,096-token blocks).
+def _boundary_groups(m1: float, m2: float, j: int) -> tuple:
+    return ((m1, 2 * j),) if m1 == m2 else ((m1, j), (m2, j))
+
+
+def _both_cheap(m1: float, m2: float, j: int, B: int, s: float) -> bool:
+    """Both sums run here in well under a second: the series within 100,000 terms, the
+    boundaries within 200,000 steps."""
+    plan = direct_plan(s, _boundary_groups(m1, m2, j), B)
+    return plan is not None and plan[2] <= 200_000 and fourier_terms(s, _boundary_groups(m1, m2, j), B) < 100_000
+
+
+_BOUNDARY_GRID = [(m1, m2, j, B, s) for m1, m2 in ((1.0, 1.0), (3.0, 1.0), (1.0, 50.0), (5.0, 5.0), (200.0, 100.0))
+                  for j in (2, 5, 30, 300) for B, s in ((4096, 0.0), (4096, 4000.0), (512, 300.0), (16, 7.0))
+                  if _both_cheap(m1, m2, j, B, s)]
+
+
+@pytest.mark.parametrize("m1,m2,j,B,s", _BOUNDARY_GRID)
+def test_direct_sum_matches_fourier_series(m1, m2, j, B, s):
+    """The sum over block boundaries against the Fourier series wherever both are cheap
+    enough to run here (:func:`_both_cheap`; the grid's others take one of them seconds):
+    within 1e-6 tokens (the series stops at a term below 1e-9 tokens; its tail beyond is
+    about that times the terms summed / 2j)."""
+    groups = _boundary_groups(m1, m2, j)
+    assert direct_remainder(s, groups, B) == pytest.approx(fourier_remainder(s, groups, B), abs=1e-6)
+    assert grouped_remainder(s, groups, B) == pytest.approx(fourier_remainder(s, groups, B), abs=1e-6)
+
+
+@pytest.mark.parametrize("x,m1,m2,J", [(4096.0, 1.0, 1.0, 999), (2096.0, 3.0, 1.0, 999), (4096.0, 5.0, 1.0, 999),
+                                        (96.0, 3.0, 1.0, 999), (4096.0, 1.0, 10.0, 600), (512.0, 50.0, 200.0, 7),
+                                        (4096.0, 1.0, 0.0, 999), (1000.0, 100.0, 300.0, 50)])
+@pytest.mark.parametrize("answers_cached", [True, False])
+def test_reach_count_matches_the_sum_of_tails(x, m1, m2, J, answers_cached):
+    """The expected turns whose history reaches x (only the turns near the crossing
+    computed, the rest by Chernoff bounds and the renewal count's closed form) against the
+    sum of every turn's probability (:func:`reach_probabilities`, 1 once it reaches 1),
+    within 1e-9 turns; and the renewal count against the sum of P(Y_j < x) over j."""
+    probs = reach_probabilities(x, m1, m2, J, answers_cached)
+    assert reach_count(x, m1, m2, J, answers_cached) == pytest.approx(sum(probs) + (J - len(probs)), abs=1e-9)
+    # sum_j P(Y_j < x) to where it vanishes
+    longer = reach_probabilities(x, m1, m2, 100_000, answers_cached)
+    assert longer[-1] >= 1 - 1e-10
+    assert renewal_count(x, m1, m2, answers_cached) == pytest.approx(sum(1 - p for p in longer), abs=1e-8)
+
+
+def test_reach_fixes_the_simpson_jump():
+    # Simpson's rule on the convolution returned 1 at turn 441 (5 + 1 tokens, 4,096 to go);
+    # the mean history then is 2,646 tokens, 13.5 standard deviations short
+    assert reach_probabilities(4096.0, 5.0, 1.0, 441)[440] < 1e-30
+
+
+_FIXED_WORST = [dict(input_tokens=1, output_tokens=1, block_size=4096, turns=1000),
+                dict(input_tokens=3, output_tokens=1, block_size=4096, turns=1000, system_prompt_tokens=0),
+                dict(input_tokens=5, output_tokens=1, block_size=4096, turns=300, system_prompt_tokens=4000)]
+
+
+def _reference_remainder(offset, groups, B):
+    groups = tuple((m, k) for m, k in groups if m > 0 and k > 0)
+    if len(groups) == 1 and groups[0][1] == 1:
+        return exponential_remainder(offset, groups[0][0], B)
+    return fourier_remainder(offset, groups, B)
+
+
+def _reference_reach(x, m1, m2, J, answers_cached=True):
+    probs = reach_probabilities(x, m1, m2, J, answers_cached)
+    return sum(probs) + (J - len(probs))
+
+
+@pytest.mark.parametrize("values", _FIXED_WORST)
+def test_fixed_turns_of_tiny_lengths_match_the_series(values, monkeypatch):
+    """The form's worst inputs for fixed turns (1- to 5-token turns in 4,096-token blocks):
+    the model's sums against the same model with every history's remainder by its Fourier
+    series and the request hits summed turn by turn, within 1e-7 of the prompt tokens (the
+    series of the first turns stops at 100,000 terms, about 0.03 tokens short)."""
+    setup = resolve(Scenario.from_dict(dict(values, length_dist="exponential", turns_dist="fixed")))
+    new = build_terms(setup)
+    monkeypatch.setattr(model, "grouped_remainder", _reference_remainder)
+    monkeypatch.setattr(model, "reach_count", _reference_reach)
+    ref = build_terms(setup)
+    for x, y in ((new.hit_sums[0], ref.hit_sums[0]), (new.cost_sums[0], ref.cost_sums[0]),
+                 (new.cost_last, ref.cost_last)):
+        assert x == pytest.approx(y, abs=1e-7 * ref.prompt_tokens)
+    assert new.request_hit_turns == pytest.approx(ref.request_hit_turns, abs=1e-9 * ref.mean_turns)
+
+
+@pytest.mark.parametrize("m1,m2,B,S", [(1.0, 1.0, 4096, 2000.0), (3.0, 1.0, 4096, 0.0), (5.0, 1.0, 4096, 4000.0),
+                                        (1.0, 3.0, 4096, 2000.0), (5.0, 5.0, 512, 2000.0), (1.0, 0.0, 1024, 0.0),
+                                        (300.0, 100.0, 512, 700.0)])
+@pytest.mark.parametrize("answers_cached", [True, False])
+def test_history_remainders_match_each_history(m1, m2, B, S, answers_cached):
+    """A conversation's 300 histories at once (the inline no-boundary case, the direct sums
+    and the shared series) against each history alone. One mean (an Erlang): the exact sum
+    over boundaries with Erlang tails, within 1e-9 tokens. Two: the closed form for one
+    length of each, else the Fourier series where it stops within N <= 100,000 terms,
+    within 1e-9 N tokens (the series' own truncation: it stops at a term below 1e-9
+    tokens, and the terms it leaves fall like n^-(2j+1), adding to at most N/2j of it)."""
+    got = history_remainders(S, m1, m2, B, 300, answers_cached)
+    for j in range(1, 301):
+        k2 = j if answers_cached else j - 1
+        groups = tuple((m, k) for m, k in ((m1, j), (m2, k2)) if m > 0 and k > 0)
+        if len({m for m, _ in groups}) == 1:
+            want, tol = _erlang_remainder_by_terms(S % B, groups[0][0], sum(k for _, k in groups), B), 1e-9
+        elif groups == ((m1, 1), (m2, 1)):
+            want, tol = _hypoexponential_remainder(S % B, m1, m2, B), 1e-9
+        elif (n := fourier_terms(S % B, groups, B)) < 100_000:
+            want, tol = fourier_remainder(S, groups, B), 1e-9 * n
+        else:
+            continue
+        assert got[j - 1] == pytest.approx(want, abs=tol), j

@@ -53,7 +53,8 @@ from dataclasses import asdict, dataclass, replace
 from kvcache_calculator.analytic.inflight import NONE as NO_IN_FLIGHT
 from kvcache_calculator.analytic.inflight import InFlight, in_flight_of
 from kvcache_calculator.analytic.lengths import (
-    exponential_remainder, geometric_compound, grouped_remainder, reach_probabilities, remainder_settles,
+    exponential_remainder, geometric_compound, grouped_remainder, history_remainders, reach_count, reach_probabilities,
+    remainder_settles,
 )
 from kvcache_calculator.analytic.popularity import (
     Groups, erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups,
@@ -245,17 +246,23 @@ def _history_blocks(scenario: Scenario, S: int, K: int, answers_cached: bool = T
         for j in range(1, K + 1):
             h[j] = float(((S_hist + j * step) // B) * B)
         return h
-    rem = B / 2
-    settled = 0
-    for j, rem in _remainders(S, (float(scenario.input_tokens), float(scenario.output_tokens)), B,
-                              answers_cached):
-        if j > K:
-            break
-        h[j] = S_hist + j * step - rem
-        settled = j
-    for j in range(settled + 1, K + 1):
-        h[j] = S_hist + j * step - rem
+    lengths = (float(scenario.input_tokens), float(scenario.output_tokens))
+    J = _settled_turn(lengths, B, K + 1, answers_cached) - 1
+    rems = history_remainders(float(S), lengths[0], lengths[1], B, J, answers_cached)
+    for j in range(1, K + 1):
+        h[j] = S_hist + j * step - (rems[j - 1] if j <= J else B / 2)
     return h
+
+
+def _settled_turn(lengths: tuple[float, float], B: int, cap: int, answers_cached: bool = True) -> int:
+    """The first turn j whose history's mean remainder is taken as ``B/2`` (the last pair
+    :func:`_remainders` yields), or ``cap`` if later."""
+    settle = remainder_settles(lengths, B)
+    settle_last = remainder_settles(lengths if answers_cached else lengths[:1], B)
+    for j in range(1, cap):
+        if B * (settle ** j if answers_cached else settle ** (j - 1) * settle_last) < _SETTLED_TOKENS:
+            return j
+    return cap
 
 
 def _reaches_block(scenario: Scenario, S: int, h: list[float], answers_cached: bool = True) -> list[float]:
@@ -271,6 +278,20 @@ def _reaches_block(scenario: Scenario, S: int, h: list[float], answers_cached: b
     reach = reach_probabilities(float(B - S), float(scenario.input_tokens), float(scenario.output_tokens), K,
                                 answers_cached)
     return [0.0, *reach[:K]] + [1.0] * (K - len(reach))
+
+
+def _request_hit_turns(scenario: Scenario, S: int, h: list[float], surv_ext: list[float],
+                       answers_cached: bool = True) -> float:
+    """``sum_j S(j+1) P(h_j >= B)``, j = 1..K (``surv_ext``: S(1..K+1)): the expected turns
+    that find a whole block of their history. With fixed turns and exponential lengths
+    (every weight 1 up to turn K-1) the closed-form count of
+    :func:`~kvcache_calculator.analytic.lengths.reach_count`, which needs exact tails only
+    for the turns near the crossing (docs/model.md §13)."""
+    K = len(h) - 1
+    if scenario.length_dist != "fixed" and all(w == 1.0 for w in surv_ext[:K]) and not surv_ext[K]:
+        return reach_count(float(scenario.block_size - S), float(scenario.input_tokens),
+                           float(scenario.output_tokens), K - 1, answers_cached)
+    return sum(surv_ext[j] * x for j, x in enumerate(_reaches_block(scenario, S, h, answers_cached)) if j)
 
 
 def _geometric_sums(S: int, In: int, step: int, B: int, p: float,
@@ -491,7 +512,7 @@ def _first_moments(setup: Setup, S: int, closed_form: bool, answers_cached: bool
         turn_last = sum((1 - q) ** (K - j) for j in range(1, K + 1))
     return _Sums(q, mean_turns, prompt_tokens, Sb, tuple(hit_sums), tuple(turn_sums), tuple(cost_sums),
                  cost_last, turn_last,
-                 sum(sv(j + 1) * x for j, x in enumerate(_reaches_block(scenario, S, h, answers_cached)) if j))
+                 _request_hit_turns(scenario, S, h, surv_ext, answers_cached))
 
 
 def _tail(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
