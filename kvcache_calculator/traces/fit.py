@@ -253,7 +253,7 @@ def document_popularity_steps(gaps: list, sys_groups, window_s: float, runs: int
             n, lam = documents_for_runs(s, sys_groups, runs, uses, most)
             groups = product_groups(sys_groups, zipf_groups(n or most, s))
             scores[s] = (n is not None, document_gap_loglik(hist, lam / window_s, groups, window_s),
-                         n or most, s)
+                         n or most, s, lam)
         return scores[s]
 
     for s in _DOC_ZIPFS:
@@ -274,8 +274,8 @@ def document_popularity_steps(gaps: list, sys_groups, window_s: float, runs: int
             a, c = c, d
             d = a + _GOLDEN * (b - a)
         yield
-    _, _, n, s = max(scores.values())
-    return n, s
+    _, _, n, s, lam = max(scores.values())
+    return n, s, lam
 
 
 def fit_think_times(gaps: list) -> dict:
@@ -508,6 +508,7 @@ class ScenarioFitter:
         gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
         sp_zipf = fit_zipf(sp_counts)
         doc_count, doc_zipf = 0, None
+        seen_uses = all_uses = float(sum(doc_counts))
         if docs:
             starts = self.inference.t
             last_use: dict = {}
@@ -524,8 +525,12 @@ class ScenarioFitter:
             n_sys = max(1, len(sps))
             sys_groups = zipf_groups(n_sys, sp_zipf if n_sys > 1 else 0.0)
             if doc_gaps:
-                doc_count, doc_zipf = yield from document_popularity_steps(
+                doc_count, doc_zipf, uses = yield from document_popularity_steps(
                     doc_gaps, sys_groups, span_s, len(docs), sum(d.conversations for d in docs))
+                # the pairs used once are uses too (docs/model.md §10.6), counted only where
+                # the first requests are linked exactly (no split-conversation correction)
+                if not split["false_starts"]:
+                    all_uses = max(seen_uses, uses)
             else:
                 doc_count, doc_zipf = 1, 0.0
         # length variability from the follow-up turns (a first turn's new tokens also hold
@@ -538,6 +543,9 @@ class ScenarioFitter:
         mode, mode_n = split["mode"]
         turns = self.requests / conversations
         fixed_turns = mode > 1 and mode_n >= FIXED_TURNS_SHARE * conversations
+        # a pair used once shows its document as the conversation's own new tokens
+        once_used = all_uses - seen_uses
+        new_tokens = max(0.0, new_tokens - once_used * round(doc_blocks) * bs)
         raw = {
             "arrival_rate": conversations / span_s,
             "turns": float(mode) if fixed_turns else turns,
@@ -553,7 +561,7 @@ class ScenarioFitter:
             # K prompts shows as up to K runs; the model forms the K x D pairs itself
             "num_documents": doc_count,
             "document_tokens": round(doc_blocks) * bs,
-            "document_share": min(1.0, sum(doc_counts) / conversations),
+            "document_share": min(1.0, all_uses / conversations),
             "document_zipf": doc_zipf,
             "block_size": bs,
         }
@@ -608,6 +616,7 @@ class ScenarioFitter:
                               for d in sorted(docs, key=lambda d: -d.conversations)[:20]],
             "document_runs": len(docs),
             "document_uses": sum(doc_counts),
+            "document_uses_once": once_used,
             "document_share_of_conversations": sum(doc_counts) / conversations,
             "think_time": think,
             "think_time_s_quantiles": self._quantiles(gaps),
@@ -794,10 +803,8 @@ def drift_warning(fit: dict) -> str | None:
             f"departures spread over {drift['spread_points']:.0f} points; the test flags "
             f"{drift['threshold_points']:.0f} or more). The fitted scenario, and its share "
             f"link, describe the trace's average, not its end: a stationary model is expected "
-            f"to be off by several points on such a trace, and by more on a part of it (on "
-            f"the public Mooncake synthetic trace, which drifts so, up to 7 points under the "
-            f"replay of the whole trace at 1k-100k blocks and up to 21 under that of its "
-            f"second half, replay --warmup 0.5; docs/validation.md §7.3).")
+            f"to be off on such a trace, and by more on a part of it, most on its later part "
+            f"when its reuse rises (replay --warmup; docs/validation.md §7.3).")
 
 
 #: A replay's requests take no time: no running request holds KV the histories cannot use.
