@@ -609,15 +609,15 @@ class ScenarioFitter:
             n_sys = max(1, len(sps))
             sys_groups = zipf_groups(n_sys, sp_zipf if n_sys > 1 else 0.0)
             once_target = None
-            if split["false_starts"] and split["message_mean"]:
+            size = round(doc_blocks) * bs
+            if split["false_starts"] and split["message_mean"] and size > 0:
                 # pairs seen used once: first requests without a document whose new tokens
                 # reach a document's size, less those a long own message explains
-                size = round(doc_blocks) * bs
                 first = self.inference.root_request
                 plain = [st.new_tokens[first[conv]] for conv, d in enumerate(st.document_of_root) if d < 0]
                 tail = math.exp(-size / split["message_mean"])
                 big = sum(x >= size for x in plain)
-                estimate = (big - len(plain) * tail) / (1 - tail) if tail < 1 else 0.0
+                estimate = (big - len(plain) * tail) / (1 - tail)
                 # only a count clearly above its noise (Poisson counts) says more than the gaps
                 if estimate > ONCE_SIGMAS * math.sqrt(big + len(plain) * tail) / (1 - tail):
                     once_target = estimate
