@@ -73,7 +73,7 @@ GENERATED = (
 #: The fitted keys shown in the parameter table, with their column titles.
 SHOWN = (("arrival_rate", "conv/s"), ("turns", "turns"), ("think_time_s", "think s"),
          ("think_dist", "think dist"), ("think_sigma", "sigma"), ("input_tokens", "input"),
-         ("output_tokens", "output"), ("system_prompt_tokens", "sys tokens"),
+         ("output_tokens", "output"), ("length_dist", "lengths"), ("system_prompt_tokens", "sys tokens"),
          ("num_system_prompts", "prompts"), ("system_prompt_zipf", "prompt zipf"),
          ("num_documents", "docs"), ("document_tokens", "doc tokens"),
          ("document_share", "doc share"), ("document_zipf", "doc zipf"))

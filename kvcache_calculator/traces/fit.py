@@ -35,15 +35,16 @@ the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
   model forms the pairs of ``num_system_prompts`` prompts and ``num_documents`` documents
   itself. The runs found pin the document count for each Zipf exponent, and the gaps between
   successive uses of a pair choose the exponent by likelihood
-  (:func:`document_popularity_steps`, docs/model.md §10.6). ``document_share`` is the share
-  of conversations using one (every use, the first included);
+  (:func:`document_popularity_steps`, docs/model.md §10.6; where conversations are split,
+  the merges the inference makes are modelled, :func:`merged_counts`, and the pairs seen
+  used once choose the exponent). ``document_share`` is the share of conversations using
+  one: all the uses the count implies, pairs used once included, whose document tokens
+  leave ``input_tokens``;
 - ``input_tokens``: new prompt tokens per request (first turn: after the system prompt and
   document; next turn: its prompt minus the previous turn's prompt and answer);
-  ``output_tokens``: the mean ``output_length``. The diagnostics suggest ``length_dist``
-  (exponential when the new tokens of the follow-up turns have a coefficient of variation of
-  at least 0.5, an exponential's being 1; docs/model.md §13); the fitted scenario keeps the
-  default (fixed) for now, because with today's conversation inference the fitted gaps of
-  the generated fixed-turn trace grow with it (docs/validation.md §7.3).
+  ``output_tokens``: the mean ``output_length``; ``length_dist`` exponential when the new
+  tokens of the follow-up turns have a coefficient of variation of at least 0.5 (an
+  exponential's is 1; docs/model.md §13), else fixed.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ from kvcache_calculator.analytic.popularity import product_groups, zipf_groups
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, encode_fragment
 from kvcache_calculator.steps import drain
-from kvcache_calculator.traces.inference import ConversationInference
+from kvcache_calculator.traces.inference import ANSWER_SHARE, ConversationInference
 
 __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "repeated_pairs",
+           "merged_counts", "true_repeats",
            "documents_for_runs", "document_popularity_steps", "document_gap_loglik", "clamp_to_form",
            "model_scenario", "replay_view", "replay_window", "REPLAY_WINDOW_NOTE", "compare_fit_to_replay",
            "analytic_token_hit_rate", "fit_report", "drift_test", "drift_warning",
@@ -68,7 +70,7 @@ __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "rep
 
 #: The keys a fit sets, in the order the report lists them.
 WORKLOAD_KEYS = ("arrival_rate", "turns", "turns_dist", "think_time_s", "think_dist",
-                 "think_sigma", "input_tokens", "output_tokens", "system_prompt_tokens",
+                 "think_sigma", "input_tokens", "output_tokens", "length_dist", "system_prompt_tokens",
                  "num_system_prompts", "system_prompt_zipf", "num_documents",
                  "document_tokens", "document_share", "document_zipf", "block_size")
 
@@ -139,6 +141,10 @@ def fit_zipf(counts: Iterable[int]) -> float:
     return (lo + hi) / 2
 
 
+#: The pairs seen used once, counted from first requests' lengths, choose the document Zipf
+#: exponent when they exceed this many standard deviations of their count (docs/model.md §10.6).
+ONCE_SIGMAS = 3.0
+
 #: Largest document count :func:`document_popularity_steps` considers, per (system prompt,
 #: document) pair seen used at least twice (docs/model.md §10.6).
 DOCUMENTS_PER_RUN = 10
@@ -181,21 +187,64 @@ def document_gap_loglik(hist: list, rate: float, pair_groups, window_s: float) -
     return ll
 
 
-def repeated_pairs(pair_groups, uses: float) -> tuple:
-    """``(expected pairs used at least twice, all uses)`` in a window where the pairs seen at
-    least twice were used ``uses`` times together: each pair of probability ``p`` is used a
-    Poisson number of times of mean ``L p``, and ``L`` (all uses, once-used pairs included,
-    which the trace cannot tell from a conversation's own content) solves
+def merged_counts(lam: float, merge: tuple = (0.0, 0.0)) -> tuple:
+    """What the conversation inference sees of a (system prompt, document) pair used a
+    Poisson number ``K`` of times of mean ``lam`` (docs/model.md §10.6): ``(P(seen used at
+    least twice), E[uses seen; at least twice], P(seen used once), E[uses merged])``.
+    ``merge = (a, g)``: the pair's first use is, with probability ``a``, a first request with
+    no whole block of its own, and then each later start of the pair is linked to it as a
+    next turn with probability ``g`` until one is not (``M`` merged, at most ``K - 1``); the
+    pair is seen used ``K - M`` times. Closed forms over ``K`` (``x = lam g``):
+    ``sum_{k>=2} P(K=k) g^(k-1) = e^-lam (e^x - 1 - x) / g``, and likewise with ``k``."""
+    e = math.exp(-lam)
+    p2 = -math.expm1(-lam) - lam * e
+    u2 = lam * -math.expm1(-lam)
+    p1 = lam * e
+    a, g = merge
+    if a <= 0 or g <= 0:
+        return p2, u2, p1, 0.0
+    x = lam * g
+    ex = math.exp(x - lam) - e                  # e^-lam (e^x - 1), without overflow
+    if x < 0.5:                                 # e^-lam (e^x - 1 - x) without cancellation
+        t2, term, k = 0.0, x * x / 2, 2
+        while term > 1e-17 * t2 or not t2:
+            t2 += term
+            k += 1
+            term *= x / k
+        t2 *= e
+    else:
+        t2 = ex - e * x
+    lost = t2 / g                               # sum_{k>=2} P(K=k) g^(k-1)
+    g1, g0 = x * ex, t2                         # sum_{k>=2} k P g^k, sum_{k>=2} P g^k
+    uses_lost = lam * ex + (g * p2 - (g1 - g0) / g + g1 - 2 * g0) / (1 - g)
+    return p2 - a * lost, u2 - a * uses_lost, p1 + a * lost, a * g / (1 - g) * (p2 - lost)
+
+
+def repeated_pairs(pair_groups, uses: float, merge: tuple = (0.0, 0.0)) -> tuple:
+    """``(expected pairs seen used at least twice, all uses)`` in a window where the pairs
+    seen at least twice were used ``uses`` times together: each pair of probability ``p`` is
+    used a Poisson number of times of mean ``L p``, and ``L`` (all uses, once-used pairs
+    included, which the trace cannot tell from a conversation's own content) solves
     ``sum count L p (1 - exp(-L p)) = uses`` (Newton's method from ``L = uses``; the left side
-    is increasing and convex in ``L``)."""
+    is increasing and convex in ``L``). With ``merge`` (:func:`merged_counts`) the uses seen
+    are those the inference keeps apart (the derivative then by a finite difference)."""
+    def seen_uses(lam: float) -> float:
+        return sum(c * merged_counts(lam * p, merge)[1] for c, p in pair_groups)
+
+    merging = merge[0] > 0 and merge[1] > 0
     lam = float(uses)
     for _ in range(50):
-        f, df = -uses, 0.0
-        for c, p in pair_groups:
-            x = lam * p
-            e = math.exp(-x)
-            f += c * x * (1 - e)
-            df += c * p * (1 - e + x * e)
+        if merging:
+            f = seen_uses(lam) - uses
+            h = 1e-6 * lam
+            df = (seen_uses(lam + h) - uses - f) / h
+        else:
+            f, df = -uses, 0.0
+            for c, p in pair_groups:
+                x = lam * p
+                e = math.exp(-x)
+                f += c * x * (1 - e)
+                df += c * p * (1 - e + x * e)
         if df <= 0:
             break
         step = f / df
@@ -203,19 +252,21 @@ def repeated_pairs(pair_groups, uses: float) -> tuple:
         if abs(step) <= 1e-9 * lam:
             break
     lam = max(lam, float(uses))
-    seen = sum(c * (1 - math.exp(-lam * p) * (1 + lam * p)) for c, p in pair_groups)
+    seen = sum(c * merged_counts(lam * p, merge)[0] for c, p in pair_groups)
     return seen, lam
 
 
-def documents_for_runs(zipf: float, sys_groups, runs: int, uses: float, most: int) -> tuple:
+def documents_for_runs(zipf: float, sys_groups, runs: float, uses: float, most: int,
+                       merge: tuple = (0.0, 0.0)) -> tuple:
     """``(document count, all uses)``: the count whose pairs with the system prompts
     (``sys_groups``), documents of Zipf popularity ``zipf``, give ``runs`` pairs used at least
-    twice when those were used ``uses`` times (:func:`repeated_pairs`; bisection over whole
+    twice when those were used ``uses`` times (:func:`repeated_pairs`, ``merge`` as in
+    :func:`merged_counts`; bisection over whole
     counts, which the expected number increases), and the uses that count implies. None for
     the count when even ``most`` documents give fewer such pairs (for a steep exponent the
     few popular documents take most uses)."""
     def seen(n: int) -> tuple:
-        return repeated_pairs(product_groups(sys_groups, zipf_groups(n, zipf)), uses)
+        return repeated_pairs(product_groups(sys_groups, zipf_groups(n, zipf)), uses, merge)
 
     lo, hi = 1, most
     at_lo, at_hi = seen(lo), seen(hi)
@@ -233,27 +284,54 @@ def documents_for_runs(zipf: float, sys_groups, runs: int, uses: float, most: in
     return hi, at_hi[1]
 
 
-def document_popularity_steps(gaps: list, sys_groups, window_s: float, runs: int, uses: float):
-    """``(num_documents, document_zipf)`` as a generator of steps (one candidate exponent per
-    step). Two pieces of evidence: the ``runs`` (system prompt, document) pairs seen used at
+def true_repeats(seen: int, orphans: int, q: float) -> tuple:
+    """``(P(used at least twice), E[uses; used at least twice], E[uses])`` of a (system prompt,
+    document) pair seen at ``seen`` conversation starts, ``orphans`` of them first requests
+    with no whole block of their own, each followed by a false start (its own next turn, seen
+    as a conversation start) with probability ``q`` (:func:`split_first_turns`): the pair's
+    uses are ``seen - B``, ``B`` binomial (``orphans``, ``q``), at least 1."""
+    o = min(orphans, seen - 1)
+    p2 = u2 = u = 0.0
+    for b in range(o + 1):
+        w = math.comb(o, b) * q ** b * (1 - q) ** (o - b)
+        k = seen - b
+        u += w * k
+        if k >= 2:
+            p2 += w
+            u2 += w * k
+    return p2, u2, u
+
+
+def document_popularity_steps(gaps: list, sys_groups, window_s: float, runs: float, uses: float,
+                              merge: tuple = (0.0, 0.0), once_seen: float | None = None):
+    """``(num_documents, document_zipf, all uses L)`` as a generator of steps (one candidate
+    exponent per step). Two pieces of evidence: the ``runs`` (system prompt, document) pairs seen used at
     least twice in the window of ``window_s`` seconds, ``uses`` times together, pin the
     document count for each exponent and the uses of all pairs (:func:`documents_for_runs`);
     the gaps between successive uses of a pair then choose the exponent by likelihood
     (:func:`document_gap_loglik` at that count and rate; gap timing alone barely separates the
     count from the exponent): a grid over :data:`_DOC_ZIPFS`, then a golden-section search
     within a grid step of its best. Exponents no count explains lose to any that one does.
-    ``sys_groups``: the system prompts' popularity groups."""
+    ``sys_groups``: the system prompts' popularity groups; ``merge``: :func:`merged_counts`'
+    ``(a, g)``. With ``once_seen`` (the pairs seen used once, counted from lengths) the
+    exponent is scored by how near its predicted pairs seen once come to it instead of by
+    the gaps (docs/model.md §10.6)."""
     hist = _gap_histogram(gaps)
     scores: dict = {}
-    most = DOCUMENTS_PER_RUN * runs
+    most = max(1, math.ceil(DOCUMENTS_PER_RUN * runs))
 
     def score(s: float) -> tuple:
         s = round(s, 6)
         if s not in scores:
-            n, lam = documents_for_runs(s, sys_groups, runs, uses, most)
+            n, lam = documents_for_runs(s, sys_groups, runs, uses, most, merge)
             groups = product_groups(sys_groups, zipf_groups(n or most, s))
-            scores[s] = (n is not None, document_gap_loglik(hist, lam / window_s, groups, window_s),
-                         n or most, s)
+            if once_seen is None:
+                fit = document_gap_loglik(hist, lam / window_s, groups, window_s)
+            else:
+                once = sum(c * merged_counts(lam * p, merge)[2] for c, p in groups)
+                fit = -abs(math.log(max(once, 1e-9) / once_seen))
+            scores[s] = (n is not None, fit,
+                         n or most, s, lam)
         return scores[s]
 
     for s in _DOC_ZIPFS:
@@ -274,8 +352,8 @@ def document_popularity_steps(gaps: list, sys_groups, window_s: float, runs: int
             a, c = c, d
             d = a + _GOLDEN * (b - a)
         yield
-    _, _, n, s = max(scores.values())
-    return n, s
+    _, _, n, s, lam = max(scores.values())
+    return n, s, lam
 
 
 def fit_think_times(gaps: list) -> dict:
@@ -508,6 +586,13 @@ class ScenarioFitter:
         gaps = [g for g, p in zip(st.gap_s, st.parent) if p >= 0]
         sp_zipf = fit_zipf(sp_counts)
         doc_count, doc_zipf = 0, None
+        # the pairs used at least twice and their uses, net of false starts (per document)
+        merge = split["merge"]
+        q = split["false_start_probability"]
+        repeats = [true_repeats(d.conversations, o, q) for d, o in zip(docs, split["document_orphans"])]
+        seen_uses = sum(r[2] for r in repeats)
+        once_seen, merged = 0.0, 0.0
+        all_uses = seen_uses
         if docs:
             starts = self.inference.t
             last_use: dict = {}
@@ -523,11 +608,32 @@ class ScenarioFitter:
                     after_orphan[d] = split["orphan_of_conversation"][conv]
             n_sys = max(1, len(sps))
             sys_groups = zipf_groups(n_sys, sp_zipf if n_sys > 1 else 0.0)
+            once_target = None
+            size = round(doc_blocks) * bs
+            if split["false_starts"] and split["message_mean"] and size > 0:
+                # pairs seen used once: first requests without a document whose new tokens
+                # reach a document's size, less those a long own message explains
+                first = self.inference.root_request
+                plain = [st.new_tokens[first[conv]] for conv, d in enumerate(st.document_of_root) if d < 0]
+                tail = math.exp(-size / split["message_mean"])
+                big = sum(x >= size for x in plain)
+                estimate = (big - len(plain) * tail) / (1 - tail)
+                # only a count clearly above its noise (Poisson counts) says more than the gaps
+                if estimate > ONCE_SIGMAS * math.sqrt(big + len(plain) * tail) / (1 - tail):
+                    once_target = estimate
             if doc_gaps:
-                doc_count, doc_zipf = yield from document_popularity_steps(
-                    doc_gaps, sys_groups, span_s, len(docs), sum(d.conversations for d in docs))
+                doc_count, doc_zipf, all_uses = yield from document_popularity_steps(
+                    doc_gaps, sys_groups, span_s, sum(r[0] for r in repeats),
+                    sum(r[1] for r in repeats), merge, once_target)
+                # the pairs seen used once (their document counted as the conversation's own
+                # new tokens) and the starts linked to another conversation (docs/model.md §10.6)
+                for c, p in product_groups(sys_groups, zipf_groups(doc_count, doc_zipf)):
+                    _, _, once, m = merged_counts(all_uses * p, merge)
+                    once_seen += c * once
+                    merged += c * m
             else:
                 doc_count, doc_zipf = 1, 0.0
+        conversations += merged
         # length variability from the follow-up turns (a first turn's new tokens also hold
         # the part of a shared prefix the inference could not attribute)
         follow_new = [n for n, p in zip(st.new_tokens, st.parent) if p >= 0] or list(st.new_tokens)
@@ -538,6 +644,8 @@ class ScenarioFitter:
         mode, mode_n = split["mode"]
         turns = self.requests / conversations
         fixed_turns = mode > 1 and mode_n >= FIXED_TURNS_SHARE * conversations
+        # a pair seen used once shows its document as the conversation's own new tokens
+        new_tokens = max(0.0, new_tokens - once_seen * round(doc_blocks) * bs)
         raw = {
             "arrival_rate": conversations / span_s,
             "turns": float(mode) if fixed_turns else turns,
@@ -546,6 +654,7 @@ class ScenarioFitter:
             "think_dist": think["dist"] or "exponential",
             "input_tokens": new_tokens / self.requests,
             "output_tokens": self.sum_output / self.requests,
+            "length_dist": "exponential" if (length_cv or 0.0) >= RANDOM_LENGTH_CV else "fixed",
             "system_prompt_tokens": round(sp_blocks) * bs,
             "num_system_prompts": max(1, len(sps)),
             "system_prompt_zipf": sp_zipf,
@@ -553,7 +662,7 @@ class ScenarioFitter:
             # K prompts shows as up to K runs; the model forms the K x D pairs itself
             "num_documents": doc_count,
             "document_tokens": round(doc_blocks) * bs,
-            "document_share": min(1.0, sum(doc_counts) / conversations),
+            "document_share": min(1.0, all_uses / conversations),
             "document_zipf": doc_zipf,
             "block_size": bs,
         }
@@ -594,8 +703,6 @@ class ScenarioFitter:
             "mean_output_length": self.sum_output / self.requests,
             "mean_new_input_tokens": new_tokens / self.requests,
             "new_tokens_cv": length_cv,
-            # not set in the fitted scenario yet: docs/validation.md §7.3
-            "length_dist_suggested": "exponential" if (length_cv or 0.0) >= RANDOM_LENGTH_CV else "fixed",
             "conversations": conversations,
             "conversation_starts_seen": roots,
             "split_first_turns": {k: split[k] for k in ("orphans", "continue_share",
@@ -608,6 +715,8 @@ class ScenarioFitter:
                               for d in sorted(docs, key=lambda d: -d.conversations)[:20]],
             "document_runs": len(docs),
             "document_uses": sum(doc_counts),
+            "document_pairs_seen_once": once_seen,
+            "conversations_merged": merged,
             "document_share_of_conversations": sum(doc_counts) / conversations,
             "think_time": think,
             "think_time_s_quantiles": self._quantiles(gaps),
@@ -639,8 +748,12 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
     false starts. Returns ``{"orphans": O, "continue_share": c, "false_starts": F,
     "system_prompt": [F per system prompt], "document": [F per document], "tokens": the new
     tokens counted twice, "mode": (turn count, conversations) of the corrected mode,
-    "explained": orphans short first messages explain}``; F is 0 unless they explain at
-    least :data:`EXPLAINED_ORPHANS` of them;
+    "explained": orphans short first messages explain, "document_orphans": [O per document],
+    "false_start_probability": c (0 when not corrected), "merge": (a, g) for
+    :func:`merged_counts` (the share of first messages shorter than a block, the chance a
+    later start is linked to such a first request), "message_mean": the messages' mean
+    tokens}``; F, a and g are 0 unless short first messages explain at least
+    :data:`EXPLAINED_ORPHANS` of the orphans;
     ``outputs[i]`` is request ``i``'s answer length."""
     turns, orphan_flags = st.turns, st.orphan_of_root
     orphan = [o and n == 1 for o, n in zip(orphan_flags, turns)]
@@ -648,6 +761,7 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
     c = sum(n >= 2 for n in others) / len(others) if others else 0.0
     sp_f = [0.0] * len(st.system_prompts)
     doc_f = [0.0] * len(st.documents)
+    doc_o = [0] * len(st.documents)
     orphans, tokens = 0, 0.0
     roots = [i for i, p in enumerate(st.parent) if p < 0]
     for conv, o in enumerate(orphan):
@@ -659,6 +773,7 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
             sp_f[s] += c
         if d >= 0:
             doc_f[d] += c
+            doc_o[d] += 1
         # a false start's new tokens hold the orphan's own new tokens and its answer again
         tokens += c * (st.new_tokens[i] + outputs[i])
     # orphans a first message shorter than a block explains: the new tokens of the other
@@ -666,10 +781,22 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
     # share q below one block; other orphans (a shared prompt alone) are not corrected
     excess = sorted(st.new_tokens[i] - block_size for i, o in zip(roots, orphan)
                     if not o and st.new_tokens[i] >= block_size)
+    short, merge_share, mean = 0.0, 0.0, None
     if excess and excess[len(excess) // 2] > 0:
         q = 1 - math.exp(-block_size * math.log(2) / excess[len(excess) // 2])
         expected = (q / (1 - q) * max(0.0, len(others) - c * orphans) if q < 1
                     else float(orphans))
+        # merges (docs/model.md §10.6): a later start of a pair whose first use was an orphan
+        # is linked to it as its next turn when its new tokens reach the orphan's and half
+        # its answer (inference.ANSWER_SHARE). Messages' mean from the next turns' new tokens
+        # (a first request's also hold the documents of pairs used once), exponential.
+        follow = sorted(n for n, p in zip(st.new_tokens, st.parent) if p >= 0)
+        if follow and follow[len(follow) // 2] > 0:
+            mean = follow[len(follow) // 2] / math.log(2)
+            short = 1 - math.exp(-block_size / mean)
+            shares = [math.exp(-(st.new_tokens[i] + ANSWER_SHARE * outputs[i]) / mean)
+                      for i, o in zip(roots, orphan) if o]
+            merge_share = min(0.99, sum(shares) / len(shares)) if shares else 0.0
     else:
         expected = float(orphans)
     # corrected only where short first messages explain most orphans (EXPLAINED_ORPHANS);
@@ -691,7 +818,10 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
     best = max(((n, h + (min(false_starts, below.get(n - 1, 0)) if n > 1 else 0))
                 for n, h in hist.items()), key=lambda kv: (kv[1], -kv[0]))
     return {"orphans": orphans, "continue_share": c, "false_starts": false_starts,
-            "system_prompt": sp_f, "document": doc_f, "tokens": tokens, "mode": best, "explained": expected,
+            "system_prompt": sp_f, "document": doc_f, "document_orphans": doc_o,
+            "false_start_probability": c * scale, "merge": (short * scale, merge_share * scale),
+            "message_mean": mean if scale else None,
+            "tokens": tokens, "mode": best, "explained": expected,
             "orphan_of_conversation": orphan if scale else [False] * len(orphan)}
 
 
@@ -794,10 +924,8 @@ def drift_warning(fit: dict) -> str | None:
             f"departures spread over {drift['spread_points']:.0f} points; the test flags "
             f"{drift['threshold_points']:.0f} or more). The fitted scenario, and its share "
             f"link, describe the trace's average, not its end: a stationary model is expected "
-            f"to be off by several points on such a trace, and by more on a part of it (on "
-            f"the public Mooncake synthetic trace, which drifts so, up to 7 points under the "
-            f"replay of the whole trace at 1k-100k blocks and up to 21 under that of its "
-            f"second half, replay --warmup 0.5; docs/validation.md §7.3).")
+            f"to be off on such a trace, and by more on a part of it, most on its later part "
+            f"when its reuse rises (replay --warmup; docs/validation.md §7.3).")
 
 
 #: A replay's requests take no time: no running request holds KV the histories cannot use.
