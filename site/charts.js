@@ -230,12 +230,30 @@ function drawTable(id, table) {
   box.replaceChildren(...(table.columns.length ? [el] : []), ...notes);
 }
 
+// The tables (in closed <details> until opened) are built after the charts are on screen: a
+// table is a few hundred elements (2-3 ms a chart, 4x that on a slow phone), not needed for
+// the frame that shows the charts. Each chart's latest table is built in the first task after
+// that frame.
+const tablesDue = new Map();
+let tablesQueued = false;
+function drawTablesLater() {
+  if (tablesQueued || !tablesDue.size) return;
+  tablesQueued = true;
+  requestAnimationFrame(() => setTimeout(() => {
+    tablesQueued = false;
+    const t0 = performance.now();
+    for (const [id, table] of tablesDue) drawTable(id, table);
+    tablesDue.clear();
+    logStep("tables", t0);
+  }, 0));
+}
+
 function draw(id, json) {
   const div = document.getElementById(id);
   if (!div) return;
   const chart = JSON.parse(json);
   drawText(id, chart);
-  drawTable(id, chart.table);
+  tablesDue.set(id, chart.table);
   // A chart with nothing to show (the model does not fit; an input not set) is a sentence,
   // not empty axes.
   const blank = document.getElementById(id + "-blank");
@@ -428,6 +446,7 @@ function step(id) {
   const batch = computed;
   computed = [];
   batch.forEach(drawComputed);
+  drawTablesLater();
   markState();
   more();
 }
@@ -633,6 +652,7 @@ window.kvcalcCharts = {
     run++;
     running = false;
     computed = [];
+    tablesDue.clear();
     for (const name of NAMES) {
       const div = element(name);
       if (div && window.Plotly && lastJson.has(name)) window.Plotly.purge(div);
