@@ -40,7 +40,8 @@ measures, in headless Chromium:
     charts in view *before* the edit, is printed beside it: it waited for a chart pushed out
     of view, which the page draws 400 ms later (charts.js's QUIET_MS). The edits over the
     target are listed with where each plot was, when each one showed the edit, the long
-    animation frames and Python's garbage collections in between;
+    animation frames, Python's garbage collections and the page's own steps (charts.js's
+    ``counts.steps``: each chart computed and drawn, the later parts) in between;
   - longest task while typing: the Long Tasks API's longest task while values are typed key
     by key (100 ms apart) into the arrival-rate field, from the first key to the last key's
     numbers; and the charts redrawn per value typed. Target: none over 50 ms.
@@ -222,6 +223,9 @@ CHARTS_JS = """async ([key, text]) => {
   const within = (list) => (list || []).filter((e) => e[0] + e[1] >= t0 && e[0] <= t1)
     .map((e) => [Math.round(e[0] - t0), ...e.slice(1)]);
   const gcLog = window.kvcalcGcLog ? JSON.parse(window.kvcalcGcLog()) : null;
+  // charts.js's steps (computing, drawing, the later parts) in between, where the page logs them
+  const steps = (c1.steps || []).filter((e) => e[1] + e[2] >= t0 && e[1] <= t1)
+    .map((e) => [e[0], Math.round(e[1] - t0), Math.round(e[2])]);
   return {charts: t1 - t0, charts_before_set: t2 - t0, in_view: after.length, computed: (c1.computed || 0) - (c0.computed || 0),
           drawn: (c1.drawn || 0) - (c0.drawn || 0),
           compute_ms: (c1.compute_ms || 0) - (c0.compute_ms || 0),
@@ -229,7 +233,7 @@ CHARTS_JS = """async ([key, text]) => {
           detail: {in_view_before: plots.map((p) => p.id), in_view_after: after, numbers_at: Math.round(numbersAt), drawn_at: drawnAt,
                    drawn_by_name: byName, rects_before: rects0, rects_after_numbers: rects1,
                    viewport: window.innerHeight, frames: within(window.__frames),
-                   gc: gcLog === null ? null : within(gcLog)}};
+                   gc: gcLog === null ? null : within(gcLog), steps: c1.steps ? steps : null}};
 }"""
 
 # Wait until the page has nothing left to do for the last edit: no chart near the viewport
@@ -645,6 +649,8 @@ def report_updates(updates: dict) -> None:
                   f" drawn at {r['drawn_at']} ({r['drawn_by_name']}); viewport {r['viewport']}")
             print(f"    plots before {r['rects_before']}\n    after numbers {r['rects_after_numbers']}")
             print(f"    long frames [start, ms, render ms, scripts] {r['frames']}; gc {r['gc']}")
+            if r.get("steps") is not None:
+                print(f"    page steps [what, start, ms] {r['steps']}")
     unchanged = {c: updates[c]["unchanged"] for c in columns if updates[c]["unchanged"]}
     if unchanged:
         print(f"note: edits that left the token hit rate unchanged: {unchanged}")

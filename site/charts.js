@@ -4,7 +4,10 @@
 // stale item near the viewport, those in view first, then in page order:
 //   - the suggestions, when the scenario changed (main.py's render_suggestions: one task);
 //   - a chart: its data computed by main.py's chart_json (only that chart's) in one task,
-//     drawn with Plotly.react in the next (not redrawn when the data are the same).
+//     drawn with Plotly.react in the next (not redrawn when the data are the same). The charts
+//     in view go together: all computed in one task, all drawn in the next, so that no frame
+//     is rendered between them (each such frame laid out and painted the page again, and the
+//     charts in view were on screen one after another: issue 14's "charts in view" target).
 // Items farther away stay stale, at no cost, until they scroll near (an IntersectionObserver).
 // Edits: the form's input events are only recorded here; main.py evaluates the form in a
 // separate task (a MessageChannel message), keystrokes that arrive before it runs coalesced
@@ -25,7 +28,8 @@
 // title, legend or colour bar, and those as plain values that are drawn here as HTML beside it.
 // State for tests and benchmarks: each .plot and #suggestions has data-state "stale" or "drawn"; <html
 // data-charts> is "pending" while a chart near the viewport is stale, else "drawn";
-// kvcalcCharts.counts counts the charts computed, drawn and dropped, and the time spent.
+// kvcalcCharts.counts counts the charts computed, drawn and dropped, and the time spent;
+// counts.steps is the last steps' [what, start, ms] (performance.now()), for the benchmark.
 // Only textContent and attributes are set from the data: nothing is parsed as HTML.
 const CONFIG = window.kvcalcPlotConfig;   // set by loader.js, which runs first
 const SVG = "http://www.w3.org/2000/svg";
@@ -46,7 +50,11 @@ const configured = new WeakSet();
 // edits evaluated (one per evaluation task) and the milliseconds of those tasks, later parts run (<html data-later> is "pending"
 // while some are queued) and charts drawn, by name
 const counts = { computed: 0, drawn: 0, dropped: 0, compute_ms: 0, draw_ms: 0, evaluated: 0, evaluate_ms: 0, later: 0,
-                 drawn_by_name: {} };
+                 drawn_by_name: {}, steps: [] };
+function logStep(what, t0) {
+  counts.steps.push([what, Math.round(t0 * 10) / 10, Math.round((performance.now() - t0) * 10) / 10]);
+  if (counts.steps.length > 400) counts.steps.splice(0, 200);
+}
 
 // Plotly.js (1.5 MB) is preloaded by index.html but only run when the first chart is drawn,
 // so that parsing it does not compete with Python's start-up and the first numbers.
@@ -222,12 +230,30 @@ function drawTable(id, table) {
   box.replaceChildren(...(table.columns.length ? [el] : []), ...notes);
 }
 
+// The tables (in closed <details> until opened) are built after the charts are on screen: a
+// table is a few hundred elements (2-3 ms a chart, 4x that on a slow phone), not needed for
+// the frame that shows the charts. Each chart's latest table is built in the first task after
+// that frame.
+const tablesDue = new Map();
+let tablesQueued = false;
+function drawTablesLater() {
+  if (tablesQueued || !tablesDue.size) return;
+  tablesQueued = true;
+  requestAnimationFrame(() => setTimeout(() => {
+    tablesQueued = false;
+    const t0 = performance.now();
+    for (const [id, table] of tablesDue) drawTable(id, table);
+    tablesDue.clear();
+    logStep("tables", t0);
+  }, 0));
+}
+
 function draw(id, json) {
   const div = document.getElementById(id);
   if (!div) return;
   const chart = JSON.parse(json);
   drawText(id, chart);
-  drawTable(id, chart.table);
+  tablesDue.set(id, chart.table);
   // A chart with nothing to show (the model does not fit; an input not set) is a sentence,
   // not empty axes.
   const blank = document.getElementById(id + "-blank");
@@ -245,7 +271,9 @@ function draw(id, json) {
   if (chart.blank) return;
   // The config only on the first draw: given again, Plotly.react rebuilds and compares its
   // whole default config on every call (measured: about 1.5 ms a chart).
+  const t0 = performance.now();
   window.Plotly.react(div, chart.figure.data, chart.figure.layout, configured.has(div) ? undefined : CONFIG);
+  logStep("react " + id, t0);
   configured.add(div);
 }
 
@@ -270,7 +298,7 @@ let version = 0;             // bumped by every invalidate()
 const wanted = new Map(ITEMS.map((n) => [n, 0]));   // the version each item must show
 const shown = new Map(ITEMS.map((n) => [n, -1]));   // the version it shows
 const lastJson = new Map();  // each chart's last drawing: the same again is not redrawn
-let computed = null;         // {name, version, json}: computed, to be drawn in the next task
+let computed = [];           // [{name, version, json}]: computed, to be drawn in the next task
 // Elements near the viewport and in view, by id. An item is near when one of its elements is:
 // the suggestions also fill the "what would fit" options at the top of the results.
 const nearIds = new Set();
@@ -338,20 +366,58 @@ function waitEnds() {
  *  view, then the others, each in page order. */
 function nextItem() {
   const candidates = ITEMS.filter((n) => near.has(n) && stale(n) && !waiting(n));
-  if (computed && candidates.includes(computed.name) && computed.version === wanted.get(computed.name)) {
-    return computed.name;
-  }
+  const ready = computed.find((c) => candidates.includes(c.name));
+  if (ready) return ready.name;
   return candidates.find((n) => inView.has(n)) || candidates[0] || null;
+}
+
+/** The charts computed with chart `name`, to be drawn together in the next task: every stale
+ *  chart in view when `name` is in view (one redraw of the page, no frame between them),
+ *  else `name` alone. */
+function batchFor(name) {
+  if (!connected || !inView.has(name)) return [name];
+  return NAMES.filter((n) => n === name || (inView.has(n) && near.has(n) && stale(n) && !waiting(n)));
+}
+
+function compute(name) {
+  const t0 = performance.now();
+  const json = chartSource ? chartSource(name) : null;
+  counts.compute_ms += performance.now() - t0;
+  counts.computed++;
+  logStep("compute " + name, t0);
+  if (!json) {               // nothing to draw (an error main.py has reported)
+    markShown(name, wanted.get(name));
+    return null;
+  }
+  return { name, version: wanted.get(name), json };
+}
+
+function drawComputed(done) {
+  const name = done.name;
+  markShown(name, done.version);   // also after an error: the next edit tries again
+  if (done.json === lastJson.get(name)) return;
+  lastJson.set(name, done.json);
+  try {
+    const t0 = performance.now();
+    draw("chart-" + name, done.json);
+    counts.draw_ms += performance.now() - t0;
+    counts.drawn++;
+    counts.drawn_by_name[name] = (counts.drawn_by_name[name] || 0) + 1;
+    logStep("draw " + name, t0);
+  } catch (err) {
+    lastJson.delete(name);
+    reportError("chart chart-" + name, err);
+  }
 }
 
 function step(id) {
   const go = () => { if (id === run) step(id); };
   const more = () => (connected ? nextTask(go) : whenIdle(go));
   const name = nextItem();
-  if (computed && (computed.name !== name || computed.version !== wanted.get(name))) {
-    counts.dropped++;          // computed for an older edit, or scrolled away: not drawn
-    computed = null;
-  }
+  // computed for an older edit, scrolled away or waiting again: not drawn
+  const keep = computed.filter((c) => c.version === wanted.get(c.name) && near.has(c.name) && !waiting(c.name));
+  counts.dropped += computed.length - keep.length;
+  computed = keep;
   if (!name) {
     running = false;
     markState();
@@ -361,21 +427,15 @@ function step(id) {
   }
   if (name === SUGGESTIONS) {
     const v = wanted.get(name);
+    const t0 = performance.now();
     if (suggestionSource) suggestionSource();
+    logStep("suggestions", t0);
     markShown(name, v);
     more();
     return;
   }
-  if (!computed) {
-    const t0 = performance.now();
-    const json = chartSource ? chartSource(name) : null;
-    counts.compute_ms += performance.now() - t0;
-    counts.computed++;
-    if (!json) {               // nothing to draw (an error main.py has reported)
-      markShown(name, wanted.get(name));
-    } else {
-      computed = { name, version: wanted.get(name), json };
-    }
+  if (!computed.length) {
+    computed = batchFor(name).map(compute).filter(Boolean);
     more();
     return;
   }
@@ -383,22 +443,10 @@ function step(id) {
     loadPlotly().then(() => { if (id === run) step(id); }, () => { running = false; });
     return;
   }
-  const done = computed;
-  computed = null;
-  markShown(name, done.version);   // also after an error: the next edit tries again
-  if (done.json !== lastJson.get(name)) {
-    lastJson.set(name, done.json);
-    try {
-      const t0 = performance.now();
-      draw("chart-" + name, done.json);
-      counts.draw_ms += performance.now() - t0;
-      counts.drawn++;
-      counts.drawn_by_name[name] = (counts.drawn_by_name[name] || 0) + 1;
-    } catch (err) {
-      lastJson.delete(name);
-      reportError("chart chart-" + name, err);
-    }
-  }
+  const batch = computed;
+  computed = [];
+  batch.forEach(drawComputed);
+  drawTablesLater();
   markState();
   more();
 }
@@ -454,6 +502,7 @@ editChannel.port1.onmessage = () => {
     editSource(names);
   } finally {
     counts.evaluate_ms += performance.now() - t0;
+    logStep("evaluate", t0);
     // after the numbers' frame writes (kvcalcWrite.nextFrame, queued first): for tests and
     // benchmarks/bench_page.py, <html data-edit> and a "kvcalc:numbers" event
     requestAnimationFrame(() => {
@@ -476,9 +525,11 @@ laterChannel.port1.onmessage = () => {
   if (name === undefined) return;
   if (laterParts.length) laterChannel.port2.postMessage(null);
   counts.later++;
+  const t0 = performance.now();
   try {
     laterSource(name);
   } finally {
+    logStep("later " + name, t0);
     if (!laterParts.length) root.dataset.later = "done";
   }
 };
@@ -600,7 +651,8 @@ window.kvcalcCharts = {
     chartSource = null;
     run++;
     running = false;
-    computed = null;
+    computed = [];
+    tablesDue.clear();
     for (const name of NAMES) {
       const div = element(name);
       if (div && window.Plotly && lastJson.has(name)) window.Plotly.purge(div);

@@ -72,6 +72,15 @@ def test_hit_vs_memory_marks_current_point_ceiling_and_classic():
     assert fig["layout"]["yaxis"]["range"] == [0, 100]
 
 
+def test_hit_vs_memory_without_classic_is_the_same_figure_less_that_trace():
+    """The page asks for the figure without the original formula's curve unless its toggle is on."""
+    analysis = _analysis(SCENARIOS["default"])
+    full, lean = figures.hit_vs_memory(analysis), figures.hit_vs_memory(analysis, classic=False)
+    assert lean["layout"] == full["layout"]
+    assert lean["data"] == [t for t in full["data"] if t["name"] != "Original calculator's formula"]
+    assert len(lean["data"]) == len(full["data"]) - 1
+
+
 def test_classic_trace_matches_compat():
     s = SCENARIOS["default"]
     fig = figures.hit_vs_memory(_analysis(s))

@@ -104,9 +104,11 @@ def classic_curve(setup: Setup, memory_gib: list[float]) -> list[float]:
     return [classic_hit_rate_for_setup(setup, m) for m in memory_gib]
 
 
-def hit_vs_memory(analysis: Analysis, points: int = 100) -> dict:
+def hit_vs_memory(analysis: Analysis, points: int = 100, classic: bool = True) -> dict:
     """Token hit rate (%) against GPU memory per GPU, with the current point, the ceiling, the
-    GPU-only curve when an offload tier is set, and the original formula (hidden in the legend)."""
+    GPU-only curve when an offload tier is set, and the original formula (hidden in the legend;
+    left out when ``classic`` is false: the page draws it only on its toggle, and it is about
+    a third of this figure's computing time)."""
     s = analysis.scenario
     curve = sweeps.hit_vs_memory(analysis, points)
     x = [round(m, 4) for m in curve.memory_gib]
@@ -124,11 +126,12 @@ def hit_vs_memory(analysis: Analysis, points: int = 100) -> dict:
                      "line": {"color": _LINE, "dash": "dot", "width": 1.5},
                      "hovertemplate": "%{x:.1f} GiB: %{y:.1f}% from GPU memory<extra></extra>"})
     data.append(_ceiling_trace(x[0], x[-1], curve.ceiling))
-    classic = classic_curve(analysis.setup, list(curve.memory_gib))
-    data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
-                 "visible": "legendonly", "x": x, "y": [_pct(v) for v in classic],
-                 "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
-                 "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
+    if classic:
+        data.append({"type": "scatter", "mode": "lines", "name": "Original calculator's formula",
+                     "visible": "legendonly", "x": x,
+                     "y": [_pct(v) for v in classic_curve(analysis.setup, list(curve.memory_gib))],
+                     "line": {"color": _GREY, "dash": "dashdot", "width": 1.5},
+                     "hovertemplate": "original formula: %{y:.1f}%<extra></extra>"})
     cur_text = "this scenario" + (" (capacity from kv_cache_tokens)"
                                   if analysis.capacity.derived_from == "kv_cache_tokens" else "")
     data.append(_current_trace(curve.current_memory_gib, curve.current_hit_rate, x_title, cur_text))
