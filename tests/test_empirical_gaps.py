@@ -148,3 +148,48 @@ def test_think_time_sets_the_mean_and_the_shape_its_spread():
     c = analyze(Scenario.from_dict({**base, "think_shape": "0,1,2,10", "think_time_s": 120})).token_hit_rate
     assert a == pytest.approx(b, abs=1e-12)
     assert c != pytest.approx(a, abs=1e-4)
+
+
+def test_fit_reports_the_gaps_shape():
+    """Seed 4, 5,000 lognormal gaps of sigma 1: the fitted shape's inner quantiles within 0.05
+    (in means) of the lognormal's, its cv^2 within 0.3 of the 16-segment lognormal shape's
+    (the top segment rests on the few largest gaps); too few or equal gaps give none."""
+    import random
+    from kvcache_calculator.traces.fit import fit_think_times, gap_shape
+    rng = random.Random(4)
+    gaps = [rng.lognormvariate(math.log(60) - 0.5, 1.0) for _ in range(5000)]
+    think = fit_think_times(gaps)
+    assert think["dist"] == "lognormal"          # the automatic choice never picks it
+    shape = think["think_shape"]
+    want = lognormal_shape(1.0, 16)
+    assert len(shape) == 17 and shape[0] >= 0
+    for got, ref in zip(shape[1:-1], want[1:-1]):
+        assert got == pytest.approx(ref, abs=0.05)
+    assert shape_cv2(shape_quantiles(shape)) == pytest.approx(shape_cv2(want), abs=0.3)
+    assert gap_shape(gaps[:10]) is None and gap_shape([5.0] * 40) is None
+    Scenario.from_dict({"think_dist": "empirical", "think_shape": shape})   # a valid key
+
+
+def test_replay_fit_think_empirical_gives_a_valid_link():
+    """``fit_think="empirical"``: the fitted scenario uses the trace's gap shape and its link
+    parses; its hit rate is within 1 point of the lognormal fit's (seed 5, one hour)."""
+    from kvcache_calculator.traces.fit import fit_report, fit_scenario
+    from kvcache_calculator.traces.synthetic import generate_workload
+    requests = generate_workload(1800.0, 5, block_size=32, arrival_rate=1.0, turns=4.0, think_time_s=60.0,
+                                 think_dist="lognormal", think_sigma=1.0, input_tokens=300,
+                                 output_tokens=150, system_prompt_tokens=256)
+    auto = fit_scenario(requests, 32)
+    emp = fit_scenario(requests, 32, fit_think="empirical")
+    assert auto["think_dist"] == "lognormal" and "think_shape" not in auto
+    assert emp["think_dist"] == "empirical" and "think_sigma" not in emp
+    assert len(emp["think_shape"]) == 17
+    assert emp["think_time_s"] == pytest.approx(60, rel=0.1)
+    assert "think_shape=" in emp["link"]
+    assert any(line.startswith("Fitted:") and "think_shape=0" in line for line in fit_report(emp))
+    rates = []
+    for fit in (auto, emp):
+        s = Scenario.from_fragment(fit["link"]).replace(kv_cache_tokens=50_000)
+        rates.append(analyze(s).token_hit_rate)
+    assert rates[1] == pytest.approx(rates[0], abs=0.01)
+    with pytest.raises(ScenarioError):
+        fit_scenario(requests, 32, fit_think="histogram")
