@@ -6,7 +6,7 @@
         [--capacity-gib X,... --model ID [--kv-dtype DT]]
         [--model ID --gpu ID [--num-gpus N] [--engine E] [--weight-dtype DT] [--gpu-mem-util F]
          [--kv-dtype DT]]
-        [--skip-bad-lines] [--fit] [--json]
+        [--skip-bad-lines] [--fit [--fit-think auto|empirical]] [--json]
         [--warmup F] [--sample RATE] [--instances N --routing R [--seed S]]
         [--explain [--characteristic-time-s T]]
 
