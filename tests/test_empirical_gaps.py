@@ -193,3 +193,28 @@ def test_replay_fit_think_empirical_gives_a_valid_link():
     assert rates[1] == pytest.approx(rates[0], abs=0.01)
     with pytest.raises(ScenarioError):
         fit_scenario(requests, 32, fit_think="histogram")
+
+
+def test_cli_replay_fit_think_empirical(tmp_path, capsys):
+    """``replay --fit --fit-think empirical --json``: the fitted scenario is empirical and its
+    link parses; without the option the fit is lognormal (seed 5, half an hour)."""
+    import argparse
+    from kvcache_calculator.cli import replay as cli_replay
+    from kvcache_calculator.traces.synthetic import generate_workload, mooncake_lines
+    requests = generate_workload(1800.0, 5, block_size=32, arrival_rate=1.0, turns=4.0, think_time_s=60.0,
+                                 think_dist="lognormal", think_sigma=1.0, input_tokens=300,
+                                 output_tokens=150, system_prompt_tokens=256)
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(line + "\n" for line in mooncake_lines(requests)))
+    fitted = {}
+    for how in ("auto", "empirical"):
+        parser = argparse.ArgumentParser(prog="kvcache-calc")
+        cli_replay.register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["replay", str(path), "--block-size", "32", "--capacity-blocks", "1000",
+                                  "--fit", "--fit-think", how, "--json"])
+        assert args.func(args) == 0
+        fitted[how] = json.loads(capsys.readouterr().out)["fit"]["scenario"]
+    assert fitted["auto"]["think_dist"] == "lognormal"
+    assert fitted["empirical"]["think_dist"] == "empirical"
+    assert fitted["empirical"]["diagnostics"]["think_time"]["think_shape"] == fitted["empirical"]["think_shape"]
+    assert Scenario.from_fragment(fitted["empirical"]["link"]).think_dist == "empirical"
