@@ -115,6 +115,8 @@ def _default_text(value) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value)) if abs(value) < 1e15 else repr(value)
+    if isinstance(value, tuple):                 # think_shape: comma-separated, as in links
+        return ",".join(_default_text(float(v)) for v in value)
     return str(value)
 
 

@@ -23,7 +23,13 @@ ENGINES = ("vllm", "sglang", "manual")
 #: The vLLM releases whose memory accounting the calculator follows (docs/engines.md §2).
 ENGINE_VERSIONS = tuple(f"0.{minor}" for minor in range(9, 34))
 POLICIES = ("lru", "fifo", "lfu")
-THINK_DISTS = ("exponential", "fixed", "lognormal")
+THINK_DISTS = ("exponential", "fixed", "lognormal", "empirical")
+#: ``think_shape``: 2..64 segments (3..65 quantiles).
+SHAPE_SEGMENTS = (2, 64)
+#: The default ``think_shape``: a lognormal of sigma 1 at 16 segments, to 3 digits
+#: (analytic.popularity.lognormal_shape(1.0, 16)).
+DEFAULT_THINK_SHAPE = (0.0, 0.13, 0.191, 0.248, 0.307, 0.37, 0.439, 0.516, 0.603, 0.706, 0.83, 0.984,
+                       1.18, 1.47, 1.91, 2.8, 6.64)
 LENGTH_DISTS = ("fixed", "exponential")
 
 
@@ -70,6 +76,10 @@ class Field:
             return "must be one of " + ", ".join(self.choices)
         if self.kind == "text":
             return "must be a preset id or custom"
+        if self.kind == "list":
+            lo, hi = SHAPE_SEGMENTS
+            return (f"must be {lo + 1} to {hi + 1} comma-separated numbers >= 0 in ascending order, "
+                    "the last above the first")
         what = "a whole number" if self.kind == "int" else "a number"
         parts = []
         if self.minimum is not None:
@@ -98,6 +108,36 @@ def _fmt(x: float) -> str:
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+def _parse_list(field: Field, raw: Any) -> tuple[float, ...]:
+    """A ``list`` field (``think_shape``): comma-separated numbers in a string, or a JSON list;
+    ascending quantiles, each >= 0, the last above the first, 3 to 65 of them."""
+    if isinstance(raw, str):
+        items: list = [t.strip() for t in raw.split(",")]
+    elif isinstance(raw, (list, tuple)):
+        items = list(raw)
+    else:
+        raise ScenarioError(field.key, raw, field.allowed())
+    values = []
+    for item in items:
+        if isinstance(item, str) and _NUMBER.fullmatch(item):
+            values.append(float(item))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item):
+            values.append(float(item))
+        else:
+            raise ScenarioError(field.key, raw, f"{field.allowed()}; {item!r} is not a number")
+    lo, hi = SHAPE_SEGMENTS
+    if not lo + 1 <= len(values) <= hi + 1:
+        raise ScenarioError(field.key, raw, f"{field.allowed()}; {len(values)} given")
+    if values[0] < 0:
+        raise ScenarioError(field.key, raw, f"{field.allowed()}; {values[0]:g} is negative")
+    for a, b in zip(values, values[1:]):
+        if b < a:
+            raise ScenarioError(field.key, raw, f"{field.allowed()}; {b:g} comes after {a:g}")
+    if values[-1] <= values[0]:
+        raise ScenarioError(field.key, raw, f"{field.allowed()}; all values are equal (use think_dist=fixed)")
+    return tuple(values)
+
+
 def parse_value(field: Field, raw: Any) -> Any:
     """Convert ``raw`` (a string from a link/CLI/form, or a JSON value) to the field's type.
 
@@ -119,6 +159,8 @@ def parse_value(field: Field, raw: Any) -> Any:
         if field.kind == "text" and (len(value) > MAX_TEXT or not all(c.isalnum() or c in "-._" for c in value)):
             raise ScenarioError(field.key, raw, "must be a preset id (letters, digits, - . _) or custom")
         return value
+    if field.kind == "list":
+        return _parse_list(field, raw)
     if isinstance(raw, bool):
         raise ScenarioError(field.key, raw, field.allowed())
     if isinstance(raw, (int, float)):
@@ -190,6 +232,7 @@ class Scenario:
     think_time_s: float = 60.0
     think_dist: str = "exponential"
     think_sigma: float = 1.0
+    think_shape: tuple[float, ...] = DEFAULT_THINK_SHAPE
     input_tokens: int = 500
     output_tokens: int = 300
     length_dist: str = "fixed"
@@ -400,11 +443,16 @@ FIELDS: tuple[Field, ...] = (
     _field("think_time_s", "Think time", "s", "Mean gap between a response and the user's next message.",
            _W, "float", 0, 1e7, exclusive_min=True, effect="scalar"),
     _field("think_dist", "Think-time distribution", "",
-           "exponential, fixed, or lognormal gaps (a long tail, as measured traces show).", _W, "choice",
+           "exponential, fixed, or lognormal gaps (a long tail, as measured traces show), or "
+           "empirical (the shape below, e.g. from a fitted trace).", _W, "choice",
            choices=THINK_DISTS),
     _field("think_sigma", "Think-time spread", "lognormal sigma",
            "With lognormal gaps: the shape sigma of log(gap); the mean stays the think time.",
            _W, "float", 0.05, 4),
+    _field("think_shape", "Think-time shape", "multiples of the mean",
+           "With empirical gaps: the gap's quantiles at equally spaced probabilities 0, 1/n, ..., 1 "
+           "(n from 2 to 64, comma-separated, ascending; linear in between); rescaled so their mean "
+           "is 1, the think time above setting the mean.", _W, "list"),
     _field("input_tokens", "Input tokens per turn", "tokens", "New user tokens per turn.", _W, "int", 1, 10_000_000),
     _field("output_tokens", "Output tokens per turn", "tokens", "Response tokens per turn.", _W, "int",
            0, 10_000_000),
@@ -483,6 +531,8 @@ def format_value(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return _fmt(value) if value.is_integer() else repr(value)
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(float(v)) for v in value)
     return str(value)
 
 

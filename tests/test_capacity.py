@@ -187,7 +187,7 @@ def test_only_the_sizing_keys_change_the_capacity():
                "output_tokens": 44, "system_prompt_tokens": 55, "num_system_prompts": 2, "mfu": 0.2,
                "target_hit_rate": 0.3, "decode_tokens_per_s": 50.0, "ttft_s": 0.5, "think_sigma": 2.0,
                "system_prompt_zipf": 1.0, "num_documents": 30, "document_tokens": 900, "document_share": 0.9,
-               "document_zipf": 0.4}
+               "document_zipf": 0.4, "think_shape": "0,1,3"}
     assert set(changed) == {f.key for f in FIELDS} - set(SIZING_KEYS)
     for key, value in changed.items():
         assert _capacity(base.replace(**{key: value})) == cap, key

@@ -126,7 +126,8 @@ def test_service_rates_read_only_their_keys():
               "activation_reserve_gib": 3.0, "kv_dtype": "fp8", "block_size": 32, "kv_cache_tokens": 50_000,
               "offload_gib": 40.0, "instances": 3, "routing": "random", "policy": "lfu", "arrival_rate": 7.0,
               "think_time_s": 5.0, "think_dist": "fixed", "num_system_prompts": 4, "target_hit_rate": 0.3,
-              "think_sigma": 2.0, "system_prompt_zipf": 1.0, "document_zipf": 0.5, "length_dist": "exponential"}
+              "think_sigma": 2.0, "system_prompt_zipf": 1.0, "document_zipf": 0.5, "length_dist": "exponential",
+              "think_shape": "0,1,3"}
     assert set(others) == set(KEYS) - RATE_KEYS
     for base in ({}, {"engine": "sglang"}, {"engine": "manual"}, {"kv_cache_tokens": 90_000},
                  {"gpu": "a100-40gb", "model": "llama-3.2-1b"}, {"gpu": "custom", "gpu_memory_gib": 48}):

@@ -101,7 +101,7 @@ def _value_strategy(f):
     return st.floats(lo, min(f.maximum, 1e6), allow_nan=False, exclude_min=f.exclusive_min)
 
 
-_plain = [f for f in FIELDS if f.kind != "text" and not f.optional and f.key not in ("turns",)]
+_plain = [f for f in FIELDS if f.kind not in ("text", "list") and not f.optional and f.key not in ("turns",)]
 
 
 @settings(max_examples=200, deadline=None)

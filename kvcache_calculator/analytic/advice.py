@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 
 from kvcache_calculator.analytic.model import document_cache, document_window, fixed_gap_hit_probabilities
-from kvcache_calculator.analytic.popularity import lognormal_cdf_and_partial
+from kvcache_calculator.analytic.popularity import empirical_cdf_and_partial, lognormal_cdf_and_partial
 from kvcache_calculator.analytic.sweeps import current_memory_gib, tokens_for_hit_rate
 from kvcache_calculator.analytic.table import Analysis, variant_hit_rate, variant_result
 from kvcache_calculator.setup.architecture import (
@@ -412,6 +412,8 @@ def _think_time(analysis: Analysis, memory_limited: bool) -> list[Suggestion]:
         kept = smoothed[0] if smoothed else 1.0 if theta < T else 0.0
     elif s.think_dist == "lognormal":
         kept = lognormal_cdf_and_partial(T, theta, s.think_sigma)[0]
+    elif s.think_dist == "empirical":
+        kept = empirical_cdf_and_partial(T, theta, analysis.terms.gap_shape)[0]
     else:
         kept = -math.expm1(-T / theta)
     numbers = dict(characteristic_time_s=T, think_time_s=theta, ratio=T / theta, history_kept_fraction=kept)

@@ -57,7 +57,8 @@ from kvcache_calculator.analytic.lengths import (
     remainder_settles,
 )
 from kvcache_calculator.analytic.popularity import (
-    Groups, erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum, normal_cdf, product_groups,
+    Groups, empirical_cdf_and_partial, erlang_cdf_and_partial, lognormal_cdf_and_partial, lognormal_sigma_of_sum,
+    normal_cdf, product_groups, shape_cv2, shape_quantiles,
     window_hit_probability, zipf_groups,
 )
 from kvcache_calculator.errors import ScenarioError
@@ -156,14 +157,16 @@ class Terms:
     turn_sums: tuple[float, ...]      # Ss_m = sum_j S(j+m), m = 1..R
     cost_sums: tuple[float, ...]      # Cs_r = sum_j c_j S(j+r), r = 1..R
     cost_last: float                  # D = sum_j c_j E[(1-q)^(N-j); N >= j]
-    gap_kind: str                     # exponential | fixed | lognormal
+    gap_kind: str                     # exponential | fixed | lognormal | empirical
     request_hit_turns: float          # sum_k S(k+1) over turns whose history is >= 1 block
     first_turn_sys: bool              # the first turn's reusable prefix is >= 1 block
     traffic: Traffic
     weights: tuple[float, ...]        # w_m = q(1-q)^(m-1), m = 1..R (by repeated products)
     log_m: tuple[float, ...]          # log m, m = 1..R (the Poisson recursion)
     cost_tail: tuple[float, ...]      # sum_{r >= k} w_r Cs_r, k = 1..R+1 (the loop's early stop)
-    gap_sigma: float = 0.0            # lognormal shape sigma (lognormal gaps only)
+    gap_sigma: float = 0.0            # lognormal shape sigma (lognormal gaps; empirical ones: the
+                                      # sigma of the lognormal of the same variance, gap_shape_sigma)
+    gap_shape: tuple[float, ...] = ()  # empirical gaps: the quantiles of a gap, mean 1 (shape_quantiles)
     service_gaps: float = 0.0         # a request's service in mean gaps, added to a copy's idle
                                       # time per turn served elsewhere (q < 1; with_service)
     doc_tokens: float = 0.0           # a document's shared tokens, Sb' - Sb (0: no documents)
@@ -542,13 +545,32 @@ def _terms(scenario: Scenario, sums: _Sums, doc_tokens: float = 0.0, doc_share: 
         traffic=traffic_of(scenario, sums.mean_turns, float(sums.Sb), doc_tokens=doc_tokens),
         weights=tuple(weights), log_m=tuple(math.log(m) for m in range(1, R + 1)),
         cost_tail=_tail(weights, sums.cost_sums),
-        gap_sigma=scenario.think_sigma if scenario.think_dist == "lognormal" else 0.0,
+        gap_sigma=(scenario.think_sigma if scenario.think_dist == "lognormal" else
+                   gap_shape_sigma(scenario.think_shape) if scenario.think_dist == "empirical" else 0.0),
+        gap_shape=shape_quantiles(scenario.think_shape) if scenario.think_dist == "empirical" else (),
         doc_tokens=doc_tokens, doc_share=doc_share, first_turn_doc=first_turn_doc,
         turn_last=sums.turn_last, turn_tail=_tail(weights, sums.turn_sums) if doc_share else (),
         square_sums=sums.square_sums, square_last=sums.square_last,
         ramps=(_ramp(weights, sums.cost_sums), _ramp(weights, sums.square_sums)) if sums.square_sums else (),
         square_tail=_tail(weights, sums.square_sums) if sums.square_sums else (),
     )
+
+
+def gap_shape_sigma(shape) -> float:
+    """The shape sigma of the lognormal with the variance of the empirical gap ``shape``
+    (``sigma^2 = log(1 + cv^2)``): the model's sums of two gaps or more (docs/model.md §12)."""
+    return math.sqrt(math.log1p(shape_cv2(shape_quantiles(shape))))
+
+
+def _empirical_law(q: tuple[float, ...], sigma: float, theta: float):
+    """``law(t, k)`` of :func:`_shifted_sums` for empirical gaps of mean ``theta``: one gap
+    exactly (piecewise-uniform density), a sum of ``k >= 2`` as the lognormal of the same
+    mean and variance."""
+    def law(t: float, k: int) -> tuple[float, float]:
+        if k == 1:
+            return empirical_cdf_and_partial(t, theta, q)
+        return lognormal_cdf_and_partial(t, k * theta, lognormal_sigma_of_sum(sigma, k))
+    return law
 
 
 def _ramp(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
@@ -589,7 +611,9 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
     gaps: the sum of m gaps is Erlang; with ``x = T/theta``, ``F_m = P(Poisson(x) >= m)`` and
     ``M_m = theta * sum_{i<=m} F_i``. Fixed gaps: the sum is ``m*theta`` exactly. Lognormal
     gaps: closed forms for one gap, a lognormal of the same mean and variance for m gaps
-    (:func:`~kvcache_calculator.analytic.popularity.lognormal_cdf_and_partial`). With the
+    (:func:`~kvcache_calculator.analytic.popularity.lognormal_cdf_and_partial`). Empirical
+    gaps (``think_shape``): one gap exactly, m gaps as the lognormal of their mean and variance
+    (:func:`_empirical_law`). With the
     turns served elsewhere, ``F_m(T) = P(sum < T - shift)`` and ``M_m(T) = shift + E[min(sum,
     T - shift)]`` (Erlang: :func:`~kvcache_calculator.analytic.popularity.erlang_cdf_and_partial`).
     ``sys_part`` is the system-prompt tokens a turn hits (``p(T) * Sb``): with 0, ``H`` is
@@ -638,6 +662,9 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
         sigma = terms.gap_sigma
         return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H, lambda t, k: lognormal_cdf_and_partial(
             t, k * theta, lognormal_sigma_of_sum(sigma, k)))
+    if terms.gap_kind == "empirical":
+        return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H,
+                             _empirical_law(terms.gap_shape, terms.gap_sigma, theta))
     if d > 0:
         return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H,
                              lambda t, k: erlang_cdf_and_partial(t, k, theta))

@@ -34,7 +34,9 @@ The sum ``X`` of ``k`` exponential gaps of mean ``theta`` is Erlang; with ``x = 
 
 from __future__ import annotations
 
+import bisect
 import math
+import statistics
 
 #: Ranks summed one by one before grouping starts.
 EXACT_RANKS = 16
@@ -199,3 +201,64 @@ def window_hit_probability(rate: float, horizon: float, start: float, end: float
     if end > horizon:
         total += (end - max(start, horizon)) * steady
     return total / (end - start)
+
+
+# -- empirical gaps: a piecewise-linear CDF through n + 1 quantiles (docs/model.md §12) --------
+
+
+def shape_quantiles(shape) -> tuple[float, ...]:
+    """The quantiles ``q_0 <= ... <= q_n`` of an empirical gap shape (``think_shape``: the
+    gap's quantiles at probabilities ``0, 1/n, ..., 1``, the CDF linear in between), rescaled
+    so the gap's mean ``sum_i (q_i + q_{i+1}) / (2n)`` is 1."""
+    n = len(shape) - 1
+    mean = (sum(shape) - 0.5 * (shape[0] + shape[-1])) / n
+    return tuple(v / mean for v in shape)
+
+
+def shape_cv2(q) -> float:
+    """The squared coefficient of variation of the piecewise-uniform gap of quantiles ``q``
+    (mean 1, :func:`shape_quantiles`): ``E[G^2] - 1`` with ``E[G^2] = sum_i (a^2 + ab + b^2)
+    / (3n)`` over the segments ``[a, b]``."""
+    n = len(q) - 1
+    second = sum(a * a + a * b + b * b for a, b in zip(q, q[1:])) / (3.0 * n)
+    return max(0.0, second - 1.0)
+
+
+def empirical_cdf_and_partial(T: float, mean: float, q) -> tuple[float, float]:
+    """``(P(G < T), E[min(G, T)])`` for the gap ``mean * Q`` with ``Q`` of quantiles ``q``
+    (mean 1) and a CDF linear between them: exact. ``T`` in segment ``k`` (``mean q_k <= T <
+    mean q_{k+1}``, a fraction ``f`` of the way) has ``P = (k + f) / n`` and ``E[G; G < T] =
+    sum_{i<k} mean (q_i + q_{i+1}) / (2n) + f (mean q_k + T) / (2n)``."""
+    n = len(q) - 1
+    if T <= mean * q[0]:
+        return 0.0, T
+    if T >= mean * q[-1]:
+        return 1.0, mean
+    x = T / mean
+    k = bisect.bisect_right(q, x) - 1          # q[k] <= x < q[k+1] (a zero-width segment skipped)
+    below = (sum(q[:k]) + sum(q[1:k + 1])) / (2.0 * n)   # sum_{i<k} (q_i + q_{i+1}) / (2n)
+    f = (x - q[k]) / (q[k + 1] - q[k])
+    P = (k + f) / n
+    partial = below + f * (q[k] + x) / (2.0 * n)
+    return P, mean * partial + T * (1.0 - P)
+
+
+def empirical_quantile(u: float, q) -> float:
+    """The inverse CDF at ``u`` in [0, 1) of the shape of quantiles ``q``: linear between
+    ``q_k`` and ``q_{k+1}`` for ``u`` in ``[k/n, (k+1)/n)``."""
+    n = len(q) - 1
+    pos = u * n
+    k = min(int(pos), n - 1)
+    return q[k] + (pos - k) * (q[k + 1] - q[k])
+
+
+def lognormal_shape(sigma: float, n: int) -> tuple[float, ...]:
+    """An empirical shape of ``n + 1`` quantiles (mean 1) for the lognormal of shape ``sigma``:
+    its quantiles at ``1/n, ..., (n-1)/n``, 0 at probability 0, and a last value that gives the
+    top segment the lognormal's mean above ``q_{n-1}`` (the tail beyond it has no finite
+    quantile at probability 1)."""
+    mu = -0.5 * sigma * sigma
+    inner = [math.exp(mu + sigma * statistics.NormalDist().inv_cdf(i / n)) for i in range(1, n)]
+    z = (math.log(inner[-1]) - mu) / sigma
+    top_mean = normal_cdf(sigma - z) * n        # E[G | G > q_{n-1}], the top 1/n of the mass
+    return shape_quantiles((0.0, *inner, 2.0 * top_mean - inner[-1]))

@@ -6,7 +6,7 @@
         [--capacity-gib X,... --model ID [--kv-dtype DT]]
         [--model ID --gpu ID [--num-gpus N] [--engine E] [--weight-dtype DT] [--gpu-mem-util F]
          [--kv-dtype DT]]
-        [--skip-bad-lines] [--fit] [--json]
+        [--skip-bad-lines] [--fit [--fit-think auto|empirical]] [--json]
         [--warmup F] [--sample RATE] [--instances N --routing R [--seed S]]
         [--explain [--characteristic-time-s T]]
 
@@ -75,6 +75,7 @@ from kvcache_calculator.traces.readers import (
     detect_format,
 )
 from kvcache_calculator.traces.fit import (
+    FIT_THINK,
     REPLAY_WINDOW_NOTE,
     ScenarioFitter,
     analytic_token_hit_rate,
@@ -157,6 +158,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="skip malformed lines and report how many (default: stop at the first)")
     p.add_argument("--fit", action="store_true",
                    help="fit a scenario to the trace and compare the analytic model with the replay")
+    p.add_argument("--fit-think", choices=FIT_THINK, default="auto",
+                   help="with --fit: the think-time law, auto (fixed, exponential or lognormal by "
+                        "likelihood) or empirical (the trace's own gap quantiles as think_shape)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--warmup", type=float, default=0.0, metavar="F",
                    help="the first fraction F of the requests fill the cache but are not "
@@ -460,7 +464,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             curve_runner = LRUCurveReplay(block_size, args.semantics)
         runners = [curve_runner]
-        fitter = ScenarioFitter(block_size) if args.fit else None
+        fitter = ScenarioFitter(block_size, args.fit_think) if args.fit else None
         if fitter is not None:
             runners.append(fitter)
         reader = _run_pass(source, fmt, args.skip_bad_lines, runners, "replay (LRU curve)")

@@ -440,6 +440,8 @@ def form_text(value) -> str:
         return ""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
+    if isinstance(value, (tuple, list)):     # think_shape: comma-separated, as in links
+        return ",".join(form_text(float(v)) for v in value)
     return str(value)
 
 

@@ -11,7 +11,8 @@ The workload is that of docs/model.md §4:
   :func:`kvcache_calculator.analytic.inflight.service_rates`), holding its KV blocks, which
   cannot be evicted meanwhile; when it ends, its whole sequence (prompt and response) stays
   cached, evictable, the most recent; the user then thinks for a gap ``G`` (``exponential``
-  with mean ``think_time_s``, or ``fixed``) before turn ``k + 1``.
+  with mean ``think_time_s``, ``fixed``, ``lognormal``, or ``empirical``: inverse-CDF draws
+  from ``think_shape``) before turn ``k + 1``.
 
 A running request holds its prompt and the output generated so far. The simulator holds, for
 the whole service, its prompt plus ``O * decode_s / (2 * service_s)`` tokens of output (the
@@ -80,6 +81,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvcache_calculator.analytic.inflight import service_rates
+from kvcache_calculator.analytic.popularity import empirical_quantile, shape_quantiles
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.sim.policies import EvictionLog, SegmentLRU, make_cache
 from kvcache_calculator.scenario import Scenario
@@ -123,6 +125,18 @@ def batch_means_interval(numerators: list[float], denominators: list[float]) -> 
     var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
     half = t_quantile_975(len(rates) - 1) * math.sqrt(var / len(rates))
     return estimate, max(0.0, estimate - half), min(1.0, estimate + half)
+
+
+def _gap_sampler(s: Scenario, rng: random.Random):
+    """A draw of one lognormal or empirical think time (the others are written out inline):
+    lognormal of mean ``think_time_s`` and shape ``think_sigma``, or ``think_time_s`` times the
+    inverse CDF of ``think_shape`` (mean 1) at a uniform draw."""
+    if s.think_dist == "empirical":
+        q, rnd, theta = shape_quantiles(s.think_shape), rng.random, s.think_time_s
+        return lambda: theta * empirical_quantile(rnd(), q)
+    sigma = s.think_sigma
+    mu = math.log(s.think_time_s) - 0.5 * sigma * sigma      # the mean of the gap is think_time_s
+    return functools.partial(rng.lognormvariate, mu, sigma)
 
 
 @dataclass(frozen=True)
@@ -355,9 +369,8 @@ class Simulation:
         heap, heappush, heappop = self._heap, heapq.heappush, heapq.heappop
         rnd, log = self._rng.random, math.log
         exp_gaps, think_s = s.think_dist == "exponential", s.think_time_s
-        lognormal, lognormvariate = s.think_dist == "lognormal", self._rng.lognormvariate
-        sigma = s.think_sigma
-        mu = math.log(think_s) - 0.5 * sigma * sigma      # the mean of the gap is think_s
+        fixed_gaps = s.think_dist == "fixed"
+        draw_gap = _gap_sampler(s, self._rng)
         S_doc = S + s.document_tokens
         ns_doc = S_doc // B
         inv_think = 1.0 / think_s
@@ -406,7 +419,7 @@ class Simulation:
                                           shared_ids[p] + list(range(first, first + seq_blocks - ns)))
                     if k < n:
                         gap_s = (-log(1.0 - rnd()) / inv_think if exp_gaps else
-                                 think_s if not lognormal else lognormvariate(mu, sigma))
+                                 think_s if fixed_gaps else draw_gap())
                         heappush(heap, (t + gap_s, cid, k + 1, conv))
                     continue
             else:
@@ -511,7 +524,7 @@ class Simulation:
             elif k < n:
                 # The think time: random.expovariate(inv_think) written out (a call less).
                 gap_s = (-log(1.0 - rnd()) / inv_think if exp_gaps else
-                         think_s if not lognormal else lognormvariate(mu, sigma))
+                         think_s if fixed_gaps else draw_gap())
                 heappush(heap, (t + gap_s, cid, k + 1, conv))
             done_now += 1
 

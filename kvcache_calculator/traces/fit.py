@@ -25,7 +25,14 @@ the block ids; Bailian: ``parent_chat_id``). How each key is fitted:
   traces have no completion times). Fixed when their coefficient of variation is under
   0.05; otherwise exponential or lognormal, whichever gives the gaps the higher likelihood
   (maximum-likelihood parameters; exponential below 20 gaps; gaps of 0, from timestamps rounded to whole seconds or
-  more, are counted at half the smallest positive gap);
+  more, are counted at half the smallest positive gap). The gaps' own shape, 17 quantiles in
+  units of their mean (:func:`gap_shape`), is reported as ``diagnostics["think_time"]
+  ["think_shape"]``; with ``fit_think="empirical"`` (``replay --fit --fit-think empirical``)
+  the fit uses it, ``think_dist=empirical`` with ``think_time_s`` the gaps' mean. The
+  automatic choice never picks it: a 16-segment histogram has 15 more parameters than a
+  lognormal, so comparing likelihoods would need a penalty (BIC), and on traces of thousands of
+  gaps the histogram would win almost always, changing every fit; the option keeps the
+  choice the user's;
 - ``num_system_prompts`` / ``system_prompt_tokens`` / ``system_prompt_zipf``: the system
   prompts found, their mean length (weighted by use) in whole blocks, and the Zipf exponent
   of their use (maximum likelihood over the ranks);
@@ -70,7 +77,7 @@ __all__ = ["ScenarioFitter", "fit_scenario", "fit_zipf", "fit_think_times", "rep
 
 #: The keys a fit sets, in the order the report lists them.
 WORKLOAD_KEYS = ("arrival_rate", "turns", "turns_dist", "think_time_s", "think_dist",
-                 "think_sigma", "input_tokens", "output_tokens", "length_dist", "system_prompt_tokens",
+                 "think_sigma", "think_shape", "input_tokens", "output_tokens", "length_dist", "system_prompt_tokens",
                  "num_system_prompts", "system_prompt_zipf", "num_documents",
                  "document_tokens", "document_share", "document_zipf", "block_size")
 
@@ -89,6 +96,11 @@ FALLBACK_LIMITS = {
 _EDGES_S = tuple(10 ** (k / 10) for k in range(-30, 61))
 #: Think times with a coefficient of variation under this are fitted as fixed.
 FIXED_CV = 0.05
+#: Segments of the empirical think-time shape a fit reports (``think_shape``, :func:`gap_shape`).
+SHAPE_QUANTILES = 16
+#: ``fit_think`` choices: ``auto`` picks fixed, exponential or lognormal (module docstring);
+#: ``empirical`` uses the gaps' own shape (:func:`gap_shape`) when there are enough gaps.
+FIT_THINK = ("auto", "empirical")
 #: Fewer gaps than this are too few to prefer a lognormal to an exponential.
 MIN_GAPS_FOR_SHAPE = 20
 #: Turn counts are fitted as fixed when this share of conversations has the same count.
@@ -363,7 +375,8 @@ def fit_think_times(gaps: list) -> dict:
     n = len(gaps)
     if n == 0:
         return {"dist": None, "mean_s": None, "sigma": None, "cv": None,
-                "loglik_exponential": None, "loglik_lognormal": None, "zero_floor_s": None}
+                "loglik_exponential": None, "loglik_lognormal": None, "zero_floor_s": None,
+                "think_shape": None, "sample_mean_s": None}
     mean = sum(gaps) / n
     var = sum((g - mean) ** 2 for g in gaps) / n
     cv = math.sqrt(var) / mean if mean > 0 else 0.0
@@ -387,7 +400,38 @@ def fit_think_times(gaps: list) -> dict:
         dist, fitted_mean, fitted_sigma = "exponential", mean, None
     return {"dist": dist, "mean_s": fitted_mean, "sigma": fitted_sigma, "cv": cv,
             "loglik_exponential": ll_exp, "loglik_lognormal": None if math.isinf(ll_ln) else ll_ln,
-            "zero_floor_s": floor if len(positive) < n else None}
+            "zero_floor_s": floor if len(positive) < n else None,
+            "think_shape": list(shape) if (shape := gap_shape(gaps)) else None, "sample_mean_s": mean}
+
+
+def gap_shape(gaps: list, n: int = SHAPE_QUANTILES) -> tuple | None:
+    """The gaps' ``think_shape`` (docs/model.md §12.4): ``n + 1`` quantiles at probabilities
+    ``0, 1/n, ..., 1`` in units of the gaps' mean, to 3 significant digits. The inner ones are
+    the sample's quantiles (linear interpolation between order statistics); the two ends make
+    the first and last segments' means those of the gaps below ``q_1`` and above ``q_{n-1}``
+    (``q_0 = 2 mean_low - q_1``, at least 0; ``q_n = 2 mean_high - q_{n-1}``), since the
+    sample's minimum and maximum say little about a tail. None below
+    :data:`MIN_GAPS_FOR_SHAPE` gaps or when they are all equal."""
+    v = sorted(gaps)
+    count = len(v)
+    mean = sum(v) / count if count else 0.0
+    if count < MIN_GAPS_FOR_SHAPE or mean <= 0 or v[0] == v[-1]:
+        return None
+
+    def quantile(p: float) -> float:
+        pos = p * (count - 1)
+        i = min(int(pos), count - 2)
+        return v[i] + (pos - i) * (v[i + 1] - v[i])
+
+    inner = [quantile(i / n) for i in range(1, n)]
+    low = [g for g in v if g <= inner[0]]
+    high = [g for g in v if g >= inner[-1]]
+    first = max(0.0, 2 * sum(low) / len(low) - inner[0])
+    last = max(inner[-1], 2 * sum(high) / len(high) - inner[-1])
+    shape = [float(f"{x / mean:.3g}") for x in (first, *inner, last)]
+    if shape[-1] <= shape[0]:
+        return None
+    return tuple(shape)
 
 
 def _limits(key: str) -> tuple | None:
@@ -466,10 +510,13 @@ class ScenarioFitter:
     """Streaming fit of a scenario to a trace (module docstring): ``feed(requests)``, then
     ``result()``. Keeps one entry per distinct block and a few numbers per request."""
 
-    def __init__(self, block_size: int):
+    def __init__(self, block_size: int, fit_think: str = "auto"):
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ScenarioError("block_size", block_size, "must be an integer >= 1")
+        if fit_think not in FIT_THINK:
+            raise ScenarioError("fit_think", fit_think, "must be one of " + ", ".join(FIT_THINK))
         self.block_size = block_size
+        self.fit_think = fit_think
         self.requests = 0
         self.first_ts = math.inf
         self.last_ts = -math.inf
@@ -668,6 +715,10 @@ class ScenarioFitter:
         }
         if think["dist"] == "lognormal":
             raw["think_sigma"] = think["sigma"]
+        if self.fit_think == "empirical" and think["think_shape"]:
+            raw.pop("think_sigma", None)
+            raw.update(think_dist="empirical", think_time_s=think["sample_mean_s"],
+                       think_shape=tuple(think["think_shape"]))
         if not docs:   # no shared documents: their size, share and popularity mean nothing
             for key in ("document_tokens", "document_share", "document_zipf"):
                 raw.pop(key)
@@ -825,9 +876,9 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
             "orphan_of_conversation": orphan if scale else [False] * len(orphan)}
 
 
-def fit_scenario(requests: Iterable, block_size: int) -> dict:
+def fit_scenario(requests: Iterable, block_size: int, fit_think: str = "auto") -> dict:
     """Fit a scenario to a trace in one call (see :class:`ScenarioFitter`)."""
-    fitter = ScenarioFitter(block_size)
+    fitter = ScenarioFitter(block_size, fit_think)
     fitter.feed(requests)
     return fitter.result()
 
@@ -842,7 +893,8 @@ def fit_report(fit: dict) -> list:
     for key in WORKLOAD_KEYS:
         if key in fit:
             v = fit[key]
-            shown.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
+            shown.append(f"{key}={v:.4g}" if isinstance(v, float) else
+                         f"{key}={','.join(f'{x:g}' for x in v)}" if isinstance(v, (tuple, list)) else f"{key}={v}")
     lines.append("Fitted: " + " ".join(shown))
     lines += [e["text"] for e in fit["explanations"]]
     warning = drift_warning(fit)
