@@ -326,7 +326,7 @@ def prerender(page: str, models, gpus) -> tuple[str, dict]:
         links[key] = links[encode_fragment(params)] = key
         if not params:
             default, analysis = numbers, prepare(setup)
-    charts = {name: json.dumps(for_page(name, report.figure(analysis, name), show_classic=False))
+    charts = {name: json.dumps(for_page(name, report.figure(analysis, name, classic=False), show_classic=False))
               for name in report.CHARTS}
     changes = number_changes(default, output_ids)
     page = html_with(page, [*changes, [":root", "data-numbers", "checking"]])

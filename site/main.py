@@ -220,10 +220,8 @@ def chart_json(name):
         offer_sensitivity_keys(CURRENT["setup"])    # before its later task, if that has not run
     analysis = current_analysis()
     show_classic = bool(by_id("show-classic").checked)
-    if name == "hit_vs_memory":     # the original formula's curve only when it is drawn
-        figure = figures.hit_vs_memory(analysis, classic=show_classic)
-    else:
-        figure = chart_figure(analysis, name, sensitivity_key())
+    # the original formula's curve is computed only when it is drawn
+    figure = chart_figure(analysis, name, sensitivity_key(), classic=show_classic)
     return json.dumps(for_page(name, figure, show_classic=show_classic, fits=bool(analysis.result.fits)))
 
 
@@ -702,7 +700,6 @@ try:
         suggestion_dicts, target_results, typed_link,
     )
     from kvcache_calculator.present.report import figure as chart_figure
-    from kvcache_calculator.present import figures
     from kvcache_calculator.setup.presets import GPUS, MODELS
     from kvcache_calculator.scenario import FIELDS, MODEL_KEYS, decode_fragment, repeated_keys
     from kvcache_calculator.present.page_numbers import format_result, number_changes, placeholder_changes

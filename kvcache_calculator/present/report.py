@@ -557,11 +557,14 @@ def export_csv(document: Mapping[str, Any]) -> str:
     return out.getvalue()
 
 
-def figure(analysis: Analysis, name: str, sensitivity_key: str | None = None) -> dict:
-    """One of :func:`evaluate`'s ``figures`` alone (``name`` in :data:`CHARTS`), equal to it."""
+def figure(analysis: Analysis, name: str, sensitivity_key: str | None = None, classic: bool = True) -> dict:
+    """One of :func:`evaluate`'s ``figures`` alone (``name`` in :data:`CHARTS`), equal to it;
+    ``classic`` false leaves the original formula's curve out of the hit-rate figure (the page
+    computes it only when its toggle draws it)."""
     if name == "sensitivity":
         return figures.sensitivity(analysis, sensitivity_choice(sensitivity_key))
-    drawn = {"hit_vs_memory": figures.hit_vs_memory, "tornado": figures.tornado, "heatmap": figures.heatmap,
+    drawn = {"hit_vs_memory": lambda a: figures.hit_vs_memory(a, classic=classic),
+             "tornado": figures.tornado, "heatmap": figures.heatmap,
              "memory": lambda a: figures.memory_breakdown(a.setup)}
     if name not in drawn:
         raise ScenarioError("chart", name, "must be one of " + ", ".join(CHARTS))
