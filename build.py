@@ -110,16 +110,6 @@ def _text(value) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def _default_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value)) if abs(value) < 1e15 else repr(value)
-    if isinstance(value, tuple):                 # think_shape: comma-separated, as in links
-        return ",".join(_default_text(float(v)) for v in value)
-    return str(value)
-
-
 GROUP_TITLES = {
     "model": "Model",
     "hardware": "Hardware",
@@ -136,7 +126,7 @@ def render_field(field, models, gpus, placeholder: str | None = None) -> str:
     fid = f"f-{key}"
     unit = field.unit
     label = _text(field.label) + (f' <span class="unit">({_text(unit)})</span>' if unit else "")
-    default = _default_text(field.default)
+    default = report.form_text(field.default)
     kind = field.kind
     described = f"h-{key}"
     common = (f'id="{fid}" name="{_text(key)}" aria-describedby="{described}" '

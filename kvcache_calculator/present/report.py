@@ -19,7 +19,7 @@ from kvcache_calculator.analytic.table import Analysis, prepare
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.present import figures
 from kvcache_calculator.scenario import (ARCH_KEYS, FIELD_BY_KEY, GPU_KEYS, KEYS, LAYER_KEYS, MODEL_KEYS, Scenario,
-                                         encode_fragment)
+                                         encode_fragment, format_value)
 from kvcache_calculator.setup.capacity import smaller_weight_dtypes
 from kvcache_calculator.setup.hfconfig import arch_to_scenario
 from kvcache_calculator.setup.presets import GPUS, MODELS
@@ -435,14 +435,9 @@ def architecture_values(setup: Setup) -> dict:
 
 
 def form_text(value) -> str:
-    """A scenario value as a form field writes it (a whole float without its ".0")."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, (tuple, list)):     # think_shape: comma-separated, as in links
-        return ",".join(form_text(float(v)) for v in value)
-    return str(value)
+    """A scenario value as a form field writes it: as a link does (a whole float without its
+    ".0", think_shape comma-separated)."""
+    return format_value(value)
 
 
 def architecture_placeholders(setup: Setup) -> list:
