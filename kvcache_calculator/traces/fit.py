@@ -61,7 +61,7 @@ import math
 from typing import Iterable
 
 from kvcache_calculator.analytic.model import analyze
-from kvcache_calculator.analytic.popularity import product_groups, zipf_groups
+from kvcache_calculator.analytic.popularity import empirical_quantile, product_groups, zipf_groups
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.scenario import FIELD_BY_KEY, Scenario, encode_fragment
 from kvcache_calculator.steps import drain
@@ -418,12 +418,7 @@ def gap_shape(gaps: list, n: int = SHAPE_QUANTILES) -> tuple | None:
     if count < MIN_GAPS_FOR_SHAPE or mean <= 0 or v[0] == v[-1]:
         return None
 
-    def quantile(p: float) -> float:
-        pos = p * (count - 1)
-        i = min(int(pos), count - 2)
-        return v[i] + (pos - i) * (v[i + 1] - v[i])
-
-    inner = [quantile(i / n) for i in range(1, n)]
+    inner = [empirical_quantile(i / n, v) for i in range(1, n)]
     low = [g for g in v if g <= inner[0]]
     high = [g for g in v if g >= inner[-1]]
     first = max(0.0, 2 * sum(low) / len(low) - inner[0])
