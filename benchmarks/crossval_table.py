@@ -299,7 +299,7 @@ def near_step(scenario: Scenario, T: float | None) -> bool:
 
 def regime(case: Case, characteristic_time_s: float | None,
            offload_characteristic_time_s: float | None, mean_prompt_tokens: float,
-           in_flight_tokens: float = 0.0, service_s: float = 0.0) -> str:
+           in_flight_tokens: float = 0.0) -> str:
     """Which regime of :data:`REGIMES` a case belongs to (the tier that decides: offload
     when there is one; the cache left beside the running requests' KV decides whether it is
     tiny)."""
@@ -331,18 +331,20 @@ def compare(case: Case, seed: int = SIM_SEED, in_flight: bool = True, requests: 
     a = analyze_setup(setup, in_flight)
     without = analyze_setup(setup, False).token_hit_rate if in_flight else a.token_hit_rate
     conversations = max(2_000, int(requests / s.turns))
-    r = simulate(s, capacity_tokens=case.capacity_tokens, offload_tokens=case.offload_tokens,
-                 conversations=conversations, seed=seed, in_flight=in_flight)
-    half = (r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2
+
+    def run(times: int):
+        r = simulate(s, capacity_tokens=case.capacity_tokens, offload_tokens=case.offload_tokens,
+                     conversations=conversations * times, seed=seed, in_flight=in_flight)
+        return r, (r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2
+
+    r, half = run(1)
     factor = min(MAX_LONGER, math.ceil((100 * half / AIM_PT) ** 2)) if 100 * half > NOISE_PT else 1
     if factor > 1:
         # too noisy to judge the model at a 1-point tolerance: run it longer (the half-width
         # shrinks like 1/sqrt(requests)), the same seed, in place of the short run
-        r = simulate(s, capacity_tokens=case.capacity_tokens, offload_tokens=case.offload_tokens,
-                     conversations=conversations * factor, seed=seed, in_flight=in_flight)
-        half = (r.token_hit_rate_ci[1] - r.token_hit_rate_ci[0]) / 2
+        r, half = run(factor)
     return Row(case, regime(case, a.characteristic_time_s, a.offload_characteristic_time_s, a.mean_prompt_tokens,
-                            a.in_flight_tokens, a.service_s),
+                            a.in_flight_tokens),
                a.token_hit_rate, r.token_hit_rate, half, a.request_hit_rate, r.request_hit_rate,
                a.characteristic_time_s, time.process_time() - start, a.mean_prompt_tokens, without,
                a.in_flight_share, a.service_s, factor)
