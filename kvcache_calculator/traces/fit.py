@@ -526,11 +526,6 @@ class ScenarioFitter:
         self.chat_index: dict = {}
         self.missing_parents = 0
         self.inference = ConversationInference()
-        # per request, for the drift test: arrival, prompt tokens, tokens of its leading
-        # blocks seen before (anywhere earlier in the trace)
-        self.arrivals: list = []
-        self.prompt_tokens: list = []
-        self.seen_tokens: list = []
 
     def feed(self, requests: Iterable) -> int:
         """Account for ``requests`` (in arrival order); returns how many were fed."""
@@ -544,14 +539,6 @@ class ScenarioFitter:
             self.last_ts = max(self.last_ts, t)
             self.sum_input += r.input_length
             self.sum_output += r.output_length
-            lead = 0
-            for h in r.hash_ids:
-                if h not in last:
-                    break
-                lead += 1
-            self.arrivals.append(t)
-            self.prompt_tokens.append(r.input_length)
-            self.seen_tokens.append(min(lead * self.block_size, r.input_length))
             for h in r.hash_ids:
                 prev = last.get(h)
                 if prev is not None:
@@ -780,8 +767,11 @@ class ScenarioFitter:
         }
         if self.bailian:
             diagnostics["follow_ups_without_parent_in_trace"] = self.missing_parents
-        diagnostics["drift"] = drift_test(self.arrivals, self.prompt_tokens, self.seen_tokens,
-                                          known, duration_s)
+        # the drift test's tokens of each request's leading blocks seen before (anywhere earlier
+        # in the trace: the inference counts them as it reads)
+        read = self.inference
+        seen_tokens = [min(k * self.block_size, n) for k, n in zip(read.seen_blocks, read.inputs)]
+        diagnostics["drift"] = drift_test(read.t, read.inputs, seen_tokens, known, duration_s)
         return {**scenario, "explanations": explanations, "link": link, "diagnostics": diagnostics}
 
 

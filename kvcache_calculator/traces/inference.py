@@ -108,6 +108,7 @@ class ConversationInference:
         self.t = array("d")
         self.inputs = array("q")
         self.outputs = array("q")
+        self.seen_blocks = array("q")   # per request: its leading blocks seen in earlier requests
         self.root_index = array("q")    # conversation of each request
         self.root_last = array("q")     # per conversation: its first request's last block
         self.root_request = array("q")  # per conversation: its first request's index
@@ -146,6 +147,7 @@ class ConversationInference:
         self.t.append(r.timestamp_s)
         self.inputs.append(r.input_length)
         self.outputs.append(r.output_length)
+        self.seen_blocks.append(k)
         if parent >= 0:
             self.gap_s.append(max(0.0, r.timestamp_s - self.t[parent]))
             conv = self.root_index[parent]
