@@ -202,37 +202,20 @@ def _survival(scenario: Scenario) -> list[float]:
 _SETTLED_TOKENS = 1e-9
 
 
-def _remainders(S: int, lengths: tuple[float, float], B: int, answers_cached: bool = True):
-    """``(j, E[(S + Y_j) mod B])`` for j = 1, 2, ... until it settles at ``B/2``
-    (docs/model.md §13): ``Y_j`` the sum of j exponential lengths of each of ``lengths``
-    (new tokens and answer per turn; without the j-th answer when ``answers_cached`` is
-    False, §10.6); the last pair yielded is the settled one."""
-    settle = remainder_settles(lengths, B)
-    last = lengths if answers_cached else lengths[:1]
-    settle_last = remainder_settles(last, B)
-    j = 1
-    while True:
-        # the distance to B/2 is at most (B/pi) * settle^j * zeta(2) < B * settle^j
-        if B * (settle ** j if answers_cached else settle ** (j - 1) * settle_last) < _SETTLED_TOKENS:
-            yield j, B / 2
-            return
-        counts = (lengths[0], j), (lengths[1], j if answers_cached else j - 1)
-        yield j, grouped_remainder(float(S), counts, B)
-        j += 1
-
-
 def _random_mod_sum(S: int, lengths: tuple[float, float], B: int, r: float,
                     answers_cached: bool = True) -> float:
-    """``sum_{j>=1} r^j E[(S + Y_j) mod B]`` (``Y_j`` as in :func:`_remainders`), ``0 < r < 1``,
+    """``sum_{j>=1} r^j E[(S + Y_j) mod B]`` (``Y_j`` the sum of j exponential lengths of each of
+    ``lengths``, new tokens and answer per turn, without the j-th answer when ``answers_cached``
+    is False: docs/model.md §13, §10.6), ``0 < r < 1``,
     in closed form: the geometric sum over j of the random histories is a mixture of two
     exponential lengths (:func:`~kvcache_calculator.analytic.lengths.geometric_compound`),
     whose remainders are closed forms. Costs O(1) however slowly the remainder settles (tiny
     lengths in large blocks took millions of terms summed one by one)."""
     if lengths[0] <= 0:             # no new tokens: the term-by-term sum (never from the form)
-        total = 0.0
-        for j, rem in _remainders(S, lengths, B, answers_cached):
-            total += r ** j * rem
-        return total + (B / 2) * r ** (j + 1) / (1 - r)
+        J = _settled_turn(lengths, B, _NO_CAP, answers_cached)
+        counts = lambda j: ((lengths[0], j), (lengths[1], j if answers_cached else j - 1))  # noqa: E731
+        return (sum(r ** j * grouped_remainder(float(S), counts(j), B) for j in range(1, J))
+                + (B / 2) * r ** J / (1 - r))
     return sum(w * exponential_remainder(float(S), mean, B)
                for w, mean in geometric_compound(lengths[0], lengths[1], r, answers_cached))
 
@@ -257,12 +240,17 @@ def _history_blocks(scenario: Scenario, S: int, K: int, answers_cached: bool = T
     return h
 
 
+#: No cap on :func:`_settled_turn`.
+_NO_CAP = 2 ** 62
+
+
 def _settled_turn(lengths: tuple[float, float], B: int, cap: int, answers_cached: bool = True) -> int:
-    """The first turn j whose history's mean remainder is taken as ``B/2`` (the last pair
-    :func:`_remainders` yields), or ``cap`` if later."""
+    """The first turn j whose history's mean remainder is taken as ``B/2`` (docs/model.md §13),
+    or ``cap`` if later."""
     settle = remainder_settles(lengths, B)
     settle_last = remainder_settles(lengths if answers_cached else lengths[:1], B)
     for j in range(1, cap):
+        # the distance to B/2 is at most (B/pi) * settle^j * zeta(2) < B * settle^j
         if B * (settle ** j if answers_cached else settle ** (j - 1) * settle_last) < _SETTLED_TOKENS:
             return j
     return cap
