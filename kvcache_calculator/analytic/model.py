@@ -550,15 +550,18 @@ def gap_shape_sigma(shape) -> float:
     return math.sqrt(math.log1p(shape_cv2(shape_quantiles(shape))))
 
 
+def _lognormal_law(sigma: float, theta: float):
+    """``law(t, k)`` of :func:`_shifted_sums` for lognormal gaps of mean ``theta`` and shape
+    ``sigma``: a sum of ``k`` as the lognormal of the same mean and variance."""
+    return lambda t, k: lognormal_cdf_and_partial(t, k * theta, lognormal_sigma_of_sum(sigma, k))
+
+
 def _empirical_law(q: tuple[float, ...], sigma: float, theta: float):
     """``law(t, k)`` of :func:`_shifted_sums` for empirical gaps of mean ``theta``: one gap
     exactly (piecewise-uniform density), a sum of ``k >= 2`` as the lognormal of the same
-    mean and variance."""
-    def law(t: float, k: int) -> tuple[float, float]:
-        if k == 1:
-            return empirical_cdf_and_partial(t, theta, q)
-        return lognormal_cdf_and_partial(t, k * theta, lognormal_sigma_of_sum(sigma, k))
-    return law
+    mean and variance (:func:`_lognormal_law`, ``sigma`` from the shape's variance)."""
+    sums = _lognormal_law(sigma, theta)
+    return lambda t, k: empirical_cdf_and_partial(t, theta, q) if k == 1 else sums(t, k)
 
 
 def _ramp(weights: list[float], sums: tuple[float, ...]) -> tuple[float, ...]:
@@ -647,9 +650,7 @@ def gap_sums(terms: Terms, T: float, theta: float, sys_part: float = 0.0, tail: 
                 break
         return A + T * terms.cost_last, H, G2, (1.0 if theta < T else 0.0) if fixed_f is None else fixed_f[0]
     if terms.gap_kind == "lognormal":
-        sigma = terms.gap_sigma
-        return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H, lambda t, k: lognormal_cdf_and_partial(
-            t, k * theta, lognormal_sigma_of_sum(sigma, k)))
+        return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H, _lognormal_law(terms.gap_sigma, theta))
     if terms.gap_kind == "empirical":
         return _shifted_sums(terms, T, theta, sys_part, tail, hit_sums, H,
                              _empirical_law(terms.gap_shape, terms.gap_sigma, theta))
