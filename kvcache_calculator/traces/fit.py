@@ -594,7 +594,7 @@ class ScenarioFitter:
         st = yield from self.inference.structure_steps(bs)
         duration_s = self.last_ts - self.first_ts
         span_s = duration_s if duration_s > 0 else 1.0    # a stated floor: all at one instant
-        split = split_first_turns(st, self.inference.outputs, bs)
+        split = split_first_turns(st, self.inference.outputs, self.inference.root_request, bs)
         roots = len(st.turns)
         conversations = max(1.0, roots - split["false_starts"])
         follow = self.requests - roots
@@ -775,9 +775,9 @@ class ScenarioFitter:
         return {**scenario, "explanations": explanations, "link": link, "diagnostics": diagnostics}
 
 
-def split_first_turns(st, outputs, block_size: int) -> dict:
+def split_first_turns(st, outputs, roots, block_size: int) -> dict:
     """The conversations the inference split in two, counted in aggregate (docs/model.md
-    §10.6): a first request with no whole block of its own (``st.orphan_of_root``, seen as a
+    §10.6; ``roots``: each conversation's first request): a first request with no whole block of its own (``st.orphan_of_root``, seen as a
     one-request conversation) cannot be linked to its next turn, which then shows as a
     conversation start. Such a first request continues with the share ``c`` of the other
     conversation starts that are seen to continue, so ``F = c * O`` of the ``O`` orphans are
@@ -799,7 +799,6 @@ def split_first_turns(st, outputs, block_size: int) -> dict:
     doc_f = [0.0] * len(st.documents)
     doc_o = [0] * len(st.documents)
     orphans, tokens = 0, 0.0
-    roots = [i for i, p in enumerate(st.parent) if p < 0]
     for conv, o in enumerate(orphan):
         if not o:
             continue
