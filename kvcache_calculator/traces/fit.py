@@ -776,12 +776,13 @@ class ScenarioFitter:
 
 
 def split_first_turns(st, outputs, roots, block_size: int) -> dict:
-    """The conversations the inference split in two, counted in aggregate (docs/model.md
-    §10.6; ``roots``: each conversation's first request): a first request with no whole block
-    of its own (``st.orphan_of_root``, seen as a one-request conversation) cannot be linked to
-    its next turn, which then shows as a conversation start. Such a first request continues with the share ``c`` of the other
-    conversation starts that are seen to continue, so ``F = c * O`` of the ``O`` orphans are
-    false starts. Returns ``{"orphans": O, "continue_share": c, "false_starts": F,
+    """The conversations the inference split in two, counted in aggregate (docs/model.md §10.6;
+    ``roots``: each conversation's first request): a first request with no whole block of its
+    own (``st.orphan_of_root``, seen as a one-request conversation) cannot be linked to its next
+    turn, which then shows as a conversation start. Such a first request continues with the
+    share ``c`` of the other conversation starts that are seen to continue, so ``F = c * O`` of
+    the ``O`` orphans are false starts.
+    Returns ``{"orphans": O, "continue_share": c, "false_starts": F,
     "system_prompt": [F per system prompt], "document": [F per document], "tokens": the new
     tokens counted twice, "mode": (turn count, conversations) of the corrected mode,
     "explained": orphans short first messages explain, "document_orphans": [O per document],
