@@ -216,6 +216,7 @@ class Scenario:
     engine_version: str = "0.33"
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+    max_model_len: int | None = None
     cuda_graphs: str = "on"
     activation_reserve_gib: float = 1.0
     weight_dtype: str | None = None
@@ -410,6 +411,9 @@ FIELDS: tuple[Field, ...] = (
     _field("max_num_batched_tokens", "Max batched tokens", "tokens",
            "The engine's max_num_batched_tokens; empty for its default (8,192 on GPUs of 70 GiB or more "
            "except A100, else 2,048).", _H, "int", 1, 10_000_000, effect="capacity"),
+    _field("max_model_len", "Max model length", "tokens",
+           "The engine's max_model_len (longest prompt plus answer it serves); empty for the model's "
+           "context length (max_position_embeddings).", _H, "int", 1, 100_000_000, effect="capacity"),
     _field("cuda_graphs", "CUDA graphs", "", "off is --enforce-eager: no memory set aside for graphs.",
            _H, "choice", choices=("on", "off"), effect="capacity"),
     _field("activation_reserve_gib", "Activation reserve", "GiB per GPU",

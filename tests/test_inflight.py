@@ -122,7 +122,8 @@ def test_service_rates_by_gpu_engine_and_parallelism():
 def test_service_rates_read_only_their_keys():
     """Every scenario key outside RATE_KEYS leaves the service rates as they are (what lets
     the sweeps reuse them), on engines, GPUs and capacities that take different paths."""
-    others = {"gpu_mem_util": 0.7, "max_num_batched_tokens": 2048, "cuda_graphs": "off",
+    others = {"gpu_mem_util": 0.7, "max_num_batched_tokens": 2048, "max_model_len": 4096,
+              "cuda_graphs": "off",
               "activation_reserve_gib": 3.0, "kv_dtype": "fp8", "block_size": 32, "kv_cache_tokens": 50_000,
               "offload_gib": 40.0, "instances": 3, "routing": "random", "policy": "lfu", "arrival_rate": 7.0,
               "think_time_s": 5.0, "think_dist": "fixed", "num_system_prompts": 4, "target_hit_rate": 0.3,

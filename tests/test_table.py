@@ -96,7 +96,7 @@ TABLE_VARIANTS = {
     "activation_reserve_gib": [0.0, 10.0], "params_b": [4.0, 20.0], "kv_dtype": ["fp8", "fp32"],
     "offload_gib": [20.0, 300.0], "num_gpus": [2, 4], "weight_dtype": ["fp8"],
     "engine": ["sglang", "manual"], "engine_version": ["0.19"], "max_num_seqs": [64], "max_num_batched_tokens": [2048],
-    "cuda_graphs": ["off"],
+    "max_model_len": [4096], "cuda_graphs": ["off"],
     # the service time only moves the KV running requests hold
     "decode_tokens_per_s": [20.0, 1000.0], "ttft_s": [0.05, 5.0], "mfu": [0.1],
 }
@@ -207,7 +207,7 @@ def test_what_the_table_assumes_of_the_keys_holds():
                "num_kv_heads": 4, "head_dim": 64, "num_gpus": 2, "kv_dtype": "fp8",
                # the engine and its start-up knobs only move the memory left for the KV cache
                "engine": "sglang", "engine_version": "0.19", "max_num_seqs": 64, "max_num_batched_tokens": 2048,
-               "cuda_graphs": "off",
+               "max_model_len": 4096, "cuda_graphs": "off",
                # the service time: only the KV held by running requests
                "decode_tokens_per_s": 30.0, "ttft_s": 2.0, "mfu": 0.2}
     assert set(changes) == (set(SCALAR_KEYS + CAPACITY_ONLY_KEYS + KV_BYTES_KEYS + IN_FLIGHT_KEYS)

@@ -209,12 +209,14 @@ def scenario_warnings(setup: Setup) -> list[str]:
             out.append(f"gpu_memory_gib = {scenario.gpu_memory_gib:g} GiB is more than the {preset.name} has "
                        f"({preset.memory_gib:g} GiB): these numbers describe a GPU that does not exist.")
     context = setup.arch.shape.context_tokens if setup.arch.shape is not None else 0
+    limit = (f"max_model_len of {scenario.max_model_len:,} tokens" if scenario.max_model_len
+             else f"model's context of {context:,} tokens (max_position_embeddings)")
+    context = scenario.max_model_len or context
     long = long_prompt_share(scenario, context) if context else None
     if long is not None:
         first, share = long
-        out.append(f"From turn {first} on, prompts exceed the model's context of {context:,} tokens "
-                   f"(max_position_embeddings): {share:.1%} of requests. {ENGINE_ON_LONG_PROMPTS}; the numbers "
-                   "here count them as served.")
+        out.append(f"From turn {first} on, prompts exceed the {limit}: {share:.1%} of requests. "
+                   f"{ENGINE_ON_LONG_PROMPTS}; the numbers here count them as served.")
     return out
 
 

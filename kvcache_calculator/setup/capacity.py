@@ -103,7 +103,7 @@ def memory_breakdown(scenario: Scenario, arch: ModelArch, gpu: GPU, weight_dtype
     dtype = weight_dtype or effective_weight_dtype(scenario, arch)
     settings = EngineSettings(scenario.engine, parse_version(scenario.engine_version), scenario.gpu_mem_util,
                               scenario.max_num_seqs, scenario.max_num_batched_tokens, scenario.cuda_graphs == "on",
-                              scenario.activation_reserve_gib)
+                              scenario.activation_reserve_gib, scenario.max_model_len)
     return breakdown(settings, total_gib=gpu.engine_memory_gib, smi_total_mib=gpu.memory_gib * 1024,
                      gpu_name=gpu.name, weights_gib=weights_gib_per_gpu(arch, dtype, tp),
                      shape=estimated_shape(arch), tp=tp)

@@ -128,7 +128,8 @@ class EngineSettings:
     """The engine and the start-up knobs that change its KV capacity.
 
     ``None`` means "as the engine defaults": batch limits from the GPU's memory, SGLang's
-    ``mem_fraction_static`` from its reserve rule, ``max_model_len`` from the model.
+    ``mem_fraction_static`` from its reserve rule, ``max_model_len`` from the model (its
+    ``max_position_embeddings``: :attr:`ModelShape.context_tokens`).
     """
 
     engine: str = "vllm"
@@ -138,6 +139,7 @@ class EngineSettings:
     max_num_batched_tokens: int | None = None
     cuda_graphs: bool = True
     activation_reserve_gib: float = 1.0
+    max_model_len: int | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
