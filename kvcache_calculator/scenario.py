@@ -408,11 +408,13 @@ FIELDS: tuple[Field, ...] = (
            "graphs).", _H, "choice",
            choices=ENGINE_VERSIONS, effect="capacity"),
     _field("max_num_seqs", "Max sequences", "sequences",
-           "The engine's max_num_seqs; empty for its default (1,024 on GPUs of 70 GiB or more, else 256).",
+           "The engine's max_num_seqs; empty for its default (1,024 on GPUs of 70 GiB or more, else 256; "
+           "256 on vLLM's V0 engine, 0.6-0.7).",
            _H, "int", 1, 1_000_000, effect="capacity"),
     _field("max_num_batched_tokens", "Max batched tokens", "tokens",
            "The engine's max_num_batched_tokens; empty for its default (8,192 on GPUs of 70 GiB or more "
-           "except A100, else 2,048).", _H, "int", 1, 10_000_000, effect="capacity"),
+           "except A100, else 2,048; vLLM 0.6-0.7: the model's context, or 2,048 (512 to 0.6.4) above "
+           "32,768 tokens).", _H, "int", 1, 10_000_000, effect="capacity"),
     _field("cuda_graphs", "CUDA graphs", "", "off is --enforce-eager: no memory set aside for graphs.",
            _H, "choice", choices=("on", "off"), effect="capacity"),
     _field("activation_reserve_gib", "Activation reserve", "GiB per GPU",
