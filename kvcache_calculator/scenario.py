@@ -20,8 +20,10 @@ from kvcache_calculator.errors import ScenarioError
 DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 ROUTINGS = ("session", "round_robin", "random", "least_loaded")
 ENGINES = ("vllm", "sglang", "manual")
-#: The vLLM releases whose memory accounting the calculator follows (docs/engines.md §2).
-ENGINE_VERSIONS = tuple(f"0.{minor}" for minor in range(9, 34))
+#: The vLLM releases whose memory accounting the calculator follows (docs/engines.md §2): the V0
+#: engine's 0.6.x by patch release (their profilers differ), 0.7, 0.8 (early V1), then 0.9 on.
+ENGINE_VERSIONS = (tuple(f"0.6.{patch}" for patch in range(7)) + ("0.7", "0.8")
+                   + tuple(f"0.{minor}" for minor in range(9, 34)))
 POLICIES = ("lru", "fifo", "lfu")
 THINK_DISTS = ("exponential", "fixed", "lognormal", "empirical")
 #: ``think_shape``: 2..64 segments (3..65 quantiles).
@@ -403,14 +405,17 @@ FIELDS: tuple[Field, ...] = (
            "Whose start-up memory accounting sizes the KV cache: vllm, sglang, or manual (the "
            "activation reserve below, nothing else).", _H, "choice", choices=ENGINES, effect="capacity"),
     _field("engine_version", "vLLM version", "",
-           "The vLLM release (0.20 and later also set memory aside for CUDA graphs).", _H, "choice",
+           "The vLLM release (0.6.x-0.7: V0 engine; 0.20 and later also set memory aside for CUDA "
+           "graphs).", _H, "choice",
            choices=ENGINE_VERSIONS, effect="capacity"),
     _field("max_num_seqs", "Max sequences", "sequences",
-           "The engine's max_num_seqs; empty for its default (1,024 on GPUs of 70 GiB or more, else 256).",
+           "The engine's max_num_seqs; empty for its default (1,024 on GPUs of 70 GiB or more, else 256; "
+           "256 on vLLM's V0 engine, 0.6-0.7).",
            _H, "int", 1, 1_000_000, effect="capacity"),
     _field("max_num_batched_tokens", "Max batched tokens", "tokens",
            "The engine's max_num_batched_tokens; empty for its default (8,192 on GPUs of 70 GiB or more "
-           "except A100, else 2,048).", _H, "int", 1, 10_000_000, effect="capacity"),
+           "except A100, else 2,048; vLLM 0.6-0.7: the model's context, or 2,048 (512 to 0.6.4) above "
+           "32,768 tokens).", _H, "int", 1, 10_000_000, effect="capacity"),
     _field("max_model_len", "Max model length", "tokens",
            "The engine's max_model_len (longest prompt plus answer it serves); empty for the model's "
            "context length (max_position_embeddings).", _H, "int", 1, 100_000_000, effect="capacity"),

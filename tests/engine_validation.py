@@ -43,6 +43,7 @@ from kvcache_calculator.errors import ScenarioError  # noqa: E402
 from kvcache_calculator.scenario import ENGINE_VERSIONS, Scenario  # noqa: E402
 from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
 from kvcache_calculator.setup.configjson import weight_format  # noqa: E402
+from kvcache_calculator.setup.engine import VLLM_OLDEST, VLLM_V1_DEFAULT, vllm_v0_batch_defaults  # noqa: E402
 from kvcache_calculator.setup.hfconfig import import_config  # noqa: E402
 from kvcache_calculator.setup.resolve import resolve_gpu  # noqa: E402
 
@@ -64,9 +65,28 @@ GPU_NAMES = (
     (r"h100.*(96 ?gb|nvl)", "h100-nvl"), (r"h100.*pcie", "h100-pcie"), (r"h100", "h100-sxm"),
     (r"h800", "h800"), (r"h200", "h200"), (r"\bh20\b", "h20"), (r"b200", "b200"), (r"gb200", "gb200"),
     (r"a100.*40 ?gb", "a100-40gb"), (r"a100", "a100-80gb"), (r"l40s", "l40s"), (r"\bl20\b", "l20"),
-    (r"\bl4\b", "l4"), (r"a10g", "a10g"), (r"4090", "rtx-4090"), (r"mi300x|gfx942", "mi300x"),
+    (r"\bl4\b", "l4"), (r"a10g", "a10g"), (r"4090", "rtx-4090"), (r"3090", "rtx-3090"), (r"5090", "rtx-5090"),
+    (r"mi300x|gfx942", "mi300x"),
     (r"mi325x", "mi325x"), (r"mi355x", "mi355x"),
 )
+
+#: The image ``vllm/vllm-openai:latest`` of January 2026 was 0.13.0 (PyPI 2025-12-19), 0.14.0
+#: (2026-01-20), 0.14.1 (01-24) or 0.15.0 (01-29), whose V1 defaults profile 8,192 tokens over
+#: 1,024 sequences on an H100. Their logged activation peaks (4.76 GiB for Llama-3.1-8B, 4.84 for
+#: the 70B at TP 2, 7.38 for gpt-oss-20b) are 37-38 B per logit of 1,024 x vocabulary, the sort
+#: path of the sampler, against the 14 B the 0.19 logs show; that change is not bisected.
+LATEST_2026_01 = ("vLLM 0.13-0.15 (image 'latest' of January 2026, version not stated): its sampler "
+                  "profiles at about 38 B per logit (4.76 GiB logged for Llama-3.1-8B), not the 14 B "
+                  "of the 0.19 logs the V1 rules are fitted on; the release where it changed is not "
+                  "bisected")
+
+#: V0 starts whose log does not state the version: the release read from the worker's log format
+#: (``vllm/worker/worker.py``): "Memory profiling results: total_gpu_memory=..." on one line is
+#: 0.6.4.x (0.6.5 replaced it); "the current vLLM instance can use" (one line or, in the PR that
+#: introduced it, one figure per line) with "non_torch_memory"/"PyTorch activation peak memory"
+#: is 0.6.5-0.7.x, whose accounting is the same (:mod:`kvcache_calculator.setup.engine`).
+V0_LOG_FORMATS = ((r"Memory profiling results: total_gpu_memory=", (0, 6, 4), "0.6.4.x"),
+                  (r"current vLLM instance can use|activation peak memory takes", (0, 6, 5), "0.6.5-0.7.x"))
 
 #: Why a start is excluded, where its fields do not say it: the patched build, the numbers
 #: reported in prose, settings of the run that the calculator does not model.
@@ -85,6 +105,12 @@ EXCLUDED = {
     "sglang-mi300x-llama3-8b-bench-latency-2024-10":
         "mem_fraction_static not stated: the default of that SGLang build (October 2024) used an older "
         "rule than the one modelled",
+    "vllm-0.6.4.post1-qwen25-72b-gptq-a40-fail":
+        "vGPU (A40-48Q): 0.6.4 charges all non-torch memory, here 4.09 GiB that the vGPU holds "
+        "(the calculator assumes a dedicated GPU's 0.35)",
+    "vllm-v0-llama3-8b-a100-40gb":
+        "activation peak 9.37 GiB against 1.26 at the V0 defaults (8,192 tokens, 256 sequences): "
+        "settings not shown in the excerpt (it matches max_num_seqs about 2,048 through the sampler)",
     "vllm-v1-qwen3-235b-a22b-fp8-4xh100":
         "vLLM version not stated (V1 of July 2025: 0.8 or 0.9, whose accounting differ); LMCache KV "
         "connector enabled (its buffers are not modelled)",
@@ -96,12 +122,9 @@ EXCLUDED = {
     "vllm-0.19.0-qwen35-27b-h20-hybrid":
         "only the token count is logged, which for a hybrid model is the pool divided by its "
         "layer groups (no GiB to compare); vision model",
-    "vllm-latest-2026-01-gpt-oss-20b-h100":
-        "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
-    "vllm-latest-2026-01-llama31-8b-h100":
-        "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
-    "vllm-latest-2026-01-llama33-70b-fp8-h100-tp2":
-        "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
+    "vllm-latest-2026-01-gpt-oss-20b-h100": LATEST_2026_01,
+    "vllm-latest-2026-01-llama31-8b-h100": LATEST_2026_01,
+    "vllm-latest-2026-01-llama33-70b-fp8-h100-tp2": LATEST_2026_01,
 }
 
 
@@ -180,16 +203,30 @@ def gpu_preset(start: dict) -> tuple[str | None, str]:
     return preset, note
 
 
-def vllm_version(text: object) -> tuple[int, int] | None:
-    """``"0.10.1.1"`` -> ``(0, 10)``; None when the version is not stated."""
-    match = re.match(r"v?(\d+)\.(\d+)", str(text or ""))
-    return (int(match[1]), int(match[2])) if match else None
+def vllm_version(text: object) -> tuple[int, int, int] | None:
+    """``"0.10.1.1"`` -> ``(0, 10, 1)``; None when the version is not stated."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", str(text or ""))
+    return (int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
-def scenario_version(version: tuple[int, int]) -> str:
-    """The ``engine_version`` key for a vLLM release, clamped into the modelled range."""
+def start_version(start: dict) -> tuple[tuple[int, int, int] | None, str]:
+    """The vLLM release of a start: stated, or read from a V0 log's format
+    (:data:`V0_LOG_FORMATS`); and a note when it was inferred."""
+    version = vllm_version(start["engine_version"])
+    if version is not None or not start["id"].startswith("vllm-v0-"):
+        return version, ""
+    text = start.get("quote", "") + " " + start.get("notes", "")
+    for pattern, release, label in V0_LOG_FORMATS:
+        if re.search(pattern, text):
+            return release, f"version {label}, read from the V0 worker's log format"
+    return None, ""
+
+
+def scenario_version(version: tuple[int, ...]) -> str:
+    """The ``engine_version`` key for a vLLM release: ``0.6.x`` by patch, later releases by
+    minor version, clamped to the newest modelled."""
     newest = ENGINE_VERSIONS[-1]
-    text = f"{version[0]}.{version[1]}"
+    text = f"{version[0]}.{version[1]}.{version[2]}" if version[:2] == (0, 6) else f"{version[0]}.{version[1]}"
     return text if text in ENGINE_VERSIONS else newest
 
 
@@ -233,7 +270,7 @@ def is_vision_model(config: dict) -> bool:
 def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
     """Why a start cannot validate the calculator, or "" when it can.
 
-    Validated: vLLM's V1 engine from 0.9 or SGLang, a model that imports, a GPU with a preset
+    Validated: vLLM from 0.6 (V0 and V1) or SGLang, a model that imports, a GPU with a preset
     (or whose total the log states), known utilisation (or the engine's stable default), no
     pipeline parallelism, no vision encoder, a logged KV figure the calculator can compare."""
     if start["id"] in EXCLUDED:
@@ -241,14 +278,15 @@ def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
     reasons = []
     engine = start["engine"]
     if engine == "vllm":
-        version = vllm_version(start["engine_version"])
+        version, _ = start_version(start)
         if version is None:
-            v0 = start["id"].startswith("vllm-v0-")   # identified as V0 by their log lines (notes)
-            reasons.append("V0 engine (version not stated; V0 worker's log format)" if v0
-                           else "vLLM version not stated")
-        elif version < (0, 9):
-            reasons.append(f"V0 engine (vLLM {start['engine_version']}): its profiler is not modelled")
-        if "fail" in start["id"]:   # the data set marks starts that failed in their id
+            reasons.append("vLLM version not stated")
+        elif version < VLLM_OLDEST:
+            reasons.append(f"vLLM {start['engine_version']} is older than the oldest release modelled "
+                           f"({'.'.join(map(str, VLLM_OLDEST))})")
+        # The data set marks failed starts in their id. A start that failed because its KV cache
+        # holds less than max_model_len logged its KV figure first: that one still validates.
+        if "fail" in start["id"] and "maximum number of tokens that can be stored in KV cache" not in start["quote"]:
             reasons.append("failed start")
     if (start.get("pipeline_parallel_size") or 1) > 1:
         reasons.append("pipeline parallel: each GPU holds a share of the layers (not modelled)")
@@ -279,12 +317,12 @@ def scenario_for(start: dict, preset: str | None, dtype: str | None) -> Scenario
         if start.get("gpu_total_gib"):
             values["gpu_memory_gib"] = start["gpu_total_gib"]
     if start["engine"] == "vllm":
-        version = vllm_version(start["engine_version"])
-        if version is not None and version >= (0, 9):
+        version, _ = start_version(start)
+        if version is not None and version >= VLLM_OLDEST:
             values["engine_version"] = scenario_version(version)
         values["gpu_mem_util"] = start.get("gpu_memory_utilization")
         values["max_num_seqs"] = start.get("max_num_seqs")
-        values["max_num_batched_tokens"] = start.get("max_num_batched_tokens")
+        values["max_num_batched_tokens"] = start.get("max_num_batched_tokens") or v0_batched_tokens(start, preset)
         if start.get("enforce_eager"):
             values["cuda_graphs"] = "off"
     else:
@@ -296,12 +334,34 @@ def scenario_for(start: dict, preset: str | None, dtype: str | None) -> Scenario
     return Scenario.from_dict({k: v for k, v in values.items() if v is not None})
 
 
+def v0_batched_tokens(start: dict, preset: str | None) -> int | None:
+    """For a V0 start (before 0.8) that sets ``max_model_len``: the ``max_num_batched_tokens``
+    V0 derives from it (:func:`vllm_v0_batch_defaults`), since the scenario has no
+    ``max_model_len`` key (the engine takes the model's own context). None otherwise."""
+    version, _ = start_version(start)
+    if version is None or not VLLM_OLDEST <= version < VLLM_V1_DEFAULT or not start.get("max_model_len"):
+        return None
+    return vllm_v0_batch_defaults(version, start["max_model_len"], preset or "")[0]
+
+
+def v0_driver_kv_gib(start: dict, version: tuple[int, ...] | None, kv_bytes_per_token: float) -> float | None:
+    """For a V0 start with tensor parallelism that logs its block count: the KV GiB per GPU
+    the engine allocated, ``tokens * KV bytes per token per GPU``. V0 samples on rank 0 only and
+    allocates every GPU the blocks of the worker with the fewest (``min`` over workers), while
+    the "KV Cache" figure quoted may come from another rank (:mod:`kvcache_calculator.setup.engine`).
+    None otherwise."""
+    tokens = start["logged"].get("kv_cache_tokens")
+    if version is None or version >= VLLM_V1_DEFAULT or (start["tensor_parallel_size"] or 1) < 2 or not tokens:
+        return None
+    return tokens * kv_bytes_per_token / GIB
+
+
 def comparable(start: dict, preset: str | None) -> bool:
-    """Whether a prediction can be made at all: a known vLLM V1 version (or SGLang), a GPU,
-    one pipeline stage (excluded starts that pass are still shown with their prediction)."""
+    """Whether a prediction can be made at all: a known vLLM version from 0.6 (or SGLang), a
+    GPU, one pipeline stage (excluded starts that pass are still shown with their prediction)."""
     if start["engine"] == "vllm":
-        version = vllm_version(start["engine_version"])
-        if version is None or version < (0, 9):
+        version, _ = start_version(start)
+        if version is None or version < VLLM_OLDEST:
             return False
     if (start.get("pipeline_parallel_size") or 1) > 1:
         return False
@@ -325,6 +385,12 @@ def evaluate(start: dict, models: dict) -> Row:
     preset, gpu_note = gpu_preset(start)
     if gpu_note:
         notes.append(gpu_note)
+    version, version_note = start_version(start) if start["engine"] == "vllm" else (None, "")
+    if version_note:
+        notes.append(version_note)
+    if start["engine"] == "vllm" and not start.get("max_num_batched_tokens") and v0_batched_tokens(start, preset):
+        notes.append(f"V0 profiles max_num_batched_tokens {v0_batched_tokens(start, preset)} for "
+                     f"max_model_len {start['max_model_len']}")
     reason = exclusion(start, config, preset)
     if import_error and import_error not in reason:
         reason = "; ".join(filter(None, (reason, import_error)))
@@ -343,11 +409,16 @@ def evaluate(start: dict, models: dict) -> Row:
             logged_kv = logged["max_total_num_tokens"] * capacity.kv_bytes_per_token_per_gpu / GIB
     if start["engine"] == "vllm":
         logged_kv = logged.get("kv_cache_gib")
+        driver_kv = v0_driver_kv_gib(start, version, capacity.kv_bytes_per_token_per_gpu) if predicted is not None else None
+        if driver_kv is not None:
+            notes.append(f"KV compared as allocated: {logged['kv_cache_tokens']:,} tokens = {driver_kv:.2f} GiB per "
+                         f"GPU (the {logged_kv} GiB quoted is another rank's; V0 allocates the fewest blocks of any rank)")
+            logged_kv = driver_kv
         util = util or start.get("gpu_memory_utilization")
     elif util is None:
         util = start.get("mem_fraction_static")
-    version = str(start["engine_version"] or "?")
-    return Row(start["id"], start["engine"], version, start["model"], preset or "", tp, util, logged_kv,
+    shown = str(start["engine_version"] or (".".join(map(str, version)) + " (inferred)" if version else "?"))
+    return Row(start["id"], start["engine"], shown, start["model"], preset or "", tp, util, logged_kv,
                predicted, "excluded" if reason else "validated", reason, "; ".join(notes))
 
 

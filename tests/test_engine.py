@@ -14,9 +14,10 @@ from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.capacity import weights_gib_per_gpu as arch_weights_gib
 from kvcache_calculator.setup.engine import (
     COMM_GIB, CUDA_CONTEXT_GIB, CUDA_GRAPH_BASE_GIB, CUDA_GRAPH_MOE_EXTRA_GIB, CUDA_GRAPH_PER_LAYER_GIB, GIB, NON_TORCH_GIB, WEIGHT_BYTES,
-    EngineSettings, ModelShape, activation_peak_gib, breakdown, cuda_graph_gib, parse_version,
-    gpu_link, sglang_mem_fraction_static, vllm_batch_defaults, weights_gib_per_gpu,
+    V0_NON_TORCH_GIB, VLLM_OLDEST, EngineSettings, ModelShape, activation_peak_gib, activation_peak_v0_gib, breakdown,
+    cuda_graph_gib, parse_version, gpu_link, sglang_mem_fraction_static, vllm_batch_defaults, weights_gib_per_gpu,
 )
+from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.hfconfig import import_config
 
 LLAMA_8B = ModelShape(hidden_size=4096, vocab_size=128256, num_layers=32, intermediate_size=14336,
@@ -222,10 +223,100 @@ def test_vllm_needs_a_model_shape():
     assert err.value.key == "model"
 
 
+# --- vLLM before 0.9: the V0 worker (0.6-0.7) and the early V1 worker (0.8) -------------------------
+
+RTX_3090 = dict(total_gib=23.58, smi_total_mib=24576, gpu_name="GeForce RTX 3090 24GB")
+LLAMA_31_8B = ModelShape(hidden_size=4096, vocab_size=128256, num_layers=32, intermediate_size=14336,
+                         context_tokens=131072)
+
+
+@pytest.mark.parametrize("total_gib, name, version, max_model_len, expected", [
+    (79.19, "H100 SXM 80GB", (0, 6, 4), 8192, (8192, 256)),       # no chunked prefill: max(len, 2048)
+    (79.19, "H100 SXM 80GB", (0, 7, 0), 1024, (2048, 256)),
+    (23.58, "GeForce RTX 3090 24GB", (0, 6, 4), 29000, (29000, 256)),
+    (79.19, "H100 SXM 80GB", (0, 6, 4), 131072, (512, 256)),      # chunked prefill above 32K: 512 to 0.6.4
+    (79.19, "H100 SXM 80GB", (0, 6, 5), 131072, (2048, 256)),     # ... 2,048 from 0.6.5
+    (191.98, "Instinct MI300X 192GB", (0, 7, 0), 131072, (131072, 256)),   # V0 on ROCm: no chunked prefill
+    (79.19, "H100 SXM 80GB", (0, 8, 0), 131072, (8192, 1024)),    # 0.8: V1 by default
+    (79.15, "A100 SXM 80GB", (0, 8, 0), 8192, (8192, 1024)),      # no A100 exclusion yet
+    (44.40, "L40S 48GB", (0, 8, 0), 8192, (2048, 256)),
+])
+def test_vllm_batch_defaults_before_0_9(total_gib, name, version, max_model_len, expected):
+    assert vllm_batch_defaults(total_gib, name, version, max_model_len) == expected
+
+
+def test_v0_0_6_4_budget_reproduces_the_rtx_3090_logs():
+    # vllm-project/vllm#10517 (0.6.4 "Memory profiling results" lines): total 23.58 GiB x 0.90,
+    # weights 14.99 GiB, non-torch 0.35 GiB (CUDA context included), KV 3.81 GiB at
+    # max_model_len 20,000 and 2.89 GiB at 29,000 (activation 2.07 and 2.99 GiB).
+    mem = breakdown(EngineSettings(version=(0, 6, 4), gpu_mem_util=0.9, max_model_len=20000), weights_gib=14.9888,
+                    shape=LLAMA_31_8B, tp=1, **RTX_3090)
+    assert mem.budget_gib == pytest.approx(23.58 * 0.9, abs=1e-12)        # no rounding up before 0.9
+    assert (mem.max_num_batched_tokens, mem.max_num_seqs) == (20000, 256)
+    assert mem.non_torch_gib == 0.35
+    assert mem.activation_gib == pytest.approx(2.07, abs=0.03)
+    assert mem.kv_cache_gib == pytest.approx(3.81, abs=0.03)
+    assert mem.kv_cache_gib == pytest.approx(mem.budget_gib - 14.9888 - mem.activation_gib - 0.35)
+    long = breakdown(EngineSettings(version=(0, 6, 4), gpu_mem_util=0.9, max_model_len=29000), weights_gib=14.9888,
+                     shape=LLAMA_31_8B, tp=1, **RTX_3090)
+    assert long.activation_gib == pytest.approx(2.99, abs=0.03)
+    assert long.kv_cache_gib == pytest.approx(2.89, abs=0.03)
+
+
+def test_v0_sampler_dominates_at_the_default_256_sequences():
+    # vllm-project/vllm#10511: Meta-Llama-3-8B on an H100, 8,192 tokens (max_model_len 8,192, no
+    # chunked prefill) over 256 sequences: 1.26 GiB activation peak logged.
+    peak = activation_peak_v0_gib(LLAMA_8B, 8192, 256, 1)
+    assert peak == pytest.approx(1.26, abs=0.01)
+    assert peak > activation_peak_v0_gib(LLAMA_8B, 8192, 1, 1) + 0.3   # the forward alone: 0.87 GiB
+
+
+@pytest.mark.parametrize("version, tp, non_torch", [
+    ((0, 6, 3), 1, 0.10), ((0, 6, 4), 1, 0.35), ((0, 6, 5), 1, 0.10), ((0, 7, 3), 1, 0.10), ((0, 8, 5), 1, 0.35),
+    ((0, 7, 3), 2, 0.10 + COMM_GIB["pcie"]),
+])
+def test_v0_non_torch_memory_by_release(version, tp, non_torch):
+    mem = breakdown(EngineSettings(version=version), weights_gib=5.0, shape=LLAMA_31_8B, tp=tp, **RTX_3090)
+    assert mem.non_torch_gib == pytest.approx(non_torch)
+    assert V0_NON_TORCH_GIB[(0, 6, 4)] == 0.35
+
+
+@pytest.mark.parametrize("version", [(0, 6, 6), (0, 8, 0)])
+def test_no_cuda_graph_term_before_0_9(version):
+    on = breakdown(EngineSettings(version=version), weights_gib=15.0, shape=LLAMA_31_8B, tp=1, **H100)
+    off = breakdown(EngineSettings(version=version, cuda_graphs=False), weights_gib=15.0, shape=LLAMA_31_8B,
+                    tp=1, **H100)
+    assert on.cuda_graph_gib == off.cuda_graph_gib == 0.0 and on.kv_cache_gib == off.kv_cache_gib
+
+
+@pytest.mark.parametrize("version", [(0, 2, 5), (0, 5, 5)])
+def test_vllm_older_than_0_6_is_refused_by_name(version):
+    with pytest.raises(ScenarioError) as err:
+        EngineSettings(version=version)
+    assert err.value.key == "engine_version" and err.value.value == ".".join(map(str, version))
+    assert "oldest supported is 0.6" in err.value.allowed
+    assert VLLM_OLDEST == (0, 6)
+    EngineSettings("sglang", version=version)   # the vLLM version means nothing to other engines
+
+
+def test_scenario_offers_v0_releases_and_refuses_older_ones():
+    assert Scenario.from_dict({"engine_version": "0.6.4"}).engine_version == "0.6.4"
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_dict({"engine_version": "0.2"})
+    assert err.value.key == "engine_version" and err.value.allowed.startswith("must be one of 0.6.0,")
+
+
+def test_v0_versions_read_from_the_log_format():
+    starts = {s["id"]: s for s in ev.load_starts()}
+    assert ev.start_version(starts["vllm-v0-llama31-8b-rtx3090-mml20k"])[0] == (0, 6, 4)
+    assert ev.start_version(starts["vllm-v0-llama3-8b-a100-40gb"])[0] == (0, 6, 5)
+    assert ev.start_version(starts["vllm-0.6.4.post1-qwen25-72b-gptq-a40-fail"]) == ((0, 6, 4), "")
+
+
 # --- versions and settings -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [("0.19", (0, 19)), ("0.19.1", (0, 19)), ("v0.10.1.1", (0, 10)),
-                                            (" 0.33 ", (0, 33))])
+@pytest.mark.parametrize("text, expected", [("0.19", (0, 19, 0)), ("0.19.1", (0, 19, 1)), ("v0.10.1.1", (0, 10, 1)),
+                                            (" 0.33 ", (0, 33, 0)), ("0.6.4.post1", (0, 6, 4))])
 def test_parse_version(text, expected):
     assert parse_version(text) == expected
 
@@ -250,7 +341,7 @@ def test_unknown_engine_is_an_error():
     ("H20", "h20"), ("NVIDIA A100 40GB", "a100-40gb"), ("NVIDIA A100 80GB", "a100-80gb"), ("NVIDIA L4", "l4"),
     ("NVIDIA L20", "l20"), ("L40S", "l40s"), ("NVIDIA A10G (4x)", "a10g"), ("NVIDIA GeForce RTX 4090", "rtx-4090"),
     ("AMD Instinct MI300X (node)", "mi300x"), ("H100 96GB NVLink (author)", "h100-nvl"),
-    ("RTX 3090", None), ("NVIDIA A40-48Q", None), ("not named (H100 implied)", None),
+    ("RTX 3090", "rtx-3090"), ("NVIDIA A40-48Q", None), ("not named (H100 implied)", None),
 ])
 def test_gpu_names_map_to_presets(gpu, preset):
     start = {"gpu": gpu, "logged": {}}
@@ -302,7 +393,8 @@ def test_the_validated_set_is_broad():
     assert len(vllm) >= 25 and len(sglang) >= 5
     assert {r.gpu for r in vllm} >= {"h100-sxm", "a100-80gb", "a100-40gb"}
     assert {r.tp for r in vllm} >= {1, 2, 4}
-    assert {r.version.split(".")[1] for r in vllm} >= {"10", "19"}
+    assert {r.version.split(".")[1] for r in vllm} >= {"6", "10", "19"}
+    assert "rtx-3090" in {r.gpu for r in vllm}
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])

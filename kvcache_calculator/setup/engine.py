@@ -38,6 +38,42 @@ parallelism, NCCL's buffers: :func:`sglang_context_gib`) and ``mem_fraction_stat
 defaults to ``(total_MiB - reserved_MiB) / total_MiB`` with a reserve that grows with the
 chunked-prefill size, tensor parallelism and CUDA graphs.
 
+**vLLM before 0.9** (read in the released wheels 0.5.5, 0.6.2, 0.6.3.post1, 0.6.4.post1,
+0.6.5, 0.6.6.post1, 0.7.3, 0.8.0 and 0.8.5). ``VLLM_USE_V1`` defaults to ``"0"`` up to 0.7.3 and
+to ``"1"`` from 0.8.0 (``vllm/envs.py``), so ``engine_version`` 0.6-0.7 gets the V0 worker and 0.8
+the early V1 worker. V0 is ``vllm/worker/worker.py`` ``Worker.determine_num_available_blocks``:
+
+    kv_cache = total * gpu_memory_utilization - weights - activation_peak - non_torch
+
+with ``non_torch`` by release:
+
+- 0.5 - 0.6.3: ``peak = init_free - free_after_profiling``, where ``init_free`` is read in
+  ``init_device`` after the CUDA context and before the distributed init: the context and other
+  processes are not charged, NCCL's buffers and cuBLAS workspaces are;
+- 0.6.4.x: ``peak = torch peak (weights included) + (used - torch allocated)`` after
+  profiling (the "Memory profiling results: total_gpu_memory=..." log line): **everything** on
+  the GPU that is not this process's torch tensors is charged, the CUDA context and other
+  processes too;
+- 0.6.5 - 0.7 (and V0 in 0.8): ``memory_profiling`` (``vllm/utils.py``) from a baseline taken
+  after the CUDA context, before the distributed init ("the current vLLM instance can use
+  total_gpu_memory ..." lines): ``weights + torch_peak_increase + non_torch_increase``;
+- 0.8 V1 (``vllm/v1/worker/gpu_worker.py``): like 0.6.4, the context and other processes are
+  charged; no CUDA-graph term.
+
+V0's ``ModelRunner.profile_run`` (``vllm/worker/model_runner.py``) runs ``max_num_seqs``
+sequences totalling ``max_num_batched_tokens`` tokens, then samples with ``top_p=0.99,
+top_k=vocab-1`` over one float32 row of logits per sequence (the sort path of
+``_apply_top_k_top_p`` in ``vllm/model_executor/layers/sampler.py``). With tensor parallelism
+the logits are gathered to rank 0 only (``LogitsProcessor._gather_logits``), so only the driver
+samples; the engine allocates the blocks of the worker with the fewest (``min`` over workers),
+the driver's, and that is what is predicted (other ranks log a larger "KV Cache" figure).
+V0 defaults (``EngineArgs`` and ``SchedulerConfig``, ``vllm/config.py``): ``max_num_seqs``
+256 for every entry point; chunked prefill on when ``max_model_len`` > 32,768 (CUDA, not
+ROCm before 0.8), with ``max_num_batched_tokens`` 512 up to 0.6.4 and 2,048 from 0.6.5;
+otherwise ``max(max_model_len, 2048)``. 0.8 V1 profiles 8,192 tokens and 1,024 sequences on
+GPUs of at least 70 GiB (A100 included), else 2,048 and 256 (0.8.5). Releases before 0.6 are
+refused (:data:`VLLM_OLDEST`).
+
 **manual**: the explicit ``activation_reserve_gib`` of the scenario, no other deduction.
 """
 
@@ -55,8 +91,12 @@ ENGINES = ("vllm", "sglang", "manual")
 
 #: The newest vLLM release whose accounting this module follows; the default ``engine_version``.
 VLLM_LATEST = (0, 33)
-#: The oldest V1 release the vLLM rules here describe (``memory_profiling`` in the V1 worker).
-VLLM_OLDEST = (0, 9)
+#: The oldest vLLM release whose accounting this module follows (V0 worker of 0.6.0).
+VLLM_OLDEST = (0, 6)
+#: The first release whose default engine is V1 (``VLLM_USE_V1`` defaults to "1" from 0.8.0).
+VLLM_V1_DEFAULT = (0, 8)
+#: The first V1 release with ``memory_profiling`` from a snapshot (the rules of 0.9+).
+VLLM_V1_PROFILER = (0, 9)
 
 #: Bytes per (request x vocabulary entry) at the sampler's peak: the logits in the model dtype,
 #: their float32 copy and the top-k/top-p buffers. Fitted to vLLM 0.19 logs (14-15 fits within
@@ -78,16 +118,43 @@ CUDA_GRAPH_PER_LAYER_GIB = 0.014
 CUDA_GRAPH_MOE_EXTRA_GIB = 0.3
 
 
-def parse_version(text: object, key: str = "engine_version") -> tuple[int, int]:
-    """``"0.19"`` or ``"0.19.1"`` -> ``(0, 19)``; a clear error otherwise."""
+#: V0 (0.6-0.7): bytes per (sequence x vocabulary entry) at the sampler's peak, the logits in
+#: the model dtype, their float32 copy and the sort, softmax, cumsum and scatter buffers of
+#: ``_apply_top_k_top_p``. Fitted on Meta-Llama-3-8B, H100, 8,192 tokens, 256 sequences: 1.26 GiB
+#: logged (vllm-project/vllm#10511); it also gives the driver rank of DeepSeek-R1-Distill-Qwen-14B
+#: at TP 2 (7.45 GiB of KV predicted, 81,536 tokens = 7.46 GiB allocated, vllm-project/vllm#13061).
+V0_SAMPLER_BYTES_PER_LOGIT = 38.0
+#: V0: bytes per token of the forward pass, in units of ``dtype * (hidden + intermediate / tp)``
+#: (3: the gate-up output and activation of the MLP with the residual and hidden states). Fitted
+#: on Llama-3.1-8B, RTX 3090, 20,000 and 29,000 tokens: 2.07 and 2.99 GiB logged (slope 110 KB per
+#: token, vllm-project/vllm#10517).
+V0_FORWARD_WIDTH = 3.0
+#: V0: small buffers of the profiling run, GiB: the non-driver rank of R1-Distill-Qwen-14B at TP 2
+#: (2,048 tokens, no sampler: 0.14 GiB forward) logs 0.19 GiB; the RTX 3090 starts 0.00-0.01.
+V0_PROFILE_BASE_GIB = 0.03
+#: Non-torch memory vLLM before 0.9 charges, GiB per GPU alone (tensor parallelism adds
+#: :func:`comm_gib`), from the release on: 0.6.4 and 0.8 V1 charge all of it, the CUDA context
+#: included (0.35 GiB logged on an RTX 3090, vllm-project/vllm#10517); the others only what
+#: appears after the context (0.10 GiB logged on an A100 40GB, vllm-project/vllm#12330).
+V0_NON_TORCH_GIB = {(0, 6, 0): 0.10, (0, 6, 4): 0.35, (0, 6, 5): 0.10, (0, 8, 0): 0.35}
+
+
+def parse_version(text: object, key: str = "engine_version") -> tuple[int, int, int]:
+    """``"0.19"`` -> ``(0, 19, 0)``, ``"0.6.4.post1"`` -> ``(0, 6, 4)``; a clear error otherwise."""
     parts = str(text).strip().lstrip("v").split(".")
     try:
         major, minor = int(parts[0]), int(parts[1])
+        patch = int(re.match(r"\d*", parts[2])[0] or 0) if len(parts) > 2 else 0
     except (IndexError, ValueError):
         raise ScenarioError(key, text, "must be a version such as 0.19 or 0.19.1") from None
     if major < 0 or minor < 0:
         raise ScenarioError(key, text, "must be a version such as 0.19 or 0.19.1")
-    return major, minor
+    return major, minor, patch
+
+
+def version_text(version: tuple[int, ...]) -> str:
+    """``(0, 6, 4)`` -> ``"0.6.4"``."""
+    return ".".join(str(part) for part in version)
 
 
 @dataclass(frozen=True)
@@ -133,7 +200,7 @@ class EngineSettings:
     """
 
     engine: str = "vllm"
-    version: tuple[int, int] = VLLM_LATEST
+    version: tuple[int, ...] = VLLM_LATEST
     gpu_mem_util: float | None = None
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
@@ -144,6 +211,10 @@ class EngineSettings:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ScenarioError("engine", self.engine, f"must be one of {', '.join(ENGINES)}")
+        if self.engine == "vllm" and tuple(self.version) < VLLM_OLDEST:
+            raise ScenarioError("engine_version", version_text(self.version),
+                                f"vLLM before {version_text(VLLM_OLDEST)} is not modelled (its profiler "
+                                f"differs); the oldest supported is {version_text(VLLM_OLDEST)}")
 
 
 @dataclass(frozen=True)
@@ -213,18 +284,68 @@ def weights_gib_per_gpu(params_b: float, weight_dtype: str, tp: int, *, embeddin
     return (total + replicated) * 1e9 / GIB / tp
 
 
-def vllm_batch_defaults(total_gib: float, gpu_name: str, version: tuple[int, int]) -> tuple[int, int]:
+def vllm_batch_defaults(total_gib: float, gpu_name: str, version: tuple[int, ...],
+                        max_model_len: int = 0) -> tuple[int, int]:
     """``(max_num_batched_tokens, max_num_seqs)`` that ``vllm serve`` profiles at by default.
 
     ``EngineArgs.get_batch_defaults`` (vllm/engine/arg_utils.py): 16,384 / 1,024 on GPUs of at
     least 160 GiB (from 0.28); 8,192 / 1,024 on GPUs of at least 70 GiB whose name does not
-    contain "A100"; 2,048 / 256 otherwise.
+    contain "A100"; 2,048 / 256 otherwise. 0.8 (V1, ``_set_default_args_v1``): 8,192 / 1,024 from
+    70 GiB, A100 included. V0 (before 0.8) depends on ``max_model_len`` instead
+    (:func:`vllm_v0_batch_defaults`).
     """
+    if version < VLLM_V1_DEFAULT:
+        return vllm_v0_batch_defaults(version, max_model_len, gpu_name)
+    if version < VLLM_V1_PROFILER:
+        return (8192, 1024) if total_gib >= 70 else (2048, 256)
     if version >= (0, 28) and total_gib >= 160:
         return 16384, 1024
     if total_gib >= 70 and "a100" not in gpu_name.lower():
         return 8192, 1024
     return 2048, 256
+
+
+#: GPUs on which V0 before 0.8 did not turn chunked prefill on by default (ROCm), by name.
+ROCM_GPUS = r"\bmi\d|instinct|radeon|gfx9"
+
+
+def vllm_v0_batch_defaults(version: tuple[int, ...], max_model_len: int, gpu_name: str = "") -> tuple[int, int]:
+    """``(max_num_batched_tokens, max_num_seqs)`` of vLLM's V0 engine (0.6-0.7), any entry point.
+
+    ``max_num_seqs`` 256 (``EngineArgs``). Chunked prefill is turned on when ``max_model_len``
+    exceeds 32,768 (``EngineArgs.create_engine_config``; not on ROCm before 0.8), and then
+    ``SchedulerConfig`` profiles 512 tokens (up to 0.6.4) or 2,048 (0.6.5 on); without it,
+    ``max(max_model_len, 2048)``. (Sliding-window, multimodal, LoRA and speculative runs keep
+    chunked prefill off; not distinguished here.)
+    """
+    rocm = re.search(ROCM_GPUS, gpu_name.lower()) is not None
+    if max_model_len > 32768 and not rocm:
+        return (512 if version < (0, 6, 5) else 2048), 256
+    return max(max_model_len, 2048), 256
+
+
+def activation_peak_v0_gib(shape: ModelShape, tokens: int, seqs: int, tp: int) -> float:
+    """Estimated torch peak of vLLM V0's profiling run on the driver GPU (tensor-parallel rank 0,
+    the only one that samples), in GiB.
+
+    - forward: ``tokens * dtype * 3 * (hidden + intermediate / tp)`` (:data:`V0_FORWARD_WIDTH`);
+    - sampler: ``tokens * hidden * dtype + min(tokens, seqs) * vocab * 38 B``
+      (:data:`V0_SAMPLER_BYTES_PER_LOGIT`);
+    - fused MoE's workspace on top, as in :func:`activation_peak_gib`.
+    """
+    dt = shape.activation_bytes
+    forward = tokens * dt * V0_FORWARD_WIDTH * (shape.hidden_size + shape.intermediate_size / tp)
+    sampler = tokens * shape.hidden_size * dt + min(tokens, seqs) * shape.vocab_size * V0_SAMPLER_BYTES_PER_LOGIT
+    return (max(forward, sampler) + _moe_workspace(shape, tokens, tp)) / GIB + V0_PROFILE_BASE_GIB
+
+
+def _moe_workspace(shape: ModelShape, tokens: int, tp: int) -> float:
+    """Fused MoE's intermediate caches, bytes: ``min(tokens, 32768) * top_k * dtype *
+    (3 * moe_intermediate / tp + hidden)``; 0 for a dense model."""
+    if not shape.is_moe:
+        return 0.0
+    return (min(tokens, 32768) * shape.experts_per_token * shape.activation_bytes
+            * (3 * shape.moe_intermediate_size / tp + shape.hidden_size))
 
 
 def activation_peak_gib(shape: ModelShape, tokens: int, seqs: int, tp: int) -> float:
@@ -241,11 +362,7 @@ def activation_peak_gib(shape: ModelShape, tokens: int, seqs: int, tp: int) -> f
     requests = min(tokens, seqs)
     forward = tokens * dt * (2 * shape.hidden_size + 3 * shape.intermediate_size / tp)
     sampler = tokens * shape.hidden_size * dt + requests * shape.vocab_size * SAMPLER_BYTES_PER_LOGIT
-    moe = 0.0
-    if shape.is_moe:
-        moe = (min(tokens, 32768) * shape.experts_per_token * dt
-               * (3 * shape.moe_intermediate_size / tp + shape.hidden_size))
-    return (max(forward, sampler) + moe) / GIB + PROFILE_BASE_GIB
+    return (max(forward, sampler) + _moe_workspace(shape, tokens, tp)) / GIB + PROFILE_BASE_GIB
 
 
 def cuda_graph_gib(shape: ModelShape) -> float:
@@ -340,11 +457,14 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
         return MemoryBreakdown("sglang", total_gib, budget, weights_gib, 0.0, 0.0, 0.0, kv,
                                total_gib - budget, util, context_gib=context)
     util = 0.9 if settings.gpu_mem_util is None else settings.gpu_mem_util
+    if shape is None:
+        raise ScenarioError("model", "", "needs hidden_size and vocab_size to size vLLM's profiling run")
+    if settings.version < VLLM_V1_PROFILER:
+        return _vllm_before_0_9(settings, util, total_gib=total_gib, gpu_name=gpu_name, weights_gib=weights_gib,
+                                shape=shape, tp=tp)
     default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version)
     seqs = settings.max_num_seqs or default_seqs
     tokens = settings.max_num_batched_tokens or default_tokens
-    if shape is None:
-        raise ScenarioError("model", "", "needs hidden_size and vocab_size to size vLLM's profiling run")
     activation = activation_peak_gib(shape, tokens, seqs, tp)
     since = max(v for v in NON_TORCH_GIB if v <= settings.version)
     alone, with_tp = NON_TORCH_GIB[since]
@@ -353,4 +473,25 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
     budget = math.ceil(total_gib * util * GIB) / GIB
     kv = budget - weights_gib - activation - non_torch - graphs
     return MemoryBreakdown("vllm", total_gib, budget, weights_gib, activation, graphs, non_torch, kv,
+                           total_gib - budget, util, tokens, seqs)
+
+
+def _vllm_before_0_9(settings: EngineSettings, util: float, *, total_gib: float, gpu_name: str,
+                     weights_gib: float, shape: ModelShape, tp: int) -> MemoryBreakdown:
+    """vLLM 0.6-0.8's accounting (module docstring): ``total * util`` (no rounding up) less the
+    weights, the profiled peak and the non-torch memory the release charges; CUDA graphs were
+    captured after the KV cache, out of the headroom."""
+    max_model_len = settings.max_model_len or shape.context_tokens
+    default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version, max_model_len)
+    seqs = settings.max_num_seqs or default_seqs
+    tokens = settings.max_num_batched_tokens or default_tokens
+    if settings.version < VLLM_V1_DEFAULT:
+        activation = activation_peak_v0_gib(shape, tokens, seqs, tp)
+    else:
+        activation = activation_peak_gib(shape, tokens, seqs, tp)
+    since = max(v for v in V0_NON_TORCH_GIB if v <= settings.version)
+    non_torch = V0_NON_TORCH_GIB[since] + comm_gib(gpu_name, tp)
+    budget = total_gib * util
+    kv = budget - weights_gib - activation - non_torch
+    return MemoryBreakdown("vllm", total_gib, budget, weights_gib, activation, 0.0, non_torch, kv,
                            total_gib - budget, util, tokens, seqs)

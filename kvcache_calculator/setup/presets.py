@@ -321,6 +321,30 @@ GPUS = MappingProxyType({g.id: g for g in (
     GPU("rtx-4090", "GeForce RTX 4090 24GB", 24.0, 165.2, 1.008,
         f"{_NV} Ada Lovelace GPU architecture whitepaper: RTX 4090 BF16 tensor 165.2 TFLOPS dense "
         f"(FP32 accumulate), 1,008 GB/s; driver reports 24,564 MiB; {_CUDA}: 23.64 GiB", 23.64),
+    GPU("rtx-3090", "GeForce RTX 3090 24GB", 24.0, 71.0, 0.936,
+        f"{_NV} Ampere GA102 GPU architecture whitepaper: RTX 3090 FP16/BF16 tensor 71 TFLOPS dense "
+        "(FP32 accumulate), 936 GB/s, 24 GB GDDR6X; CUDA total 23.58 GiB as vLLM logs it "
+        "(vllm-project/vllm#10517; PyTorch reports 23.69 on other drivers, vllm-project/vllm#2140)",
+        23.58),
+    GPU("rtx-5090", "GeForce RTX 5090 32GB", 32.0, 209.5, 1.792,
+        f"{_NV} RTX Blackwell GPU architecture whitepaper: RTX 5090 FP16/BF16 tensor 209.5 TFLOPS "
+        "dense (FP32 accumulate), 1,792 GB/s, 32 GB GDDR7; CUDA total 31.36 GiB (PyTorch OOM "
+        "message, TrajectoryCrafter/TrajectoryCrafter#20)", 31.36),
+    GPU("rtx-6000-ada", "RTX 6000 Ada 48GB", 44.99, 364.2, 0.96,
+        f"{_NV} RTX 6000 Ada Generation datasheet: 1,457 TFLOPS FP8 with sparsity (BF16 364.2 "
+        "dense), 960 GB/s, 48 GB GDDR6 with ECC; nvidia-smi 46,068 MiB; CUDA total 44.43 GiB "
+        "(PyTorch OOM message, DINGYANB/MTVCrafter#21)", 44.43),
+    GPU("a10", "A10 24GB", 22.49, 125.0, 0.6,
+        f"{_NV} A10 Tensor Core GPU datasheet: BF16 125 TFLOPS dense (250 with sparsity), 600 GB/s, "
+        "24 GB GDDR6; nvidia-smi 23,028 MiB; CUDA total 22.18 GiB (vLLM OOM message, "
+        "OpenBMB/MiniCPM-V#640)", 22.18),
+    GPU("t4", "Tesla T4 16GB", 15.0, 65.0, 0.32,
+        f"{_NV} T4 datasheet: no BF16 (Turing); FP16 tensor 65 TFLOPS, 320 GB/s, 16 GB GDDR6; "
+        "nvidia-smi 15,360 MiB; CUDA total 14.57 GiB (vLLM OOM message on 4 x T4, "
+        "deepseek-ai/DeepSeek-R1#546; 14.58 in datawhalechina/self-llm#162)", 14.57),
+    GPU("v100-32gb", "Tesla V100 SXM2 32GB", 32.0, 125.0, 0.9,
+        f"{_NV} V100 datasheet: no BF16 (Volta); FP16 tensor 125 TFLOPS (SXM2), 900 GB/s, 32 GB "
+        "HBM2; CUDA total 31.74 GiB (PyTorch OOM message, liucongg/ChatGLM-Finetuning#73)", 31.74),
     GPU("mi300x", "Instinct MI300X 192GB", 192.0, 1307.4, 5.3,
         "AMD Instinct MI300X data sheet: BF16 1,307.4 TFLOPS dense (2,614.9 with sparsity), "
         f"192 GB HBM3, 5.3 TB/s; {_CUDA}: 191.98 GiB (ROCm)", 191.98),
@@ -345,6 +369,10 @@ GPU_ALIASES = MappingProxyType({
     "a100-sxm4-80gb": "a100-80gb", "a100-40g": "a100-40gb", "a100-sxm4-40gb": "a100-40gb",
     "l40s-48gb": "l40s", "l4-24gb": "l4", "a10g-24gb": "a10g", "l20-48gb": "l20",
     "4090": "rtx-4090", "rtx4090": "rtx-4090", "geforce-rtx-4090": "rtx-4090",
+    "3090": "rtx-3090", "rtx3090": "rtx-3090", "geforce-rtx-3090": "rtx-3090",
+    "5090": "rtx-5090", "rtx5090": "rtx-5090", "geforce-rtx-5090": "rtx-5090",
+    "rtx6000-ada": "rtx-6000-ada", "rtx-6000": "rtx-6000-ada", "a10-24gb": "a10", "tesla-t4": "t4",
+    "t4-16gb": "t4", "v100": "v100-32gb", "v100-32g": "v100-32gb", "v100-sxm2-32gb": "v100-32gb",
     "mi300": "mi300x", "mi325": "mi325x", "mi355": "mi355x",
 })
 
