@@ -43,7 +43,7 @@ from kvcache_calculator.errors import ScenarioError  # noqa: E402
 from kvcache_calculator.scenario import ENGINE_VERSIONS, Scenario  # noqa: E402
 from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
 from kvcache_calculator.setup.configjson import weight_format  # noqa: E402
-from kvcache_calculator.setup.engine import VLLM_OLDEST, VLLM_V1_DEFAULT, vllm_v0_batch_defaults  # noqa: E402
+from kvcache_calculator.setup.engine import VLLM_OLDEST, VLLM_V1_DEFAULT  # noqa: E402
 from kvcache_calculator.setup.hfconfig import import_config  # noqa: E402
 from kvcache_calculator.setup.resolve import resolve_gpu  # noqa: E402
 
@@ -322,7 +322,8 @@ def scenario_for(start: dict, preset: str | None, dtype: str | None) -> Scenario
             values["engine_version"] = scenario_version(version)
         values["gpu_mem_util"] = start.get("gpu_memory_utilization")
         values["max_num_seqs"] = start.get("max_num_seqs")
-        values["max_num_batched_tokens"] = start.get("max_num_batched_tokens") or v0_batched_tokens(start, preset)
+        values["max_num_batched_tokens"] = start.get("max_num_batched_tokens")
+        values["max_model_len"] = start.get("max_model_len")
         if start.get("enforce_eager"):
             values["cuda_graphs"] = "off"
     else:
@@ -332,16 +333,6 @@ def scenario_for(start: dict, preset: str | None, dtype: str | None) -> Scenario
     if "fp8" in str(start.get("kv_cache_dtype") or ""):
         values["kv_dtype"] = "fp8"
     return Scenario.from_dict({k: v for k, v in values.items() if v is not None})
-
-
-def v0_batched_tokens(start: dict, preset: str | None) -> int | None:
-    """For a V0 start (before 0.8) that sets ``max_model_len``: the ``max_num_batched_tokens``
-    V0 derives from it (:func:`vllm_v0_batch_defaults`), since the scenario has no
-    ``max_model_len`` key (the engine takes the model's own context). None otherwise."""
-    version, _ = start_version(start)
-    if version is None or not VLLM_OLDEST <= version < VLLM_V1_DEFAULT or not start.get("max_model_len"):
-        return None
-    return vllm_v0_batch_defaults(version, start["max_model_len"], preset or "")[0]
 
 
 def v0_driver_kv_gib(start: dict, version: tuple[int, ...] | None, kv_bytes_per_token: float) -> float | None:
@@ -388,9 +379,6 @@ def evaluate(start: dict, models: dict) -> Row:
     version, version_note = start_version(start) if start["engine"] == "vllm" else (None, "")
     if version_note:
         notes.append(version_note)
-    if start["engine"] == "vllm" and not start.get("max_num_batched_tokens") and v0_batched_tokens(start, preset):
-        notes.append(f"V0 profiles max_num_batched_tokens {v0_batched_tokens(start, preset)} for "
-                     f"max_model_len {start['max_model_len']}")
     reason = exclusion(start, config, preset)
     if import_error and import_error not in reason:
         reason = "; ".join(filter(None, (reason, import_error)))
