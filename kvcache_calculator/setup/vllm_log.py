@@ -53,6 +53,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from kvcache_calculator.setup.architecture import ModelArch, dtype_bytes
+from kvcache_calculator.setup.engine import parse_version
+from kvcache_calculator.setup.resolve import Setup
 
 GIB = 2 ** 30
 
@@ -192,3 +194,20 @@ def vllm_log(arch: ModelArch, kv_gib_per_gpu: float, *, kv_dtype: str, tp: int, 
     if groups.page_bytes <= 0:
         return None
     return predict_log(kv_gib_per_gpu * GIB, groups, version, max_model_len)
+
+
+def setup_log(setup: Setup) -> VllmLog | None:
+    """The lines vLLM at the scenario's ``engine_version`` would print for the resolved setup:
+    its KV GiB per GPU (the memory breakdown's), ``block_size``, ``kv_dtype``, tensor
+    parallelism, batch limit, and the model's context length as ``max_model_len`` (vLLM's
+    default). None for another engine, a capacity given as ``kv_cache_tokens``, a model that
+    does not fit or whose context length is not known."""
+    scenario, capacity = setup.scenario, setup.capacity
+    mem = capacity.memory
+    shape = setup.arch.shape
+    if scenario.engine != "vllm" or capacity.derived_from != "memory" or not capacity.fits or mem is None \
+            or shape is None:
+        return None
+    return vllm_log(setup.arch, mem.kv_cache_gib, kv_dtype=scenario.kv_dtype, tp=scenario.num_gpus,
+                    block_size=scenario.block_size, version=parse_version(scenario.engine_version),
+                    max_model_len=shape.context_tokens, max_num_batched_tokens=mem.max_num_batched_tokens)
