@@ -24,6 +24,8 @@ from kvcache_calculator.setup.capacity import smaller_weight_dtypes
 from kvcache_calculator.setup.hfconfig import arch_to_scenario
 from kvcache_calculator.setup.presets import GPUS, MODELS
 from kvcache_calculator.setup.resolve import Setup, attention_key_errors, override_key_errors, resolve
+from kvcache_calculator.setup.engine import parse_version
+from kvcache_calculator.setup.vllm_log import CONCURRENCY_TOKENS_SINCE, VllmLog, setup_log
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
 RESULT_KEYS: dict[str, tuple[str, str]] = {
@@ -52,6 +54,11 @@ RESULT_KEYS: dict[str, tuple[str, str]] = {
     "headroom_gib_per_gpu": ("GiB", "memory outside the engine's budget per GPU (CUDA context, NCCL)"),
     "kv_budget_gib_per_gpu": ("GiB", "memory left for KV per GPU"),
     "offload_tokens": ("tokens", "offload-tier capacity per instance"),
+    "vllm_log_kv_tokens": ("tokens", "the \"GPU KV cache size\" vLLM should log at engine_version (hybrid models: "
+                                     "the pool divided by its layer groups)"),
+    "vllm_log_max_concurrency": ("x", "the \"Maximum concurrency\" vLLM should log for vllm_log_max_model_len"),
+    "vllm_log_max_model_len": ("tokens", "max_model_len of that line: the model's context length, vLLM's default"),
+    "vllm_log_kv_groups": ("groups", "layer groups sharing vLLM's block pool (1: not hybrid)"),
     "request_rate": ("requests/s", "requests per second, whole fleet"),
     "request_rate_per_instance": ("requests/s", "requests per second per instance"),
     "mean_turns": ("turns", "mean turns per conversation"),
@@ -123,6 +130,7 @@ def setup_results(setup: Setup, result: AnalyticResult, target: bool = True) -> 
         "headroom_gib_per_gpu": mem.headroom_gib if mem else None,
         "kv_budget_gib_per_gpu": capacity.kv_budget_gib_per_gpu,
         "offload_tokens": capacity.offload_tokens,
+        **log_results(setup_log(setup)),
         "request_rate": result.request_rate,
         "request_rate_per_instance": result.request_rate / scenario.instances,
         "mean_turns": result.mean_turns,
@@ -218,6 +226,48 @@ def scenario_warnings(setup: Setup) -> list[str]:
         out.append(f"From turn {first} on, prompts exceed the {limit}: {share:.1%} of requests. "
                    f"{ENGINE_ON_LONG_PROMPTS}; the numbers here count them as served.")
     return out
+
+
+def log_results(log: VllmLog | None) -> dict:
+    """The ``vllm_log_*`` result keys of :func:`setup_results` (None without a prediction)."""
+    if log is None:
+        return dict.fromkeys(("vllm_log_kv_tokens", "vllm_log_max_concurrency", "vllm_log_max_model_len",
+                              "vllm_log_kv_groups"))
+    return {"vllm_log_kv_tokens": log.kv_tokens, "vllm_log_max_concurrency": log.max_concurrency,
+            "vllm_log_max_model_len": log.max_model_len, "vllm_log_kv_groups": log.num_groups}
+
+
+def engine_log_notes(res: Mapping[str, Any], version: str) -> list[str]:
+    """The two lines vLLM should print at start-up (from the ``vllm_log_*`` results), and for a
+    hybrid model why its token count is not this page's capacity (docs/engines.md §2.4)."""
+    tokens, model_len = res.get("vllm_log_kv_tokens"), res.get("vllm_log_max_model_len")
+    if tokens is None or not model_len:
+        return []
+    concurrency = res.get("vllm_log_max_concurrency") or 0.0
+    notes = [f"vLLM {version} should print: GPU KV cache size: {tokens:,} tokens; Maximum concurrency for "
+             f"{model_len:,} tokens per request: {concurrency:.2f}x."]
+    groups = res.get("vllm_log_kv_groups") or 1
+    if groups > 1:
+        if parse_version(version) >= CONCURRENCY_TOKENS_SINCE:
+            how = (f"vLLM {version} logs max concurrency x max_model_len, which counts the blocks each "
+                   f"{model_len:,}-token request also holds in the other groups")
+        else:
+            how = f"vLLM {version} logs that pool divided by its {groups} layer groups"
+        notes.append(f"This hybrid model's layers form {groups} groups sharing one block pool. {how}, so the logged "
+                     f"count is not the tokens the cache holds ({res.get('capacity_tokens') or 0:,} here): compare "
+                     f"in GiB, where \"Available KV cache memory\" should read about "
+                     f"{res.get('kv_budget_gib_per_gpu') or 0:.2f} GiB.")
+    if concurrency < 1:
+        notes.append(f"One {model_len:,}-token request needs more KV than the pool holds: vLLM would refuse to "
+                     "start. Pass a smaller --max-model-len.")
+    return notes
+
+
+def result_notes(setup: Setup, res: Mapping[str, Any]) -> list[str]:
+    """Every note shown with the results: :func:`scenario_warnings`, :func:`engine_log_notes`,
+    :func:`model_notes`."""
+    scenario = setup.scenario
+    return scenario_warnings(setup) + engine_log_notes(res, scenario.engine_version) + model_notes(scenario, res)
 
 
 def model_notes(scenario: Scenario, res: dict) -> list[str]:
@@ -328,7 +378,7 @@ def _state(setup: Setup, result: AnalyticResult, params: Mapping[str, Any], fiel
                   "params_b": arch.params_b, "active_params_b": arch.active_params_b, "source": arch.source},
         "gpu": setup.gpu.to_dict(),
         "results": res,
-        "notes": scenario_warnings(setup) + model_notes(scenario, res),
+        "notes": result_notes(setup, res),
         "suggestions": [],
         "figures": {},
     }
