@@ -226,3 +226,52 @@ def test_a_context_the_pool_cannot_hold_is_said():
     res = evaluate({"model": "qwen3.5-27b", "gpu": "h100-sxm"})
     assert res["results"]["vllm_log_max_concurrency"] < 1
     assert any("vLLM would refuse to start" in n for n in res["notes"])
+
+
+def v0_starts() -> list[tuple[dict, object]]:
+    """V0 starts (before 0.8, by the log format when the version is not stated) that log their
+    KV GiB and "# GPU blocks", with their imported model."""
+    models = ev.load_models()
+    out = []
+    for start in ev.load_starts():
+        logged = start["logged"]
+        version, _ = ev.start_version(start) if start["engine"] == "vllm" else (None, "")
+        if version is None or version >= (0, 8) or not logged.get("num_gpu_blocks") or not logged.get("kv_cache_gib"):
+            continue
+        if start["id"] not in models["starts"]:
+            continue
+        config, _ = ev.model_config(start, models)
+        try:
+            arch = import_config(config)
+        except Exception:   # noqa: BLE001 - a model that does not import is not checked here
+            continue
+        out.append((start, (version, arch, config)))
+    return out
+
+
+V0_STARTS = v0_starts()
+
+
+def test_v0_starts_are_checked():
+    """The RTX 3090, A100 40GB and A40 starts of vLLM 0.6 (the vision one does not import)."""
+    assert len(V0_STARTS) >= 4, [s["id"] for s, _ in V0_STARTS]
+
+
+@pytest.mark.parametrize("start, inputs", V0_STARTS, ids=[s["id"] for s, _ in V0_STARTS])
+def test_v0_logged_gib_gives_the_logged_block_counts(start, inputs):
+    """V0 prints "# GPU blocks: N, # CPU blocks: C" and "Maximum concurrency for M tokens per
+    request: X": the logged GiB (two decimals) must give N within its rounding, C exactly (4 GiB
+    of swap) and X within 0.005 over the same interval."""
+    version, arch, config = inputs
+    logged = start["logged"]
+    model_len = start["max_model_len"] or arch.shape.context_tokens
+    lo, hi = (vllm_log(arch, logged["kv_cache_gib"] + e, kv_dtype=_kv_dtype(start, config),
+                       tp=start["tensor_parallel_size"] or 1, block_size=16, version=version,
+                       max_model_len=model_len, max_num_batched_tokens=0) for e in (-ROUNDING_GIB, ROUNDING_GIB))
+    assert lo.num_blocks <= logged["num_gpu_blocks"] <= hi.num_blocks
+    cpu = re.search(r"# CPU blocks: (\d+)", start["quote"])
+    assert cpu and lo.cpu_blocks == int(cpu[1])
+    assert lo.lines()[0].startswith(f"# GPU blocks: {lo.num_blocks}, # CPU blocks: ")
+    conc = _concurrency(logged.get("max_concurrency"))
+    if conc is not None:
+        assert lo.max_concurrency - 0.005 <= conc <= hi.max_concurrency + 0.005

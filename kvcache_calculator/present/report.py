@@ -25,7 +25,7 @@ from kvcache_calculator.setup.hfconfig import arch_to_scenario
 from kvcache_calculator.setup.presets import GPUS, MODELS
 from kvcache_calculator.setup.resolve import Setup, attention_key_errors, override_key_errors, resolve
 from kvcache_calculator.setup.engine import parse_version
-from kvcache_calculator.setup.vllm_log import CONCURRENCY_TOKENS_SINCE, VllmLog, setup_log
+from kvcache_calculator.setup.vllm_log import CONCURRENCY_TOKENS_SINCE, V1_SINCE, VllmLog, setup_log
 
 #: Result keys with their unit and a short description (README, CLI table, page labels).
 RESULT_KEYS: dict[str, tuple[str, str]] = {
@@ -237,14 +237,17 @@ def log_results(log: VllmLog | None) -> dict:
             "vllm_log_max_model_len": log.max_model_len, "vllm_log_kv_groups": log.num_groups}
 
 
-def engine_log_notes(res: Mapping[str, Any], version: str) -> list[str]:
-    """The two lines vLLM should print at start-up (from the ``vllm_log_*`` results), and for a
-    hybrid model why its token count is not this page's capacity (docs/engines.md §2.4)."""
+def engine_log_notes(res: Mapping[str, Any], version: str, block_size: int) -> list[str]:
+    """The two lines vLLM should print at start-up (from the ``vllm_log_*`` results; the V0
+    engine before 0.8 prints its GPU block count), and for a hybrid model why its token count
+    is not this page's capacity (docs/engines.md §2.4)."""
     tokens, model_len = res.get("vllm_log_kv_tokens"), res.get("vllm_log_max_model_len")
     if tokens is None or not model_len:
         return []
     concurrency = res.get("vllm_log_max_concurrency") or 0.0
-    notes = [f"vLLM {version} should print: GPU KV cache size: {tokens:,} tokens; Maximum concurrency for "
+    size = (f"# GPU blocks: {tokens // block_size} ({tokens:,} tokens)" if parse_version(version) < V1_SINCE
+            else f"GPU KV cache size: {tokens:,} tokens")
+    notes = [f"vLLM {version} should print: {size}; Maximum concurrency for "
              f"{model_len:,} tokens per request: {concurrency:.2f}x."]
     groups = res.get("vllm_log_kv_groups") or 1
     if groups > 1:
@@ -267,7 +270,7 @@ def result_notes(setup: Setup, res: Mapping[str, Any]) -> list[str]:
     """Every note shown with the results: :func:`scenario_warnings`, :func:`engine_log_notes`,
     :func:`model_notes`."""
     scenario = setup.scenario
-    return scenario_warnings(setup) + engine_log_notes(res, scenario.engine_version) + model_notes(scenario, res)
+    return scenario_warnings(setup) + engine_log_notes(res, scenario.engine_version, scenario.block_size) + model_notes(scenario, res)
 
 
 def model_notes(scenario: Scenario, res: dict) -> list[str]:

@@ -8,7 +8,7 @@
 The engine (:mod:`kvcache_calculator.setup.engine`, docs/engines.md) sets each term: for vLLM
 ``fraction`` is ``gpu_memory_utilization`` of the total CUDA reports, ``reserved`` the
 weights, the profiled activation peak, non-torch memory and (from 0.20) CUDA graphs, and
-block 0 is its null block (``null = 1``); for SGLang ``fraction`` is ``mem_fraction_static``
+block 0 is its null block (``null = 1``; none before 0.8, in the V0 engine); for SGLang ``fraction`` is ``mem_fraction_static``
 of the memory free before the weights load (``offset`` the CUDA context and, with tensor
 parallelism, NCCL's buffers), ``reserved`` the weights; ``manual`` is ``total * gpu_mem_util - weights - activation_reserve_gib``.
 Tensor parallelism splits GQA heads (at least one per GPU) but replicates the MLA latent, so
@@ -29,7 +29,7 @@ from kvcache_calculator.setup.architecture import (
     kv_bytes_per_token,
 )
 from kvcache_calculator.setup.engine import (
-    EngineSettings, MemoryBreakdown, breakdown, parse_version,
+    VLLM_V1_DEFAULT, EngineSettings, MemoryBreakdown, breakdown, parse_version,
 )
 from kvcache_calculator.setup.engine import weights_gib_per_gpu as checkpoint_gib_per_gpu
 from kvcache_calculator.setup.gpus import GPU
@@ -188,7 +188,8 @@ def compute_capacity(scenario: Scenario, arch: ModelArch, gpu: GPU) -> Capacity:
     usable = mem.budget_gib
     budget = mem.kv_cache_gib
     block = scenario.block_size
-    null = 1 if scenario.engine == "vllm" else 0
+    # block 0 is the V1 block pool's null block; V0 (before 0.8) kept none
+    null = 1 if scenario.engine == "vllm" and parse_version(scenario.engine_version) >= VLLM_V1_DEFAULT else 0
     offset = mem.context_gib
     offload_tokens = int(scenario.offload_gib * GIB // bpt) if bpt > 0 else 0
     common = dict(kv_bytes_per_token=bpt, kv_bytes_per_token_per_gpu=bpt_gpu,

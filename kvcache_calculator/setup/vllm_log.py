@@ -35,6 +35,14 @@ page for linear layers. With linear layers the attention block size is raised to
 For a hybrid model it is therefore the shared pool divided by its layer groups, not the tokens
 one sequence can hold.
 
+**The V0 engine (0.6-0.7)** has no groups: ``CacheEngine.get_cache_block_size``
+(``vllm/worker/cache_engine.py``, 0.6.4.post1 and 0.7.3) sizes one block over every attention
+layer, sliding ones included, ``num_blocks = available // (block_size * bytes per token of all
+layers)``, and the executor prints ``# GPU blocks: N, # CPU blocks: C`` (``C`` =
+``swap_space``, 4 GiB by default, over the same block size) and ``Maximum concurrency for M
+tokens per request: N * block_size / M`` (``vllm/executor/gpu_executor.py``). It keeps no
+null block. Linear-attention models are not predicted there.
+
 **Maximum concurrency** = ``num_blocks / sum over groups of the blocks one request of
 max_model_len tokens needs``: full attention ``ceil(M / B)``; a sliding window ``w``
 ``ceil(min(w - 1 + max_num_batched_tokens, M) / B) + 1``; a Mamba group 1 block, 2 in the
@@ -53,7 +61,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from kvcache_calculator.setup.architecture import ModelArch, dtype_bytes
-from kvcache_calculator.setup.engine import parse_version
+from kvcache_calculator.setup.engine import parse_version, version_text
 from kvcache_calculator.setup.resolve import Setup
 
 GIB = 2 ** 30
@@ -68,6 +76,10 @@ CHUNKED_NOTE = "chunked local attention"
 
 #: The first release that logs ``int(max_concurrency * max_model_len)`` as the token count.
 CONCURRENCY_TOKENS_SINCE = (0, 21)
+#: The first release of the V1 engine by default (before it, the V0 engine's block count).
+V1_SINCE = (0, 8)
+#: V0's default ``swap_space`` (GiB), the CPU blocks of its "# CPU blocks" line.
+V0_SWAP_GIB = 4
 
 
 @dataclass(frozen=True)
@@ -107,10 +119,15 @@ class VllmLog:
         """Whether the pool is shared by several layer groups (the token count is divided)."""
         return self.num_groups > 1
 
+    cpu_blocks: int = 0
+
     def lines(self) -> tuple[str, str]:
-        """The two log lines, formatted as vLLM formats them (0.12 and later)."""
-        return (f"GPU KV cache size: {self.kv_tokens:,} tokens",
-                f"Maximum concurrency for {self.max_model_len:,} tokens per request: {self.max_concurrency:.2f}x")
+        """The two log lines, formatted as vLLM formats them (0.12 and later; V0's block counts
+        before 0.8)."""
+        concurrency = f"Maximum concurrency for {self.max_model_len:,} tokens per request: {self.max_concurrency:.2f}x"
+        if self.cpu_blocks:
+            return f"# GPU blocks: {self.num_blocks}, # CPU blocks: {self.cpu_blocks}", concurrency
+        return f"GPU KV cache size: {self.kv_tokens:,} tokens", concurrency
 
     def to_dict(self) -> dict:
         """Plain JSON types."""
@@ -189,6 +206,9 @@ def vllm_log(arch: ModelArch, kv_gib_per_gpu: float, *, kv_dtype: str, tp: int, 
     """:func:`predict_log` for ``kv_gib_per_gpu`` GiB; None without a KV cache or a context length."""
     if kv_gib_per_gpu <= 0 or max_model_len <= 0:
         return None
+    if version < V1_SINCE:
+        return v0_log(arch, kv_gib_per_gpu, kv_dtype=kv_dtype, tp=tp, block_size=block_size, version=version,
+                      max_model_len=max_model_len)
     groups = kv_groups(arch, kv_dtype=kv_dtype, tp=tp, block_size=block_size, version=version,
                        max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens)
     if groups.page_bytes <= 0:
@@ -196,11 +216,25 @@ def vllm_log(arch: ModelArch, kv_gib_per_gpu: float, *, kv_dtype: str, tp: int, 
     return predict_log(kv_gib_per_gpu * GIB, groups, version, max_model_len)
 
 
+def v0_log(arch: ModelArch, kv_gib_per_gpu: float, *, kv_dtype: str, tp: int, block_size: int,
+           version: tuple[int, ...], max_model_len: int) -> VllmLog | None:
+    """What vLLM's V0 engine (before 0.8) prints: its block counts over all attention layers
+    and the concurrency they give (module docstring); None for a model with linear layers."""
+    if any(g.kind == "linear" for g in arch.layers):
+        return None
+    d = dtype_bytes(kv_dtype)
+    block_bytes = block_size * sum(g.bytes_per_token(d, tp) * g.count for g in arch.layers)
+    num_blocks = int(kv_gib_per_gpu * GIB // block_bytes)
+    tokens = num_blocks * block_size
+    return VllmLog(version_text(version), max_model_len, block_size, 1, num_blocks, tokens,
+                   tokens / max_model_len, int(V0_SWAP_GIB * GIB // block_bytes))
+
+
 def setup_log(setup: Setup) -> VllmLog | None:
     """The lines vLLM at the scenario's ``engine_version`` would print for the resolved setup:
     its KV GiB per GPU (the memory breakdown's), ``block_size``, ``kv_dtype``, tensor
-    parallelism, batch limit, and the model's context length as ``max_model_len`` (vLLM's
-    default). None for another engine, a capacity given as ``kv_cache_tokens``, a model that
+    parallelism, batch limit, and ``max_model_len`` (the scenario's, else the model's context
+    length, vLLM's default). None for another engine, a capacity given as ``kv_cache_tokens``, a model that
     does not fit or whose context length is not known."""
     scenario, capacity = setup.scenario, setup.capacity
     mem = capacity.memory
@@ -210,4 +244,5 @@ def setup_log(setup: Setup) -> VllmLog | None:
         return None
     return vllm_log(setup.arch, mem.kv_cache_gib, kv_dtype=scenario.kv_dtype, tp=scenario.num_gpus,
                     block_size=scenario.block_size, version=parse_version(scenario.engine_version),
-                    max_model_len=shape.context_tokens, max_num_batched_tokens=mem.max_num_batched_tokens)
+                    max_model_len=scenario.max_model_len or shape.context_tokens,
+                    max_num_batched_tokens=mem.max_num_batched_tokens)
