@@ -11,7 +11,6 @@ the models' own config.json files, as quoted below.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.capacity import compute_capacity
 from kvcache_calculator.setup.configjson import model_shape
 from kvcache_calculator.setup.hfconfig import import_config
-from kvcache_calculator.setup.presets import MODELS
+from kvcache_calculator.setup.presets import HF_CONFIG_FILES, MODELS
 from kvcache_calculator.setup.resolve import resolve_gpu
 from kvcache_calculator.setup.vision import extra_weights_gib, rope_cache_elements, vision_tower
 
@@ -151,7 +150,8 @@ def test_quantised_checkpoints_leave_the_tower_unquantised(starts, models):
     # nvidia's NVFP4 Qwen3.6 quantises language_model layers only; the tower loads at bf16.
     qc = models["nvidia/Qwen3.6-35B-A3B-NVFP4"]["config"]["quantization_config"]
     targets = [t for group in qc["config_groups"].values() for t in group["targets"]]
-    assert targets and all("language_model" in t for t in targets)
+    assert targets and all("language_model" in t or t == "lm_head" for t in targets)
+    assert not any("visual" in t or "vision" in t for t in [*targets, *qc["quantized_layers"]])
     # The w8a8 start: the same tower GiB per GPU as the bf16 start at the same TP.
     shape = model_shape(_config("RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8", models))
     assert extra_weights_gib(shape.vision_params_b, 0, 2, 2) == pytest.approx(0.439e9 * 2 / 2 / GIB, rel=0.01)
@@ -199,15 +199,12 @@ def test_multimodal_presets_carry_their_tower():
         assert "vision tower" in arch.source, model_id
 
 
-@pytest.mark.parametrize("file_name,model_id", [("google--gemma-4-26B-A4B.json", "gemma-4-26b-a4b"),
-                                                ("Qwen--Qwen3.5-27B.json", "qwen3.5-27b"),
-                                                ("Qwen--Qwen3.5-397B-A17B.json", "qwen3.5-397b-a17b"),
-                                                ("moonshotai--Kimi-K2.5.json", "kimi-k2.5")])
-def test_preset_towers_equal_their_reference_config(file_name, model_id):
-    path = SHARED / file_name
+@pytest.mark.parametrize("model_id", sorted(HF_CONFIG_FILES))
+def test_preset_towers_and_caches_equal_their_reference_config(model_id):
+    path = SHARED / HF_CONFIG_FILES[model_id]
     if not path.exists():
-        pytest.skip(f"reference config not found: ../shared/hf-configs/{file_name} is absent")
-    tower = vision_tower(json.loads(path.read_text(encoding="utf-8")))
-    preset = MODELS[model_id].shape
-    assert (preset.vision_params_b if tower.tp_split else 0) == pytest.approx(
-        tower.params_b if tower.tp_split else 0, rel=1e-9)
+        pytest.skip(f"reference config not found: ../shared/hf-configs/{path.name} is absent")
+    imported, preset = import_config(path.read_text(encoding="utf-8")).shape, MODELS[model_id].shape
+    assert preset.replicated_buffers_b == pytest.approx(imported.replicated_buffers_b, rel=1e-9)
+    if model_id != "llama-4-scout":   # the reference file holds Scout's text model only
+        assert preset.vision_params_b == pytest.approx(imported.vision_params_b, rel=1e-9)
