@@ -45,6 +45,7 @@ from kvcache_calculator.setup.capacity import compute_capacity  # noqa: E402
 from kvcache_calculator.setup.configjson import weight_format  # noqa: E402
 from kvcache_calculator.setup.hfconfig import import_config  # noqa: E402
 from kvcache_calculator.setup.resolve import resolve_gpu  # noqa: E402
+from kvcache_calculator.setup.vision import vision_tower  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 STARTS_PATH = DATA / "engine_starts.json"
@@ -95,7 +96,7 @@ EXCLUDED = {
         "vLLM version not stated; KV figure from the reporter's prose; config.json incomplete",
     "vllm-0.19.0-qwen35-27b-h20-hybrid":
         "only the token count is logged, which for a hybrid model is the pool divided by its "
-        "layer groups (no GiB to compare); vision model",
+        "layer groups (no GiB to compare)",
     "vllm-latest-2026-01-gpt-oss-20b-h100":
         "vLLM version not stated (image 'latest' of January 2026); batch limits not stated",
     "vllm-latest-2026-01-llama31-8b-h100":
@@ -235,7 +236,8 @@ def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
 
     Validated: vLLM's V1 engine from 0.9 or SGLang, a model that imports, a GPU with a preset
     (or whose total the log states), known utilisation (or the engine's stable default), no
-    pipeline parallelism, no vision encoder, a logged KV figure the calculator can compare."""
+    pipeline parallelism, a vision tower sized from the config (if any), a logged KV figure the
+    calculator can compare."""
     if start["id"] in EXCLUDED:
         return EXCLUDED[start["id"]]
     reasons = []
@@ -256,9 +258,9 @@ def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
         name = start["gpu"].split(" (")[0]
         reasons.append("GPU not named" if start["gpu"].startswith("not named") or "model not named" in start["gpu"]
                        else f"no GPU preset for {name} and the log does not state its total")
-    if config is not None and is_vision_model(config):
-        reasons.append("vision model: vLLM loads its vision tower and profiles its encoder (not modelled)"
-                       if engine == "vllm" else "vision model")
+    if config is not None and is_vision_model(config) and vision_tower(config) is None:
+        reasons.append("vision model whose config.json copy has no vision_config: the tower vLLM loads "
+                       "is not sized")
     if config is None:
         reasons.append("config.json not held")
     logged = start["logged"]
