@@ -189,6 +189,10 @@ def test_bad_vision_field_names_it():
     with pytest.raises(ScenarioError, match="vision_config.hidden_size"):
         vision_tower({"vision_config": {"model_type": "pixtral", "hidden_size": "wide"}})
     assert vision_tower({"vision_config": {"num_hidden_layers": 99}}) is None
+    llama = {"num_hidden_layers": 2, "num_attention_heads": 8, "hidden_size": 512, "vocab_size": 1000,
+             "intermediate_size": 1024}
+    notes = import_config({"text_config": llama, "vision_config": {"num_hidden_layers": 99}}).notes
+    assert "vision tower not counted" in notes
 
 
 def test_multimodal_presets_carry_their_tower():

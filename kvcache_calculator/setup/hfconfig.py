@@ -69,6 +69,8 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     tower = vision_tower(cfg)
     if tower is not None:
         notes.append(tower.note())
+    elif isinstance(cfg.get("vision_config"), dict) and cfg["vision_config"]:
+        notes.append("vision tower not counted: its vision_config gives no sizes this importer reads")
     if weight_dtype != "bf16" or "not recognised" in read_from:
         notes.append(f"weights {weight_name or weight_dtype} (weight_dtype {weight_dtype}, from {read_from})")
     return ModelArch(name, groups, round(total_b, 3), round(active_b, 3), source, "; ".join(notes),
