@@ -5,7 +5,7 @@ Quick start::
     >>> from kvcache_calculator import Scenario, analyze
     >>> r = analyze(Scenario.from_dict({"model": "llama-3.1-8b", "arrival_rate": 2}))
     >>> r.capacity_tokens
-    436128
+    435872
 """
 
 from kvcache_calculator.analytic.model import AnalyticResult, analyze, analyze_setup, capacity_for_hit_rate

@@ -46,6 +46,7 @@ from kvcache_calculator.setup.configjson import weight_format  # noqa: E402
 from kvcache_calculator.setup.engine import VLLM_OLDEST, VLLM_V1_DEFAULT  # noqa: E402
 from kvcache_calculator.setup.hfconfig import import_config  # noqa: E402
 from kvcache_calculator.setup.resolve import resolve_gpu  # noqa: E402
+from kvcache_calculator.setup.vision import vision_tower  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 STARTS_PATH = DATA / "engine_starts.json"
@@ -121,7 +122,7 @@ EXCLUDED = {
         "vLLM version not stated; KV figure from the reporter's prose; config.json incomplete",
     "vllm-0.19.0-qwen35-27b-h20-hybrid":
         "only the token count is logged, which for a hybrid model is the pool divided by its "
-        "layer groups (no GiB to compare); vision model",
+        "layer groups (no GiB to compare)",
     "vllm-latest-2026-01-gpt-oss-20b-h100": LATEST_2026_01,
     "vllm-latest-2026-01-llama31-8b-h100": LATEST_2026_01,
     "vllm-latest-2026-01-llama33-70b-fp8-h100-tp2": LATEST_2026_01,
@@ -272,7 +273,8 @@ def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
 
     Validated: vLLM from 0.6 (V0 and V1) or SGLang, a model that imports, a GPU with a preset
     (or whose total the log states), known utilisation (or the engine's stable default), no
-    pipeline parallelism, no vision encoder, a logged KV figure the calculator can compare."""
+    pipeline parallelism, a vision tower sized from the config (if any), a logged KV figure the
+    calculator can compare."""
     if start["id"] in EXCLUDED:
         return EXCLUDED[start["id"]]
     reasons = []
@@ -294,9 +296,9 @@ def exclusion(start: dict, config: dict | None, preset: str | None) -> str:
         name = start["gpu"].split(" (")[0]
         reasons.append("GPU not named" if start["gpu"].startswith("not named") or "model not named" in start["gpu"]
                        else f"no GPU preset for {name} and the log does not state its total")
-    if config is not None and is_vision_model(config):
-        reasons.append("vision model: vLLM loads its vision tower and profiles its encoder (not modelled)"
-                       if engine == "vllm" else "vision model")
+    if config is not None and is_vision_model(config) and vision_tower(config) is None:
+        reasons.append("vision model whose config.json copy has no vision_config: the tower vLLM loads "
+                       "is not sized")
     if config is None:
         reasons.append("config.json not held")
     logged = start["logged"]

@@ -300,7 +300,7 @@ def test_a_target_met_by_the_shared_prompt_alone_needs_that_prompt_cached():
     assert "with 1 turn on average" in found["memory_not_limit"].text
     big = {x.id: x for x in _suggest(Scenario.from_dict({"turns": 1000, "turns_dist": "fixed"}))}
     # 1,000 turns of 800 tokens: prompts of 400,000 tokens, 1,024 of them running at once
-    assert "(39,503.2x)" in big["add_memory"].text and "2,336,779.7 GiB" in big["add_memory"].text
+    assert "(39,526.4x)" in big["add_memory"].text and "2,336,779.8 GiB" in big["add_memory"].text
     below = {x.id: x for x in _suggest(Scenario.from_dict({"instances": 8, "routing": "random"}))}
     assert "57.5% (one point below the ceiling) needs about" in below["add_memory"].text
 
@@ -308,7 +308,7 @@ def test_a_target_met_by_the_shared_prompt_alone_needs_that_prompt_cached():
 def test_with_the_engines_capacity_more_cache_is_said_in_tokens():
     found = {x.id: x for x in _suggest(Scenario.from_dict({"kv_cache_tokens": 100000}))}
     text = found["add_memory"].text
-    assert "an engine capacity of 883,067 tokens per instance (kv_cache_tokens)" in text
+    assert "an engine capacity of 883,163 tokens per instance (kv_cache_tokens)" in text
     assert "GiB of GPU memory per GPU" not in text
 
 

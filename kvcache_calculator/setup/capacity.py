@@ -33,6 +33,7 @@ from kvcache_calculator.setup.engine import (
 )
 from kvcache_calculator.setup.engine import weights_gib_per_gpu as checkpoint_gib_per_gpu
 from kvcache_calculator.setup.gpus import GPU
+from kvcache_calculator.setup.vision import extra_weights_gib
 
 GIB = 2 ** 30
 
@@ -84,7 +85,9 @@ def effective_weight_dtype(scenario: Scenario, arch: ModelArch) -> str:
 def weights_gib_per_gpu(arch: ModelArch, weight_dtype: str, tp: int) -> float:
     """GiB of weights each of ``tp`` GPUs loads at ``weight_dtype`` (docs/engines.md §3): all
     weights at that width, except that a quantised checkpoint keeps its embedding and output
-    head in bf16, and an MXFP4 checkpoint (gpt-oss) quantises only its routed experts."""
+    head in bf16, and an MXFP4 checkpoint (gpt-oss) quantises only its routed experts; plus
+    what vLLM loads besides, at the model dtype: a vision tower and the rotary caches
+    (:func:`kvcache_calculator.setup.vision.extra_weights_gib`)."""
     dtype_bytes(weight_dtype, "weight_dtype")
     shape = arch.shape
     if shape is None:
@@ -93,7 +96,8 @@ def weights_gib_per_gpu(arch: ModelArch, weight_dtype: str, tp: int) -> float:
     return checkpoint_gib_per_gpu(arch.params_b, "mxfp4" if mxfp4 else weight_dtype, tp,
                                   embedding_params_b=shape.embedding_params_b, expert_params_b=shape.expert_params_b,
                                   experts_only=mxfp4, moe_intermediate_size=shape.moe_intermediate_size,
-                                  replicated_params_b=shape.replicated_params_b)
+                                  replicated_params_b=shape.replicated_params_b) + extra_weights_gib(
+        shape.vision_params_b, shape.replicated_buffers_b, max(2.0, DTYPE_BYTES[weight_dtype]), tp)
 
 
 def memory_breakdown(scenario: Scenario, arch: ModelArch, gpu: GPU, weight_dtype: str | None = None,

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.architecture import LayerGroup
 from kvcache_calculator.setup.engine import ModelShape
+from kvcache_calculator.setup.vision import rope_cache_elements, vision_tower
 
 #: Bytes per element of the dtype names found in config.json files.
 _TORCH_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4,
@@ -92,6 +93,8 @@ def text_config(config: object) -> dict:
 
     Multimodal configs (Qwen3.5, Kimi-K2.5, Gemma 4, Llama 4) nest the text model's fields in
     ``text_config``; fields only at the top level (``tie_word_embeddings``, ``dtype``) still apply.
+    The ``vision_config`` stays (:func:`model_shape` sizes the tower vLLM loads from it); the
+    ``audio_config`` goes.
     """
     data = _load(config)
     inner = data.get("text_config")
@@ -99,8 +102,7 @@ def text_config(config: object) -> dict:
         return data
     if not isinstance(inner, dict):
         raise ScenarioError("text_config", type(inner).__name__, "must be a JSON object")
-    outer = {k: v for k, v in data.items()
-             if k not in ("text_config", "vision_config", "audio_config")}
+    outer = {k: v for k, v in data.items() if k not in ("text_config", "audio_config")}
     return {**outer, **inner}
 
 
@@ -545,7 +547,9 @@ def model_shape(config: object) -> ModelShape | None:
     ``expert_params_b`` the routed experts of every MoE layer (what MXFP4 checkpoints quantise);
     ``replicated_params_b`` the weights tensor parallelism does not split: each MoE layer's
     router (experts x hidden) and each MLA layer's down-projections (hidden x (q_lora_rank +
-    kv_lora_rank + qk_rope_head_dim)).
+    kv_lora_rank + qk_rope_head_dim)). ``vision_params_b`` is the vision tower of a
+    ``vision_config`` and ``replicated_buffers_b`` the rotary caches (plus a tower vLLM does not
+    split), as :mod:`kvcache_calculator.setup.vision` counts them.
     """
     cfg = text_config(config)
     if not isinstance(cfg.get("hidden_size"), int) or not isinstance(cfg.get("vocab_size"), int):
@@ -568,6 +572,10 @@ def model_shape(config: object) -> ModelShape | None:
         latent = (cfg.get("q_lora_rank") or 0) + _num(cfg, "kv_lora_rank") + _num(cfg, "qk_rope_head_dim", 0, minimum=0)
         replicated += sum(kind == "mla" for kind in kinds) * hidden * latent
     dense = cfg.get("dense_intermediate_size") or cfg.get("intermediate_size_mlp") or cfg.get("intermediate_size") or 0
+    tower = vision_tower(cfg)
+    buffers = rope_cache_elements(cfg, kinds) / 1e9
+    if tower is not None and not tower.tp_split:
+        buffers += tower.params_b
     return ModelShape(hidden_size=hidden, vocab_size=vocab, num_layers=n,
                       intermediate_size=dense if isinstance(dense, int) else 0, num_experts=experts,
                       experts_per_token=top_k, moe_intermediate_size=moe_inter,
@@ -576,7 +584,9 @@ def model_shape(config: object) -> ModelShape | None:
                       context_tokens=cfg.get("max_position_embeddings") if isinstance(
                           cfg.get("max_position_embeddings"), int) else 0,
                       num_attention_heads=cfg.get("num_attention_heads") if isinstance(
-                          cfg.get("num_attention_heads"), int) else 0)
+                          cfg.get("num_attention_heads"), int) else 0,
+                      vision_params_b=tower.params_b if tower is not None and tower.tp_split else 0.0,
+                      replicated_buffers_b=buffers)
 
 
 #: torch dtype names and the weight dtype an engine serves them at by default (vLLM's

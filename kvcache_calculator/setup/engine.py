@@ -167,7 +167,10 @@ class ModelShape:
     apart; ``context_tokens`` the longest context the model supports (``max_position_embeddings``).
     ``replicated_params_b`` are weights every tensor-parallel GPU holds whole: the MoE router
     and MLA's down-projections (``q_a_proj``, ``kv_a_proj_with_mqa``), which vLLM's and SGLang's
-    ``deepseek_v2.py`` build as ``ReplicatedLinear``.
+    ``deepseek_v2.py`` build as ``ReplicatedLinear``. ``vision_params_b`` is a multimodal
+    checkpoint's vision tower, which tensor parallelism splits, and ``replicated_buffers_b``
+    the values every GPU holds whole besides (rotary caches, an unsplit tower), both at the
+    model dtype (:mod:`kvcache_calculator.setup.vision`).
     """
 
     hidden_size: int
@@ -183,6 +186,8 @@ class ModelShape:
     context_tokens: int = 0
     num_attention_heads: int = 0
     replicated_params_b: float = 0.0
+    vision_params_b: float = 0.0
+    replicated_buffers_b: float = 0.0
 
     @property
     def is_moe(self) -> bool:

@@ -17,6 +17,7 @@ from kvcache_calculator.setup.architecture import (
 )
 from kvcache_calculator.setup.configjson import count_params, layer_groups, model_shape, text_config, weight_format
 from kvcache_calculator.setup.presets import MODELS
+from kvcache_calculator.setup.vision import vision_tower
 from kvcache_calculator.units import format_bytes
 
 
@@ -65,6 +66,11 @@ def import_config(text_or_dict: object, name: str = "imported") -> ModelArch:
     label = arch_names[0] if isinstance(arch_names, list) and arch_names else cfg.get("model_type", "")
     source = f"imported from config.json ({label})" if label else "imported from config.json"
     weight_dtype, weight_name, read_from = weight_format(cfg)
+    tower = vision_tower(cfg)
+    if tower is not None:
+        notes.append(tower.note())
+    elif isinstance(cfg.get("vision_config"), dict) and cfg["vision_config"]:
+        notes.append("vision tower not counted: its vision_config gives no sizes this importer reads")
     if weight_dtype != "bf16" or "not recognised" in read_from:
         notes.append(f"weights {weight_name or weight_dtype} (weight_dtype {weight_dtype}, from {read_from})")
     return ModelArch(name, groups, round(total_b, 3), round(active_b, 3), source, "; ".join(notes),

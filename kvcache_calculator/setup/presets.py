@@ -21,6 +21,7 @@ from kvcache_calculator.setup.architecture import ModelArch, kv_bytes_per_sequen
 from kvcache_calculator.errors import ScenarioError
 from kvcache_calculator.setup.gpus import GPU
 from kvcache_calculator.setup.configjson import layer_groups, model_shape, text_config
+from kvcache_calculator.setup.vision import vision_tower
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_GPU = "h100-sxm"
@@ -63,8 +64,9 @@ _MODEL_DATA: dict[str, tuple] = {
                      _gqa(28, 24, 8, 128, hidden_size=3072, intermediate_size=8192,
                           vocab_size=128256, tie_word_embeddings=True), ""),
     "llama-4-scout": ("Llama-4-Scout-17B-16E", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
-                      "meta-llama--Llama-4-Scout-17B-16E-Instruct.json", 109.0, 17.0,
-                      "Llama 4 model card (109B total, 17B active)",
+                      "meta-llama--Llama-4-Scout-17B-16E-Instruct.json", 107.8, 17.0,
+                      "Llama 4 model card (109B total with the vision encoder, 17B active); text model "
+                      "107.8B counted by hfconfig.count_params",
                       _gqa(48, 40, 8, 128, model_type="llama4_text", attention_chunk_size=8192), ""),
     "mistral-7b": ("Mistral-7B-v0.3", "mistralai/Mistral-7B-v0.3", "", 7.25, 7.25,
                    "Mistral 7B paper, arXiv:2310.06825 (7.3B; 7.25B counted)",
@@ -129,7 +131,7 @@ _MODEL_DATA: dict[str, tuple] = {
                 _mla(61, 64), ""),
     "kimi-k2.5": ("Kimi-K2.5", "moonshotai/Kimi-K2.5", "moonshotai--Kimi-K2.5.json", 1040.0, 32.0,
                   "Kimi K2.5 model card (same text model as Kimi K2: 1T total, 32B active)",
-                  _mla(61, 64), "vision tower not counted"),
+                  _mla(61, 64), ""),
     "gpt-oss-120b": ("gpt-oss-120b", "openai/gpt-oss-120b", "openai--gpt-oss-120b.json", 117.0, 5.1,
                      "gpt-oss model card, arXiv:2508.10925 (116.8B total, 5.1B active)",
                      _gqa(36, 64, 8, 64, sliding_window=128,
@@ -147,7 +149,7 @@ _MODEL_DATA: dict[str, tuple] = {
                         _gqa(30, 16, 8, 256, sliding_window=1024, attention_k_eq_v=True,
                              global_head_dim=512, num_global_key_value_heads=2,
                              layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 5),
-                        "vision tower not counted"),
+                        ""),
     "minimax-m3": ("MiniMax-M3", "MiniMaxAI/MiniMax-M3", "MiniMaxAI--MiniMax-M3.json", 426.2, 26.0,
                    _COUNTED,
                    _gqa(60, 64, 4, 128, torch_dtype="bfloat16", num_nextn_predict_layers=1,
@@ -193,8 +195,8 @@ _SHAPE_FIELDS: dict[str, dict] = {
     "qwen3-30b-a3b": {'hidden_size': 2048, 'vocab_size': 151936, 'intermediate_size': 6144, 'moe_intermediate_size': 768, 'num_experts': 128, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 40960, 'decoder_sparse_step': 1, 'mlp_only_layers': []},
     "qwen3-235b-a22b": {'hidden_size': 4096, 'vocab_size': 151936, 'intermediate_size': 12288, 'moe_intermediate_size': 1536, 'num_experts': 128, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 40960, 'decoder_sparse_step': 1, 'mlp_only_layers': []},
     "qwen3-coder-480b-a35b": {'hidden_size': 6144, 'vocab_size': 151936, 'intermediate_size': 8192, 'moe_intermediate_size': 2560, 'num_experts': 160, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'decoder_sparse_step': 1, 'mlp_only_layers': [], 'shared_expert_intermediate_size': 0},
-    "qwen3.5-27b": {'hidden_size': 5120, 'vocab_size': 248320, 'intermediate_size': 17408, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'mlp_only_layers': []},
-    "qwen3.5-397b-a17b": {'hidden_size': 4096, 'vocab_size': 248320, 'moe_intermediate_size': 1024, 'num_experts': 512, 'num_experts_per_tok': 10, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'mlp_only_layers': [], 'shared_expert_intermediate_size': 1024},
+    "qwen3.5-27b": {'hidden_size': 5120, 'vocab_size': 248320, 'intermediate_size': 17408, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'mlp_only_layers': [], 'rope_parameters': {'partial_rotary_factor': 0.25}},
+    "qwen3.5-397b-a17b": {'hidden_size': 4096, 'vocab_size': 248320, 'moe_intermediate_size': 1024, 'num_experts': 512, 'num_experts_per_tok': 10, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'mlp_only_layers': [], 'shared_expert_intermediate_size': 1024, 'rope_parameters': {'partial_rotary_factor': 0.25}},
     "deepseek-v3": {'q_lora_rank': 1536, 'hidden_size': 7168, 'vocab_size': 129280, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 163840, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
     "deepseek-r1": {'q_lora_rank': 1536, 'hidden_size': 7168, 'vocab_size': 129280, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 163840, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
     "deepseek-v3.2": {'q_lora_rank': 1536, 'hidden_size': 7168, 'vocab_size': 129280, 'intermediate_size': 18432, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 163840, 'first_k_dense_replace': 3, 'moe_layer_freq': 1, 'n_shared_experts': 1},
@@ -205,12 +207,37 @@ _SHAPE_FIELDS: dict[str, dict] = {
     "gpt-oss-20b": {'hidden_size': 2880, 'vocab_size': 201088, 'intermediate_size': 2880, 'num_local_experts': 32, 'num_experts_per_tok': 4, 'tie_word_embeddings': False, 'max_position_embeddings': 131072},
     "gemma-2-9b": {'max_position_embeddings': 8192},
     "gemma-4-26b-a4b": {'hidden_size': 2816, 'vocab_size': 262144, 'intermediate_size': 2112, 'moe_intermediate_size': 704, 'num_experts': 128, 'tie_word_embeddings': True, 'max_position_embeddings': 262144, 'enable_moe_block': True, 'top_k_experts': 8},
-    "minimax-m3": {'hidden_size': 6144, 'vocab_size': 200064, 'intermediate_size': 3072, 'moe_intermediate_size': 3072, 'num_local_experts': 128, 'num_experts_per_tok': 4, 'tie_word_embeddings': False, 'max_position_embeddings': 1048576, 'first_k_dense_replace': 3, 'moe_layer_freq': [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'n_shared_experts': 1},
-    "mimo-v2-flash": {'hidden_size': 4096, 'vocab_size': 152576, 'intermediate_size': 16384, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'moe_layer_freq': [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'n_shared_experts': None},
+    "minimax-m3": {'hidden_size': 6144, 'vocab_size': 200064, 'intermediate_size': 3072, 'moe_intermediate_size': 3072, 'num_local_experts': 128, 'num_experts_per_tok': 4, 'tie_word_embeddings': False, 'max_position_embeddings': 1048576, 'partial_rotary_factor': 0.5, 'first_k_dense_replace': 3, 'moe_layer_freq': [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'n_shared_experts': 1},
+    "mimo-v2-flash": {'hidden_size': 4096, 'vocab_size': 152576, 'intermediate_size': 16384, 'moe_intermediate_size': 2048, 'n_routed_experts': 256, 'num_experts_per_tok': 8, 'tie_word_embeddings': False, 'max_position_embeddings': 262144, 'partial_rotary_factor': 0.334, 'moe_layer_freq': [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'n_shared_experts': None},
     "step-3.7-flash": {'hidden_size': 4096, 'vocab_size': 128896, 'intermediate_size': 11264, 'moe_intermediate_size': 1280, 'num_experts': 288, 'num_experts_per_tok': 8, 'max_position_embeddings': 65536, 'first_k_dense_replace': 3, 'n_shared_experts': 1},
     "nemotron-h-56b": {'hidden_size': 8192, 'vocab_size': 131072, 'intermediate_size': 32768, 'tie_word_embeddings': False, 'max_position_embeddings': 8192},
 }
 
+
+#: The ``vision_config`` of each multimodal preset's config.json (the fields that size the
+#: tower, :mod:`kvcache_calculator.setup.vision`): vLLM loads the tower at the model dtype, so
+#: the preset's loaded size is its published checkpoint's. Qwen3.5's two models share one tower
+#: design but project to their own text width.
+_QWEN35_VIT = {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "in_channels": 3, "patch_size": 16,
+               "temporal_patch_size": 2, "spatial_merge_size": 2, "num_position_embeddings": 2304,
+               "deepstack_visual_indexes": []}
+_VISION_CONFIGS: dict[str, dict] = {
+    "llama-4-scout": {"model_type": "llama4_vision_model", "hidden_size": 1408, "intermediate_size": 5632,
+                      "num_hidden_layers": 34, "image_size": 336, "patch_size": 14, "num_channels": 3,
+                      "pixel_shuffle_ratio": 0.5, "projector_input_dim": 4096, "projector_output_dim": 4096,
+                      "vision_output_dim": 4096},
+    "qwen3.5-27b": {**_QWEN35_VIT, "out_hidden_size": 5120},
+    "qwen3.5-397b-a17b": {**_QWEN35_VIT, "out_hidden_size": 4096},
+    "kimi-k2.5": {"vt_hidden_size": 1152, "vt_intermediate_size": 4304, "vt_num_hidden_layers": 27, "patch_size": 14,
+                  "init_pos_emb_height": 64, "init_pos_emb_width": 64, "merge_kernel_size": [2, 2],
+                  "text_hidden_size": 7168},
+    "gemma-4-26b-a4b": {"model_type": "gemma4_vision", "hidden_size": 1152, "intermediate_size": 4304,
+                        "num_hidden_layers": 27, "head_dim": 72, "patch_size": 16, "position_embedding_size": 10240},
+}
+#: Where each tower's config comes from (the Llama 4 file of the reference folder holds the
+#: text model only).
+_VISION_SOURCES = {"llama-4-scout": "vision_config of meta-llama/Llama-4-Scout-17B-16E-Instruct's config.json "
+                                    "on Hugging Face (equal to its checkpoint's module listing, 871,932,416)"}
 
 _FP8_BLOCK = ("quantization_config of its config.json: quant_method fp8, fmt e4m3, weight_block_size "
               "[128, 128]")
@@ -246,6 +273,12 @@ def _build_model(model_id: str, data: tuple) -> ModelArch:
     if note:
         notes.append(note)
     source = f"{_hf(repo)}; parameters: {params_source}"
+    if model_id in _VISION_CONFIGS:
+        config["vision_config"] = _VISION_CONFIGS[model_id]
+        tower = vision_tower(config)
+        notes.append(tower.note())
+        source += (f"; vision tower {tower.params_b:.3f}B ({tower.family}), counted from the "
+                   f"{_VISION_SOURCES.get(model_id, 'vision_config of that config.json')}, loaded at bf16")
     weight_dtype, weight_format = "bf16", ""
     if model_id in _PUBLISHED_WEIGHTS:
         weight_dtype, weight_format, weights_source = _PUBLISHED_WEIGHTS[model_id]
