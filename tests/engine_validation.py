@@ -61,6 +61,35 @@ CONFIG_COMPLETIONS = {
         "vocab_size, tie_word_embeddings and torch_dtype from meta-llama/Llama-3.3-70B-Instruct's config.json"),
 }
 
+#: The multimodal fields of three config.json files, as published (Hugging Face repositories
+#: google/gemma-3-12b-it, meta-llama/Llama-4-Scout-17B-16E-Instruct and
+#: mistralai/Mistral-Small-3.1-24B-Instruct-2503, config.json; the same values are quoted in
+#: transformers' and TensorRT-LLM's tests).
+VISION_CONFIGS = {
+    "google/gemma-3-12b-it": {
+        "model_type": "gemma3", "mm_tokens_per_image": 256,
+        "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304,
+                          "model_type": "siglip_vision_model", "num_attention_heads": 16,
+                          "num_hidden_layers": 27, "patch_size": 14, "vision_use_head": False}},
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": {
+        "vision_config": {"hidden_act": "gelu", "hidden_size": 1408, "image_size": 336,
+                          "intermediate_size": 5632, "model_type": "llama4_vision_model",
+                          "multi_modal_projector_bias": False, "num_attention_heads": 16, "num_channels": 3,
+                          "num_hidden_layers": 34, "patch_size": 14, "pixel_shuffle_ratio": 0.5,
+                          "projector_input_dim": 4096, "projector_output_dim": 4096,
+                          "vision_output_dim": 4096}},
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": {
+        "vision_config": {"head_dim": 64, "hidden_act": "silu", "hidden_size": 1024, "image_size": 1540,
+                          "intermediate_size": 4096, "model_type": "pixtral", "num_attention_heads": 16,
+                          "num_channels": 3, "num_hidden_layers": 24, "patch_size": 14}},
+}
+#: RedHat's w8a8 quant of Mistral-Small-3.1 keeps the base model's vision_config.
+VISION_CONFIGS["RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8"] = \
+    VISION_CONFIGS["mistralai/Mistral-Small-3.1-24B-Instruct-2503"]
+for _repo, _fields in VISION_CONFIGS.items():
+    CONFIG_COMPLETIONS[_repo] = (_fields, "vision_config from the published config.json (the copy held was cut "
+                                          "to the text model)")
+
 #: Log GPU names (lower case, first match wins) and the preset each means.
 GPU_NAMES = (
     (r"h100.*(96 ?gb|nvl)", "h100-nvl"), (r"h100.*pcie", "h100-pcie"), (r"h100", "h100-sxm"),

@@ -330,6 +330,12 @@ def test_import_reads_the_checkpoint_weight_format(name, dtype, fmt):
     ({"quantization_config": {"quant_method": "gptq", "bits": 8}}, "int8"),
     ({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}, "int4"),
     ({"quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4"}}, "fp4"),
+    # ModelOpt mixed precision (nvidia's Qwen3.6-35B-A3B-NVFP4): the MLP / expert layers' format
+    ({"quantization_config": {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "quantized_layers": {
+        "model.layers.0.self_attn.q_proj": {"quant_algo": "FP8"},
+        "model.layers.0.mlp.experts": {"quant_algo": "W4A16_NVFP4", "group_size": 16}}}}, "fp4"),
+    ({"quantization_config": {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "quantized_layers": {
+        "model.layers.0.mlp.down_proj": {"quant_algo": "FP8"}}}}, "fp8"),
     ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
         "g": {"weights": {"num_bits": 8, "type": "float"}}}}}, "fp8"),
     # a quantization this does not know: the torch_dtype, and a note saying so

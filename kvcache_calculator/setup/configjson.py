@@ -614,6 +614,24 @@ def _compressed_tensors_format(qc: dict) -> tuple[str, str] | None:
             (4, "float"): ("fp4", "FP4"), (8, "float"): ("fp8", "FP8")}.get((bits, kind))
 
 
+def _modelopt_mixed_format(qc: dict) -> tuple[str, str] | None:
+    """The weight format of a ModelOpt ``MIXED_PRECISION`` checkpoint: the narrowest
+    ``quant_algo`` of its MLP and expert layers (``quantized_layers``), which hold nearly all of
+    a model's weights (nvidia's Qwen3.6-35B-A3B-NVFP4: NVFP4 experts, FP8 attention). None when
+    no layer names a known algorithm."""
+    layers = qc.get("quantized_layers")
+    if not isinstance(layers, dict):
+        return None
+    algos = [str(v.get("quant_algo", "")).upper() for k, v in layers.items()
+             if isinstance(v, dict) and ("mlp" in k or "expert" in k)]
+    algos = algos or [str(v.get("quant_algo", "")).upper() for v in layers.values() if isinstance(v, dict)]
+    for needle, found in (("NVFP4", ("fp4", "NVFP4 (mixed precision)")), ("INT4", ("int4", "INT4 (mixed precision)")),
+                          ("AWQ", ("int4", "INT4 (mixed precision)")), ("FP8", ("fp8", "FP8 (mixed precision)"))):
+        if any(needle in a for a in algos):
+            return found
+    return None
+
+
 def weight_format(config: object) -> tuple[str, str, str]:
     """The weight dtype of a config.json's checkpoint: ``(dtype, format name, how it was read)``.
 
@@ -621,7 +639,7 @@ def weight_format(config: object) -> tuple[str, str, str]:
     4.25 bits a weight, the nearest value), ``compressed-tensors`` with one weight scheme ->
     int4/int8/fp4/fp8 by its ``num_bits`` and ``type``, ``awq`` / ``gptq`` by ``bits``,
     ``bitsandbytes`` by ``load_in_4bit`` / ``load_in_8bit``, ``modelopt`` by ``quant_algo``
-    (FP8, NVFP4). Otherwise ``torch_dtype`` (or ``dtype``): bfloat16 -> bf16, float16 -> fp16,
+    (FP8, NVFP4; ``MIXED_PRECISION`` by its MLP layers, :func:`_modelopt_mixed_format`). Otherwise ``torch_dtype`` (or ``dtype``): bfloat16 -> bf16, float16 -> fp16,
     float32 -> fp16 (served so by default); bf16 when neither is given. The format name is ""
     where it is the dtype itself. A quantization this does not know falls back to the
     ``torch_dtype`` and says so in the third item.
@@ -647,6 +665,8 @@ def weight_format(config: object) -> tuple[str, str, str]:
         elif method == "modelopt":
             algo = str(qc.get("quant_algo", "")).upper()
             found = {"FP8": ("fp8", "FP8"), "NVFP4": ("fp4", "NVFP4")}.get(algo)
+            if algo == "MIXED_PRECISION":
+                found = _modelopt_mixed_format(qc)
         if found is not None:
             dtype, name = found
             return dtype, "" if name.lower() == dtype else name, f"quantization_config (quant_method {method})"
