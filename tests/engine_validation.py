@@ -100,15 +100,15 @@ GPU_NAMES = (
     (r"mi325x", "mi325x"), (r"mi355x", "mi355x"),
 )
 
-#: The image ``vllm/vllm-openai:latest`` of January 2026 was 0.13.0 (PyPI 2025-12-19), 0.14.0
-#: (2026-01-20), 0.14.1 (01-24) or 0.15.0 (01-29), whose V1 defaults profile 8,192 tokens over
-#: 1,024 sequences on an H100. Their logged activation peaks (4.76 GiB for Llama-3.1-8B, 4.84 for
-#: the 70B at TP 2, 7.38 for gpt-oss-20b) are 37-38 B per logit of 1,024 x vocabulary, the sort
-#: path of the sampler, against the 14 B the 0.19 logs show; that change is not bisected.
-LATEST_2026_01 = ("vLLM 0.13-0.15 (image 'latest' of January 2026, version not stated): its sampler "
-                  "profiles at about 38 B per logit (4.76 GiB logged for Llama-3.1-8B), not the 14 B "
-                  "of the 0.19 logs the V1 rules are fitted on; the release where it changed is not "
-                  "bisected")
+#: Starts of the image ``vllm/vllm-openai:latest`` whose log does not state the release: id prefix,
+#: the release taken and the note. In January 2026 ``latest`` was 0.13.0 (PyPI 2025-12-19), 0.14.0
+#: (2026-01-20), 0.14.1 (01-24) or 0.15.0 (01-29); all four profile 8,192 tokens over 1,024
+#: sequences on an H100 and take the sort path of the sampler (FlashInfer's is opt-in from 0.12,
+#: the Triton kernel comes in 0.17: :data:`kvcache_calculator.setup.engine.SAMPLER_BYTES_PER_LOGIT`),
+#: so their accounting is the same and 0.14.0 stands for them. Their logged activation peaks
+#: (4.76 GiB for Llama-3.1-8B, 4.84 for the 70B at TP 2, 7.38 for gpt-oss-20b) are 37-38 B per logit.
+IMAGE_TAG_VERSIONS = (("vllm-latest-2026-01-", (0, 14, 0),
+                       "version 0.14.0 inferred: image 'latest' of January 2026 (0.13.0-0.15.0, same accounting)"),)
 
 #: V0 starts whose log does not state the version: the release read from the worker's log format
 #: (``vllm/worker/worker.py``): "Memory profiling results: total_gpu_memory=..." on one line is
@@ -152,9 +152,6 @@ EXCLUDED = {
     "vllm-0.19.0-qwen35-27b-h20-hybrid":
         "only the token count is logged, which for a hybrid model is the pool divided by its "
         "layer groups (no GiB to compare)",
-    "vllm-latest-2026-01-gpt-oss-20b-h100": LATEST_2026_01,
-    "vllm-latest-2026-01-llama31-8b-h100": LATEST_2026_01,
-    "vllm-latest-2026-01-llama33-70b-fp8-h100-tp2": LATEST_2026_01,
 }
 
 
@@ -240,11 +237,17 @@ def vllm_version(text: object) -> tuple[int, int, int] | None:
 
 
 def start_version(start: dict) -> tuple[tuple[int, int, int] | None, str]:
-    """The vLLM release of a start: stated, or read from a V0 log's format
-    (:data:`V0_LOG_FORMATS`); and a note when it was inferred."""
+    """The vLLM release of a start: stated, taken from the image tag and date
+    (:data:`IMAGE_TAG_VERSIONS`) or read from a V0 log's format (:data:`V0_LOG_FORMATS`); and a
+    note when it was inferred."""
     version = vllm_version(start["engine_version"])
-    if version is not None or not start["id"].startswith("vllm-v0-"):
+    if version is not None:
         return version, ""
+    for prefix, release, note in IMAGE_TAG_VERSIONS:
+        if start["id"].startswith(prefix):
+            return release, note
+    if not start["id"].startswith("vllm-v0-"):
+        return None, ""
     text = start.get("quote", "") + " " + start.get("notes", "")
     for pattern, release, label in V0_LOG_FORMATS:
         if re.search(pattern, text):

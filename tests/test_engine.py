@@ -15,7 +15,7 @@ from kvcache_calculator.setup.capacity import weights_gib_per_gpu as arch_weight
 from kvcache_calculator.setup.engine import (
     COMM_GIB, CUDA_CONTEXT_GIB, CUDA_GRAPH_BASE_GIB, CUDA_GRAPH_MOE_EXTRA_GIB, CUDA_GRAPH_PER_LAYER_GIB, GIB, NON_TORCH_GIB, WEIGHT_BYTES,
     V0_NON_TORCH_GIB, VLLM_OLDEST, EngineSettings, ModelShape, activation_peak_gib, activation_peak_v0_gib, breakdown,
-    cuda_graph_gib, parse_version, gpu_link, sglang_mem_fraction_static, vllm_batch_defaults, weights_gib_per_gpu,
+    cuda_graph_gib, parse_version, gpu_link, sampler_bytes_per_logit, sglang_mem_fraction_static, vllm_batch_defaults, weights_gib_per_gpu,
 )
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.hfconfig import import_config
@@ -52,6 +52,32 @@ def test_breakdown_profiles_at_the_batch_defaults_unless_set():
     assert small.activation_gib == pytest.approx(activation_peak_gib(LLAMA_8B, 2048, 64, 1))
     assert small.activation_gib < default.activation_gib
 
+
+
+@pytest.mark.parametrize("version, requests, expected", [
+    ((0, 10), 1024, 14.0),    # FlashInfer's sampler, on whenever installed (VLLM_USE_FLASHINFER_SAMPLER unset)
+    ((0, 11), 1024, 14.0),
+    ((0, 12), 1024, 38.0),    # FlashInfer opt-in: the sort of apply_top_k_top_p
+    ((0, 14), 1024, 38.0),
+    ((0, 16), 1024, 38.0),
+    ((0, 17), 1024, 14.0),    # Triton top-k/top-p kernel for 8 rows or more
+    ((0, 17), 4, 38.0),       # ... the sort below 8 rows
+    ((0, 19), 1024, 14.0),
+    ((0, 21), 1024, 14.0),    # FlashInfer on by default again; the native warm-up runs after it
+])
+def test_sampler_bytes_per_logit_follow_the_top_k_top_p_path_of_each_release(version, requests, expected):
+    assert sampler_bytes_per_logit(version, requests) == expected
+
+
+def test_sort_path_sampler_reproduces_the_january_2026_image_activation_peak():
+    # vllm-latest-2026-01-llama31-8b-h100 (0.13-0.15) logs 4.76 GiB; the 0.19 start of the same
+    # model and GPU logs 1.89 GiB (tests/data/engine_starts.json). Both profile 8,192 tokens over
+    # 1,024 sequences.
+    sort = breakdown(EngineSettings(version=(0, 14)), weights_gib=15.0, shape=LLAMA_8B, tp=1, **H100)
+    triton = breakdown(EngineSettings(version=(0, 19)), weights_gib=15.0, shape=LLAMA_8B, tp=1, **H100)
+    assert sort.activation_gib == pytest.approx(4.76, abs=0.1)
+    assert triton.activation_gib == pytest.approx(1.89, abs=0.1)
+    assert sort.activation_gib - triton.activation_gib == pytest.approx(1024 * 128256 * 24 / GIB)
 
 # --- SGLang's mem_fraction_static -----------------------------------------------------------------
 

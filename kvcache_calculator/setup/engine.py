@@ -25,8 +25,8 @@ calculator's capacity matches the "Available KV cache memory" line an engine pri
   ``vllm serve`` on a GPU with at least 70 GiB that is not an A100 profiles 8,192 tokens and
   1,024 sequences; from 0.28, GPUs of 160 GiB or more profile 16,384; other GPUs 2,048 and 256.
 
-The constants of the estimate (14 bytes per logit, the per-layer CUDA-graph size, non-torch
-memory) were fitted to 26 published start-up logs of vLLM 0.19 on H100 (dense, MoE, MLA,
+The constants of the estimate (14 bytes per logit of 0.17 on, the per-layer CUDA-graph size,
+non-torch memory) were fitted to 26 published start-up logs of vLLM 0.19 on H100 (dense, MoE, MLA,
 quantised, tensor parallel 1-4); ``tests/data/engine_starts.json`` holds them with their sources.
 
 **SGLang** (``python/sglang/srt``: the memory settings of the server arguments and
@@ -98,10 +98,32 @@ VLLM_V1_DEFAULT = (0, 8)
 #: The first V1 release with ``memory_profiling`` from a snapshot (the rules of 0.9+).
 VLLM_V1_PROFILER = (0, 9)
 
-#: Bytes per (request x vocabulary entry) at the sampler's peak: the logits in the model dtype,
-#: their float32 copy and the top-k/top-p buffers. Fitted to vLLM 0.19 logs (14-15 fits within
-#: 0.3 GiB for dense models of 100k-262k vocabularies).
-SAMPLER_BYTES_PER_LOGIT = 14.0
+#: Bytes per (request x vocabulary entry) at the peak of the profiling run's sampler pass, by the
+#: first V1 release of each top-k/top-p path (``_dummy_sampler_run`` asks for temperature 0.5,
+#: top-p 0.9 and top-k vocab-1 in every release; :func:`sampler_bytes_per_logit`).
+#:
+#: - 0.8-0.11: FlashInfer's ``top_k_top_p_sampling_from_logits`` whenever FlashInfer is installed
+#:   (the ``vllm-openai`` image has it) and ``VLLM_USE_FLASHINFER_SAMPLER`` is unset
+#:   (``vllm/v1/sample/ops/topk_topp_sampler.py``, ``is not False``: 0.10.1 l.41, 0.11.0 l.46):
+#:   logits in the model dtype (2), their float32 copy (4), FlashInfer's top-k-masked logits (4)
+#:   and probabilities (4): 14 B, which the 0.10.1 logs on A100 fit.
+#: - 0.12-0.16: FlashInfer becomes opt-in (``if envs.VLLM_USE_FLASHINFER_SAMPLER:``, default None;
+#:   0.12.0 l.35), so the sort of ``apply_top_k_top_p`` runs (0.14.0 l.262): during
+#:   ``logits.sort`` the model-dtype logits (2), the float32 copy (4), the sorted values (4), the
+#:   int64 indices (8), PyTorch's int64 iota of the segmented sort (8) and cub's alternate key and
+#:   value buffers (4 + 8) are live: 38 B, which the January 2026 ``latest`` image logs fit.
+#: - 0.17 on: ``apply_top_k_top_p`` masks in place with the Triton kernel
+#:   ``apply_top_k_top_p_triton`` for 8 or more rows (0.17.0 l.251); then the float32 softmax and
+#:   the exponential noise of ``random_sample``: 2 + 4 + 4 + 4 = 14 B, fitted to the 0.19 logs
+#:   (14-15 fits within 0.3 GiB for dense models of 100k-262k vocabularies). 0.21 turns FlashInfer
+#:   back on by default (``vllm/envs.py`` l.726) and warms the native path in a second, later call
+#:   (``gpu_model_runner.py`` l.5746): 14 B at either peak. Below 8 rows the sort runs
+#:   (:data:`SORT_SAMPLER_BYTES_PER_LOGIT`).
+SAMPLER_BYTES_PER_LOGIT = {(0, 0): 14.0, (0, 12): 38.0, (0, 17): 14.0}
+#: Bytes per logit of the sort path of ``apply_top_k_top_p`` (see :data:`SAMPLER_BYTES_PER_LOGIT`).
+SORT_SAMPLER_BYTES_PER_LOGIT = 38.0
+#: From 0.17, batches of fewer rows than this take the sort path instead of the Triton kernel.
+TRITON_SAMPLER_MIN_ROWS = 8
 #: Allocator overhead and small buffers of the profiling run (fitted, vLLM 0.19).
 PROFILE_BASE_GIB = 0.1
 #: Non-torch memory that appears during vLLM's profiling run, per GPU, by (single GPU, tensor
@@ -353,20 +375,33 @@ def _moe_workspace(shape: ModelShape, tokens: int, tp: int) -> float:
             * (3 * shape.moe_intermediate_size / tp + shape.hidden_size))
 
 
-def activation_peak_gib(shape: ModelShape, tokens: int, seqs: int, tp: int) -> float:
+def sampler_bytes_per_logit(version: tuple[int, ...], requests: int) -> float:
+    """Bytes per (request x vocabulary entry) at the peak of vLLM V1's profiling sampler pass in
+    release ``version`` over ``requests`` rows: 14 with FlashInfer (to 0.11) or Triton (0.17 on,
+    8 rows or more), 38 on the sort path (0.12-0.16, and small batches from 0.17); the sources are
+    in :data:`SAMPLER_BYTES_PER_LOGIT`."""
+    since = max(v for v in SAMPLER_BYTES_PER_LOGIT if v <= tuple(version))
+    if since == (0, 17) and requests < TRITON_SAMPLER_MIN_ROWS:
+        return SORT_SAMPLER_BYTES_PER_LOGIT
+    return SAMPLER_BYTES_PER_LOGIT[since]
+
+
+def activation_peak_gib(shape: ModelShape, tokens: int, seqs: int, tp: int,
+                        version: tuple[int, ...] = VLLM_LATEST) -> float:
     """Estimated torch peak of vLLM's profiling run on one GPU, in GiB.
 
     - forward: the widest live tensors of one decoder layer,
       ``tokens * dtype * (2 * hidden + 3 * intermediate / tp)`` (gate-up output and activation);
-    - sampler: ``tokens * hidden * dtype + requests * vocab * 14 B`` with
-      ``requests = min(tokens, max_num_seqs)``, the full vocabulary on every GPU;
+    - sampler: ``tokens * hidden * dtype + requests * vocab * bytes_per_logit`` with
+      ``requests = min(tokens, max_num_seqs)``, the full vocabulary on every GPU, and 14 or 38 B
+      per logit by release (:func:`sampler_bytes_per_logit`);
     - fused MoE keeps its workspace, ``tokens * top_k * dtype * (3 * moe_intermediate / tp +
       hidden)`` (``fused_moe``'s intermediate caches), on top of the larger of the two.
     """
     dt = shape.activation_bytes
     requests = min(tokens, seqs)
     forward = tokens * dt * (2 * shape.hidden_size + 3 * shape.intermediate_size / tp)
-    sampler = tokens * shape.hidden_size * dt + requests * shape.vocab_size * SAMPLER_BYTES_PER_LOGIT
+    sampler = tokens * shape.hidden_size * dt + requests * shape.vocab_size * sampler_bytes_per_logit(version, requests)
     return (max(forward, sampler) + _moe_workspace(shape, tokens, tp)) / GIB + PROFILE_BASE_GIB
 
 
@@ -470,7 +505,7 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
     default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version)
     seqs = settings.max_num_seqs or default_seqs
     tokens = settings.max_num_batched_tokens or default_tokens
-    activation = activation_peak_gib(shape, tokens, seqs, tp)
+    activation = activation_peak_gib(shape, tokens, seqs, tp, settings.version)
     since = max(v for v in NON_TORCH_GIB if v <= settings.version)
     alone, with_tp = NON_TORCH_GIB[since]
     non_torch = alone if tp == 1 else (with_tp if gpu_link(gpu_name) == "nvlink" else alone + COMM_GIB["pcie"])
@@ -493,7 +528,7 @@ def _vllm_before_0_9(settings: EngineSettings, util: float, *, total_gib: float,
     if settings.version < VLLM_V1_DEFAULT:
         activation = activation_peak_v0_gib(shape, tokens, seqs, tp)
     else:
-        activation = activation_peak_gib(shape, tokens, seqs, tp)
+        activation = activation_peak_gib(shape, tokens, seqs, tp, settings.version)
     since = max(v for v in V0_NON_TORCH_GIB if v <= settings.version)
     non_torch = V0_NON_TORCH_GIB[since] + comm_gib(gpu_name, tp)
     budget = total_gib * util
