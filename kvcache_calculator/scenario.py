@@ -414,8 +414,8 @@ FIELDS: tuple[Field, ...] = (
            _H, "int", 1, 1_000_000, effect="capacity"),
     _field("max_num_batched_tokens", "Max batched tokens", "tokens",
            "The engine's max_num_batched_tokens; empty for its default (8,192 on GPUs of 70 GiB or more "
-           "except A100, else 2,048; vLLM 0.6-0.7: the model's context, or 2,048 (512 to 0.6.4) above "
-           "32,768 tokens).", _H, "int", 1, 10_000_000, effect="capacity"),
+           "except A100, else 2,048; vLLM 0.6-0.7: max_model_len, at least 2,048, or 2,048 (512 to 0.6.4) "
+           "above 32,768 tokens).", _H, "int", 1, 10_000_000, effect="capacity"),
     _field("max_model_len", "Max model length", "tokens",
            "The engine's max_model_len (longest prompt plus answer it serves); empty for the model's "
            "context length (max_position_embeddings).", _H, "int", 1, 100_000_000, effect="capacity"),

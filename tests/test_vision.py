@@ -152,6 +152,14 @@ def test_rope_caches():
     assert rope_cache_elements({"head_dim": 128}, ["full"]) == 0
 
 
+def test_rope_factor_not_finite_is_a_clear_error():
+    """json.loads reads ``Infinity``: a clear error naming the field, not an OverflowError."""
+    config = {"max_position_embeddings": 131072, "head_dim": 128,
+              "rope_scaling": {"rope_type": "linear", "factor": float("inf")}}
+    with pytest.raises(ScenarioError, match="rope_scaling.factor"):
+        rope_cache_elements(config, ["full"])
+
+
 def test_language_model_only_is_the_config_without_its_tower(models):
     """vLLM skips the tower with --limit-mm-per-prompt 0 for every modality (or
     --language-model-only); the calculator does the same for a config without vision_config."""

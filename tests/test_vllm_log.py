@@ -21,8 +21,9 @@ import engine_validation as ev
 from kvcache_calculator.present.report import evaluate, results
 from kvcache_calculator.scenario import Scenario
 from kvcache_calculator.setup.architecture import dense_arch
-from kvcache_calculator.setup.engine import vllm_batch_defaults
+from kvcache_calculator.setup.engine import parse_version, vllm_batch_defaults
 from kvcache_calculator.setup.hfconfig import import_config
+from kvcache_calculator.setup.presets import MODELS
 from kvcache_calculator.setup.resolve import resolve_gpu
 from kvcache_calculator.setup.vllm_log import kv_groups, predict_log, vllm_log
 
@@ -171,6 +172,23 @@ def test_token_count_by_version():
         assert (log.num_blocks, log.kv_tokens) == (10_000, expected), version
         assert log.max_concurrency == pytest.approx(10_000 / 63)
 
+
+
+def test_token_count_with_parsed_versions():
+    """``parse_version`` gives 3-tuples ((0, 10, 0) > (0, 10)): every release before 0.21 logs
+    the pool divided by its groups (a hybrid model: half for two groups), one group or several."""
+    hybrid = MODELS["gpt-oss-20b"]
+    for text in ("0.9", "0.10", "0.11", "0.20"):
+        version = parse_version(text)
+        groups = kv_groups(hybrid, kv_dtype="bf16", tp=1, block_size=16, version=version, max_model_len=131_072,
+                           max_num_batched_tokens=8192)
+        log = predict_log(10 * GIB, groups, version, 131_072)
+        assert groups.num_groups == 2
+        assert log.kv_tokens == log.num_blocks // 2 * groups.block_size, text
+        dense = dense_arch("d", 32, 8, 128, 8.0)
+        one = kv_groups(dense, kv_dtype="bf16", tp=1, block_size=16, version=version, max_model_len=1000,
+                        max_num_batched_tokens=8192)
+        assert predict_log(10 * GIB, one, version, 1000).kv_tokens == 10 * GIB // (16 * 8 * 256 * 2 * 32) * 16
 
 def test_lines_text_and_no_kv():
     arch = dense_arch("d", 32, 8, 128, 8.0)

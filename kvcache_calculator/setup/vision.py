@@ -68,6 +68,7 @@ activation estimate leaves it out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -252,6 +253,9 @@ def rope_cache_elements(cfg: Mapping, kinds: list[str]) -> float:
         rope_type = str(params.get("rope_type", params.get("type", "default")))
         factor = params.get("factor", 1.0)
         factor = factor if isinstance(factor, (int, float)) and factor > 0 else 1.0
+        if not math.isfinite(factor):   # json.loads reads "Infinity"
+            where = "rope_parameters" if isinstance(cfg.get("rope_parameters"), Mapping) else "rope_scaling"
+            raise ScenarioError(f"{where}.factor", factor, "must be a finite number (config.json field)")
         count = positions
         if rope_type in ("linear", "dynamic"):
             count = int(positions * factor)

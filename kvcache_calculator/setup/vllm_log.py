@@ -57,7 +57,6 @@ chunk's own usage, ``ceil(min(chunk + max_num_batched_tokens, M) / B)``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from kvcache_calculator.setup.architecture import ModelArch, dtype_bytes
@@ -193,9 +192,7 @@ def predict_log(kv_bytes: float, groups: KVGroups, version: tuple[int, int], max
     concurrency = num_blocks / sum(groups.request_blocks)
     if version >= CONCURRENCY_TOKENS_SINCE:
         tokens = int(concurrency * max_model_len)
-    elif version <= (0, 10) and groups.num_groups == 1:
-        tokens = num_blocks * groups.block_size
-    else:
+    else:   # 0.9-0.10 logged num_blocks * block_size for one group: the same as // 1
         tokens = num_blocks // groups.num_groups * groups.block_size
     return VllmLog(f"{version[0]}.{version[1]}", max_model_len, groups.block_size, groups.num_groups, num_blocks,
                    tokens, concurrency)
