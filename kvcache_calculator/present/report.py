@@ -59,6 +59,7 @@ RESULT_KEYS: dict[str, tuple[str, str]] = {
     "vllm_log_max_concurrency": ("x", "the \"Maximum concurrency\" vLLM should log for vllm_log_max_model_len"),
     "vllm_log_max_model_len": ("tokens", "max_model_len of that line: the model's context length, vLLM's default"),
     "vllm_log_kv_groups": ("groups", "layer groups sharing vLLM's block pool (1: not hybrid)"),
+    "vllm_log_cpu_blocks": ("blocks", "the \"# CPU blocks\" vLLM's V0 engine (before 0.8) logs: 4 GiB of swap space"),
     "request_rate": ("requests/s", "requests per second, whole fleet"),
     "request_rate_per_instance": ("requests/s", "requests per second per instance"),
     "mean_turns": ("turns", "mean turns per conversation"),
@@ -176,6 +177,9 @@ def target_results(setup: Setup, result: AnalyticResult) -> dict:
 #: ``OpenAIServing._validate_input`` in vllm/entrypoints/openai/serving_engine.py).
 ENGINE_ON_LONG_PROMPTS = ("vLLM refuses a request longer than max_model_len (HTTP 400, \"This model's maximum "
                           "context length is ...\"), so a client must truncate or summarise the history")
+#: The same for SGLang and the manual engine: the calculator does not model their limit.
+OTHER_ENGINES_ON_LONG_PROMPTS = ("The engine refuses or truncates a request longer than its context length, so a "
+                                 "client must truncate or summarise the history")
 
 
 def long_prompt_share(scenario: Scenario, context_tokens: int) -> tuple[int, float] | None:
@@ -224,7 +228,8 @@ def scenario_warnings(setup: Setup) -> list[str]:
     if long is not None:
         first, share = long
         out.append(f"From turn {first} on, prompts exceed the {limit}: {share:.1%} of requests. "
-                   f"{ENGINE_ON_LONG_PROMPTS}; the numbers here count them as served.")
+                   f"{ENGINE_ON_LONG_PROMPTS if scenario.engine == 'vllm' else OTHER_ENGINES_ON_LONG_PROMPTS}; "
+                   "the numbers here count them as served.")
     return out
 
 
@@ -232,9 +237,10 @@ def log_results(log: VllmLog | None) -> dict:
     """The ``vllm_log_*`` result keys of :func:`setup_results` (None without a prediction)."""
     if log is None:
         return dict.fromkeys(("vllm_log_kv_tokens", "vllm_log_max_concurrency", "vllm_log_max_model_len",
-                              "vllm_log_kv_groups"))
+                              "vllm_log_kv_groups", "vllm_log_cpu_blocks"))
     return {"vllm_log_kv_tokens": log.kv_tokens, "vllm_log_max_concurrency": log.max_concurrency,
-            "vllm_log_max_model_len": log.max_model_len, "vllm_log_kv_groups": log.num_groups}
+            "vllm_log_max_model_len": log.max_model_len, "vllm_log_kv_groups": log.num_groups,
+            "vllm_log_cpu_blocks": log.cpu_blocks or None}
 
 
 def engine_log_notes(res: Mapping[str, Any], version: str, block_size: int) -> list[str]:
@@ -245,8 +251,8 @@ def engine_log_notes(res: Mapping[str, Any], version: str, block_size: int) -> l
     if tokens is None or not model_len:
         return []
     concurrency = res.get("vllm_log_max_concurrency") or 0.0
-    size = (f"# GPU blocks: {tokens // block_size} ({tokens:,} tokens)" if parse_version(version) < V1_SINCE
-            else f"GPU KV cache size: {tokens:,} tokens")
+    size = (f"# GPU blocks: {tokens // block_size}, # CPU blocks: {res.get('vllm_log_cpu_blocks') or 0} "
+            f"({tokens:,} tokens)" if parse_version(version) < V1_SINCE else f"GPU KV cache size: {tokens:,} tokens")
     notes = [f"vLLM {version} should print: {size}; Maximum concurrency for "
              f"{model_len:,} tokens per request: {concurrency:.2f}x."]
     groups = res.get("vllm_log_kv_groups") or 1

@@ -77,6 +77,9 @@ CHUNKED_NOTE = "chunked local attention"
 CONCURRENCY_TOKENS_SINCE = (0, 21)
 #: The first release of the V1 engine by default (before it, the V0 engine's block count).
 V1_SINCE = (0, 8)
+#: The first release with V1's hybrid allocator (layer groups sharing one pool); 0.8 ran hybrid
+#: models on the V0 engine (docs/engines.md §8), so no lines are predicted for them there.
+HYBRID_SINCE = (0, 9)
 #: V0's default ``swap_space`` (GiB), the CPU blocks of its "# CPU blocks" line.
 V0_SWAP_GIB = 4
 
@@ -208,7 +211,7 @@ def vllm_log(arch: ModelArch, kv_gib_per_gpu: float, *, kv_dtype: str, tp: int, 
                       max_model_len=max_model_len)
     groups = kv_groups(arch, kv_dtype=kv_dtype, tp=tp, block_size=block_size, version=version,
                        max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens)
-    if groups.page_bytes <= 0:
+    if groups.page_bytes <= 0 or (version < HYBRID_SINCE and groups.num_groups > 1):
         return None
     return predict_log(kv_gib_per_gpu * GIB, groups, version, max_model_len)
 
