@@ -18,7 +18,7 @@ from typing import Sequence
 
 from kvcache_calculator.cli import replay, simulate, summarize
 from kvcache_calculator.errors import ScenarioError
-from kvcache_calculator.present.report import RESULT_KEYS, result_notes, results
+from kvcache_calculator.present.report import RESULT_KEYS, engine_log_line, result_notes, results
 from kvcache_calculator.scenario import FIELDS, Scenario, parse_assignments
 from kvcache_calculator.setup import presets
 from kvcache_calculator.setup.resolve import resolve
@@ -68,7 +68,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """``analyze``: the flat results of a scenario as a table or JSON."""
     scenario = scenario_from_args(args.assignments)
     res = results(scenario)
-    notes = result_notes(resolve(scenario), res)
+    line = engine_log_line(res, scenario.engine_version, scenario.block_size)
+    notes = [line] * bool(line) + result_notes(resolve(scenario), res)
     if args.json:
         print(json.dumps({"scenario": scenario.to_dict(), "results": res, "notes": notes}, indent=2))
         return 0

@@ -82,7 +82,7 @@ def result_changes(results: Mapping[str, Any], gpus: int, output_ids: Sequence[s
 
 def number_changes(report: Mapping[str, Any], output_ids: Sequence[str]) -> list:
     """The numbers of an evaluation (:func:`~kvcache_calculator.present.report.evaluate_numbers`):
-    whether the model fits and why not, every result, the notes."""
+    whether the model fits and why not, every result, the notes, the lines vLLM should print."""
     fits = bool(report.get("fits", True))
     scenario = report.get("scenario", {})
     return [["fit-message", "text", "" if fits else str(report.get("fit_message", ""))],
@@ -90,10 +90,12 @@ def number_changes(report: Mapping[str, Any], output_ids: Sequence[str]) -> list
             ["headline-sub", "text", "of prompt tokens served from the prefix cache" if fits
              else "on these GPUs: no memory is left for a KV cache"],
             *result_changes(report.get("results", {}), scenario.get("num_gpus") or 1, output_ids, fits),
-            ["notes", "items", [str(n) for n in report.get("notes", [])]]]
+            ["notes", "items", [str(n) for n in report.get("notes", [])]],
+            ["engine-log", "text", str(report.get("engine_log", ""))]]
 
 
 def placeholder_changes(output_ids: Sequence[str]) -> list:
     """Every number as a placeholder (the page has none yet for the scenario shown)."""
     return [*(change for key in output_ids for change in ([key, "text", NONE], [key, "data-value", ""])),
-            ["mini-value", "text", NONE], ["fit-notice", "hidden", True], ["notes", "items", []]]
+            ["mini-value", "text", NONE], ["fit-notice", "hidden", True], ["notes", "items", []],
+            ["engine-log", "text", ""]]

@@ -243,18 +243,28 @@ def log_results(log: VllmLog | None) -> dict:
             "vllm_log_cpu_blocks": log.cpu_blocks or None}
 
 
-def engine_log_notes(res: Mapping[str, Any], version: str, block_size: int) -> list[str]:
-    """The two lines vLLM should print at start-up (from the ``vllm_log_*`` results; the V0
-    engine before 0.8 prints its GPU block count), and for a hybrid model why its token count
-    is not this page's capacity (docs/engines.md §2.4)."""
+def engine_log_line(res: Mapping[str, Any], version: str, block_size: int) -> str:
+    """The two lines vLLM should print at start-up, as one sentence (from the ``vllm_log_*``
+    results; the V0 engine before 0.8 prints its block counts), or "" without a prediction
+    (docs/engines.md §2.4)."""
     tokens, model_len = res.get("vllm_log_kv_tokens"), res.get("vllm_log_max_model_len")
     if tokens is None or not model_len:
-        return []
+        return ""
     concurrency = res.get("vllm_log_max_concurrency") or 0.0
     size = (f"# GPU blocks: {tokens // block_size}, # CPU blocks: {res.get('vllm_log_cpu_blocks') or 0} "
             f"({tokens:,} tokens)" if parse_version(version) < V1_SINCE else f"GPU KV cache size: {tokens:,} tokens")
-    notes = [f"vLLM {version} should print: {size}; Maximum concurrency for "
-             f"{model_len:,} tokens per request: {concurrency:.2f}x."]
+    return (f"vLLM {version} should print: {size}; Maximum concurrency for {model_len:,} tokens per request: "
+            f"{concurrency:.2f}x.")
+
+
+def engine_log_notes(res: Mapping[str, Any], version: str) -> list[str]:
+    """What a reader comparing with vLLM's start-up lines must know: for a hybrid model, why
+    its logged token count is not this page's capacity; when one ``max_model_len`` request does
+    not fit, that vLLM would refuse to start (docs/engines.md §2.4)."""
+    model_len = res.get("vllm_log_max_model_len")
+    if res.get("vllm_log_kv_tokens") is None or not model_len:
+        return []
+    notes = []
     groups = res.get("vllm_log_kv_groups") or 1
     if groups > 1:
         if parse_version(version) >= CONCURRENCY_TOKENS_SINCE:
@@ -266,7 +276,7 @@ def engine_log_notes(res: Mapping[str, Any], version: str, block_size: int) -> l
                      f"count is not the tokens the cache holds ({res.get('capacity_tokens') or 0:,} here): compare "
                      f"in GiB, where \"Available KV cache memory\" should read about "
                      f"{res.get('kv_budget_gib_per_gpu') or 0:.2f} GiB.")
-    if concurrency < 1:
+    if (res.get("vllm_log_max_concurrency") or 0.0) < 1:
         notes.append(f"One {model_len:,}-token request needs more KV than the pool holds: vLLM would refuse to "
                      "start. Pass a smaller --max-model-len.")
     return notes
@@ -276,7 +286,7 @@ def result_notes(setup: Setup, res: Mapping[str, Any]) -> list[str]:
     """Every note shown with the results: :func:`scenario_warnings`, :func:`engine_log_notes`,
     :func:`model_notes`."""
     scenario = setup.scenario
-    return scenario_warnings(setup) + engine_log_notes(res, scenario.engine_version, scenario.block_size) + model_notes(scenario, res)
+    return scenario_warnings(setup) + engine_log_notes(res, scenario.engine_version) + model_notes(scenario, res)
 
 
 def model_notes(scenario: Scenario, res: dict) -> list[str]:
@@ -388,6 +398,7 @@ def _state(setup: Setup, result: AnalyticResult, params: Mapping[str, Any], fiel
         "gpu": setup.gpu.to_dict(),
         "results": res,
         "notes": result_notes(setup, res),
+        "engine_log": engine_log_line(res, setup.scenario.engine_version, setup.scenario.block_size),
         "suggestions": [],
         "figures": {},
     }
