@@ -192,9 +192,15 @@ def test_typing_redraws_the_charts_once_after_the_pause(page, site):
     page.evaluate("window.kvcalcCharts.typingPauseMs = 1500")
     start = page.evaluate(TYPING_STATE)
     assert "hit_vs_memory" in start["in_view"]
-    page.evaluate("""() => { const el = document.querySelector('#scenario [name="arrival_rate"]');
-                             el.focus({preventScroll: true}); el.select(); }""")
-    page.keyboard.type("2.75", delay=40)
+    # keys as input events, 40 ms apart: typed with the keyboard, the browser would scroll the
+    # field (far below the chart on a desktop) into view and the chart out of it
+    page.evaluate("""async () => { const el = document.querySelector('#scenario [name="arrival_rate"]');
+        el.focus({preventScroll: true}); el.value = '';
+        for (const key of '2.75') {
+            el.value += key;
+            el.dispatchEvent(new InputEvent('input', {bubbles: true, data: key, inputType: 'insertText'}));
+            await new Promise((r) => setTimeout(r, 40));
+        } }""")
     page.wait_for_function("document.documentElement.dataset.edit === 'done'")
     typed = page.evaluate(TYPING_STATE)
     assert typed["drawn"] == start["drawn"], (start, typed)   # nothing redrawn while typing
