@@ -139,7 +139,10 @@ def test_random_lengths_add_no_error_of_their_own(rows):
              for r in mine]
     assert stats["mean_pt"] <= cv._stats(twins)["mean_pt"] + 0.1
     for r, twin in zip(mine, twins):
-        assert abs(r.error_pt) <= abs(twin.error_pt) + 0.3, _report([r, twin])
+        # 0.3 pt, or the 95 % noise of the difference of two simulations when larger (#112:
+        # +-0.34 pt each; seeds 7, 11 and 12 read +0.33, +0.28 and +0.07 with a twin at +0.02)
+        noise = 100 * math.hypot(r.ci_half, twin.ci_half)
+        assert abs(r.error_pt) <= abs(twin.error_pt) + max(0.3, noise), _report([r, twin])
 
 
 @pytest.mark.slow
