@@ -174,6 +174,12 @@ def parse_version(text: object, key: str = "engine_version") -> tuple[int, int, 
     return major, minor, patch
 
 
+def by_release(table: dict, version: tuple[int, ...]):
+    """The entry of ``table`` (first release -> value) in force at ``version``: that of the
+    newest release not after it."""
+    return table[max(v for v in table if v <= tuple(version))]
+
+
 def version_text(version: tuple[int, ...]) -> str:
     """``(0, 6, 4)`` -> ``"0.6.4"``."""
     return ".".join(str(part) for part in version)
@@ -380,10 +386,9 @@ def sampler_bytes_per_logit(version: tuple[int, ...], requests: int) -> float:
     release ``version`` over ``requests`` rows: 14 with FlashInfer (to 0.11) or Triton (0.17 on,
     8 rows or more), 38 on the sort path (0.12-0.16, and small batches from 0.17); the sources are
     in :data:`SAMPLER_BYTES_PER_LOGIT`."""
-    since = max(v for v in SAMPLER_BYTES_PER_LOGIT if v <= tuple(version))
-    if since == (0, 17) and requests < TRITON_SAMPLER_MIN_ROWS:
+    if tuple(version) >= (0, 17) and requests < TRITON_SAMPLER_MIN_ROWS:
         return SORT_SAMPLER_BYTES_PER_LOGIT
-    return SAMPLER_BYTES_PER_LOGIT[since]
+    return by_release(SAMPLER_BYTES_PER_LOGIT, version)
 
 
 def activation_peak_gib(shape: ModelShape, tokens: int, seqs: int, tp: int,
@@ -499,39 +504,25 @@ def breakdown(settings: EngineSettings, *, total_gib: float, smi_total_mib: floa
     util = 0.9 if settings.gpu_mem_util is None else settings.gpu_mem_util
     if shape is None:
         raise ScenarioError("model", "", "needs hidden_size and vocab_size to size vLLM's profiling run")
-    if settings.version < VLLM_V1_PROFILER:
-        return _vllm_before_0_9(settings, util, total_gib=total_gib, gpu_name=gpu_name, weights_gib=weights_gib,
-                                shape=shape, tp=tp)
-    default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version)
-    seqs = settings.max_num_seqs or default_seqs
-    tokens = settings.max_num_batched_tokens or default_tokens
-    activation = activation_peak_gib(shape, tokens, seqs, tp, settings.version)
-    since = max(v for v in NON_TORCH_GIB if v <= settings.version)
-    alone, with_tp = NON_TORCH_GIB[since]
-    non_torch = alone if tp == 1 else (with_tp if gpu_link(gpu_name) == "nvlink" else alone + COMM_GIB["pcie"])
-    graphs = cuda_graph_gib(shape) if settings.cuda_graphs and settings.version >= (0, 20) else 0.0
-    budget = math.ceil(total_gib * util * GIB) / GIB
-    kv = budget - weights_gib - activation - non_torch - graphs
-    return MemoryBreakdown("vllm", total_gib, budget, weights_gib, activation, graphs, non_torch, kv,
-                           total_gib - budget, util, tokens, seqs)
-
-
-def _vllm_before_0_9(settings: EngineSettings, util: float, *, total_gib: float, gpu_name: str,
-                     weights_gib: float, shape: ModelShape, tp: int) -> MemoryBreakdown:
-    """vLLM 0.6-0.8's accounting (module docstring): ``total * util`` (no rounding up) less the
-    weights, the profiled peak and the non-torch memory the release charges; CUDA graphs were
-    captured after the KV cache, out of the headroom."""
     max_model_len = settings.max_model_len or shape.context_tokens
     default_tokens, default_seqs = vllm_batch_defaults(total_gib, gpu_name, settings.version, max_model_len)
     seqs = settings.max_num_seqs or default_seqs
     tokens = settings.max_num_batched_tokens or default_tokens
-    if settings.version < VLLM_V1_DEFAULT:
-        activation = activation_peak_v0_gib(shape, tokens, seqs, tp)
+    if settings.version < VLLM_V1_PROFILER:
+        # 0.6-0.8 (module docstring): no rounding up, the non-torch memory the release charges,
+        # CUDA graphs captured after the KV cache, out of the headroom
+        activation = (activation_peak_v0_gib(shape, tokens, seqs, tp) if settings.version < VLLM_V1_DEFAULT
+                      else activation_peak_gib(shape, tokens, seqs, tp, settings.version))
+        non_torch = by_release(V0_NON_TORCH_GIB, settings.version) + comm_gib(gpu_name, tp)
+        graphs = 0.0
+        budget = total_gib * util
     else:
         activation = activation_peak_gib(shape, tokens, seqs, tp, settings.version)
-    since = max(v for v in V0_NON_TORCH_GIB if v <= settings.version)
-    non_torch = V0_NON_TORCH_GIB[since] + comm_gib(gpu_name, tp)
-    budget = total_gib * util
-    kv = budget - weights_gib - activation - non_torch
-    return MemoryBreakdown("vllm", total_gib, budget, weights_gib, activation, 0.0, non_torch, kv,
+        alone, with_tp = by_release(NON_TORCH_GIB, settings.version)
+        non_torch = alone if tp == 1 else (with_tp if gpu_link(gpu_name) == "nvlink" else alone + COMM_GIB["pcie"])
+        graphs = cuda_graph_gib(shape) if settings.cuda_graphs and settings.version >= (0, 20) else 0.0
+        budget = math.ceil(total_gib * util * GIB) / GIB
+    kv = budget - weights_gib - activation - non_torch - graphs
+    return MemoryBreakdown("vllm", total_gib, budget, weights_gib, activation, graphs, non_torch, kv,
                            total_gib - budget, util, tokens, seqs)
+

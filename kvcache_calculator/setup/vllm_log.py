@@ -59,8 +59,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kvcache_calculator.setup.architecture import ModelArch, dtype_bytes
-from kvcache_calculator.setup.engine import parse_version, version_text
+from kvcache_calculator.setup.architecture import ModelArch, dtype_bytes, kv_bytes_per_token_all_layers
+from kvcache_calculator.setup.engine import VLLM_V1_DEFAULT, parse_version, version_text
 from kvcache_calculator.setup.resolve import Setup
 
 GIB = 2 ** 30
@@ -76,7 +76,7 @@ CHUNKED_NOTE = "chunked local attention"
 #: The first release that logs ``int(max_concurrency * max_model_len)`` as the token count.
 CONCURRENCY_TOKENS_SINCE = (0, 21)
 #: The first release of the V1 engine by default (before it, the V0 engine's block count).
-V1_SINCE = (0, 8)
+V1_SINCE = VLLM_V1_DEFAULT
 #: The first release with V1's hybrid allocator (layer groups sharing one pool); 0.8 ran hybrid
 #: models on the V0 engine (docs/engines.md §8), so no lines are predicted for them there.
 HYBRID_SINCE = (0, 9)
@@ -222,8 +222,7 @@ def v0_log(arch: ModelArch, kv_gib_per_gpu: float, *, kv_dtype: str, tp: int, bl
     and the concurrency they give (module docstring); None for a model with linear layers."""
     if any(g.kind == "linear" for g in arch.layers):
         return None
-    d = dtype_bytes(kv_dtype)
-    block_bytes = block_size * sum(g.bytes_per_token(d, tp) * g.count for g in arch.layers)
+    block_bytes = block_size * kv_bytes_per_token_all_layers(arch, kv_dtype, tp)
     num_blocks = int(kv_gib_per_gpu * GIB // block_bytes)
     tokens = num_blocks * block_size
     return VllmLog(version_text(version), max_model_len, block_size, 1, num_blocks, tokens,
